@@ -1,0 +1,190 @@
+//! Authorization: who may do what, decided by a pluggable [`Authorizer`].
+
+use std::fmt::{self, Debug};
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::id::SessionId;
+use crate::version::{Collection, Uploader};
+
+/// Who asks: an authenticated user, possibly through an access key and a session.
+///
+/// The host authenticates (checks a password or a token) and builds the actor; the
+/// [`Authorizer`] decides. Verified credentials that a policy needs (a token's scope, say)
+/// travel in [`Actor::extensions`].
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct Actor {
+    /// The user name.
+    pub user: String,
+    /// The access key the user logged in with, if any.
+    pub access_key: Option<String>,
+    /// The session (token registration) of the request, if any.
+    pub session: Option<SessionId>,
+    /// The client's address, if known.
+    pub client_addr: Option<IpAddr>,
+    /// Typed values an authorizer reads, for example verified token claims.
+    pub extensions: http::Extensions,
+}
+
+impl Actor {
+    /// A user acting without access key or session.
+    pub fn user(name: impl Into<String>) -> Self {
+        Actor { user: name.into(), ..Actor::default() }
+    }
+
+    /// Sets the access key.
+    pub fn with_access_key(mut self, key: impl Into<String>) -> Self {
+        self.access_key = Some(key.into());
+        self
+    }
+
+    /// Sets the session.
+    pub fn with_session(mut self, session: SessionId) -> Self {
+        self.session = Some(session);
+        self
+    }
+
+    /// Sets the client address.
+    pub fn with_client_addr(mut self, addr: IpAddr) -> Self {
+        self.client_addr = Some(addr);
+        self
+    }
+
+    /// Adds a typed value for the authorizer.
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// The uploader record of versions this actor uploads.
+    pub fn uploader(&self) -> Uploader {
+        Uploader { user: self.user.clone(), access_key: self.access_key.clone(), session: self.session.clone() }
+    }
+}
+
+impl Debug for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Actor")
+            .field("user", &self.user)
+            .field("access_key", &self.access_key)
+            .field("session", &self.session)
+            .field("client_addr", &self.client_addr)
+            .field("extensions", &self.extensions.len())
+            .finish()
+    }
+}
+
+/// What an actor wants to do.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Create a collection.
+    CreateCollection,
+    /// Read a collection's specification and usage.
+    ReadCollection,
+    /// List collections (decided per collection: only those the actor may read are shown).
+    ListCollections,
+    /// Change a collection's specification.
+    UpdateCollection,
+    /// Delete an empty collection.
+    DeleteCollection,
+    /// List a collection's versions.
+    ListVersions,
+    /// Upload a version.
+    Upload,
+    /// Download a version.
+    Download,
+    /// Delete (trash) a version.
+    DeleteVersion,
+    /// Restore a trashed version.
+    RestoreVersion,
+}
+
+impl Action {
+    /// A stable lowercase name (`upload`, `download`, …) for logs and audit records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::CreateCollection => "collection.create",
+            Action::ReadCollection => "collection.read",
+            Action::ListCollections => "collection.list",
+            Action::UpdateCollection => "collection.update",
+            Action::DeleteCollection => "collection.delete",
+            Action::ListVersions => "version.list",
+            Action::Upload => "version.upload",
+            Action::Download => "version.download",
+            Action::DeleteVersion => "version.delete",
+            Action::RestoreVersion => "version.restore",
+        }
+    }
+}
+
+/// One authorization question.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AuthzRequest<'a> {
+    /// Who asks.
+    pub actor: &'a Actor,
+    /// What for.
+    pub action: Action,
+    /// On which collection (none for creating or listing collections).
+    pub collection: Option<&'a Collection>,
+    /// When (the engine's clock).
+    pub now: DateTime<Utc>,
+}
+
+impl<'a> AuthzRequest<'a> {
+    /// A question from its parts.
+    pub fn new(actor: &'a Actor, action: Action, collection: Option<&'a Collection>, now: DateTime<Utc>) -> Self {
+        AuthzRequest { actor, action, collection, now }
+    }
+}
+
+/// A positive decision, with what the engine must do because of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Permit {
+    /// A single-use session to revoke atomically with the upload's commit.
+    pub consume_session: Option<SessionId>,
+}
+
+impl Permit {
+    /// A plain permit.
+    pub fn allow() -> Self {
+        Permit::default()
+    }
+
+    /// A permit that consumes a single-use session when the upload commits.
+    pub fn consuming(session: SessionId) -> Self {
+        Permit { consume_session: Some(session) }
+    }
+}
+
+/// The policy decision for (actor, action, collection, time, client address).
+///
+/// Contract: deny by returning [`crate::Error::PermissionDenied`],
+/// [`crate::Error::Unauthenticated`], [`crate::Error::OutsideWindow`] or
+/// [`crate::Error::RateLimited`]; fail closed on any doubt (an unknown user, a revoked
+/// session); never panic.
+#[async_trait]
+pub trait Authorizer: Debug + Send + Sync + 'static {
+    /// Decides one request.
+    ///
+    /// # Errors
+    /// The denial, as above; or a backend error when the decision could not be made.
+    async fn authorize(&self, request: &AuthzRequest<'_>) -> Result<Permit>;
+}
+
+/// Allows everything: for hosts that authorize before calling the engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+#[async_trait]
+impl Authorizer for AllowAll {
+    async fn authorize(&self, _request: &AuthzRequest<'_>) -> Result<Permit> {
+        Ok(Permit::allow())
+    }
+}

@@ -1,0 +1,218 @@
+//! The engine's conformance suite over one object store (and catalog): upload, download,
+//! rotation, deletion, recovery and orphans, with parts of S3's minimum size.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::unique_collection;
+use crate::authz::Actor;
+use crate::catalog::{Catalog, VersionQuery};
+use crate::clock::ManualClock;
+use crate::engine::{Engine, UploadOptions};
+use crate::error::{Error, ErrorKind};
+use crate::id::CollectionId;
+use crate::protocol::{ReserveRequest, SizeHint};
+use crate::rotation::RotationStrategies;
+use crate::spec::{CollectionSpec, Limits};
+use crate::testing::{body_of, failing_body, pattern};
+use crate::version::{VersionSelector, VersionState};
+
+/// S3's minimum part size, so the suite runs unchanged on every backend.
+const PART: usize = 5 << 20;
+
+/// Runs every check against `store` (with `catalog` for metadata).
+pub async fn run_all(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>) {
+    let ctx = Ctx::new(store, catalog);
+    multipart_round_trip_by_every_selector(&ctx).await;
+    rotation_deletes_evicted_objects(&ctx).await;
+    refused_and_failed_uploads_leave_nothing(&ctx).await;
+    delete_version_removes_its_object(&ctx).await;
+    download_detects_corruption_and_truncation(&ctx).await;
+    recover_aborts_expired_uploads_and_deletes_orphans(&ctx).await;
+}
+
+/// An engine over the store under a fresh key prefix, with a manual clock.
+#[derive(Debug)]
+pub struct Ctx {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    actor: Actor,
+}
+
+impl Ctx {
+    fn new(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>) -> Self {
+        let clock = Arc::new(ManualClock::starting_now());
+        let prefix = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+        let engine = Engine::builder()
+            .store(store)
+            .catalog(catalog)
+            .clock(clock.clone())
+            .key_prefix(prefix)
+            .part_size(PART)
+            .orphan_grace(Duration::ZERO)
+            .build()
+            .expect("engine");
+        Ctx { engine, clock, actor: Actor::user("conformance") }
+    }
+
+    async fn collection(&self, prefix: &str, limits: Limits) -> CollectionId {
+        let id = unique_collection(prefix);
+        self.engine
+            .create_collection(&self.actor, &id, CollectionSpec::new("b-${version}.bin", limits))
+            .await
+            .expect("create collection");
+        id
+    }
+
+    async fn download(&self, id: &CollectionId, selector: VersionSelector) -> Result<Vec<u8>, Error> {
+        let d = self.engine.download(&self.actor, id, selector).await?;
+        let chunks: Vec<Bytes> = d.into_stream().try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    async fn exists(&self, key: &str) -> bool {
+        match self.engine.store().head(&Path::from(key)).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => panic!("head {key}: {e}"),
+        }
+    }
+
+    async fn objects_of(&self, id: &CollectionId) -> Vec<String> {
+        let prefix = self.engine.key_prefix().clone().join(id.as_str());
+        let metas: Vec<_> = self.engine.store().list(Some(&prefix)).try_collect().await.expect("list");
+        metas.into_iter().map(|m| m.location.to_string()).collect()
+    }
+}
+
+/// A body of three parts (unknown length) comes back byte for byte by `latest`, `N` and
+/// `vN`, and a body of known length too.
+pub async fn multipart_round_trip_by_every_selector(ctx: &Ctx) {
+    let id = ctx.collection("roundtrip", Limits::new(3, 16 << 20, 48 << 20).expect("limits")).await;
+    let data = pattern(1, 2 * PART + 12_345);
+    let v = ctx.engine.upload(&ctx.actor, &id, body_of(data.clone(), 64 << 10)).await.expect("upload");
+    assert_eq!((v.number, v.size), (1, data.len() as u64));
+    for sel in ["latest", "1", "v1"] {
+        let got = ctx.download(&id, sel.parse().expect("selector")).await.expect("download");
+        assert!(got == data, "download by {sel} differs");
+    }
+    let small = pattern(2, 1000);
+    let announced = UploadOptions::new().expected_size(small.len() as u64);
+    let v2 = ctx.engine.upload_with(&ctx.actor, &id, body_of(small.clone(), 100), announced).await.expect("upload");
+    assert_eq!(v2.number, 2);
+    assert!(ctx.download(&id, VersionSelector::Latest).await.expect("download") == small);
+    let empty = ctx.engine.upload(&ctx.actor, &id, body_of(Bytes::new(), 1)).await.expect("empty upload");
+    assert_eq!(empty.size, 0);
+    assert!(ctx.download(&id, VersionSelector::Number(3)).await.expect("download").is_empty());
+}
+
+/// Rotation trashes the oldest and deletes its object after the commit.
+pub async fn rotation_deletes_evicted_objects(ctx: &Ctx) {
+    let id = ctx.collection("rotate", Limits::new(2, 1000, 2000).expect("limits")).await;
+    let mut versions = Vec::new();
+    for i in 0..3 {
+        versions.push(ctx.engine.upload(&ctx.actor, &id, body_of(pattern(i, 100), 30)).await.expect("upload"));
+    }
+    assert!(!ctx.exists(&versions[0].object_key).await, "evicted object deleted");
+    assert!(ctx.exists(&versions[1].object_key).await && ctx.exists(&versions[2].object_key).await);
+    let listed = ctx.engine.versions(&ctx.actor, &id, VersionQuery::first(10)).await.expect("list");
+    assert_eq!(listed.items.iter().map(|v| v.number).collect::<Vec<_>>(), [2, 3]);
+    let e = ctx.download(&id, VersionSelector::Number(1)).await.expect_err("rotated out");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+/// Quota refusals (announced or discovered while streaming), content of a failing producer
+/// and a failing body leave no object, no pending row, and the versions before intact.
+pub async fn refused_and_failed_uploads_leave_nothing(ctx: &Ctx) {
+    let id = ctx.collection("refused", Limits::new(2, 1000, 2500).expect("limits")).await;
+    let keep = pattern(9, 900);
+    ctx.engine.upload(&ctx.actor, &id, body_of(keep.clone(), 100)).await.expect("upload");
+    let too_big = pattern(10, 1501);
+    let announced = UploadOptions::new().expected_size(too_big.len() as u64);
+    let e =
+        ctx.engine.upload_with(&ctx.actor, &id, body_of(too_big.clone(), 100), announced).await.expect_err("announced");
+    assert!(matches!(e, Error::QuotaExceeded { allowed: 1500, received_at_least: 1501 }), "{e:?}");
+    let e = ctx.engine.upload(&ctx.actor, &id, body_of(too_big, 100)).await.expect_err("discovered");
+    assert!(matches!(e, Error::QuotaExceeded { allowed: 1500, received_at_least: 1501 }), "{e:?}");
+    let e = ctx.engine.upload(&ctx.actor, &id, failing_body(pattern(11, 800), 100, Some(450))).await.expect_err("body");
+    assert_eq!(e.kind(), ErrorKind::Interrupted);
+    ctx.engine.wait_for_cleanups().await;
+    assert_eq!(ctx.objects_of(&id).await.len(), 1, "only the committed version's object");
+    let state = ctx.engine.catalog().collection_state(&id).await.expect("state");
+    assert!(state.pending.is_empty(), "reservations released");
+    assert!(ctx.download(&id, VersionSelector::Latest).await.expect("download") == keep);
+}
+
+/// Deleting a version trashes it and deletes its object.
+pub async fn delete_version_removes_its_object(ctx: &Ctx) {
+    let id = ctx.collection("delete", Limits::new(3, 1000, 3000).expect("limits")).await;
+    let v = ctx.engine.upload(&ctx.actor, &id, body_of(pattern(3, 10), 10)).await.expect("upload");
+    let trashed = ctx.engine.delete_version(&ctx.actor, &id, v.number).await.expect("delete");
+    assert_eq!(trashed.state, VersionState::Trashed);
+    assert!(!ctx.exists(&v.object_key).await);
+    let e = ctx.engine.delete_version(&ctx.actor, &id, v.number).await.expect_err("twice");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    ctx.engine.delete_collection(&ctx.actor, &id).await.expect("delete the now empty collection");
+}
+
+/// A changed or shortened object makes the download fail loudly.
+pub async fn download_detects_corruption_and_truncation(ctx: &Ctx) {
+    let id = ctx.collection("corrupt", Limits::new(3, 1000, 3000).expect("limits")).await;
+    let v = ctx.engine.upload(&ctx.actor, &id, body_of(pattern(4, 500), 100)).await.expect("upload");
+    let key = Path::from(v.object_key.as_str());
+    let mut flipped = pattern(4, 500).to_vec();
+    flipped[250] ^= 1;
+    ctx.engine.store().put(&key, PutPayload::from(flipped)).await.expect("overwrite");
+    let e = ctx.download(&id, VersionSelector::Latest).await.expect_err("bit flip");
+    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    ctx.engine.store().put(&key, PutPayload::from(pattern(4, 499))).await.expect("overwrite");
+    let e = ctx.download(&id, VersionSelector::Latest).await.expect_err("truncated");
+    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    ctx.engine.store().delete(&key).await.expect("delete");
+    let e = ctx.download(&id, VersionSelector::Latest).await.expect_err("missing");
+    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+}
+
+/// `recover()` aborts expired uploads (deleting what they wrote), deletes objects no row
+/// refers to, and never touches committed versions.
+pub async fn recover_aborts_expired_uploads_and_deletes_orphans(ctx: &Ctx) {
+    let id = ctx.collection("recover", Limits::new(3, 1000, 3000).expect("limits")).await;
+    let kept = ctx.engine.upload(&ctx.actor, &id, body_of(pattern(5, 300), 100)).await.expect("upload");
+    // An upload abandoned by a crash: a pending row and its object.
+    let now = crate::clock::Clock::now(ctx.clock.as_ref());
+    let vid = crate::VersionId::generate();
+    let key = crate::object_key(ctx.engine.key_prefix(), &id, &vid);
+    let req = ReserveRequest::new(
+        vid,
+        id.clone(),
+        key.to_string(),
+        ctx.actor.uploader(),
+        SizeHint::default(),
+        now,
+        now + chrono::Duration::seconds(30),
+        Arc::new(RotationStrategies::default()),
+    );
+    ctx.engine.catalog().reserve(&req).await.expect("reserve");
+    ctx.engine.store().put(&key, PutPayload::from_static(b"partial")).await.expect("put");
+    // An orphan: an object nothing refers to.
+    let orphan = ctx.engine.key_prefix().clone().join(id.as_str()).join("orphan");
+    ctx.engine.store().put(&orphan, PutPayload::from_static(b"lost")).await.expect("put");
+
+    // Object times come from the store's clock; step past them.
+    ctx.clock.advance(chrono::Duration::seconds(2));
+    let early = ctx.engine.recover().await.expect("recover");
+    assert_eq!((early.aborted_uploads, early.orphans_deleted), (0, 1), "the live upload is left alone");
+    assert!(ctx.exists(key.as_ref()).await);
+    ctx.clock.advance(chrono::Duration::seconds(30));
+    let report = ctx.engine.recover().await.expect("recover");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.aborted_uploads, 1);
+    assert!(!ctx.exists(key.as_ref()).await && !ctx.exists(orphan.as_ref()).await);
+    assert!(ctx.exists(&kept.object_key).await);
+    crate::testing::check_recovered(&ctx.engine, chrono::Utc::now() + chrono::Duration::hours(1)).await.expect("I5");
+}

@@ -1,0 +1,212 @@
+//! [`EngineBuilder`]: assembles an [`Engine`] from its parts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use tokio_util::task::TaskTracker;
+
+use crate::authz::{AllowAll, Authorizer};
+use crate::catalog::Catalog;
+use crate::catalog::memory::MemoryCatalog;
+use crate::clock::{Clock, SystemClock};
+use crate::content_rule::{ContentRule, ContentRules};
+use crate::engine::{Engine, EngineConfig, EngineInner};
+use crate::error::{Error, Result};
+use crate::rotation::{RotationStrategies, RotationStrategy};
+
+/// Builds an [`Engine`]. Every part has an in-memory or permissive default, so
+/// `Engine::builder().build()` works; a real deployment sets at least the catalog and store.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use backup_core::{AllowAll, Engine, MemoryCatalog, SystemClock};
+///
+/// let engine = Engine::builder()
+///     .catalog(Arc::new(MemoryCatalog::new()))
+///     .store(Arc::new(object_store::memory::InMemory::new()))
+///     .authorizer(Arc::new(AllowAll))
+///     .clock(Arc::new(SystemClock))
+///     .part_size(8 << 20)
+///     .lease(Duration::from_secs(600))
+///     .build()?;
+/// # Ok::<(), backup_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct EngineBuilder {
+    catalog: Option<Arc<dyn Catalog>>,
+    store: Option<Arc<dyn ObjectStore>>,
+    authorizer: Arc<dyn Authorizer>,
+    clock: Arc<dyn Clock>,
+    strategies: RotationStrategies,
+    content_rules: ContentRules,
+    key_prefix: String,
+    config: EngineConfig,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            catalog: None,
+            store: None,
+            authorizer: Arc::new(AllowAll),
+            clock: Arc::new(SystemClock),
+            strategies: RotationStrategies::default(),
+            content_rules: ContentRules::default(),
+            key_prefix: "data".to_owned(),
+            config: EngineConfig::default(),
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// A builder with the defaults: in-memory catalog and store, [`AllowAll`], the system
+    /// clock, FIFO retention, 8 MiB parts, two parts in flight, a 10-minute lease, no trash
+    /// retention, a 15-minute orphan grace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The catalog (default: a fresh [`MemoryCatalog`]).
+    pub fn catalog(mut self, catalog: Arc<dyn Catalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// The blob store (default: a fresh `InMemory`). Use [`crate::local_disk_store`] for a
+    /// durable local folder.
+    pub fn store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The authorizer (default: [`AllowAll`]).
+    pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = authorizer;
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Registers a rotation strategy collections can name (`fifo` is built in).
+    pub fn rotation_strategy(mut self, strategy: Arc<dyn RotationStrategy>) -> Self {
+        self.strategies.register(strategy);
+        self
+    }
+
+    /// Registers a content rule collections can name.
+    pub fn content_rule(mut self, rule: Arc<dyn ContentRule>) -> Self {
+        self.content_rules.register(rule);
+        self
+    }
+
+    /// The key prefix under which the engine writes (default `data`); `recover()` looks for
+    /// orphans only there. Two engines sharing a store and a catalog use the same prefix.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// The size of multipart parts (default 8 MiB). S3 requires at least 5 MiB; memory per
+    /// upload is about `part_size × (parts_in_flight + 1)`.
+    pub fn part_size(mut self, bytes: usize) -> Self {
+        self.config.part_size = bytes;
+        self
+    }
+
+    /// How many parts are written concurrently per upload (default 2).
+    pub fn parts_in_flight(mut self, n: usize) -> Self {
+        self.config.parts_in_flight = n;
+        self
+    }
+
+    /// How long an upload holds its reservation without renewing it (default 10 minutes).
+    /// The engine renews while bytes flow; an upload stalled for longer loses its lease and
+    /// fails at commit, and `recover()` releases its space.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease;
+        self
+    }
+
+    /// How long trashed versions keep their objects (and can be restored) before they are
+    /// purged (default zero: deleted right after the commit or deletion that trashed them).
+    pub fn trash_retention(mut self, retention: Duration) -> Self {
+        self.config.trash_retention = retention;
+        self
+    }
+
+    /// How old an object without a catalog row must be before `recover()` deletes it
+    /// (default 15 minutes), a margin for clock differences between machines.
+    pub fn orphan_grace(mut self, grace: Duration) -> Self {
+        self.config.orphan_grace = grace;
+        self
+    }
+
+    /// Builds the engine.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a zero part size or concurrency, a lease under one
+    /// second, or an invalid key prefix.
+    pub fn build(self) -> Result<Engine> {
+        let c = &self.config;
+        if c.part_size == 0 || c.part_size > 5 << 30 {
+            return Err(Error::invalid("part size", "must be between 1 byte and 5 GiB"));
+        }
+        if c.parts_in_flight == 0 {
+            return Err(Error::invalid("parts in flight", "must be at least 1"));
+        }
+        if c.lease < Duration::from_secs(1) {
+            return Err(Error::invalid("lease", "must be at least one second"));
+        }
+        chrono::Duration::from_std(c.lease)
+            .and(chrono::Duration::from_std(c.trash_retention))
+            .and(chrono::Duration::from_std(c.orphan_grace))
+            .map_err(|_| {
+                Error::invalid("durations", "lease, trash retention and orphan grace must be under 200 years")
+            })?;
+        let key_prefix = Path::parse(&self.key_prefix).map_err(|e| Error::invalid("key prefix", e.to_string()))?;
+        if key_prefix.as_ref().is_empty() {
+            return Err(Error::invalid("key prefix", "must not be empty: recover() deletes unknown objects under it"));
+        }
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                catalog: self.catalog.unwrap_or_else(|| Arc::new(MemoryCatalog::new())),
+                store: self.store.unwrap_or_else(|| Arc::new(InMemory::new())),
+                authorizer: self.authorizer,
+                clock: self.clock,
+                strategies: Arc::new(self.strategies),
+                content_rules: self.content_rules,
+                key_prefix,
+                config: self.config,
+                tasks: TaskTracker::new(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_settings() {
+        for b in [
+            EngineBuilder::new().part_size(0),
+            EngineBuilder::new().parts_in_flight(0),
+            EngineBuilder::new().lease(Duration::from_millis(10)),
+            EngineBuilder::new().key_prefix(""),
+            EngineBuilder::new().key_prefix("a//b"),
+            EngineBuilder::new().trash_retention(Duration::from_secs(u64::MAX)),
+        ] {
+            let e = b.build().unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{e}");
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The upload protocol: authorize, reserve, stream, then commit or clean up.
+
+use std::pin::pin;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::authz::{Action, Actor, Permit};
+use crate::catalog::{AbortCondition, AbortOutcome};
+use crate::engine::part_writer::PartWriter;
+use crate::engine::{Engine, chrono_duration};
+use crate::error::{BoxError, Error, Result};
+use crate::id::{CollectionId, VersionId};
+use crate::protocol::{CommitRequest, ReserveRequest, SizeHint};
+use crate::quota_stream::{QuotaStream, StreamSummary};
+use crate::store::object_key;
+use crate::version::{PendingUpload, Version};
+
+impl Engine {
+    /// Uploads a version: the body streams through the quota check and the digest into a
+    /// fresh object, and the version is committed with its rotation in one catalog step.
+    ///
+    /// On any failure, and when the returned future is dropped, the partial object is
+    /// removed and the reservation released; versions committed before are never touched.
+    ///
+    /// # Errors
+    /// [`Error::QuotaExceeded`] as soon as the body passes the allowed size;
+    /// [`Error::ContentRejected`]; [`Error::Body`] if the body stream fails;
+    /// [`Error::CollectionNotFound`]; the authorizer's denial; store and catalog errors.
+    pub async fn upload<S, E>(&self, actor: &Actor, collection: &CollectionId, body: S) -> Result<Version>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: Into<BoxError>,
+    {
+        self.upload_with(actor, collection, body, UploadOptions::default()).await
+    }
+
+    /// [`Engine::upload`] with options, for example the size the client announced: an upload
+    /// that cannot fit is then refused before a byte is read, and one that fits reserves just
+    /// its size, leaving the rest of the shared extra space to concurrent uploads.
+    ///
+    /// ```
+    /// use backup_core::{Actor, CollectionSpec, Engine, Error, Limits, UploadOptions};
+    /// use bytes::Bytes;
+    /// use futures::stream;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let engine = Engine::in_memory();
+    /// let actor = Actor::user("ci");
+    /// let id = "db".parse()?;
+    /// engine.create_collection(&actor, &id, CollectionSpec::new("db-${version}", Limits::new(2, 10, 30)?)).await?;
+    /// let never_read = stream::pending::<Result<Bytes, std::io::Error>>();
+    /// let e = engine.upload_with(&actor, &id, never_read, UploadOptions::new().expected_size(21)).await.unwrap_err();
+    /// assert!(matches!(e, Error::QuotaExceeded { allowed: 20, received_at_least: 21 }));
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Engine::upload`]; [`Error::Body`] if the body ends before the announced size.
+    pub async fn upload_with<S, E>(
+        &self,
+        actor: &Actor,
+        collection: &CollectionId,
+        body: S,
+        options: UploadOptions,
+    ) -> Result<Version>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: Into<BoxError>,
+    {
+        self.begin_upload(actor, collection, body, options).await?.commit().await
+    }
+
+    /// Uploads the body but does not commit it yet: the caller confirms with
+    /// [`StagedUpload::commit`] or refuses with [`StagedUpload::abort`] (or by dropping it).
+    ///
+    /// This lets a server refuse a body whose producer failed after the end of the stream:
+    /// backup-repository's clients cancel the request when the backup command exits non-zero
+    /// after its output ended, and a server waits for that signal before committing.
+    ///
+    /// ```
+    /// use backup_core::{Actor, CollectionSpec, Engine, Limits, UploadOptions, VersionQuery};
+    /// use bytes::Bytes;
+    /// use futures::stream;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let engine = Engine::in_memory();
+    /// let actor = Actor::user("ci");
+    /// let id = "site".parse()?;
+    /// engine.create_collection(&actor, &id, CollectionSpec::new("site-${version}.tar", Limits::new(2, 100, 200)?)).await?;
+    ///
+    /// let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from("tar"))]);
+    /// let staged = engine.begin_upload(&actor, &id, body, UploadOptions::default()).await?;
+    /// assert_eq!(staged.size(), 3);
+    /// staged.abort().await?; // the producer reported a failure
+    /// assert!(engine.versions(&actor, &id, VersionQuery::first(10)).await?.items.is_empty());
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Engine::upload_with`], except those of the commit.
+    pub async fn begin_upload<S, E>(
+        &self,
+        actor: &Actor,
+        collection: &CollectionId,
+        body: S,
+        options: UploadOptions,
+    ) -> Result<StagedUpload>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: Into<BoxError>,
+    {
+        let inner = &self.inner;
+        let (coll, permit) = self.authorized_collection(actor, collection, Action::Upload).await?;
+        let spec = &coll.spec;
+        let rule = inner.content_rules.resolve(spec.content_rule.as_deref())?;
+        let size_hint = options.expected_size.map_or_else(SizeHint::unknown, SizeHint::exact);
+
+        let id = VersionId::generate();
+        let key = object_key(&inner.key_prefix, collection, &id);
+        let now = self.now();
+        let request = ReserveRequest::new(
+            id,
+            collection.clone(),
+            key.to_string(),
+            actor.uploader(),
+            size_hint,
+            now,
+            now + chrono_duration(inner.config.lease),
+            inner.strategies.clone(),
+        );
+        let pending = inner.catalog.reserve(&request).await?;
+        // From here on, dropping this future or failing releases the reservation.
+        let mut guard = CleanupGuard { engine: self.clone(), id, key: key.clone(), armed: true };
+
+        let mut body = QuotaStream::new(body, pending.reserved, spec.digest);
+        if let Some(n) = options.expected_size {
+            body = body.with_expected_size(n);
+        }
+        if let Some(rule) = rule {
+            body = body.with_content_rule(rule);
+        }
+        match self.stream_to_store(&pending, &key, body).await {
+            Ok(summary) => Ok(StagedUpload { engine: self.clone(), pending, summary, permit, guard }),
+            Err(e) => {
+                guard.armed = false;
+                self.release(id, &key).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Step 3: body → quota stream → multipart put, renewing the lease while bytes flow.
+    async fn stream_to_store<S, E>(
+        &self,
+        pending: &PendingUpload,
+        key: &Path,
+        body: QuotaStream<S>,
+    ) -> Result<StreamSummary>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: Into<BoxError>,
+    {
+        let inner = &self.inner;
+        let upload = inner.store.put_multipart(key).await.map_err(|e| Error::store("put_multipart", key, e))?;
+        let mut writer = PartWriter::new(upload, key.clone(), inner.config.part_size, inner.config.parts_in_flight);
+        let mut body = pin!(body);
+        let mut lease = LeaseKeeper::new(self, pending.id, pending.created_at);
+        let streamed: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                writer.put(chunk?).await?;
+                lease.renew_if_due().await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = streamed {
+            writer.abort().await;
+            return Err(e);
+        }
+        let summary = body.summary().ok_or_else(|| Error::internal("quota stream ended without a summary"))?;
+        writer.finish().await?;
+        Ok(summary)
+    }
+
+    /// Releases an upload that will not commit: the pending row first, then, if nothing
+    /// refers to it any more, the object. What fails here is finished by `recover()`.
+    async fn release(&self, id: VersionId, key: &Path) {
+        if let Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) =
+            self.inner.catalog.abort(&id, AbortCondition::Always).await
+        {
+            let _ = self.delete_object(key.as_ref()).await;
+        }
+    }
+}
+
+/// Options of an upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UploadOptions {
+    /// The exact size the client announced (a `Content-Length`), if any.
+    pub expected_size: Option<u64>,
+}
+
+impl UploadOptions {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The body will have exactly `bytes` bytes; a body that ends sooner fails with
+    /// [`Error::Body`], one that goes on fails with [`Error::QuotaExceeded`].
+    pub fn expected_size(mut self, bytes: u64) -> Self {
+        self.expected_size = Some(bytes);
+        self
+    }
+}
+
+/// Renews the lease of an upload when a third of it has passed.
+struct LeaseKeeper<'a> {
+    engine: &'a Engine,
+    id: VersionId,
+    renewed_at: DateTime<Utc>,
+}
+
+impl<'a> LeaseKeeper<'a> {
+    fn new(engine: &'a Engine, id: VersionId, started: DateTime<Utc>) -> Self {
+        LeaseKeeper { engine, id, renewed_at: started }
+    }
+
+    async fn renew_if_due(&mut self) -> Result<()> {
+        let lease = chrono_duration(self.engine.inner.config.lease);
+        let now = self.engine.now();
+        if now - self.renewed_at >= lease / 3 {
+            self.engine.inner.catalog.renew_lease(&self.id, now + lease).await?;
+            self.renewed_at = now;
+        }
+        Ok(())
+    }
+}
+
+/// Releases the reservation and deletes the object if the upload is dropped before it
+/// committed or aborted: the clean-up runs as a task (tracked by the engine) because `Drop`
+/// cannot wait. Without a runtime, `recover()` does it later.
+#[derive(Debug)]
+struct CleanupGuard {
+    engine: Engine,
+    id: VersionId,
+    key: Path,
+    armed: bool,
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (engine, id, key) = (self.engine.clone(), self.id, self.key.clone());
+            let task = self.engine.inner.tasks.track_future(async move { engine.release(id, &key).await });
+            handle.spawn(task);
+        }
+    }
+}
+
+/// An upload whose bytes are stored but not yet committed: invisible to listings and
+/// downloads, holding its reservation. Commit it, abort it, or drop it (which aborts).
+#[derive(Debug)]
+#[must_use = "a staged upload is aborted when dropped; call commit() to keep it"]
+pub struct StagedUpload {
+    engine: Engine,
+    pending: PendingUpload,
+    summary: StreamSummary,
+    permit: Permit,
+    guard: CleanupGuard,
+}
+
+impl StagedUpload {
+    /// The size of the uploaded body.
+    pub fn size(&self) -> u64 {
+        self.summary.size
+    }
+
+    /// The digest of the uploaded body.
+    pub fn digest(&self) -> crate::Digest {
+        self.summary.digest
+    }
+
+    /// The id the version will have.
+    pub fn id(&self) -> VersionId {
+        self.pending.id
+    }
+
+    /// Step 5: commits the version with its rotation in one catalog step, then deletes the
+    /// objects of the versions it evicted.
+    ///
+    /// If the catalog's answer is lost (the commit happened but the call failed), the engine
+    /// asks again and returns the committed version; the evicted objects are then left to
+    /// `recover()`.
+    ///
+    /// # Errors
+    /// [`Error::QuotaExceeded`] if the final size no longer fits (the limits changed);
+    /// [`Error::Conflict`] if the lease expired, or a single-use token was used meanwhile;
+    /// catalog errors. On error the object is deleted and the reservation released.
+    pub async fn commit(mut self) -> Result<Version> {
+        let engine = self.engine.clone();
+        let inner = &engine.inner;
+        let request = CommitRequest::new(
+            self.pending.id,
+            self.pending.collection.clone(),
+            self.summary.size,
+            self.summary.digest,
+            engine.now(),
+            self.permit.consume_session.clone(),
+            inner.strategies.clone(),
+        );
+        let result = inner.catalog.commit(&request).await;
+        self.guard.armed = false;
+        match result {
+            Ok(committed) => {
+                if inner.config.trash_retention.is_zero() {
+                    // The versions are trashed in the catalog already; what fails to be
+                    // deleted now is purged by recover().
+                    let _ = engine.purge(&committed.evicted).await;
+                }
+                Ok(committed.version)
+            }
+            Err(commit_error) => match inner.catalog.abort(&self.pending.id, AbortCondition::Always).await {
+                Ok(AbortOutcome::Committed(version)) => Ok(version),
+                Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) => {
+                    let _ = engine.delete_object(&self.pending.object_key).await;
+                    Err(commit_error)
+                }
+                // Unknown state: leave the object to recover(), which decides by the row.
+                Ok(AbortOutcome::StillLive) | Err(_) => Err(commit_error),
+            },
+        }
+    }
+
+    /// Gives the upload up: releases the reservation and deletes the object.
+    ///
+    /// # Errors
+    /// Catalog or store errors; what could not be removed is removed by `recover()`.
+    pub async fn abort(mut self) -> Result<()> {
+        self.guard.armed = false;
+        let engine = &self.engine;
+        match engine.inner.catalog.abort(&self.pending.id, AbortCondition::Always).await? {
+            AbortOutcome::Released(_) | AbortOutcome::NotFound => engine.delete_object(&self.pending.object_key).await,
+            AbortOutcome::Committed(v) => Err(Error::internal(format!(
+                "staged upload {} was committed as version {} although it was never committed",
+                v.id, v.number
+            ))),
+            AbortOutcome::StillLive => Err(Error::internal("abort with AbortCondition::Always reported a live lease")),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The crate's one public error type and its [`ErrorKind`].
+
+use std::time::Duration;
+
+use crate::id::{CollectionId, IdRule};
+
+/// A boxed error from a backend or a body producer, kept as the source of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, for callers that branch on it (an HTTP layer maps it to a status code).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A collection, version, session or object does not exist.
+    NotFound,
+    /// Something with that identity exists already.
+    AlreadyExists,
+    /// The upload does not fit the collection's quota.
+    QuotaExceeded,
+    /// The actor is known but not allowed to do this.
+    PermissionDenied,
+    /// The actor could not be identified (bad credentials, revoked or expired token).
+    Unauthenticated,
+    /// Too many requests; try again later.
+    RateLimited,
+    /// No backup window of the collection is open now.
+    OutsideWindow,
+    /// An argument or a specification breaks a validation rule.
+    InvalidInput,
+    /// The uploaded content breaks the collection's content rule.
+    ContentRejected,
+    /// The request conflicts with the current state (a concurrent change, an expired lease).
+    Conflict,
+    /// Stored bytes no longer match what was committed.
+    Corrupted,
+    /// The upload body failed or was cancelled by its producer.
+    Interrupted,
+    /// A backend (object store, catalog) is unreachable or failed; retrying may help.
+    Unavailable,
+    /// A bug or a broken contract inside the engine or one of its plug-ins.
+    Internal,
+}
+
+/// The error of every fallible operation of this crate.
+///
+/// `Display` is one line and names the collection, version or object key involved; the
+/// source chain of backend errors is kept. Branch on [`Error::kind`], show the structured
+/// fields (for example [`Error::QuotaExceeded`]'s limit and attempted size).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A collection id breaks one of the id rules.
+    #[error("invalid collection id {id:?}: {rule}")]
+    InvalidCollectionId {
+        /// The refused id (truncated to 80 characters).
+        id: String,
+        /// The rule it breaks.
+        rule: IdRule,
+    },
+    /// A collection specification breaks a validation rule.
+    #[error("invalid collection spec: {field}: {reason}")]
+    InvalidSpec {
+        /// The offending field, for example `limits.max_collection_size`.
+        field: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Any other argument breaks a validation rule.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// What was refused, for example `version selector`.
+        what: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The collection does not exist.
+    #[error("collection {collection} not found")]
+    CollectionNotFound {
+        /// The collection asked for.
+        collection: CollectionId,
+    },
+    /// The collection has no (visible) version matching the selector.
+    #[error("collection {collection} has no version {selector}")]
+    VersionNotFound {
+        /// The collection asked for.
+        collection: CollectionId,
+        /// The selector as given (`latest`, `3`, `v3`).
+        selector: String,
+    },
+    /// A session (token registration) does not exist.
+    #[error("session {session} not found")]
+    SessionNotFound {
+        /// The session id asked for.
+        session: String,
+    },
+    /// A collection with this id exists already.
+    #[error("collection {collection} already exists")]
+    CollectionExists {
+        /// The collection id.
+        collection: CollectionId,
+    },
+    /// Something else with this identity exists already.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What exists, for example `session 5f2c…`.
+        what: String,
+    },
+    /// The upload passed the largest size the collection allows now.
+    #[error("upload exceeds the quota: allowed {allowed} bytes, received at least {received_at_least}")]
+    QuotaExceeded {
+        /// The largest size allowed for this upload, in bytes.
+        allowed: u64,
+        /// How many bytes had arrived (or were announced) when it was refused.
+        received_at_least: u64,
+    },
+    /// The content breaks the collection's content rule.
+    #[error("content refused by rule {rule}: {reason}")]
+    ContentRejected {
+        /// The rule's name.
+        rule: String,
+        /// Why the content was refused.
+        reason: String,
+    },
+    /// The actor is not allowed to do this.
+    #[error("permission denied: {reason}")]
+    PermissionDenied {
+        /// Why, in words fit for the actor.
+        reason: String,
+    },
+    /// The actor could not be identified.
+    #[error("unauthenticated: {reason}")]
+    Unauthenticated {
+        /// Why, in words fit for the actor.
+        reason: String,
+    },
+    /// No backup window of the collection is open now.
+    #[error("outside backup windows: {reason}")]
+    OutsideWindow {
+        /// Why, in words fit for the actor.
+        reason: String,
+        /// The windows of the collection, as configured.
+        windows: Vec<String>,
+    },
+    /// Too many requests.
+    #[error("rate limited{}", retry_after.map(|d| format!(", retry after {} ms", d.as_millis())).unwrap_or_default())]
+    RateLimited {
+        /// How long to wait before the next attempt, when known.
+        retry_after: Option<Duration>,
+    },
+    /// The request conflicts with the current state.
+    #[error("conflict: {reason}")]
+    Conflict {
+        /// What conflicts.
+        reason: String,
+    },
+    /// Stored bytes do not match what was committed.
+    #[error("version {version} of collection {collection} is corrupted: {reason}")]
+    Corrupted {
+        /// The collection.
+        collection: CollectionId,
+        /// The version number.
+        version: u64,
+        /// What does not match.
+        reason: String,
+    },
+    /// The upload body failed or was cancelled by its producer.
+    #[error("upload body failed: {source}")]
+    Body {
+        /// The producer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The object store failed.
+    #[error("object store {operation} of {key} failed: {source}")]
+    Store {
+        /// The store operation (`put_part`, `get`, …).
+        operation: &'static str,
+        /// The object key.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A catalog or another backend failed.
+    #[error("{backend} {operation} failed: {source}")]
+    Backend {
+        /// How a caller should treat the failure.
+        kind: ErrorKind,
+        /// Which backend (`sqlite catalog`, `postgres catalog`, …).
+        backend: &'static str,
+        /// The backend operation.
+        operation: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A bug or a broken plug-in contract.
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What broke.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// What went wrong, for callers that branch on it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidCollectionId { .. } | Error::InvalidSpec { .. } | Error::InvalidInput { .. } => {
+                ErrorKind::InvalidInput
+            }
+            Error::CollectionNotFound { .. } | Error::VersionNotFound { .. } | Error::SessionNotFound { .. } => {
+                ErrorKind::NotFound
+            }
+            Error::CollectionExists { .. } | Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::ContentRejected { .. } => ErrorKind::ContentRejected,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
+            Error::OutsideWindow { .. } => ErrorKind::OutsideWindow,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Corrupted { .. } => ErrorKind::Corrupted,
+            Error::Body { .. } => ErrorKind::Interrupted,
+            Error::Store { source, .. } => match source {
+                object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+                object_store::Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+                object_store::Error::Precondition { .. } => ErrorKind::Conflict,
+                object_store::Error::InvalidPath { .. } => ErrorKind::InvalidInput,
+                _ => ErrorKind::Unavailable,
+            },
+            Error::Backend { kind, .. } => *kind,
+            Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Wraps a backend's error, for implementations of the crate's traits.
+    pub fn backend(
+        kind: ErrorKind,
+        backend: &'static str,
+        operation: &'static str,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Backend { kind, backend, operation, source: source.into() }
+    }
+
+    /// A conflict with the current state.
+    pub fn conflict(reason: impl Into<String>) -> Self {
+        Error::Conflict { reason: reason.into() }
+    }
+
+    /// A broken internal contract.
+    pub fn internal(reason: impl Into<String>) -> Self {
+        Error::Internal { reason: reason.into() }
+    }
+
+    /// A refused argument.
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidInput { what, reason: reason.into() }
+    }
+
+    /// Wraps an object store error with the operation and key.
+    pub(crate) fn store(operation: &'static str, key: &object_store::path::Path, source: object_store::Error) -> Self {
+        Error::Store { operation, key: key.to_string(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_not_found_is_not_found() {
+        let e = Error::store(
+            "get",
+            &object_store::path::Path::from("a/b"),
+            object_store::Error::NotFound { path: "a/b".into(), source: "gone".into() },
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.to_string().contains("a/b"), "{e}");
+    }
+
+    #[test]
+    fn rate_limited_display_names_the_wait() {
+        let e = Error::RateLimited { retry_after: Some(Duration::from_millis(1500)) };
+        assert_eq!(e.to_string(), "rate limited, retry after 1500 ms");
+        assert_eq!(Error::RateLimited { retry_after: None }.to_string(), "rate limited");
+    }
+}

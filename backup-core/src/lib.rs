@@ -1,0 +1,112 @@
+//! # backup-core
+//!
+//! The domain model, the traits and the crash-safe upload [`Engine`] of an embeddable backup
+//! storage engine: **collections** hold immutable, numbered **versions**; uploads arrive as
+//! byte streams checked against **quotas while they flow**; a **retention strategy** rotates
+//! old versions out; an [`Authorizer`] decides who may do what.
+//!
+//! Blobs go to any [`object_store::ObjectStore`] (memory, local disk, S3, GCS, Azure);
+//! metadata to a [`Catalog`]. This crate has the in-memory catalog; `backup-store` has the
+//! embedded (SQLite) and PostgreSQL ones, `backup-policy` the users, tokens and windows.
+//!
+//! ## A first backup
+//!
+//! ```
+//! use backup_core::{Actor, CollectionSpec, Engine, Limits, VersionQuery, VersionSelector};
+//! use bytes::Bytes;
+//! use futures::{TryStreamExt, stream};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let engine = Engine::in_memory();                       // memory catalog + store, allow-all
+//! let me = Actor::user("me");
+//! let id = "photos".parse()?;
+//! // Keep 2 versions of up to 1 KiB each, 3 KiB in all (1 KiB of shared extra space).
+//! let spec = CollectionSpec::new("photos-${version}.tar", Limits::new(2, 1024, 3072)?);
+//! engine.create_collection(&me, &id, spec).await?;
+//!
+//! for day in ["mon", "tue", "wed"] {
+//!     let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from(day))]);
+//!     engine.upload(&me, &id, body).await?;
+//! }
+//! // FIFO rotation kept the newest two.
+//! let page = engine.versions(&me, &id, VersionQuery::first(10)).await?;
+//! assert_eq!(page.items.iter().map(|v| v.number).collect::<Vec<_>>(), [2, 3]);
+//!
+//! let latest = engine.download(&me, &id, VersionSelector::Latest).await?;
+//! assert_eq!(latest.version().filename, "photos-3.tar");
+//! let bytes: Vec<Bytes> = latest.into_stream().try_collect().await?;
+//! assert_eq!(bytes.concat(), b"wed");
+//! # Ok::<(), backup_core::Error>(()) }).unwrap();
+//! ```
+//!
+//! ## Why it is built this way
+//!
+//! - **Streams all the way.** An upload flows through a [`QuotaStream`] (count, digest and
+//!   content rule in one pass) into a multipart put; memory is bounded by the part size
+//!   whatever the upload size. Downloads stream and verify as they flow.
+//! - **The upload protocol keeps its invariants under faults.** A reservation (a pending row
+//!   with a lease) is taken atomically before any byte is stored; the body goes to a fresh,
+//!   never reused key; the commit assigns the number and applies the rotation in one catalog
+//!   step; evicted objects are deleted only after it. Failures, cancellations (a dropped
+//!   future) and crashes leave state that [`Engine::recover`] finishes. The invariants:
+//!   - **I1** an acknowledged version is never lost through a later failed, cancelled,
+//!     rejected or concurrent upload, nor through a crash at any step;
+//!   - **I2** the committed total never exceeds the hard limit, and uploads in flight are
+//!     bounded so that none of them can make it (see [`quota`] for the exact statement);
+//!   - **I3** a version is visible only once committed, and a download returns exactly the
+//!     committed bytes or fails loudly;
+//!   - **I4** version numbers are unique and increasing, in commit order, without gaps left
+//!     by failed uploads;
+//!   - **I5** after `recover()` no expired pending upload and no orphan object older than the
+//!     grace remains.
+//! - **The arithmetic lives in one place.** Catalogs provide atomicity; the decisions of
+//!   [`protocol`] say what to write, so every catalog enforces the same rules.
+//! - **Decisions are pure.** Rotation strategies and quota arithmetic are functions of their
+//!   inputs and the time; tests drive a [`ManualClock`].
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `testing` | [`testing`]: fault-injecting store and catalog wrappers, invariant checks |
+//! | `conformance` | [`conformance`]: the suites every catalog and store must pass |
+
+#![deny(missing_docs)]
+
+pub mod authz;
+pub mod catalog;
+pub mod clock;
+pub mod content_rule;
+pub mod digest;
+mod engine;
+pub mod error;
+pub mod id;
+pub mod protocol;
+pub mod quota;
+mod quota_stream;
+pub mod rotation;
+pub mod session;
+pub mod spec;
+mod store;
+pub mod version;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use authz::{Action, Actor, AllowAll, Authorizer, AuthzRequest, Permit};
+pub use catalog::memory::MemoryCatalog;
+pub use catalog::{AbortCondition, AbortOutcome, Catalog, VersionQuery};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use content_rule::{ContentRule, ContentRules};
+pub use digest::{Digest, DigestAlgorithm};
+pub use engine::{Download, Engine, EngineBuilder, Page, RecoveryReport, StagedUpload, UploadOptions, Usage};
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use id::{CollectionId, IdRule, SessionId, VersionId};
+pub use quota_stream::{QuotaStream, StreamSummary};
+pub use rotation::{Fifo, RotationStrategies, RotationStrategy};
+pub use session::{AuditEvent, Session};
+pub use spec::{CollectionSpec, FilenameTemplate, Limits, RetentionSpec};
+pub use store::{local_disk_store, object_key};
+pub use version::{Collection, PendingUpload, Uploader, Version, VersionSelector, VersionState};

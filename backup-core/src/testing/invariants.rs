@@ -1,0 +1,180 @@
+//! Checks of the invariants I1–I5 against a catalog and a store.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::catalog::VersionQuery;
+use crate::digest::Digest;
+use crate::engine::Engine;
+use crate::id::CollectionId;
+use crate::rotation::{Incoming, Mark, RotationInput, RotationStrategies};
+use crate::version::{Version, VersionSelector, VersionState};
+
+/// A broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// `I1` … `I5`, or `check` when the check itself could not run.
+    pub invariant: &'static str,
+    /// What is wrong.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} violated: {}", self.invariant, self.detail)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+fn violation(invariant: &'static str, detail: impl Into<String>) -> Violation {
+    Violation { invariant, detail: detail.into() }
+}
+
+fn check_error(e: impl fmt::Display) -> Violation {
+    violation("check", e.to_string())
+}
+
+/// Checks I1–I4 for one collection:
+///
+/// - **I1** exactly the versions in `expected` are committed (the caller's model of what was
+///   acknowledged and not rotated out or deleted), with the size and digest acknowledged;
+/// - **I2** the committed total is within the hard limit, and the live reservations' shares
+///   fit the extra space next to the versions the rotation would keep;
+/// - **I3** listings show exactly the committed versions, and each one's object has exactly
+///   the committed bytes (size and digest);
+/// - **I4** numbers are unique and increasing, and `acknowledged` numbers were issued, no
+///   more (a failed upload leaves no gap).
+///
+/// # Errors
+/// The first [`Violation`] found.
+pub async fn check_invariants(
+    engine: &Engine,
+    collection: &CollectionId,
+    expected: &[Version],
+    acknowledged: u64,
+) -> Result<(), Violation> {
+    let catalog = engine.catalog();
+    let state = catalog.collection_state(collection).await.map_err(check_error)?;
+    let now = engine.clock().now();
+
+    // I1
+    let committed: Vec<u64> = state.committed.iter().map(|v| v.number).collect();
+    let mut wanted: Vec<u64> = expected.iter().map(|v| v.number).collect();
+    wanted.sort_unstable();
+    if committed != wanted {
+        return Err(violation("I1", format!("committed versions are {committed:?}, expected {wanted:?}")));
+    }
+    for e in expected {
+        let got = catalog.get_version(collection, VersionSelector::Number(e.number)).await.map_err(check_error)?;
+        if (got.id, got.size, got.digest) != (e.id, e.size, e.digest) {
+            return Err(violation("I1", format!("version {} changed: {got:?} vs acknowledged {e:?}", e.number)));
+        }
+    }
+
+    // I2
+    let limits = &state.collection.spec.limits;
+    let total = state.committed_bytes();
+    if total > limits.max_collection_size {
+        return Err(violation("I2", format!("committed total {total} > hard limit {}", limits.max_collection_size)));
+    }
+    if let Ok(strategy) = RotationStrategies::default().resolve(&state.collection.spec.retention) {
+        let plan = strategy.plan(&RotationInput {
+            spec: &state.collection.spec,
+            versions: &state.committed,
+            incoming: Incoming { size: None, created_at: now },
+            now,
+        });
+        let kept = plan.decisions.iter().zip(&state.committed).filter(|(d, _)| d.mark == Mark::Keep);
+        let kept_overage: u64 = kept.map(|(_, v)| limits.overage(v.size)).sum();
+        let shares: u64 = state.live_pending(now).map(|p| p.pool_share).sum();
+        if kept_overage + shares > limits.extra_space() {
+            return Err(violation(
+                "I2",
+                format!(
+                    "kept overage {kept_overage} + reserved shares {shares} > extra space {}",
+                    limits.extra_space()
+                ),
+            ));
+        }
+        if let Some(p) = state.live_pending(now).find(|p| p.reserved > limits.max_version_size + limits.extra_space()) {
+            return Err(violation("I2", format!("reservation {} of {} bytes exceeds any allowance", p.id, p.reserved)));
+        }
+    }
+
+    // I3
+    let listed = catalog.list_versions(collection, &VersionQuery::first(100_000)).await.map_err(check_error)?;
+    let listed_numbers: Vec<u64> = listed.iter().map(|v| v.number).collect();
+    if listed_numbers != committed || listed.iter().any(|v| v.state != VersionState::Committed) {
+        return Err(violation("I3", format!("listing shows {listed_numbers:?}, committed are {committed:?}")));
+    }
+    for v in &listed {
+        verify_object(engine, v).await?;
+    }
+
+    // I4
+    if committed.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(violation("I4", format!("numbers not increasing: {committed:?}")));
+    }
+    if state.next_number != acknowledged + 1 {
+        return Err(violation(
+            "I4",
+            format!("{} numbers were issued, {acknowledged} uploads acknowledged", state.next_number - 1),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a committed version's object and compares size and digest.
+async fn verify_object(engine: &Engine, v: &Version) -> Result<(), Violation> {
+    let path = Path::from(v.object_key.as_str());
+    let got = engine
+        .store()
+        .get(&path)
+        .await
+        .map_err(|e| violation("I3", format!("object of version {} ({path}) unreadable: {e}", v.number)))?;
+    let mut hasher = v.digest.algorithm().hasher();
+    let mut size = 0u64;
+    let mut s = got.into_stream();
+    while let Some(chunk) =
+        s.try_next().await.map_err(|e| violation("I3", format!("reading version {}: {e}", v.number)))?
+    {
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    let digest: Digest = hasher.finalize();
+    if size != v.size || digest != v.digest {
+        return Err(violation(
+            "I3",
+            format!("version {} has {size} bytes / {digest}, committed {} / {}", v.number, v.size, v.digest),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks I5 after `recover()`: no pending upload with an expired lease in any collection,
+/// and no object under the engine's key prefix, last modified before `cutoff`, that no row
+/// refers to.
+///
+/// # Errors
+/// The first [`Violation`] found.
+pub async fn check_recovered(engine: &Engine, cutoff: DateTime<Utc>) -> Result<(), Violation> {
+    let catalog = engine.catalog();
+    let now = engine.clock().now();
+    let expired = catalog.list_expired_pending(now, 10).await.map_err(check_error)?;
+    if let Some(p) = expired.first() {
+        return Err(violation("I5", format!("upload {} to {} is still pending after its lease", p.id, p.collection)));
+    }
+    let objects: Vec<_> = engine.store().list(Some(engine.key_prefix())).try_collect().await.map_err(check_error)?;
+    let keys: Vec<String> =
+        objects.iter().filter(|m| m.last_modified < cutoff).map(|m| m.location.to_string()).collect();
+    let known = catalog.known_object_keys(&keys).await.map_err(check_error)?;
+    if let Some(orphan) = keys.iter().find(|k| !known.contains(k)) {
+        return Err(violation("I5", format!("orphan object {orphan} remains")));
+    }
+    Ok(())
+}
