@@ -84,18 +84,7 @@ impl Engine {
             )));
         }
         let raw: BoxStream<'static, Result<Bytes>> = match got.payload {
-            GetResultPayload::File(file, _) => {
-                let err_key = key.clone();
-                tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), FILE_CHUNK)
-                    .map_err(move |e| {
-                        Error::store(
-                            "read",
-                            &err_key,
-                            object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
-                        )
-                    })
-                    .boxed()
-            }
+            GetResultPayload::File(file, _) => read_ahead(file, key.clone()),
             GetResultPayload::Stream(s) => {
                 let err_key = key.clone();
                 s.map_err(move |e| Error::store("get", &err_key, e)).boxed()
@@ -110,6 +99,36 @@ impl Engine {
         };
         Ok(Download { version, stream: verify.boxed() })
     }
+}
+
+/// Reads a local file in 1 MiB blocks on a blocking thread, up to `READ_AHEAD` blocks ahead
+/// of the consumer, so reading and verifying run on two cores at once. Dropping the stream
+/// stops the reader.
+fn read_ahead(file: std::fs::File, key: Path) -> BoxStream<'static, Result<Bytes>> {
+    use std::io::Read;
+    const READ_AHEAD: usize = 4;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        loop {
+            let mut block = Vec::with_capacity(FILE_CHUNK);
+            let read = (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut block);
+            let item = match read {
+                Ok(0) => return,
+                Ok(_) => Ok(Bytes::from(block)),
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+        .map_err(move |e| {
+            Error::store("read", &key, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
+        })
+        .boxed()
 }
 
 struct VerifyStream {
