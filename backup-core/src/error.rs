@@ -55,7 +55,7 @@ pub enum Error {
     /// A collection id breaks one of the id rules.
     #[error("invalid collection id {id:?}: {rule}")]
     InvalidCollectionId {
-        /// The refused id (truncated to 80 characters).
+        /// The refused id (truncated to 32 characters).
         id: String,
         /// The rule it breaks.
         rule: IdRule,

@@ -76,7 +76,7 @@ impl CollectionId {
         let id = id.into();
         match Self::check(&id) {
             Ok(()) => Ok(CollectionId(id)),
-            Err(rule) => Err(Error::InvalidCollectionId { id: truncate(&id, 80), rule }),
+            Err(rule) => Err(Error::InvalidCollectionId { id: truncate(&id, 32), rule }),
         }
     }
 
