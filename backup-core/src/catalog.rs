@@ -4,6 +4,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 
 use crate::error::Result;
 use crate::id::{CollectionId, SessionId, VersionId};
@@ -12,6 +13,9 @@ use crate::session::{AuditEvent, Session};
 use crate::version::{Collection, PendingUpload, Version, VersionSelector};
 
 pub mod memory;
+pub mod snapshot;
+
+pub use snapshot::{CatalogRecord, ImportSummary};
 
 /// Which versions a listing returns, and from where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,4 +265,23 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// # Errors
     /// Backend errors only.
     async fn list_audit(&self, after: Option<u64>, limit: usize) -> Result<Vec<AuditEvent>>;
+
+    // ---- snapshots ----
+
+    /// A consistent snapshot of every row, as records: a header, then collections, versions
+    /// (pending uploads included), sessions and audit events. Rows written after the call are
+    /// not part of it.
+    ///
+    /// # Errors
+    /// Backend errors, at the start or as items of the stream.
+    async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>>;
+
+    /// Loads a snapshot into this catalog, which must be empty, all or nothing; sequence
+    /// numbers and counters are kept.
+    ///
+    /// # Errors
+    /// [`crate::Error::Conflict`] if the catalog is not empty; [`crate::Error::InvalidInput`]
+    /// for a snapshot without a valid header, or a version of an unknown collection; errors
+    /// of the stream.
+    async fn import(&self, records: BoxStream<'static, Result<CatalogRecord>>) -> Result<ImportSummary>;
 }

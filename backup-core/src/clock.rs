@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 /// Where the engine reads the time: version receipt times, leases, backup windows, token expiry.
 ///
@@ -70,4 +70,10 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.lock()
     }
+}
+
+/// `t` truncated to whole microseconds: the precision catalogs store, so that what an
+/// operation returns equals what a later read returns.
+pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
 }

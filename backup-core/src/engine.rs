@@ -163,8 +163,9 @@ impl Engine {
         &self.inner.key_prefix
     }
 
+    /// The clock's time at microsecond precision, what every catalog stores exactly.
     fn now(&self) -> DateTime<Utc> {
-        self.inner.clock.now()
+        crate::clock::to_micros(self.inner.clock.now())
     }
 
     async fn authorize(&self, actor: &Actor, action: Action, collection: Option<&Collection>) -> Result<Permit> {

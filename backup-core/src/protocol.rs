@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::clock::to_micros;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
@@ -253,14 +254,15 @@ pub fn decide_reservation(state: &CollectionState, req: &ReserveRequest) -> Resu
         return Err(Error::QuotaExceeded { allowed, received_at_least: req.size_hint.lower });
     }
     let reserved = req.size_hint.exact.unwrap_or(allowed);
+    let now = to_micros(req.now);
     Ok(PendingUpload {
         id: req.id,
         collection: req.collection.clone(),
         object_key: req.object_key.clone(),
         reserved,
         pool_share: quota::pool_share(limits, reserved),
-        created_at: req.now,
-        lease_until: req.lease_until,
+        created_at: now,
+        lease_until: to_micros(req.lease_until),
         uploader: req.uploader.clone(),
     })
 }
@@ -308,7 +310,8 @@ pub fn decide_commit(state: &CollectionState, req: &CommitRequest) -> Result<Com
     let number = state.next_number;
     // Commits are serialised per collection; keep their times in the same order even when
     // the callers' clocks read a little apart.
-    let committed_at = state.committed.last().map_or(req.now, |last| req.now.max(last.committed_at));
+    let now = to_micros(req.now);
+    let committed_at = state.committed.last().map_or(now, |last| now.max(last.committed_at));
     let version = Version {
         id: req.id,
         collection: req.collection.clone(),

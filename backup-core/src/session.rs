@@ -8,7 +8,6 @@ use crate::id::{CollectionId, SessionId};
 /// A registered token: every token the policy issues is recorded so it can be listed and
 /// revoked; a token whose session is missing, revoked or expired is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Session {
     /// The hex SHA-256 of the token.
     pub id: SessionId,
@@ -68,7 +67,6 @@ impl Session {
 
 /// One entry of the audit log: who did what to which collection, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct AuditEvent {
     /// The position in the log, assigned by the catalog (ignored on append).
     #[serde(default)]

@@ -14,6 +14,9 @@ pub const VERSION_PLACEHOLDER: &str = "${version}";
 /// The longest description, in bytes.
 pub const MAX_DESCRIPTION_LEN: usize = 4096;
 
+/// The largest size limit, in bytes (2^63 − 1, what SQL catalogs store).
+pub const MAX_SIZE: u64 = i64::MAX as u64;
+
 /// The longest filename template, in bytes.
 pub const MAX_TEMPLATE_LEN: usize = 200;
 
@@ -207,6 +210,10 @@ impl Limits {
         if self.max_version_size == 0 {
             return Err(spec_error("limits.max_version_size", "must be at least 1 byte"));
         }
+        if self.max_collection_size > MAX_SIZE {
+            // Catalogs store sizes as signed 64-bit integers.
+            return Err(spec_error("limits.max_collection_size", format!("must be at most {MAX_SIZE} bytes (8 EiB)")));
+        }
         match u64::from(self.max_versions).checked_mul(self.max_version_size) {
             Some(base) if base <= self.max_collection_size => Ok(()),
             Some(base) => Err(spec_error(
@@ -297,7 +304,9 @@ mod tests {
     fn limits_refuse_zero_and_overflow() {
         assert_eq!(field_of(Limits::new(0, 1, 1).unwrap_err()), "limits.max_versions");
         assert_eq!(field_of(Limits::new(1, 0, 1).unwrap_err()), "limits.max_version_size");
-        assert_eq!(field_of(Limits::new(u32::MAX, u64::MAX / 2, u64::MAX).unwrap_err()), "limits");
+        assert_eq!(field_of(Limits::new(u32::MAX, u64::MAX / 4, MAX_SIZE).unwrap_err()), "limits");
+        assert_eq!(field_of(Limits::new(1, 1, MAX_SIZE + 1).unwrap_err()), "limits.max_collection_size");
+        assert!(Limits::new(1, MAX_SIZE, MAX_SIZE).is_ok());
     }
 
     #[test]

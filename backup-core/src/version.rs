@@ -13,7 +13,6 @@ use crate::spec::CollectionSpec;
 
 /// A collection: its id and specification, as a catalog stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Collection {
     /// The id.
     pub id: CollectionId,
@@ -88,7 +87,6 @@ pub struct Uploader {
 
 /// A version of a collection: an immutable, numbered upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Version {
     /// The unique id (also the id of the upload that produced it).
     pub id: VersionId,
@@ -125,7 +123,6 @@ pub struct Version {
 
 /// An upload in flight: a pending version row with its reservation and lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct PendingUpload {
     /// The id the version will have.
     pub id: VersionId,

@@ -7,6 +7,7 @@ use backup_core::{Catalog, MemoryCatalog, conformance, local_disk_store};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_catalog_passes_the_catalog_suite() {
     conformance::catalog::run_all(Arc::new(MemoryCatalog::new())).await;
+    conformance::catalog::run_all_on_empty(Arc::new(MemoryCatalog::new()), Arc::new(MemoryCatalog::new())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

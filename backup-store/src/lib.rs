@@ -1,8 +1,55 @@
 //! # backup-store
 //!
-//! Durable [`backup_core::Catalog`] implementations and object stores built from URLs.
-//! (Being built; the in-memory catalog lives in `backup-core`.)
+//! Where a repository lives: durable [`backup_core::Catalog`]s and object stores built from
+//! URLs.
+//!
+//! | catalog | when | URL |
+//! |---|---|---|
+//! | [`SqliteCatalog`] | the embedded default: one machine, nothing else to install | `sqlite://PATH` |
+//! | `PostgresCatalog` (feature `postgres`) | several server instances sharing one repository | `postgres://…` |
+//! | [`backup_core::MemoryCatalog`] | tests, examples | `memory://` |
+//!
+//! [`open_catalog`] picks one by URL; [`object_store_from_url`] does the same for blobs
+//! (`memory://`, `file:///path`, `s3://`, `gs://`, `az://`). [`snapshot`] exports a catalog
+//! to the blob store as JSON lines and imports it into an empty catalog of either kind.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use backup_core::{Actor, CollectionSpec, Engine, Limits};
+//! use backup_store::{StoreOptions, object_store_from_url, open_catalog};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let catalog = open_catalog(&format!("sqlite://{}/catalog.db", dir.path().display())).await?;
+//! let store = object_store_from_url(&format!("file://{}/blobs", dir.path().display()), &StoreOptions::default())?;
+//! let engine = Engine::builder().catalog(catalog).store(store).build()?;
+//! let id = "db".parse()?;
+//! engine.create_collection(&Actor::user("me"), &id, CollectionSpec::new("db-${version}", Limits::new(3, 100, 300)?)).await?;
+//! # Ok::<(), backup_core::Error>(()) }).unwrap();
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `postgres` | `PostgresCatalog` (tokio-postgres with a deadpool connection pool) |
+//! | `aws` | `s3://` object stores (Amazon S3 and compatible servers) |
+//! | `gcp` | `gs://` object stores |
+//! | `azure` | `az://` object stores |
 
 #![deny(missing_docs)]
 
-pub use backup_core::MemoryCatalog;
+mod error;
+pub mod local_disk;
+mod object_store_url;
+mod open;
+#[cfg(feature = "postgres")]
+mod postgres;
+pub mod snapshot;
+mod sqlite;
+
+pub use object_store_url::{StoreOptions, object_store_from_url};
+pub use open::open_catalog;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresCatalog, PostgresCatalogBuilder};
+pub use sqlite::SqliteCatalog;

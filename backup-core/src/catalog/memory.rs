@@ -6,7 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{AbortCondition, AbortOutcome, Catalog, VersionQuery};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+
+use crate::catalog::{AbortCondition, AbortOutcome, Catalog, CatalogRecord, ImportSummary, VersionQuery};
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
 use crate::protocol::{self, CollectionState, CommitRequest, Committed, ReserveRequest};
@@ -88,9 +90,68 @@ impl Inner {
         Ok(CollectionState::new(row.collection.clone(), row.next_number, committed, pending))
     }
 
+    fn is_empty(&self) -> bool {
+        self.collections.is_empty() && self.pending.is_empty() && self.sessions.is_empty() && self.audit.is_empty()
+    }
+
+    /// Applies one snapshot record to an inner state being rebuilt.
+    fn load(&mut self, record: CatalogRecord) -> Result<()> {
+        let bad = |reason: String| Error::invalid("catalog snapshot", reason);
+        match record {
+            CatalogRecord::Header { .. } => return Err(bad("a second header".into())),
+            CatalogRecord::Collection { collection, next_number } => {
+                if self.collections.contains_key(&collection.id) {
+                    return Err(bad(format!("collection {} twice", collection.id)));
+                }
+                self.collections.insert(
+                    collection.id.clone(),
+                    CollectionRow { collection, next_number, versions: BTreeMap::new() },
+                );
+            }
+            CatalogRecord::Version(v) => {
+                let row = self
+                    .collections
+                    .get_mut(&v.collection)
+                    .ok_or_else(|| bad(format!("version {} of unknown collection {}", v.number, v.collection)))?;
+                if v.number >= row.next_number
+                    || row.versions.contains_key(&v.number)
+                    || self.version_index.contains_key(&v.id)
+                {
+                    return Err(bad(format!(
+                        "version {} of {} is out of sequence or repeated",
+                        v.number, v.collection
+                    )));
+                }
+                self.version_index.insert(v.id, (v.collection.clone(), v.number));
+                row.versions.insert(v.number, v);
+            }
+            CatalogRecord::Pending(p) => {
+                if !self.collections.contains_key(&p.collection) || self.pending.contains_key(&p.id) {
+                    return Err(bad(format!(
+                        "pending upload {} of unknown collection {} or repeated",
+                        p.id, p.collection
+                    )));
+                }
+                self.pending.insert(p.id, p);
+            }
+            CatalogRecord::Session(s) => {
+                if self.sessions.insert(s.id.clone(), s).is_some() {
+                    return Err(bad("a session twice".into()));
+                }
+            }
+            CatalogRecord::Audit(e) => {
+                if self.audit.last().is_some_and(|last| last.seq >= e.seq) {
+                    return Err(bad(format!("audit event {} out of order", e.seq)));
+                }
+                self.audit.push(e);
+            }
+        }
+        Ok(())
+    }
+
     fn push_audit(&mut self, event: &AuditEvent) {
         let mut e = event.clone();
-        e.seq = self.audit.len() as u64 + 1;
+        e.seq = self.audit.last().map_or(1, |last| last.seq + 1);
         self.audit.push(e);
     }
 }
@@ -393,7 +454,45 @@ impl Catalog for MemoryCatalog {
 
     async fn list_audit(&self, after: Option<u64>, limit: usize) -> Result<Vec<AuditEvent>> {
         let inner = self.lock();
-        let skip = after.unwrap_or(0) as usize;
-        Ok(inner.audit.iter().skip(skip).take(limit).cloned().collect())
+        let after = after.unwrap_or(0);
+        let start = inner.audit.partition_point(|e| e.seq <= after);
+        Ok(inner.audit[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
+        let inner = self.lock();
+        let mut records = vec![CatalogRecord::header(crate::clock::to_micros(Utc::now()))];
+        for row in inner.collections.values() {
+            records
+                .push(CatalogRecord::Collection { collection: row.collection.clone(), next_number: row.next_number });
+        }
+        for row in inner.collections.values() {
+            records.extend(row.versions.values().cloned().map(CatalogRecord::Version));
+        }
+        records.extend(inner.pending.values().cloned().map(CatalogRecord::Pending));
+        records.extend(inner.sessions.values().cloned().map(CatalogRecord::Session));
+        records.extend(inner.audit.iter().cloned().map(CatalogRecord::Audit));
+        Ok(futures::stream::iter(records.into_iter().map(Ok)).boxed())
+    }
+
+    async fn import(&self, records: BoxStream<'static, Result<CatalogRecord>>) -> Result<ImportSummary> {
+        if !self.lock().is_empty() {
+            return Err(Error::conflict("import needs an empty catalog"));
+        }
+        let mut records = records;
+        let header = records.try_next().await?.ok_or_else(|| Error::invalid("catalog snapshot", "it is empty"))?;
+        header.check_header()?;
+        let mut fresh = Inner::default();
+        let mut summary = ImportSummary::default();
+        while let Some(record) = records.try_next().await? {
+            summary.count(&record);
+            fresh.load(record)?;
+        }
+        let mut inner = self.lock();
+        if !inner.is_empty() {
+            return Err(Error::conflict("import needs an empty catalog"));
+        }
+        *inner = fresh;
+        Ok(summary)
     }
 }

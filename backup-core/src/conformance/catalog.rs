@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use futures::{StreamExt, TryStreamExt};
 
 use super::unique_collection;
-use crate::catalog::{AbortCondition, AbortOutcome, Catalog, VersionQuery};
+use crate::catalog::{AbortCondition, AbortOutcome, Catalog, CatalogRecord, VersionQuery};
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::ErrorKind;
 use crate::id::{CollectionId, SessionId, VersionId};
@@ -28,8 +29,26 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     single_use_session_is_consumed_by_commit(catalog.as_ref()).await;
     sessions_register_list_revoke(catalog.as_ref()).await;
     audit_events_are_appended_in_order(catalog.as_ref()).await;
+    export_is_a_complete_consistent_snapshot(catalog.as_ref()).await;
     concurrent_reservations_are_atomic(catalog.clone()).await;
     concurrent_commits_get_unique_numbers(catalog.clone()).await;
+}
+
+/// The checks that need a catalog of their own, empty at the start: import into it.
+pub async fn run_all_on_empty(empty: Arc<dyn Catalog>, scratch: Arc<dyn Catalog>) {
+    import_refuses_bad_snapshots(empty.as_ref()).await;
+    import_restores_an_export(scratch.as_ref(), empty.as_ref()).await;
+}
+
+/// Every record of a snapshot, the header's time left out, in a stable order: for comparing
+/// two catalogs.
+pub async fn contents(catalog: &dyn Catalog) -> Vec<CatalogRecord> {
+    let mut records: Vec<CatalogRecord> =
+        catalog.export().await.expect("export").try_collect().await.expect("export stream");
+    assert!(matches!(records.first(), Some(CatalogRecord::Header { .. })), "a snapshot starts with its header");
+    records.remove(0);
+    records.sort_by_key(|r| serde_json::to_string(r).expect("records serialise"));
+    records
 }
 
 /// Microsecond precision: what every catalog can store.
@@ -406,6 +425,120 @@ pub async fn audit_events_are_appended_in_order(catalog: &dyn Catalog) {
     assert_eq!(ours, ["collection.create", "custom.one", "custom.two"]);
     let two = all.iter().find(|e| e.collection.as_ref() == Some(&id) && e.action == "custom.two").expect("event");
     assert_eq!(two.version, Some(7));
+}
+
+/// An export holds every kind of row, in order, and is consistent: a header, collections,
+/// versions, sessions, audit events. Importing into a non-empty catalog is refused.
+pub async fn export_is_a_complete_consistent_snapshot(catalog: &dyn Catalog) {
+    let id = create(catalog, "export", spec(2, 100, 300)).await;
+    upload(catalog, &id, 1).await;
+    upload(catalog, &id, 2).await;
+    upload(catalog, &id, 3).await; // trashes 1
+    let pending = reserve(catalog, &id, exact(4)).await;
+    let s = session(&format!("u-{id}"), now());
+    catalog.insert_session(&s).await.expect("session");
+    catalog.append_audit(&audit("custom.export").collection(&id)).await.expect("audit");
+
+    let records: Vec<CatalogRecord> = catalog.export().await.expect("export").try_collect().await.expect("stream");
+    records[0].check_header().expect("header first");
+    let kind = |r: &CatalogRecord| match r {
+        CatalogRecord::Header { .. } => 0,
+        CatalogRecord::Collection { .. } => 1,
+        CatalogRecord::Version(_) | CatalogRecord::Pending(_) => 2,
+        CatalogRecord::Session(_) => 3,
+        CatalogRecord::Audit(_) => 4,
+    };
+    assert!(records.windows(2).all(|w| kind(&w[0]) <= kind(&w[1])), "records come in order of kind");
+    let ours = |r: &&CatalogRecord| match r {
+        CatalogRecord::Collection { collection, .. } => collection.id == id,
+        CatalogRecord::Version(v) => v.collection == id,
+        CatalogRecord::Pending(p) => p.collection == id,
+        CatalogRecord::Session(x) => x.id == s.id,
+        CatalogRecord::Audit(e) => e.collection.as_ref() == Some(&id),
+        _ => false,
+    };
+    let mine: Vec<&CatalogRecord> = records.iter().filter(ours).collect();
+    assert!(mine.iter().any(|r| matches!(r, CatalogRecord::Collection { next_number: 4, .. })));
+    let states: Vec<(u64, VersionState)> = mine
+        .iter()
+        .filter_map(|r| if let CatalogRecord::Version(v) = r { Some((v.number, v.state)) } else { None })
+        .collect();
+    assert_eq!(states, [(1, VersionState::Trashed), (2, VersionState::Committed), (3, VersionState::Committed)]);
+    assert!(mine.iter().any(|r| matches!(r, CatalogRecord::Pending(p) if p.id == pending.id)));
+    assert!(mine.iter().any(|r| matches!(r, CatalogRecord::Session(_))));
+    assert_eq!(mine.iter().filter(|r| matches!(r, CatalogRecord::Audit(_))).count(), 2);
+    let e = catalog.import(futures::stream::iter(records.into_iter().map(Ok)).boxed()).await.expect_err("not empty");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    catalog.abort(&pending.id, AbortCondition::Always).await.expect("abort");
+}
+
+/// Snapshots without a header, with a foreign header, or with a version of an unknown
+/// collection are refused and leave the catalog empty.
+pub async fn import_refuses_bad_snapshots(empty: &dyn Catalog) {
+    let records = |r: Vec<CatalogRecord>| futures::stream::iter(r.into_iter().map(Ok)).boxed();
+    let c = Collection::new(unique_collection("import"), spec(2, 100, 300), now());
+    let e = empty.import(records(vec![])).await.expect_err("empty stream");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = empty
+        .import(records(vec![CatalogRecord::Collection { collection: c.clone(), next_number: 1 }]))
+        .await
+        .expect_err("no header");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let foreign = CatalogRecord::Header { format: "something-else".into(), version: 1, exported_at: now() };
+    let e = empty.import(records(vec![foreign])).await.expect_err("foreign header");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let future = CatalogRecord::Header {
+        format: crate::catalog::snapshot::SNAPSHOT_FORMAT.into(),
+        version: 99,
+        exported_at: now(),
+    };
+    assert_eq!(empty.import(records(vec![future])).await.expect_err("newer format").kind(), ErrorKind::InvalidInput);
+    // A version of a collection the snapshot does not have: all or nothing.
+    let scratch = crate::MemoryCatalog::new();
+    let id = create(&scratch, "orphan", spec(2, 100, 300)).await;
+    let v = upload(&scratch, &id, 1).await;
+    let bad = vec![
+        CatalogRecord::header(now()),
+        CatalogRecord::Collection { collection: c.clone(), next_number: 1 },
+        CatalogRecord::Version(v),
+    ];
+    let e = empty.import(records(bad)).await.expect_err("unknown collection");
+    assert!(matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Conflict), "{e}");
+    assert!(empty.list_collections(None, 10).await.expect("list").is_empty(), "a failed import leaves nothing");
+    let failing = futures::stream::iter(vec![
+        Ok(CatalogRecord::header(now())),
+        Ok(CatalogRecord::Collection { collection: c, next_number: 1 }),
+        Err(crate::Error::internal("the snapshot's source broke")),
+    ])
+    .boxed();
+    empty.import(failing).await.expect_err("a failing stream");
+    assert!(empty.list_collections(None, 10).await.expect("list").is_empty(), "a failed import leaves nothing");
+}
+
+/// An export of a populated catalog, imported into an empty one, gives the same contents:
+/// the same collections, versions in every state, pending uploads, sessions, audit events,
+/// counters; and the copy works on (numbers continue).
+pub async fn import_restores_an_export(source: &dyn Catalog, empty: &dyn Catalog) {
+    let id = create(source, "restore", spec(2, 100, 300)).await;
+    for size in [5, 6, 7] {
+        upload(source, &id, size).await;
+    }
+    source.trash_version(&id, 2, now(), "deleted by conformance", &audit("version.delete")).await.expect("trash");
+    let pending = reserve(source, &id, exact(4)).await;
+    let mut s = session(&format!("u-{id}"), now());
+    s.scope = Some(r#"{"elements":[{"type":"collection","name":"x","roles":["backupUploader"]}]}"#.into());
+    source.insert_session(&s).await.expect("session");
+    source.revoke_session(&s.id, now(), &audit("session.revoke")).await.expect("revoke");
+
+    let snapshot = source.export().await.expect("export");
+    let summary = empty.import(snapshot).await.expect("import");
+    assert!(summary.collections >= 1 && summary.versions >= 4 && summary.sessions >= 1, "{summary:?}");
+    assert_eq!(contents(source).await, contents(empty).await, "the copy holds exactly what the source held");
+    let e = empty.commit(&commit_request(&pending, 4)).await.expect("the pending upload commits in the copy");
+    assert_eq!(e.version.number, 4, "numbers continue");
+    let next = upload(empty, &id, 1).await;
+    assert_eq!(next.number, 5);
+    source.abort(&pending.id, AbortCondition::Always).await.expect("abort");
 }
 
 /// Many concurrent reservations against one pool: exactly as many succeed as the extra

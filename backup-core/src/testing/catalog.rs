@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::faults::{FaultMode, Faults};
-use crate::catalog::{AbortCondition, AbortOutcome, Catalog, VersionQuery};
+use futures::stream::BoxStream;
+
+use crate::catalog::{AbortCondition, AbortOutcome, Catalog, CatalogRecord, ImportSummary, VersionQuery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
 use crate::protocol::{CollectionState, CommitRequest, Committed, ReserveRequest};
@@ -127,5 +129,11 @@ impl Catalog for FaultyCatalog {
     }
     async fn list_audit(&self, after: Option<u64>, limit: usize) -> Result<Vec<AuditEvent>> {
         self.around("list_audit", self.inner.list_audit(after, limit)).await
+    }
+    async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
+        self.around("export", self.inner.export()).await
+    }
+    async fn import(&self, records: BoxStream<'static, Result<CatalogRecord>>) -> Result<ImportSummary> {
+        self.around("import", self.inner.import(records)).await
     }
 }

@@ -5,9 +5,9 @@
 //! pg_dump mydb | cargo run --release -p backup-embedded -- --output restored.sql
 //! ```
 //!
-//! It keeps blobs in a folder on local disk (fsync on) and metadata in the in-memory catalog,
-//! so each run starts a fresh repository: `recover()` first removes what an earlier run left
-//! in the folder (no catalog row refers to it any more). Then it creates a collection that
+//! It keeps blobs in a folder on local disk (fsync on) and metadata in the embedded SQLite
+//! catalog next to them, so the repository persists from run to run: `recover()` first
+//! finishes whatever an interrupted run left. Then it creates the collection (first run) that
 //! keeps `--keep` versions, uploads the input (a file, or standard input) as a stream,
 //! uploads `--copies − 1` more versions by streaming the latest one back in, which makes the
 //! FIFO rotation evict the oldest, lists the versions, and downloads the latest with its
@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use backup_core::{
-    Actor, CollectionId, CollectionSpec, Engine, Limits, MemoryCatalog, UploadOptions, VersionQuery, VersionSelector,
+    Actor, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, UploadOptions, VersionQuery, VersionSelector,
     local_disk_store,
 };
+use backup_store::SqliteCatalog;
 use clap::Parser;
 use futures::TryStreamExt;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use tokio::io::AsyncWriteExt;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Folder for the blobs (created if missing).
+    /// Folder for the catalog and the blobs (created if missing).
     #[arg(long, default_value = "./data/embedded")]
     data: PathBuf,
     /// The file to back up; standard input when absent.
@@ -60,17 +61,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.copies == 0 || args.keep == 0 {
         return Err("--copies and --keep must be at least 1".into());
     }
-    let store = local_disk_store(args.data.join("blobs"))?;
-    let engine = Engine::builder()
-        .store(store)
-        .catalog(Arc::new(MemoryCatalog::new()))
-        // The catalog lives only as long as this process: whatever is in the folder at start
-        // belongs to no version.
-        .orphan_grace(Duration::ZERO)
-        .build()?;
+    let blobs = args.data.join("blobs");
+    let store = local_disk_store(&blobs)?;
+    let catalog = SqliteCatalog::open(args.data.join("catalog.db")).await?;
+    let engine = Engine::builder().store(store).catalog(Arc::new(catalog)).build()?;
+    // Finish what an interrupted run left: expired uploads, trash, orphans, staging files.
     let report = engine.recover().await?;
-    if report.orphans_deleted > 0 {
-        println!("recover: removed {} objects left by an earlier run", report.orphans_deleted);
+    let staging = backup_store::local_disk::remove_stale_staging_files(&blobs, Duration::from_secs(900))?;
+    if report.aborted_uploads + report.purged_versions + report.orphans_deleted + staging > 0 {
+        println!("recover: {report:?}, {staging} stale staging files removed");
     }
 
     let me = Actor::user("embedded");
@@ -79,7 +78,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let soft = 1u64 << 40;
     let spec = CollectionSpec::new("demo-${version}.bin", Limits::new(args.keep, soft, u64::from(args.keep) * soft)?)
         .with_description("backup-embedded demo");
-    engine.create_collection(&me, &id, spec).await?;
+    match engine.create_collection(&me, &id, spec).await {
+        Ok(_) => println!("created collection {id}, keeping {} versions", args.keep),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
 
     let started = Instant::now();
     let first = match &args.input {
@@ -104,7 +107,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         report_rate(&format!("copied to version {}", v.number), v.size, started.elapsed());
     }
 
-    println!("versions of {id} (keeps {}):", args.keep);
+    println!("versions of {id}:");
     for v in engine.versions(&me, &id, VersionQuery::first(1000)).await?.items {
         println!(
             "  {:>3}  {:<20} {:>14} bytes  {}  {}",

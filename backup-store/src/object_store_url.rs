@@ -1,0 +1,186 @@
+//! [`object_store_from_url`]: a blob store by URL.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use backup_core::{Error, Result};
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+use object_store::path::Path;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+use object_store::prefix::PrefixStore;
+
+use crate::open::redact;
+
+/// Options for [`object_store_from_url`]: backend settings by the names `object_store`'s
+/// builders read (`access_key_id`, `secret_access_key`, `region`, `endpoint`, `allow_http`,
+/// `service_account_key`, `account_name`, …). They win over the URL's query and over the
+/// standard environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`), which are read too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Setting name → value.
+    pub options: BTreeMap<String, String>,
+}
+
+impl StoreOptions {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one setting.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+}
+
+fn supported() -> String {
+    let mut s = vec!["memory://", "file:///PATH"];
+    if cfg!(feature = "aws") {
+        s.push("s3://BUCKET");
+    }
+    if cfg!(feature = "gcp") {
+        s.push("gs://BUCKET");
+    }
+    if cfg!(feature = "azure") {
+        s.push("az://CONTAINER");
+    }
+    s.join(", ")
+}
+
+fn invalid(url: &str, reason: impl std::fmt::Display) -> Error {
+    Error::invalid("storage URL", format!("{:?}: {reason}", redact(url)))
+}
+
+/// Builds the blob store a URL names:
+///
+/// | URL | store |
+/// |---|---|
+/// | `memory://` | in memory |
+/// | `file:///var/backups` | local disk, the folder created, fsync on |
+/// | `s3://bucket[/prefix]?endpoint=…&region=…` | S3 or a compatible server (feature `aws`) |
+/// | `gs://bucket[/prefix]` | Google Cloud Storage (feature `gcp`) |
+/// | `az://container[/prefix]` | Azure Blob Storage (feature `azure`) |
+///
+/// Query parameters and `options` set the backend (see [`StoreOptions`]). For S3,
+/// backup-repository's gocloud parameters are understood too: `endpoint=host:9000`,
+/// `disableSSL=true`, `s3ForcePathStyle=true`, `region=…`. Requests are path-style unless
+/// `virtual_hosted_style_request=true`.
+///
+/// ```
+/// use backup_store::{StoreOptions, object_store_from_url};
+///
+/// let store = object_store_from_url("memory://", &StoreOptions::default())?;
+/// let e = object_store_from_url("ftp://host/backups", &StoreOptions::default()).unwrap_err();
+/// assert!(e.to_string().contains("memory://, file:///PATH"), "{e}");
+/// # Ok::<(), backup_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an unknown scheme (listing the supported ones), a scheme whose
+/// feature is off, or settings the backend refuses.
+pub fn object_store_from_url(url: &str, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    let parsed = url::Url::parse(url).map_err(|e| invalid(url, e))?;
+    match parsed.scheme() {
+        "memory" => Ok(Arc::new(InMemory::new())),
+        "file" => {
+            let path = parsed.to_file_path().map_err(|()| invalid(url, "expected file:///absolute/path"))?;
+            backup_core::local_disk_store(path)
+        }
+        "s3" | "s3a" => s3(url, &parsed, options),
+        "gs" => gcs(url, &parsed, options),
+        "az" | "azure" | "abfs" | "abfss" => azure(url, &parsed, options),
+        other => Err(invalid(url, format!("the scheme {other}:// is not one of {}", supported()))),
+    }
+}
+
+/// The bucket and the optional key prefix of `scheme://bucket/prefix`.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn bucket_and_prefix(url: &str, parsed: &url::Url) -> Result<(String, Option<Path>)> {
+    let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| invalid(url, "the bucket is missing"))?;
+    let prefix = parsed.path().trim_matches('/');
+    let prefix = if prefix.is_empty() { None } else { Some(Path::parse(prefix).map_err(|e| invalid(url, e))?) };
+    Ok((bucket.to_owned(), prefix))
+}
+
+/// The URL's query followed by the options, the options winning.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn settings(parsed: &url::Url, options: &StoreOptions) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    all.extend(options.options.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all
+}
+
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn with_prefix(store: impl ObjectStore, prefix: Option<Path>) -> Arc<dyn ObjectStore> {
+    match prefix {
+        Some(p) => Arc::new(PrefixStore::new(store, p)),
+        None => Arc::new(store),
+    }
+}
+
+#[cfg(feature = "aws")]
+fn s3(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    let (bucket, prefix) = bucket_and_prefix(url, parsed)?;
+    let all = settings(parsed, options);
+    let plain_http = all.iter().any(|(k, v)| k == "disableSSL" && v == "true");
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_virtual_hosted_style_request(false);
+    for (key, value) in all {
+        match key.as_str() {
+            // backup-repository's gocloud parameters.
+            "disableSSL" => builder = builder.with_allow_http(value == "true"),
+            "s3ForcePathStyle" => builder = builder.with_virtual_hosted_style_request(value != "true"),
+            "endpoint" if !value.contains("://") => {
+                let scheme = if plain_http { "http" } else { "https" };
+                builder = builder.with_endpoint(format!("{scheme}://{value}"));
+            }
+            _ => {
+                let key: AmazonS3ConfigKey = key.parse().map_err(|e| invalid(url, e))?;
+                builder = builder.with_config(key, value);
+            }
+        }
+    }
+    Ok(with_prefix(builder.build().map_err(|e| invalid(url, e))?, prefix))
+}
+
+#[cfg(not(feature = "aws"))]
+fn s3(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    Err(invalid(url, format!("s3:// needs backup-store's `aws` feature; this build supports {}", supported())))
+}
+
+#[cfg(feature = "gcp")]
+fn gcs(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+    let (bucket, prefix) = bucket_and_prefix(url, parsed)?;
+    let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    for (key, value) in settings(parsed, options) {
+        let key: GoogleConfigKey = key.parse().map_err(|e| invalid(url, e))?;
+        builder = builder.with_config(key, value);
+    }
+    Ok(with_prefix(builder.build().map_err(|e| invalid(url, e))?, prefix))
+}
+
+#[cfg(not(feature = "gcp"))]
+fn gcs(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    Err(invalid(url, format!("gs:// needs backup-store's `gcp` feature; this build supports {}", supported())))
+}
+
+#[cfg(feature = "azure")]
+fn azure(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+    let (container, prefix) = bucket_and_prefix(url, parsed)?;
+    let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
+    for (key, value) in settings(parsed, options) {
+        let key: AzureConfigKey = key.parse().map_err(|e| invalid(url, e))?;
+        builder = builder.with_config(key, value);
+    }
+    Ok(with_prefix(builder.build().map_err(|e| invalid(url, e))?, prefix))
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    Err(invalid(url, format!("az:// needs backup-store's `azure` feature; this build supports {}", supported())))
+}

@@ -1,0 +1,120 @@
+//! The PostgreSQL schema and its versioned migrations.
+
+use backup_core::{Error, ErrorKind, Result};
+use tokio_postgres::Client;
+
+use super::pg_error;
+use crate::error::migration_error;
+
+/// Migrations in order; the schema version is the number applied. Never edit one that has
+/// shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE collections (
+        id          TEXT COLLATE "C" PRIMARY KEY,
+        spec        TEXT NOT NULL,
+        created_at  TIMESTAMPTZ NOT NULL,
+        updated_at  TIMESTAMPTZ NOT NULL,
+        revision    BIGINT NOT NULL,
+        next_number BIGINT NOT NULL
+    );
+
+    CREATE TABLE versions (
+        id               UUID PRIMARY KEY,
+        collection       TEXT COLLATE "C" NOT NULL REFERENCES collections (id),
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'trashed', 'purged')),
+        number           BIGINT,
+        filename         TEXT,
+        object_key       TEXT NOT NULL,
+        size             BIGINT,
+        digest           TEXT,
+        reserved         BIGINT,
+        pool_share       BIGINT,
+        lease_until      TIMESTAMPTZ,
+        created_at       TIMESTAMPTZ NOT NULL,
+        committed_at     TIMESTAMPTZ,
+        trashed_at       TIMESTAMPTZ,
+        trash_reason     TEXT,
+        purged_at        TIMESTAMPTZ,
+        uploader_user    TEXT NOT NULL,
+        uploader_key     TEXT,
+        uploader_session TEXT,
+        UNIQUE (collection, number),
+        CHECK ((state = 'pending') = (number IS NULL))
+    );
+    CREATE INDEX versions_by_collection ON versions (collection, state, number);
+    CREATE INDEX versions_by_lease ON versions (state, lease_until);
+    CREATE INDEX versions_by_trash ON versions (state, trashed_at);
+    CREATE INDEX versions_by_key ON versions (object_key);
+
+    CREATE TABLE sessions (
+        id             TEXT PRIMARY KEY,
+        user_name      TEXT NOT NULL,
+        access_key     TEXT,
+        issued_at      TIMESTAMPTZ NOT NULL,
+        expires_at     TIMESTAMPTZ NOT NULL,
+        requester_addr TEXT,
+        description    TEXT NOT NULL,
+        single_use     BOOLEAN NOT NULL,
+        scope          TEXT,
+        revoked_at     TIMESTAMPTZ
+    );
+    CREATE INDEX sessions_by_user ON sessions (user_name, issued_at);
+
+    CREATE TABLE audit (
+        seq        BIGSERIAL PRIMARY KEY,
+        at         TIMESTAMPTZ NOT NULL,
+        actor      TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        collection TEXT,
+        version    BIGINT,
+        detail     TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction, under an advisory lock so
+/// that instances starting together migrate once.
+///
+/// # Errors
+/// [`Error::Backend`] naming the found version when a newer build wrote the database.
+pub(crate) async fn migrate(client: &mut Client) -> Result<()> {
+    let tx = client.transaction().await.map_err(pg_error("migrate"))?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.backup-engine-migrate'))", &[])
+        .await
+        .map_err(pg_error("migrate"))?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await
+        .map_err(pg_error("migrate"))?;
+    let found: Option<i64> = tx
+        .query_one("SELECT max(version) FROM schema_version", &[])
+        .await
+        .map_err(pg_error("migrate"))?
+        .try_get(0)
+        .map_err(pg_error("migrate"))?;
+    let found = found.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(migration_error("postgres catalog", found, SCHEMA_VERSION));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql).await.map_err(|e| {
+            Error::backend(
+                ErrorKind::Internal,
+                "postgres catalog",
+                "migrate",
+                format!("migration {} failed: {e}", i + 1),
+            )
+        })?;
+    }
+    if found < SCHEMA_VERSION {
+        tx.execute("DELETE FROM schema_version", &[]).await.map_err(pg_error("migrate"))?;
+        tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&SCHEMA_VERSION])
+            .await
+            .map_err(pg_error("migrate"))?;
+    }
+    tx.commit().await.map_err(pg_error("migrate"))
+}

@@ -1,0 +1,113 @@
+//! The SQLite schema and its versioned migrations.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{migration_error, sqlite_error};
+use backup_core::{Error, Result};
+
+/// Migrations in order; the schema version is the number applied. Never edit one that has
+/// shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE collections (
+        id          TEXT PRIMARY KEY NOT NULL,
+        spec        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        revision    INTEGER NOT NULL,
+        next_number INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE versions (
+        id               TEXT PRIMARY KEY NOT NULL,
+        collection       TEXT NOT NULL REFERENCES collections(id),
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'trashed', 'purged')),
+        number           INTEGER,
+        filename         TEXT,
+        object_key       TEXT NOT NULL,
+        size             INTEGER,
+        digest           TEXT,
+        reserved         INTEGER,
+        pool_share       INTEGER,
+        lease_until      INTEGER,
+        created_at       INTEGER NOT NULL,
+        committed_at     INTEGER,
+        trashed_at       INTEGER,
+        trash_reason     TEXT,
+        purged_at        INTEGER,
+        uploader_user    TEXT NOT NULL,
+        uploader_key     TEXT,
+        uploader_session TEXT,
+        UNIQUE (collection, number),
+        CHECK ((state = 'pending') = (number IS NULL))
+    ) STRICT;
+    CREATE INDEX versions_by_collection ON versions (collection, state, number);
+    CREATE INDEX versions_by_lease ON versions (state, lease_until);
+    CREATE INDEX versions_by_trash ON versions (state, trashed_at);
+    CREATE INDEX versions_by_key ON versions (object_key);
+
+    CREATE TABLE sessions (
+        id             TEXT PRIMARY KEY NOT NULL,
+        user_name      TEXT NOT NULL,
+        access_key     TEXT,
+        issued_at      INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        requester_addr TEXT,
+        description    TEXT NOT NULL,
+        single_use     INTEGER NOT NULL,
+        scope          TEXT,
+        revoked_at     INTEGER
+    ) STRICT;
+    CREATE INDEX sessions_by_user ON sessions (user_name, issued_at);
+
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        actor      TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        collection TEXT,
+        version    INTEGER,
+        detail     TEXT NOT NULL
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to [`SCHEMA_VERSION`], one transaction per migration.
+///
+/// # Errors
+/// [`Error::Backend`] naming the found version when the database was written by a newer
+/// build; SQLite errors.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error("migrate"))?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT")
+        .map_err(sqlite_error("migrate"))?;
+    let found: Option<i64> = tx
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .map_err(sqlite_error("migrate"))?
+        .flatten();
+    let found = found.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(migration_error("sqlite catalog", found, SCHEMA_VERSION));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql).map_err(|e| {
+            Error::backend(
+                backup_core::ErrorKind::Internal,
+                "sqlite catalog",
+                "migrate",
+                format!("migration {} failed: {e}", i + 1),
+            )
+        })?;
+    }
+    if found < SCHEMA_VERSION {
+        tx.execute("DELETE FROM schema_version", []).map_err(sqlite_error("migrate"))?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [SCHEMA_VERSION])
+            .map_err(sqlite_error("migrate"))?;
+    }
+    tx.commit().map_err(sqlite_error("migrate"))
+}
