@@ -32,11 +32,13 @@ pub trait ContentRule: Debug + Send + Sync + 'static {
     /// The reason the content is refused.
     fn check_head(&self, head: &[u8], complete: bool) -> std::result::Result<(), String>;
 
-    /// Checks the last `min(tail_len, total)` bytes of an upload of `total` bytes.
+    /// Checks the last `min(tail_len, total)` bytes of an upload of `total` bytes; `head` is
+    /// what [`ContentRule::check_head`] saw, so the end can be checked against the form the
+    /// start announced.
     ///
     /// # Errors
     /// The reason the content is refused.
-    fn check_tail(&self, tail: &[u8], total: u64) -> std::result::Result<(), String>;
+    fn check_tail(&self, head: &[u8], tail: &[u8], total: u64) -> std::result::Result<(), String>;
 }
 
 /// The content rules an engine knows, by name.

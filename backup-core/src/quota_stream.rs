@@ -107,7 +107,7 @@ impl RuleState {
             self.head_checked = true;
             self.rule.check_head(&self.head, true).map_err(|r| self.reject(r))?;
         }
-        self.rule.check_tail(&self.tail, total).map_err(|r| self.reject(r))
+        self.rule.check_tail(&self.head, &self.tail, total).map_err(|r| self.reject(r))
     }
 }
 
@@ -247,7 +247,7 @@ mod tests {
         fn check_head(&self, head: &[u8], _complete: bool) -> Result<(), String> {
             if head.starts_with(b"AAA") { Ok(()) } else { Err("no AAA".into()) }
         }
-        fn check_tail(&self, tail: &[u8], _total: u64) -> Result<(), String> {
+        fn check_tail(&self, _head: &[u8], tail: &[u8], _total: u64) -> Result<(), String> {
             if tail.ends_with(b"ZZZ") { Ok(()) } else { Err(format!("tail {:?}", String::from_utf8_lossy(tail))) }
         }
     }

@@ -209,7 +209,7 @@ impl ContentRule for Shouting {
     fn check_head(&self, head: &[u8], _complete: bool) -> Result<(), String> {
         if head == b"ok" { Ok(()) } else { Err("must start with ok".into()) }
     }
-    fn check_tail(&self, tail: &[u8], _total: u64) -> Result<(), String> {
+    fn check_tail(&self, _head: &[u8], tail: &[u8], _total: u64) -> Result<(), String> {
         if tail == b"!" { Ok(()) } else { Err("must end with !".into()) }
     }
 }

@@ -1,9 +1,103 @@
 //! # backup-policy
 //!
-//! Who may do what, when and from where: users, access keys, roles, ACLs, passwords, scoped
-//! tokens, backup windows, rate limits. (Being built; `backup-core` has the
-//! [`backup_core::Authorizer`] trait and an allow-all implementation.)
+//! Who may do what, when and from where, with backup-repository's semantics kept where they
+//! are sound and its known bugs fixed: users with roles and argon2id passwords, access keys
+//! (`user$key` logins limited to some collections), per-collection ACLs, scoped JWTs
+//! registered as revocable sessions, backup windows, IP allow-lists, rate limits, the OpenPGP
+//! content rule, and backup-repository's manifests as configuration.
+//!
+//! ## The pieces
+//!
+//! - [`manifest::load`] reads `BackupCollection`, `BackupUser` and `Secret` manifests from
+//!   backup-repository's folder layout and validates them (file and field named).
+//! - [`Directory`] holds the users and collection policies in force (swap them on reload) and
+//!   checks logins ([`Directory::authenticate`]).
+//! - [`TokenService`] issues JWTs (HS256 or EdDSA, with key ids for rotation), registers each
+//!   as a session in the catalog, and verifies them, failing closed.
+//! - [`PolicyAuthorizer`] is the engine's [`backup_core::Authorizer`]: it decides with the
+//!   directory and the [`VerifiedToken`] in the actor's extensions.
+//! - [`decide`] is the decision itself, a pure function: access keys and token scopes can only
+//!   narrow what the ACL and global roles grant.
+//! - [`BackupWindow`], [`RateLimits`], [`client_address`], [`OpenPgpRule`], [`parse_size`].
+//!
+//! ## A login and an upload
+//!
+//! ```
+//! use std::sync::Arc;
+//! use backup_core::{Engine, MemoryCatalog, SystemClock};
+//! use backup_policy::{Directory, OpenPgpRule, PolicyAuthorizer, TokenKey, TokenRequest, TokenService, manifest};
+//! use bytes::Bytes;
+//! use futures::stream;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-repository-examples");
+//! let manifests = manifest::load(&root, "backup-repository")?;
+//! let directory = Arc::new(Directory::new(manifests.policy_set()));
+//! let catalog = Arc::new(MemoryCatalog::new());
+//! let tokens = TokenService::new(TokenKey::hs256(b"a long and random secret", None)?, catalog.clone(), Arc::new(SystemClock))?;
+//! let engine = Engine::builder()
+//!     .catalog(catalog)
+//!     .authorizer(Arc::new(PolicyAuthorizer::new(directory.clone())))
+//!     .content_rule(Arc::new(OpenPgpRule))
+//!     .build()?;
+//! for c in &manifests.collections {
+//!     engine.catalog().create_collection(&backup_core::Collection::new(c.id.clone(), c.spec.clone(), chrono::Utc::now()),
+//!         &backup_core::AuditEvent::new(chrono::Utc::now(), "setup", "collection.create")).await?;
+//! }
+//!
+//! // POST /api/stable/auth/login as some-user$uploader (password "test").
+//! let who = directory.authenticate(&"some-user$uploader".parse()?, "test", Some("10.0.0.1".parse().unwrap())).await?;
+//! let issued = tokens.issue(&who.user, who.access_key.as_deref(), TokenRequest::login()).await?;
+//!
+//! // A later request with that bearer token.
+//! let actor = tokens.verify(&issued.token).await?.actor(Some("10.0.0.1".parse().unwrap()));
+//! let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from(
+//!     "-----BEGIN PGP MESSAGE-----\n\nhQEMA\n-----END PGP MESSAGE-----\n",
+//! ))]);
+//! # // The example collection has a backup window; its minute is almost always open.
+//! # let result = engine.upload(&actor, &"iwa-ait".parse()?, body).await;
+//! # assert!(result.is_ok() || result.as_ref().unwrap_err().kind() == backup_core::ErrorKind::OutsideWindow);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+//!
+//! ## Fixed from backup-repository
+//!
+//! A removed access key, a deleted or deactivated user, a revoked or expired token all deny
+//! (backup-repository widened a session whose key was removed to the full user, and panicked
+//! on deleted users); `restrictByIP` and `deactivated` are enforced; an access key or scope
+//! grants nothing outside its objects; both ACL spellings (`name`/`type` and `userName`) and
+//! both role spellings (`userManager`, `usersManager`) work; binary OpenPGP is accepted and the
+//! check is optional per collection; configuration errors stop the load instead of failing
+//! uploads; rate limits have bounded memory and believe `X-Forwarded-For` only from trusted
+//! proxies.
 
 #![deny(missing_docs)]
 
-pub use backup_core::AllowAll;
+mod authorizer;
+mod decision;
+mod directory;
+mod error;
+mod identity;
+pub mod manifest;
+mod openpgp;
+mod password;
+mod rate_limit;
+mod role;
+mod size;
+mod token;
+mod window;
+
+pub use authorizer::PolicyAuthorizer;
+pub use decision::{Asker, Subject, decide};
+pub use directory::{Authenticated, CollectionPolicy, Directory, PolicySet};
+pub use error::{Error, ErrorKind, Result};
+pub use identity::{AccessKey, AclEntry, COLLECTION, LoginName, ObjectGrant, OperationsScope, User, canonical};
+pub use openpgp::OpenPgpRule;
+pub use password::{Argon2Kind, HashParams, StoredPassword, TARGET as PASSWORD_PARAMS};
+pub use rate_limit::{Bucket, RateInfo, RateKey, RateLimitConfig, RateLimits, client_address};
+pub use role::{Permission, Permissions, Role, roles_allow};
+pub use size::parse_size;
+pub use token::{
+    DEFAULT_LIFETIME as DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenKey, TokenRequest, TokenService, VerifiedToken,
+};
+pub use window::{BackupWindow, any_open};

@@ -1,0 +1,126 @@
+//! [`PolicyAuthorizer`]: the core's [`Authorizer`] on the policy — users, access keys, token
+//! scopes, ACLs, windows, IP restrictions — failing closed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backup_core::{Action, Authorizer, AuthzRequest, Permit};
+
+use crate::decision::{Asker, Subject, decide};
+use crate::directory::{CollectionPolicy, Directory};
+use crate::error::Error;
+use crate::identity::COLLECTION;
+use crate::role::Permission;
+use crate::token::VerifiedToken;
+use crate::window::any_open;
+
+/// Decides engine requests with the [`Directory`]'s users and collection policies.
+///
+/// The actor must be a user of the directory, not deactivated, connecting from an allowed
+/// address; an access key named by the actor must still exist; a [`VerifiedToken`] in the
+/// actor's extensions must be for the same user and key, and its scope narrows the decision.
+/// Anything else is refused: a removed key or a deleted user never falls back to wider rights.
+///
+/// | engine action | permission |
+/// |---|---|
+/// | upload | `file.upload`, and `file.upload-anytime` outside every backup window |
+/// | download | `file.download` |
+/// | list versions, read or list collections | upload or download (or collection management) |
+/// | delete or restore a version | `file.delete` |
+/// | create, change, delete a collection | `collection.manage` |
+#[derive(Debug, Clone)]
+pub struct PolicyAuthorizer {
+    directory: Arc<Directory>,
+}
+
+impl PolicyAuthorizer {
+    /// An authorizer reading `directory`.
+    pub fn new(directory: Arc<Directory>) -> Self {
+        PolicyAuthorizer { directory }
+    }
+}
+
+#[async_trait]
+impl Authorizer for PolicyAuthorizer {
+    async fn authorize(&self, request: &AuthzRequest<'_>) -> backup_core::Result<Permit> {
+        Ok(self.decide(request)?)
+    }
+}
+
+impl PolicyAuthorizer {
+    /// The decision, as a pure function of the request and the directory's current set.
+    ///
+    /// # Errors
+    /// The refusal.
+    pub fn decide(&self, request: &AuthzRequest<'_>) -> Result<Permit, Error> {
+        let set = self.directory.snapshot();
+        let actor = request.actor;
+        let user = set
+            .users
+            .get(&actor.user)
+            .ok_or_else(|| Error::unauthenticated(format!("user {} does not exist", actor.user)))?;
+        if user.deactivated {
+            return Err(Error::unauthenticated(format!("user {} is deactivated", user.name)));
+        }
+        if !user.allows_address(actor.client_addr) {
+            return Err(Error::denied(format!("user {} may not connect from this address", user.name)));
+        }
+        let access_key = match &actor.access_key {
+            None => None,
+            Some(name) => Some(user.access_key(name).ok_or_else(|| {
+                Error::unauthenticated(format!("access key {name} of user {} no longer exists", user.name))
+            })?),
+        };
+        let token = actor.extensions.get::<VerifiedToken>();
+        if let Some(t) = token
+            && (t.user() != user.name || t.access_key() != actor.access_key.as_deref())
+        {
+            return Err(Error::unauthenticated("the token does not belong to this actor"));
+        }
+        let asker = Asker { user, access_key, scope: token.map(VerifiedToken::scope) };
+        let empty = CollectionPolicy::default();
+        let policy = request.collection.map(|c| set.collections.get(&c.id).unwrap_or(&empty));
+        let subject =
+            request.collection.zip(policy).map(|(c, p)| Subject { kind: COLLECTION, name: c.id.as_str(), acl: &p.acl });
+        let subject = subject.as_ref();
+        let one_of = |perms: &[Permission]| -> Result<(), Error> {
+            let mut reason = String::new();
+            for p in perms {
+                match decide(&asker, subject, *p) {
+                    Ok(()) => return Ok(()),
+                    Err(r) if reason.is_empty() => reason = r,
+                    Err(_) => {}
+                }
+            }
+            Err(Error::denied(reason))
+        };
+        match request.action {
+            Action::Upload => {
+                one_of(&[Permission::Upload])?;
+                let windows = policy.map(|p| p.windows.as_slice()).unwrap_or(&[]);
+                if !any_open(windows, request.now) && decide(&asker, subject, Permission::UploadAnytime).is_err() {
+                    return Err(Error::OutsideWindow {
+                        reason:
+                            "backup window does not allow you to send a backup at this time. You need a token that has \
+                                 a special permission 'uploadsAnytime'"
+                                .into(),
+                        windows: windows.iter().map(ToString::to_string).collect(),
+                    });
+                }
+                if let Some(t) = token.filter(|t| t.is_single_use()) {
+                    return Ok(Permit::consuming(t.session().clone()));
+                }
+            }
+            Action::Download => one_of(&[Permission::Download])?,
+            Action::ListVersions | Action::ReadCollection | Action::ListCollections => {
+                one_of(&[Permission::Upload, Permission::Download, Permission::ManageCollections])?
+            }
+            Action::DeleteVersion | Action::RestoreVersion => one_of(&[Permission::DeleteVersions])?,
+            Action::CreateCollection | Action::UpdateCollection | Action::DeleteCollection => {
+                one_of(&[Permission::ManageCollections])?
+            }
+            other => return Err(Error::denied(format!("{} is not allowed by this policy", other.name()))),
+        }
+        Ok(Permit::allow())
+    }
+}

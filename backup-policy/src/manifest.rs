@@ -1,0 +1,563 @@
+//! Configuration as code: backup-repository's manifests (`BackupCollection`, `BackupUser`,
+//! `Secret`) read from its filesystem layout, validated when loaded with the file and field
+//! named.
+//!
+//! The layout is backup-repository's filesystem provider's:
+//!
+//! ```text
+//! <root>/<namespace>/backups.riotkit.org/v1alpha1/backupcollections/<name>.yaml
+//! <root>/<namespace>/backups.riotkit.org/v1alpha1/backupusers/<name>.yaml
+//! <root>/<namespace>/v1/secrets/<name>.yaml
+//! ```
+//!
+//! (`backups.riotkit.org/v1/…` is read as well.) Secret values are used as written (not
+//! base64-decoded), as backup-repository does: a password entry holds the output of
+//! `--encode-password`, a health secret the hex SHA-256 of the code.
+//!
+//! Beyond backup-repository, these are refused at load instead of failing at upload time or
+//! silently: an unknown strategy, negative extra space, a template without `${version}`, an
+//! invalid crontab or duration, an unknown role, a secret reference that does not resolve, an
+//! ACL or access key naming a user or collection that does not exist. Optional fields of
+//! ours: `spec.timeZone` (windows), `spec.contentRule` (`openpgp`, the default, or `none`),
+//! `spec.digest` (`blake3` or `sha256`).
+
+mod model;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use backup_core::{CollectionId, CollectionSpec, DigestAlgorithm, Limits};
+use ipnet::IpNet;
+
+use crate::directory::{CollectionPolicy, PolicySet};
+use crate::error::{Error, Result};
+use crate::identity::{AccessKey, AclEntry, COLLECTION, ObjectGrant, User};
+use crate::openpgp::OpenPgpRule;
+use crate::password::StoredPassword;
+use crate::role::Role;
+use crate::size::parse_size;
+use crate::window::BackupWindow;
+use model::{CollectionManifest, Head, SecretManifest, SecretRef, SizeValue, UserManifest};
+
+/// The API group of backup-repository's kinds.
+pub const API_GROUP: &str = "backups.riotkit.org";
+
+/// Versions of the API group read.
+pub const API_VERSIONS: [&str; 2] = ["v1alpha1", "v1"];
+
+/// The largest manifest file read, in bytes.
+pub const MAX_FILE: u64 = 1 << 20;
+
+/// A collection as its manifest defines it: the core's spec and the policy part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionDefinition {
+    /// The id (`metadata.name`).
+    pub id: CollectionId,
+    /// For the engine.
+    pub spec: CollectionSpec,
+    /// For the authorizer.
+    pub policy: CollectionPolicy,
+    /// The file it came from.
+    pub file: PathBuf,
+}
+
+/// Everything loaded from a namespace.
+#[derive(Debug, Clone)]
+pub struct Manifests {
+    /// Collections, ordered by id.
+    pub collections: Vec<CollectionDefinition>,
+    /// Users, ordered by name.
+    pub users: Vec<User>,
+}
+
+impl Manifests {
+    /// The users and policies, for a [`crate::Directory`].
+    pub fn policy_set(&self) -> PolicySet {
+        PolicySet {
+            users: self.users.iter().map(|u| (u.name.clone(), u.clone())).collect(),
+            collections: self.collections.iter().map(|c| (c.id.clone(), c.policy.clone())).collect(),
+        }
+    }
+}
+
+/// Collects every error of a load, so one run reports them all.
+#[derive(Debug, Default)]
+struct Errors(Vec<Error>);
+
+impl Errors {
+    fn at(&mut self, file: &Path, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(Error::Manifest { file: file.to_owned(), field: field.into(), reason: reason.into() });
+    }
+}
+
+/// What a manifest file defines, by the folder it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentKind {
+    /// `…/backupcollections/`.
+    Collection,
+    /// `…/backupusers/`.
+    User,
+    /// `…/v1/secrets/`.
+    Secret,
+}
+
+/// One manifest file's text, for [`load_documents`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Its path (named in errors; its stem must equal `metadata.name`).
+    pub file: PathBuf,
+    /// What its folder says it defines.
+    pub kind: DocumentKind,
+    /// The YAML.
+    pub text: String,
+}
+
+/// Loads and validates every manifest of `namespace` under `root`.
+///
+/// ```
+/// use std::path::Path;
+///
+/// let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-repository-examples");
+/// let loaded = backup_policy::manifest::load(&root, "backup-repository")?;
+/// assert_eq!(loaded.collections[0].id.as_str(), "iwa-ait");
+/// assert_eq!(loaded.users.len(), 3);
+/// # Ok::<(), backup_policy::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Manifest`] for the first problem, naming file, field and reason; when there are
+/// several, [`Error::InvalidInput`] listing them all, one a line.
+pub fn load(root: &Path, namespace: &str) -> Result<Manifests> {
+    let base = root.join(namespace);
+    if !base.is_dir() {
+        return Err(Error::Manifest { file: base, field: String::new(), reason: "no such folder".into() });
+    }
+    let mut errors = Errors::default();
+    let mut folders = vec![(base.join("v1/secrets"), DocumentKind::Secret)];
+    for version in API_VERSIONS {
+        let group = base.join(API_GROUP).join(version);
+        folders.push((group.join("backupusers"), DocumentKind::User));
+        folders.push((group.join("backupcollections"), DocumentKind::Collection));
+    }
+    let mut documents = Vec::new();
+    for (folder, kind) in folders {
+        for file in yaml_files(&folder, &mut errors) {
+            match read_text(&file) {
+                Ok(text) => documents.push(Document { file, kind, text }),
+                Err(e) => errors.at(&file, "", format!("cannot read: {e}")),
+            }
+        }
+    }
+    load_into(&documents, errors)
+}
+
+/// Validates manifests given as text (for tests, fuzzing, or another source than folders).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_documents(documents: &[Document]) -> Result<Manifests> {
+    load_into(documents, Errors::default())
+}
+
+fn read_text(file: &Path) -> std::io::Result<String> {
+    if std::fs::metadata(file)?.len() > MAX_FILE {
+        return Err(std::io::Error::other(format!("larger than {MAX_FILE} bytes")));
+    }
+    std::fs::read_to_string(file)
+}
+
+fn load_into(documents: &[Document], mut errors: Errors) -> Result<Manifests> {
+    let of = |kind| documents.iter().filter(move |d| d.kind == kind);
+    let secrets = load_secrets(of(DocumentKind::Secret), &mut errors);
+    let mut users: BTreeMap<String, User> = BTreeMap::new();
+    let mut user_files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for doc in of(DocumentKind::User) {
+        if let Some(u) = load_user(doc, &secrets, &mut errors) {
+            if users.contains_key(&u.name) {
+                errors.at(&doc.file, "metadata.name", format!("user {} is defined twice", u.name));
+            } else {
+                user_files.insert(u.name.clone(), doc.file.clone());
+                users.insert(u.name.clone(), u);
+            }
+        }
+    }
+    // Every collection a file defines, valid or not: a broken collection is reported once, not
+    // again by each access key that names it.
+    let defined: Vec<String> = of(DocumentKind::Collection).map(|d| stem(&d.file)).collect();
+    let mut collections: BTreeMap<CollectionId, CollectionDefinition> = BTreeMap::new();
+    for doc in of(DocumentKind::Collection) {
+        if let Some(c) = load_collection(doc, &secrets, &users, &mut errors) {
+            if collections.contains_key(&c.id) {
+                errors.at(&doc.file, "metadata.name", format!("collection {} is defined twice", c.id));
+            } else {
+                collections.insert(c.id.clone(), c);
+            }
+        }
+    }
+    // Access keys may only name collections that exist.
+    for u in users.values() {
+        for (i, k) in u.access_keys.iter().enumerate() {
+            for (j, o) in k.objects.iter().enumerate() {
+                if !defined.contains(&o.name) {
+                    errors.at(
+                        &user_files[&u.name],
+                        format!("spec.accessKeys[{i}].objects[{j}].name"),
+                        format!("no collection named {:?}", o.name),
+                    );
+                }
+            }
+        }
+    }
+    match errors.0.len() {
+        0 => Ok(Manifests { collections: collections.into_values().collect(), users: users.into_values().collect() }),
+        1 => Err(errors.0.remove(0)),
+        _ => Err(Error::invalid("manifests", errors.0.iter().map(|e| format!("\n  {e}")).collect::<String>())),
+    }
+}
+
+/// The `.yaml`/`.yml` files of a folder, sorted; a missing folder has none.
+fn yaml_files(dir: &Path, errors: &mut Errors) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            errors.at(dir, "", format!("cannot read the folder: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Parses a manifest: YAML, `apiVersion` and `kind`, then the typed document.
+fn read<T: serde::de::DeserializeOwned>(
+    doc: &Document,
+    kind: &str,
+    api_versions: &[String],
+    errors: &mut Errors,
+) -> Option<T> {
+    let file = &doc.file;
+    let head: Head = match serde_yaml_ng::from_str(&doc.text) {
+        Ok(h) => h,
+        Err(e) => {
+            errors.at(file, "", format!("not a manifest: {e}"));
+            return None;
+        }
+    };
+    if head.kind != kind {
+        errors.at(file, "kind", format!("{:?} in a folder of {kind}", head.kind));
+        return None;
+    }
+    if !api_versions.contains(&head.api_version) {
+        errors.at(file, "apiVersion", format!("{:?} is not one of {}", head.api_version, api_versions.join(", ")));
+        return None;
+    }
+    match serde_yaml_ng::from_str(&doc.text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.at(file, "", e.to_string());
+            None
+        }
+    }
+}
+
+fn stem(file: &Path) -> String {
+    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn crd_versions() -> Vec<String> {
+    API_VERSIONS.iter().map(|v| format!("{API_GROUP}/{v}")).collect()
+}
+
+/// Secret name → (file, entries).
+type Secrets = BTreeMap<String, (PathBuf, BTreeMap<String, String>)>;
+
+fn load_secrets<'a>(documents: impl Iterator<Item = &'a Document>, errors: &mut Errors) -> Secrets {
+    let mut secrets = Secrets::new();
+    for doc in documents {
+        let Some(s) = read::<SecretManifest>(doc, "Secret", &["v1".to_owned()], errors) else { continue };
+        let mut entries = s.string_data;
+        entries.extend(s.data);
+        if secrets.insert(s.metadata.name.clone(), (doc.file.clone(), entries)).is_some() {
+            errors.at(&doc.file, "metadata.name", format!("secret {} is defined twice", s.metadata.name));
+        }
+    }
+    secrets
+}
+
+fn resolve<'a>(secrets: &'a Secrets, r: &SecretRef) -> std::result::Result<&'a str, String> {
+    if r.name.is_empty() {
+        return Err("the secret's name is empty".into());
+    }
+    let (_, entries) = secrets.get(&r.name).ok_or_else(|| format!("no secret named {:?}", r.name))?;
+    entries.get(&r.entry).map(String::as_str).ok_or_else(|| format!("secret {:?} has no entry {:?}", r.name, r.entry))
+}
+
+/// A password: the reference wins over the inline value (backup-repository's order for users).
+fn password(
+    file: &Path,
+    field: &str,
+    inline: Option<&str>,
+    reference: Option<&SecretRef>,
+    secrets: &Secrets,
+    reference_wins: bool,
+    errors: &mut Errors,
+) -> StoredPassword {
+    let inline = inline.filter(|p| !p.is_empty());
+    let from_ref = |errors: &mut Errors, r: &SecretRef| match resolve(secrets, r) {
+        Ok(v) => StoredPassword::parse(v).unwrap_or_else(|e| {
+            errors.at(file, format!("{field}FromRef"), format!("secret {:?} entry {:?}: {e}", r.name, r.entry));
+            StoredPassword::Disabled
+        }),
+        Err(reason) => {
+            errors.at(file, format!("{field}FromRef"), reason);
+            StoredPassword::Disabled
+        }
+    };
+    let from_inline = |errors: &mut Errors, p: &str| {
+        StoredPassword::parse(p).unwrap_or_else(|e| {
+            errors.at(file, field, e.to_string());
+            StoredPassword::Disabled
+        })
+    };
+    match (inline, reference) {
+        (_, Some(r)) if reference_wins => from_ref(errors, r),
+        (Some(p), _) => from_inline(errors, p),
+        (None, Some(r)) => from_ref(errors, r),
+        (None, None) => StoredPassword::Disabled,
+    }
+}
+
+fn roles(file: &Path, field: &str, names: &[String], errors: &mut Errors) -> Vec<Role> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match name.parse::<Role>() {
+            Ok(r) if !out.contains(&r) => out.push(r),
+            Ok(_) => {}
+            Err(e) => errors.at(file, format!("{field}[{i}]"), e.to_string()),
+        }
+    }
+    out
+}
+
+fn load_user(doc: &Document, secrets: &Secrets, errors: &mut Errors) -> Option<User> {
+    let file = doc.file.as_path();
+    let m: UserManifest = read(doc, "BackupUser", &crd_versions(), errors)?;
+    let name = m.metadata.name;
+    if name.is_empty() || name.contains('$') || name.chars().any(char::is_control) || name.len() > 256 {
+        errors.at(file, "metadata.name", "a user name must be non-empty, at most 256 bytes, without '$'");
+        return None;
+    }
+    if name != stem(file) {
+        errors.at(file, "metadata.name", format!("{name:?} does not match the file name"));
+    }
+    let spec = m.spec;
+    let user_password = password(
+        file,
+        "spec.password",
+        spec.password.as_deref(),
+        spec.password_from_ref.as_ref(),
+        secrets,
+        true,
+        errors,
+    );
+    let mut access_keys: Vec<AccessKey> = Vec::new();
+    for (i, k) in spec.access_keys.iter().enumerate() {
+        let field = format!("spec.accessKeys[{i}]");
+        if k.name.is_empty() || k.name.contains('$') {
+            errors.at(file, format!("{field}.name"), "an access key name must be non-empty, without '$'");
+            continue;
+        }
+        if access_keys.iter().any(|o| o.name == k.name) {
+            errors.at(file, format!("{field}.name"), format!("access key {:?} is defined twice", k.name));
+            continue;
+        }
+        // For access keys an inline password wins over the reference (backup-repository).
+        let pw = password(
+            file,
+            &format!("{field}.password"),
+            k.password.as_deref(),
+            k.password_from_ref.as_ref(),
+            secrets,
+            false,
+            errors,
+        );
+        let mut objects = Vec::new();
+        for (j, o) in k.objects.iter().enumerate() {
+            if o.kind != COLLECTION {
+                errors.at(file, format!("{field}.objects[{j}].type"), format!("{:?} is not \"collection\"", o.kind));
+                continue;
+            }
+            objects.push(ObjectGrant::collection(
+                o.name.clone(),
+                roles(file, &format!("{field}.objects[{j}].roles"), &o.roles, errors),
+            ));
+        }
+        access_keys.push(AccessKey { name: k.name.clone(), password: pw, objects });
+    }
+    let mut restrict_by_ip = Vec::new();
+    for (i, entry) in spec.restrict_by_ip.iter().enumerate() {
+        match entry.parse::<IpNet>().or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from)) {
+            Ok(net) => restrict_by_ip.push(net),
+            Err(_) => {
+                errors.at(file, format!("spec.restrictByIP[{i}]"), format!("{entry:?} is not an address or CIDR range"))
+            }
+        }
+    }
+    Some(User {
+        roles: roles(file, "spec.roles", &spec.roles, errors),
+        name,
+        email: spec.email,
+        password: user_password,
+        access_keys,
+        restrict_by_ip,
+        deactivated: spec.deactivated,
+    })
+}
+
+/// The manifest field behind a field of the core's spec.
+fn manifest_field(core: &str) -> &'static str {
+    match core {
+        "filename_template" => "spec.filenameTemplate",
+        "limits.max_versions" => "spec.maxBackupsCount",
+        "limits.max_version_size" => "spec.maxOneVersionSize",
+        "description" => "spec.description",
+        _ => "spec.maxCollectionSize",
+    }
+}
+
+fn size(file: &Path, field: &str, v: &SizeValue, errors: &mut Errors) -> Option<u64> {
+    match v {
+        SizeValue::Bytes(n) => Some(*n),
+        SizeValue::Text(t) => parse_size(t).map_err(|e| errors.at(file, field, e.to_string())).ok(),
+    }
+}
+
+fn load_collection(
+    doc: &Document,
+    secrets: &Secrets,
+    users: &BTreeMap<String, User>,
+    errors: &mut Errors,
+) -> Option<CollectionDefinition> {
+    let file = doc.file.as_path();
+    let m: CollectionManifest = read(doc, "BackupCollection", &crd_versions(), errors)?;
+    let id = match CollectionId::new(m.metadata.name.clone()) {
+        Ok(id) => id,
+        Err(e) => {
+            errors.at(file, "metadata.name", e.to_string());
+            return None;
+        }
+    };
+    if id.as_str() != stem(file) {
+        errors.at(file, "metadata.name", format!("{:?} does not match the file name", id.as_str()));
+    }
+    let s = m.spec;
+    let before = errors.0.len();
+    let soft = size(file, "spec.maxOneVersionSize", &s.max_one_version_size, errors);
+    let hard = size(file, "spec.maxCollectionSize", &s.max_collection_size, errors);
+    match s.strategy_name.as_deref() {
+        None | Some("fifo") => {}
+        Some(other) => errors.at(
+            file,
+            "spec.strategyName",
+            format!("unknown strategy {other:?}; supported: fifo (fifo-plus-older is not implemented)"),
+        ),
+    }
+    let content_rule = match s.content_rule.as_deref() {
+        None | Some("openpgp") => Some(OpenPgpRule::NAME.to_owned()),
+        Some("none") => None,
+        Some(other) => {
+            errors.at(file, "spec.contentRule", format!("{other:?} is not openpgp or none"));
+            None
+        }
+    };
+    let digest = match s.digest.as_deref().map(str::parse::<DigestAlgorithm>) {
+        None => DigestAlgorithm::default(),
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            errors.at(file, "spec.digest", e.to_string());
+            DigestAlgorithm::default()
+        }
+    };
+    let mut windows = Vec::new();
+    for (i, w) in s.windows.iter().enumerate() {
+        match BackupWindow::parse(&w.from, &w.duration, s.time_zone.as_deref()) {
+            Ok(win) => windows.push(win),
+            Err(e) => {
+                let field = if e.to_string().contains("duration") {
+                    "duration"
+                } else if e.to_string().contains("time zone") {
+                    "timeZone"
+                } else {
+                    "from"
+                };
+                let field =
+                    if field == "timeZone" { "spec.timeZone".to_owned() } else { format!("spec.windows[{i}].{field}") };
+                errors.at(file, field, e.to_string());
+            }
+        }
+    }
+    if s.windows.is_empty()
+        && let Some(tz) = &s.time_zone
+        && tz.parse::<chrono_tz::Tz>().is_err()
+    {
+        errors.at(file, "spec.timeZone", format!("{tz:?} is not an IANA time zone"));
+    }
+    let health_code_sha256 = s.health_secret_ref.as_ref().and_then(|r| match resolve(secrets, r) {
+        Ok(v) => {
+            let mut digest = [0u8; 32];
+            match hex::decode_to_slice(v.trim(), &mut digest) {
+                Ok(()) => Some(digest),
+                Err(_) => {
+                    errors.at(
+                        file,
+                        "spec.healthSecretRef",
+                        format!("secret {:?} entry {:?} is not a hex SHA-256", r.name, r.entry),
+                    );
+                    None
+                }
+            }
+        }
+        Err(reason) => {
+            errors.at(file, "spec.healthSecretRef", reason);
+            None
+        }
+    });
+    let mut acl: Vec<AclEntry> = Vec::new();
+    for (i, entry) in s.access_control.iter().enumerate() {
+        let field = format!("spec.accessControl[{i}]");
+        if let Some(kind) = entry.kind.as_deref().filter(|k| *k != "user") {
+            errors.at(file, format!("{field}.type"), format!("{kind:?} is not \"user\""));
+            continue;
+        }
+        let Some(user) = entry.name.clone().or_else(|| entry.user_name.clone()) else {
+            errors.at(file, format!("{field}.name"), "the user is missing (name, or userName)");
+            continue;
+        };
+        if !users.contains_key(&user) {
+            errors.at(file, format!("{field}.name"), format!("no user named {user:?}"));
+            continue;
+        }
+        acl.push(AclEntry { user, roles: roles(file, &format!("{field}.roles"), &entry.roles, errors) });
+    }
+    let (Some(soft), Some(hard)) = (soft, hard) else { return None };
+    let limits = Limits { max_versions: s.max_backups_count, max_version_size: soft, max_collection_size: hard };
+    let mut spec = CollectionSpec::new(s.filename_template, limits).with_description(s.description).with_digest(digest);
+    spec.content_rule = content_rule;
+    if let Err(backup_core::Error::InvalidSpec { field, reason }) = spec.validate() {
+        errors.at(file, manifest_field(field), reason);
+    }
+    if errors.0.len() != before {
+        return None;
+    }
+    Some(CollectionDefinition {
+        id,
+        spec,
+        policy: CollectionPolicy { windows, acl, health_code_sha256 },
+        file: file.to_owned(),
+    })
+}

@@ -1,0 +1,204 @@
+//! The manifests' YAML shape: backup-repository's `BackupCollection`, `BackupUser` and
+//! Kubernetes' `Secret`, field for field, plus a few optional fields of ours.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The common head of every manifest.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Head {
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
+}
+
+/// Kubernetes metadata: the name counts; labels, annotations and the fields the API server
+/// adds are accepted and ignored.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Metadata {
+    pub(crate) name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) namespace: Option<String>,
+    #[serde(flatten)]
+    #[allow(dead_code)]
+    pub(crate) other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// `{name, entry}`: an entry of a Secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretRef {
+    pub(crate) name: String,
+    pub(crate) entry: String,
+}
+
+/// A size as text (`1M`) or as a YAML number (bytes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CollectionManifest {
+    #[serde(rename = "apiVersion")]
+    #[allow(dead_code)]
+    pub(crate) api_version: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) metadata: Metadata,
+    pub(crate) spec: CollectionSpecYaml,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct CollectionSpecYaml {
+    #[serde(default)]
+    pub(crate) description: String,
+    pub(crate) filename_template: String,
+    pub(crate) max_backups_count: u32,
+    pub(crate) max_one_version_size: SizeValue,
+    pub(crate) max_collection_size: SizeValue,
+    #[serde(default)]
+    pub(crate) windows: Vec<WindowYaml>,
+    #[serde(default)]
+    pub(crate) strategy_name: Option<String>,
+    /// Options of `fifo-plus-older` in backup-repository; parsed and unused there too.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) strategy_spec: Option<StrategySpecYaml>,
+    #[serde(default)]
+    pub(crate) health_secret_ref: Option<SecretRef>,
+    #[serde(default)]
+    pub(crate) access_control: Vec<AclYaml>,
+    // Ours: optional, backup-repository's behaviour when absent.
+    /// The time zone of the windows (IANA name; UTC when absent).
+    #[serde(default)]
+    pub(crate) time_zone: Option<String>,
+    /// `openpgp` (the default, backup-repository's check) or `none`.
+    #[serde(default)]
+    pub(crate) content_rule: Option<String>,
+    /// `blake3` (default) or `sha256`.
+    #[serde(default)]
+    pub(crate) digest: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct StrategySpecYaml {
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) keep_last_older_not_more_than: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) max_older_copies: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WindowYaml {
+    pub(crate) from: String,
+    pub(crate) duration: String,
+}
+
+/// An ACL entry in either spelling: the Go code's `name` + `type: user`, or the CRD's and the
+/// docs' `userName` (which backup-repository ignored).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct AclYaml {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub(crate) kind: Option<String>,
+    #[serde(default)]
+    pub(crate) user_name: Option<String>,
+    #[serde(default)]
+    pub(crate) roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserManifest {
+    #[serde(rename = "apiVersion")]
+    #[allow(dead_code)]
+    pub(crate) api_version: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) metadata: Metadata,
+    pub(crate) spec: UserSpecYaml,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct UserSpecYaml {
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) id: Option<String>,
+    #[serde(default)]
+    pub(crate) email: String,
+    #[serde(default)]
+    pub(crate) roles: Vec<String>,
+    #[serde(default)]
+    pub(crate) password: Option<String>,
+    #[serde(default)]
+    pub(crate) password_from_ref: Option<SecretRef>,
+    #[serde(default)]
+    pub(crate) access_keys: Vec<AccessKeyYaml>,
+    #[serde(default)]
+    pub(crate) deactivated: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) organization: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) about: Option<String>,
+    #[serde(default, rename = "restrictByIP")]
+    pub(crate) restrict_by_ip: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct AccessKeyYaml {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) password: Option<String>,
+    #[serde(default)]
+    pub(crate) password_from_ref: Option<SecretRef>,
+    #[serde(default)]
+    pub(crate) objects: Vec<ObjectYaml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ObjectYaml {
+    pub(crate) name: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SecretManifest {
+    #[allow(dead_code)]
+    pub(crate) api_version: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) metadata: Metadata,
+    #[serde(default, rename = "type")]
+    #[allow(dead_code)]
+    pub(crate) kind_of_secret: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) immutable: Option<bool>,
+    /// Read as written, not base64-decoded (backup-repository's behaviour, see its docs).
+    #[serde(default)]
+    pub(crate) data: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) string_data: BTreeMap<String, String>,
+}

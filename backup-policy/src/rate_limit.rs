@@ -1,0 +1,256 @@
+//! Rate limits per client address and per user (governor token buckets), with bounded memory,
+//! and the client address behind trusted proxies.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use ipnet::IpNet;
+
+use crate::error::{Error, Result};
+use crate::identity::canonical;
+
+/// The request classes backup-repository limits separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// Logins and token refreshes (each costs an argon2 hash).
+    Login,
+    /// Authenticated API requests.
+    Default,
+    /// A collection's health endpoint.
+    CollectionHealth,
+    /// `/health` and `/ready`.
+    Health,
+}
+
+impl Bucket {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The limits, as backup-repository's flags set them. Zero turns a bucket off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Logins per minute (`--rate-auth-limit`, default 10).
+    pub login_per_minute: u32,
+    /// Requests per second (`--rate-default-limit`, default 5).
+    pub default_per_second: u32,
+    /// Collection health checks per minute (`--rate-collection-health-limit`, default 10).
+    pub collection_health_per_minute: u32,
+    /// Server health checks per minute (`--rate-server-health-limit`, default 160).
+    pub health_per_minute: u32,
+    /// The most keys (addresses and users) tracked per bucket; past it, new keys share one
+    /// bucket until old ones expire, so memory stays bounded whatever the traffic.
+    pub max_tracked_keys: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            login_per_minute: 10,
+            default_per_second: 5,
+            collection_health_per_minute: 10,
+            health_per_minute: 160,
+            max_tracked_keys: 100_000,
+        }
+    }
+}
+
+/// Who is limited: a client address or a user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// A client address.
+    Addr(IpAddr),
+    /// A user name.
+    User(String),
+}
+
+/// What a request left of its bucket (for `X-RateLimit-*` headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateInfo {
+    /// The bucket's size.
+    pub limit: u32,
+    /// Requests left right now.
+    pub remaining: u32,
+}
+
+type Keyed = RateLimiter<RateKey, DefaultKeyedStateStore<RateKey>, DefaultClock, StateInformationMiddleware>;
+type Shared = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+#[derive(Debug)]
+struct Limiter {
+    keyed: Keyed,
+    overflow: Shared,
+    limit: u32,
+}
+
+/// Token buckets per [`Bucket`] and [`RateKey`].
+///
+/// ```
+/// use backup_policy::{Bucket, RateKey, RateLimitConfig, RateLimits};
+///
+/// let limits = RateLimits::new(RateLimitConfig { login_per_minute: 2, ..RateLimitConfig::default() });
+/// let me = RateKey::Addr("192.0.2.7".parse().unwrap());
+/// assert!(limits.check(Bucket::Login, &me).is_ok());
+/// assert!(limits.check(Bucket::Login, &me).is_ok());
+/// assert!(limits.check(Bucket::Login, &me).is_err());
+/// ```
+#[derive(Debug)]
+pub struct RateLimits {
+    limiters: [Option<Limiter>; 4],
+    max_keys: usize,
+}
+
+impl RateLimits {
+    /// Limits as configured.
+    pub fn new(config: RateLimitConfig) -> Self {
+        let per = |n: u32, period: Duration| {
+            NonZeroU32::new(n).map(|n| {
+                let quota = Quota::with_period(period / n.get()).expect("non-zero period").allow_burst(n);
+                Limiter {
+                    keyed: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+                    overflow: RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>(),
+                    limit: n.get(),
+                }
+            })
+        };
+        let minute = Duration::from_secs(60);
+        RateLimits {
+            limiters: [
+                per(config.login_per_minute, minute),
+                per(config.default_per_second, Duration::from_secs(1)),
+                per(config.collection_health_per_minute, minute),
+                per(config.health_per_minute, minute),
+            ],
+            max_keys: config.max_tracked_keys.max(1),
+        }
+    }
+
+    /// Takes one request from `key`'s bucket.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] with how long to wait.
+    pub fn check(&self, bucket: Bucket, key: &RateKey) -> Result<Option<RateInfo>> {
+        let Some(l) = &self.limiters[bucket.index()] else { return Ok(None) };
+        let key = match key {
+            RateKey::Addr(a) => RateKey::Addr(canonical(*a)),
+            other => other.clone(),
+        };
+        if l.keyed.len() >= self.max_keys {
+            // Forget keys whose buckets are full again before deciding there is no room.
+            l.keyed.retain_recent();
+            l.keyed.shrink_to_fit();
+        }
+        let outcome = if l.keyed.len() < self.max_keys { l.keyed.check_key(&key) } else { l.overflow.check() };
+        match outcome {
+            Ok(snapshot) => Ok(Some(RateInfo { limit: l.limit, remaining: snapshot.remaining_burst_capacity() })),
+            Err(not_until) => {
+                Err(Error::RateLimited { retry_after: not_until.wait_time_from(DefaultClock::default().now()) })
+            }
+        }
+    }
+
+    /// Forgets keys whose buckets are full again (run it periodically; [`RateLimits::check`]
+    /// does it by itself when a bucket tracks too many keys).
+    pub fn retain_recent(&self) {
+        for l in self.limiters.iter().flatten() {
+            l.keyed.retain_recent();
+            l.keyed.shrink_to_fit();
+        }
+    }
+
+    /// How many keys a bucket tracks now.
+    pub fn tracked(&self, bucket: Bucket) -> usize {
+        self.limiters[bucket.index()].as_ref().map_or(0, |l| l.keyed.len())
+    }
+}
+
+/// The client's address: the direct peer, unless the peer is a trusted proxy, in which case
+/// the rightmost address of `X-Forwarded-For` that is not itself a trusted proxy (a client
+/// can prepend anything to the header, but not append).
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    let trusted = |a: &IpAddr| trusted_proxies.iter().any(|n| n.contains(a));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else { return peer };
+    let mut chain: Vec<IpAddr> = Vec::new();
+    for part in header.split(',') {
+        match part.trim().parse::<IpAddr>() {
+            Ok(a) => chain.push(canonical(a)),
+            // A malformed entry: trust nothing to its left.
+            Err(_) => chain.clear(),
+        }
+    }
+    chain.into_iter().rev().find(|a| !trusted(a)).unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_separate_per_key_and_per_bucket() {
+        let limits =
+            RateLimits::new(RateLimitConfig { login_per_minute: 2, health_per_minute: 0, ..Default::default() });
+        let a = RateKey::Addr("192.0.2.1".parse().unwrap());
+        let b = RateKey::Addr("192.0.2.2".parse().unwrap());
+        let info = limits.check(Bucket::Login, &a).unwrap().unwrap();
+        assert_eq!((info.limit, info.remaining), (2, 1));
+        limits.check(Bucket::Login, &a).unwrap();
+        let e = limits.check(Bucket::Login, &a).unwrap_err();
+        assert!(
+            matches!(e, Error::RateLimited { retry_after } if retry_after > Duration::ZERO && retry_after <= Duration::from_secs(30)),
+            "{e}"
+        );
+        assert!(limits.check(Bucket::Login, &b).is_ok(), "another address has its own bucket");
+        assert!(limits.check(Bucket::Default, &a).is_ok(), "another bucket");
+        assert!(limits.check(Bucket::Login, &RateKey::User("x".into())).is_ok(), "users are keys of their own");
+        for _ in 0..1000 {
+            assert_eq!(limits.check(Bucket::Health, &a).unwrap(), None, "a zero limit is off");
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_share_the_ipv4_bucket() {
+        let limits = RateLimits::new(RateLimitConfig { login_per_minute: 1, ..Default::default() });
+        limits.check(Bucket::Login, &RateKey::Addr("192.0.2.9".parse().unwrap())).unwrap();
+        assert!(limits.check(Bucket::Login, &RateKey::Addr("::ffff:192.0.2.9".parse().unwrap())).is_err());
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_the_number_of_addresses() {
+        let limits =
+            RateLimits::new(RateLimitConfig { default_per_second: 1000, max_tracked_keys: 100, ..Default::default() });
+        for i in 0..10_000u32 {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let _ = limits.check(Bucket::Default, &RateKey::Addr(addr));
+        }
+        assert!(limits.tracked(Bucket::Default) <= 100, "{}", limits.tracked(Bucket::Default));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer_proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let peer_client: IpAddr = "198.51.100.7".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // An untrusted peer spoofing the header is the client itself.
+        assert_eq!(client_address(peer_client, Some("1.2.3.4"), &proxies), peer_client);
+        // A trusted proxy's header is believed, rightmost untrusted entry first.
+        assert_eq!(client_address(peer_proxy, Some("1.2.3.4, 203.0.113.9"), &proxies), ip("203.0.113.9"));
+        assert_eq!(client_address(peer_proxy, Some("203.0.113.9, 10.0.0.7"), &proxies), ip("203.0.113.9"));
+        // Nothing usable: the proxy itself.
+        assert_eq!(client_address(peer_proxy, None, &proxies), peer_proxy);
+        assert_eq!(client_address(peer_proxy, Some("garbage"), &proxies), peer_proxy);
+        assert_eq!(client_address(peer_proxy, Some("1.2.3.4, garbage"), &proxies), peer_proxy);
+        assert_eq!(client_address(peer_proxy, Some("10.1.1.1"), &proxies), peer_proxy);
+    }
+}

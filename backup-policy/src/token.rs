@@ -1,0 +1,440 @@
+//! Tokens: scoped JWTs registered as sessions in the catalog, so they can be listed and
+//! revoked; verification fails closed.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{AuditEvent, Catalog, Clock, Session, SessionId};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::error::{Error, Result};
+use crate::identity::{OperationsScope, User};
+use crate::role::Role;
+
+/// The longest token accepted, in bytes.
+pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// The shortest HS256 secret accepted, in bytes.
+pub(crate) const MIN_SECRET_LEN: usize = 16;
+
+/// How long tokens live unless configured: 6 hours, as in backup-repository.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+
+/// Selects jsonwebtoken's crypto provider (aws-lc-rs) once per process. jsonwebtoken panics
+/// at the first use when it cannot tell which provider to use (for example when feature
+/// unification enables two), so it is installed explicitly.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider is installed already, which is fine.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    });
+}
+
+/// A key to sign or check tokens with, and its id (`kid`) for rotation.
+#[derive(Clone)]
+pub struct TokenKey {
+    kid: String,
+    algorithm: Algorithm,
+    encoding: Option<EncodingKey>,
+    decoding: DecodingKey,
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish_non_exhaustive()
+    }
+}
+
+impl TokenKey {
+    /// An HS256 key; its id is derived from the secret unless given.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a secret under [`MIN_SECRET_LEN`] bytes.
+    pub fn hs256(secret: &[u8], kid: Option<&str>) -> Result<Self> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(Error::invalid("JWT secret", format!("must be at least {MIN_SECRET_LEN} bytes long")));
+        }
+        let kid = kid.map_or_else(|| hex::encode(&sha2::Sha256::digest(secret)[..6]), str::to_owned);
+        Ok(TokenKey {
+            kid,
+            algorithm: Algorithm::HS256,
+            encoding: Some(EncodingKey::from_secret(secret)),
+            decoding: DecodingKey::from_secret(secret),
+        })
+    }
+
+    /// An Ed25519 (EdDSA) key pair from PEM files, to sign and check.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for keys that do not parse.
+    pub fn ed25519_pem(kid: &str, private_pem: &[u8], public_pem: &[u8]) -> Result<Self> {
+        let encoding =
+            EncodingKey::from_ed_pem(private_pem).map_err(|e| Error::invalid("Ed25519 private key", e.to_string()))?;
+        let decoding =
+            DecodingKey::from_ed_pem(public_pem).map_err(|e| Error::invalid("Ed25519 public key", e.to_string()))?;
+        Ok(TokenKey { kid: kid.to_owned(), algorithm: Algorithm::EdDSA, encoding: Some(encoding), decoding })
+    }
+
+    /// An Ed25519 public key only: checks tokens another instance signed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a key that does not parse.
+    pub fn ed25519_public_pem(kid: &str, public_pem: &[u8]) -> Result<Self> {
+        let decoding =
+            DecodingKey::from_ed_pem(public_pem).map_err(|e| Error::invalid("Ed25519 public key", e.to_string()))?;
+        Ok(TokenKey { kid: kid.to_owned(), algorithm: Algorithm::EdDSA, encoding: None, decoding })
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// The claims of a token. The names of backup-repository's claims are kept (`login`,
+/// `accessKeyName`, `operationsScope`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    login: String,
+    #[serde(rename = "accessKeyName", default)]
+    access_key_name: String,
+    #[serde(rename = "operationsScope", default, skip_serializing_if = "Option::is_none")]
+    operations_scope: Option<OperationsScope>,
+    jti: String,
+    iat: i64,
+    exp: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    single_use: bool,
+}
+
+/// What to put in a new token.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct TokenRequest {
+    /// Limit the token to these objects and roles (it can only narrow the user's rights).
+    pub scope: Option<OperationsScope>,
+    /// Valid for exactly one successful upload.
+    pub single_use: bool,
+    /// A lifetime other than the service's (at most that).
+    pub lifetime: Option<Duration>,
+    /// Where the login came from.
+    pub requester_addr: Option<String>,
+    /// Why it is issued ("Login" when empty).
+    pub description: String,
+}
+
+impl TokenRequest {
+    /// A plain login token.
+    pub fn login() -> Self {
+        TokenRequest { description: "Login".into(), ..Self::default() }
+    }
+
+    /// Limits it to a scope.
+    pub fn with_scope(mut self, scope: OperationsScope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// Makes it single-use.
+    pub fn single_use(mut self) -> Self {
+        self.single_use = true;
+        self
+    }
+
+    /// Records the requester's address.
+    pub fn from_addr(mut self, addr: impl Into<String>) -> Self {
+        self.requester_addr = Some(addr.into());
+        self
+    }
+
+    /// Shortens its lifetime.
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = Some(lifetime);
+        self
+    }
+}
+
+/// A token just issued, and its session.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The token to give the client.
+    pub token: String,
+    /// Its registration.
+    pub session: Session,
+}
+
+/// A token that passed every check: signature, algorithm, key, expiry, registration. Put it
+/// into [`backup_core::Actor::extensions`] for the [`crate::PolicyAuthorizer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    user: String,
+    access_key: Option<String>,
+    scope: OperationsScope,
+    session: SessionId,
+    single_use: bool,
+    expires_at: DateTime<Utc>,
+}
+
+impl VerifiedToken {
+    /// The user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The access key the token was issued for.
+    pub fn access_key(&self) -> Option<&str> {
+        self.access_key.as_deref()
+    }
+
+    /// The scope (empty: not limited).
+    pub fn scope(&self) -> &OperationsScope {
+        &self.scope
+    }
+
+    /// The session.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// Whether it is valid for one upload only.
+    pub fn is_single_use(&self) -> bool {
+        self.single_use
+    }
+
+    /// When it expires.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
+    }
+
+    /// An engine actor for this token, with the token attached for the authorizer.
+    pub fn actor(&self, client_addr: Option<std::net::IpAddr>) -> backup_core::Actor {
+        let mut actor =
+            backup_core::Actor::user(self.user.clone()).with_session(self.session.clone()).with_extension(self.clone());
+        actor.access_key = self.access_key.clone();
+        actor.client_addr = client_addr;
+        actor
+    }
+}
+
+/// Issues and verifies tokens; every token is registered as a session in the catalog.
+#[derive(Debug, Clone)]
+pub struct TokenService {
+    signing: TokenKey,
+    retired: Vec<TokenKey>,
+    lifetime: Duration,
+    catalog: Arc<dyn Catalog>,
+    clock: Arc<dyn Clock>,
+}
+
+impl TokenService {
+    /// Signs with `key`; tokens live [`DEFAULT_LIFETIME`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `key` cannot sign (a public key only).
+    pub fn new(key: TokenKey, catalog: Arc<dyn Catalog>, clock: Arc<dyn Clock>) -> Result<Self> {
+        install_crypto_provider();
+        if key.encoding.is_none() {
+            return Err(Error::invalid("signing key", format!("key {} has no private part", key.kid)));
+        }
+        Ok(TokenService { signing: key, retired: Vec::new(), lifetime: DEFAULT_LIFETIME, catalog, clock })
+    }
+
+    /// Sets how long tokens live.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for zero or more than a year.
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Result<Self> {
+        if lifetime.is_zero() || lifetime > Duration::from_secs(366 * 24 * 3600) {
+            return Err(Error::invalid("token lifetime", "must be between 1 s and a year"));
+        }
+        self.lifetime = lifetime;
+        Ok(self)
+    }
+
+    /// Also accepts tokens signed with an older key (key rotation).
+    pub fn accepting(mut self, retired: TokenKey) -> Self {
+        self.retired.push(retired);
+        self
+    }
+
+    /// The default lifetime.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Issues a token for an authenticated user and registers its session.
+    ///
+    /// # Errors
+    /// [`Error::Core`] if the session cannot be registered (a token that could not be
+    /// registered is never handed out).
+    pub async fn issue(&self, user: &User, access_key: Option<&str>, request: TokenRequest) -> Result<IssuedToken> {
+        let now = backup_core::clock::to_micros(self.clock.now());
+        let lifetime = request.lifetime.map_or(self.lifetime, |l| l.min(self.lifetime));
+        let expires_at =
+            now + chrono::Duration::from_std(lifetime).map_err(|e| Error::invalid("token lifetime", e.to_string()))?;
+        let scope = request.scope.filter(OperationsScope::is_limiting);
+        let claims = Claims {
+            sub: user.name.clone(),
+            login: user.name.clone(),
+            access_key_name: access_key.unwrap_or_default().to_owned(),
+            operations_scope: scope.clone(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+            single_use: request.single_use,
+        };
+        let mut header = Header::new(self.signing.algorithm);
+        header.kid = Some(self.signing.kid.clone());
+        let key = self
+            .signing
+            .encoding
+            .as_ref()
+            .ok_or_else(|| Error::Internal { reason: "signing key without private part".into() })?;
+        let token = jsonwebtoken::encode(&header, &claims, key)
+            .map_err(|e| Error::Internal { reason: format!("signing: {e}") })?;
+        let mut session = Session::new(
+            SessionId::of_token(&token),
+            user.name.clone(),
+            now,
+            expires_at,
+            if request.description.is_empty() { "Login".to_owned() } else { request.description },
+        );
+        session.access_key = access_key.map(str::to_owned);
+        session.requester_addr = request.requester_addr;
+        session.single_use = request.single_use;
+        session.scope = scope.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
+        self.catalog.insert_session(&session).await?;
+        Ok(IssuedToken { token, session })
+    }
+
+    fn key_for(&self, kid: Option<&str>) -> Option<&TokenKey> {
+        match kid {
+            // Tokens without a key id were signed with the current key (as backup-repository's).
+            None => Some(&self.signing),
+            Some(kid) => std::iter::once(&self.signing).chain(&self.retired).find(|k| k.kid == kid),
+        }
+    }
+
+    /// Verifies a token: its size, algorithm (never `none`, only the key's own), key id,
+    /// signature, expiry at the clock's `now`, and that its session is registered, not revoked
+    /// and not expired.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] with the reason for any failed check.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken> {
+        let now = self.clock.now();
+        let claims = self.check_signature(token, now)?;
+        let session = match self.catalog.get_session(&SessionId::of_token(token)).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == backup_core::ErrorKind::NotFound => {
+                return Err(Error::unauthenticated(
+                    "the token is not registered (never issued here, or its records were lost)",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if session.revoked_at.is_some() {
+            return Err(Error::unauthenticated("the token was revoked"));
+        }
+        if !session.is_active(now) {
+            return Err(Error::unauthenticated("the token expired"));
+        }
+        let access_key = (!claims.access_key_name.is_empty()).then_some(claims.access_key_name);
+        if session.user != claims.sub || session.access_key != access_key {
+            return Err(Error::unauthenticated("the token does not match its registration"));
+        }
+        Ok(VerifiedToken {
+            user: claims.sub,
+            access_key,
+            scope: claims.operations_scope.unwrap_or_default(),
+            session: session.id,
+            single_use: claims.single_use,
+            expires_at: session.expires_at,
+        })
+    }
+
+    /// The checks that need no catalog: size, header, key, algorithm, signature, expiry.
+    fn check_signature(&self, token: &str, now: DateTime<Utc>) -> Result<Claims> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Error::unauthenticated("the token is too long"));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| Error::unauthenticated(format!("malformed token: {e}")))?;
+        let key = self
+            .key_for(header.kid.as_deref())
+            .ok_or_else(|| Error::unauthenticated("the token was signed with an unknown key"))?;
+        if header.alg != key.algorithm {
+            return Err(Error::unauthenticated(format!("algorithm {:?} is not accepted", header.alg)));
+        }
+        let mut validation = Validation::new(key.algorithm);
+        // Expiry is checked against the service's clock below, not the system's.
+        validation.validate_exp = false;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+            .map_err(|e| Error::unauthenticated(format!("invalid token: {e}")))?;
+        if data.claims.exp <= now.timestamp() {
+            return Err(Error::unauthenticated("the token expired"));
+        }
+        Ok(data.claims)
+    }
+
+    /// The sessions of `user` (or of everyone), newest first, for `requester`: a user sees
+    /// their own, a `systemAdmin` anyone's.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] for someone else's sessions without `systemAdmin`.
+    pub async fn sessions(&self, requester: &User, user: Option<&str>, limit: usize) -> Result<Vec<Session>> {
+        let of = user.unwrap_or(&requester.name);
+        if of != requester.name && !requester.roles.contains(&Role::SystemAdmin) {
+            return Err(Error::denied("no permissions to act as other user"));
+        }
+        Ok(self.catalog.list_sessions(Some(of), limit).await?)
+    }
+
+    /// Revokes one session: the owner's own, or anyone's for a `systemAdmin`. For others, an
+    /// unknown session and someone else's are refused alike (nothing to enumerate).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::Core`] with `NotFound` (for a `systemAdmin`).
+    pub async fn revoke(&self, requester: &User, session: &SessionId) -> Result<Session> {
+        let admin = requester.roles.contains(&Role::SystemAdmin);
+        let owner = match self.catalog.get_session(session).await {
+            Ok(s) => Some(s.user),
+            Err(e) if e.kind() == backup_core::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        match owner {
+            Some(u) if u == requester.name || admin => {}
+            None if admin => return Err(backup_core::Error::SessionNotFound { session: session.to_string() }.into()),
+            _ => return Err(Error::denied("you don't have permissions to revoke session of other user")),
+        }
+        let audit =
+            AuditEvent::new(backup_core::clock::to_micros(self.clock.now()), requester.name.clone(), "session.revoke")
+                .detail(session.to_string());
+        Ok(self.catalog.revoke_session(session, audit.at, &audit).await?)
+    }
+
+    /// Revokes every active session of `user`: their own, or anyone's for a `systemAdmin`.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`].
+    pub async fn revoke_all(&self, requester: &User, user: &str) -> Result<u64> {
+        if user != requester.name && !requester.roles.contains(&Role::SystemAdmin) {
+            return Err(Error::denied("you don't have permissions to revoke sessions of other users"));
+        }
+        let audit = AuditEvent::new(
+            backup_core::clock::to_micros(self.clock.now()),
+            requester.name.clone(),
+            "session.revoke_all",
+        )
+        .detail(user.to_owned());
+        Ok(self.catalog.revoke_user_sessions(user, audit.at, &audit).await?)
+    }
+}

@@ -1,0 +1,261 @@
+//! The manifests of backup-repository's examples load unchanged; every validation rule refuses
+//! with the file and field named.
+
+use std::path::{Path, PathBuf};
+
+use backup_policy::manifest::{Manifests, load};
+use backup_policy::{Error, Permission, Role, roles_allow};
+use chrono::{TimeZone, Utc};
+
+const NS: &str = "backup-repository";
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-repository-examples")
+}
+
+/// A copy of the examples in a temporary folder, to break one file at a time.
+fn copy_examples() -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&examples(), dir.path());
+    dir
+}
+
+fn collection_file(root: &Path) -> PathBuf {
+    root.join(NS).join("backups.riotkit.org/v1alpha1/backupcollections/iwa-ait.yaml")
+}
+
+fn user_file(root: &Path, name: &str) -> PathBuf {
+    root.join(NS).join(format!("backups.riotkit.org/v1alpha1/backupusers/{name}.yaml"))
+}
+
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+fn loaded() -> Manifests {
+    load(&examples(), NS).unwrap()
+}
+
+#[test]
+fn the_example_collection_loads_unchanged() {
+    let m = loaded();
+    assert_eq!(m.collections.len(), 1);
+    let c = &m.collections[0];
+    assert_eq!(c.id.as_str(), "iwa-ait");
+    assert_eq!(c.spec.description, "IWA-AIT website files");
+    assert_eq!(c.spec.filename_template.render(7), "iwa-ait-7.tar.gz");
+    assert_eq!(
+        (c.spec.limits.max_versions, c.spec.limits.max_version_size, c.spec.limits.max_collection_size),
+        (5, 1 << 20, 10 << 20)
+    );
+    assert_eq!(c.spec.retention.strategy, "fifo");
+    assert_eq!(c.spec.content_rule.as_deref(), Some("openpgp"), "backup-repository's GPG check is the default");
+    assert_eq!(c.policy.windows.len(), 1);
+    assert!(c.policy.windows[0].is_open(Utc.with_ymd_and_hms(2026, 1, 1, 1, 35, 0).unwrap()));
+    // The secret holds sha256("admin").
+    let sha_admin = hex::decode("8c6976e5b5410415bde908bd4dee15dfb167a9c873fc4bb8a81f6f2ab448a918").unwrap();
+    assert_eq!(c.policy.health_code_sha256.map(|d| d.to_vec()), Some(sha_admin));
+    assert_eq!(c.policy.acl.len(), 1);
+    assert_eq!(
+        (c.policy.acl[0].user.as_str(), c.policy.acl[0].roles.as_slice()),
+        ("admin", &[Role::CollectionManager][..])
+    );
+}
+
+#[test]
+fn the_example_users_load_unchanged() {
+    let m = loaded();
+    let names: Vec<&str> = m.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["admin", "some-user", "unprivileged"]);
+    let admin = &m.users[0];
+    assert_eq!(admin.email, "riotkit@riseup.net");
+    // `usersManager` (the CRD's spelling) is read as userManager.
+    assert_eq!(admin.roles, [Role::CollectionManager, Role::UserManager, Role::SystemAdmin]);
+    assert!(admin.password.verify(b"admin"), "passwordFromRef wins over the inline placeholder");
+    assert_eq!(admin.restrict_by_ip, ["1.2.3.4/32".parse().unwrap()]);
+    let some = &m.users[1];
+    assert!(some.password.verify(b"admin"));
+    let key = some.access_key("uploader").unwrap();
+    assert!(key.password.verify(b"test"));
+    assert_eq!(key.roles_on("collection", "iwa-ait"), [Role::BackupUploader]);
+    assert!(roles_allow(&key.roles_on("collection", "iwa-ait"), Permission::Upload));
+    assert!(m.users[2].roles.is_empty() && !m.users[2].deactivated);
+}
+
+/// Breaks one thing in a copy of the examples and checks the error names file and field.
+fn refused(edit_fn: impl FnOnce(&Path), file: impl FnOnce(&Path) -> PathBuf, field: &str, reason: &str) {
+    let dir = copy_examples();
+    edit_fn(dir.path());
+    let e = load(dir.path(), NS).unwrap_err();
+    let expected_file = file(dir.path());
+    let text = e.to_string();
+    match &e {
+        Error::Manifest { file, field: f, reason: r } => {
+            assert_eq!(file, &expected_file, "{text}");
+            assert_eq!(f, field, "{text}");
+            assert!(r.contains(reason), "{text}");
+        }
+        other => panic!("expected one manifest error, got {other}"),
+    }
+    assert_eq!(e.kind(), backup_policy::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn unknown_strategy() {
+    refused(
+        |r| edit(&collection_file(r), "strategyName: fifo", "strategyName: fifo-plus-older"),
+        collection_file,
+        "spec.strategyName",
+        "unknown strategy \"fifo-plus-older\"",
+    );
+}
+
+#[test]
+fn negative_extra_space() {
+    refused(
+        |r| edit(&collection_file(r), "maxCollectionSize: 10M", "maxCollectionSize: 4M"),
+        collection_file,
+        "spec.maxCollectionSize",
+        "extra space would be negative",
+    );
+}
+
+#[test]
+fn template_without_placeholder() {
+    refused(
+        |r| edit(&collection_file(r), "iwa-ait-${version}.tar.gz", "iwa-ait.tar.gz"),
+        collection_file,
+        "spec.filenameTemplate",
+        "must contain ${version}",
+    );
+}
+
+#[test]
+fn invalid_cron() {
+    // backup-repository's README example: hour 30.
+    refused(
+        |r| edit(&collection_file(r), "\"*/30 * * * *\"", "\"00 30 * * *\""),
+        collection_file,
+        "spec.windows[0].from",
+        "not a valid crontab",
+    );
+}
+
+#[test]
+fn invalid_duration() {
+    refused(
+        |r| edit(&collection_file(r), "duration: 30m", "duration: soon"),
+        collection_file,
+        "spec.windows[0].duration",
+        "duration",
+    );
+}
+
+#[test]
+fn unknown_role() {
+    refused(
+        |r| edit(&user_file(r, "admin"), "- systemAdmin", "- godMode"),
+        |r| user_file(r, "admin"),
+        "spec.roles[2]",
+        "\"godMode\" is not one of",
+    );
+    refused(
+        |r| edit(&collection_file(r), "- collectionManager", "- owner"),
+        collection_file,
+        "spec.accessControl[0].roles[0]",
+        "\"owner\" is not one of",
+    );
+}
+
+#[test]
+fn secret_reference_that_does_not_resolve() {
+    refused(
+        |r| edit(&collection_file(r), "entry: iwa-ait", "entry: missing"),
+        collection_file,
+        "spec.healthSecretRef",
+        "has no entry \"missing\"",
+    );
+    refused(
+        |r| edit(&user_file(r, "some-user"), "entry: admin_access_key_1", "entry: nope"),
+        |r| user_file(r, "some-user"),
+        "spec.accessKeys[0].passwordFromRef",
+        "has no entry \"nope\"",
+    );
+    refused(
+        |r| edit(&user_file(r, "unprivileged"), "name: backup-repository-passwords", "name: other-secret"),
+        |r| user_file(r, "unprivileged"),
+        "spec.passwordFromRef",
+        "no secret named \"other-secret\"",
+    );
+}
+
+#[test]
+fn sizes_and_unknown_fields_and_references() {
+    refused(
+        |r| edit(&collection_file(r), "maxOneVersionSize: 1M", "maxOneVersionSize: lots"),
+        collection_file,
+        "spec.maxOneVersionSize",
+        "lots",
+    );
+    refused(
+        |r| edit(&collection_file(r), "maxBackupsCount: 5", "maxBackupsCount: 5\n    maxBackups: 3"),
+        collection_file,
+        "",
+        "unknown field `maxBackups`",
+    );
+    refused(
+        |r| edit(&collection_file(r), "- name: admin", "- name: nobody"),
+        collection_file,
+        "spec.accessControl[0].name",
+        "no user named \"nobody\"",
+    );
+    refused(
+        |r| edit(&user_file(r, "some-user"), "- name: iwa-ait", "- name: iwa-typo"),
+        |r| user_file(r, "some-user"),
+        "spec.accessKeys[0].objects[0].name",
+        "no collection named \"iwa-typo\"",
+    );
+    refused(
+        |r| edit(&user_file(r, "admin"), "- 1.2.3.4", "- 1.2.3.400"),
+        |r| user_file(r, "admin"),
+        "spec.restrictByIP[0]",
+        "not an address",
+    );
+    refused(
+        |r| edit(&collection_file(r), "name: iwa-ait\n    namespace", "name: ../etc\n    namespace"),
+        collection_file,
+        "metadata.name",
+        "must not contain '/'",
+    );
+}
+
+#[test]
+fn the_acl_spelling_of_the_crd_works_too() {
+    let dir = copy_examples();
+    edit(&collection_file(dir.path()), "- name: admin\n          type: user", "- userName: admin");
+    let m = load(dir.path(), NS).unwrap();
+    assert_eq!(m.collections[0].policy.acl[0].user, "admin");
+}
+
+#[test]
+fn several_errors_are_reported_together() {
+    let dir = copy_examples();
+    edit(&collection_file(dir.path()), "strategyName: fifo", "strategyName: lifo");
+    edit(&user_file(dir.path(), "admin"), "- systemAdmin", "- root");
+    let e = load(dir.path(), NS).unwrap_err().to_string();
+    assert!(e.contains("spec.strategyName") && e.contains("spec.roles[2]"), "{e}");
+    assert!(load(dir.path(), "no-such-namespace").is_err());
+}

@@ -1,0 +1,334 @@
+//! The policy end to end: the example manifests, logins, tokens, the authorizer in front of an
+//! engine, and every fail-closed case.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{
+    Action, Actor, Authorizer, AuthzRequest, Catalog, CollectionSpec, Engine, ErrorKind, ManualClock, MemoryCatalog,
+    SessionId, UploadOptions, VersionSelector,
+};
+use backup_policy::manifest::{Manifests, load};
+use backup_policy::{
+    Directory, ObjectGrant, OpenPgpRule, OperationsScope, PolicyAuthorizer, Role, TokenKey, TokenRequest, TokenService,
+    VerifiedToken,
+};
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use futures::stream;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+const SECRET: &[u8] = b"a secret of more than sixteen bytes";
+
+fn manifests() -> Manifests {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-repository-examples");
+    load(&root, "backup-repository").unwrap()
+}
+
+struct World {
+    directory: Arc<Directory>,
+    tokens: TokenService,
+    catalog: Arc<dyn Catalog>,
+    clock: Arc<ManualClock>,
+    engine: Engine,
+    manifests: Manifests,
+}
+
+/// The example manifests behind an engine, at 2026-01-01 01:35 UTC (inside iwa-ait's window).
+async fn world() -> World {
+    let manifests = manifests();
+    let directory = Arc::new(Directory::new(manifests.policy_set()));
+    let catalog: Arc<dyn Catalog> = Arc::new(MemoryCatalog::new());
+    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 1, 35, 0).unwrap()));
+    let tokens = TokenService::new(TokenKey::hs256(SECRET, None).unwrap(), catalog.clone(), clock.clone()).unwrap();
+    let engine = Engine::builder()
+        .catalog(catalog.clone())
+        .authorizer(Arc::new(PolicyAuthorizer::new(directory.clone())))
+        .content_rule(Arc::new(OpenPgpRule))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let system = Actor::user("admin").with_client_addr(ip("1.2.3.4"));
+    for c in &manifests.collections {
+        engine.create_collection(&system, &c.id, c.spec.clone()).await.unwrap();
+    }
+    World { directory, tokens, catalog, clock, engine, manifests }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+impl World {
+    async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        from: &str,
+        request: TokenRequest,
+    ) -> backup_policy::Result<String> {
+        let auth = self.directory.authenticate(&login.parse()?, password, Some(ip(from))).await?;
+        let issued = self.tokens.issue(&auth.user, auth.access_key.as_deref(), request.from_addr(from)).await?;
+        Ok(issued.token)
+    }
+
+    async fn actor(&self, token: &str, from: &str) -> backup_policy::Result<Actor> {
+        Ok(self.tokens.verify(token).await?.actor(Some(ip(from))))
+    }
+
+    async fn upload(&self, actor: &Actor) -> backup_core::Result<backup_core::Version> {
+        let body = "-----BEGIN PGP MESSAGE-----\n\nhQEMA3xvF0PXNrk1AQf/abc\n-----END PGP MESSAGE-----\n";
+        self.engine
+            .upload_with(
+                actor,
+                &"iwa-ait".parse().unwrap(),
+                stream::iter([Ok::<_, std::io::Error>(Bytes::from(body))]),
+                UploadOptions::new(),
+            )
+            .await
+    }
+
+    async fn can(&self, actor: &Actor, action: Action) -> backup_core::Result<backup_core::Permit> {
+        let c = self.engine.catalog().get_collection(&"iwa-ait".parse().unwrap()).await.unwrap();
+        PolicyAuthorizer::new(self.directory.clone())
+            .authorize(&AuthzRequest::new(actor, action, Some(&c), self.clock.now()))
+            .await
+    }
+}
+
+use backup_core::Clock as _;
+
+#[tokio::test]
+async fn the_example_users_log_in_and_are_decided_as_backup_repository_does() {
+    let w = world().await;
+    // admin/admin, but only from 1.2.3.4 (restrictByIP, enforced).
+    let e = w.login("admin", "admin", "127.0.0.1", TokenRequest::login()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    let admin = w.login("admin", "admin", "1.2.3.4", TokenRequest::login()).await.unwrap();
+    let admin = w.actor(&admin, "1.2.3.4").await.unwrap();
+    w.upload(&admin).await.unwrap();
+    assert!(w.can(&admin, Action::Download).await.is_ok());
+
+    // some-user$uploader (password "test") may upload to iwa-ait and nothing else.
+    let up = w.login("some-user$uploader", "test", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let up = w.actor(&up, "10.0.0.1").await.unwrap();
+    w.upload(&up).await.unwrap();
+    assert_eq!(w.can(&up, Action::Download).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(
+        w.engine.delete_version(&up, &"iwa-ait".parse().unwrap(), 1).await.unwrap_err().kind(),
+        ErrorKind::PermissionDenied
+    );
+    assert!(
+        w.login("some-user$uploader", "admin", "10.0.0.1", TokenRequest::login()).await.is_err(),
+        "the key's own password only"
+    );
+
+    // some-user as itself: a global collectionManager.
+    let su = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let su = w.actor(&su, "10.0.0.1").await.unwrap();
+    let d = w.engine.download(&su, &"iwa-ait".parse().unwrap(), VersionSelector::Latest).await.unwrap();
+    assert_eq!(d.version().number, 2);
+
+    // unprivileged: nothing.
+    let un = w.login("unprivileged", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let un = w.actor(&un, "10.0.0.1").await.unwrap();
+    assert_eq!(w.upload(&un).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(w.can(&un, Action::ListVersions).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+}
+
+#[tokio::test]
+async fn scoped_tokens_only_narrow() {
+    let w = world().await;
+    let scope = OperationsScope { elements: vec![ObjectGrant::collection("iwa-ait", [Role::BackupDownloader])] };
+    let t = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login().with_scope(scope)).await.unwrap();
+    let a = w.actor(&t, "10.0.0.1").await.unwrap();
+    assert!(w.can(&a, Action::Download).await.is_ok());
+    assert_eq!(
+        w.upload(&a).await.unwrap_err().kind(),
+        ErrorKind::PermissionDenied,
+        "collectionManager, but the token may only download"
+    );
+    // A scope asking for more than the user has grants nothing extra.
+    let greedy = OperationsScope { elements: vec![ObjectGrant::collection("iwa-ait", [Role::SystemAdmin])] };
+    let t = w.login("unprivileged", "admin", "10.0.0.1", TokenRequest::login().with_scope(greedy)).await.unwrap();
+    let a = w.actor(&t, "10.0.0.1").await.unwrap();
+    assert_eq!(w.can(&a, Action::Download).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+}
+
+#[tokio::test]
+async fn outside_the_window_only_uploads_anytime_may_upload() {
+    let w = world().await;
+    // 01:30:00 exactly: the previous start is 01:00 and the 30 minutes are over: closed.
+    w.clock.set(Utc.with_ymd_and_hms(2026, 1, 1, 1, 30, 0).unwrap());
+    let up = w.login("some-user$uploader", "test", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let up = w.actor(&up, "10.0.0.1").await.unwrap();
+    let e = w.upload(&up).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutsideWindow, "{e}");
+    assert!(e.to_string().contains("uploadsAnytime"), "{e}");
+    let su = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let su = w.actor(&su, "10.0.0.1").await.unwrap();
+    w.upload(&su).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_removed_access_key_fails_closed_instead_of_widening() {
+    let w = world().await;
+    let t = w.login("some-user$uploader", "test", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let actor = w.actor(&t, "10.0.0.1").await.unwrap();
+    assert!(w.can(&actor, Action::Upload).await.is_ok());
+    // The key is removed from the manifest and the directory reloaded.
+    let mut set = w.manifests.policy_set();
+    set.users.get_mut("some-user").unwrap().access_keys.clear();
+    w.directory.replace(set);
+    // backup-repository evaluated this session as the full user (a collectionManager).
+    for action in [Action::Upload, Action::Download, Action::ListVersions] {
+        let e = w.can(&actor, action).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{action:?}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn deleted_and_deactivated_users_fail_closed() {
+    let w = world().await;
+    let t = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let actor = w.actor(&t, "10.0.0.1").await.unwrap();
+    let mut set = w.manifests.policy_set();
+    set.users.get_mut("some-user").unwrap().deactivated = true;
+    w.directory.replace(set);
+    assert_eq!(w.can(&actor, Action::Download).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
+    assert!(w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.is_err());
+    let mut set = w.manifests.policy_set();
+    set.users.remove("some-user");
+    w.directory.replace(set);
+    assert_eq!(w.can(&actor, Action::Download).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
+    assert_eq!(w.upload(&actor).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
+}
+
+#[tokio::test]
+async fn revoked_and_expired_tokens_fail_closed() {
+    let w = world().await;
+    let t = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let me = w.manifests.users.iter().find(|u| u.name == "some-user").unwrap().clone();
+    w.tokens.revoke(&me, &SessionId::of_token(&t)).await.unwrap();
+    let e = w.tokens.verify(&t).await.unwrap_err();
+    assert!(e.to_string().contains("revoked"), "{e}");
+
+    let t = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    w.tokens.verify(&t).await.unwrap();
+    w.clock.advance(chrono::Duration::hours(6));
+    let e = w.tokens.verify(&t).await.unwrap_err();
+    assert!(e.to_string().contains("expired"), "{e}");
+}
+
+fn forge(header: &Header, claims: &serde_json::Value, key: &[u8]) -> String {
+    jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused() {
+    let w = world().await;
+    let t = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let exp = (w.clock.now() + chrono::Duration::hours(1)).timestamp();
+    let claims = serde_json::json!({"sub": "some-user", "login": "some-user", "jti": "x", "iat": 0, "exp": exp});
+    let kid = TokenKey::hs256(SECRET, None).unwrap().kid().to_owned();
+    let mut hs384 = Header::new(Algorithm::HS384);
+    hs384.kid = Some(kid.clone());
+    let mut hs256 = Header::new(Algorithm::HS256);
+    hs256.kid = Some(kid.clone());
+    // alg: none, hand-made (jsonwebtoken refuses to make one).
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(&claims));
+    let no_exp = serde_json::json!({"sub": "some-user", "login": "some-user", "jti": "x", "iat": 0});
+    let past = serde_json::json!({"sub": "some-user", "login": "some-user", "jti": "x", "iat": 0, "exp": 1});
+    let mut tampered = t.clone();
+    tampered.insert(t.len() - 3, 'A');
+    let mut unknown_kid = Header::new(Algorithm::HS256);
+    unknown_kid.kid = Some("someone-elses".into());
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("alg none", none, "malformed token"),
+        ("another algorithm", forge(&hs384, &claims, SECRET), "HS384 is not accepted"),
+        ("a foreign key", forge(&hs256, &claims, b"another secret of sixteen bytes or more"), "InvalidSignature"),
+        ("an unknown key id", forge(&unknown_kid, &claims, SECRET), "unknown key"),
+        ("no exp", forge(&hs256, &no_exp, SECRET), "exp"),
+        ("a past exp", forge(&hs256, &past, SECRET), "expired"),
+        ("a well-signed token never registered", forge(&hs256, &claims, SECRET), "not registered"),
+        ("a tampered signature", tampered, "invalid token"),
+        ("garbage", "not.a.token".into(), "malformed token"),
+        ("a huge token", "a".repeat(20_000), "too long"),
+    ];
+    for (what, token, reason) in cases {
+        let e = w.tokens.verify(&token).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{what}: {e}");
+        assert!(e.to_string().contains(reason), "{what}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn rotated_keys_keep_old_tokens_valid_until_retired() {
+    let w = world().await;
+    let old = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let new_key = TokenKey::hs256(b"the next secret, also long enough", Some("k2")).unwrap();
+    let rotated = TokenService::new(new_key.clone(), w.catalog.clone(), w.clock.clone())
+        .unwrap()
+        .accepting(TokenKey::hs256(SECRET, None).unwrap());
+    rotated.verify(&old).await.unwrap();
+    let retired = TokenService::new(new_key, w.catalog.clone(), w.clock.clone()).unwrap();
+    assert!(retired.verify(&old).await.is_err(), "the old key is no longer accepted");
+}
+
+#[tokio::test]
+async fn a_single_use_token_serves_exactly_one_upload() {
+    let w = world().await;
+    let t = w.login("some-user$uploader", "test", "10.0.0.1", TokenRequest::login().single_use()).await.unwrap();
+    let verified: VerifiedToken = w.tokens.verify(&t).await.unwrap();
+    assert!(verified.is_single_use());
+    let actor = verified.actor(Some(ip("10.0.0.1")));
+    // Two uploads race with the same token: exactly one commits.
+    let (a, b) = tokio::join!(w.upload(&actor), w.upload(&actor));
+    assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
+    assert_eq!([a, b].into_iter().find_map(Result::err).unwrap().kind(), ErrorKind::Conflict);
+    let e = w.tokens.verify(&t).await.unwrap_err();
+    assert!(e.to_string().contains("revoked"), "used up: {e}");
+    let state = w.catalog.collection_state(&"iwa-ait".parse().unwrap()).await.unwrap();
+    assert_eq!((state.committed.len(), state.pending.len()), (1, 0));
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_revoked_by_their_owner_or_an_admin() {
+    let w = world().await;
+    let user = |n: &str| w.manifests.users.iter().find(|u| u.name == n).unwrap().clone();
+    let (admin, some, un) = (user("admin"), user("some-user"), user("unprivileged"));
+    let t1 = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let _t2 = w.login("some-user$uploader", "test", "10.0.0.2", TokenRequest::login()).await.unwrap();
+    let mine = w.tokens.sessions(&some, None, 10).await.unwrap();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].requester_addr.as_deref(), Some("10.0.0.2"));
+    assert_eq!(w.tokens.sessions(&un, Some("some-user"), 10).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(w.tokens.sessions(&admin, Some("some-user"), 10).await.unwrap().len(), 2);
+    let s1 = SessionId::of_token(&t1);
+    assert_eq!(w.tokens.revoke(&un, &s1).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    let unknown = SessionId::of_token("never");
+    assert_eq!(w.tokens.revoke(&un, &unknown).await.unwrap_err().kind(), ErrorKind::PermissionDenied, "no enumeration");
+    assert_eq!(w.tokens.revoke(&admin, &unknown).await.unwrap_err().kind(), ErrorKind::NotFound);
+    w.tokens.revoke(&admin, &s1).await.unwrap();
+    assert_eq!(w.tokens.revoke_all(&un, "some-user").await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(w.tokens.revoke_all(&some, "some-user").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn plain_text_is_refused_by_the_openpgp_rule() {
+    let w = world().await;
+    let t = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let a = w.actor(&t, "10.0.0.1").await.unwrap();
+    let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"pg_dump output, unencrypted"))]);
+    let e = w.engine.upload(&a, &"iwa-ait".parse().unwrap(), body).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ContentRejected, "{e}");
+    let none = CollectionSpec::new("x-${version}", backup_core::Limits::new(1, 10, 10).unwrap());
+    assert!(none.content_rule.is_none());
+    let _ = Duration::ZERO;
+}
