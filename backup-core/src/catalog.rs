@@ -209,12 +209,30 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// Backend errors only.
     async fn list_trashed(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Version>>;
 
-    /// Marks trashed versions purged (their objects are deleted). Ids that are not trashed are
-    /// left alone.
+    /// Marks trashed versions purged and returns the ids it marked: from then on no row refers
+    /// to their objects, which may be deleted (a deletion that fails leaves an orphan for
+    /// `recover()`). Ids not trashed (restored meanwhile, purged already, unknown) are left
+    /// alone and not returned, so an object is never deleted under a restored version.
     ///
     /// # Errors
     /// Backend errors only.
-    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<()>;
+    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<Vec<VersionId>>;
+
+    /// Makes a trashed version committed again, with its number, if it still fits: the count
+    /// and size limits are checked like a commit's ([`crate::protocol::decide_restore`]),
+    /// nothing is evicted for it.
+    ///
+    /// # Errors
+    /// [`crate::Error::VersionNotFound`] if no trashed version has that number (purged ones
+    /// cannot come back); [`crate::Error::Conflict`] or [`crate::Error::QuotaExceeded`] when it
+    /// does not fit.
+    async fn restore_version(
+        &self,
+        collection: &CollectionId,
+        number: u64,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Version>;
 
     /// Which of these object keys a pending, committed or trashed row refers to.
     ///

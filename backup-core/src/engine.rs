@@ -373,22 +373,38 @@ impl Engine {
         Ok(trashed)
     }
 
-    /// Deletes the objects of trashed versions, then marks them purged.
+    /// Purges trashed versions: marks them purged first (so that no restore can bring one
+    /// back), then deletes their objects. An object whose deletion fails has no row any more
+    /// and is deleted by `recover()`'s orphan sweep.
     async fn purge(&self, versions: &[Version]) -> Result<()> {
-        let mut purged: Vec<VersionId> = Vec::new();
+        let trashed: Vec<&Version> = versions.iter().filter(|v| v.state == crate::VersionState::Trashed).collect();
+        if trashed.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<VersionId> = trashed.iter().map(|v| v.id).collect();
+        let marked = self.inner.catalog.mark_purged(&ids, self.now()).await?;
         let mut first_error = None;
-        for v in versions.iter().filter(|v| v.state == crate::VersionState::Trashed) {
-            match self.delete_object(&v.object_key).await {
-                Ok(()) => purged.push(v.id),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+        for v in trashed.iter().filter(|v| marked.contains(&v.id)) {
+            if let Err(e) = self.delete_object(&v.object_key).await {
+                first_error.get_or_insert(e);
             }
         }
-        if !purged.is_empty() {
-            self.inner.catalog.mark_purged(&purged, self.now()).await?;
-        }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Restores a trashed version (deleted, or rotated out) while its object is kept, that is
+    /// within the trash retention: it is committed again with its number, if the collection
+    /// has a free place and room for it.
+    ///
+    /// # Errors
+    /// [`Error::VersionNotFound`] if no trashed version has that number (a purged one cannot
+    /// come back); [`Error::Conflict`] or [`Error::QuotaExceeded`] when it does not fit; the
+    /// authorizer's denial.
+    pub async fn restore_version(&self, actor: &Actor, id: &CollectionId, number: u64) -> Result<Version> {
+        self.authorized_collection(actor, id, Action::RestoreVersion).await?;
+        let now = self.now();
+        let audit = self.audit(actor, Action::RestoreVersion, id).version(number);
+        self.inner.catalog.restore_version(id, number, now, &audit).await
     }
 
     /// Deletes an object; a missing object counts as deleted.

@@ -330,3 +330,30 @@ pub fn decide_commit(state: &CollectionState, req: &CommitRequest) -> Result<Com
     };
     Ok(CommitPlan { version, evict })
 }
+
+/// Decides whether a trashed version may be committed again: it takes a place under
+/// `max_versions` without evicting anything, its overage must fit the extra space next to the
+/// committed versions and the live reservations, and the committed total must stay under the
+/// hard limit.
+///
+/// # Errors
+/// [`Error::Conflict`] when all places are taken; [`Error::QuotaExceeded`] when it does not
+/// fit.
+pub fn decide_restore(state: &CollectionState, version: &Version, now: DateTime<Utc>) -> Result<()> {
+    let limits = &state.collection.spec.limits;
+    if state.committed.len() >= limits.max_versions as usize {
+        return Err(Error::conflict(format!(
+            "collection {} holds {} versions, its maximum; delete one before restoring version {}",
+            state.collection.id,
+            state.committed.len(),
+            version.number
+        )));
+    }
+    let allowed =
+        quota::allowance(limits, state.committed.iter().map(|v| v.size), state.live_pending(now).map(|p| p.pool_share));
+    let total = state.committed_bytes().saturating_add(version.size);
+    if version.size > allowed || total > limits.max_collection_size {
+        return Err(Error::QuotaExceeded { allowed, received_at_least: version.size });
+    }
+    Ok(())
+}

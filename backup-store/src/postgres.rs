@@ -727,17 +727,55 @@ impl Catalog for PostgresCatalog {
         .await
     }
 
-    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<()> {
+    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<Vec<VersionId>> {
         let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
         let client = self.client().await?;
         client
-            .cexecute(
-                "UPDATE versions SET state = 'purged', purged_at = $2 WHERE id = ANY($1) AND state = 'trashed'",
+            .cquery(
+                "UPDATE versions SET state = 'purged', purged_at = $2 WHERE id = ANY($1) AND state = 'trashed' RETURNING id",
                 &[&ids, &now],
             )
             .await
-            .map_err(pg_error("mark purged"))?;
-        Ok(())
+            .map_err(pg_error("mark purged"))?
+            .iter()
+            .map(|r| r.try_get::<_, uuid::Uuid>(0).map(VersionId::from_uuid).map_err(pg_error("mark purged")))
+            .collect()
+    }
+
+    async fn restore_version(
+        &self,
+        collection: &CollectionId,
+        number: u64,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Version> {
+        transaction!(self, "restore version", |tx| {
+            let st = state(&tx, collection, true).await?;
+            let not_found = || Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() };
+            let v = versions_where(
+                &tx,
+                "WHERE collection = $1 AND number = $2 FOR UPDATE",
+                &[&collection.as_str(), &int(number)?],
+            )
+            .await?
+            .into_iter()
+            .next()
+            .filter(|v| v.state == VersionState::Trashed)
+            .ok_or_else(not_found)?;
+            protocol::decide_restore(&st, &v, now)?;
+            tx.cexecute(
+                "UPDATE versions SET state = 'committed', trashed_at = NULL, trash_reason = NULL WHERE id = $1 AND state = 'trashed'",
+                &[&v.id.as_uuid()],
+            )
+            .await
+            .map_err(pg_error("restore version"))?;
+            insert_audit(&tx, audit).await?;
+            versions_where(&tx, "WHERE collection = $1 AND number = $2", &[&collection.as_str(), &int(number)?])
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::internal("restored version vanished"))
+        })
     }
 
     async fn known_object_keys(&self, keys: &[String]) -> Result<Vec<String>> {

@@ -702,18 +702,48 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<()> {
-        let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<Vec<VersionId>> {
+        let ids = ids.to_vec();
         self.write_relaxed("mark purged", move |tx| {
             let mut st = tx
                 .prepare_cached(
                     "UPDATE versions SET state = 'purged', purged_at = ?2 WHERE id = ?1 AND state = 'trashed'",
                 )
                 .map_err(sqlite_error("mark purged"))?;
-            for id in &ids {
-                st.execute(params![id, micros(now)]).map_err(sqlite_error("mark purged"))?;
+            let mut marked = Vec::new();
+            for id in ids {
+                if st.execute(params![id.to_string(), micros(now)]).map_err(sqlite_error("mark purged"))? == 1 {
+                    marked.push(id);
+                }
             }
-            Ok(())
+            Ok(marked)
+        })
+        .await
+    }
+
+    async fn restore_version(
+        &self,
+        collection: &CollectionId,
+        number: u64,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Version> {
+        let (collection, audit) = (collection.clone(), audit.clone());
+        self.write("restore version", move |tx| {
+            let st = state(tx, &collection)?;
+            let not_found = || Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() };
+            let v = versions_of(tx, &collection, number).map_err(|_| not_found())?;
+            if v.state != VersionState::Trashed {
+                return Err(not_found());
+            }
+            protocol::decide_restore(&st, &v, now)?;
+            tx.execute(
+                "UPDATE versions SET state = 'committed', trashed_at = NULL, trash_reason = NULL WHERE id = ?1 AND state = 'trashed'",
+                [v.id.to_string()],
+            )
+            .map_err(sqlite_error("restore version"))?;
+            insert_audit(tx, &audit)?;
+            versions_of(tx, &collection, number)
         })
         .await
     }

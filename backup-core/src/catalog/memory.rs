@@ -381,8 +381,9 @@ impl Catalog for MemoryCatalog {
         Ok(out)
     }
 
-    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<()> {
+    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<Vec<VersionId>> {
         let mut inner = self.lock();
+        let mut marked = Vec::new();
         for id in ids {
             let Some((c, n)) = inner.version_index.get(id).cloned() else { continue };
             if let Some(v) = inner.collections.get_mut(&c).and_then(|r| r.versions.get_mut(&n))
@@ -390,9 +391,32 @@ impl Catalog for MemoryCatalog {
             {
                 v.state = VersionState::Purged;
                 v.purged_at = Some(now);
+                marked.push(*id);
             }
         }
-        Ok(())
+        Ok(marked)
+    }
+
+    async fn restore_version(
+        &self,
+        collection: &CollectionId,
+        number: u64,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Version> {
+        let mut inner = self.lock();
+        let state = inner.state(collection)?;
+        let row = inner.row_mut(collection)?;
+        let not_found = || Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() };
+        let v = row.versions.get(&number).filter(|v| v.state == VersionState::Trashed).ok_or_else(not_found)?;
+        protocol::decide_restore(&state, v, now)?;
+        let v = row.versions.get_mut(&number).ok_or_else(not_found)?;
+        v.state = VersionState::Committed;
+        v.trashed_at = None;
+        v.trash_reason = None;
+        let v = v.clone();
+        inner.push_audit(audit);
+        Ok(v)
     }
 
     async fn known_object_keys(&self, keys: &[String]) -> Result<Vec<String>> {

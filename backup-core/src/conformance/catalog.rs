@@ -30,6 +30,7 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     sessions_register_list_revoke(catalog.as_ref()).await;
     audit_events_are_appended_in_order(catalog.as_ref()).await;
     export_is_a_complete_consistent_snapshot(catalog.as_ref()).await;
+    restore_brings_back_a_trashed_version_if_it_fits(catalog.as_ref()).await;
     concurrent_reservations_are_atomic(catalog.clone()).await;
     concurrent_commits_get_unique_numbers(catalog.clone()).await;
 }
@@ -233,8 +234,12 @@ pub async fn commit_applies_rotation_and_purge(catalog: &dyn Catalog) {
     let due = catalog.list_trashed(now() + Duration::seconds(1), 10_000).await.expect("list trashed");
     let ours: Vec<&Version> = due.iter().filter(|v| v.collection == id).collect();
     assert_eq!(ours.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2]);
-    catalog.mark_purged(&[v1.id], now()).await.expect("purge");
-    catalog.mark_purged(&[v1.id, VersionId::generate()], now()).await.expect("purging again and unknown ids is fine");
+    assert_eq!(catalog.mark_purged(&[v1.id], now()).await.expect("purge"), [v1.id]);
+    let again = catalog
+        .mark_purged(&[v1.id, VersionId::generate()], now())
+        .await
+        .expect("purging again and unknown ids is fine");
+    assert!(again.is_empty(), "only versions that were trashed are reported marked");
     let due = catalog.list_trashed(now() + Duration::seconds(1), 10_000).await.expect("list trashed");
     assert!(!due.iter().any(|v| v.id == v1.id));
     assert!(catalog.known_object_keys(std::slice::from_ref(&v1.object_key)).await.expect("known").is_empty());
@@ -338,7 +343,7 @@ pub async fn delete_collection_refuses_non_empty(catalog: &dyn Catalog) {
     let v = catalog.trash_version(&id, 1, now(), "test", &audit("version.delete")).await.expect("trash");
     let e = catalog.delete_collection(&id, &audit("collection.delete")).await.expect_err("trashed version with object");
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    catalog.mark_purged(&[v.id], now()).await.expect("purge");
+    assert_eq!(catalog.mark_purged(&[v.id], now()).await.expect("purge"), [v.id]);
     catalog.delete_collection(&id, &audit("collection.delete")).await.expect("delete after purge");
 }
 
@@ -470,6 +475,35 @@ pub async fn export_is_a_complete_consistent_snapshot(catalog: &dyn Catalog) {
     let e = catalog.import(futures::stream::iter(records.into_iter().map(Ok)).boxed()).await.expect_err("not empty");
     assert_eq!(e.kind(), ErrorKind::Conflict);
     catalog.abort(&pending.id, AbortCondition::Always).await.expect("abort");
+}
+
+/// A trashed version comes back with its number when there is a place and room; a purged one
+/// never; a restored one is not purged.
+pub async fn restore_brings_back_a_trashed_version_if_it_fits(catalog: &dyn Catalog) {
+    // 2 versions of 100, 250 in all: 50 of extra space.
+    let id = create(catalog, "restore", spec(2, 100, 250)).await;
+    let v1 = upload(catalog, &id, 140).await;
+    let _v2 = upload(catalog, &id, 100).await;
+    let v3 = upload(catalog, &id, 10).await; // evicts v1
+    let e = catalog.restore_version(&id, 1, now(), &audit("version.restore")).await.expect_err("no place");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    catalog.trash_version(&id, 3, now(), "deleted", &audit("version.delete")).await.expect("trash");
+    let restored = catalog.restore_version(&id, 3, now(), &audit("version.restore")).await.expect("restore");
+    assert_eq!((restored.number, restored.state, restored.trash_reason.as_deref()), (3, VersionState::Committed, None));
+    assert!(catalog.mark_purged(&[v3.id], now()).await.expect("purge").is_empty(), "a restored version is not purged");
+    catalog.trash_version(&id, 3, now(), "deleted", &audit("version.delete")).await.expect("trash");
+    // v1 (140, 40 over the soft limit) fits next to v2 only with the extra space left: 50.
+    let back = catalog.restore_version(&id, 1, now(), &audit("version.restore")).await.expect("restore v1");
+    assert_eq!(back.number, 1);
+    let state = catalog.collection_state(&id).await.expect("state");
+    assert_eq!(state.committed.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(state.next_number, 4, "restoring uses no new number");
+    assert_eq!(catalog.mark_purged(&[v3.id], now()).await.expect("purge"), [v3.id]);
+    let e = catalog.restore_version(&id, 3, now(), &audit("version.restore")).await.expect_err("purged");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let e = catalog.restore_version(&id, 2, now(), &audit("version.restore")).await.expect_err("committed");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let _ = v1;
 }
 
 /// Snapshots without a header, with a foreign header, or with a version of an unknown

@@ -84,23 +84,28 @@ impl Engine {
         loop {
             let due = catalog.list_trashed(before, self.inner.config.batch).await?;
             let full = due.len() == self.inner.config.batch;
-            let mut deleted: Vec<VersionId> = Vec::new();
-            for v in &due {
-                match self.delete_object(&v.object_key).await {
-                    Ok(()) => deleted.push(v.id),
-                    Err(e) => report
-                        .failures
-                        .push(format!("delete object of trashed version {} of {}: {e}", v.number, v.collection)),
-                }
+            if due.is_empty() {
+                return Ok(());
             }
-            if !deleted.is_empty() {
-                if let Err(e) = catalog.mark_purged(&deleted, self.now()).await {
-                    report.failures.push(format!("mark {} versions purged: {e}", deleted.len()));
+            // Marked first: a version restored meanwhile is not marked, and keeps its object.
+            let ids: Vec<VersionId> = due.iter().map(|v| v.id).collect();
+            let marked = match catalog.mark_purged(&ids, self.now()).await {
+                Ok(m) => m,
+                Err(e) => {
+                    report.failures.push(format!("mark {} versions purged: {e}", ids.len()));
                     return Ok(());
                 }
-                report.purged_versions += deleted.len() as u64;
+            };
+            report.purged_versions += marked.len() as u64;
+            for v in due.iter().filter(|v| marked.contains(&v.id)) {
+                if let Err(e) = self.delete_object(&v.object_key).await {
+                    // No row refers to it any more: the orphan sweep below retries.
+                    report
+                        .failures
+                        .push(format!("delete object of purged version {} of {}: {e}", v.number, v.collection));
+                }
             }
-            if !full || deleted.is_empty() {
+            if !full || marked.is_empty() {
                 return Ok(());
             }
         }

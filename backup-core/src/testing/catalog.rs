@@ -103,8 +103,17 @@ impl Catalog for FaultyCatalog {
     async fn list_trashed(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Version>> {
         self.around("list_trashed", self.inner.list_trashed(before, limit)).await
     }
-    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<()> {
+    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<Vec<VersionId>> {
         self.around("mark_purged", self.inner.mark_purged(ids, now)).await
+    }
+    async fn restore_version(
+        &self,
+        collection: &CollectionId,
+        number: u64,
+        now: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<Version> {
+        self.around("restore_version", self.inner.restore_version(collection, number, now, audit)).await
     }
     async fn known_object_keys(&self, keys: &[String]) -> Result<Vec<String>> {
         self.around("known_object_keys", self.inner.known_object_keys(keys)).await
