@@ -14,11 +14,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A manifest breaks a rule.
-    #[error("{}: {field}: {reason}", file.display())]
+    #[error("{}: {}{reason}", file.display(), if field.is_empty() { String::new() } else { format!("{field}: ") })]
     Manifest {
         /// The file.
         file: PathBuf,
-        /// The field, as a path (`spec.windows[0].from`).
+        /// The field, as a path (`spec.windows[0].from`); empty when the parser's reason
+        /// names it, or for the whole file.
         field: String,
         /// Why it is refused.
         reason: String,

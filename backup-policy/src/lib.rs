@@ -18,7 +18,7 @@
 //!   directory and the [`VerifiedToken`] in the actor's extensions.
 //! - [`decide`] is the decision itself, a pure function: access keys and token scopes can only
 //!   narrow what the ACL and global roles grant.
-//! - [`BackupWindow`], [`RateLimits`], [`client_address`], [`OpenPgpRule`], [`parse_size`].
+//! - [`BackupWindow`], [`RateLimits`], [`client_address`], [`OpenPgpRule`], [`parse_size()`].
 //!
 //! ## A login and an upload
 //!
@@ -98,6 +98,7 @@ pub use rate_limit::{Bucket, RateInfo, RateKey, RateLimitConfig, RateLimits, cli
 pub use role::{Permission, Permissions, Role, roles_allow};
 pub use size::parse_size;
 pub use token::{
-    DEFAULT_LIFETIME as DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenKey, TokenRequest, TokenService, VerifiedToken,
+    DEFAULT_LIFETIME as DEFAULT_TOKEN_LIFETIME, IssuedToken, Rejection, TokenKey, TokenRejection, TokenRequest,
+    TokenService, VerifiedToken,
 };
 pub use window::{BackupWindow, any_open};

@@ -35,6 +35,61 @@ fn install_crypto_provider() {
     });
 }
 
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Not a token this service could read (size, header, claims).
+    Malformed,
+    /// A foreign key, another algorithm, a bad signature.
+    BadSignature,
+    /// Past its expiry.
+    Expired,
+    /// Well signed but not registered here (or not matching its registration).
+    Unregistered,
+    /// Revoked (logged out, used up, or revoked by an administrator).
+    Revoked,
+    /// The catalog could not be asked.
+    Unavailable,
+}
+
+/// A refused token: why, and the reason in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRejection {
+    /// Why.
+    pub kind: Rejection,
+    /// In words fit for the client.
+    pub reason: String,
+}
+
+impl TokenRejection {
+    fn new(kind: Rejection, reason: impl Into<String>) -> Self {
+        TokenRejection { kind, reason: reason.into() }
+    }
+}
+
+impl fmt::Display for TokenRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for TokenRejection {}
+
+impl From<TokenRejection> for Error {
+    fn from(r: TokenRejection) -> Self {
+        match r.kind {
+            Rejection::Unavailable => Error::Core(backup_core::Error::backend(
+                backup_core::ErrorKind::Unavailable,
+                "session registry",
+                "get session",
+                r.reason,
+            )),
+            _ => Error::Unauthenticated { reason: r.reason },
+        }
+    }
+}
+
 /// A key to sign or check tokens with, and its id (`kid`) for rotation.
 #[derive(Clone)]
 pub struct TokenKey {
@@ -54,7 +109,7 @@ impl TokenKey {
     /// An HS256 key; its id is derived from the secret unless given.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a secret under [`MIN_SECRET_LEN`] bytes.
+    /// [`Error::InvalidInput`] for a secret under 16 bytes.
     pub fn hs256(secret: &[u8], kid: Option<&str>) -> Result<Self> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(Error::invalid("JWT secret", format!("must be at least {MIN_SECRET_LEN} bytes long")));
@@ -326,28 +381,39 @@ impl TokenService {
     /// and not expired.
     ///
     /// # Errors
-    /// [`Error::Unauthenticated`] with the reason for any failed check.
+    /// [`Error::Unauthenticated`] with the reason for any failed check; [`Error::Core`] when
+    /// the catalog cannot be asked.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken> {
+        self.verify_token(token).await.map_err(Error::from)
+    }
+
+    /// [`TokenService::verify`], telling why a token was refused (an HTTP layer answers a
+    /// revoked token differently from a malformed one).
+    ///
+    /// # Errors
+    /// The [`TokenRejection`].
+    pub async fn verify_token(&self, token: &str) -> std::result::Result<VerifiedToken, TokenRejection> {
         let now = self.clock.now();
         let claims = self.check_signature(token, now)?;
         let session = match self.catalog.get_session(&SessionId::of_token(token)).await {
             Ok(s) => s,
             Err(e) if e.kind() == backup_core::ErrorKind::NotFound => {
-                return Err(Error::unauthenticated(
+                return Err(TokenRejection::new(
+                    Rejection::Unregistered,
                     "the token is not registered (never issued here, or its records were lost)",
                 ));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(TokenRejection::new(Rejection::Unavailable, e.to_string())),
         };
         if session.revoked_at.is_some() {
-            return Err(Error::unauthenticated("the token was revoked"));
+            return Err(TokenRejection::new(Rejection::Revoked, "the token was revoked"));
         }
         if !session.is_active(now) {
-            return Err(Error::unauthenticated("the token expired"));
+            return Err(TokenRejection::new(Rejection::Expired, "the token expired"));
         }
         let access_key = (!claims.access_key_name.is_empty()).then_some(claims.access_key_name);
         if session.user != claims.sub || session.access_key != access_key {
-            return Err(Error::unauthenticated("the token does not match its registration"));
+            return Err(TokenRejection::new(Rejection::Unregistered, "the token does not match its registration"));
         }
         Ok(VerifiedToken {
             user: claims.sub,
@@ -360,27 +426,33 @@ impl TokenService {
     }
 
     /// The checks that need no catalog: size, header, key, algorithm, signature, expiry.
-    fn check_signature(&self, token: &str, now: DateTime<Utc>) -> Result<Claims> {
+    fn check_signature(&self, token: &str, now: DateTime<Utc>) -> std::result::Result<Claims, TokenRejection> {
+        use Rejection::*;
         if token.len() > MAX_TOKEN_LEN {
-            return Err(Error::unauthenticated("the token is too long"));
+            return Err(TokenRejection::new(Malformed, "the token is too long"));
         }
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| Error::unauthenticated(format!("malformed token: {e}")))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| TokenRejection::new(Malformed, format!("malformed token: {e}")))?;
         let key = self
             .key_for(header.kid.as_deref())
-            .ok_or_else(|| Error::unauthenticated("the token was signed with an unknown key"))?;
+            .ok_or_else(|| TokenRejection::new(BadSignature, "the token was signed with an unknown key"))?;
         if header.alg != key.algorithm {
-            return Err(Error::unauthenticated(format!("algorithm {:?} is not accepted", header.alg)));
+            return Err(TokenRejection::new(BadSignature, format!("algorithm {:?} is not accepted", header.alg)));
         }
         let mut validation = Validation::new(key.algorithm);
         // Expiry is checked against the service's clock below, not the system's.
         validation.validate_exp = false;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
-            .map_err(|e| Error::unauthenticated(format!("invalid token: {e}")))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map_err(|e| {
+            let kind = match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => BadSignature,
+                _ => Malformed,
+            };
+            TokenRejection::new(kind, format!("invalid token: {e}"))
+        })?;
         if data.claims.exp <= now.timestamp() {
-            return Err(Error::unauthenticated("the token expired"));
+            return Err(TokenRejection::new(Expired, "the token expired"));
         }
         Ok(data.claims)
     }

@@ -7,7 +7,11 @@ use backup_core::{Catalog, Error, MemoryCatalog, Result};
 use crate::sqlite::SqliteCatalog;
 
 /// Opens the catalog a URL names: `sqlite://PATH`, `postgres://…` (feature `postgres`) or
-/// `memory://`. Schemas are migrated on open.
+/// `memory://`. Schemas are migrated on open. A PostgreSQL URL may name the schema to keep the
+/// tables in with a `schema=NAME` query parameter (see [`PostgresCatalogBuilder::schema`]), so
+/// several repositories can share one database.
+///
+/// [`PostgresCatalogBuilder::schema`]: crate::PostgresCatalogBuilder::schema
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for another scheme (listing the supported ones) or a scheme whose
@@ -27,7 +31,32 @@ pub async fn open_catalog(url: &str) -> Result<Arc<dyn Catalog>> {
 
 #[cfg(feature = "postgres")]
 async fn postgres(url: &str) -> Result<Arc<dyn Catalog>> {
-    Ok(Arc::new(crate::postgres::PostgresCatalog::connect(url).await?))
+    let (url, schema) = take_schema(url);
+    let mut builder = crate::postgres::PostgresCatalog::builder(url);
+    if let Some(schema) = schema {
+        builder = builder.schema(schema);
+    }
+    Ok(Arc::new(builder.build().await?))
+}
+
+/// The URL without its `schema=` query parameter (the driver refuses parameters it does not
+/// know), and that parameter's value.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+fn take_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("schema=") {
+            Some(value) => {
+                schema = Some(value.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    (url, schema)
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -72,6 +101,16 @@ pub(crate) fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schema_parameter_is_taken_out_of_the_url() {
+        assert_eq!(take_schema("postgres://u@h/db"), ("postgres://u@h/db".into(), None));
+        assert_eq!(take_schema("postgres://u@h/db?schema=a_1"), ("postgres://u@h/db".into(), Some("a_1".into())));
+        assert_eq!(
+            take_schema("postgres://u@h/db?sslmode=disable&schema=b&connect_timeout=3"),
+            ("postgres://u@h/db?sslmode=disable&connect_timeout=3".into(), Some("b".into()))
+        );
+    }
 
     #[tokio::test]
     async fn unknown_schemes_list_the_supported_ones() {

@@ -1,0 +1,133 @@
+//! The router: routes from the OpenAPI table, rate limits per bucket, JSON for every refusal.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use backup_policy::{Bucket, RateKey, client_address};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::json::{ApiError, json_response};
+use crate::routes::openapi::path;
+use crate::routes::{auth, collections, health, openapi, versions};
+use crate::state::AppState;
+
+/// The most header bytes a request may carry.
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The most header lines a request may carry.
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// The server's router, for tests without a socket and for [`crate::run`].
+pub fn app(state: AppState) -> Router {
+    let limit = |bucket| middleware::from_fn_with_state((state.clone(), bucket), rate_limit);
+    let login = Router::new()
+        .route(path("login"), post(auth::login))
+        .route(path("refresh"), get(auth::refresh))
+        .route_layer(limit(Bucket::Login))
+        .route_layer(DefaultBodyLimit::max(64 * 1024));
+    let default = Router::new()
+        .route(path("whoami"), get(auth::whoami))
+        .route(path("user"), get(auth::user))
+        .route(path("logout"), delete(auth::logout))
+        .route(path("tokens"), get(auth::tokens))
+        .route(path("collections"), get(collections::list))
+        .route(path("download"), get(versions::download))
+        .route(path("versions"), get(versions::list))
+        .route(path("delete_version"), delete(versions::delete))
+        .route(path("restore_version"), post(versions::restore))
+        .route_layer(limit(Bucket::Default));
+    // Uploads are not rate limited (backup-repository's behaviour); their size is the quota's.
+    let upload = Router::new().route(path("upload"), post(versions::upload)).route_layer(DefaultBodyLimit::disable());
+    let collection_health = Router::new()
+        .route(path("collection_health"), get(health::collection_health))
+        .route_layer(limit(Bucket::CollectionHealth));
+    let server_health = Router::new()
+        .route(path("health"), get(health::health))
+        .route(path("ready"), get(health::ready))
+        .route(path("metrics"), get(health::metrics))
+        .route_layer(limit(Bucket::Health));
+    Router::new()
+        .merge(login)
+        .merge(default)
+        .merge(upload)
+        .merge(collection_health)
+        .merge(server_health)
+        .route(path("openapi"), get(openapi::serve))
+        .fallback(health::not_found)
+        .layer(middleware::from_fn(refusals_as_json))
+        .layer(middleware::from_fn(header_guard))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error, the server log has the details")
+                .into_response()
+        }))
+        .with_state(state)
+}
+
+fn peer_addr(req: &Request, state: &AppState) -> IpAddr {
+    let peer =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    client_address(peer, forwarded, &state.inner.trusted_proxies)
+}
+
+/// A token bucket per client address; `X-RateLimit-*` headers on the way out.
+async fn rate_limit(State((state, bucket)): State<(AppState, Bucket)>, req: Request, next: Next) -> Response {
+    let addr = peer_addr(&req, &state);
+    match state.inner.rate_limits.check(bucket, &RateKey::Addr(addr)) {
+        Err(e) => ApiError::from_policy(&e, "").into_response(),
+        Ok(info) => {
+            let mut response = next.run(req).await;
+            if let Some(info) = info {
+                response.headers_mut().insert("x-ratelimit-limit", HeaderValue::from(info.limit));
+                response.headers_mut().insert("x-ratelimit-remaining", HeaderValue::from(info.remaining));
+            }
+            response
+        }
+    }
+}
+
+/// Refuses requests with too many header bytes or lines, with a JSON reason.
+async fn header_guard(req: Request, next: Next) -> Response {
+    let bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let too_large = |what: String| ApiError::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, what).into_response();
+    if bytes > MAX_HEADER_BYTES {
+        return too_large(format!("request headers are larger than {MAX_HEADER_BYTES} bytes"));
+    }
+    if req.headers().len() > MAX_HEADERS {
+        return too_large(format!("a request carries at most {MAX_HEADERS} headers"));
+    }
+    next.run(req).await
+}
+
+/// Every client error in the envelope: axum's own refusals (a path that is not UTF-8, a bad
+/// query, a wrong method) are plain text; they become `{"data": {}, "error": …}`.
+async fn refusals_as_json(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 16 * 1024).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("refused").to_owned(),
+    };
+    let mut fixed = json_response(status, &json!({ "data": {}, "error": text, "status": false }));
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            fixed.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    fixed
+}

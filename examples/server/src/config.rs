@@ -1,0 +1,249 @@
+//! The command line: backup-repository's flags and environment variables, plus ours.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ipnet::IpNet;
+
+/// A drop-in backup-repository server: same flags, same manifests, same HTTP API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "backup-server", version, about)]
+pub struct Args {
+    /// Where users and collections come from; only `filesystem` is supported.
+    #[arg(short = 'p', long, env = "BR_CONFIG_PROVIDER", default_value = "filesystem")]
+    pub provider: String,
+    /// Root of the manifests (`<root>/<namespace>/backups.riotkit.org/v1alpha1/...`).
+    #[arg(long, env = "BR_CONFIG_LOCAL_PATH", default_value = "~/.backup-repository")]
+    pub config_local_path: String,
+    /// The namespace: the first folder under the root.
+    #[arg(short = 'n', long, default_value = "backup-repository")]
+    pub namespace: String,
+    /// The HS256 key for tokens (16 bytes at least). A random one when absent: tokens then
+    /// die with the process.
+    #[arg(short = 's', long, env = "BR_JWT_SECRET_KEY", hide_env_values = true)]
+    pub jwt_secret_key: Option<String>,
+    /// The code `/ready` and `/metrics` ask for (`Authorization: <code>` or `?code=`); open
+    /// when empty.
+    #[arg(short = 'k', long, env = "BR_HEALTH_CHECK_KEY", default_value = "", hide_env_values = true)]
+    pub health_check_key: String,
+    /// Where blobs go: `file:///path`, `s3://bucket?endpoint=…`, `gs://…`, `az://…`,
+    /// `memory://` (default: `file://<data-dir>/blobs`).
+    #[arg(long, env = "BR_STORAGE_DRIVER_URL")]
+    pub storage_url: Option<String>,
+    /// `--storage-url` is a Google Cloud Storage bucket name.
+    #[arg(long, env = "BR_USE_GOOGLE_CLOUD", default_value_t = false)]
+    pub use_google_cloud: bool,
+    /// Where metadata goes: `sqlite://PATH` or `postgres://…` (default:
+    /// `sqlite://<data-dir>/catalog.db`, or PostgreSQL from the `--db-*` flags).
+    #[arg(long, env = "BR_CATALOG_URL", hide_env_values = true)]
+    pub catalog_url: Option<String>,
+    /// The folder of the embedded defaults (catalog and blobs).
+    #[arg(long, env = "BR_DATA_DIR", default_value = "./data/server")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL host (backup-repository's flags; they select PostgreSQL when a user or a
+    /// database name is given).
+    #[arg(long, env = "BR_DB_HOSTNAME", default_value = "localhost")]
+    pub db_hostname: String,
+    /// PostgreSQL user.
+    #[arg(long, env = "BR_DB_USERNAME")]
+    pub db_user: Option<String>,
+    /// PostgreSQL password.
+    #[arg(long, env = "BR_DB_PASSWORD", hide_env_values = true)]
+    pub db_password: Option<String>,
+    /// PostgreSQL database.
+    #[arg(long, env = "BR_DB_NAME")]
+    pub db_name: Option<String>,
+    /// PostgreSQL port.
+    #[arg(long, env = "BR_DB_PORT", default_value_t = 5432)]
+    pub db_port: u16,
+    /// Where to listen (`:8080` means every address).
+    #[arg(long, env = "BR_LISTEN", default_value = ":8080")]
+    pub listen: String,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
+    #[arg(long, env = "BR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Requests per second per client on most routes.
+    #[arg(long, default_value_t = 5)]
+    pub rate_default_limit: u32,
+    /// Logins and token refreshes per minute per client.
+    #[arg(long, default_value_t = 10)]
+    pub rate_auth_limit: u32,
+    /// Collection health checks per minute per client.
+    #[arg(long, default_value_t = 10)]
+    pub rate_collection_health_limit: u32,
+    /// `/health` and `/ready` per minute per client.
+    #[arg(long, default_value_t = 160)]
+    pub rate_server_health_limit: u32,
+    /// How long `/ready` waits for the storage probe.
+    #[arg(long, env = "BR_STORAGE_HEALTH_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub storage_health_timeout: Duration,
+    /// How long writing one upload to storage may take.
+    #[arg(long, env = "BR_STORAGE_IO_TIMEOUT", default_value = "2h", value_parser = duration)]
+    pub storage_io_timeout: Duration,
+    /// How long an upload request may take.
+    #[arg(long, env = "BR_HTTP_UPLOAD_TIMEOUT", default_value = "180m", value_parser = duration)]
+    pub http_upload_timeout: Duration,
+    /// How long a download request may take.
+    #[arg(long, env = "BR_HTTP_DOWNLOAD_TIMEOUT", default_value = "180m", value_parser = duration)]
+    pub http_download_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDR ranges or addresses; repeatable).
+    #[arg(long = "trusted-proxy", value_parser = cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long tokens live.
+    #[arg(long, default_value = "6h", value_parser = duration)]
+    pub token_lifetime: Duration,
+    /// How long after the end of an upload's body the server waits for the client to cancel
+    /// (backup-maker cancels when the backup command failed after its output ended).
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub upload_confirm_grace: Duration,
+    /// The size of the parts an upload is written in (`2M`, `8MiB`, …). Memory per upload
+    /// is about three parts. Default: 2 MiB on local disk and in memory, where parts only
+    /// pipeline writes; 8 MiB on object stores (S3 wants at least 5 MiB).
+    #[arg(long, value_parser = part_size)]
+    pub upload_part_size: Option<usize>,
+    /// At shutdown, how long requests in flight may take to finish before they are cut (cut
+    /// uploads abort). Keep it under the orchestrator's grace period (Kubernetes: 30 s by
+    /// default, 300 s in backup-repository's chart).
+    #[arg(long, default_value = "4m", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// How long deleted and rotated-out versions stay restorable before their bytes go.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub trash_retention: Duration,
+    /// When `recover()` runs (6-field cron, seconds first: the default is every five minutes).
+    #[arg(long, default_value = "0 */5 * * * *")]
+    pub maintenance_schedule: String,
+    /// How often manifests are re-read (0 turns it off; SIGHUP re-reads too).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub config_reload_interval: Duration,
+    /// Print the stored form of this password (for a Secret's `data`) and exit.
+    #[arg(long, value_name = "PASSWORD")]
+    pub encode_password: Option<String>,
+    /// Print the session id (sha256) of this token and exit.
+    #[arg(long, value_name = "JWT")]
+    pub hash_jwt: Option<String>,
+}
+
+/// A part size: backup-repository's size grammar, from 64 KiB to 1 GiB.
+fn part_size(s: &str) -> Result<usize, String> {
+    let bytes = backup_policy::parse_size(s).map_err(|e| e.to_string())?;
+    if !(64 << 10..=1 << 30).contains(&bytes) {
+        return Err(format!("{bytes} bytes: a part is between 64 KiB and 1 GiB"));
+    }
+    usize::try_from(bytes).map_err(|e| e.to_string())
+}
+
+/// A Go-style duration (`2s`, `30m`, `180m`, `2h`, `1h30m`, `0s`).
+fn duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn cidr(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or CIDR range"))
+}
+
+impl Args {
+    /// The address to bind: Go's `:8080` means every address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        let text = if self.listen.starts_with(':') { format!("0.0.0.0{}", self.listen) } else { self.listen.clone() };
+        text.parse().map_err(|_| format!("--listen {:?} is not HOST:PORT", self.listen))
+    }
+
+    /// The manifest root with `~` expanded.
+    pub fn config_root(&self) -> PathBuf {
+        match self.config_local_path.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from(&self.config_local_path), |h| PathBuf::from(h).join(rest)),
+            None => PathBuf::from(&self.config_local_path),
+        }
+    }
+
+    /// The catalog URL: explicit, else PostgreSQL from the `--db-*` flags, else SQLite in the
+    /// data folder.
+    pub fn catalog(&self) -> String {
+        if let Some(url) = &self.catalog_url {
+            return url.clone();
+        }
+        if self.db_user.is_some() || self.db_name.is_some() {
+            let enc = |s: &str| {
+                s.bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect::<String>()
+            };
+            let user = self.db_user.as_deref().map(enc).unwrap_or_default();
+            let password = self.db_password.as_deref().map(|p| format!(":{}", enc(p))).unwrap_or_default();
+            let at = if user.is_empty() && password.is_empty() { String::new() } else { format!("{user}{password}@") };
+            return format!(
+                "postgres://{at}{}:{}/{}",
+                self.db_hostname,
+                self.db_port,
+                self.db_name.as_deref().unwrap_or("postgres")
+            );
+        }
+        format!("sqlite://{}", self.data_dir.join("catalog.db").display())
+    }
+
+    /// The storage URL.
+    pub fn storage(&self) -> Result<String, String> {
+        match (&self.storage_url, self.use_google_cloud) {
+            (Some(bucket), true) => Ok(format!("gs://{bucket}")),
+            (None, true) => Err("--use-google-cloud needs --storage-url BUCKET".into()),
+            (Some(url), false) => Ok(url.clone()),
+            (None, false) => {
+                let dir = std::path::absolute(self.data_dir.join("blobs")).map_err(|e| e.to_string())?;
+                Ok(format!("file://{}", dir.display()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["backup-server"];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn backup_repository_flags_parse() {
+        let a = args(&[
+            "--provider",
+            "filesystem",
+            "--config-local-path",
+            "/etc/br",
+            "-n",
+            "ns",
+            "--jwt-secret-key",
+            "x",
+            "--listen",
+            ":9090",
+            "--http-upload-timeout",
+            "180m",
+        ]);
+        assert_eq!(a.listen_addr().unwrap().port(), 9090);
+        assert_eq!(a.http_upload_timeout, Duration::from_secs(180 * 60));
+        assert_eq!(a.config_root(), PathBuf::from("/etc/br"));
+        assert!(a.catalog().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn db_flags_make_a_postgres_url() {
+        let a = args(&["--db-user", "br", "--db-password", "p@ss word", "--db-name", "backups", "--db-hostname", "db"]);
+        assert_eq!(a.catalog(), "postgres://br:p%40ss%20word@db:5432/backups");
+    }
+}

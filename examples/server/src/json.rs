@@ -1,0 +1,145 @@
+//! backup-repository's response envelopes, pretty-printed as Gin's `IndentedJSON` does (four
+//! spaces, keys sorted), and the mapping of errors to statuses and texts.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use backup_core::ErrorKind;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// A JSON response with `Content-Type: application/json; charset=utf-8`.
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut out = Vec::with_capacity(256);
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    if body.serialize(&mut ser).is_err() {
+        out = b"{}".to_vec();
+    }
+    let mut response = (status, out).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response
+}
+
+/// `200 {"data": …, "status": true}`.
+pub(crate) fn ok(data: Value) -> Response {
+    json_response(StatusCode::OK, &json!({ "data": data, "status": true }))
+}
+
+/// An error of a handler: `{"data": {}, "error": "…", "status": false}`, or the JWT
+/// middleware's form `{"code": …, "data": {}, "message": "…", "status": false}` with a
+/// `WWW-Authenticate` header.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    pub(crate) jwt_form: bool,
+    pub(crate) data: Value,
+    pub(crate) retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into(), jwt_form: false, data: json!({}), retry_after: None }
+    }
+
+    /// The JWT middleware's error form.
+    pub(crate) fn jwt(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { jwt_form: true, ..ApiError::new(status, message) }
+    }
+
+    pub(crate) fn with_data(mut self, data: Value) -> Self {
+        self.data = data;
+        self
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, message)
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Maps an engine error; `denied` is backup-repository's text for a permission denial of
+    /// this route.
+    pub(crate) fn from_core(e: &backup_core::Error, denied: &str) -> Self {
+        let status = match e.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::PermissionDenied | ErrorKind::OutsideWindow => StatusCode::FORBIDDEN,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Interrupted => StatusCode::BAD_REQUEST,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match e {
+            backup_core::Error::CollectionNotFound { .. } => "cannot find specified collection".to_owned(),
+            backup_core::Error::PermissionDenied { reason } => format!("{denied}: {reason}"),
+            backup_core::Error::OutsideWindow { reason, .. } => reason.clone(),
+            backup_core::Error::QuotaExceeded { allowed, received_at_least } => format!(
+                "filesize reached allowed limit. Uploaded {received_at_least} bytes, allowed to upload only {allowed} bytes"
+            ),
+            // Backend failures are logged, not shown.
+            e if status.is_server_error() => {
+                tracing::error!(error = %e, "request failed");
+                "internal error, the server log has the details".to_owned()
+            }
+            e => e.to_string(),
+        };
+        ApiError::new(status, message)
+    }
+
+    pub(crate) fn from_policy(e: &backup_policy::Error, denied: &str) -> Self {
+        match e {
+            backup_policy::Error::Core(core) => ApiError::from_core(core, denied),
+            backup_policy::Error::RateLimited { retry_after } => {
+                let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+                err.retry_after = Some(retry_after.as_secs().max(1));
+                err
+            }
+            other => ApiError::from_core(&backup_core::Error::from(clone_policy_error(other)), denied),
+        }
+    }
+}
+
+/// The policy error as its core counterpart, without consuming it.
+fn clone_policy_error(e: &backup_policy::Error) -> backup_policy::Error {
+    use backup_policy::Error as P;
+    match e {
+        P::Unauthenticated { reason } => P::Unauthenticated { reason: reason.clone() },
+        P::PermissionDenied { reason } => P::PermissionDenied { reason: reason.clone() },
+        P::OutsideWindow { reason, windows } => P::OutsideWindow { reason: reason.clone(), windows: windows.clone() },
+        P::InvalidInput { what, reason } => P::InvalidInput { what, reason: reason.clone() },
+        other => P::Internal { reason: other.to_string() },
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = if self.jwt_form {
+            json!({ "code": self.status.as_u16(), "data": self.data, "message": self.message, "status": false })
+        } else {
+            json!({ "data": self.data, "error": self.message, "status": false })
+        };
+        let mut response = json_response(self.status, &body);
+        if self.jwt_form {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("JWT realm=backup-repository"));
+        }
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}

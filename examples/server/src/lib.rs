@@ -1,0 +1,168 @@
+//! # backup-server
+//!
+//! A drop-in replacement for riotkit-org's backup-repository server, built on the backup
+//! engine: the same flags and environment variables, the same manifests, the same HTTP API
+//! (backup-maker and curl scripts work unchanged), without its known failures: downloads
+//! stream, unknown versions are 404s, every refusal is a JSON reason, revoked keys and deleted
+//! users fail closed, uploads are crash-safe.
+//!
+//! ```text
+//! cargo run --release -p backup-server -- --config-local-path examples/server/config --listen 127.0.0.1:8080
+//! ```
+//!
+//! With no other flag it keeps everything under `./data/server`: blobs on local disk (fsync
+//! on) and metadata in SQLite. `--storage-url s3://…` and `--catalog-url postgres://…` (or
+//! backup-repository's `--db-*` flags) move them; several instances can share one PostgreSQL
+//! database and one bucket.
+//!
+//! [`run`] is the whole server; [`build`] and [`app`] give the state and the router, for a
+//! program that serves the routes itself. The crate's `README.md` has the flags, the routes
+//! and what differs from backup-repository.
+
+#![deny(missing_docs)]
+
+mod app;
+mod caller;
+mod config;
+mod json;
+mod metrics;
+mod model;
+mod routes;
+mod serve;
+mod state;
+mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{Clock, Engine, SystemClock};
+use backup_policy::{
+    Directory, OpenPgpRule, PolicyAuthorizer, RateLimitConfig, RateLimits, TokenKey, TokenService, manifest,
+};
+use backup_store::{StoreOptions, object_store_from_url, open_catalog};
+
+pub use app::app;
+pub use config::Args;
+pub use state::{AppState, StateParts};
+
+/// Builds everything from the command line: catalog, store, manifests (validated; errors stop
+/// the start), engine, tokens. Collections of the manifests are created or updated in the
+/// catalog, and `recover()` runs once.
+///
+/// # Errors
+/// A line naming what is wrong (the file, field and reason for manifests).
+pub async fn build(args: &Args) -> Result<AppState, String> {
+    if args.provider != "filesystem" {
+        return Err(format!("--provider {:?}: only \"filesystem\" is supported by this server", args.provider));
+    }
+    let root = args.config_root();
+    let manifests = manifest::load(&root, &args.namespace).map_err(|e| format!("configuration: {e}"))?;
+    let storage_url = args.storage()?;
+    let part_size = args.upload_part_size.unwrap_or(default_part_size(&storage_url));
+    if storage_url.starts_with("s3://") && part_size < 5 << 20 {
+        return Err(format!("--upload-part-size {part_size}: S3 refuses parts under 5 MiB"));
+    }
+    let store = object_store_from_url(&storage_url, &StoreOptions::default()).map_err(|e| format!("storage: {e}"))?;
+    let catalog = open_catalog(&args.catalog()).await.map_err(|e| format!("catalog: {e}"))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let directory = Arc::new(Directory::new(manifests.policy_set()));
+    let engine = Engine::builder()
+        .catalog(catalog.clone())
+        .store(store)
+        .clock(clock.clone())
+        .authorizer(Arc::new(PolicyAuthorizer::new(directory.clone())))
+        .content_rule(Arc::new(OpenPgpRule))
+        .trash_retention(args.trash_retention)
+        .part_size(part_size)
+        .build()
+        .map_err(|e| format!("engine: {e}"))?;
+    sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
+    let key = match &args.jwt_secret_key {
+        Some(secret) => TokenKey::hs256(secret.as_bytes(), None).map_err(|e| format!("--jwt-secret-key: {e}"))?,
+        None => {
+            tracing::warn!("no --jwt-secret-key: using a random one; tokens will not survive a restart");
+            let random: Vec<u8> = (0..2).flat_map(|_| uuid::Uuid::new_v4().into_bytes()).collect();
+            TokenKey::hs256(&random, None).map_err(|e| e.to_string())?
+        }
+    };
+    let tokens = TokenService::new(key, catalog, clock)
+        .and_then(|t| t.with_lifetime(args.token_lifetime))
+        .map_err(|e| format!("tokens: {e}"))?;
+    let rate_limits = RateLimits::new(RateLimitConfig {
+        login_per_minute: args.rate_auth_limit,
+        default_per_second: args.rate_default_limit,
+        collection_health_per_minute: args.rate_collection_health_limit,
+        health_per_minute: args.rate_server_health_limit,
+        ..RateLimitConfig::default()
+    });
+    let report = engine.recover().await.map_err(|e| format!("recover: {e}"))?;
+    if let Some(root) = storage_url.strip_prefix("file://") {
+        let removed =
+            backup_store::local_disk::remove_stale_staging_files(std::path::Path::new(root), Duration::from_secs(900))
+                .map_err(|e| format!("storage: {e}"))?;
+        tracing::info!(?report, removed, "recovered");
+    }
+    Ok(AppState::new(StateParts {
+        engine,
+        directory,
+        tokens,
+        rate_limits,
+        trusted_proxies: args.trusted_proxies.clone(),
+        health_key: args.health_check_key.clone(),
+        config_root: root,
+        namespace: args.namespace.clone(),
+        upload_grace: args.upload_confirm_grace,
+        upload_timeout: args.http_upload_timeout.min(args.storage_io_timeout),
+        download_timeout: args.http_download_timeout,
+        storage_health_timeout: args.storage_health_timeout,
+    }))
+}
+
+/// Parts only pipeline writes on local disk and in memory, so small ones keep the memory of
+/// an upload low there; object stores want large ones (S3: at least 5 MiB).
+fn default_part_size(storage_url: &str) -> usize {
+    if storage_url.starts_with("file://") || storage_url.starts_with("memory://") { 2 << 20 } else { 8 << 20 }
+}
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully: no new connections,
+/// requests in flight get `--shutdown-timeout` to finish (uploads commit, or abort when cut),
+/// clean-ups of cancelled uploads run.
+///
+/// # Errors
+/// A line naming what is wrong, at start-up.
+pub async fn run(args: Args) -> Result<(), String> {
+    let addr = args.listen_addr()?;
+    let state = build(&args).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--listen {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let background = sync::background(state.clone(), &args)?;
+    tracing::info!(%local, "listening");
+    // Tests read this line to learn the port.
+    println!("listening on {local}");
+    serve::serve(listener, app(state.clone()), shutdown_signal(), args.shutdown_timeout).await;
+    background.abort();
+    if tokio::time::timeout(Duration::from_secs(30), state.engine().wait_for_cleanups()).await.is_err() {
+        tracing::warn!("clean-ups did not finish; recover() finishes them at the next start");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

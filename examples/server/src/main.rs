@@ -1,0 +1,47 @@
+//! backup-server: a drop-in backup-repository server on the backup engine.
+//!
+//! ```text
+//! cargo run --release -p backup-server -- --config-local-path examples/server/config --listen 127.0.0.1:8080
+//! backup-server --encode-password 's3cret'      # for a Secret's data
+//! backup-server --hash-jwt "$TOKEN"            # its session id
+//! ```
+
+use backup_policy::StoredPassword;
+use backup_server::Args;
+use clap::Parser;
+
+fn main() {
+    let args = Args::parse();
+    if let Some(password) = &args.encode_password {
+        match StoredPassword::hash(password.as_bytes()).map(|h| h.to_backup_repository_form()) {
+            Ok(Some(encoded)) => println!("{encoded}"),
+            _ => {
+                eprintln!("error: cannot hash the password");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    if let Some(jwt) = &args.hash_jwt {
+        println!("{}", backup_core::SessionId::of_token(jwt));
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(backup_server::run(args)) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,7 @@
+//! The HTTP routes.
+
+pub(crate) mod auth;
+pub(crate) mod collections;
+pub(crate) mod health;
+pub(crate) mod openapi;
+pub(crate) mod versions;

@@ -1,0 +1,234 @@
+//! `/api/stable/auth/*`: login, refresh, whoami, user lookup, logout, session listing.
+
+use axum::extract::{Form, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use backup_core::SessionId;
+use backup_policy::{Bucket, LoginName, OperationsScope, Permission, RateKey, TokenRequest, User};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::caller::{Caller, ClientAddr};
+use crate::json::{ApiError, json_response, ok};
+use crate::model::granted_access;
+use crate::state::AppState;
+
+/// The login form, in whichever encoding the client sent it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginBody {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    operations_scope: Option<OperationsScope>,
+    /// Ours: a token valid for one successful upload.
+    #[serde(default)]
+    single_use: bool,
+}
+
+/// Reads the login form as Gin's `ShouldBind` does: JSON, url-encoded or multipart, by type.
+async fn login_body(request: Request, state: &AppState) -> Result<LoginBody, ApiError> {
+    let content_type =
+        request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let bad = |e: String| ApiError::bad_request(format!("cannot read the login form: {e}"));
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        #[derive(Deserialize)]
+        struct Flat {
+            username: Option<String>,
+            password: Option<String>,
+        }
+        let Form(f) = Form::<Flat>::from_request(request, state).await.map_err(|e| bad(e.body_text()))?;
+        return Ok(LoginBody { username: f.username, password: f.password, ..LoginBody::default() });
+    }
+    if content_type.starts_with("multipart/form-data") {
+        let mut m = Multipart::from_request(request, state).await.map_err(|e| bad(e.body_text()))?;
+        let mut body = LoginBody::default();
+        while let Some(field) = m.next_field().await.map_err(|e| bad(e.body_text()))? {
+            let name = field.name().unwrap_or_default().to_owned();
+            let text = field.text().await.map_err(|e| bad(e.body_text()))?;
+            match name.as_str() {
+                "username" => body.username = Some(text),
+                "password" => body.password = Some(text),
+                _ => {}
+            }
+        }
+        return Ok(body);
+    }
+    let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024).await.map_err(|e| bad(e.to_string()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(LoginBody::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))
+}
+
+/// `POST /api/stable/auth/login`.
+pub(crate) async fn login(State(state): State<AppState>, ClientAddr(addr): ClientAddr, request: Request) -> Response {
+    match login_inner(&state, addr, request).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn login_inner(state: &AppState, addr: std::net::IpAddr, request: Request) -> Result<Response, Response> {
+    use axum::response::IntoResponse;
+    let body = login_body(request, state).await.map_err(IntoResponse::into_response)?;
+    let (Some(username), Some(password)) =
+        (body.username.filter(|u| !u.is_empty()), body.password.filter(|p| !p.is_empty()))
+    else {
+        return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, "missing Username or Password").into_response());
+    };
+    let incorrect = || ApiError::jwt(StatusCode::UNAUTHORIZED, "incorrect Username or Password").into_response();
+    let login: LoginName = username.parse().map_err(|_| incorrect())?;
+    // Per account as well as per address: guessing one user's password from many addresses.
+    state
+        .inner
+        .rate_limits
+        .check(Bucket::Login, &RateKey::User(login.user.clone()))
+        .map_err(|e| ApiError::from_policy(&e, "").into_response())?;
+    let who = match state.inner.directory.authenticate(&login, &password, Some(addr)).await {
+        Ok(w) => w,
+        Err(backup_policy::Error::PermissionDenied { reason }) => {
+            return Err(ApiError::jwt(StatusCode::FORBIDDEN, reason).into_response());
+        }
+        Err(backup_policy::Error::Unauthenticated { reason }) if reason.contains("deactivated") => {
+            return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, reason).into_response());
+        }
+        Err(backup_policy::Error::Unauthenticated { .. }) => return Err(incorrect()),
+        Err(e) => return Err(ApiError::from_policy(&e, "").into_response()),
+    };
+    let mut request = TokenRequest::login().from_addr(addr.to_string());
+    if let Some(scope) = body.operations_scope {
+        request = request.with_scope(scope);
+    }
+    if body.single_use {
+        request = request.single_use();
+        request.description = "One-time upload".into();
+    }
+    let issued = state
+        .inner
+        .tokens
+        .issue(&who.user, who.access_key.as_deref(), request)
+        .await
+        .map_err(|e| ApiError::from_policy(&e, "").into_response())?;
+    Ok(ok(json!({
+        "token": issued.token,
+        "sessionId": issued.session.id.as_str(),
+        "expire": issued.session.expires_at.to_rfc3339(),
+        "msg": "Use this sessionId to revoke this token anytime",
+    })))
+}
+
+/// `GET /api/stable/auth/refresh_token`: a new token with the same user, key and scope,
+/// registered like any other (backup-repository's was not, and so unusable).
+pub(crate) async fn refresh(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let mut request = TokenRequest::login().from_addr(caller.addr.to_string());
+    request.description = "Refresh".into();
+    if caller.token.scope().is_limiting() {
+        request = request.with_scope(caller.token.scope().clone());
+    }
+    if caller.token.is_single_use() {
+        return Err(ApiError::forbidden("a one-time token cannot be refreshed"));
+    }
+    let issued = state
+        .inner
+        .tokens
+        .issue(&caller.user, caller.token.access_key(), request)
+        .await
+        .map_err(|e| ApiError::from_policy(&e, ""))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "code": 200, "token": issued.token, "expire": issued.session.expires_at.to_rfc3339() }),
+    ))
+}
+
+fn roles(user: &User) -> Vec<&'static str> {
+    user.roles.iter().map(|r| r.name()).collect()
+}
+
+/// `GET /api/stable/auth/whoami`.
+pub(crate) async fn whoami(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let session =
+        state.inner.catalog.get_session(caller.token.session()).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    Ok(ok(json!({
+        "email": caller.user.email,
+        "permissions": roles(&caller.user),
+        "sessionId": caller.token.session().as_str(),
+        "grantedAccess": granted_access(&session),
+    })))
+}
+
+/// `GET /api/stable/auth/user/{userName}`: a user manager (or administrator) sees anyone, a
+/// user sees itself.
+pub(crate) async fn user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let login: LoginName = name.parse().map_err(|e| ApiError::not_found(format!("IsError retrieving user: {e}")))?;
+    let set = state.inner.directory.snapshot();
+    let Some(target) = set.users.get(&login.user) else {
+        return Err(ApiError::not_found(format!("IsError retrieving user: no user named {:?}", login.user)));
+    };
+    let key = caller.token.access_key().and_then(|k| caller.user.access_key(k));
+    let asker = backup_policy::Asker { user: &caller.user, access_key: key, scope: Some(caller.token.scope()) };
+    let manager = backup_policy::decide(&asker, None, Permission::ViewProfiles).is_ok();
+    if !manager && target.email != caller.user.email {
+        return Err(ApiError::forbidden("no permissions to view that user account"));
+    }
+    Ok(ok(json!({ "email": target.email, "permissions": roles(target) })))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LogoutQuery {
+    #[serde(rename = "sessionId")]
+    session_id: Option<String>,
+}
+
+/// `DELETE /api/stable/auth/logout[?sessionId=…]`.
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<LogoutQuery>,
+) -> Result<Response, ApiError> {
+    let target = match q.session_id.filter(|s| !s.is_empty()) {
+        None => caller.token.session().clone(),
+        Some(s) => SessionId::new(s).map_err(|_| {
+            ApiError::not_found("specified session identifier is not valid, it is not a sha256 of a token")
+        })?,
+    };
+    match state.inner.tokens.revoke(&caller.user, &target).await {
+        Ok(_) => Ok(ok(json!({ "message": "JWT was revoked", "sessionId": caller.token.session().as_str() }))),
+        Err(e) if e.kind() == backup_core::ErrorKind::NotFound => {
+            Err(ApiError::not_found("specified session identifier is not valid, no such session"))
+        }
+        Err(e) if e.kind() == backup_core::ErrorKind::PermissionDenied => {
+            Err(ApiError::forbidden("you don't have permissions to revoke session of other user"))
+        }
+        Err(e) => Err(ApiError::from_policy(&e, "")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokensQuery {
+    #[serde(rename = "userName")]
+    user_name: Option<String>,
+}
+
+/// `GET /api/stable/auth/token[?userName=…]`: the newest 100 sessions.
+pub(crate) async fn tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<TokensQuery>,
+) -> Result<Response, ApiError> {
+    let sessions = state
+        .inner
+        .tokens
+        .sessions(&caller.user, q.user_name.as_deref().filter(|u| !u.is_empty()), 100)
+        .await
+        .map_err(|e| match e.kind() {
+            backup_core::ErrorKind::PermissionDenied => ApiError::forbidden("no permissions to act as other user"),
+            _ => ApiError::from_policy(&e, ""),
+        })?;
+    Ok(ok(json!({ "grantedAccesses": sessions.iter().map(granted_access).collect::<Vec<_>>() })))
+}

@@ -1,0 +1,197 @@
+//! `/health`, `/ready`, a collection's health, and `/metrics`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use backup_core::{CollectionId, VersionQuery, VersionSelector};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use subtle::ConstantTimeEq;
+
+use crate::json::{ApiError, json_response, ok};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CodeQuery {
+    code: Option<String>,
+}
+
+/// The code: `?code=` wins over a raw `Authorization` header, as in backup-repository.
+fn code_of(q: &CodeQuery, headers: &HeaderMap) -> String {
+    q.code
+        .clone()
+        .or_else(|| headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One check's result in backup-repository's form.
+fn check(name: &str, result: Result<(), String>) -> Value {
+    let status = result.is_ok();
+    json!({
+        "name": name,
+        "status": status,
+        "statusText": format!("{name}={status}"),
+        "message": result.err().unwrap_or_else(|| "OK".to_owned()),
+    })
+}
+
+fn checks_response(health: Vec<Value>) -> Response {
+    if health.iter().all(|h| h["status"] == json!(true)) {
+        ok(json!({ "health": health }))
+    } else {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "one of checks failed")
+            .with_data(json!({ "health": health }))
+            .into_response()
+    }
+}
+
+/// `GET /health`: the process is up.
+pub(crate) async fn health() -> Response {
+    ok(
+        json!({ "msg": "The server is up and running. Dependent services are not shown there. Take a look at /ready endpoint" }),
+    )
+}
+
+fn health_key_ok(state: &AppState, code: &str) -> bool {
+    let key = state.inner.health_key.as_bytes();
+    key.is_empty() || bool::from(key.ct_eq(code.as_bytes()))
+}
+
+/// `GET /ready`: the catalog answers, the store takes a write, a read and a delete, the
+/// manifests can be read.
+pub(crate) async fn ready(State(state): State<AppState>, Query(q): Query<CodeQuery>, headers: HeaderMap) -> Response {
+    if !health_key_ok(&state, &code_of(&q, &headers)) {
+        return ApiError::forbidden(
+            "health code invalid. Provide it as a query string 'code' or in the 'Authorization' header",
+        )
+        .into_response();
+    }
+    let db = state.inner.catalog.list_collections(None, 1).await.map(|_| ()).map_err(|e| e.to_string());
+    let storage = tokio::time::timeout(state.inner.storage_health_timeout, async {
+        let key = ObjectPath::from(format!(".health/{}", uuid::Uuid::new_v4()));
+        let store = &state.inner.store;
+        store.put(&key, "ok".into()).await.map_err(|e| e.to_string())?;
+        let read = store.get(&key).await.map_err(|e| e.to_string())?.bytes().await.map_err(|e| e.to_string());
+        store.delete(&key).await.map_err(|e| e.to_string())?;
+        if read? != "ok" {
+            return Err("read back something else than was written".to_owned());
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|_| Err("timed out".into()));
+    let folder = state.inner.config_root.join(&state.inner.namespace);
+    let config = std::fs::read_dir(&folder).map(|_| ()).map_err(|e| format!("{}: {e}", folder.display()));
+    checks_response(vec![
+        check("DbValidator", db),
+        check("StorageAvailabilityValidator", storage),
+        check("ConfigurationProviderValidator", config),
+    ])
+}
+
+/// `GET /api/stable/repository/collection/{collectionId}/health[?code=…]`: the last backup
+/// came in a window slot, no version passes the soft limit, the sum stays under the hard one.
+pub(crate) async fn collection_health(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    Query(q): Query<CodeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found("cannot find specified collection");
+    let id = CollectionId::new(collection).map_err(|_| not_found())?;
+    let c = state.inner.catalog.get_collection(&id).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    let policy = state.inner.directory.snapshot().collections.get(&id).cloned().unwrap_or_default();
+    if let Some(expected) = policy.health_code_sha256 {
+        let given: [u8; 32] = sha2::Sha256::digest(code_of(&q, &headers).as_bytes()).into();
+        if !bool::from(given.ct_eq(&expected)) {
+            return Err(ApiError::forbidden("not authorized - invalid value of 'code' parameter in query string"));
+        }
+    }
+    let catalog = &state.inner.catalog;
+    let mut versions = Vec::new();
+    let mut query = VersionQuery::first(1000);
+    loop {
+        let page = catalog.list_versions(&id, &query).await.map_err(|e| ApiError::from_core(&e, ""))?;
+        let last = page.last().map(|v| v.number);
+        let full = page.len() == 1000;
+        versions.extend(page);
+        match last {
+            Some(n) if full => query = VersionQuery::first(1000).after(n),
+            _ => break,
+        }
+    }
+    let mut health = Vec::new();
+    if !policy.windows.is_empty() {
+        let now = state.inner.clock.now();
+        let latest = match catalog.get_version(&id, VersionSelector::Latest).await {
+            Ok(v) => Some(v.created_at),
+            Err(e) if e.kind() == backup_core::ErrorKind::NotFound => None,
+            Err(e) => return Err(ApiError::from_core(&e, "")),
+        };
+        let in_slot = policy.windows.iter().any(|w| {
+            w.last_slot(now).is_some_and(|(start, end)| {
+                latest.is_some_and(|t| start <= t && t <= end) || (start < now && now < end)
+            })
+        });
+        let result = if in_slot {
+            Ok(())
+        } else {
+            Err(format!(
+                "previous backup was not executed in expected time slots: {}. Latest backup created at: {}",
+                policy.windows.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                latest.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+            ))
+        };
+        health.push(check("BackupWindowValidator", result));
+    }
+    let soft = c.spec.limits.max_version_size;
+    let too_big = versions.iter().find(|v| v.size > soft);
+    health.push(check(
+        "VersionsSizeValidator",
+        match too_big {
+            None => Ok(()),
+            Some(v) => Err(format!(
+                "maximum filesize is bigger than collection soft limit per file. Failed file: {} (size={}b)",
+                v.filename, v.size
+            )),
+        },
+    ));
+    let sum: u64 = versions.iter().map(|v| v.size).sum();
+    let hard = c.spec.limits.max_collection_size;
+    health.push(check(
+        "SumOfVersionsValidator",
+        if sum <= hard {
+            Ok(())
+        } else {
+            Err(format!("Summary of all files is {sum}b, while collection hard limit is {hard}b"))
+        },
+    ));
+    Ok(checks_response(health))
+}
+
+/// `GET /metrics`: Prometheus text, behind the health code when one is set.
+pub(crate) async fn metrics(State(state): State<AppState>, Query(q): Query<CodeQuery>, headers: HeaderMap) -> Response {
+    if !health_key_ok(&state, &code_of(&q, &headers)) {
+        return ApiError::forbidden(
+            "health code invalid. Provide it as a query string 'code' or in the 'Authorization' header",
+        )
+        .into_response();
+    }
+    match state.inner.metrics.render(state.inner.catalog.as_ref()).await {
+        Ok(text) => {
+            let mut r = (StatusCode::OK, text).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r
+        }
+        Err(e) => ApiError::from_core(&e, "").into_response(),
+    }
+}
+
+/// A JSON 404 for routes that do not exist.
+pub(crate) async fn not_found() -> Response {
+    json_response(StatusCode::NOT_FOUND, &json!({ "data": {}, "error": "route not found", "status": false }))
+}

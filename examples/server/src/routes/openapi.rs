@@ -1,0 +1,217 @@
+//! The OpenAPI description of every route, served at `/api/openapi.json`. The router is built
+//! from the same table (see `app.rs`), so the two cannot drift apart.
+
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use crate::json::json_response;
+
+/// How a route authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    None,
+    Bearer,
+    HealthCode,
+}
+
+/// One documented route.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route {
+    pub(crate) id: &'static str,
+    pub(crate) method: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) summary: &'static str,
+    pub(crate) auth: Auth,
+    /// The success status and what it carries.
+    pub(crate) ok: &'static str,
+}
+
+/// Every route the server serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route {
+        id: "login",
+        method: "post",
+        path: "/api/stable/auth/login",
+        summary: "Log in with user or user$accessKey and a password; optionally a scope (operationsScope) or a one-time upload token (singleUse)",
+        auth: Auth::None,
+        ok: "token, sessionId, expire",
+    },
+    Route {
+        id: "refresh",
+        method: "get",
+        path: "/api/stable/auth/refresh_token",
+        summary: "A new token with the same user, key and scope (registered, unlike backup-repository's)",
+        auth: Auth::Bearer,
+        ok: "code, token, expire",
+    },
+    Route {
+        id: "whoami",
+        method: "get",
+        path: "/api/stable/auth/whoami",
+        summary: "The caller: e-mail, roles, session",
+        auth: Auth::Bearer,
+        ok: "email, permissions, sessionId, grantedAccess",
+    },
+    Route {
+        id: "user",
+        method: "get",
+        path: "/api/stable/auth/user/{userName}",
+        summary: "A user's e-mail and roles (user managers, or the user itself)",
+        auth: Auth::Bearer,
+        ok: "email, permissions",
+    },
+    Route {
+        id: "logout",
+        method: "delete",
+        path: "/api/stable/auth/logout",
+        summary: "Revoke the current token, or ?sessionId= (own, or anyone's for a systemAdmin)",
+        auth: Auth::Bearer,
+        ok: "message, sessionId",
+    },
+    Route {
+        id: "tokens",
+        method: "get",
+        path: "/api/stable/auth/token",
+        summary: "The newest 100 sessions of the caller, or of ?userName= (systemAdmin)",
+        auth: Auth::Bearer,
+        ok: "grantedAccesses",
+    },
+    Route {
+        id: "collections",
+        method: "get",
+        path: "/api/stable/repository/collection",
+        summary: "The collections the caller may see",
+        auth: Auth::Bearer,
+        ok: "collections",
+    },
+    Route {
+        id: "upload",
+        method: "post",
+        path: "/api/alpha/repository/collection/{collectionId}/version",
+        summary: "Upload a version: the raw body (any or no Content-Type, chunked or not) or the multipart field `file`",
+        auth: Auth::Bearer,
+        ok: "version",
+    },
+    Route {
+        id: "download",
+        method: "get",
+        path: "/api/alpha/repository/collection/{collectionId}/version/{versionNum}",
+        summary: "Download a version: latest, N or vN; verified while it streams",
+        auth: Auth::Bearer,
+        ok: "the bytes (application/octet-stream)",
+    },
+    Route {
+        id: "versions",
+        method: "get",
+        path: "/api/stable/repository/collection/{collectionId}/version",
+        summary: "Every committed version, by number",
+        auth: Auth::Bearer,
+        ok: "versions",
+    },
+    Route {
+        id: "delete_version",
+        method: "delete",
+        path: "/api/stable/repository/collection/{collectionId}/version/{versionNum}",
+        summary: "Delete a version (restorable within the trash retention)",
+        auth: Auth::Bearer,
+        ok: "version",
+    },
+    Route {
+        id: "restore_version",
+        method: "post",
+        path: "/api/stable/repository/collection/{collectionId}/version/{versionNum}/restore",
+        summary: "Restore a deleted or rotated-out version within the trash retention",
+        auth: Auth::Bearer,
+        ok: "version",
+    },
+    Route {
+        id: "collection_health",
+        method: "get",
+        path: "/api/stable/repository/collection/{collectionId}/health",
+        summary: "Backup window kept, soft and hard limits respected; ?code= or a raw Authorization header when the collection has a health secret",
+        auth: Auth::None,
+        ok: "health",
+    },
+    Route { id: "health", method: "get", path: "/health", summary: "The process is up", auth: Auth::None, ok: "msg" },
+    Route {
+        id: "ready",
+        method: "get",
+        path: "/ready",
+        summary: "Catalog, storage and configuration work",
+        auth: Auth::HealthCode,
+        ok: "health",
+    },
+    Route {
+        id: "metrics",
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics per collection",
+        auth: Auth::HealthCode,
+        ok: "text exposition format",
+    },
+    Route {
+        id: "openapi",
+        method: "get",
+        path: "/api/openapi.json",
+        summary: "This description",
+        auth: Auth::None,
+        ok: "OpenAPI 3.1",
+    },
+];
+
+/// The route with this id.
+pub(crate) fn path(id: &str) -> &'static str {
+    ROUTES.iter().find(|r| r.id == id).map(|r| r.path).unwrap_or_else(|| panic!("no route {id}"))
+}
+
+fn document() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let mut op = json!({
+            "operationId": r.id,
+            "summary": r.summary,
+            "parameters": params,
+            "responses": {
+                "200": { "description": r.ok },
+                "4XX": { "description": "refused: {\"data\": {}, \"error\": \"…\", \"status\": false}" },
+                "5XX": { "description": "a backend failed" },
+            },
+        });
+        match r.auth {
+            Auth::Bearer => op["security"] = json!([{ "bearer": [] }]),
+            Auth::HealthCode => op["security"] = json!([{ "healthCode": [] }, {}]),
+            Auth::None => {}
+        }
+        paths
+            .entry(r.path.to_owned())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|o| o.insert(r.method.to_owned(), op));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "backup-repository compatible API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The HTTP API of riotkit-org's backup-repository, served by the backup engine's example server.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
+                "healthCode": { "type": "apiKey", "in": "header", "name": "Authorization" },
+            },
+        },
+    })
+}
+
+/// `GET /api/openapi.json`.
+pub(crate) async fn serve() -> Response {
+    json_response(axum::http::StatusCode::OK, &document())
+}

@@ -1,0 +1,105 @@
+//! What every handler shares.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{Catalog, Clock, Engine};
+use backup_policy::{Directory, RateLimits, TokenService};
+use ipnet::IpNet;
+use object_store::ObjectStore;
+
+use crate::metrics::Metrics;
+
+/// The server's state, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) tokens: TokenService,
+    pub(crate) rate_limits: RateLimits,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) health_key: String,
+    pub(crate) config_root: PathBuf,
+    pub(crate) namespace: String,
+    pub(crate) upload_grace: Duration,
+    pub(crate) upload_timeout: Duration,
+    pub(crate) download_timeout: Duration,
+    pub(crate) storage_health_timeout: Duration,
+    pub(crate) metrics: Metrics,
+}
+
+/// What [`AppState::new`] needs.
+#[derive(Debug)]
+pub struct StateParts {
+    /// The engine (its authorizer should be a [`backup_policy::PolicyAuthorizer`] on
+    /// `directory`).
+    pub engine: Engine,
+    /// The users and collection policies.
+    pub directory: Arc<Directory>,
+    /// Issues and verifies tokens.
+    pub tokens: TokenService,
+    /// Rate limits.
+    pub rate_limits: RateLimits,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The code of `/ready` and `/metrics` (empty: open).
+    pub health_key: String,
+    /// The manifest root, checked by `/ready`.
+    pub config_root: PathBuf,
+    /// The manifests' namespace.
+    pub namespace: String,
+    /// How long to wait for a client to cancel after the end of an upload's body.
+    pub upload_grace: Duration,
+    /// Upload request timeout.
+    pub upload_timeout: Duration,
+    /// Download request timeout.
+    pub download_timeout: Duration,
+    /// Storage probe timeout of `/ready`.
+    pub storage_health_timeout: Duration,
+}
+
+impl AppState {
+    /// The state of a server.
+    pub fn new(parts: StateParts) -> Self {
+        let engine = parts.engine;
+        AppState {
+            inner: Arc::new(Shared {
+                catalog: engine.catalog().clone(),
+                store: engine.store().clone(),
+                clock: engine.clock().clone(),
+                engine,
+                directory: parts.directory,
+                tokens: parts.tokens,
+                rate_limits: parts.rate_limits,
+                trusted_proxies: parts.trusted_proxies,
+                health_key: parts.health_key,
+                config_root: parts.config_root,
+                namespace: parts.namespace,
+                upload_grace: parts.upload_grace,
+                upload_timeout: parts.upload_timeout,
+                download_timeout: parts.download_timeout,
+                storage_health_timeout: parts.storage_health_timeout,
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The rate limits (for periodic clean-up).
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.inner.rate_limits
+    }
+}

@@ -1,0 +1,300 @@
+//! The real server binary on loopback, with a copy of the example manifests, and a client.
+
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "../../../../backup-store/tests/support/s3.rs"]
+pub mod s3;
+
+#[path = "../../../../backup-store/tests/support/database.rs"]
+mod database;
+pub use database::*;
+
+pub const SECRET: &str = "a test secret, long enough for HS256";
+
+/// The example manifests (examples/server/config) copied into a folder of the test's.
+pub fn config_copy() -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), dir.path());
+    dir
+}
+
+/// Writes a manifest into the copied configuration.
+pub fn add_manifest(config: &Path, relative: &str, text: &str) {
+    let path = config.join("backup-repository").join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A running server process; stopped (SIGKILL) when dropped unless stopped before.
+pub struct Server {
+    pub child: Option<Child>,
+    pub base: String,
+    pub data: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`), waiting for it to listen.
+    pub fn start(args: &[String]) -> Server {
+        Self::try_start(args).unwrap_or_else(|e| panic!("server did not start: {e}"))
+    }
+
+    pub fn try_start(args: &[String]) -> Result<Server, String> {
+        let log = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_backup-server"))
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+                let data = args
+                    .iter()
+                    .position(|a| a == "--data-dir")
+                    .map(|i| PathBuf::from(&args[i + 1]))
+                    .unwrap_or_default();
+                return Ok(Server { child: Some(child), base: format!("http://{addr}"), data, stderr: log });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("exited with {status}: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("did not listen within 30 s".into());
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The standard arguments: the given configuration and data folders, a fixed secret.
+pub fn args(config: &Path, data: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "--config-local-path".into(),
+        config.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--jwt-secret-key".into(),
+        SECRET.into(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// An armored OpenPGP-looking body of about `len` bytes.
+pub fn armored(len: usize, seed: u8) -> Vec<u8> {
+    let mut v = b"-----BEGIN PGP MESSAGE-----\n\n".to_vec();
+    let mut x = seed as u32 | 1;
+    while v.len() + 27 < len {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        v.push(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(x >> 16) as usize % 64]);
+        if v.len().is_multiple_of(65) {
+            v.push(b'\n');
+        }
+    }
+    v.extend_from_slice(b"\n-----END PGP MESSAGE-----\n");
+    v
+}
+
+/// The JSON of a response, with its status.
+pub async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {status} {text:?}"));
+    (status, value)
+}
+
+/// Logs in; returns the token.
+pub async fn login(
+    client: &reqwest::Client,
+    server: &Server,
+    user: &str,
+    password: &str,
+    forwarded: Option<&str>,
+) -> String {
+    let mut req = client
+        .post(server.url("/api/stable/auth/login"))
+        .json(&serde_json::json!({ "username": user, "password": password }));
+    if let Some(f) = forwarded {
+        req = req.header("X-Forwarded-For", f);
+    }
+    let (status, body) = json(req.send().await.unwrap()).await;
+    assert_eq!(status, 200, "login {user}: {body}");
+    body["data"]["token"].as_str().unwrap().to_owned()
+}
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// `HTTP/1.1 200 OK`.
+    pub status_line: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics with the response when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Sends `request` as it is (the caller writes `Connection: close`) and reads the whole
+/// response, de-chunking the body. `None` if the server closed without an answer.
+pub async fn raw(addr: &str, request: &[u8]) -> Option<RawResponse> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before reading everything (a refusal): ignore the
+    // broken pipe and read what it said.
+    let _ = socket.write_all(request).await;
+    let mut out = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut out)).await.expect("answer within 30 s");
+    if read.is_err() && out.is_empty() {
+        return None;
+    }
+    parse_raw(&out)
+}
+
+pub fn parse_raw(out: &[u8]) -> Option<RawResponse> {
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&out[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?.to_owned();
+    let status = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))).collect();
+    let mut body = out[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut plain = Vec::new();
+        let mut rest = &body[..];
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).ok()?.trim(), 16).ok()?;
+            if size == 0 {
+                break;
+            }
+            plain.extend_from_slice(rest.get(eol + 2..eol + 2 + size)?);
+            rest = rest.get(eol + 4 + size..)?;
+        }
+        body = plain;
+    }
+    Some(RawResponse { status_line, status, headers, body })
+}
+
+/// A client for the tests: no proxy, generous timeouts.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(120)).build().unwrap()
+}
+
+/// The arguments that lift the rate limits out of a test's way.
+pub const NO_RATE_LIMITS: [&str; 8] = [
+    "--rate-default-limit",
+    "100000",
+    "--rate-auth-limit",
+    "100000",
+    "--rate-collection-health-limit",
+    "100000",
+    "--rate-server-health-limit",
+    "100000",
+];
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The regular files under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
