@@ -47,18 +47,32 @@ pub struct Authenticated {
 
 /// The users and collection policies in force, replaceable as a whole (a manifest reload)
 /// while requests read them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Directory {
     current: RwLock<Arc<PolicySet>>,
     /// Stronger hashes of passwords whose stored hash was weak, computed at login: the stored
     /// form (a manifest) is read-only here. Keyed by user, access key and the stored PHC.
     upgraded: Mutex<HashMap<UpgradeKey, StoredPassword>>,
+    /// Password hashes computed at once: each takes the hash's memory (64 MiB with the
+    /// default parameters), so a burst of logins waits instead of exhausting memory.
+    hashing: tokio::sync::Semaphore,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory::new(PolicySet::default())
+    }
 }
 
 impl Directory {
-    /// A directory holding `set`.
+    /// A directory holding `set`. As many password hashes run at once as there are CPUs.
     pub fn new(set: PolicySet) -> Self {
-        Directory { current: RwLock::new(Arc::new(set)), upgraded: Mutex::default() }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Directory {
+            current: RwLock::new(Arc::new(set)),
+            upgraded: Mutex::default(),
+            hashing: tokio::sync::Semaphore::new(cpus),
+        }
     }
 
     /// The set in force.
@@ -73,7 +87,7 @@ impl Directory {
 
     /// Checks a login name and password. Unknown users and keys cost as much time as known
     /// ones (a dummy hash is verified), so timing tells nothing; the hashing runs on a blocking
-    /// thread. A weak stored hash is upgraded (kept in memory) after a successful login.
+    /// thread, at most one per CPU at a time. A weak stored hash is upgraded (kept in memory) after a successful login.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for wrong credentials, a deactivated user or a removed key
@@ -98,6 +112,8 @@ impl Directory {
             .and_then(|k| self.upgraded.lock().unwrap_or_else(|p| p.into_inner()).get(k).cloned())
             .or(stored);
         let password = password.to_owned();
+        let _permit =
+            self.hashing.acquire().await.map_err(|e| Error::Internal { reason: format!("password hashing: {e}") })?;
         let (ok, upgraded) = tokio::task::spawn_blocking(move || {
             let target = effective.as_ref().unwrap_or(dummy());
             let ok = effective.is_some() && target.verify(password.as_bytes());

@@ -154,9 +154,13 @@ pub struct AclEntry {
 /// roles the token may use. An empty scope does not limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationsScope {
-    /// The objects and roles.
-    #[serde(default)]
+    /// The objects and roles. `null` (Go's nil slice) reads as none.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub elements: Vec<ObjectGrant>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<ObjectGrant>, D::Error> {
+    Ok(Option::<Vec<ObjectGrant>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl OperationsScope {
@@ -169,6 +173,14 @@ impl OperationsScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_go_nil_scope_is_no_scope() {
+        let scope: OperationsScope = serde_json::from_str(r#"{"elements": null}"#).unwrap();
+        assert!(!scope.is_limiting());
+        let scope: OperationsScope = serde_json::from_str("{}").unwrap();
+        assert!(!scope.is_limiting());
+    }
 
     /// backup-repository's `TestNewUserIdentityFromString*`.
     #[test]

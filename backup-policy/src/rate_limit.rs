@@ -88,6 +88,8 @@ struct Limiter {
     keyed: Keyed,
     overflow: Shared,
     limit: u32,
+    /// When the keys were last swept (a sweep walks every key: at most once a second).
+    last_sweep: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Token buckets per [`Bucket`] and [`RateKey`].
@@ -117,6 +119,7 @@ impl RateLimits {
                     keyed: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
                     overflow: RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>(),
                     limit: n.get(),
+                    last_sweep: std::sync::Mutex::new(None),
                 }
             })
         };
@@ -132,20 +135,28 @@ impl RateLimits {
         }
     }
 
-    /// Takes one request from `key`'s bucket.
+    /// Takes one request from `key`'s bucket. IPv6 addresses count per /64, the block one
+    /// subscriber usually holds: otherwise one client would have billions of buckets.
     ///
     /// # Errors
     /// [`Error::RateLimited`] with how long to wait.
     pub fn check(&self, bucket: Bucket, key: &RateKey) -> Result<Option<RateInfo>> {
         let Some(l) = &self.limiters[bucket.index()] else { return Ok(None) };
         let key = match key {
-            RateKey::Addr(a) => RateKey::Addr(canonical(*a)),
+            RateKey::Addr(a) => RateKey::Addr(subscriber(canonical(*a))),
             other => other.clone(),
         };
         if l.keyed.len() >= self.max_keys {
-            // Forget keys whose buckets are full again before deciding there is no room.
-            l.keyed.retain_recent();
-            l.keyed.shrink_to_fit();
+            // Forget keys whose buckets are full again before deciding there is no room; not
+            // on every request of a flood, which would walk every key each time.
+            let now = std::time::Instant::now();
+            let mut last = l.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                *last = Some(now);
+                drop(last);
+                l.keyed.retain_recent();
+                l.keyed.shrink_to_fit();
+            }
         }
         let outcome = if l.keyed.len() < self.max_keys { l.keyed.check_key(&key) } else { l.overflow.check() };
         match outcome {
@@ -168,6 +179,14 @@ impl RateLimits {
     /// How many keys a bucket tracks now.
     pub fn tracked(&self, bucket: Bucket) -> usize {
         self.limiters[bucket.index()].as_ref().map_or(0, |l| l.keyed.len())
+    }
+}
+
+/// The /64 an IPv6 address belongs to (IPv4 addresses are their own).
+fn subscriber(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
     }
 }
 
@@ -195,6 +214,18 @@ pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client() {
+        let limits = RateLimits::new(RateLimitConfig { login_per_minute: 2, ..Default::default() });
+        let a = RateKey::Addr("2001:db8:1:2::1".parse().unwrap());
+        let b = RateKey::Addr("2001:db8:1:2:ffff::9".parse().unwrap());
+        let other = RateKey::Addr("2001:db8:1:3::1".parse().unwrap());
+        limits.check(Bucket::Login, &a).unwrap();
+        limits.check(Bucket::Login, &b).unwrap();
+        assert!(limits.check(Bucket::Login, &a).is_err(), "the same /64 shares its bucket");
+        assert!(limits.check(Bucket::Login, &other).is_ok());
+    }
 
     #[test]
     fn buckets_are_separate_per_key_and_per_bucket() {

@@ -304,6 +304,8 @@ async fn sessions_are_listed_and_revoked_by_their_owner_or_an_admin() {
     let user = |n: &str| w.manifests.users.iter().find(|u| u.name == n).unwrap().clone();
     let (admin, some, un) = (user("admin"), user("some-user"), user("unprivileged"));
     let t1 = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    // Newest first: the second login must be later on the manual clock.
+    w.clock.advance(chrono::Duration::seconds(1));
     let _t2 = w.login("some-user$uploader", "test", "10.0.0.2", TokenRequest::login()).await.unwrap();
     let mine = w.tokens.sessions(&some, None, 10).await.unwrap();
     assert_eq!(mine.len(), 2);

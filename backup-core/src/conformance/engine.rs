@@ -170,6 +170,22 @@ pub async fn download_detects_corruption_and_truncation(ctx: &Ctx) {
     ctx.engine.store().put(&key, PutPayload::from(flipped)).await.expect("overwrite");
     let e = ctx.download(&id, VersionSelector::Latest).await.expect_err("bit flip");
     assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    // A consumer that stops at the committed size (an HTTP response with a Content-Length)
+    // must not receive every byte of the damaged object.
+    let mut stream =
+        ctx.engine.download(&ctx.actor, &id, VersionSelector::Latest).await.expect("download starts").into_stream();
+    let mut received = 0;
+    while received < 500 {
+        match stream.try_next().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => panic!("the damaged download ended cleanly after {received} bytes"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+                break;
+            }
+        }
+    }
+    assert!(received < 500, "all 500 bytes of a damaged object were delivered before the error");
     ctx.engine.store().put(&key, PutPayload::from(pattern(4, 499))).await.expect("overwrite");
     let e = ctx.download(&id, VersionSelector::Latest).await.expect_err("truncated");
     assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");

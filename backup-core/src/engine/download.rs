@@ -22,8 +22,10 @@ const FILE_CHUNK: usize = 1 << 20;
 /// A download in progress: the version's record and its bytes as a stream.
 ///
 /// The stream ends with an [`Error::Corrupted`] instead of a clean end if the object is
-/// shorter or longer than committed, or its digest does not match: a consumer that reads to
-/// the end never mistakes damaged bytes for the backup.
+/// shorter or longer than committed, or its digest does not match; the chunk that completes
+/// the committed size is held back until the digest matches, so even a consumer that stops
+/// reading at the committed size (an HTTP response with a `Content-Length`) never receives
+/// every byte of a damaged object.
 pub struct Download {
     version: Version,
     stream: BoxStream<'static, Result<Bytes>>,
@@ -150,6 +152,18 @@ impl VerifyStream {
     }
 }
 
+impl VerifyStream {
+    /// Compares the digest of everything received with the committed one.
+    fn check_digest(&mut self) -> std::result::Result<(), String> {
+        let digest = self.hasher.finalize();
+        if digest == self.version.digest {
+            Ok(())
+        } else {
+            Err(format!("digest is {digest}, {} was committed", self.version.digest))
+        }
+    }
+}
+
 impl Stream for VerifyStream {
     type Item = Result<Bytes>;
 
@@ -166,6 +180,14 @@ impl Stream for VerifyStream {
                     return self.corrupted(reason);
                 }
                 self.hasher.update(&chunk);
+                // The last chunk is held back until the digest matches: a consumer that stops
+                // at the committed size (an HTTP response with its Content-Length written)
+                // must never see all the bytes of a damaged object.
+                if self.received == self.version.size
+                    && let Err(reason) = self.check_digest()
+                {
+                    return self.corrupted(reason);
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -177,9 +199,10 @@ impl Stream for VerifyStream {
                     let reason = format!("truncated: {} of {} bytes", self.received, self.version.size);
                     return self.corrupted(reason);
                 }
-                let digest = self.hasher.finalize();
-                if digest != self.version.digest {
-                    let reason = format!("digest is {digest}, {} was committed", self.version.digest);
+                // An empty version has no last chunk to hold back.
+                if self.version.size == 0
+                    && let Err(reason) = self.check_digest()
+                {
                     return self.corrupted(reason);
                 }
                 self.done = true;

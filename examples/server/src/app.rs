@@ -1,17 +1,16 @@
 //! The router: routes from the OpenAPI table, rate limits per bucket, JSON for every refusal.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use backup_policy::{Bucket, RateKey, client_address};
+use backup_policy::{Bucket, RateKey};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::caller::client_addr;
 use crate::json::{ApiError, json_response};
 use crate::routes::openapi::path;
 use crate::routes::{auth, collections, health, openapi, versions};
@@ -69,16 +68,9 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn peer_addr(req: &Request, state: &AppState) -> IpAddr {
-    let peer =
-        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    client_address(peer, forwarded, &state.inner.trusted_proxies)
-}
-
 /// A token bucket per client address; `X-RateLimit-*` headers on the way out.
 async fn rate_limit(State((state, bucket)): State<(AppState, Bucket)>, req: Request, next: Next) -> Response {
-    let addr = peer_addr(&req, &state);
+    let addr = client_addr(req.extensions(), req.headers(), &state.inner.trusted_proxies);
     match state.inner.rate_limits.check(bucket, &RateKey::Addr(addr)) {
         Err(e) => ApiError::from_policy(&e, "").into_response(),
         Ok(info) => {

@@ -1,12 +1,13 @@
 //! Who calls: the client address (behind trusted proxies), and the verified bearer token.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use backup_core::Actor;
 use backup_policy::{Rejection, User, VerifiedToken, client_address};
+use ipnet::IpNet;
 
 use crate::json::ApiError;
 use crate::state::AppState;
@@ -19,11 +20,21 @@ impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer =
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        Ok(ClientAddr(client_address(peer, forwarded, &state.inner.trusted_proxies)))
+        Ok(ClientAddr(client_addr(&parts.extensions, &parts.headers, &state.inner.trusted_proxies)))
     }
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, what the
+/// `X-Forwarded-For` lines say (every line, in order: a proxy may add its own line after the
+/// client's). Without a known peer (the router served without connect info) the address is
+/// unspecified, which no allow-list matches: address checks fail closed.
+pub(crate) fn client_addr(extensions: &Extensions, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() else {
+        return IpAddr::from(Ipv6Addr::UNSPECIFIED);
+    };
+    let lines: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
+    client_address(peer.ip(), forwarded.as_deref(), trusted)
 }
 
 /// An authenticated caller: the verified token, the actor for the engine, the user record.
@@ -94,5 +105,18 @@ impl FromRequestParts<AppState> for Caller {
         }
         let actor = token.actor(Some(addr));
         Ok(Caller { token, actor, user, addr })
+    }
+}
+
+impl Caller {
+    /// The user as far as acting on sessions goes. A token of an access key or with a scope
+    /// only narrows the user's rights to objects, so it carries none of the user's global
+    /// roles: it cannot list or revoke other users' sessions even when the user could.
+    pub(crate) fn session_requester(&self) -> std::borrow::Cow<'_, User> {
+        if self.token.access_key().is_some() || self.token.scope().is_limiting() {
+            std::borrow::Cow::Owned(User { roles: Vec::new(), ..self.user.clone() })
+        } else {
+            std::borrow::Cow::Borrowed(&self.user)
+        }
     }
 }

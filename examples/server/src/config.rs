@@ -1,6 +1,6 @@
 //! The command line: backup-repository's flags and environment variables, plus ours.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -149,10 +149,20 @@ fn cidr(s: &str) -> Result<IpNet, String> {
 }
 
 impl Args {
-    /// The address to bind: Go's `:8080` means every address.
-    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        let text = if self.listen.starts_with(':') { format!("0.0.0.0{}", self.listen) } else { self.listen.clone() };
-        text.parse().map_err(|_| format!("--listen {:?} is not HOST:PORT", self.listen))
+    /// The addresses to try binding, in order. Go's `:8080` means every address: IPv6 and
+    /// IPv4 on one dual-stack socket, or IPv4 alone where IPv6 is off.
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        let bad = || format!("--listen {:?} is not HOST:PORT", self.listen);
+        match self.listen.strip_prefix(':') {
+            Some(port) => {
+                let port: u16 = port.parse().map_err(|_| bad())?;
+                Ok(vec![
+                    SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+                    SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+                ])
+            }
+            None => Ok(vec![self.listen.parse().map_err(|_| bad())?]),
+        }
     }
 
     /// The manifest root with `~` expanded.
@@ -235,7 +245,9 @@ mod tests {
             "--http-upload-timeout",
             "180m",
         ]);
-        assert_eq!(a.listen_addr().unwrap().port(), 9090);
+        let addrs = a.listen_addrs().unwrap();
+        assert_eq!(addrs.iter().map(SocketAddr::port).collect::<Vec<_>>(), [9090, 9090]);
+        assert!(addrs[0].is_ipv6() && addrs[1].is_ipv4(), "{addrs:?}");
         assert_eq!(a.http_upload_timeout, Duration::from_secs(180 * 60));
         assert_eq!(a.config_root(), PathBuf::from("/etc/br"));
         assert!(a.catalog().starts_with("sqlite://"));

@@ -82,7 +82,10 @@ impl ApiError {
         };
         let message = match e {
             backup_core::Error::CollectionNotFound { .. } => "cannot find specified collection".to_owned(),
-            backup_core::Error::PermissionDenied { reason } => format!("{denied}: {reason}"),
+            // backup-repository's exact text; the engine's reason goes to `data`.
+            backup_core::Error::PermissionDenied { reason } if !denied.is_empty() => {
+                return ApiError::new(status, denied).with_data(json!({ "reason": reason }));
+            }
             backup_core::Error::OutsideWindow { reason, .. } => reason.clone(),
             backup_core::Error::QuotaExceeded { allowed, received_at_least } => format!(
                 "filesize reached allowed limit. Uploaded {received_at_least} bytes, allowed to upload only {allowed} bytes"

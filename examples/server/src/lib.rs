@@ -74,6 +74,10 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
         .content_rule(Arc::new(OpenPgpRule))
         .trash_retention(args.trash_retention)
         .part_size(part_size)
+        // backup-repository keeps `<collection>/<file>` at the bucket root, and collection
+        // names start with a letter or digit: under this prefix the engine's orphan sweep can
+        // never touch the original's objects in a shared bucket.
+        .key_prefix(KEY_PREFIX)
         .build()
         .map_err(|e| format!("engine: {e}"))?;
     sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
@@ -118,6 +122,9 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
     }))
 }
 
+/// Where the server's objects live in the bucket.
+const KEY_PREFIX: &str = "_backup-server";
+
 /// Parts only pipeline writes on local disk and in memory, so small ones keep the memory of
 /// an upload low there; object stores want large ones (S3: at least 5 MiB).
 fn default_part_size(storage_url: &str) -> usize {
@@ -131,9 +138,9 @@ fn default_part_size(storage_url: &str) -> usize {
 /// # Errors
 /// A line naming what is wrong, at start-up.
 pub async fn run(args: Args) -> Result<(), String> {
-    let addr = args.listen_addr()?;
+    let addrs = args.listen_addrs()?;
     let state = build(&args).await?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--listen {addr}: {e}"))?;
+    let listener = bind(&addrs).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let background = sync::background(state.clone(), &args)?;
     tracing::info!(%local, "listening");
@@ -146,6 +153,18 @@ pub async fn run(args: Args) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the first address that works.
+async fn bind(addrs: &[std::net::SocketAddr]) -> Result<tokio::net::TcpListener, String> {
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => failures.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(format!("--listen: {}", failures.join("; ")))
 }
 
 async fn shutdown_signal() {

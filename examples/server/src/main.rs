@@ -26,8 +26,13 @@ fn main() {
         println!("{}", backup_core::SessionId::of_token(jwt));
         return;
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = match tracing_filter(&args.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: --log-level {:?}: {e}", args.log_level);
+            std::process::exit(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -44,4 +49,18 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// logrus's level names (backup-repository's `--log-level`) as a tracing filter; other
+/// values are tracing filter directives (`info,backup_core=debug`).
+fn tracing_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let directive = match level.to_ascii_lowercase().as_str() {
+        "panic" | "fatal" | "error" => "error",
+        "warning" | "warn" => "warn",
+        "info" => "info",
+        "debug" => "debug",
+        "trace" => "trace",
+        _ => level,
+    };
+    tracing_subscriber::EnvFilter::try_new(directive).map_err(|e| e.to_string())
 }

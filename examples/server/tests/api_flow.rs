@@ -120,6 +120,8 @@ async fn the_reference_flow_works_end_to_end() {
     let denied = download(&c, &server, &uploader, "iwa-ait", "latest").await;
     let (status, body) = json(denied).await;
     assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "not authorized to download versions from this collection", "the original's text");
+    assert!(body["data"]["reason"].as_str().unwrap().contains("uploader"), "{body}");
 
     // Download v1 three ways, byte-identical, with the headers of the original.
     for which in ["latest", "1", "v1"] {
@@ -154,7 +156,10 @@ async fn the_reference_flow_works_end_to_end() {
     let too_big = armored(7 << 20, 7);
     let (status, body) = upload(&c, &server, &uploader, "iwa-ait", too_big.clone()).await;
     assert_eq!(status, 413, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("allowed limit"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("cannot upload version. filesize reached allowed limit"),
+        "{body}"
+    );
     let stream = futures::stream::iter(
         too_big.chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
     );
@@ -272,6 +277,44 @@ async fn scoped_tokens_only_narrow() {
     let list = server.url("/api/stable/repository/collection/iwa-ait/version");
     let (status, body) = json(c.get(&list).bearer_auth(&escalated).send().await.unwrap()).await;
     assert_eq!(status, 403, "{body}");
+
+    // A scoped token narrows the user's global roles too: the administrator may list and
+    // revoke anyone's sessions, its scoped token may not.
+    let full = login(&c, &server, "admin", "admin", Some(ADMIN_IP)).await;
+    let victim = login(&c, &server, "some-user", "admin", None).await;
+    let sessions = server.url("/api/stable/auth/token?userName=some-user");
+    let (status, body) =
+        json(c.get(&sessions).bearer_auth(&full).header("X-Forwarded-For", ADMIN_IP).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let victim_session = body["data"]["grantedAccesses"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) =
+        json(c.get(&sessions).bearer_auth(&downloader).header("X-Forwarded-For", ADMIN_IP).send().await.unwrap()).await;
+    assert_eq!(status, 403, "a scoped token lists another user's sessions: {body}");
+    let revoke = server.url(&format!("/api/stable/auth/logout?sessionId={victim_session}"));
+    let (status, body) =
+        json(c.delete(&revoke).bearer_auth(&downloader).header("X-Forwarded-For", ADMIN_IP).send().await.unwrap())
+            .await;
+    assert_eq!(status, 403, "a scoped token revokes another user's session: {body}");
+    let whoami = server.url("/api/stable/auth/whoami");
+    assert_eq!(c.get(&whoami).bearer_auth(&victim).send().await.unwrap().status(), 200, "the session survived");
+
+    // The scope may come as form fields too (its JSON in `operationsScope`), and Go's nil
+    // slice (`"elements": null`) means no scope.
+    let scope =
+        json!({ "elements": [{ "type": "collection", "name": "iwa-ait", "roles": ["backupDownloader"] }] }).to_string();
+    let form = [("username", "some-user"), ("password", "admin"), ("operationsScope", scope.as_str())];
+    let (status, body) = json(c.post(server.url("/api/stable/auth/login")).form(&form).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let form_scoped = body["data"]["token"].as_str().unwrap().to_owned();
+    let (status, body) =
+        json(c.post(&url).bearer_auth(&form_scoped).body(armored(1000, 2)).send().await.unwrap()).await;
+    assert_eq!(status, 403, "the form's scope was applied: {body}");
+    let form = [("username", "some-user"), ("password", "admin"), ("operationsScope", "{not json")];
+    let (status, body) = json(c.post(server.url("/api/stable/auth/login")).form(&form).send().await.unwrap()).await;
+    assert_eq!(status, 400, "a scope that does not parse is refused, not dropped: {body}");
+    let body = json!({ "username": "some-user", "password": "admin", "operationsScope": { "elements": null } });
+    let (status, body) = json(c.post(server.url("/api/stable/auth/login")).json(&body).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A collection whose only window opens half an hour from now, for a minute each hour.

@@ -400,6 +400,17 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
         .unwrap();
     let (status, body) = json(r).await;
     assert_refused("the allowed address prepended by the client", status, &body, Some(403));
+    // The same with the client's forged line first and the proxy's own line after it.
+    let r = c
+        .post(trusting.url("/api/stable/auth/login"))
+        .header("X-Forwarded-For", "1.2.3.4")
+        .header("X-Forwarded-For", "6.6.6.6")
+        .json(&json!({"username": "admin", "password": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(r).await;
+    assert_refused("a forged X-Forwarded-For line before the proxy's", status, &body, Some(403));
     login(&c, &trusting, "admin", "admin", Some("1.2.3.4")).await;
     assert_still_healthy(&server).await;
 }

@@ -335,3 +335,50 @@ async fn memory_does_not_grow_with_the_file_size() {
         "peak RSS grew from {after_small} KiB to {after_large} KiB for 240 MiB more data"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_blob_never_downloads_as_complete() {
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    let mut extra = vec!["--upload-confirm-grace", "0s"];
+    extra.extend(NO_RATE_LIMITS);
+    let server = Server::start(&args(config.path(), data.path(), &extra));
+    let c = client();
+    let uploader = login(&c, &server, "some-user$uploader", "test", None).await;
+    let manager = login(&c, &server, "some-user", "admin", None).await;
+    let body = armored(200_000, 5);
+    let url = server.url("/api/alpha/repository/collection/iwa-ait/version");
+    let (status, reply) = json(c.post(url).bearer_auth(&uploader).body(body.clone()).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{reply}");
+
+    // Flip one byte of the stored object; its size stays the same.
+    let blobs = files_under(&data.path().join("blobs"));
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    let mut stored = std::fs::read(&blobs[0]).unwrap();
+    assert_eq!(stored, body);
+    stored[150_000] ^= 0x20;
+    std::fs::write(&blobs[0], &stored).unwrap();
+
+    let request = format!(
+        "GET /api/alpha/repository/collection/iwa-ait/version/latest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {manager}\r\nConnection: close\r\n\r\n"
+    );
+    let mut socket = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut answer)).await.unwrap();
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&answer[..head_end]);
+    assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+    let delivered = answer.len() - head_end;
+    assert!(
+        delivered < body.len(),
+        "all {delivered} bytes of the damaged object were delivered as a complete response"
+    );
+    // A client reading the response sees an error, not a backup.
+    let r = c
+        .get(server.url("/api/alpha/repository/collection/iwa-ait/version/latest"))
+        .bearer_auth(&manager)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.bytes().await.is_err(), "the damaged download read as complete");
+}

@@ -34,33 +34,50 @@ async fn login_body(request: Request, state: &AppState) -> Result<LoginBody, Api
         request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let bad = |e: String| ApiError::bad_request(format!("cannot read the login form: {e}"));
     if content_type.starts_with("application/x-www-form-urlencoded") {
-        #[derive(Deserialize)]
-        struct Flat {
-            username: Option<String>,
-            password: Option<String>,
-        }
-        let Form(f) = Form::<Flat>::from_request(request, state).await.map_err(|e| bad(e.body_text()))?;
-        return Ok(LoginBody { username: f.username, password: f.password, ..LoginBody::default() });
+        let Form(fields) =
+            Form::<Vec<(String, String)>>::from_request(request, state).await.map_err(|e| bad(e.body_text()))?;
+        return form_fields(fields);
     }
     if content_type.starts_with("multipart/form-data") {
         let mut m = Multipart::from_request(request, state).await.map_err(|e| bad(e.body_text()))?;
-        let mut body = LoginBody::default();
+        let mut fields = Vec::new();
         while let Some(field) = m.next_field().await.map_err(|e| bad(e.body_text()))? {
             let name = field.name().unwrap_or_default().to_owned();
-            let text = field.text().await.map_err(|e| bad(e.body_text()))?;
-            match name.as_str() {
-                "username" => body.username = Some(text),
-                "password" => body.password = Some(text),
-                _ => {}
-            }
+            fields.push((name, field.text().await.map_err(|e| bad(e.body_text()))?));
         }
-        return Ok(body);
+        return form_fields(fields);
     }
     let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024).await.map_err(|e| bad(e.to_string()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(LoginBody::default());
     }
     serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))
+}
+
+/// A login sent as form fields; `operationsScope` is then the scope's JSON, `singleUse`
+/// `true` or `false`. A field that does not parse is refused rather than ignored: a client
+/// that asked for a narrowed token must not get a broader one.
+fn form_fields(fields: Vec<(String, String)>) -> Result<LoginBody, ApiError> {
+    let bad = |e: String| ApiError::bad_request(format!("cannot read the login form: {e}"));
+    let mut body = LoginBody::default();
+    for (name, value) in fields {
+        match name.as_str() {
+            "username" => body.username = Some(value),
+            "password" => body.password = Some(value),
+            "operationsScope" => {
+                body.operations_scope = Some(
+                    serde_json::from_str(&value)
+                        .map_err(|e| bad(format!("operationsScope is not a scope's JSON: {e}")))?,
+                );
+            }
+            "singleUse" => {
+                body.single_use =
+                    value.parse().map_err(|_| bad(format!("singleUse is {value:?}, not true or false")))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(body)
 }
 
 /// `POST /api/stable/auth/login`.
@@ -197,7 +214,7 @@ pub(crate) async fn logout(
             ApiError::not_found("specified session identifier is not valid, it is not a sha256 of a token")
         })?,
     };
-    match state.inner.tokens.revoke(&caller.user, &target).await {
+    match state.inner.tokens.revoke(&caller.session_requester(), &target).await {
         Ok(_) => Ok(ok(json!({ "message": "JWT was revoked", "sessionId": caller.token.session().as_str() }))),
         Err(e) if e.kind() == backup_core::ErrorKind::NotFound => {
             Err(ApiError::not_found("specified session identifier is not valid, no such session"))
@@ -224,7 +241,7 @@ pub(crate) async fn tokens(
     let sessions = state
         .inner
         .tokens
-        .sessions(&caller.user, q.user_name.as_deref().filter(|u| !u.is_empty()), 100)
+        .sessions(&caller.session_requester(), q.user_name.as_deref().filter(|u| !u.is_empty()), 100)
         .await
         .map_err(|e| match e.kind() {
             backup_core::ErrorKind::PermissionDenied => ApiError::forbidden("no permissions to act as other user"),

@@ -19,12 +19,20 @@ pub(crate) struct CodeQuery {
     code: Option<String>,
 }
 
-/// The code: `?code=` wins over a raw `Authorization` header, as in backup-repository.
-fn code_of(q: &CodeQuery, headers: &HeaderMap) -> String {
-    q.code
-        .clone()
-        .or_else(|| headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned))
-        .unwrap_or_default()
+fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// A collection health code: `?code=` wins over a raw `Authorization` header, as in
+/// backup-repository.
+fn collection_code(q: &CodeQuery, headers: &HeaderMap) -> String {
+    q.code.clone().or_else(|| authorization(headers)).unwrap_or_default()
+}
+
+/// The server health key: a raw `Authorization` header wins over `?code=`, as in
+/// backup-repository.
+fn health_key(q: &CodeQuery, headers: &HeaderMap) -> String {
+    authorization(headers).or_else(|| q.code.clone()).unwrap_or_default()
 }
 
 /// One check's result in backup-repository's form.
@@ -61,9 +69,9 @@ fn health_key_ok(state: &AppState, code: &str) -> bool {
 }
 
 /// `GET /ready`: the catalog answers, the store takes a write, a read and a delete, the
-/// manifests can be read.
+/// manifests load and validate.
 pub(crate) async fn ready(State(state): State<AppState>, Query(q): Query<CodeQuery>, headers: HeaderMap) -> Response {
-    if !health_key_ok(&state, &code_of(&q, &headers)) {
+    if !health_key_ok(&state, &health_key(&q, &headers)) {
         return ApiError::forbidden(
             "health code invalid. Provide it as a query string 'code' or in the 'Authorization' header",
         )
@@ -74,17 +82,26 @@ pub(crate) async fn ready(State(state): State<AppState>, Query(q): Query<CodeQue
         let key = ObjectPath::from(format!(".health/{}", uuid::Uuid::new_v4()));
         let store = &state.inner.store;
         store.put(&key, "ok".into()).await.map_err(|e| e.to_string())?;
-        let read = store.get(&key).await.map_err(|e| e.to_string())?.bytes().await.map_err(|e| e.to_string());
-        store.delete(&key).await.map_err(|e| e.to_string())?;
+        let read = match store.get(&key).await {
+            Ok(got) => got.bytes().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        // Deleted whatever the read gave, so no probe stays behind.
+        let deleted = store.delete(&key).await.map_err(|e| e.to_string());
         if read? != "ok" {
             return Err("read back something else than was written".to_owned());
         }
-        Ok(())
+        deleted
     })
     .await
     .unwrap_or_else(|_| Err("timed out".into()));
-    let folder = state.inner.config_root.join(&state.inner.namespace);
-    let config = std::fs::read_dir(&folder).map(|_| ()).map_err(|e| format!("{}: {e}", folder.display()));
+    // The manifests load and validate as they would at a reload.
+    let (root, namespace) = (state.inner.config_root.clone(), state.inner.namespace.clone());
+    let config = tokio::task::spawn_blocking(move || {
+        backup_policy::manifest::load(&root, &namespace).map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
     checks_response(vec![
         check("DbValidator", db),
         check("StorageAvailabilityValidator", storage),
@@ -105,7 +122,7 @@ pub(crate) async fn collection_health(
     let c = state.inner.catalog.get_collection(&id).await.map_err(|e| ApiError::from_core(&e, ""))?;
     let policy = state.inner.directory.snapshot().collections.get(&id).cloned().unwrap_or_default();
     if let Some(expected) = policy.health_code_sha256 {
-        let given: [u8; 32] = sha2::Sha256::digest(code_of(&q, &headers).as_bytes()).into();
+        let given: [u8; 32] = sha2::Sha256::digest(collection_code(&q, &headers).as_bytes()).into();
         if !bool::from(given.ct_eq(&expected)) {
             return Err(ApiError::forbidden("not authorized - invalid value of 'code' parameter in query string"));
         }
@@ -174,7 +191,7 @@ pub(crate) async fn collection_health(
 
 /// `GET /metrics`: Prometheus text, behind the health code when one is set.
 pub(crate) async fn metrics(State(state): State<AppState>, Query(q): Query<CodeQuery>, headers: HeaderMap) -> Response {
-    if !health_key_ok(&state, &code_of(&q, &headers)) {
+    if !health_key_ok(&state, &health_key(&q, &headers)) {
         return ApiError::forbidden(
             "health code invalid. Provide it as a query string 'code' or in the 'Authorization' header",
         )

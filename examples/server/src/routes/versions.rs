@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use backup_core::{CollectionId, ErrorKind, UploadOptions, Version, VersionQuery, VersionSelector};
+use backup_core::{CollectionId, ErrorKind, StagedUpload, UploadOptions, VersionQuery, VersionSelector};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -50,17 +50,27 @@ pub(crate) async fn upload(
             return e.into_response();
         }
     };
-    let work = upload_inner(&state, &caller, &id, request);
-    match tokio::time::timeout(state.inner.upload_timeout, work).await {
-        Err(_elapsed) => {
-            metrics.refused(id.as_str(), "timeout");
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request took too long").into_response()
-        }
-        Ok(Ok(v)) => {
+    // The timeout covers receiving the body, not the commit: a version committed after the
+    // deadline must not be reported as a failure (a retry would store it twice).
+    let staged =
+        match tokio::time::timeout(state.inner.upload_timeout, upload_inner(&state, &caller, &id, request)).await {
+            Err(_elapsed) => {
+                metrics.refused(id.as_str(), "timeout");
+                return ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request took too long").into_response();
+            }
+            Ok(Err(e)) => {
+                metrics.refused(id.as_str(), e.reason);
+                return e.error.into_response();
+            }
+            Ok(Ok(staged)) => staged,
+        };
+    match staged.commit().await {
+        Ok(v) => {
             metrics.uploaded(&id, v.size);
             ok(json!({ "version": model::version(&v) }))
         }
-        Ok(Err(e)) => {
+        Err(e) => {
+            let e = UploadError::from(e);
             metrics.refused(id.as_str(), e.reason);
             e.error.into_response()
         }
@@ -74,19 +84,22 @@ struct UploadError {
 
 impl From<backup_core::Error> for UploadError {
     fn from(e: backup_core::Error) -> Self {
-        UploadError {
-            reason: refusal_reason(e.kind()),
-            error: ApiError::from_core(&e, "not authorized to upload versions to this collection"),
+        let mut error = ApiError::from_core(&e, "not authorized to upload versions to this collection");
+        // backup-repository's text for what fails while the body streams.
+        if matches!(e.kind(), ErrorKind::QuotaExceeded | ErrorKind::ContentRejected | ErrorKind::Interrupted) {
+            error.message = format!("cannot upload version. {}", error.message);
         }
+        UploadError { reason: refusal_reason(e.kind()), error }
     }
 }
 
+/// Streams the body into a staged upload and waits out the confirmation grace.
 async fn upload_inner(
     state: &AppState,
     caller: &Caller,
     id: &CollectionId,
     request: Request,
-) -> Result<Version, UploadError> {
+) -> Result<StagedUpload, UploadError> {
     let engine = &state.inner.engine;
     let content_type =
         request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
@@ -129,7 +142,7 @@ async fn upload_inner(
     if !state.inner.upload_grace.is_zero() {
         tokio::time::sleep(state.inner.upload_grace).await;
     }
-    Ok(staged.commit().await?)
+    Ok(staged)
 }
 
 fn selector(raw: &str) -> Result<VersionSelector, ApiError> {
