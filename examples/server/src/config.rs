@@ -112,8 +112,8 @@ pub struct Args {
     #[arg(long, default_value = "0s", value_parser = duration)]
     pub trash_retention: Duration,
     /// When `recover()` runs (6-field cron, seconds first: the default is every five minutes).
-    #[arg(long, default_value = "0 */5 * * * *")]
-    pub maintenance_schedule: String,
+    #[arg(long, default_value = "0 */5 * * * *", value_parser = schedule)]
+    pub maintenance_schedule: cron::Schedule,
     /// How often manifests are re-read (0 turns it off; SIGHUP re-reads too).
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub config_reload_interval: Duration,
@@ -123,6 +123,11 @@ pub struct Args {
     /// Print the session id (sha256) of this token and exit.
     #[arg(long, value_name = "JWT")]
     pub hash_jwt: Option<String>,
+}
+
+/// A 6-field cron expression (seconds first).
+fn schedule(s: &str) -> Result<cron::Schedule, String> {
+    s.parse().map_err(|e| format!("{e} (six fields, seconds first: \"0 */5 * * * *\")"))
 }
 
 /// A part size: backup-repository's size grammar, from 64 KiB to 1 GiB.

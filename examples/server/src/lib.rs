@@ -142,7 +142,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let state = build(&args).await?;
     let listener = bind(&addrs).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let background = sync::background(state.clone(), &args)?;
+    let background = sync::background(state.clone(), &args);
     tracing::info!(%local, "listening");
     // Tests read this line to learn the port.
     println!("listening on {local}");

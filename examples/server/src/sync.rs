@@ -1,6 +1,5 @@
 //! Manifests into the catalog, reloads, and the maintenance schedule.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use backup_core::{AuditEvent, Collection, Engine, ErrorKind};
@@ -45,10 +44,18 @@ pub(crate) async fn collections(engine: &Engine, manifests: &Manifests) -> backu
     Ok(())
 }
 
+/// Reads and validates the manifests (on a blocking thread: it is file I/O).
+pub(crate) async fn load_manifests(state: &AppState) -> Result<Manifests, String> {
+    let (root, namespace) = (state.inner.config_root.clone(), state.inner.namespace.clone());
+    tokio::task::spawn_blocking(move || manifest::load(&root, &namespace).map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_else(|e| Err(format!("reading the manifests: {e}")))
+}
+
 /// Re-reads the manifests; on error the configuration in force stays.
 async fn reload(state: &AppState) {
     let s = &state.inner;
-    match manifest::load(&s.config_root, &s.namespace) {
+    match load_manifests(state).await {
         Ok(m) => {
             s.directory.replace(m.policy_set());
             if let Err(e) = collections(&s.engine, &m).await {
@@ -75,10 +82,8 @@ impl Background {
 
 /// Starts the maintenance schedule (`recover()`, rate limiter clean-up) and the manifest
 /// reloads (every interval, and on SIGHUP).
-pub(crate) fn background(state: AppState, args: &Args) -> Result<Background, String> {
-    let schedule = cron::Schedule::from_str(&args.maintenance_schedule).map_err(|e| {
-        format!("--maintenance-schedule {:?}: {e} (six fields, seconds first)", args.maintenance_schedule)
-    })?;
+pub(crate) fn background(state: AppState, args: &Args) -> Background {
+    let schedule = args.maintenance_schedule.clone();
     let mut tasks = Vec::new();
     let st = state.clone();
     tasks.push(tokio::spawn(async move {
@@ -116,5 +121,5 @@ pub(crate) fn background(state: AppState, args: &Args) -> Result<Background, Str
             reload(&st).await;
         }
     }));
-    Ok(Background { tasks })
+    Background { tasks }
 }
