@@ -42,7 +42,10 @@ pub fn app(state: AppState) -> Router {
         .route(path("restore_version"), post(versions::restore))
         .route_layer(limit(Bucket::Default));
     // Uploads are not rate limited (backup-repository's behaviour); their size is the quota's.
-    let upload = Router::new().route(path("upload"), post(versions::upload)).route_layer(DefaultBodyLimit::disable());
+    let upload = Router::new()
+        .route(path("upload"), post(versions::upload))
+        .route_layer(DefaultBodyLimit::disable())
+        .route_layer(middleware::from_fn(crate::linger::linger));
     let collection_health = Router::new()
         .route(path("collection_health"), get(health::collection_health))
         .route_layer(limit(Bucket::CollectionHealth));

@@ -25,6 +25,7 @@ mod app;
 mod caller;
 mod config;
 mod json;
+mod linger;
 mod metrics;
 mod model;
 mod routes;

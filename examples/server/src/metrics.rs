@@ -37,7 +37,8 @@ impl Metrics {
         self.uploaded_bytes.get_or_create(&label).inc_by(bytes);
     }
 
-    /// Counts a refused upload by reason (`quota`, `content`, `window`, `permission`, …).
+    /// Counts a refused upload by reason (`quota`, `content`, `window`, `permission`, …);
+    /// `collection` is empty when the request named no configured collection.
     pub(crate) fn refused(&self, collection: &str, reason: &str) {
         self.refused
             .get_or_create(&RefusedLabels { collection: collection.to_owned(), reason: reason.to_owned() })

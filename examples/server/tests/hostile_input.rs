@@ -177,6 +177,11 @@ async fn malformed_paths_headers_and_bodies_are_refused_with_json() {
         ("a wrong method", post("/api/stable/auth/whoami", t, b"", b""), Some(405)),
         ("not armored", post(&upload, t, b"", b"plain bytes"), Some(422)),
         ("an empty upload", post(&upload, t, b"", b""), None),
+        (
+            "an upload to a made-up collection",
+            post(&format!("{version}/made-up-name/version"), t, b"", b"x"),
+            Some(404),
+        ),
     ];
     for (case, request, expected) in header_cases {
         raw_case(&server, case, request, expected).await;
@@ -209,6 +214,10 @@ async fn malformed_paths_headers_and_bodies_are_refused_with_json() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["versions"], json!([]), "nothing was committed by any of these");
     assert!(support::files_under(&data.path().join("blobs")).is_empty(), "no bytes left behind");
+    // Refusals are counted, but made-up ids do not become metric labels.
+    let metrics = c.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("reason=\"not_found\""), "{metrics}");
+    assert!(!metrics.contains("made-up-name"), "{metrics}");
     assert_still_healthy(&server).await;
 }
 

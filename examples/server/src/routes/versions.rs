@@ -42,24 +42,27 @@ pub(crate) async fn upload(
     Path(collection): Path<String>,
     request: Request,
 ) -> Response {
-    let metrics = &state.inner.metrics;
     let id = match collection_id(&collection) {
         Ok(id) => id,
         Err(e) => {
-            metrics.refused("", "not_found");
+            state.inner.metrics.refused("", "not_found");
             return e.into_response();
         }
     };
+    // Only configured collections become metric labels: clients could make up any number of
+    // ids, and each label lives as long as the process.
+    let label = if state.inner.directory.snapshot().collections.contains_key(&id) { id.as_str() } else { "" };
+    let metrics = &state.inner.metrics;
     // The timeout covers receiving the body, not the commit: a version committed after the
     // deadline must not be reported as a failure (a retry would store it twice).
     let staged =
         match tokio::time::timeout(state.inner.upload_timeout, upload_inner(&state, &caller, &id, request)).await {
             Err(_elapsed) => {
-                metrics.refused(id.as_str(), "timeout");
+                metrics.refused(label, "timeout");
                 return ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request took too long").into_response();
             }
             Ok(Err(e)) => {
-                metrics.refused(id.as_str(), e.reason);
+                metrics.refused(label, e.reason);
                 return e.error.into_response();
             }
             Ok(Ok(staged)) => staged,
@@ -71,7 +74,7 @@ pub(crate) async fn upload(
         }
         Err(e) => {
             let e = UploadError::from(e);
-            metrics.refused(id.as_str(), e.reason);
+            metrics.refused(label, e.reason);
             e.error.into_response()
         }
     }
@@ -150,8 +153,10 @@ fn selector(raw: &str) -> Result<VersionSelector, ApiError> {
 }
 
 /// `GET /api/alpha/repository/collection/{collectionId}/version/{versionNum}`: `latest`, `N`
-/// or `vN`. The bytes stream as they are read and verified; a mismatch cuts the response
-/// short of its `Content-Length`, so no client mistakes damaged bytes for the backup.
+/// or `vN`. The bytes stream as they are read and verified; a mismatch in the first chunk is
+/// a 500, a later one cuts the response short of its `Content-Length` (the engine holds the
+/// last chunk back until the digest matches), so no client mistakes damaged bytes for the
+/// backup.
 pub(crate) async fn download(
     State(state): State<AppState>,
     caller: Caller,
@@ -165,9 +170,18 @@ pub(crate) async fn download(
         .download(&caller.actor, &id, sel)
         .await
         .map_err(|e| ApiError::from_core(&e, "not authorized to download versions from this collection"))?;
-    let (v, stream) = download.into_parts();
+    let (v, mut stream) = download.into_parts();
+    // The first chunk is read before the answer: a damaged object that fails at once (all of
+    // a small one is one chunk) gets an error status rather than a cut-off 200.
+    let first = match stream.next().await {
+        Some(Err(e)) => {
+            return Err(ApiError::from_core(&e, "not authorized to download versions from this collection"));
+        }
+        Some(Ok(chunk)) => Some(Ok(chunk)),
+        None => None,
+    };
     let deadline = tokio::time::sleep(state.inner.download_timeout);
-    let stream = stream.take_until(deadline);
+    let stream = futures::stream::iter(first).chain(stream).take_until(deadline);
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
