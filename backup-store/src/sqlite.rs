@@ -1,5 +1,6 @@
 //! [`SqliteCatalog`]: the embedded default catalog, one SQLite file.
 
+mod group_commit;
 mod rows;
 mod schema;
 
@@ -38,7 +39,8 @@ const READERS: usize = 4;
 /// commits are serialised (also against other processes on the same file, which wait up to a
 /// busy timeout); reads use a small pool of connections and see a consistent snapshot. Every
 /// call runs on Tokio's blocking threads, never on the async ones. `synchronous = FULL`: a
-/// commit that returned survives a power loss.
+/// commit that returned survives a power loss. Writes waiting for the writer are committed
+/// together (group commit), each in its own savepoint, so concurrent uploads share syncs.
 ///
 /// ```
 /// use backup_core::{Catalog, Engine};
@@ -57,11 +59,18 @@ pub struct SqliteCatalog {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
 struct Shared {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Synced writes waiting for the writer: the next batch takes them all.
+    waiting: Mutex<Vec<Box<dyn group_commit::Job>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("path", &self.path).finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,7 +133,12 @@ impl SqliteCatalog {
         let mut writer = open_connection(&path)?;
         schema::migrate(&mut writer)?;
         Ok(SqliteCatalog {
-            shared: Arc::new(Shared { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+            shared: Arc::new(Shared {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                waiting: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -134,52 +148,47 @@ impl SqliteCatalog {
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer, on a blocking thread; commits
-    /// if it returns `Ok`, durably (the commit syncs the log).
+    /// if it returns `Ok`, durably (the commit syncs the log). Writes that wait for the writer
+    /// meanwhile share one transaction and one sync, each in its own savepoint
+    /// (see [`group_commit`]).
     async fn write<T, F>(&self, operation: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        self.write_with(operation, Durability::Synced, f).await
+        self.write_grouped(operation, true, f).await
     }
 
-    /// Like [`SqliteCatalog::write`], but the commit does not wait for the disk: for steps
+    /// Like [`SqliteCatalog::write`], but the commit need not wait for the disk: for steps
     /// whose loss in a power cut is harmless and repaired by `recover()` (a reservation, a
-    /// lease renewal, an abort, a purge mark). The next synced commit persists it anyway,
-    /// since the log is written in order.
+    /// lease renewal, an abort, a purge mark). A later synced commit persists it anyway,
+    /// since the log is written in order; in a batch with a synced write it is synced too.
     async fn write_relaxed<T, F>(&self, operation: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        self.write_with(operation, Durability::Relaxed, f).await
+        self.write_grouped(operation, false, f).await
     }
 
-    async fn write_with<T, F>(&self, operation: &'static str, durability: Durability, f: F) -> Result<T>
+    async fn write_grouped<T, F>(&self, operation: &'static str, synced: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        lock(&self.shared.waiting).push(Box::new(group_commit::WriteJob::new(operation, synced, f, reply)));
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = lock(&shared.writer);
-            if durability == Durability::Relaxed {
-                conn.execute_batch("PRAGMA synchronous = NORMAL").map_err(sqlite_error(operation))?;
-            }
-            let out = (|| {
-                let tx =
-                    conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error(operation))?;
-                let out = f(&tx)?;
-                tx.commit().map_err(sqlite_error(operation))?;
-                Ok(out)
-            })();
-            if durability == Durability::Relaxed {
-                conn.execute_batch("PRAGMA synchronous = FULL").map_err(sqlite_error(operation))?;
-            }
-            out
+            // Everything waiting now, this write included unless an earlier batch took it
+            // (and then delivered its result before releasing the writer).
+            let jobs = std::mem::take(&mut *lock(&shared.waiting));
+            group_commit::run_batch(&mut conn, jobs);
         })
         .await
-        .map_err(|e| Error::internal(format!("sqlite {operation} task: {e}")))?
+        .map_err(|e| Error::internal(format!("sqlite {operation} task: {e}")))?;
+        result.await.map_err(|_| Error::internal(format!("sqlite {operation}: its batch ended without an answer")))?
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot) on a pooled reader.
@@ -210,13 +219,6 @@ impl SqliteCatalog {
         .await
         .map_err(|e| Error::internal(format!("sqlite {operation} task: {e}")))?
     }
-}
-
-/// Whether a write transaction waits for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Durability {
-    Synced,
-    Relaxed,
 }
 
 fn insert_audit(tx: &Transaction<'_>, e: &AuditEvent) -> Result<()> {

@@ -66,3 +66,39 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     assert_eq!(e.kind(), ErrorKind::Internal);
     assert!(e.to_string().contains("schema version 99, newer than the 1 this build knows"), "{e}");
 }
+
+/// Writes that wait for the writer share one transaction and one sync (group commit); each
+/// still succeeds or fails alone, and a failed one leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_writes_succeed_and_fail_alone() {
+    use backup_core::{AuditEvent, Collection, CollectionId, CollectionSpec, Limits};
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = fresh(&dir, "group.db").await;
+    let now = backup_core::clock::to_micros(chrono::Utc::now());
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let catalog = catalog.clone();
+            // 40 distinct ids; 20 creations repeat one of them and must fail.
+            let id: CollectionId = format!("grouped-{}", i % 40).parse().unwrap();
+            let spec = CollectionSpec::new("v-${version}", Limits::new(2, 100 + i, 1000).unwrap());
+            tokio::spawn(async move {
+                let audit = AuditEvent::new(now, "test", "collection.create").collection(&id);
+                catalog.create_collection(&Collection::new(id, spec, now), &audit).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(e) => assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}"),
+        }
+    }
+    assert_eq!(created, 40);
+    let listed = catalog.list_collections(None, 100).await.unwrap();
+    assert_eq!(listed.len(), 40);
+    // The file holds exactly what was acknowledged.
+    drop(catalog);
+    let reopened = fresh(&dir, "group.db").await;
+    assert_eq!(reopened.list_collections(None, 100).await.unwrap(), listed);
+}
