@@ -235,6 +235,17 @@ async fn the_reference_flow_works_end_to_end() {
     let (status, body) = upload(&c, &server, &uploader, "iwa-ait", armored(1000, 9)).await;
     assert_eq!(status, 403, "a revoked token: {body}");
     assert_eq!(body["message"], "you don't have permission to access this resource");
+
+    // A version over the soft limit (1M) fits the extra space, and collection health says so.
+    let (status, body) = upload(&c, &server, &admin, "iwa-ait", armored(1_500_000, 8)).await;
+    assert_eq!((status, body["data"]["version"]["versionNumber"].clone()), (200, json!(7)), "{body}");
+    let (status, body) = json(c.get(format!("{health}?code=admin")).send().await.unwrap()).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"], "one of checks failed");
+    let sizes =
+        body["data"]["health"].as_array().unwrap().iter().find(|c| c["name"] == "VersionsSizeValidator").unwrap();
+    assert_eq!(sizes["status"], json!(false), "{body}");
+    assert!(sizes["message"].as_str().unwrap().contains("Failed file: iwa-ait-7.tar.gz (size="), "{body}");
 }
 
 async fn login_raw(c: &reqwest::Client, s: &Server, user: &str, password: &str) -> reqwest::Response {

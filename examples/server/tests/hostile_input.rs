@@ -94,6 +94,7 @@ async fn malformed_paths_headers_and_bodies_are_refused_with_json() {
         ("NUL in the version", format!("{version}/iwa-ait/version/latest%00"), Some(400)),
         ("unknown version", format!("{version}/iwa-ait/version/424242"), Some(404)),
         ("unknown route", "/api/stable/nothing-here".to_owned(), Some(404)),
+        ("health of an unknown collection", "/api/stable/repository/collection/made-up/health".to_owned(), Some(404)),
         ("bad query encoding", "/api/stable/auth/token?userName=%FF".to_owned(), None),
         ("a malformed query", "/api/stable/auth/logout?sessionId=%zz&&==".to_owned(), None),
     ];

@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use backup_core::{CollectionId, VersionQuery, VersionSelector};
+use backup_core::{CollectionId, VersionSelector};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
@@ -119,7 +119,9 @@ pub(crate) async fn collection_health(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("cannot find specified collection");
     let id = CollectionId::new(collection).map_err(|_| not_found())?;
-    let c = state.inner.catalog.get_collection(&id).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    let catalog = &state.inner.catalog;
+    // One snapshot: the spec and every committed version (ascending), as quotas see them.
+    let st = catalog.collection_state(&id).await.map_err(|e| ApiError::from_core(&e, ""))?;
     let policy = state.inner.directory.snapshot().collections.get(&id).cloned().unwrap_or_default();
     if let Some(expected) = policy.health_code_sha256 {
         let given: [u8; 32] = sha2::Sha256::digest(collection_code(&q, &headers).as_bytes()).into();
@@ -127,27 +129,10 @@ pub(crate) async fn collection_health(
             return Err(ApiError::forbidden("not authorized - invalid value of 'code' parameter in query string"));
         }
     }
-    let catalog = &state.inner.catalog;
-    let mut versions = Vec::new();
-    let mut query = VersionQuery::first(1000);
-    loop {
-        let page = catalog.list_versions(&id, &query).await.map_err(|e| ApiError::from_core(&e, ""))?;
-        let last = page.last().map(|v| v.number);
-        let full = page.len() == 1000;
-        versions.extend(page);
-        match last {
-            Some(n) if full => query = VersionQuery::first(1000).after(n),
-            _ => break,
-        }
-    }
     let mut health = Vec::new();
     if !policy.windows.is_empty() {
         let now = state.inner.clock.now();
-        let latest = match catalog.get_version(&id, VersionSelector::Latest).await {
-            Ok(v) => Some(v.created_at),
-            Err(e) if e.kind() == backup_core::ErrorKind::NotFound => None,
-            Err(e) => return Err(ApiError::from_core(&e, "")),
-        };
+        let latest = st.committed.last().map(|v| v.created_at);
         let in_slot = policy.windows.iter().any(|w| {
             w.last_slot(now).is_some_and(|(start, end)| {
                 latest.is_some_and(|t| start <= t && t <= end) || (start < now && now < end)
@@ -164,20 +149,24 @@ pub(crate) async fn collection_health(
         };
         health.push(check("BackupWindowValidator", result));
     }
-    let soft = c.spec.limits.max_version_size;
-    let too_big = versions.iter().find(|v| v.size > soft);
-    health.push(check(
-        "VersionsSizeValidator",
-        match too_big {
-            None => Ok(()),
-            Some(v) => Err(format!(
-                "maximum filesize is bigger than collection soft limit per file. Failed file: {} (size={}b)",
-                v.filename, v.size
-            )),
-        },
-    ));
-    let sum: u64 = versions.iter().map(|v| v.size).sum();
-    let hard = c.spec.limits.max_collection_size;
+    let limits = &st.collection.spec.limits;
+    let soft = limits.max_version_size;
+    let too_big = match st.committed.iter().find(|v| v.size > soft) {
+        None => Ok(()),
+        Some(v) => {
+            let filename = catalog
+                .get_version(&id, VersionSelector::Number(v.number))
+                .await
+                .map(|full| full.filename)
+                .map_err(|e| ApiError::from_core(&e, ""))?;
+            Err(format!(
+                "maximum filesize is bigger than collection soft limit per file. Failed file: {filename} (size={}b)",
+                v.size
+            ))
+        }
+    };
+    health.push(check("VersionsSizeValidator", too_big));
+    let (sum, hard) = (st.committed_bytes(), limits.max_collection_size);
     health.push(check(
         "SumOfVersionsValidator",
         if sum <= hard {
