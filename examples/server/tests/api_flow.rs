@@ -6,7 +6,10 @@ mod support;
 
 use chrono::Timelike;
 use serde_json::json;
-use support::{NO_RATE_LIMITS, Server, add_manifest, args, armored, client, config_copy, json, login, raw};
+use support::{
+    NO_RATE_LIMITS, Server, add_manifest, args, armored, client, config_copy, json, login, raw, try_login,
+    version_numbers,
+};
 
 /// The admin's address allowed by its `restrictByIP`, sent through the trusted loopback proxy.
 const ADMIN_IP: &str = "1.2.3.4";
@@ -38,14 +41,6 @@ async fn download(c: &reqwest::Client, s: &Server, token: &str, collection: &str
     c.get(url).bearer_auth(token).header("X-Forwarded-For", ADMIN_IP).send().await.unwrap()
 }
 
-async fn version_numbers(c: &reqwest::Client, s: &Server, token: &str, collection: &str) -> Vec<u64> {
-    let url = s.url(&format!("/api/stable/repository/collection/{collection}/version"));
-    let (status, body) =
-        json(c.get(url).bearer_auth(token).header("X-Forwarded-For", ADMIN_IP).send().await.unwrap()).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"]["versions"].as_array().unwrap().iter().map(|v| v["versionNumber"].as_u64().unwrap()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_flow_works_end_to_end() {
     let (server, _config, _data) = start(&["--trash-retention", "1h", "--health-check-key", "ready-code"]);
@@ -66,17 +61,11 @@ async fn the_reference_flow_works_end_to_end() {
     assert_eq!(status, 200, "the code in the Authorization header");
 
     // The admin may only log in from its restrictByIP address (through the trusted proxy).
-    let refused = c
-        .post(server.url("/api/stable/auth/login"))
-        .json(&json!({ "username": "admin", "password": "admin" }))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json(refused).await;
+    let (status, body) = try_login(&c, &server, "admin", "admin", None).await;
     assert_eq!(status, 403, "admin from loopback: {body}");
     assert_eq!(body["status"], json!(false));
     let admin = login(&c, &server, "admin", "admin", Some(ADMIN_IP)).await;
-    let (status, body) = json(login_raw(&c, &server, "admin", "wrong").await).await;
+    let (status, body) = try_login(&c, &server, "admin", "wrong", Some(ADMIN_IP)).await;
     assert_eq!((status, body["message"].as_str().unwrap()), (401, "incorrect Username or Password"));
 
     // whoami.
@@ -146,7 +135,7 @@ async fn the_reference_flow_works_end_to_end() {
         assert_eq!((status, body["data"]["version"]["versionNumber"].clone()), (200, json!(seed)), "{body}");
     }
     // maxBackupsCount is 5: v1 rotated out.
-    assert_eq!(version_numbers(&c, &server, &admin, "iwa-ait").await, vec![2, 3, 4, 5, 6]);
+    assert_eq!(version_numbers(&c, &server, &admin, "iwa-ait", Some(ADMIN_IP)).await, vec![2, 3, 4, 5, 6]);
     let gone = download(&c, &server, &admin, "iwa-ait", "1").await;
     let (status, body) = json(gone).await;
     assert_eq!(status, 404, "{body}");
@@ -166,7 +155,7 @@ async fn the_reference_flow_works_end_to_end() {
     let r = c.post(&url).bearer_auth(&uploader).body(reqwest::Body::wrap_stream(stream)).send().await;
     let (status, body) = json(r.expect("the refusal reaches the client")).await;
     assert_eq!(status, 413, "{body}");
-    assert_eq!(version_numbers(&c, &server, &admin, "iwa-ait").await, vec![2, 3, 4, 5, 6]);
+    assert_eq!(version_numbers(&c, &server, &admin, "iwa-ait", Some(ADMIN_IP)).await, vec![2, 3, 4, 5, 6]);
     let latest = download(&c, &server, &admin, "iwa-ait", "latest").await;
     assert_eq!(latest.bytes().await.unwrap(), last);
 
@@ -181,14 +170,14 @@ async fn the_reference_flow_works_end_to_end() {
         .header("X-Forwarded-For", ADMIN_IP);
     let (status, body) = json(req.send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(version_numbers(&c, &server, &admin, "iwa-ait").await, vec![2, 3, 4, 5]);
+    assert_eq!(version_numbers(&c, &server, &admin, "iwa-ait", Some(ADMIN_IP)).await, vec![2, 3, 4, 5]);
     let req = c
         .post(server.url("/api/stable/repository/collection/iwa-ait/version/6/restore"))
         .bearer_auth(&admin)
         .header("X-Forwarded-For", ADMIN_IP);
     let (status, body) = json(req.send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(version_numbers(&c, &server, &admin, "iwa-ait").await, vec![2, 3, 4, 5, 6]);
+    assert_eq!(version_numbers(&c, &server, &admin, "iwa-ait", Some(ADMIN_IP)).await, vec![2, 3, 4, 5, 6]);
     let latest = download(&c, &server, &admin, "iwa-ait", "latest").await;
     assert_eq!(latest.bytes().await.unwrap(), last);
 
@@ -246,15 +235,6 @@ async fn the_reference_flow_works_end_to_end() {
         body["data"]["health"].as_array().unwrap().iter().find(|c| c["name"] == "VersionsSizeValidator").unwrap();
     assert_eq!(sizes["status"], json!(false), "{body}");
     assert!(sizes["message"].as_str().unwrap().contains("Failed file: iwa-ait-7.tar.gz (size="), "{body}");
-}
-
-async fn login_raw(c: &reqwest::Client, s: &Server, user: &str, password: &str) -> reqwest::Response {
-    c.post(s.url("/api/stable/auth/login"))
-        .header("X-Forwarded-For", ADMIN_IP)
-        .json(&json!({ "username": user, "password": password }))
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use support::{
-    NO_RATE_LIMITS, RawResponse, Server, add_manifest, args, armored, client, config_copy, eventually, json, login, raw,
+    NO_RATE_LIMITS, RawResponse, Server, add_manifest, args, armored, client, config_copy, eventually, json, login,
+    raw, try_login,
 };
 
 /// Asserts a refusal: a 4xx (or exactly `status`), a JSON envelope with `status: false` and a
@@ -363,14 +364,7 @@ spec:
     refused("a removed access key", uploader.clone(), 403).await;
     let (status, body) = json(c.post(&upload).bearer_auth(&uploader).body(armored(500, 2)).send().await.unwrap()).await;
     assert_refused("a removed access key uploads", status, &body, Some(403));
-    let (status, body) = json(
-        c.post(server.url("/api/stable/auth/login"))
-            .json(&json!({"username": "unprivileged", "password": "admin"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = try_login(&c, &server, "unprivileged", "admin", None).await;
     assert_refused("a deleted user logs in", status, &body, Some(401));
     // The user itself still works.
     let (status, _) = json(c.get(&whoami).bearer_auth(&some_user).send().await.unwrap()).await;
@@ -387,28 +381,14 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     let server = start(config.path(), data.path(), &[]);
     let c = client();
     for spoof in ["1.2.3.4", "1.2.3.4, 127.0.0.1", "127.0.0.1, 1.2.3.4", "garbage, ;;; 1.2.3.4"] {
-        let r = c
-            .post(server.url("/api/stable/auth/login"))
-            .header("X-Forwarded-For", spoof)
-            .json(&json!({"username": "admin", "password": "admin"}))
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json(r).await;
+        let (status, body) = try_login(&c, &server, "admin", "admin", Some(spoof)).await;
         assert_refused(spoof, status, &body, Some(403));
     }
     // Trusting loopback: the rightmost untrusted address counts, so a client cannot prepend
     // the allowed one to what the proxy appends.
     let trusting_data = tempfile::tempdir().unwrap();
     let trusting = start(config.path(), trusting_data.path(), &["--trusted-proxy", "127.0.0.1/32"]);
-    let r = c
-        .post(trusting.url("/api/stable/auth/login"))
-        .header("X-Forwarded-For", "1.2.3.4, 6.6.6.6")
-        .json(&json!({"username": "admin", "password": "admin"}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json(r).await;
+    let (status, body) = try_login(&c, &trusting, "admin", "admin", Some("1.2.3.4, 6.6.6.6")).await;
     assert_refused("the allowed address prepended by the client", status, &body, Some(403));
     // The same with the client's forged line first and the proxy's own line after it.
     let r = c

@@ -6,8 +6,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use support::{NO_RATE_LIMITS, Server, add_manifest, args, armored, client, config_copy, files_under, json, login};
+use support::{
+    NO_RATE_LIMITS, Server, add_manifest, args, armored, client, config_copy, files_under, json, login, try_login,
+    version_numbers,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn chunked_head(addr: &str, token: &str, collection: &str) -> Vec<u8> {
@@ -22,13 +24,6 @@ fn chunk(bytes: &[u8]) -> Vec<u8> {
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
     out
-}
-
-async fn versions(c: &reqwest::Client, server: &Server, token: &str) -> Vec<u64> {
-    let url = server.url("/api/stable/repository/collection/iwa-ait/version");
-    let (status, body) = json(c.get(url).bearer_auth(token).send().await.unwrap()).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"]["versions"].as_array().unwrap().iter().map(|v| v["versionNumber"].as_u64().unwrap()).collect()
 }
 
 /// Waits (bounded) until nothing is left under the blob folder but committed versions.
@@ -67,7 +62,7 @@ async fn a_client_that_drops_the_connection_after_the_body_leaves_no_version() {
 
     // Past the grace, nothing was committed and the staged bytes are gone.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(versions(&c, &server, &manager).await, Vec::<u64>::new());
+    assert_eq!(version_numbers(&c, &server, &manager, "iwa-ait", None).await, Vec::<u64>::new());
     let left = only_committed_blobs(data.path(), 0).await;
     assert!(left.is_empty(), "left behind: {left:?}");
 
@@ -78,7 +73,7 @@ async fn a_client_that_drops_the_connection_after_the_body_leaves_no_version() {
     let (status, v) = json(c.post(url).bearer_auth(&uploader).body(body).send().await.unwrap()).await;
     assert_eq!(status, 200, "{v}");
     assert!(started.elapsed() >= Duration::from_secs(2), "committed before the grace ended");
-    assert_eq!(versions(&c, &server, &manager).await, vec![1]);
+    assert_eq!(version_numbers(&c, &server, &manager, "iwa-ait", None).await, vec![1]);
     assert_eq!(only_committed_blobs(data.path(), 1).await.len(), 1);
 }
 
@@ -122,7 +117,7 @@ async fn shutdown_lets_an_upload_in_flight_finish() {
     let server = Server::start(&server_args);
     let manager_again = login(&c, &server, "some-user", "admin", None).await;
     drop(manager);
-    assert_eq!(versions(&c, &server, &manager_again).await, vec![1]);
+    assert_eq!(version_numbers(&c, &server, &manager_again, "iwa-ait", None).await, vec![1]);
     let url = server.url("/api/alpha/repository/collection/iwa-ait/version/1");
     let got = c.get(url).bearer_auth(&manager_again).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(got, body);
@@ -152,7 +147,7 @@ async fn shutdown_cuts_a_stalled_upload_which_then_aborts() {
 
     let server = Server::start(&server_args);
     let manager = login(&c, &server, "some-user", "admin", None).await;
-    assert_eq!(versions(&c, &server, &manager).await, Vec::<u64>::new());
+    assert_eq!(version_numbers(&c, &server, &manager, "iwa-ait", None).await, Vec::<u64>::new());
     let left = only_committed_blobs(data.path(), 0).await;
     assert!(left.is_empty(), "left behind: {left:?}");
     // The reservation went with it: a full-size upload fits.
@@ -241,21 +236,9 @@ async fn the_helper_modes_produce_what_the_server_accepts() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(&args(config.path(), data.path(), &NO_RATE_LIMITS));
     let c = client();
-    let r = c
-        .post(server.url("/api/stable/auth/login"))
-        .json(&json!({"username": "horse", "password": "correct horse"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let (status, body) = json(
-        c.post(server.url("/api/stable/auth/login"))
-            .json(&json!({"username": "horse", "password": "correct horse battery"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = try_login(&c, &server, "horse", "correct horse", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = try_login(&c, &server, "horse", "correct horse battery", None).await;
     assert_eq!(status, 200, "{body}");
 
     // --hash-jwt prints the session id the server gave the token.

@@ -110,11 +110,7 @@ async fn two_servers_on_postgres_and_s3_keep_the_hard_limit() {
 
     // Both servers list the same two versions, numbered 1 and 2, and serve each other's bytes.
     for (server, token) in [(&a, &tokens[0]), (&b, &tokens[1])] {
-        let url = server.url("/api/stable/repository/collection/shared/version");
-        let (_, body) = json(c.get(url).bearer_auth(token).send().await.unwrap()).await;
-        let numbers: Vec<u64> =
-            body["data"]["versions"].as_array().unwrap().iter().map(|v| v["versionNumber"].as_u64().unwrap()).collect();
-        assert_eq!(numbers, [1, 2]);
+        assert_eq!(support::version_numbers(&c, server, token, "shared", None).await, [1, 2]);
         for (_, reply, sent) in &accepted {
             let n = &reply["data"]["version"]["versionNumber"];
             let url = server.url(&format!("/api/alpha/repository/collection/shared/version/{n}"));

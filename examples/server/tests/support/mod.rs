@@ -174,15 +174,44 @@ pub async fn login(
     password: &str,
     forwarded: Option<&str>,
 ) -> String {
+    let (status, body) = try_login(client, server, user, password, forwarded).await;
+    assert_eq!(status, 200, "login {user}: {body}");
+    body["data"]["token"].as_str().unwrap().to_owned()
+}
+
+/// A login attempt (JSON form), `X-Forwarded-For` set if given: its status and JSON.
+pub async fn try_login(
+    client: &reqwest::Client,
+    server: &Server,
+    user: &str,
+    password: &str,
+    forwarded: Option<&str>,
+) -> (u16, serde_json::Value) {
     let mut req = client
         .post(server.url("/api/stable/auth/login"))
         .json(&serde_json::json!({ "username": user, "password": password }));
     if let Some(f) = forwarded {
         req = req.header("X-Forwarded-For", f);
     }
+    json(req.send().await.unwrap()).await
+}
+
+/// The numbers of a collection's versions, as listed; `X-Forwarded-For` set if given.
+pub async fn version_numbers(
+    client: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    collection: &str,
+    forwarded: Option<&str>,
+) -> Vec<u64> {
+    let mut req =
+        client.get(server.url(&format!("/api/stable/repository/collection/{collection}/version"))).bearer_auth(token);
+    if let Some(f) = forwarded {
+        req = req.header("X-Forwarded-For", f);
+    }
     let (status, body) = json(req.send().await.unwrap()).await;
-    assert_eq!(status, 200, "login {user}: {body}");
-    body["data"]["token"].as_str().unwrap().to_owned()
+    assert_eq!(status, 200, "{body}");
+    body["data"]["versions"].as_array().unwrap().iter().map(|v| v["versionNumber"].as_u64().unwrap()).collect()
 }
 
 /// A response read off a raw socket.
