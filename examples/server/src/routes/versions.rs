@@ -162,26 +162,17 @@ pub(crate) async fn download(
     caller: Caller,
     Path((collection, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    const DENIED: &str = "not authorized to download versions from this collection";
     let id = collection_id(&collection)?;
     let sel = selector(&version)?;
-    let download = state
-        .inner
-        .engine
-        .download(&caller.actor, &id, sel)
-        .await
-        .map_err(|e| ApiError::from_core(&e, "not authorized to download versions from this collection"))?;
+    let download =
+        state.inner.engine.download(&caller.actor, &id, sel).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
     let (v, mut stream) = download.into_parts();
     // The first chunk is read before the answer: a damaged object that fails at once (all of
     // a small one is one chunk) gets an error status rather than a cut-off 200.
-    let first = match stream.next().await {
-        Some(Err(e)) => {
-            return Err(ApiError::from_core(&e, "not authorized to download versions from this collection"));
-        }
-        Some(Ok(chunk)) => Some(Ok(chunk)),
-        None => None,
-    };
+    let first = stream.next().await.transpose().map_err(|e| ApiError::from_core(&e, DENIED))?;
     let deadline = tokio::time::sleep(state.inner.download_timeout);
-    let stream = futures::stream::iter(first).chain(stream).take_until(deadline);
+    let stream = futures::stream::iter(first.map(Ok)).chain(stream).take_until(deadline);
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
