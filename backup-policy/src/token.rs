@@ -267,6 +267,19 @@ impl VerifiedToken {
         self.expires_at
     }
 
+    /// `user` (this token's) as far as the token may act on sessions and profiles: a token of
+    /// an access key or with a scope only narrows the user's rights to objects, so it carries
+    /// none of the user's global roles. Pass this, not the bare user, as the requester of
+    /// [`TokenService::sessions`], [`TokenService::revoke`] and [`TokenService::revoke_all`]
+    /// for a request made with the token.
+    pub fn requester(&self, user: &User) -> User {
+        if self.access_key.is_some() || self.scope.is_limiting() {
+            User { roles: Vec::new(), ..user.clone() }
+        } else {
+            user.clone()
+        }
+    }
+
     /// An engine actor for this token, with the token attached for the authorizer.
     pub fn actor(&self, client_addr: Option<std::net::IpAddr>) -> backup_core::Actor {
         let mut actor =

@@ -323,6 +323,29 @@ async fn sessions_are_listed_and_revoked_by_their_owner_or_an_admin() {
 }
 
 #[tokio::test]
+async fn a_scoped_token_acts_on_sessions_without_the_users_global_roles() {
+    let w = world().await;
+    let admin = w.manifests.users.iter().find(|u| u.name == "admin").unwrap().clone();
+    let target = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let scope = OperationsScope { elements: vec![ObjectGrant::collection("iwa-ait", [Role::BackupDownloader])] };
+    let scoped = w.login("admin", "admin", "1.2.3.4", TokenRequest::login().with_scope(scope)).await.unwrap();
+    let requester = w.tokens.verify(&scoped).await.unwrap().requester(&admin);
+    assert!(requester.roles.is_empty());
+    assert_eq!(
+        w.tokens.sessions(&requester, Some("some-user"), 10).await.unwrap_err().kind(),
+        ErrorKind::PermissionDenied
+    );
+    let target = SessionId::of_token(&target);
+    assert_eq!(w.tokens.revoke(&requester, &target).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(w.tokens.revoke_all(&requester, "some-user").await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    // Unscoped, the administrator may.
+    let full = w.login("admin", "admin", "1.2.3.4", TokenRequest::login()).await.unwrap();
+    let requester = w.tokens.verify(&full).await.unwrap().requester(&admin);
+    assert_eq!(w.tokens.sessions(&requester, Some("some-user"), 10).await.unwrap().len(), 1);
+    w.tokens.revoke(&requester, &target).await.unwrap();
+}
+
+#[tokio::test]
 async fn plain_text_is_refused_by_the_openpgp_rule() {
     let w = world().await;
     let t = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();

@@ -107,16 +107,3 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller { token, actor, user, addr })
     }
 }
-
-impl Caller {
-    /// The user as far as acting on sessions goes. A token of an access key or with a scope
-    /// only narrows the user's rights to objects, so it carries none of the user's global
-    /// roles: it cannot list or revoke other users' sessions even when the user could.
-    pub(crate) fn session_requester(&self) -> std::borrow::Cow<'_, User> {
-        if self.token.access_key().is_some() || self.token.scope().is_limiting() {
-            std::borrow::Cow::Owned(User { roles: Vec::new(), ..self.user.clone() })
-        } else {
-            std::borrow::Cow::Borrowed(&self.user)
-        }
-    }
-}

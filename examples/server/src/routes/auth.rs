@@ -214,7 +214,7 @@ pub(crate) async fn logout(
             ApiError::not_found("specified session identifier is not valid, it is not a sha256 of a token")
         })?,
     };
-    match state.inner.tokens.revoke(&caller.session_requester(), &target).await {
+    match state.inner.tokens.revoke(&caller.token.requester(&caller.user), &target).await {
         Ok(_) => Ok(ok(json!({ "message": "JWT was revoked", "sessionId": caller.token.session().as_str() }))),
         Err(e) if e.kind() == backup_core::ErrorKind::NotFound => {
             Err(ApiError::not_found("specified session identifier is not valid, no such session"))
@@ -241,7 +241,7 @@ pub(crate) async fn tokens(
     let sessions = state
         .inner
         .tokens
-        .sessions(&caller.session_requester(), q.user_name.as_deref().filter(|u| !u.is_empty()), 100)
+        .sessions(&caller.token.requester(&caller.user), q.user_name.as_deref().filter(|u| !u.is_empty()), 100)
         .await
         .map_err(|e| match e.kind() {
             backup_core::ErrorKind::PermissionDenied => ApiError::forbidden("no permissions to act as other user"),
