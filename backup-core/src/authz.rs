@@ -62,7 +62,7 @@ impl Actor {
 
     /// The uploader record of versions this actor uploads.
     pub fn uploader(&self) -> Uploader {
-        Uploader { user: self.user.clone(), access_key: self.access_key.clone(), session: self.session.clone() }
+        Uploader::user(self.user.clone()).with_access_key(self.access_key.clone()).with_session(self.session.clone())
     }
 }
 
@@ -102,6 +102,10 @@ pub enum Action {
     DeleteVersion,
     /// Restore a trashed version.
     RestoreVersion,
+    /// Put a hold or a protection deadline on a version, or lift it.
+    ProtectVersion,
+    /// Re-read versions and check their digests (a scrub).
+    VerifyVersions,
 }
 
 impl Action {
@@ -118,6 +122,8 @@ impl Action {
             Action::Download => "version.download",
             Action::DeleteVersion => "version.delete",
             Action::RestoreVersion => "version.restore",
+            Action::ProtectVersion => "version.protect",
+            Action::VerifyVersions => "version.verify",
         }
     }
 }
@@ -149,6 +155,9 @@ impl<'a> AuthzRequest<'a> {
 pub struct Permit {
     /// A single-use session to revoke atomically with the upload's commit.
     pub consume_session: Option<SessionId>,
+    /// A session that must still be active when the upload commits: the token the upload
+    /// came with, so that a logout during an upload stops it from becoming a version.
+    pub require_session: Option<SessionId>,
 }
 
 impl Permit {
@@ -159,7 +168,13 @@ impl Permit {
 
     /// A permit that consumes a single-use session when the upload commits.
     pub fn consuming(session: SessionId) -> Self {
-        Permit { consume_session: Some(session) }
+        Permit { consume_session: Some(session), require_session: None }
+    }
+
+    /// Requires `session` to be active when the upload commits.
+    pub fn requiring(mut self, session: Option<SessionId>) -> Self {
+        self.require_session = session;
+        self
     }
 }
 

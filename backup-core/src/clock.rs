@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 /// Where the engine reads the time: version receipt times, leases, backup windows, token expiry.
 ///
@@ -72,8 +72,43 @@ impl Clock for ManualClock {
     }
 }
 
-/// `t` truncated to whole microseconds: the precision catalogs store, so that what an
-/// operation returns equals what a later read returns.
-pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.trunc_subsecs(6)
+/// A clock that follows Tokio's time: with `tokio::time::pause()` and
+/// `tokio::time::advance`, timers (lease renewals) and the engine's clock move together, so a
+/// test can run ten minutes of an upload in a millisecond.
+///
+/// ```
+/// use backup_core::{Clock, TokioClock};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let clock = TokioClock::new();
+/// let t0 = clock.now();
+/// tokio::time::advance(Duration::from_secs(600)).await;
+/// assert_eq!((clock.now() - t0).num_seconds(), 600);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct TokioClock {
+    start: DateTime<Utc>,
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock at the current real time, moving with Tokio's time from now on.
+    pub fn new() -> Self {
+        TokioClock { start: Utc::now(), origin: tokio::time::Instant::now() }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.origin);
+        self.start + Duration::from_std(elapsed).unwrap_or(Duration::MAX)
+    }
 }

@@ -3,39 +3,45 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::sync::OnceCell;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditEvent;
 use crate::authz::{Action, Actor, Authorizer, AuthzRequest, Permit};
-use crate::catalog::{Catalog, VersionQuery};
+use crate::catalog::{Catalog, CatalogExt, VersionQuery};
 use crate::clock::Clock;
 use crate::content_rule::ContentRules;
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::{CollectionId, VersionId};
-use crate::protocol;
+use crate::id::{CollectionId, RepositoryId};
+use crate::protocol::{self, CollectionChange};
 use crate::rotation::RotationStrategies;
-use crate::session::AuditEvent;
 use crate::spec::CollectionSpec;
+use crate::time::Timestamp;
 use crate::version::{Collection, Version, VersionSelector};
 
 mod builder;
 mod download;
+mod lease;
 mod part_writer;
 mod recover;
+mod repository;
 mod upload;
 
 pub use builder::EngineBuilder;
 pub use download::Download;
 pub use recover::RecoveryReport;
+pub use repository::REPOSITORY_MARKER;
 pub use upload::{StagedUpload, UploadOptions};
 
 /// The backup engine: a cheap-to-clone handle on a catalog, a blob store, an authorizer and a
 /// clock.
 ///
 /// Every operation takes the [`Actor`] it acts for and asks the [`Authorizer`] first. The
-/// engine runs on a Tokio runtime (multipart parts are written by spawned tasks).
+/// engine runs on a Tokio runtime (multipart parts are written by spawned tasks). Before it
+/// touches anything, it checks once that the catalog and the store belong to the same
+/// repository ([`Engine::open_repository`]).
 ///
 /// ```
 /// use backup_core::{Actor, CollectionSpec, Engine, Limits, VersionSelector};
@@ -72,6 +78,11 @@ struct EngineInner {
     content_rules: ContentRules,
     key_prefix: Path,
     config: EngineConfig,
+    /// The repository id, once checked.
+    repository: OnceCell<RepositoryId>,
+    /// When this engine was built: pending uploads of its instance older than this belong to
+    /// a previous run.
+    started_at: Timestamp,
     /// Clean-ups spawned when an upload future is dropped mid-way.
     tasks: TaskTracker,
 }
@@ -82,8 +93,10 @@ struct EngineConfig {
     parts_in_flight: usize,
     lease: Duration,
     trash_retention: Duration,
-    orphan_grace: Duration,
+    grace: Duration,
     batch: usize,
+    instance: Option<String>,
+    adopt_store: bool,
 }
 
 impl Default for EngineConfig {
@@ -91,10 +104,12 @@ impl Default for EngineConfig {
         EngineConfig {
             part_size: 8 << 20,
             parts_in_flight: 2,
-            lease: Duration::from_secs(600),
+            lease: Duration::from_secs(60),
             trash_retention: Duration::ZERO,
-            orphan_grace: Duration::from_secs(900),
+            grace: Duration::from_secs(900),
             batch: 500,
+            instance: None,
+            adopt_store: false,
         }
     }
 }
@@ -116,8 +131,8 @@ pub struct Usage {
     pub versions: u64,
     /// Σ committed sizes, in bytes.
     pub committed_bytes: u64,
-    /// The largest committed version, in bytes.
-    pub largest_version: u64,
+    /// Committed versions that are held or protected.
+    pub protected_versions: u64,
     /// Uploads in flight (live leases).
     pub uploads_in_flight: u64,
     /// The largest upload that would be allowed now, in bytes.
@@ -143,12 +158,15 @@ impl Engine {
         EngineBuilder::new().build().expect("the defaults are valid")
     }
 
-    /// The catalog.
+    /// The catalog. Reading it is harmless; writing to it directly bypasses every check of
+    /// the engine (authorization, spec validation, the repository identity, the audit log):
+    /// use the engine's methods, or [`CatalogExt`]'s steps, which keep the protocol's rules.
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.inner.catalog
     }
 
-    /// The blob store.
+    /// The blob store. Writing under [`Engine::key_prefix`] directly creates objects the
+    /// catalog does not know: `recover()` reports them and never deletes them.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner.store
     }
@@ -163,13 +181,18 @@ impl Engine {
         &self.inner.key_prefix
     }
 
-    /// The clock's time at microsecond precision, what every catalog stores exactly.
-    fn now(&self) -> DateTime<Utc> {
-        crate::clock::to_micros(self.inner.clock.now())
+    /// The registered retention strategies.
+    pub fn strategies(&self) -> &Arc<RotationStrategies> {
+        &self.inner.strategies
+    }
+
+    /// The clock's time, at the precision every catalog stores.
+    fn now(&self) -> Timestamp {
+        Timestamp::from(self.inner.clock.now())
     }
 
     async fn authorize(&self, actor: &Actor, action: Action, collection: Option<&Collection>) -> Result<Permit> {
-        let request = AuthzRequest::new(actor, action, collection, self.now());
+        let request = AuthzRequest::new(actor, action, collection, self.now().to_datetime());
         self.inner.authorizer.authorize(&request).await
     }
 
@@ -194,7 +217,7 @@ impl Engine {
     }
 
     fn audit(&self, actor: &Actor, action: Action, collection: &CollectionId) -> AuditEvent {
-        AuditEvent::new(self.now(), actor.user.clone(), action.name()).collection(collection)
+        AuditEvent::new(self.now(), actor.user.clone(), action.name()).with_collection(collection)
     }
 
     /// Creates a collection.
@@ -202,19 +225,54 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidSpec`] for a spec that breaks a rule (negative extra space, a template
     /// without `${version}`, an unknown strategy or content rule);
-    /// [`Error::CollectionExists`]; the authorizer's denial.
+    /// [`Error::CollectionExists`]; the authorizer's denial; [`Error::RepositoryMismatch`].
     pub async fn create_collection(
         &self,
         actor: &Actor,
         id: &CollectionId,
         spec: CollectionSpec,
     ) -> Result<Collection> {
+        self.open_repository().await?;
         self.authorize(actor, Action::CreateCollection, None).await?;
         self.validate_spec(&spec)?;
         let collection = Collection::new(id.clone(), spec, self.now());
         let audit = self.audit(actor, Action::CreateCollection, id);
-        self.inner.catalog.create_collection(&collection, &audit).await?;
-        Ok(collection)
+        self.inner.catalog.create_collection(&collection, &audit).await
+    }
+
+    /// Declares a collection from configuration (a manifest, a program's own setup): created
+    /// if missing, its spec replaced if it differs, left alone if it is the same. The spec is
+    /// validated like at creation and the change audited with `origin` (a file name, say) as
+    /// its detail, under the actor `configuration`. No authorizer is asked: configuration is
+    /// the program speaking, not a user.
+    ///
+    /// ```
+    /// use backup_core::{CollectionSpec, Engine, Limits};
+    /// use backup_core::protocol::CollectionChange;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let engine = Engine::in_memory();
+    /// let spec = CollectionSpec::new("db-${version}", Limits::new(3, 100, 300)?);
+    /// let id = "db".parse()?;
+    /// assert!(matches!(engine.declare_collection(&id, spec.clone(), "setup.rs").await?, CollectionChange::Created(_)));
+    /// assert!(matches!(engine.declare_collection(&id, spec, "setup.rs").await?, CollectionChange::Unchanged(_)));
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpec`]; [`Error::RepositoryMismatch`]; catalog errors.
+    pub async fn declare_collection(
+        &self,
+        id: &CollectionId,
+        spec: CollectionSpec,
+        origin: &str,
+    ) -> Result<CollectionChange> {
+        self.open_repository().await?;
+        self.validate_spec(&spec)?;
+        let audit = AuditEvent::new(self.now(), "configuration", "collection.declare")
+            .with_collection(id)
+            .with_detail(origin.to_owned());
+        self.inner.catalog.update_collection(id, &spec, None, true, &audit).await
     }
 
     /// Reads a collection.
@@ -270,43 +328,38 @@ impl Engine {
         id: &CollectionId,
         spec: CollectionSpec,
     ) -> Result<Collection> {
+        self.open_repository().await?;
         let (current, _) = self.authorized_collection(actor, id, Action::UpdateCollection).await?;
         self.validate_spec(&spec)?;
-        let mut updated = current.clone();
-        updated.spec = spec;
-        updated.revision = current.revision + 1;
-        updated.updated_at = self.now();
         let audit = self.audit(actor, Action::UpdateCollection, id);
-        self.inner.catalog.update_collection(&updated, current.revision, &audit).await?;
-        Ok(updated)
+        let change = self.inner.catalog.update_collection(id, &spec, Some(current.revision), false, &audit).await?;
+        Ok(change.collection().clone())
     }
 
-    /// Deletes a collection that has no committed version and no upload in flight; objects of
-    /// its trashed versions are deleted first.
+    /// Deletes a collection that has no committed version and no upload in flight. The check
+    /// comes first: a refused call changes nothing. Then the objects of its trashed versions
+    /// are deleted (what fails is deleted by `recover()`).
     ///
     /// # Errors
     /// [`Error::Conflict`] if it still has versions; [`Error::CollectionNotFound`]; the
-    /// authorizer's denial; store errors while deleting trashed objects.
+    /// authorizer's denial.
     pub async fn delete_collection(&self, actor: &Actor, id: &CollectionId) -> Result<()> {
+        self.open_repository().await?;
         self.authorized_collection(actor, id, Action::DeleteCollection).await?;
-        let mut after = None;
-        loop {
-            let query = VersionQuery { after, limit: self.inner.config.batch, include_trashed: true };
-            let page = self.inner.catalog.list_versions(id, &query).await?;
-            if let Some(v) = page.iter().find(|v| v.state == crate::VersionState::Committed) {
-                return Err(Error::conflict(format!(
-                    "collection {id} is not empty: version {} is committed; delete its versions first",
-                    v.number
-                )));
-            }
-            self.purge(&page).await?;
-            if page.len() < self.inner.config.batch {
-                break;
-            }
-            after = page.last().map(|v| v.number);
-        }
         let audit = self.audit(actor, Action::DeleteCollection, id);
-        self.inner.catalog.delete_collection(id, &audit).await
+        self.inner.catalog.delete_collection(id, &audit).await?;
+        // Best effort: the tombstones stay until recover() confirms the objects gone.
+        let mut after: Option<String> = None;
+        loop {
+            let batch = self.inner.catalog.list_tombstones(Some(id), after.as_deref(), self.inner.config.batch).await?;
+            for t in &batch {
+                let _ = self.delete_object(&t.object_key).await;
+            }
+            match batch.last() {
+                Some(last) if batch.len() == self.inner.config.batch => after = Some(last.object_key.clone()),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// How full a collection is, and the largest upload allowed now.
@@ -315,17 +368,18 @@ impl Engine {
     /// [`Error::CollectionNotFound`]; the authorizer's denial.
     pub async fn usage(&self, actor: &Actor, id: &CollectionId) -> Result<Usage> {
         self.authorized_collection(actor, id, Action::ReadCollection).await?;
-        let state = self.inner.catalog.collection_state(id).await?;
+        let needs = protocol::retention_needs(self.inner.strategies.clone());
+        let state = self.inner.catalog.collection_state_with(id, needs).await?;
         let now = self.now();
         let allowed_next_upload = protocol::allowance_now(&state, &self.inner.strategies, now)?;
-        let latest = match state.committed.last() {
-            Some(_) => Some(self.inner.catalog.get_version(id, VersionSelector::Latest).await?),
-            None => None,
+        let latest = match state.counters.versions {
+            0 => None,
+            _ => Some(self.inner.catalog.get_version(id, VersionSelector::Latest).await?),
         };
         Ok(Usage {
-            versions: state.committed.len() as u64,
-            committed_bytes: state.committed_bytes(),
-            largest_version: state.committed.iter().map(|v| v.size).max().unwrap_or(0),
+            versions: state.counters.versions,
+            committed_bytes: state.counters.bytes,
+            protected_versions: state.counters.protected,
             uploads_in_flight: state.live_pending(now).count() as u64,
             allowed_next_upload,
             latest,
@@ -353,43 +407,44 @@ impl Engine {
         self.inner.catalog.get_version(id, selector).await
     }
 
-    /// Deletes a version: it is trashed at once (invisible to listings and downloads) and its
-    /// object is deleted after that commit, or after the trash retention.
+    /// Deletes a version: it leaves the collection at once (invisible to listings and
+    /// downloads) and its object is deleted after that, or after the trash retention.
     ///
     /// # Errors
     /// [`Error::VersionNotFound`] if no committed version has that number;
-    /// [`Error::CollectionNotFound`]; the authorizer's denial. A failure to delete the object
-    /// after the version was trashed is not an error: `recover()` deletes it.
+    /// [`Error::VersionProtected`] if it is held or protected; [`Error::CollectionNotFound`];
+    /// the authorizer's denial. A failure to delete the object after the version left is not
+    /// an error: `recover()` deletes it.
     pub async fn delete_version(&self, actor: &Actor, id: &CollectionId, number: u64) -> Result<Version> {
+        self.open_repository().await?;
         self.authorized_collection(actor, id, Action::DeleteVersion).await?;
-        let now = self.now();
-        let audit = self.audit(actor, Action::DeleteVersion, id).version(number);
-        let trashed =
-            self.inner.catalog.trash_version(id, number, now, &format!("deleted by {}", actor.user), &audit).await?;
-        if self.inner.config.trash_retention.is_zero() {
-            // Best effort: the row is trashed, so recover() finishes this if it fails now.
-            let _ = self.purge(std::slice::from_ref(&trashed)).await;
+        let audit = self.audit(actor, Action::DeleteVersion, id).with_version(number);
+        let purge = self.inner.config.trash_retention.is_zero();
+        let reason = format!("deleted by {}", actor.user);
+        let gone = self.inner.catalog.trash_version(id, number, &reason, purge, &audit).await?;
+        if purge {
+            // Best effort: the tombstone stays, so recover() finishes this if it fails now.
+            let _ = self.delete_object(&gone.object_key).await;
         }
-        Ok(trashed)
+        Ok(gone)
     }
 
-    /// Purges trashed versions: marks them purged first (so that no restore can bring one
-    /// back), then deletes their objects. An object whose deletion fails has no row any more
-    /// and is deleted by `recover()`'s orphan sweep.
-    async fn purge(&self, versions: &[Version]) -> Result<()> {
-        let trashed: Vec<&Version> = versions.iter().filter(|v| v.state == crate::VersionState::Trashed).collect();
+    /// Purges trashed versions: marks them purged with tombstones first (so that no restore
+    /// can bring one back), then deletes their objects. What fails is retried by `recover()`.
+    async fn purge(&self, versions: &[Version]) -> Result<u64> {
+        let trashed: Vec<_> =
+            versions.iter().filter(|v| v.state == crate::VersionState::Trashed).map(|v| v.id).collect();
         if trashed.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let ids: Vec<VersionId> = trashed.iter().map(|v| v.id).collect();
-        let marked = self.inner.catalog.mark_purged(&ids, self.now()).await?;
+        let marked = self.inner.catalog.mark_purged(&trashed, self.now()).await?;
         let mut first_error = None;
-        for v in trashed.iter().filter(|v| marked.contains(&v.id)) {
+        for v in &marked {
             if let Err(e) = self.delete_object(&v.object_key).await {
                 first_error.get_or_insert(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        first_error.map_or(Ok(marked.len() as u64), Err)
     }
 
     /// Restores a trashed version (deleted, or rotated out) while its object is kept, that is
@@ -401,10 +456,10 @@ impl Engine {
     /// come back); [`Error::Conflict`] or [`Error::QuotaExceeded`] when it does not fit; the
     /// authorizer's denial.
     pub async fn restore_version(&self, actor: &Actor, id: &CollectionId, number: u64) -> Result<Version> {
+        self.open_repository().await?;
         self.authorized_collection(actor, id, Action::RestoreVersion).await?;
-        let now = self.now();
-        let audit = self.audit(actor, Action::RestoreVersion, id).version(number);
-        self.inner.catalog.restore_version(id, number, now, &audit).await
+        let audit = self.audit(actor, Action::RestoreVersion, id).with_version(number);
+        self.inner.catalog.restore_version(id, number, &audit).await
     }
 
     /// Deletes an object; a missing object counts as deleted.

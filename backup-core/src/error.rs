@@ -44,6 +44,39 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// Whether the same call may succeed if tried again later without any change: the backend
+    /// was unavailable, a rate limit or a window applied, or a concurrent change got in the
+    /// way. Everything else (a refused input, a missing collection, a full quota, corrupted
+    /// bytes) needs a change first.
+    ///
+    /// ```
+    /// use backup_core::ErrorKind;
+    /// assert!(ErrorKind::Unavailable.is_retryable());
+    /// assert!(!ErrorKind::QuotaExceeded.is_retryable());
+    /// ```
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::RateLimited | ErrorKind::OutsideWindow | ErrorKind::Conflict)
+    }
+
+    /// The closest `std::io::ErrorKind`.
+    pub fn to_io(self) -> std::io::ErrorKind {
+        use std::io::ErrorKind as Io;
+        match self {
+            ErrorKind::NotFound => Io::NotFound,
+            ErrorKind::AlreadyExists => Io::AlreadyExists,
+            ErrorKind::QuotaExceeded => Io::QuotaExceeded,
+            ErrorKind::PermissionDenied | ErrorKind::Unauthenticated | ErrorKind::OutsideWindow => Io::PermissionDenied,
+            ErrorKind::RateLimited | ErrorKind::Conflict => Io::ResourceBusy,
+            ErrorKind::InvalidInput | ErrorKind::ContentRejected => Io::InvalidInput,
+            ErrorKind::Corrupted => Io::InvalidData,
+            ErrorKind::Interrupted => Io::Interrupted,
+            ErrorKind::Unavailable => Io::ConnectionRefused,
+            ErrorKind::Internal => Io::Other,
+        }
+    }
+}
+
 /// The error of every fallible operation of this crate.
 ///
 /// `Display` is one line and names the collection, version or object key involved; the
@@ -122,6 +155,35 @@ pub enum Error {
         /// The rule's name.
         rule: String,
         /// Why the content was refused.
+        reason: String,
+    },
+    /// Held or protected versions take the room an upload needs.
+    #[error("collection {collection} is full: {reason}")]
+    CollectionFull {
+        /// The collection.
+        collection: CollectionId,
+        /// What fills it.
+        reason: String,
+    },
+    /// The version is held or protected: it cannot be deleted.
+    #[error("version {version} of collection {collection} is {reason}")]
+    VersionProtected {
+        /// The collection.
+        collection: CollectionId,
+        /// The version number.
+        version: u64,
+        /// `held`, or `protected until …`.
+        reason: String,
+    },
+    /// The catalog and the store belong to different repositories (or one of them is not
+    /// what it should be): nothing was touched.
+    #[error("repository mismatch between {catalog} and {store}: {reason}")]
+    RepositoryMismatch {
+        /// The catalog's location.
+        catalog: String,
+        /// The store's location.
+        store: String,
+        /// What differs, and what to do.
         reason: String,
     },
     /// The actor is not allowed to do this.
@@ -216,7 +278,8 @@ impl Error {
                 ErrorKind::NotFound
             }
             Error::CollectionExists { .. } | Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::QuotaExceeded { .. } | Error::CollectionFull { .. } => ErrorKind::QuotaExceeded,
+            Error::VersionProtected { .. } | Error::RepositoryMismatch { .. } => ErrorKind::Conflict,
             Error::ContentRejected { .. } => ErrorKind::ContentRejected,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
@@ -268,6 +331,14 @@ impl Error {
     }
 }
 
+/// An [`Error`] as an I/O error of the closest kind, the error kept as the source: for
+/// callers that move versions through `std::io` (a `Read` of a download, a `tokio` copy).
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        std::io::Error::new(e.kind().to_io(), e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +352,13 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(e.to_string().contains("a/b"), "{e}");
+    }
+
+    #[test]
+    fn converts_to_io_errors_keeping_the_source() {
+        let e: std::io::Error = Error::conflict("x").into();
+        assert_eq!(e.kind(), std::io::ErrorKind::ResourceBusy);
+        assert_eq!(e.get_ref().unwrap().to_string(), "conflict: x");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Identifiers: validated collection ids, version ids and session ids.
+//! Identifiers: validated collection ids, version ids, session ids and repository ids.
 
 use std::fmt;
 use std::str::FromStr;
@@ -192,6 +192,43 @@ impl FromStr for VersionId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         uuid::Uuid::parse_str(s).map(VersionId).map_err(|e| Error::invalid("version id", e.to_string()))
+    }
+}
+
+/// The identity of a repository: written to the store as a marker object and to the catalog
+/// when the two are first used together, and checked at every start so that a wrong catalog
+/// can never be paired with a store (see [`crate::Engine::open_repository`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RepositoryId(uuid::Uuid);
+
+impl RepositoryId {
+    /// A fresh id.
+    pub fn generate() -> Self {
+        RepositoryId(uuid::Uuid::new_v4())
+    }
+
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+
+    /// Rebuilds an id from its UUID (for catalogs reading their rows).
+    pub fn from_uuid(u: uuid::Uuid) -> Self {
+        RepositoryId(u)
+    }
+}
+
+impl fmt::Display for RepositoryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for RepositoryId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        uuid::Uuid::parse_str(s).map(RepositoryId).map_err(|e| Error::invalid("repository id", e.to_string()))
     }
 }
 

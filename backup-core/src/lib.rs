@@ -73,6 +73,7 @@
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod authz;
 pub mod catalog;
 pub mod clock;
@@ -88,6 +89,7 @@ pub mod rotation;
 pub mod session;
 pub mod spec;
 mod store;
+pub mod time;
 pub mod version;
 
 #[cfg(feature = "conformance")]
@@ -95,18 +97,28 @@ pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use async_trait::async_trait;
+pub use audit::AuditEvent;
 pub use authz::{Action, Actor, AllowAll, Authorizer, AuthzRequest, Permit};
 pub use catalog::memory::MemoryCatalog;
-pub use catalog::{AbortCondition, AbortOutcome, Catalog, VersionQuery};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use catalog::{AbortCondition, AbortOutcome, Catalog, CatalogExt, VersionQuery};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use content_rule::{ContentRule, ContentRules};
 pub use digest::{Digest, DigestAlgorithm};
-pub use engine::{Download, Engine, EngineBuilder, Page, RecoveryReport, StagedUpload, UploadOptions, Usage};
+pub use engine::{
+    Download, Engine, EngineBuilder, Page, REPOSITORY_MARKER, RecoveryReport, StagedUpload, UploadOptions, Usage,
+};
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use id::{CollectionId, IdRule, SessionId, VersionId};
+pub use id::{CollectionId, IdRule, RepositoryId, SessionId, VersionId};
+/// The object store crate the engine's [`Engine::store`] comes from, re-exported so that
+/// callers build stores with the same version.
+pub use object_store;
 pub use quota_stream::{QuotaStream, StreamSummary};
 pub use rotation::{Fifo, RotationStrategies, RotationStrategy};
-pub use session::{AuditEvent, Session};
+pub use session::Session;
 pub use spec::{CollectionSpec, FilenameTemplate, Limits, RetentionSpec};
-pub use store::{local_disk_store, object_key};
-pub use version::{Collection, PendingUpload, Uploader, Version, VersionSelector, VersionState};
+pub use store::object_key;
+pub use time::Timestamp;
+pub use version::{
+    Collection, PendingUpload, Tombstone, TombstoneKind, Uploader, Version, VersionSelector, VersionState,
+};

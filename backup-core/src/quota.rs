@@ -55,10 +55,16 @@ pub fn allowance(
     kept_sizes: impl IntoIterator<Item = u64>,
     pool_shares: impl IntoIterator<Item = u64>,
 ) -> u64 {
-    let used: u128 = kept_sizes.into_iter().map(|s| u128::from(limits.overage(s))).sum::<u128>()
-        + pool_shares.into_iter().map(u128::from).sum::<u128>();
+    let overage: u128 = kept_sizes.into_iter().map(|s| u128::from(limits.overage(s))).sum();
+    // Saturating: Σ overage of kept versions is bounded by the hard limit, under u64.
+    allowance_with_overage(limits, u64::try_from(overage).unwrap_or(u64::MAX), pool_shares)
+}
+
+/// [`allowance`] from the total overage of the kept versions (a collection's counters keep it,
+/// so the arithmetic does not read the history).
+pub fn allowance_with_overage(limits: &Limits, kept_overage: u64, pool_shares: impl IntoIterator<Item = u64>) -> u64 {
+    let used = u128::from(kept_overage) + pool_shares.into_iter().map(u128::from).sum::<u128>();
     let budget = u128::from(limits.max_version_size) + u128::from(limits.extra_space());
-    // The budget fits in u64 because the spec's validation bounds it by max_collection_size.
     u64::try_from(budget.saturating_sub(used)).unwrap_or(u64::MAX)
 }
 

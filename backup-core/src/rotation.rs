@@ -1,17 +1,31 @@
 //! Retention: which versions a collection keeps when a new one arrives.
+//!
+//! A [`RotationStrategy`] is a pure function from the versions it asked for, the incoming
+//! upload and the time to a [`RotationPlan`] with a reason for every version. The engine runs
+//! it inside the commit (so what is evicted is decided atomically with the new version), and
+//! also for [`crate::Engine::usage`] (the space the next upload may take).
+//!
+//! Strategies are registered by name in a [`RotationStrategies`] registry (`fifo` is always
+//! there) and named by a collection's [`RetentionSpec`].
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 use crate::error::{Error, Result};
 use crate::id::VersionId;
+use crate::protocol::{Counters, VersionRange};
 use crate::spec::{CollectionSpec, RetentionSpec};
+use crate::time::Timestamp;
+use crate::version::Version;
+
+mod fifo;
+
+pub use fifo::Fifo;
 
 /// The facts about a committed version a rotation strategy may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VersionSummary {
     /// The version's id.
     pub id: VersionId,
@@ -20,31 +34,86 @@ pub struct VersionSummary {
     /// Its size in bytes.
     pub size: u64,
     /// When the server began to receive it.
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     /// When it was committed.
-    pub committed_at: DateTime<Utc>,
+    pub committed_at: Timestamp,
+    /// Held or protected at the time of the plan: the strategy must keep it (the engine
+    /// keeps it anyway), and may count it.
+    pub protected: bool,
+}
+
+impl VersionSummary {
+    /// A summary (for strategies' tests and callers of [`crate::rotation`] plans).
+    pub fn new(id: VersionId, number: u64, size: u64, created_at: impl Into<Timestamp>) -> Self {
+        let created_at = created_at.into();
+        VersionSummary { id, number, size, created_at, committed_at: created_at, protected: false }
+    }
+
+    /// Marks it protected.
+    pub fn with_protected(mut self, protected: bool) -> Self {
+        self.protected = protected;
+        self
+    }
+
+    /// The summary of a version, protected or not at `now`.
+    pub fn of(v: &Version, now: Timestamp) -> Self {
+        VersionSummary {
+            id: v.id,
+            number: v.number,
+            size: v.size,
+            created_at: v.created_at,
+            committed_at: v.committed_at,
+            protected: v.is_protected(now),
+        }
+    }
 }
 
 /// The upload that is about to join the collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Incoming {
     /// Its size, when known (at commit time it always is).
     pub size: Option<u64>,
     /// When the server began to receive it.
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+}
+
+impl Incoming {
+    /// An incoming upload.
+    pub fn new(size: Option<u64>, created_at: impl Into<Timestamp>) -> Self {
+        Incoming { size, created_at: created_at.into() }
+    }
 }
 
 /// Everything a [`RotationStrategy`] decides on.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct RotationInput<'a> {
     /// The collection's specification (limits and retention options).
     pub spec: &'a CollectionSpec,
-    /// The committed versions, ascending by number.
+    /// The committed versions the strategy asked for ([`RotationStrategy::needs`]),
+    /// ascending by number. Versions not in it are kept.
     pub versions: &'a [VersionSummary],
-    /// The upload about to join.
-    pub incoming: Incoming,
+    /// How many committed versions the collection holds in all.
+    pub committed: u64,
+    /// The upload about to join, or `None` when the plan is for the collection as it is (a
+    /// maintenance run applying a time-based policy, or a preview).
+    pub incoming: Option<Incoming>,
     /// The current time.
-    pub now: DateTime<Utc>,
+    pub now: Timestamp,
+}
+
+impl<'a> RotationInput<'a> {
+    /// An input from its parts.
+    pub fn new(
+        spec: &'a CollectionSpec,
+        versions: &'a [VersionSummary],
+        committed: u64,
+        incoming: Option<Incoming>,
+        now: impl Into<Timestamp>,
+    ) -> Self {
+        RotationInput { spec, versions, committed, incoming, now: now.into() }
+    }
 }
 
 /// Whether a version stays.
@@ -56,8 +125,9 @@ pub enum Mark {
     Evict,
 }
 
-/// The decision about one version, with the reason people will read.
+/// The decision about one version, with the reasons people will read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RotationDecision {
     /// The version.
     pub id: VersionId,
@@ -65,24 +135,49 @@ pub struct RotationDecision {
     pub number: u64,
     /// Keep or evict.
     pub mark: Mark,
-    /// Why.
-    pub reason: String,
+    /// Why: every rule that keeps it (`daily 2026-11-20`, `within 10d`, `held`), or why it
+    /// goes.
+    pub reasons: Vec<String>,
 }
 
-/// A strategy's answer: one decision per committed version.
+impl RotationDecision {
+    /// A decision with one reason.
+    pub fn new(id: VersionId, number: u64, mark: Mark, reason: impl Into<String>) -> Self {
+        RotationDecision { id, number, mark, reasons: vec![reason.into()] }
+    }
+
+    /// A decision with several reasons.
+    pub fn with_reasons(id: VersionId, number: u64, mark: Mark, reasons: Vec<String>) -> Self {
+        RotationDecision { id, number, mark, reasons }
+    }
+
+    /// The reasons as one line.
+    pub fn reason(&self) -> String {
+        self.reasons.join("; ")
+    }
+}
+
+/// A strategy's answer: one decision per version of its input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RotationPlan {
     /// One decision for every version of the input, in the input's order.
     pub decisions: Vec<RotationDecision>,
 }
 
 impl RotationPlan {
+    /// A plan.
+    pub fn new(decisions: Vec<RotationDecision>) -> Self {
+        RotationPlan { decisions }
+    }
+
     /// The versions marked [`Mark::Evict`].
     pub fn evicted(&self) -> impl Iterator<Item = &RotationDecision> {
         self.decisions.iter().filter(|d| d.mark == Mark::Evict)
     }
 
-    /// Checks the contract: exactly one decision per input version, in order.
+    /// Checks the contract: exactly one decision per input version, in order. (The engine
+    /// keeps protected versions whatever the plan says.)
     ///
     /// # Errors
     /// [`Error::Internal`] naming the strategy when it broke the contract.
@@ -102,11 +197,35 @@ impl RotationPlan {
 }
 
 /// A retention strategy: a pure function from the collection's versions, the incoming upload
-/// and the time to a plan with a reason for every version.
+/// and the time to a plan with reasons for every version.
 ///
 /// Contract: [`RotationStrategy::plan`] returns exactly one decision per input version, in
-/// input order, is deterministic, and keeps at most `max_versions − 1` versions so the
-/// incoming one fits (the engine refuses a commit otherwise). It must not panic on any input.
+/// input order, is deterministic, never evicts a protected version, and when an upload is
+/// incoming keeps at most `max_versions − 1` versions in all (counting those it did not ask
+/// for) so the incoming one fits; the engine refuses a commit otherwise. It must not panic on
+/// any input. Implementations outside this crate need `#[async_trait]` for no method: this
+/// trait is synchronous.
+///
+/// ```
+/// use backup_core::protocol::{Counters, VersionRange};
+/// use backup_core::rotation::{Mark, RotationDecision, RotationInput, RotationPlan, RotationStrategy};
+/// use backup_core::CollectionSpec;
+///
+/// /// Keeps everything: for a collection that is emptied by hand.
+/// #[derive(Debug)]
+/// struct KeepAll;
+///
+/// impl RotationStrategy for KeepAll {
+///     fn name(&self) -> &str { "keep-all" }
+///     fn needs(&self, _spec: &CollectionSpec, _counters: &Counters) -> VersionRange { VersionRange::None }
+///     fn plan(&self, input: &RotationInput<'_>) -> RotationPlan {
+///         RotationPlan::new(input.versions.iter().map(|v| RotationDecision::new(v.id, v.number, Mark::Keep, "keep-all")).collect())
+///     }
+/// }
+///
+/// let engine = backup_core::Engine::builder().rotation_strategy(std::sync::Arc::new(KeepAll)).build()?;
+/// # Ok::<(), backup_core::Error>(())
+/// ```
 pub trait RotationStrategy: Debug + Send + Sync + 'static {
     /// The name collections use to select it (`retention.strategy`).
     fn name(&self) -> &str;
@@ -123,69 +242,23 @@ pub trait RotationStrategy: Debug + Send + Sync + 'static {
         }
     }
 
+    /// Which committed versions [`RotationStrategy::plan`] needs, given the collection's
+    /// counters: the fewer, the cheaper every commit. Versions it does not ask for are
+    /// kept. The default asks for all of them.
+    fn needs(&self, spec: &CollectionSpec, counters: &Counters) -> VersionRange {
+        let _ = (spec, counters);
+        VersionRange::All
+    }
+
+    /// Whether the plan changes with time alone (a `keepWithin`, a calendar): the engine's
+    /// maintenance then applies it between uploads too. Default: no.
+    fn depends_on_time(&self, spec: &CollectionSpec) -> bool {
+        let _ = spec;
+        false
+    }
+
     /// Decides which versions stay when `input.incoming` commits.
     fn plan(&self, input: &RotationInput<'_>) -> RotationPlan;
-}
-
-/// First in, first out, with backup-repository's semantics: when the count would pass
-/// `max_versions`, the oldest versions are evicted, as many as needed (which also trims a
-/// collection that holds too many, for example after `max_versions` was lowered).
-///
-/// ```
-/// use backup_core::rotation::{Fifo, Incoming, Mark, RotationInput, RotationStrategy, VersionSummary};
-/// use backup_core::{CollectionSpec, Limits, VersionId};
-/// use chrono::Utc;
-///
-/// let spec = CollectionSpec::new("b-${version}", Limits::new(2, 10, 20)?);
-/// let now = Utc::now();
-/// let versions: Vec<_> = (1..=2)
-///     .map(|n| VersionSummary { id: VersionId::generate(), number: n, size: 5, created_at: now, committed_at: now })
-///     .collect();
-/// let plan = Fifo.plan(&RotationInput {
-///     spec: &spec,
-///     versions: &versions,
-///     incoming: Incoming { size: Some(5), created_at: now },
-///     now,
-/// });
-/// let marks: Vec<_> = plan.decisions.iter().map(|d| d.mark).collect();
-/// assert_eq!(marks, [Mark::Evict, Mark::Keep]);
-/// # Ok::<(), backup_core::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Fifo;
-
-impl Fifo {
-    /// The name `fifo`.
-    pub const NAME: &'static str = "fifo";
-}
-
-impl RotationStrategy for Fifo {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn plan(&self, input: &RotationInput<'_>) -> RotationPlan {
-        let max = input.spec.limits.max_versions as usize;
-        // The incoming version takes one place; evict the oldest beyond the rest.
-        let evict = (input.versions.len() + 1).saturating_sub(max);
-        let decisions = input
-            .versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let (mark, reason) = if i < evict {
-                    (
-                        Mark::Evict,
-                        format!("fifo: version {} is among the {evict} oldest beyond max_versions={max}", v.number),
-                    )
-                } else {
-                    (Mark::Keep, format!("fifo: version {} is among the newest {max}", v.number))
-                };
-                RotationDecision { id: v.id, number: v.number, mark, reason }
-            })
-            .collect();
-        RotationPlan { decisions }
-    }
 }
 
 /// The strategies an engine knows, by name; `fifo` is always there.
@@ -238,80 +311,24 @@ mod tests {
     use super::*;
     use crate::Limits;
 
-    fn versions(n: u64) -> Vec<VersionSummary> {
-        let now = Utc::now();
-        (1..=n)
-            .map(|number| VersionSummary {
-                id: VersionId::generate(),
-                number,
-                size: 1,
-                created_at: now,
-                committed_at: now,
-            })
-            .collect()
-    }
-
-    fn evicted_numbers(max_versions: u32, existing: u64) -> Vec<u64> {
-        let spec = CollectionSpec::new("x-${version}", Limits::new(max_versions, 1, u64::from(max_versions)).unwrap());
-        let vs = versions(existing);
-        let plan = Fifo.plan(&RotationInput {
-            spec: &spec,
-            versions: &vs,
-            incoming: Incoming { size: None, created_at: Utc::now() },
-            now: Utc::now(),
-        });
-        plan.check_against("fifo", &vs).unwrap();
-        plan.evicted().map(|d| d.number).collect()
-    }
-
-    /// The matrix of backup-repository's `rotation_test.go`: nothing is deleted below the
-    /// limit; at or above it the oldest `existing − max + 1` go.
-    #[test]
-    fn fifo_matrix() {
-        let table: &[(u32, u64, &[u64])] = &[
-            (3, 0, &[]),
-            (3, 1, &[]),
-            (3, 2, &[]),
-            (3, 3, &[1]),
-            (3, 5, &[1, 2, 3]),
-            (1, 1, &[1]),
-            (1, 0, &[]),
-            (5, 4, &[]),
-            (5, 5, &[1]),
-        ];
-        for &(max, existing, expected) in table {
-            assert_eq!(evicted_numbers(max, existing), expected, "max={max} existing={existing}");
-        }
-    }
-
-    #[test]
-    fn every_decision_has_a_reason() {
-        let spec = CollectionSpec::new("x-${version}", Limits::new(2, 1, 2).unwrap());
-        let vs = versions(3);
-        let plan = Fifo.plan(&RotationInput {
-            spec: &spec,
-            versions: &vs,
-            incoming: Incoming { size: Some(1), created_at: Utc::now() },
-            now: Utc::now(),
-        });
-        assert!(plan.decisions.iter().all(|d| d.reason.starts_with("fifo: ")));
-    }
-
     #[test]
     fn registry_refuses_unknown_names_and_options() {
         let r = RotationStrategies::default();
         let spec = CollectionSpec::new("x-${version}", Limits::new(2, 1, 2).unwrap());
         r.validate(&spec).unwrap();
-        let e = r.validate(&spec.clone().with_retention(RetentionSpec::named("fifo-plus-older"))).unwrap_err();
-        assert!(e.to_string().contains("unknown strategy \"fifo-plus-older\"; known: fifo"), "{e}");
+        let e = r.validate(&spec.clone().with_retention(RetentionSpec::named("no-such"))).unwrap_err();
+        assert!(e.to_string().contains("unknown strategy \"no-such\"; known: fifo"), "{e}");
         let e = r.validate(&spec.with_retention(RetentionSpec::fifo().with_option("keep", "3"))).unwrap_err();
         assert!(e.to_string().contains("retention.options"), "{e}");
     }
 
     #[test]
     fn plan_contract_is_checked() {
-        let vs = versions(2);
-        let plan = RotationPlan::default();
-        assert_eq!(plan.check_against("custom", &vs).unwrap_err().kind(), crate::ErrorKind::Internal);
+        let now = Timestamp::UNIX_EPOCH;
+        let vs: Vec<_> = (1..=2).map(|n| VersionSummary::new(VersionId::generate(), n, 1, now)).collect();
+        assert_eq!(
+            RotationPlan::default().check_against("custom", &vs).unwrap_err().kind(),
+            crate::ErrorKind::Internal
+        );
     }
 }

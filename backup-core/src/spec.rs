@@ -20,6 +20,9 @@ pub const MAX_SIZE: u64 = i64::MAX as u64;
 /// The longest filename template, in bytes.
 pub const MAX_TEMPLATE_LEN: usize = 200;
 
+/// The name of the built-in first-in, first-out strategy, always registered.
+pub const FIFO: &str = "fifo";
+
 /// Everything that defines a collection; validated when a collection is created or changed,
 /// never first at upload time.
 ///
@@ -183,6 +186,7 @@ impl fmt::Display for FilenameTemplate {
 /// `max_collection_size` (the hard limit). See [`crate::quota`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Limits {
     /// How many committed versions the collection keeps at most.
     pub max_versions: u32,
@@ -255,7 +259,7 @@ pub struct RetentionSpec {
 impl RetentionSpec {
     /// FIFO: when a new version would pass `max_versions`, evict the oldest.
     pub fn fifo() -> Self {
-        RetentionSpec { strategy: crate::rotation::Fifo::NAME.to_owned(), options: BTreeMap::new() }
+        RetentionSpec { strategy: FIFO.to_owned(), options: BTreeMap::new() }
     }
 
     /// A strategy registered under `name`.

@@ -3,33 +3,52 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::id::{CollectionId, SessionId, VersionId};
 use crate::spec::CollectionSpec;
+use crate::time::Timestamp;
 
 /// A collection: its id and specification, as a catalog stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Collection {
     /// The id.
     pub id: CollectionId,
     /// The specification.
     pub spec: CollectionSpec,
     /// When the collection was created.
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     /// When the specification last changed.
-    pub updated_at: DateTime<Utc>,
+    pub updated_at: Timestamp,
     /// Incremented by every change of the specification.
     pub revision: u64,
 }
 
 impl Collection {
     /// A new collection at revision 1.
-    pub fn new(id: CollectionId, spec: CollectionSpec, now: DateTime<Utc>) -> Self {
+    pub fn new(id: CollectionId, spec: CollectionSpec, now: impl Into<Timestamp>) -> Self {
+        let now = now.into();
         Collection { id, spec, created_at: now, updated_at: now, revision: 1 }
+    }
+
+    /// Sets the revision (for catalogs reading their rows).
+    pub fn with_revision(mut self, revision: u64) -> Self {
+        self.revision = revision;
+        self
+    }
+
+    /// Sets when the spec last changed.
+    pub fn with_updated_at(mut self, at: impl Into<Timestamp>) -> Self {
+        self.updated_at = at.into();
+        self
+    }
+
+    /// The same collection with another spec, one revision later.
+    pub fn with_new_spec(&self, spec: CollectionSpec, now: impl Into<Timestamp>) -> Self {
+        Collection { spec, updated_at: now.into(), revision: self.revision + 1, ..self.clone() }
     }
 }
 
@@ -43,7 +62,8 @@ pub enum VersionState {
     Committed,
     /// Removed from the collection (rotated out or deleted); its object may still exist.
     Trashed,
-    /// Its object is deleted; the row stays for the record.
+    /// Its object is deleted (or being deleted: a tombstone says so); the row stays for the
+    /// record.
     Purged,
 }
 
@@ -74,6 +94,7 @@ impl FromStr for VersionState {
 
 /// Who uploaded a version.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Uploader {
     /// The user name.
     pub user: String,
@@ -85,8 +106,28 @@ pub struct Uploader {
     pub session: Option<SessionId>,
 }
 
+impl Uploader {
+    /// A user, without access key or session.
+    pub fn user(user: impl Into<String>) -> Self {
+        Uploader { user: user.into(), access_key: None, session: None }
+    }
+
+    /// Sets the access key.
+    pub fn with_access_key(mut self, key: Option<String>) -> Self {
+        self.access_key = key;
+        self
+    }
+
+    /// Sets the session.
+    pub fn with_session(mut self, session: Option<SessionId>) -> Self {
+        self.session = session;
+        self
+    }
+}
+
 /// A version of a collection: an immutable, numbered upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Version {
     /// The unique id (also the id of the upload that produced it).
     pub id: VersionId,
@@ -103,26 +144,127 @@ pub struct Version {
     /// The digest of the bytes.
     pub digest: Digest,
     /// When the server began to receive it (its clock, never a client's).
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     /// When it was committed.
-    pub committed_at: DateTime<Utc>,
+    pub committed_at: Timestamp,
     /// Who uploaded it.
     pub uploader: Uploader,
     /// Its state.
     pub state: VersionState,
     /// When it left the collection, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trashed_at: Option<DateTime<Utc>>,
+    pub trashed_at: Option<Timestamp>,
     /// Why it left the collection (the rotation reason, or a deletion), if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trash_reason: Option<String>,
-    /// When its object was deleted, if it was.
+    /// When its object was given up for deletion, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub purged_at: Option<DateTime<Utc>>,
+    pub purged_at: Option<Timestamp>,
+    /// Held (legal hold): no retention and no deletion removes it until the hold is lifted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// Protected from retention and deletion until this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_until: Option<Timestamp>,
+    /// When a scrub last read it back and found its bytes intact or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Timestamp>,
+    /// Why it is quarantined (its object is damaged or missing), if it is: it stays listed,
+    /// and downloads are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<String>,
+}
+
+impl Version {
+    /// A committed version with the given identity and content; times at the Unix epoch,
+    /// no filename and an anonymous uploader until set (for catalogs reading their rows,
+    /// and for tests).
+    pub fn new(
+        id: VersionId,
+        collection: CollectionId,
+        number: u64,
+        object_key: impl Into<String>,
+        size: u64,
+        digest: Digest,
+    ) -> Self {
+        Version {
+            id,
+            collection,
+            number,
+            filename: String::new(),
+            object_key: object_key.into(),
+            size,
+            digest,
+            created_at: Timestamp::UNIX_EPOCH,
+            committed_at: Timestamp::UNIX_EPOCH,
+            uploader: Uploader::default(),
+            state: VersionState::Committed,
+            trashed_at: None,
+            trash_reason: None,
+            purged_at: None,
+            held: false,
+            protected_until: None,
+            verified_at: None,
+            quarantined: None,
+        }
+    }
+
+    /// Sets the filename.
+    pub fn with_filename(mut self, filename: impl Into<String>) -> Self {
+        self.filename = filename.into();
+        self
+    }
+
+    /// Sets when it was received and committed.
+    pub fn with_times(mut self, created_at: impl Into<Timestamp>, committed_at: impl Into<Timestamp>) -> Self {
+        self.created_at = created_at.into();
+        self.committed_at = committed_at.into();
+        self
+    }
+
+    /// Sets the uploader.
+    pub fn with_uploader(mut self, uploader: Uploader) -> Self {
+        self.uploader = uploader;
+        self
+    }
+
+    /// Sets the state and the times and reason that go with it.
+    pub fn with_state(
+        mut self,
+        state: VersionState,
+        trashed: Option<(Timestamp, String)>,
+        purged_at: Option<Timestamp>,
+    ) -> Self {
+        self.state = state;
+        (self.trashed_at, self.trash_reason) = trashed.map_or((None, None), |(at, r)| (Some(at), Some(r)));
+        self.purged_at = purged_at;
+        self
+    }
+
+    /// Sets the protection: a hold and a protection deadline.
+    pub fn with_protection(mut self, held: bool, protected_until: Option<Timestamp>) -> Self {
+        self.held = held;
+        self.protected_until = protected_until;
+        self
+    }
+
+    /// Sets what the last scrub found.
+    pub fn with_verification(mut self, verified_at: Option<Timestamp>, quarantined: Option<String>) -> Self {
+        self.verified_at = verified_at;
+        self.quarantined = quarantined;
+        self
+    }
+
+    /// Whether retention and deletion must leave it alone at `now`: held, or protected until
+    /// a later time.
+    pub fn is_protected(&self, now: Timestamp) -> bool {
+        self.held || self.protected_until.is_some_and(|until| now < until)
+    }
 }
 
 /// An upload in flight: a pending version row with its reservation and lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PendingUpload {
     /// The id the version will have.
     pub id: VersionId,
@@ -130,22 +272,136 @@ pub struct PendingUpload {
     pub collection: CollectionId,
     /// The object key being written.
     pub object_key: String,
-    /// The most bytes this upload may commit.
+    /// The most bytes this upload may commit (so far, for an upload of unknown size that
+    /// reserves as its bytes arrive).
     pub reserved: u64,
     /// The part of `reserved` above the soft limit, drawn from the shared extra space.
     pub pool_share: u64,
+    /// The exact size announced, when the client announced one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<u64>,
     /// When the upload began.
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     /// The lease: after this instant the upload is abandoned and `recover()` aborts it.
-    pub lease_until: DateTime<Utc>,
+    pub lease_until: Timestamp,
     /// Who uploads.
     pub uploader: Uploader,
+    /// The engine instance that runs the upload: it releases its own uploads when it starts
+    /// again after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl PendingUpload {
+    /// A pending upload (for catalogs reading their rows, and for tests).
+    pub fn new(
+        id: VersionId,
+        collection: CollectionId,
+        object_key: impl Into<String>,
+        created_at: impl Into<Timestamp>,
+        lease_until: impl Into<Timestamp>,
+    ) -> Self {
+        PendingUpload {
+            id,
+            collection,
+            object_key: object_key.into(),
+            reserved: 0,
+            pool_share: 0,
+            announced: None,
+            created_at: created_at.into(),
+            lease_until: lease_until.into(),
+            uploader: Uploader::default(),
+            owner: None,
+        }
+    }
+
+    /// Sets the reservation and its share of the extra space.
+    pub fn with_reservation(mut self, reserved: u64, pool_share: u64, announced: Option<u64>) -> Self {
+        self.reserved = reserved;
+        self.pool_share = pool_share;
+        self.announced = announced;
+        self
+    }
+
+    /// Sets the uploader.
+    pub fn with_uploader(mut self, uploader: Uploader) -> Self {
+        self.uploader = uploader;
+        self
+    }
+
+    /// Sets the owning engine instance.
+    pub fn with_owner(mut self, owner: Option<String>) -> Self {
+        self.owner = owner;
+        self
+    }
+
     /// Whether the lease is still running at `now`.
-    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        now < self.lease_until
+    pub fn is_live(&self, now: impl Into<Timestamp>) -> bool {
+        now.into() < self.lease_until
+    }
+}
+
+/// Why an object is garbage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TombstoneKind {
+    /// An upload that never committed: aborted, refused, or abandoned with its lease.
+    Released,
+    /// A version purged after it was trashed (rotated out or deleted).
+    Purged,
+}
+
+impl TombstoneKind {
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TombstoneKind::Released => "released",
+            TombstoneKind::Purged => "purged",
+        }
+    }
+}
+
+impl FromStr for TombstoneKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "released" => Ok(TombstoneKind::Released),
+            "purged" => Ok(TombstoneKind::Purged),
+            _ => Err(Error::invalid("tombstone kind", format!("{s:?} is unknown"))),
+        }
+    }
+}
+
+/// The catalog's proof that an object is its own garbage: written in the same transaction
+/// that gives the object up, and kept until the object is confirmed deleted (and a grace
+/// after, for a late write of an abandoned upload). `recover()` deletes only objects that
+/// have one; an object without a row or a tombstone is reported, never deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Tombstone {
+    /// The object key.
+    pub object_key: String,
+    /// The collection the object belonged to.
+    pub collection: CollectionId,
+    /// The upload or version that wrote it.
+    pub version: VersionId,
+    /// Why it is garbage.
+    pub kind: TombstoneKind,
+    /// When it became garbage.
+    pub recorded_at: Timestamp,
+}
+
+impl Tombstone {
+    /// A tombstone.
+    pub fn new(
+        object_key: impl Into<String>,
+        collection: CollectionId,
+        version: VersionId,
+        kind: TombstoneKind,
+        recorded_at: impl Into<Timestamp>,
+    ) -> Self {
+        Tombstone { object_key: object_key.into(), collection, version, kind, recorded_at: recorded_at.into() }
     }
 }
 

@@ -7,6 +7,7 @@ mod common;
 use std::task::Poll;
 use std::time::Duration;
 
+use backup_core::catalog::CatalogExt;
 use backup_core::testing::{body_of, pattern};
 use backup_core::{Limits, Version, VersionSelector};
 use common::{Backend, Rig};

@@ -1,13 +1,30 @@
 //! The conformance suites against the catalog and stores that ship with backup-core.
+//! (`backup-store` runs the catalog suite as a matrix over every catalog, one case per check.)
 
 use std::sync::Arc;
 
-use backup_core::{Catalog, MemoryCatalog, conformance, local_disk_store};
+use backup_core::{Catalog, MemoryCatalog, conformance};
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+
+fn local_disk(dir: &tempfile::TempDir) -> Arc<dyn ObjectStore> {
+    Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap().with_fsync(true))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_catalog_passes_the_catalog_suite() {
     conformance::catalog::run_all(Arc::new(MemoryCatalog::new())).await;
     conformance::catalog::run_all_on_empty(Arc::new(MemoryCatalog::new()), Arc::new(MemoryCatalog::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_under_a_monitor_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::catalog::uploads_under_a_monitor_never_pass_the_hard_limit(
+        Arc::new(MemoryCatalog::new()),
+        local_disk(&dir),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -19,6 +36,5 @@ async fn engine_suite_on_memory_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn engine_suite_on_local_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let store = local_disk_store(dir.path()).unwrap();
-    conformance::engine::run_all(store, Arc::new(MemoryCatalog::new())).await;
+    conformance::engine::run_all(local_disk(&dir), Arc::new(MemoryCatalog::new())).await;
 }

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backup_core::catalog::CatalogExt;
 use backup_core::testing::{body_of, pattern};
 use backup_core::{
     Action, Actor, Authorizer, AuthzRequest, CollectionId, CollectionSpec, ContentRule, DigestAlgorithm, Engine, Error,
-    ErrorKind, FilenameTemplate, Limits, ManualClock, Permit, RetentionSpec, UploadOptions, VersionQuery,
+    ErrorKind, FilenameTemplate, Limits, ManualClock, Permit, RetentionSpec, TokioClock, UploadOptions, VersionQuery,
     VersionSelector,
 };
 use bytes::Bytes;
@@ -40,7 +41,8 @@ async fn create_refuses_every_bad_spec_with_the_field_named() {
     let actor = Actor::user("u");
     let id: CollectionId = "c".parse().unwrap();
     let mut negative_extra = spec();
-    negative_extra.limits = Limits { max_versions: 5, max_version_size: 100, max_collection_size: 400 };
+    negative_extra.limits =
+        serde_json::from_str(r#"{"max_versions": 5, "max_version_size": 100, "max_collection_size": 400}"#).unwrap();
     let mut no_placeholder = spec();
     no_placeholder.filename_template = serde_json::from_str::<FilenameTemplate>("\"backup.tar\"").unwrap();
     let cases = [
@@ -189,7 +191,7 @@ async fn denied_upload_reserves_nothing() {
     engine.create_collection(&actor, &id, spec()).await.unwrap();
     engine.upload(&actor, &id, body_of(Bytes::from_static(b"x"), 1)).await.unwrap_err();
     let state = engine.catalog().collection_state(&id).await.unwrap();
-    assert!(state.pending.is_empty() && state.committed.is_empty());
+    assert!(state.pending.is_empty() && state.counters.versions == 0);
 }
 
 /// Refuses bodies not starting with `ok` or ending with `!`.
@@ -237,7 +239,7 @@ async fn content_rules_refuse_early_and_leave_nothing() {
     let v = engine.upload(&actor, &id, body_of(Bytes::from_static(b"ok, fine!"), 3)).await.unwrap();
     assert_eq!(v.number, 1);
     engine.wait_for_cleanups().await;
-    let objects: Vec<_> = engine.store().list(None).try_collect().await.unwrap();
+    let objects: Vec<_> = engine.store().list(Some(&"data/c".into())).try_collect().await.unwrap();
     assert_eq!(objects.len(), 1, "refused uploads left no object");
 }
 
@@ -263,45 +265,57 @@ async fn staged_uploads_commit_abort_or_release_when_dropped() {
     engine.wait_for_cleanups().await;
     let state = engine.catalog().collection_state(&id).await.unwrap();
     assert!(state.pending.is_empty(), "aborted and dropped uploads released their reservations");
-    assert_eq!(state.next_number, 2, "no number was used by them");
-    let objects: Vec<_> = engine.store().list(None).try_collect().await.unwrap();
+    assert_eq!(state.counters.next_number, 2, "no number was used by them");
+    let objects: Vec<_> = engine.store().list(Some(&"data/c".into())).try_collect().await.unwrap();
     assert_eq!(objects.len(), 1);
 }
 
-/// A body that moves the manual clock by `step` on every chunk.
-fn slow_body(
-    clock: Arc<ManualClock>,
-    chunks: usize,
-    step: chrono::Duration,
-) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    stream::iter(0..chunks).map(move |_| {
-        clock.advance(step);
+/// A body that waits `step` of Tokio's time before every chunk: a producer that pauses.
+fn slow_body(chunks: usize, step: Duration) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    stream::iter(0..chunks).then(move |_| async move {
+        tokio::time::sleep(step).await;
         Ok(Bytes::from_static(b"0123456789"))
     })
 }
 
+/// One rule for long pauses: the lease is renewed on a timer while the upload lives, whether
+/// bytes flow or not, so a producer that pauses (ten minutes in all, 25 s at a time, or
+/// five minutes at once) keeps its reservation and commits.
+#[tokio::test(start_paused = true)]
+async fn leases_are_renewed_on_a_timer_while_the_upload_lives() {
+    let clock = Arc::new(TokioClock::new());
+    let engine = Engine::builder().clock(clock.clone()).lease(Duration::from_secs(60)).build().unwrap();
+    let actor = Actor::user("u");
+    let id: CollectionId = "c".parse().unwrap();
+    engine.create_collection(&actor, &id, spec()).await.unwrap();
+    let v = engine.upload(&actor, &id, slow_body(24, Duration::from_secs(25))).await.unwrap();
+    assert_eq!(v.size, 240);
+    let v = engine.upload(&actor, &id, slow_body(1, Duration::from_secs(300))).await.unwrap();
+    assert_eq!(v.number, 2, "a five-minute pause before the first byte");
+    // Staged (the server's confirmation grace) for longer than the lease: still renewed.
+    let staged =
+        engine.begin_upload(&actor, &id, slow_body(1, Duration::ZERO), UploadOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    assert_eq!(staged.commit().await.unwrap().number, 3);
+}
+
+/// A lease that expired anyway (the process froze: the clock moved, no timer fired) is never
+/// revived: the upload fails clearly instead of committing by chance, and nothing stays.
 #[tokio::test]
-async fn leases_are_renewed_while_bytes_flow_and_lost_when_stalled() {
+async fn an_expired_lease_fails_the_upload() {
     let clock = Arc::new(ManualClock::starting_now());
     let engine = Engine::builder().clock(clock.clone()).lease(Duration::from_secs(60)).build().unwrap();
     let actor = Actor::user("u");
     let id: CollectionId = "c".parse().unwrap();
     engine.create_collection(&actor, &id, spec()).await.unwrap();
-    // Ten minutes of upload, 25 s per chunk: it lives only if the lease is renewed.
-    let v = engine.upload(&actor, &id, slow_body(clock.clone(), 24, chrono::Duration::seconds(25))).await.unwrap();
-    assert_eq!(v.size, 240);
-
-    // Stalled between the end of the body and the commit for longer than the lease.
-    let staged = engine
-        .begin_upload(&actor, &id, slow_body(clock.clone(), 1, chrono::Duration::seconds(1)), UploadOptions::default())
-        .await
-        .unwrap();
+    let staged = engine.begin_upload(&actor, &id, body_of(pattern(1, 10), 5), UploadOptions::default()).await.unwrap();
     clock.advance(chrono::Duration::seconds(61));
     let e = staged.commit().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("expired"), "{e}");
     let state = engine.catalog().collection_state(&id).await.unwrap();
     assert!(state.pending.is_empty());
-    assert_eq!(state.committed.len(), 1);
+    assert_eq!(state.counters.versions, 0);
 }
 
 #[tokio::test]

@@ -61,6 +61,29 @@ async fn every_call_of_an_upload_with_rotation_fails_in_turn_local_disk() {
     enumerate_upload_faults(|| Backend::LocalDisk).await;
 }
 
+/// The cost of one upload in catalog calls is pinned: authorize (read the collection),
+/// reserve, commit with its rotation and purge. The store calls around them are the multipart
+/// put and the deletion of the evicted object.
+#[tokio::test]
+async fn one_upload_makes_three_catalog_calls() {
+    let (_, log) = calls_of_one_upload(Backend::Memory).await;
+    assert_eq!(
+        log,
+        [
+            "get_collection",
+            "reserve",
+            "put_multipart",
+            "put_part",
+            "put_part",
+            "put_part",
+            "put_part",
+            "complete",
+            "commit",
+            "delete"
+        ],
+    );
+}
+
 /// A lost reply to the commit is not a failure: the engine asks again and acknowledges.
 #[tokio::test]
 async fn lost_commit_reply_still_acknowledges() {
@@ -102,8 +125,8 @@ async fn every_call_of_a_deletion_fails_in_turn() {
             let mut rig = rig_with_two_versions(Backend::Memory).await;
             rig.arm(n, mode);
             let result = rig.engine.delete_version(&rig.actor, &rig.id, 1).await;
-            let state = rig.engine.catalog().collection_state(&rig.id).await.unwrap();
-            if !state.committed.iter().any(|v| v.number == 1) {
+            let still = rig.engine.catalog().get_version(&rig.id, VersionSelector::Number(1)).await.is_ok();
+            if !still {
                 // The deletion happened (whatever was reported); the model follows.
                 rig.expected.retain(|v| v.number != 1);
             } else {
@@ -115,8 +138,9 @@ async fn every_call_of_a_deletion_fails_in_turn() {
 }
 
 /// A state that needs recovery: an expired upload with its object, a trashed version past
-/// its retention, an orphan. `recover()` with each of its calls failing in turn never breaks
-/// an invariant, and a clean run afterwards finishes the job.
+/// its retention, an object the catalog does not know. `recover()` with each of its calls
+/// failing in turn never breaks an invariant, never deletes the unknown object, and a clean
+/// run afterwards finishes the job.
 #[tokio::test]
 async fn every_call_of_recover_fails_in_turn() {
     async fn messy() -> Rig {
@@ -131,17 +155,30 @@ async fn every_call_of_recover_fails_in_turn() {
             .await
             .unwrap();
         std::mem::forget(staged);
-        let orphan = rig.engine.key_prefix().clone().join("faults").join("orphan");
-        object_store::ObjectStoreExt::put(rig.engine.store().as_ref(), &orphan, Bytes::from_static(b"x").into())
+        object_store::ObjectStoreExt::put(rig.engine.store().as_ref(), &unknown(&rig), Bytes::from_static(b"x").into())
             .await
             .unwrap();
         rig.clock.advance(chrono::Duration::hours(2));
         rig
     }
+    fn unknown(rig: &Rig) -> object_store::path::Path {
+        rig.engine.key_prefix().clone().join("faults").join("not-ours")
+    }
+    async fn survives_then_goes(rig: &Rig, when: &str) {
+        let store = rig.engine.store().as_ref();
+        object_store::ObjectStoreExt::head(store, &unknown(rig))
+            .await
+            .unwrap_or_else(|e| panic!("{when}: the unknown object was deleted: {e}"));
+        object_store::ObjectStoreExt::delete(store, &unknown(rig)).await.unwrap();
+    }
     let rig = messy().await;
     rig.faults.reset();
     let report = rig.engine.recover().await.unwrap();
-    assert_eq!((report.aborted_uploads, report.purged_versions, report.orphans_deleted), (1, 1, 1), "{report:?}");
+    assert_eq!(
+        (report.aborted_uploads, report.purged_versions, report.garbage_deleted, report.unknown_objects),
+        (1, 1, 2, 1),
+        "{report:?}"
+    );
     let calls = rig.faults.calls();
     for mode in [FaultMode::Before, FaultMode::After] {
         for n in 1..=calls {
@@ -149,7 +186,11 @@ async fn every_call_of_recover_fails_in_turn() {
             rig.arm(n, mode);
             let _ = rig.engine.recover().await;
             assert!(rig.faults.fired());
-            rig.recover_and_check(&format!("recover, {mode:?} call {n}")).await;
+            let when = format!("recover, {mode:?} call {n}");
+            rig.faults.reset();
+            let _ = rig.engine.recover().await;
+            survives_then_goes(&rig, &when).await;
+            rig.recover_and_check(&when).await;
         }
     }
 }

@@ -99,26 +99,28 @@ impl PolicyAuthorizer {
                 one_of(&[Permission::Upload])?;
                 let windows = policy.map(|p| p.windows.as_slice()).unwrap_or(&[]);
                 if !any_open(windows, request.now) && decide(&asker, subject, Permission::UploadAnytime).is_err() {
-                    return Err(Error::OutsideWindow {
-                        reason:
-                            "backup window does not allow you to send a backup at this time. You need a token that has \
-                                 a special permission 'uploadsAnytime'"
-                                .into(),
-                        windows: windows.iter().map(ToString::to_string).collect(),
-                    });
+                    return Err(Error::outside_window(
+                        "backup window does not allow you to send a backup at this time. You need a token that has \
+                         a special permission 'uploadsAnytime'",
+                        windows.iter().map(ToString::to_string).collect(),
+                    ));
                 }
                 if let Some(t) = token.filter(|t| t.is_single_use()) {
                     return Ok(Permit::consuming(t.session().clone()));
                 }
+                // A logout during the upload stops it from becoming a version.
+                return Ok(Permit::allow().requiring(token.map(|t| t.session().clone())));
             }
             Action::Download => one_of(&[Permission::Download])?,
             Action::ListVersions | Action::ReadCollection | Action::ListCollections => {
                 one_of(&[Permission::Upload, Permission::Download, Permission::ManageCollections])?
             }
             Action::DeleteVersion | Action::RestoreVersion => one_of(&[Permission::DeleteVersions])?,
-            Action::CreateCollection | Action::UpdateCollection | Action::DeleteCollection => {
-                one_of(&[Permission::ManageCollections])?
-            }
+            Action::CreateCollection
+            | Action::UpdateCollection
+            | Action::DeleteCollection
+            | Action::ProtectVersion
+            | Action::VerifyVersions => one_of(&[Permission::ManageCollections])?,
             other => return Err(Error::denied(format!("{} is not allowed by this policy", other.name()))),
         }
         Ok(Permit::allow())

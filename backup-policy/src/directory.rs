@@ -90,8 +90,8 @@ impl Directory {
     /// thread, at most one per CPU at a time. A weak stored hash is upgraded (kept in memory) after a successful login.
     ///
     /// # Errors
-    /// [`Error::Unauthenticated`] for wrong credentials, a deactivated user or a removed key
-    /// (all with the same message but deactivation); [`Error::PermissionDenied`] when the
+    /// [`backup_core::Error::Unauthenticated`] for wrong credentials, a deactivated user or a removed key
+    /// (all with the same message but deactivation); [`backup_core::Error::PermissionDenied`] when the
     /// client address is outside the user's `restrict_by_ip`.
     pub async fn authenticate(
         &self,
@@ -112,8 +112,7 @@ impl Directory {
             .and_then(|k| self.upgraded.lock().unwrap_or_else(|p| p.into_inner()).get(k).cloned())
             .or(stored);
         let password = password.to_owned();
-        let _permit =
-            self.hashing.acquire().await.map_err(|e| Error::Internal { reason: format!("password hashing: {e}") })?;
+        let _permit = self.hashing.acquire().await.map_err(|e| Error::internal(format!("password hashing: {e}")))?;
         let (ok, upgraded) = tokio::task::spawn_blocking(move || {
             let target = effective.as_ref().unwrap_or(dummy());
             let ok = effective.is_some() && target.verify(password.as_bytes());
@@ -122,7 +121,7 @@ impl Directory {
             (ok, upgraded)
         })
         .await
-        .map_err(|e| Error::Internal { reason: format!("password task: {e}") })?;
+        .map_err(|e| Error::internal(format!("password task: {e}")))?;
         let (Some(user), true) = (user, ok) else {
             return Err(Error::unauthenticated("incorrect Username or Password"));
         };

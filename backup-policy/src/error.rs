@@ -1,4 +1,5 @@
-//! The crate's error type.
+//! The crate's error type: core's errors, plus the one kind only this crate has (a manifest
+//! that breaks a rule, with its file and field).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,8 +9,9 @@ pub use backup_core::ErrorKind;
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a policy operation failed: a configuration error (file and field named), a denied or
-/// unauthenticated request, or a backend failure.
+/// Why a policy operation failed: a configuration error (file and field named), or one of
+/// core's errors (a denied or unauthenticated request, a closed window, a rate limit, a
+/// backend failure), which keeps its variant and fields.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,81 +20,57 @@ pub enum Error {
     Manifest {
         /// The file.
         file: PathBuf,
-        /// The field, as a path (`spec.windows[0].from`); empty when the parser's reason
-        /// names it, or for the whole file.
+        /// The field, as written in the manifest (`spec.windows[0].from`), or empty.
         field: String,
-        /// Why it is refused.
+        /// What is wrong.
         reason: String,
     },
-    /// An argument breaks a rule.
-    #[error("invalid {what}: {reason}")]
-    InvalidInput {
-        /// What was refused.
-        what: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// Credentials or a token were not accepted.
-    #[error("unauthenticated: {reason}")]
-    Unauthenticated {
-        /// Why, in words fit for the client.
-        reason: String,
-    },
-    /// The actor may not do this.
-    #[error("permission denied: {reason}")]
-    PermissionDenied {
-        /// Why, in words fit for the actor.
-        reason: String,
-    },
-    /// No backup window is open.
-    #[error("outside backup windows: {reason}")]
-    OutsideWindow {
-        /// Why.
-        reason: String,
-        /// The windows, as configured.
-        windows: Vec<String>,
-    },
-    /// Too many requests.
-    #[error("rate limited, retry after {} ms", retry_after.as_millis())]
-    RateLimited {
-        /// How long to wait.
-        retry_after: Duration,
-    },
-    /// The catalog (sessions) failed.
+    /// One of core's errors: [`backup_core::Error::Unauthenticated`],
+    /// [`backup_core::Error::PermissionDenied`], [`backup_core::Error::OutsideWindow`],
+    /// [`backup_core::Error::RateLimited`], [`backup_core::Error::InvalidInput`], …
     #[error(transparent)]
     Core(#[from] backup_core::Error),
-    /// A bug or a broken contract.
-    #[error("internal error: {reason}")]
-    Internal {
-        /// What broke.
-        reason: String,
-    },
 }
 
 impl Error {
     /// What went wrong, for callers that branch on it.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Manifest { .. } | Error::InvalidInput { .. } => ErrorKind::InvalidInput,
-            Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
-            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
-            Error::OutsideWindow { .. } => ErrorKind::OutsideWindow,
-            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::Manifest { .. } => ErrorKind::InvalidInput,
             Error::Core(e) => e.kind(),
-            Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Core's error, unless this is a manifest error.
+    pub fn as_core(&self) -> Option<&backup_core::Error> {
+        match self {
+            Error::Core(e) => Some(e),
+            Error::Manifest { .. } => None,
         }
     }
 
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        Error::InvalidInput { what, reason: reason.into() }
+        Error::Core(backup_core::Error::invalid(what, reason))
     }
 
     pub(crate) fn unauthenticated(reason: impl Into<String>) -> Self {
-        Error::Unauthenticated { reason: reason.into() }
+        Error::Core(backup_core::Error::Unauthenticated { reason: reason.into() })
     }
 
     pub(crate) fn denied(reason: impl Into<String>) -> Self {
-        Error::PermissionDenied { reason: reason.into() }
+        Error::Core(backup_core::Error::PermissionDenied { reason: reason.into() })
+    }
+
+    pub(crate) fn internal(reason: impl Into<String>) -> Self {
+        Error::Core(backup_core::Error::internal(reason))
+    }
+
+    pub(crate) fn rate_limited(retry_after: Duration) -> Self {
+        Error::Core(backup_core::Error::RateLimited { retry_after: Some(retry_after) })
+    }
+
+    pub(crate) fn outside_window(reason: impl Into<String>, windows: Vec<String>) -> Self {
+        Error::Core(backup_core::Error::OutsideWindow { reason: reason.into(), windows })
     }
 }
 
@@ -100,13 +78,13 @@ impl From<Error> for backup_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Core(e) => e,
-            Error::Unauthenticated { reason } => backup_core::Error::Unauthenticated { reason },
-            Error::PermissionDenied { reason } => backup_core::Error::PermissionDenied { reason },
-            Error::OutsideWindow { reason, windows } => backup_core::Error::OutsideWindow { reason, windows },
-            Error::RateLimited { retry_after } => backup_core::Error::RateLimited { retry_after: Some(retry_after) },
-            Error::InvalidInput { what, reason } => backup_core::Error::InvalidInput { what, reason },
             e @ Error::Manifest { .. } => backup_core::Error::InvalidInput { what: "manifest", reason: e.to_string() },
-            Error::Internal { reason } => backup_core::Error::Internal { reason },
         }
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        std::io::Error::new(e.kind().to_io(), e)
     }
 }

@@ -30,7 +30,7 @@
 //! use futures::stream;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-repository-examples");
+//! let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/server/config");
 //! let manifests = manifest::load(&root, "backup-repository")?;
 //! let directory = Arc::new(Directory::new(manifests.policy_set()));
 //! let catalog = Arc::new(MemoryCatalog::new());
@@ -40,10 +40,8 @@
 //!     .authorizer(Arc::new(PolicyAuthorizer::new(directory.clone())))
 //!     .content_rule(Arc::new(OpenPgpRule))
 //!     .build()?;
-//! for c in &manifests.collections {
-//!     engine.catalog().create_collection(&backup_core::Collection::new(c.id.clone(), c.spec.clone(), chrono::Utc::now()),
-//!         &backup_core::AuditEvent::new(chrono::Utc::now(), "setup", "collection.create")).await?;
-//! }
+//! // The manifests' collections, validated and audited by the engine.
+//! manifests.declare_collections(&engine).await?;
 //!
 //! // POST /api/stable/auth/login as some-user$uploader (password "test").
 //! let who = directory.authenticate(&"some-user$uploader".parse()?, "test", Some("10.0.0.1".parse().unwrap())).await?;

@@ -78,6 +78,31 @@ impl Manifests {
             collections: self.collections.iter().map(|c| (c.id.clone(), c.policy.clone())).collect(),
         }
     }
+
+    /// Declares every collection of the manifests in `engine` through
+    /// [`backup_core::Engine::declare_collection`]: created if missing, updated if its spec
+    /// changed, audited with its file as the origin. Collections the manifests no longer name
+    /// are kept (they hold backups).
+    ///
+    /// # Errors
+    /// The first collection the engine refuses, with its file named.
+    pub async fn declare_collections(
+        &self,
+        engine: &backup_core::Engine,
+    ) -> Result<Vec<backup_core::protocol::CollectionChange>> {
+        let mut changes = Vec::with_capacity(self.collections.len());
+        for c in &self.collections {
+            let origin = c.file.display().to_string();
+            match engine.declare_collection(&c.id, c.spec.clone(), &origin).await {
+                Ok(change) => changes.push(change),
+                Err(backup_core::Error::InvalidSpec { field, reason }) => {
+                    return Err(Error::Manifest { file: c.file.clone(), field: manifest_field(field), reason });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(changes)
+    }
 }
 
 /// Collects every error of a load, so one run reports them all.
@@ -117,7 +142,7 @@ pub struct Document {
 /// ```
 /// use std::path::Path;
 ///
-/// let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-repository-examples");
+/// let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/server/config");
 /// let loaded = backup_policy::manifest::load(&root, "backup-repository")?;
 /// assert_eq!(loaded.collections[0].id.as_str(), "iwa-ait");
 /// assert_eq!(loaded.users.len(), 3);
@@ -126,7 +151,7 @@ pub struct Document {
 ///
 /// # Errors
 /// [`Error::Manifest`] for the first problem, naming file, field and reason; when there are
-/// several, [`Error::InvalidInput`] listing them all, one a line.
+/// several, [`backup_core::Error::InvalidInput`] listing them all, one a line.
 pub fn load(root: &Path, namespace: &str) -> Result<Manifests> {
     let base = root.join(namespace);
     if !base.is_dir() {
@@ -420,14 +445,22 @@ fn load_user(doc: &Document, secrets: &Secrets, errors: &mut Errors) -> Option<U
 }
 
 /// The manifest field behind a field of the core's spec.
-fn manifest_field(core: &str) -> &'static str {
+/// The manifest field of a spec field core names; an unknown one is shown as core names it.
+fn manifest_field(core: &str) -> String {
     match core {
         "filename_template" => "spec.filenameTemplate",
         "limits.max_versions" => "spec.maxBackupsCount",
         "limits.max_version_size" => "spec.maxOneVersionSize",
+        "limits.max_collection_size" => "spec.maxCollectionSize",
+        "limits" => "spec.maxBackupsCount × spec.maxOneVersionSize",
         "description" => "spec.description",
-        _ => "spec.maxCollectionSize",
+        "content_rule" => "spec.contentRule",
+        "retention.strategy" => "spec.strategyName",
+        "retention.options" => "spec.strategySpec",
+        "digest" => "spec.digest",
+        other => return format!("spec ({other})"),
     }
+    .to_owned()
 }
 
 fn size(file: &Path, field: &str, v: &SizeValue, errors: &mut Errors) -> Option<u64> {
@@ -488,15 +521,16 @@ fn load_collection(
         match BackupWindow::parse(&w.from, &w.duration, s.time_zone.as_deref()) {
             Ok(win) => windows.push(win),
             Err(e) => {
-                let field = if e.to_string().contains("duration") {
-                    "duration"
-                } else if e.to_string().contains("time zone") {
-                    "timeZone"
-                } else {
-                    "from"
+                // Told apart by the structured `what`, never by the message text.
+                let field = match e.as_core() {
+                    Some(backup_core::Error::InvalidInput { what: BackupWindow::TIME_ZONE, .. }) => {
+                        "spec.timeZone".to_owned()
+                    }
+                    Some(backup_core::Error::InvalidInput { what: BackupWindow::DURATION, .. }) => {
+                        format!("spec.windows[{i}].duration")
+                    }
+                    _ => format!("spec.windows[{i}].from"),
                 };
-                let field =
-                    if field == "timeZone" { "spec.timeZone".to_owned() } else { format!("spec.windows[{i}].{field}") };
                 errors.at(file, field, e.to_string());
             }
         }
@@ -545,7 +579,17 @@ fn load_collection(
         acl.push(AclEntry { user, roles: roles(file, &format!("{field}.roles"), &entry.roles, errors) });
     }
     let (Some(soft), Some(hard)) = (soft, hard) else { return None };
-    let limits = Limits { max_versions: s.max_backups_count, max_version_size: soft, max_collection_size: hard };
+    let limits = match Limits::new(s.max_backups_count, soft, hard) {
+        Ok(l) => l,
+        Err(backup_core::Error::InvalidSpec { field, reason }) => {
+            errors.at(file, manifest_field(field), reason);
+            return None;
+        }
+        Err(e) => {
+            errors.at(file, "spec", e.to_string());
+            return None;
+        }
+    };
     let mut spec = CollectionSpec::new(s.filename_template, limits).with_description(s.description).with_digest(digest);
     spec.content_rule = content_rule;
     if let Err(backup_core::Error::InvalidSpec { field, reason }) = spec.validate() {
@@ -560,4 +604,17 @@ fn load_collection(
         policy: CollectionPolicy { windows, acl, health_code_sha256 },
         file: file.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::manifest_field;
+
+    #[test]
+    fn every_spec_field_has_its_manifest_name_and_none_is_misnamed() {
+        assert_eq!(manifest_field("limits.max_collection_size"), "spec.maxCollectionSize");
+        assert_eq!(manifest_field("retention.options"), "spec.strategySpec");
+        assert_eq!(manifest_field("content_rule"), "spec.contentRule");
+        assert_eq!(manifest_field("something.new"), "spec (something.new)", "an unknown field keeps its own name");
+    }
 }

@@ -124,7 +124,7 @@ impl StoredPassword {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming what is wrong; never the secret itself.
+    /// [`backup_core::Error::InvalidInput`] naming what is wrong; never the secret itself.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         if text.starts_with("$argon2") {
@@ -143,7 +143,7 @@ impl StoredPassword {
     /// (tens of milliseconds, 64 MiB): call it on a blocking thread.
     ///
     /// # Errors
-    /// [`Error::Internal`] if the hasher refuses the parameters (it does not for [`TARGET`]).
+    /// [`backup_core::Error::Internal`] if the hasher refuses the parameters (it does not for [`TARGET`]).
     pub fn hash(password: &[u8]) -> Result<Self> {
         let salt = argon2::password_hash::generate_salt();
         let hash = derive(TARGET, 0x13, password, &salt)?;

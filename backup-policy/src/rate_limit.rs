@@ -139,7 +139,7 @@ impl RateLimits {
     /// subscriber usually holds: otherwise one client would have billions of buckets.
     ///
     /// # Errors
-    /// [`Error::RateLimited`] with how long to wait.
+    /// [`backup_core::Error::RateLimited`] with how long to wait.
     pub fn check(&self, bucket: Bucket, key: &RateKey) -> Result<Option<RateInfo>> {
         let Some(l) = &self.limiters[bucket.index()] else { return Ok(None) };
         let key = match key {
@@ -161,9 +161,7 @@ impl RateLimits {
         let outcome = if l.keyed.len() < self.max_keys { l.keyed.check_key(&key) } else { l.overflow.check() };
         match outcome {
             Ok(snapshot) => Ok(Some(RateInfo { limit: l.limit, remaining: snapshot.remaining_burst_capacity() })),
-            Err(not_until) => {
-                Err(Error::RateLimited { retry_after: not_until.wait_time_from(DefaultClock::default().now()) })
-            }
+            Err(not_until) => Err(Error::rate_limited(not_until.wait_time_from(DefaultClock::default().now()))),
         }
     }
 
@@ -238,7 +236,7 @@ mod tests {
         limits.check(Bucket::Login, &a).unwrap();
         let e = limits.check(Bucket::Login, &a).unwrap_err();
         assert!(
-            matches!(e, Error::RateLimited { retry_after } if retry_after > Duration::ZERO && retry_after <= Duration::from_secs(30)),
+            matches!(e, Error::Core(backup_core::Error::RateLimited { retry_after: Some(retry_after) }) if retry_after > Duration::ZERO && retry_after <= Duration::from_secs(30)),
             "{e}"
         );
         assert!(limits.check(Bucket::Login, &b).is_ok(), "another address has its own bucket");

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 /// ```
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for anything else.
+/// [`backup_core::Error::InvalidInput`] for anything else.
 pub fn parse_size(text: &str) -> Result<u64> {
     let t = text.trim();
     if t.starts_with('-') {

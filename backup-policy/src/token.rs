@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{AuditEvent, Catalog, Clock, Session, SessionId};
+use backup_core::{AuditEvent, Catalog, CatalogExt, Clock, Session, SessionId};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ impl From<TokenRejection> for Error {
                 "get session",
                 r.reason,
             )),
-            _ => Error::Unauthenticated { reason: r.reason },
+            _ => Error::unauthenticated(r.reason),
         }
     }
 }
@@ -109,7 +109,7 @@ impl TokenKey {
     /// An HS256 key; its id is derived from the secret unless given.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a secret under 16 bytes.
+    /// [`backup_core::Error::InvalidInput`] for a secret under 16 bytes.
     pub fn hs256(secret: &[u8], kid: Option<&str>) -> Result<Self> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(Error::invalid("JWT secret", format!("must be at least {MIN_SECRET_LEN} bytes long")));
@@ -126,7 +126,7 @@ impl TokenKey {
     /// An Ed25519 (EdDSA) key pair from PEM files, to sign and check.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for keys that do not parse.
+    /// [`backup_core::Error::InvalidInput`] for keys that do not parse.
     pub fn ed25519_pem(kid: &str, private_pem: &[u8], public_pem: &[u8]) -> Result<Self> {
         let encoding =
             EncodingKey::from_ed_pem(private_pem).map_err(|e| Error::invalid("Ed25519 private key", e.to_string()))?;
@@ -138,7 +138,7 @@ impl TokenKey {
     /// An Ed25519 public key only: checks tokens another instance signed.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a key that does not parse.
+    /// [`backup_core::Error::InvalidInput`] for a key that does not parse.
     pub fn ed25519_public_pem(kid: &str, public_pem: &[u8]) -> Result<Self> {
         let decoding =
             DecodingKey::from_ed_pem(public_pem).map_err(|e| Error::invalid("Ed25519 public key", e.to_string()))?;
@@ -304,7 +304,7 @@ impl TokenService {
     /// Signs with `key`; tokens live [`DEFAULT_LIFETIME`].
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] when `key` cannot sign (a public key only).
+    /// [`backup_core::Error::InvalidInput`] when `key` cannot sign (a public key only).
     pub fn new(key: TokenKey, catalog: Arc<dyn Catalog>, clock: Arc<dyn Clock>) -> Result<Self> {
         install_crypto_provider();
         if key.encoding.is_none() {
@@ -316,7 +316,7 @@ impl TokenService {
     /// Sets how long tokens live.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for zero or more than a year.
+    /// [`backup_core::Error::InvalidInput`] for zero or more than a year.
     pub fn with_lifetime(mut self, lifetime: Duration) -> Result<Self> {
         if lifetime.is_zero() || lifetime > Duration::from_secs(366 * 24 * 3600) {
             return Err(Error::invalid("token lifetime", "must be between 1 s and a year"));
@@ -342,7 +342,7 @@ impl TokenService {
     /// [`Error::Core`] if the session cannot be registered (a token that could not be
     /// registered is never handed out).
     pub async fn issue(&self, user: &User, access_key: Option<&str>, request: TokenRequest) -> Result<IssuedToken> {
-        let now = backup_core::clock::to_micros(self.clock.now());
+        let now = backup_core::Timestamp::from(self.clock.now());
         let lifetime = request.lifetime.map_or(self.lifetime, |l| l.min(self.lifetime));
         let expires_at =
             now + chrono::Duration::from_std(lifetime).map_err(|e| Error::invalid("token lifetime", e.to_string()))?;
@@ -353,29 +353,25 @@ impl TokenService {
             access_key_name: access_key.unwrap_or_default().to_owned(),
             operations_scope: scope.clone(),
             jti: uuid::Uuid::new_v4().to_string(),
-            iat: now.timestamp(),
-            exp: expires_at.timestamp(),
+            iat: now.to_datetime().timestamp(),
+            exp: expires_at.to_datetime().timestamp(),
             single_use: request.single_use,
         };
         let mut header = Header::new(self.signing.algorithm);
         header.kid = Some(self.signing.kid.clone());
-        let key = self
-            .signing
-            .encoding
-            .as_ref()
-            .ok_or_else(|| Error::Internal { reason: "signing key without private part".into() })?;
-        let token = jsonwebtoken::encode(&header, &claims, key)
-            .map_err(|e| Error::Internal { reason: format!("signing: {e}") })?;
+        let key = self.signing.encoding.as_ref().ok_or_else(|| Error::internal("signing key without private part"))?;
+        let token =
+            jsonwebtoken::encode(&header, &claims, key).map_err(|e| Error::internal(format!("signing: {e}")))?;
         let mut session = Session::new(
             SessionId::of_token(&token),
             user.name.clone(),
             now,
             expires_at,
             if request.description.is_empty() { "Login".to_owned() } else { request.description },
-        );
+        )
+        .with_single_use(request.single_use);
         session.access_key = access_key.map(str::to_owned);
         session.requester_addr = request.requester_addr;
-        session.single_use = request.single_use;
         session.scope = scope.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
         self.catalog.insert_session(&session).await?;
         Ok(IssuedToken { token, session })
@@ -394,7 +390,7 @@ impl TokenService {
     /// and not expired.
     ///
     /// # Errors
-    /// [`Error::Unauthenticated`] with the reason for any failed check; [`Error::Core`] when
+    /// [`backup_core::Error::Unauthenticated`] with the reason for any failed check; [`Error::Core`] when
     /// the catalog cannot be asked.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken> {
         self.verify_token(token).await.map_err(Error::from)
@@ -434,7 +430,7 @@ impl TokenService {
             scope: claims.operations_scope.unwrap_or_default(),
             session: session.id,
             single_use: claims.single_use,
-            expires_at: session.expires_at,
+            expires_at: session.expires_at.to_datetime(),
         })
     }
 
@@ -474,7 +470,7 @@ impl TokenService {
     /// their own, a `systemAdmin` anyone's.
     ///
     /// # Errors
-    /// [`Error::PermissionDenied`] for someone else's sessions without `systemAdmin`.
+    /// [`backup_core::Error::PermissionDenied`] for someone else's sessions without `systemAdmin`.
     pub async fn sessions(&self, requester: &User, user: Option<&str>, limit: usize) -> Result<Vec<Session>> {
         let of = user.unwrap_or(&requester.name);
         if of != requester.name && !requester.roles.contains(&Role::SystemAdmin) {
@@ -487,7 +483,7 @@ impl TokenService {
     /// unknown session and someone else's are refused alike (nothing to enumerate).
     ///
     /// # Errors
-    /// [`Error::PermissionDenied`]; [`Error::Core`] with `NotFound` (for a `systemAdmin`).
+    /// [`backup_core::Error::PermissionDenied`]; [`Error::Core`] with `NotFound` (for a `systemAdmin`).
     pub async fn revoke(&self, requester: &User, session: &SessionId) -> Result<Session> {
         let admin = requester.roles.contains(&Role::SystemAdmin);
         let owner = match self.catalog.get_session(session).await {
@@ -500,26 +496,21 @@ impl TokenService {
             None if admin => return Err(backup_core::Error::SessionNotFound { session: session.to_string() }.into()),
             _ => return Err(Error::denied("you don't have permissions to revoke session of other user")),
         }
-        let audit =
-            AuditEvent::new(backup_core::clock::to_micros(self.clock.now()), requester.name.clone(), "session.revoke")
-                .detail(session.to_string());
-        Ok(self.catalog.revoke_session(session, audit.at, &audit).await?)
+        let audit = AuditEvent::new(self.clock.now(), requester.name.clone(), "session.revoke")
+            .with_detail(session.to_string());
+        Ok(self.catalog.revoke_session(session, &audit).await?)
     }
 
     /// Revokes every active session of `user`: their own, or anyone's for a `systemAdmin`.
     ///
     /// # Errors
-    /// [`Error::PermissionDenied`].
+    /// [`backup_core::Error::PermissionDenied`].
     pub async fn revoke_all(&self, requester: &User, user: &str) -> Result<u64> {
         if user != requester.name && !requester.roles.contains(&Role::SystemAdmin) {
             return Err(Error::denied("you don't have permissions to revoke sessions of other users"));
         }
-        let audit = AuditEvent::new(
-            backup_core::clock::to_micros(self.clock.now()),
-            requester.name.clone(),
-            "session.revoke_all",
-        )
-        .detail(user.to_owned());
-        Ok(self.catalog.revoke_user_sessions(user, audit.at, &audit).await?)
+        let audit = AuditEvent::new(self.clock.now(), requester.name.clone(), "session.revoke_all")
+            .with_detail(user.to_owned());
+        Ok(self.catalog.revoke_user_sessions(user, &audit).await?)
     }
 }

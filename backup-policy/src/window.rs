@@ -46,11 +46,19 @@ impl PartialEq for BackupWindow {
 }
 
 impl BackupWindow {
+    /// What [`BackupWindow::new`] and [`BackupWindow::parse`] name as `what` in
+    /// [`backup_core::Error::InvalidInput`] when the crontab line is refused.
+    pub const SCHEDULE: &'static str = "backup window schedule";
+    /// … when the duration is refused.
+    pub const DURATION: &'static str = "backup window duration";
+    /// … when the time zone is refused.
+    pub const TIME_ZONE: &'static str = "time zone";
+
     /// A window from a crontab line (`minute hour day-of-month month [day-of-week]`, as
     /// backup-repository reads it), a duration and a time zone.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for an invalid crontab, a zero or over-long duration.
+    /// [`backup_core::Error::InvalidInput`] for an invalid crontab, a zero or over-long duration.
     pub fn new(from: &str, duration: Duration, time_zone: Tz) -> Result<Self> {
         let fields = from.split_whitespace().count();
         // robfig/cron's DowOptional: four fields mean every day of the week.
@@ -59,7 +67,7 @@ impl BackupWindow {
             5 => from.to_owned(),
             n => {
                 return Err(Error::invalid(
-                    "backup window",
+                    Self::SCHEDULE,
                     format!("{from:?} has {n} fields; expected 5 (minute hour day-of-month month day-of-week)"),
                 ));
             }
@@ -68,10 +76,10 @@ impl BackupWindow {
             .seconds(Seconds::Disallowed)
             .build()
             .parse(&pattern)
-            .map_err(|e| Error::invalid("backup window", format!("{from:?} is not a valid crontab: {e}")))?;
+            .map_err(|e| Error::invalid(Self::SCHEDULE, format!("{from:?} is not a valid crontab: {e}")))?;
         if duration.is_zero() || duration > MAX_DURATION {
             return Err(Error::invalid(
-                "backup window",
+                Self::DURATION,
                 format!("duration {duration:?} must be between 1 s and a year"),
             ));
         }
@@ -85,12 +93,12 @@ impl BackupWindow {
     /// As [`BackupWindow::new`]; an unparsable duration or an unknown time zone.
     pub fn parse(from: &str, duration: &str, time_zone: Option<&str>) -> Result<Self> {
         let d = humantime::parse_duration(duration)
-            .map_err(|e| Error::invalid("backup window", format!("duration {duration:?}: {e}")))?;
+            .map_err(|e| Error::invalid(Self::DURATION, format!("duration {duration:?}: {e}")))?;
         let tz = match time_zone {
             None => Tz::UTC,
             Some(name) => name
                 .parse::<Tz>()
-                .map_err(|_| Error::invalid("time zone", format!("{name:?} is not an IANA time zone")))?,
+                .map_err(|_| Error::invalid(Self::TIME_ZONE, format!("{name:?} is not an IANA time zone")))?,
         };
         Self::new(from, d, tz)
     }

@@ -10,7 +10,7 @@ use chrono::{TimeZone, Utc};
 const NS: &str = "backup-repository";
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-repository-examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/server/config")
 }
 
 /// A copy of the examples in a temporary folder, to break one file at a time.
@@ -161,6 +161,16 @@ fn invalid_duration() {
         collection_file,
         "spec.windows[0].duration",
         "duration",
+    );
+}
+
+#[test]
+fn invalid_time_zone_of_windows() {
+    refused(
+        |r| edit(&collection_file(r), "    # optional\n", "    timeZone: Mars/Olympus_Mons\n"),
+        collection_file,
+        "spec.timeZone",
+        "not an IANA time zone",
     );
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backup_core::catalog::CatalogExt;
 use backup_core::{
     Action, Actor, Authorizer, AuthzRequest, Catalog, CollectionSpec, Engine, ErrorKind, ManualClock, MemoryCatalog,
     SessionId, UploadOptions, VersionSelector,
@@ -23,7 +24,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 const SECRET: &[u8] = b"a secret of more than sixteen bytes";
 
 fn manifests() -> Manifests {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup-repository-examples");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/server/config");
     load(&root, "backup-repository").unwrap()
 }
 
@@ -50,10 +51,7 @@ async fn world() -> World {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let system = Actor::user("admin").with_client_addr(ip("1.2.3.4"));
-    for c in &manifests.collections {
-        engine.create_collection(&system, &c.id, c.spec.clone()).await.unwrap();
-    }
+    manifests.declare_collections(&engine).await.unwrap();
     World { directory, tokens, catalog, clock, engine, manifests }
 }
 
@@ -295,7 +293,7 @@ async fn a_single_use_token_serves_exactly_one_upload() {
     let e = w.tokens.verify(&t).await.unwrap_err();
     assert!(e.to_string().contains("revoked"), "used up: {e}");
     let state = w.catalog.collection_state(&"iwa-ait".parse().unwrap()).await.unwrap();
-    assert_eq!((state.committed.len(), state.pending.len()), (1, 0));
+    assert_eq!((state.counters.versions, state.pending.len()), (1, 0));
 }
 
 #[tokio::test]

@@ -36,6 +36,7 @@
 //! | `aws` | `s3://` object stores (Amazon S3 and compatible servers) |
 //! | `gcp` | `gs://` object stores |
 //! | `azure` | `az://` object stores |
+//! | `testing` | [`testing`]: test service URLs and an S3 server in-process |
 
 #![deny(missing_docs)]
 
@@ -47,7 +48,11 @@ mod open;
 mod postgres;
 pub mod snapshot;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod url;
 
+pub use local_disk::local_disk_store;
 pub use object_store_url::{StoreOptions, object_store_from_url};
 pub use open::open_catalog;
 #[cfg(feature = "postgres")]

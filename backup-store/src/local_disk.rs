@@ -1,7 +1,35 @@
-//! Housekeeping for local-disk stores.
+//! Local-disk stores: a durable one by folder, and housekeeping of their staging files.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use backup_core::{Error, Result};
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+
+/// A local-disk store rooted at `root` (created if missing), with fsync on: a file and its
+/// folder are synced before an upload completes, so an acknowledged version survives a power
+/// loss. (`file:///root` in [`crate::object_store_from_url`] gives the same.)
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let store = backup_store::local_disk_store(dir.path().join("blobs"))?;
+/// assert!(store.to_string().contains("LocalFileSystem"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidInput`] when the folder cannot be created or opened.
+pub fn local_disk_store(root: impl AsRef<Path>) -> Result<Arc<dyn ObjectStore>> {
+    let root = root.as_ref();
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::invalid("local store folder", format!("cannot create {}: {e}", root.display())))?;
+    let store = LocalFileSystem::new_with_prefix(root)
+        .map_err(|e| Error::invalid("local store folder", format!("cannot open {}: {e}", root.display())))?
+        .with_fsync(true);
+    Ok(Arc::new(store))
+}
 
 /// Removes the staging files of multipart uploads that a killed process left in a local-disk
 /// store, and returns how many it removed.

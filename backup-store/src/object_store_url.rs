@@ -11,7 +11,7 @@ use object_store::path::Path;
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use object_store::prefix::PrefixStore;
 
-use crate::open::redact;
+use crate::url::redact;
 
 /// Options for [`object_store_from_url`]: backend settings by the names `object_store`'s
 /// builders read (`access_key_id`, `secret_access_key`, `region`, `endpoint`, `allow_http`,
@@ -87,7 +87,7 @@ pub fn object_store_from_url(url: &str, options: &StoreOptions) -> Result<Arc<dy
         "memory" => Ok(Arc::new(InMemory::new())),
         "file" => {
             let path = parsed.to_file_path().map_err(|()| invalid(url, "expected file:///absolute/path"))?;
-            backup_core::local_disk_store(path)
+            crate::local_disk::local_disk_store(path)
         }
         "s3" | "s3a" => s3(url, &parsed, options),
         "gs" => gcs(url, &parsed, options),

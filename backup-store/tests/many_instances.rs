@@ -1,12 +1,13 @@
 //! Many instances: two engines with separate connection pools on one PostgreSQL database and
 //! one S3 bucket, uploading concurrently into one nearly full collection.
 
-mod support;
-
 #[cfg(not(all(feature = "postgres", feature = "aws")))]
 #[test]
 fn two_engines_share_postgres_and_s3() {
-    support::skipped("two_engines_share_postgres_and_s3", "built without the `postgres` and `aws` features");
+    backup_store::testing::skipped(
+        "two_engines_share_postgres_and_s3",
+        "built without the `postgres` and `aws` features",
+    );
 }
 
 #[cfg(all(feature = "postgres", feature = "aws"))]
@@ -15,15 +16,16 @@ async fn two_engines_share_postgres_and_s3() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+    use backup_core::catalog::CatalogExt;
     use backup_core::testing::{body_of, check_invariants, check_recovered, pattern};
     use backup_core::{
         Actor, Catalog, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, UploadOptions, Version,
     };
     use backup_store::{PostgresCatalog, StoreOptions, object_store_from_url};
 
-    let Some(url) = support::database_url("two_engines_share_postgres_and_s3") else { return };
-    let s3 = support::s3::S3Server::start().await;
-    let schema = support::fresh_schema("instances");
+    let Some(url) = backup_store::testing::database_url("two_engines_share_postgres_and_s3") else { return };
+    let s3 = backup_store::testing::S3Server::start().await;
+    let schema = backup_store::testing::fresh_schema("instances");
     let mut engines = Vec::new();
     let mut catalogs: Vec<Arc<dyn Catalog>> = Vec::new();
     for _ in 0..2 {
@@ -56,12 +58,14 @@ async fn two_engines_share_postgres_and_s3() {
         let (catalog, id, stop, samples) = (catalogs[1].clone(), id.clone(), stop.clone(), samples.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
-                let state = catalog.collection_state(&id).await.unwrap();
-                let total = state.committed_bytes();
+                let all = backup_core::protocol::VersionsNeeded::Range(backup_core::protocol::VersionRange::All);
+                let state = catalog.collection_state_with(&id, all).await.unwrap();
+                let total: u64 = state.committed.iter().map(|v| v.size).sum();
+                assert_eq!(total, state.counters.bytes, "the counters follow the versions");
                 assert!(total <= HARD, "hard limit passed: {total} > {HARD}");
                 let keep_from = (state.committed.len() + 1).saturating_sub(KEEP as usize);
                 let kept: u64 = state.committed[keep_from..].iter().map(|v| v.size.saturating_sub(SOFT)).sum();
-                let shares: u64 = state.live_pending(chrono::Utc::now()).map(|p| p.pool_share).sum();
+                let shares: u64 = state.live_pending(chrono::Utc::now().into()).map(|p| p.pool_share).sum();
                 assert!(kept + shares <= HARD - u64::from(KEEP) * SOFT, "extra space over-promised: {kept} + {shares}");
                 samples.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;

@@ -1,8 +1,6 @@
 //! Object stores by URL: every scheme builds, unknown ones are listed, cloud builders are
 //! configured without a network.
 
-mod support;
-
 use backup_core::ErrorKind;
 use backup_store::{StoreOptions, object_store_from_url};
 use object_store::ObjectStoreExt;

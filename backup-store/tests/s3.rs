@@ -1,12 +1,10 @@
 //! S3 for real: the engine's conformance suite against an S3 protocol server in-process
 //! (s3s-fs, SigV4 enforced, conditional writes enforced).
 
-mod support;
-
 #[cfg(not(feature = "aws"))]
 #[test]
 fn s3_tests() {
-    support::skipped("s3 tests", "built without the `aws` feature");
+    backup_store::testing::skipped("s3 tests", "built without the `aws` feature");
 }
 
 #[cfg(feature = "aws")]
@@ -18,7 +16,7 @@ mod with_s3 {
     use object_store::path::Path;
     use object_store::{ObjectStoreExt, PutMode, PutOptions};
 
-    use super::support::s3::S3Server;
+    use backup_store::testing::S3Server;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn engine_suite_on_s3_with_memory_and_sqlite_catalogs() {

@@ -1,10 +1,9 @@
 //! Catalog export and import across kinds: SQLite → blob store → PostgreSQL (and back), with
 //! identical contents and listings.
 
-mod support;
-
 use std::sync::Arc;
 
+use backup_core::catalog::CatalogExt;
 use backup_core::testing::{body_of, pattern};
 use backup_core::{
     Actor, Catalog, CollectionSpec, Engine, Limits, Session, SessionId, UploadOptions, VersionQuery, conformance,
@@ -32,10 +31,9 @@ async fn populate(catalog: Arc<dyn Catalog>, store: Arc<dyn ObjectStore>) -> Eng
         .await
         .unwrap();
     std::mem::forget(staged); // still in flight when the snapshot is taken
-    let now = backup_core::clock::to_micros(chrono::Utc::now());
-    let mut s =
-        Session::new(SessionId::of_token("token-1"), "exporter", now, now + chrono::Duration::hours(6), "Login");
-    s.scope = Some("{\"elements\":[]}".into());
+    let now = backup_core::Timestamp::from(chrono::Utc::now());
+    let s = Session::new(SessionId::of_token("token-1"), "exporter", now, now + chrono::Duration::hours(6), "Login")
+        .with_scope("{\"elements\":[]}");
     catalog.insert_session(&s).await.unwrap();
     engine
 }
@@ -83,13 +81,17 @@ async fn sqlite_to_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_to_postgres_and_back() {
     use backup_store::PostgresCatalog;
-    let Some(url) = support::database_url("sqlite_to_postgres_and_back") else { return };
+    let Some(url) = backup_store::testing::database_url("sqlite_to_postgres_and_back") else { return };
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Arc::new(SqliteCatalog::open(dir.path().join("source.db")).await.unwrap());
-    let pg = Arc::new(PostgresCatalog::builder(&url).schema(support::fresh_schema("import")).build().await.unwrap());
+    let pg = Arc::new(
+        PostgresCatalog::builder(&url).schema(backup_store::testing::fresh_schema("import")).build().await.unwrap(),
+    );
     round_trip(sqlite, pg).await;
 
-    let pg = Arc::new(PostgresCatalog::builder(&url).schema(support::fresh_schema("export")).build().await.unwrap());
+    let pg = Arc::new(
+        PostgresCatalog::builder(&url).schema(backup_store::testing::fresh_schema("export")).build().await.unwrap(),
+    );
     let sqlite = Arc::new(SqliteCatalog::open(dir.path().join("target.db")).await.unwrap());
     round_trip(pg, sqlite).await;
 }
@@ -97,5 +99,5 @@ async fn sqlite_to_postgres_and_back() {
 #[cfg(not(feature = "postgres"))]
 #[test]
 fn sqlite_to_postgres_and_back() {
-    support::skipped("sqlite_to_postgres_and_back", "built without the `postgres` feature");
+    backup_store::testing::skipped("sqlite_to_postgres_and_back", "built without the `postgres` feature");
 }

@@ -1,8 +1,10 @@
-//! The SQLite catalog: the conformance suites, migrations, and several catalogs (connections)
-//! on one file.
+//! The SQLite catalog beyond the shared suite (`catalogs.rs`): the engine suite on local disk,
+//! migrations from every shipped schema, several catalogs (connections) on one file, group
+//! commit.
 
 use std::sync::Arc;
 
+use backup_core::catalog::CatalogExt;
 use backup_core::{Catalog, ErrorKind, conformance};
 use backup_store::SqliteCatalog;
 
@@ -11,16 +13,9 @@ async fn fresh(dir: &tempfile::TempDir, name: &str) -> Arc<dyn Catalog> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_passes_the_catalog_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    conformance::catalog::run_all(fresh(&dir, "suite.db").await).await;
-    conformance::catalog::run_all_on_empty(fresh(&dir, "empty.db").await, fresh(&dir, "scratch.db").await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_passes_the_engine_suite_on_local_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let store = backup_core::local_disk_store(dir.path().join("blobs")).unwrap();
+    let store = backup_store::local_disk_store(dir.path().join("blobs")).unwrap();
     conformance::engine::run_all(store, fresh(&dir, "engine.db").await).await;
 }
 
@@ -64,7 +59,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     rusqlite::Connection::open(&path).unwrap().execute("UPDATE schema_version SET version = 99", []).unwrap();
     let e = SqliteCatalog::open(&path).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Internal);
-    assert!(e.to_string().contains("schema version 99, newer than the 1 this build knows"), "{e}");
+    assert!(e.to_string().contains("schema version 99, newer than the 2 this build knows"), "{e}");
 }
 
 /// Writes that wait for the writer share one transaction and one sync (group commit); each
@@ -74,7 +69,7 @@ async fn grouped_writes_succeed_and_fail_alone() {
     use backup_core::{AuditEvent, Collection, CollectionId, CollectionSpec, Limits};
     let dir = tempfile::tempdir().unwrap();
     let catalog = fresh(&dir, "group.db").await;
-    let now = backup_core::clock::to_micros(chrono::Utc::now());
+    let now = backup_core::Timestamp::from(chrono::Utc::now());
     let tasks: Vec<_> = (0..60)
         .map(|i| {
             let catalog = catalog.clone();
@@ -82,8 +77,8 @@ async fn grouped_writes_succeed_and_fail_alone() {
             let id: CollectionId = format!("grouped-{}", i % 40).parse().unwrap();
             let spec = CollectionSpec::new("v-${version}", Limits::new(2, 100 + i, 1000).unwrap());
             tokio::spawn(async move {
-                let audit = AuditEvent::new(now, "test", "collection.create").collection(&id);
-                catalog.create_collection(&Collection::new(id, spec, now), &audit).await
+                let audit = AuditEvent::new(now, "test", "collection.create").with_collection(&id);
+                catalog.create_collection(&Collection::new(id, spec, now), &audit).await.map(|_| ())
             })
         })
         .collect();
@@ -102,3 +97,120 @@ async fn grouped_writes_succeed_and_fail_alone() {
     let reopened = fresh(&dir, "group.db").await;
     assert_eq!(reopened.list_collections(None, 100).await.unwrap(), listed);
 }
+
+/// A catalog written by the first release (schema 1) opens, is migrated, and keeps every
+/// row; the new counters are computed from its versions, and it takes uploads on.
+#[tokio::test]
+async fn a_schema_1_catalog_is_migrated_with_its_counters() {
+    use backup_core::protocol::{VersionRange, VersionsNeeded};
+    use backup_core::{Actor, CollectionSpec, Engine, Limits, VersionQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_1).unwrap();
+        let spec =
+            serde_json::to_string(&CollectionSpec::new("o-${version}", Limits::new(3, 100, 400).unwrap())).unwrap();
+        conn.execute(
+            "INSERT INTO collections (id, spec, created_at, updated_at, revision, next_number) VALUES ('old', ?1, 0, 0, 1, 4)",
+            [spec],
+        )
+        .unwrap();
+        for (n, size, state) in [(1, 150, "trashed"), (2, 180, "committed"), (3, 40, "committed")] {
+            conn.execute(
+                "INSERT INTO versions (id, collection, state, number, filename, object_key, size, digest, created_at,                  committed_at, uploader_user) VALUES (?1, 'old', ?2, ?3, 'f', ?4, ?5, ?6, 1000, ?7, 'u')",
+                rusqlite::params![
+                    uuid::Uuid::now_v7().to_string(),
+                    state,
+                    n,
+                    format!("data/old/{n}"),
+                    size,
+                    format!("blake3:{}", "0".repeat(64)),
+                    1000 + n
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT; INSERT INTO schema_version VALUES (1);",
+        )
+        .unwrap();
+    }
+    let catalog = Arc::new(SqliteCatalog::open(&path).await.unwrap());
+    let state =
+        catalog.collection_state_with(&"old".parse().unwrap(), VersionsNeeded::Range(VersionRange::All)).await.unwrap();
+    let c = state.counters;
+    assert_eq!((c.next_number, c.versions, c.bytes, c.overage), (4, 2, 220, 80), "{c:?}");
+    assert_eq!(c.last_committed_at.map(|t| t.as_micros()), Some(1003));
+    let engine = Engine::builder().catalog(catalog.clone()).adopt_store(true).build().unwrap();
+    let me = Actor::user("u");
+    let id = "old".parse().unwrap();
+    let listed = engine.versions(&me, &id, VersionQuery::first(10).with_trashed()).await.unwrap().items;
+    assert_eq!(listed.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2, 3]);
+    let v = engine
+        .upload(&me, &id, futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("x"))]))
+        .await
+        .unwrap();
+    assert_eq!(v.number, 4);
+}
+
+/// The first release's schema, as it shipped.
+const SCHEMA_1: &str = r#"
+    CREATE TABLE collections (
+        id          TEXT PRIMARY KEY NOT NULL,
+        spec        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        revision    INTEGER NOT NULL,
+        next_number INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE versions (
+        id               TEXT PRIMARY KEY NOT NULL,
+        collection       TEXT NOT NULL REFERENCES collections(id),
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'trashed', 'purged')),
+        number           INTEGER,
+        filename         TEXT,
+        object_key       TEXT NOT NULL,
+        size             INTEGER,
+        digest           TEXT,
+        reserved         INTEGER,
+        pool_share       INTEGER,
+        lease_until      INTEGER,
+        created_at       INTEGER NOT NULL,
+        committed_at     INTEGER,
+        trashed_at       INTEGER,
+        trash_reason     TEXT,
+        purged_at        INTEGER,
+        uploader_user    TEXT NOT NULL,
+        uploader_key     TEXT,
+        uploader_session TEXT,
+        UNIQUE (collection, number),
+        CHECK ((state = 'pending') = (number IS NULL))
+    ) STRICT;
+    CREATE INDEX versions_by_collection ON versions (collection, state, number);
+    CREATE INDEX versions_by_lease ON versions (state, lease_until);
+    CREATE INDEX versions_by_trash ON versions (state, trashed_at);
+    CREATE INDEX versions_by_key ON versions (object_key);
+    CREATE TABLE sessions (
+        id             TEXT PRIMARY KEY NOT NULL,
+        user_name      TEXT NOT NULL,
+        access_key     TEXT,
+        issued_at      INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        requester_addr TEXT,
+        description    TEXT NOT NULL,
+        single_use     INTEGER NOT NULL,
+        scope          TEXT,
+        revoked_at     INTEGER
+    ) STRICT;
+    CREATE INDEX sessions_by_user ON sessions (user_name, issued_at);
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        actor      TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        collection TEXT,
+        version    INTEGER,
+        detail     TEXT NOT NULL
+    ) STRICT;
+"#;

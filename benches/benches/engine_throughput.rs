@@ -17,10 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_benches::{env_u64, mb_per_s, median, timed};
-use backup_core::{
-    Actor, CollectionId, CollectionSpec, Engine, Limits, MemoryCatalog, UploadOptions, VersionSelector,
-    local_disk_store,
-};
+use backup_core::{Actor, CollectionId, CollectionSpec, Engine, Limits, MemoryCatalog, UploadOptions, VersionSelector};
+use backup_store::local_disk_store;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::path::Path;

@@ -1,32 +1,32 @@
 //! [`MemoryCatalog`]: the catalog in a mutex, always compiled in, for docs, tests and examples.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
-use crate::catalog::{AbortCondition, AbortOutcome, Catalog, CatalogRecord, ImportSummary, VersionQuery};
+use crate::audit::AuditEvent;
+use crate::catalog::{
+    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, VersionQuery,
+};
 use crate::error::{Error, Result};
-use crate::id::{CollectionId, SessionId, VersionId};
-use crate::protocol::{self, CollectionState, CommitRequest, Committed, ReserveRequest};
-use crate::rotation::VersionSummary;
-use crate::session::{AuditEvent, Session};
-use crate::version::{Collection, PendingUpload, Version, VersionSelector, VersionState};
+use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
+use crate::protocol::{
+    CollectionState, Counters, ImportCheck, LoadedState, Mutation, StateQuery, VersionRange, VersionRow,
+};
+use crate::session::Session;
+use crate::time::Timestamp;
+use crate::version::{Collection, PendingUpload, Tombstone, TombstoneKind, Version, VersionSelector, VersionState};
 
 /// A catalog held in memory: complete and atomic (one mutex), gone when dropped.
 ///
 /// ```
 /// use backup_core::{Catalog, MemoryCatalog};
-/// # tokio_test_block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let catalog = MemoryCatalog::new();
 /// assert!(catalog.list_collections(None, 10).await?.is_empty());
-/// # Ok::<(), backup_core::Error>(()) });
-/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
-/// # }
+/// # Ok::<(), backup_core::Error>(()) }).unwrap();
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryCatalog {
@@ -35,10 +35,12 @@ pub struct MemoryCatalog {
 
 #[derive(Debug, Default)]
 struct Inner {
+    repository: Option<RepositoryId>,
     collections: BTreeMap<CollectionId, CollectionRow>,
     /// Committed, trashed and purged versions: where to find them.
     version_index: HashMap<VersionId, (CollectionId, u64)>,
     pending: BTreeMap<VersionId, PendingUpload>,
+    tombstones: BTreeMap<String, Tombstone>,
     sessions: BTreeMap<SessionId, Session>,
     audit: Vec<AuditEvent>,
 }
@@ -46,8 +48,17 @@ struct Inner {
 #[derive(Debug)]
 struct CollectionRow {
     collection: Collection,
-    next_number: u64,
+    counters: Counters,
     versions: BTreeMap<u64, Version>,
+    /// The numbers of the committed versions: ranges of them cost what they hold, not the
+    /// history.
+    committed: BTreeSet<u64>,
+}
+
+impl CollectionRow {
+    fn new(collection: Collection) -> Self {
+        CollectionRow { collection, counters: Counters::empty(), versions: BTreeMap::new(), committed: BTreeSet::new() }
+    }
 }
 
 impl MemoryCatalog {
@@ -57,10 +68,14 @@ impl MemoryCatalog {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every mutation below validates before it writes, so a panic cannot leave a half
-        // applied change behind: a poisoned lock still guards consistent data.
+        // Every step checks all of its writes before it applies any, so a panic cannot leave
+        // a half applied change behind: a poisoned lock still guards consistent data.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn mismatch(m: &Mutation) -> Error {
+    Error::internal(format!("memory catalog: {m:?} matches no row"))
 }
 
 impl Inner {
@@ -68,107 +83,238 @@ impl Inner {
         self.collections.get(id).ok_or_else(|| Error::CollectionNotFound { collection: id.clone() })
     }
 
-    fn row_mut(&mut self, id: &CollectionId) -> Result<&mut CollectionRow> {
-        self.collections.get_mut(id).ok_or_else(|| Error::CollectionNotFound { collection: id.clone() })
+    fn version(&self, id: &VersionId) -> Option<&Version> {
+        let (c, n) = self.version_index.get(id)?;
+        self.collections.get(c)?.versions.get(n)
     }
 
-    fn state(&self, id: &CollectionId) -> Result<CollectionState> {
-        let row = self.row(id)?;
-        let committed = row
+    fn load(&self, query: &StateQuery) -> LoadedState {
+        let collection = query.collection.as_ref().and_then(|q| {
+            let row = self.collections.get(&q.id)?;
+            let range = q.committed.resolve(&row.collection, &row.counters);
+            let numbers: Vec<u64> = match range {
+                VersionRange::Oldest(n) => row.committed.iter().take(n as usize).copied().collect(),
+                VersionRange::Newest(n) => {
+                    let mut v: Vec<u64> = row.committed.iter().rev().take(n as usize).copied().collect();
+                    v.reverse();
+                    v
+                }
+                VersionRange::All => row.committed.iter().copied().collect(),
+                _ => Vec::new(),
+            };
+            let committed = numbers.iter().filter_map(|n| row.versions.get(n).cloned()).collect();
+            let mut wanted: Vec<u64> = q.numbers.clone();
+            wanted.sort_unstable();
+            wanted.dedup();
+            let by_number = wanted.iter().filter_map(|n| row.versions.get(n).cloned()).collect();
+            let pending = self.pending.values().filter(|p| p.collection == q.id).cloned().collect();
+            Some(CollectionState::new(row.collection.clone(), row.counters, pending, committed, by_number))
+        });
+        let versions = query
             .versions
-            .values()
-            .filter(|v| v.state == VersionState::Committed)
-            .map(|v| VersionSummary {
-                id: v.id,
-                number: v.number,
-                size: v.size,
-                created_at: v.created_at,
-                committed_at: v.committed_at,
+            .iter()
+            .filter_map(|id| match self.pending.get(id) {
+                Some(p) => Some(VersionRow::Pending(p.clone())),
+                None => self.version(id).cloned().map(VersionRow::Version),
             })
             .collect();
-        let pending = self.pending.values().filter(|p| &p.collection == id).cloned().collect();
-        Ok(CollectionState::new(row.collection.clone(), row.next_number, committed, pending))
+        let mut sessions: Vec<Session> =
+            query.sessions.iter().filter_map(|id| self.sessions.get(id).cloned()).collect();
+        if let Some(user) = &query.sessions_of {
+            sessions.extend(
+                self.sessions
+                    .values()
+                    .filter(|s| &s.user == user && s.revoked_at.is_none() && !query.sessions.contains(&s.id))
+                    .cloned(),
+            );
+        }
+        let repository = if query.repository { self.repository } else { None };
+        LoadedState::new(collection, versions, sessions, repository)
     }
 
-    fn is_empty(&self) -> bool {
-        self.collections.is_empty() && self.pending.is_empty() && self.sessions.is_empty() && self.audit.is_empty()
-    }
-
-    /// Applies one snapshot record to an inner state being rebuilt.
-    fn load(&mut self, record: CatalogRecord) -> Result<()> {
-        let bad = |reason: String| Error::invalid("catalog snapshot", reason);
-        match record {
-            CatalogRecord::Header { .. } => return Err(bad("a second header".into())),
-            CatalogRecord::Collection { collection, next_number } => {
-                if self.collections.contains_key(&collection.id) {
-                    return Err(bad(format!("collection {} twice", collection.id)));
+    /// Checks every mutation of a step against the state and the step's earlier writes;
+    /// nothing is applied unless all pass.
+    fn check(&self, mutations: &[Mutation]) -> Result<()> {
+        let mut created: HashSet<&CollectionId> = HashSet::new();
+        let mut ids: HashSet<VersionId> = HashSet::new();
+        let mut numbers: HashSet<(&CollectionId, u64)> = HashSet::new();
+        let mut sessions: HashSet<&SessionId> = HashSet::new();
+        let exists = |c: &CollectionId, created: &HashSet<&CollectionId>| {
+            self.collections.contains_key(c) || created.contains(c)
+        };
+        for m in mutations {
+            let ok = match m {
+                Mutation::CreateCollection(c) => {
+                    if exists(&c.id, &created) {
+                        return Err(Error::CollectionExists { collection: c.id.clone() });
+                    }
+                    created.insert(&c.id);
+                    true
                 }
-                self.collections.insert(
-                    collection.id.clone(),
-                    CollectionRow { collection, next_number, versions: BTreeMap::new() },
-                );
-            }
-            CatalogRecord::Version(v) => {
-                let row = self
-                    .collections
-                    .get_mut(&v.collection)
-                    .ok_or_else(|| bad(format!("version {} of unknown collection {}", v.number, v.collection)))?;
-                if v.number >= row.next_number
-                    || row.versions.contains_key(&v.number)
-                    || self.version_index.contains_key(&v.id)
-                {
-                    return Err(bad(format!(
-                        "version {} of {} is out of sequence or repeated",
-                        v.number, v.collection
-                    )));
+                Mutation::UpdateCollection(c) => exists(&c.id, &created),
+                Mutation::DeleteCollection { id, .. } => exists(id, &created),
+                Mutation::SetCounters { collection, .. } => exists(collection, &created),
+                Mutation::InsertPending(p) => {
+                    if self.pending.contains_key(&p.id) || self.version_index.contains_key(&p.id) || !ids.insert(p.id) {
+                        return Err(Error::AlreadyExists { what: format!("upload {}", p.id) });
+                    }
+                    exists(&p.collection, &created)
                 }
-                self.version_index.insert(v.id, (v.collection.clone(), v.number));
-                row.versions.insert(v.number, v);
-            }
-            CatalogRecord::Pending(p) => {
-                if !self.collections.contains_key(&p.collection) || self.pending.contains_key(&p.id) {
-                    return Err(bad(format!(
-                        "pending upload {} of unknown collection {} or repeated",
-                        p.id, p.collection
-                    )));
+                Mutation::UpdatePending(p) => self.pending.contains_key(&p.id),
+                Mutation::RemovePending(id) => self.pending.contains_key(id),
+                Mutation::CommitVersion(v) => {
+                    let taken = self.collections.get(&v.collection).is_some_and(|r| r.versions.contains_key(&v.number));
+                    if taken || !numbers.insert((&v.collection, v.number)) {
+                        return Err(Error::conflict(format!("version {} of {} exists", v.number, v.collection)));
+                    }
+                    self.pending.get(&v.id).is_some_and(|p| p.collection == v.collection)
                 }
-                self.pending.insert(p.id, p);
-            }
-            CatalogRecord::Session(s) => {
-                if self.sessions.insert(s.id.clone(), s).is_some() {
-                    return Err(bad("a session twice".into()));
+                Mutation::UpdateVersion(v) => self.version(&v.id).is_some_and(|old| old.collection == v.collection),
+                Mutation::InsertVersion(v) => {
+                    let taken = self.collections.get(&v.collection).is_some_and(|r| r.versions.contains_key(&v.number));
+                    if self.version_index.contains_key(&v.id)
+                        || self.pending.contains_key(&v.id)
+                        || !ids.insert(v.id)
+                        || taken
+                        || !numbers.insert((&v.collection, v.number))
+                    {
+                        return Err(Error::AlreadyExists {
+                            what: format!("version {} of {} ({})", v.number, v.collection, v.id),
+                        });
+                    }
+                    exists(&v.collection, &created)
                 }
-            }
-            CatalogRecord::Audit(e) => {
-                if self.audit.last().is_some_and(|last| last.seq >= e.seq) {
-                    return Err(bad(format!("audit event {} out of order", e.seq)));
+                Mutation::InsertTombstone(_) | Mutation::ForgetTombstone(_) => true,
+                Mutation::InsertSession(s) => {
+                    if self.sessions.contains_key(&s.id) || !sessions.insert(&s.id) {
+                        return Err(Error::AlreadyExists { what: format!("session {}", s.id) });
+                    }
+                    true
                 }
-                self.audit.push(e);
+                Mutation::RevokeSession { id, .. } => self.sessions.contains_key(id) || sessions.contains(id),
+                Mutation::DeleteSessionsExpiredBefore(_) => true,
+                Mutation::AppendAudit(e) => e.seq == 0 || self.audit.last().is_none_or(|last| last.seq < e.seq),
+                Mutation::SetRepository(id) => {
+                    if let Some(current) = self.repository
+                        && current != *id
+                    {
+                        return Err(Error::conflict(format!("the catalog belongs to repository {current}, not {id}")));
+                    }
+                    true
+                }
+            };
+            if !ok {
+                return Err(mismatch(m));
             }
         }
         Ok(())
     }
 
-    fn push_audit(&mut self, event: &AuditEvent) {
-        let mut e = event.clone();
-        e.seq = self.audit.last().map_or(1, |last| last.seq + 1);
-        self.audit.push(e);
+    /// Applies a checked mutation.
+    fn apply(&mut self, m: Mutation) {
+        match m {
+            Mutation::CreateCollection(c) => {
+                self.collections.insert(c.id.clone(), CollectionRow::new(c));
+            }
+            Mutation::UpdateCollection(c) => {
+                if let Some(row) = self.collections.get_mut(&c.id) {
+                    row.collection = c;
+                }
+            }
+            Mutation::DeleteCollection { id, at } => {
+                if let Some(row) = self.collections.remove(&id) {
+                    for v in row.versions.into_values() {
+                        self.version_index.remove(&v.id);
+                        if v.state == VersionState::Trashed {
+                            let t = Tombstone::new(v.object_key, id.clone(), v.id, TombstoneKind::Purged, at);
+                            self.tombstones.insert(t.object_key.clone(), t);
+                        }
+                    }
+                }
+                self.pending.retain(|_, p| p.collection != id);
+            }
+            Mutation::SetCounters { collection, counters } => {
+                if let Some(row) = self.collections.get_mut(&collection) {
+                    row.counters = counters;
+                }
+            }
+            Mutation::InsertPending(p) | Mutation::UpdatePending(p) => {
+                self.pending.insert(p.id, p);
+            }
+            Mutation::RemovePending(id) => {
+                self.pending.remove(&id);
+            }
+            Mutation::CommitVersion(v) => {
+                self.pending.remove(&v.id);
+                self.put_version(v);
+            }
+            Mutation::UpdateVersion(v) | Mutation::InsertVersion(v) => self.put_version(v),
+            Mutation::InsertTombstone(t) => {
+                self.tombstones.insert(t.object_key.clone(), t);
+            }
+            Mutation::ForgetTombstone(key) => {
+                self.tombstones.remove(&key);
+            }
+            Mutation::InsertSession(s) => {
+                self.sessions.insert(s.id.clone(), s);
+            }
+            Mutation::RevokeSession { id, at } => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.revoked_at.get_or_insert(at);
+                }
+            }
+            Mutation::DeleteSessionsExpiredBefore(before) => self.sessions.retain(|_, s| s.expires_at >= before),
+            Mutation::AppendAudit(mut e) => {
+                if e.seq == 0 {
+                    e.seq = self.audit.last().map_or(1, |last| last.seq + 1);
+                }
+                self.audit.push(e);
+            }
+            Mutation::SetRepository(id) => self.repository = Some(id),
+        }
+    }
+
+    fn put_version(&mut self, v: Version) {
+        if let Some(row) = self.collections.get_mut(&v.collection) {
+            if v.state == VersionState::Committed {
+                row.committed.insert(v.number);
+            } else {
+                row.committed.remove(&v.number);
+            }
+            self.version_index.insert(v.id, (v.collection.clone(), v.number));
+            row.versions.insert(v.number, v);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.repository.is_none()
+            && self.collections.is_empty()
+            && self.pending.is_empty()
+            && self.sessions.is_empty()
+            && self.audit.is_empty()
+            && self.tombstones.is_empty()
     }
 }
 
 #[async_trait]
 impl Catalog for MemoryCatalog {
-    async fn create_collection(&self, collection: &Collection, audit: &AuditEvent) -> Result<()> {
+    fn location(&self) -> String {
+        "memory catalog".to_owned()
+    }
+
+    async fn transact(&self, query: StateQuery, decide: Decide) -> Result<()> {
         let mut inner = self.lock();
-        if inner.collections.contains_key(&collection.id) {
-            return Err(Error::CollectionExists { collection: collection.id.clone() });
+        let state = inner.load(&query);
+        let mutations = decide(&state)?;
+        inner.check(&mutations)?;
+        for m in mutations {
+            inner.apply(m);
         }
-        inner.collections.insert(
-            collection.id.clone(),
-            CollectionRow { collection: collection.clone(), next_number: 1, versions: BTreeMap::new() },
-        );
-        inner.push_audit(audit);
         Ok(())
+    }
+
+    async fn load(&self, query: StateQuery) -> Result<LoadedState> {
+        Ok(self.lock().load(&query))
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
@@ -189,142 +335,15 @@ impl Catalog for MemoryCatalog {
         Ok(iter.take(limit).map(|r| r.collection.clone()).collect())
     }
 
-    async fn update_collection(
-        &self,
-        collection: &Collection,
-        expected_revision: u64,
-        audit: &AuditEvent,
-    ) -> Result<()> {
-        let mut inner = self.lock();
-        let row = inner.row_mut(&collection.id)?;
-        if row.collection.revision != expected_revision {
-            return Err(Error::conflict(format!(
-                "collection {} is at revision {}, not {expected_revision}",
-                collection.id, row.collection.revision
-            )));
-        }
-        row.collection = collection.clone();
-        inner.push_audit(audit);
-        Ok(())
-    }
-
-    async fn delete_collection(&self, id: &CollectionId, audit: &AuditEvent) -> Result<()> {
-        let mut inner = self.lock();
-        let row = inner.row(id)?;
-        let live = row.versions.values().filter(|v| v.state != VersionState::Purged).count();
-        let pending = inner.pending.values().filter(|p| &p.collection == id).count();
-        if live > 0 || pending > 0 {
-            return Err(Error::conflict(format!(
-                "collection {id} is not empty: {live} committed or trashed versions, {pending} uploads in flight"
-            )));
-        }
-        let row = inner.collections.remove(id).expect("checked above");
-        for v in row.versions.values() {
-            inner.version_index.remove(&v.id);
-        }
-        inner.push_audit(audit);
-        Ok(())
-    }
-
-    async fn collection_state(&self, id: &CollectionId) -> Result<CollectionState> {
-        self.lock().state(id)
-    }
-
-    async fn reserve(&self, request: &ReserveRequest) -> Result<PendingUpload> {
-        let mut inner = self.lock();
-        let state = inner.state(&request.collection)?;
-        if inner.pending.contains_key(&request.id) || inner.version_index.contains_key(&request.id) {
-            return Err(Error::AlreadyExists { what: format!("upload {}", request.id) });
-        }
-        let pending = protocol::decide_reservation(&state, request)?;
-        inner.pending.insert(pending.id, pending.clone());
-        Ok(pending)
-    }
-
-    async fn renew_lease(&self, id: &VersionId, lease_until: DateTime<Utc>) -> Result<()> {
-        let mut inner = self.lock();
-        match inner.pending.get_mut(id) {
-            Some(p) => {
-                p.lease_until = lease_until;
-                Ok(())
-            }
-            None => Err(Error::conflict(format!("upload {id} is not pending any more"))),
-        }
-    }
-
-    async fn commit(&self, request: &CommitRequest) -> Result<Committed> {
-        let mut inner = self.lock();
-        let state = inner.state(&request.collection)?;
-        let plan = protocol::decide_commit(&state, request)?;
-        if let Some(sid) = &request.consume_session {
-            match inner.sessions.get(sid) {
-                Some(s) if s.is_active(request.now) => {}
-                _ => {
-                    return Err(Error::conflict(format!(
-                        "single-use session {sid} is already used, revoked or unknown"
-                    )));
-                }
-            }
-        }
-        // Everything is validated; apply.
-        if let Some(sid) = &request.consume_session
-            && let Some(s) = inner.sessions.get_mut(sid)
-        {
-            s.revoked_at = Some(request.now);
-        }
-        inner.pending.remove(&request.id);
-        let row = inner.row_mut(&request.collection)?;
-        let mut evicted = Vec::with_capacity(plan.evict.len());
-        for (id, reason) in &plan.evict {
-            if let Some(v) = row.versions.values_mut().find(|v| v.id == *id) {
-                v.state = VersionState::Trashed;
-                v.trashed_at = Some(request.now);
-                v.trash_reason = Some(reason.clone());
-                evicted.push(v.clone());
-            }
-        }
-        let version = plan.version;
-        row.next_number = version.number + 1;
-        row.versions.insert(version.number, version.clone());
-        inner.version_index.insert(version.id, (version.collection.clone(), version.number));
-        Ok(Committed::new(version, evicted))
-    }
-
-    async fn abort(&self, id: &VersionId, condition: AbortCondition) -> Result<AbortOutcome> {
-        let mut inner = self.lock();
-        if let Some(p) = inner.pending.get(id) {
-            if let AbortCondition::ExpiredAt(now) = condition
-                && p.is_live(now)
-            {
-                return Ok(AbortOutcome::StillLive);
-            }
-            let p = inner.pending.remove(id).expect("present");
-            return Ok(AbortOutcome::Released(p));
-        }
-        if let Some((c, n)) = inner.version_index.get(id)
-            && let Some(v) = inner.collections.get(c).and_then(|r| r.versions.get(n))
-        {
-            return Ok(AbortOutcome::Committed(v.clone()));
-        }
-        Ok(AbortOutcome::NotFound)
-    }
-
-    async fn list_expired_pending(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<PendingUpload>> {
-        let inner = self.lock();
-        let mut expired: Vec<_> = inner.pending.values().filter(|p| !p.is_live(now)).cloned().collect();
-        expired.sort_by_key(|p| (p.lease_until, p.id));
-        expired.truncate(limit);
-        Ok(expired)
-    }
-
     async fn get_version(&self, collection: &CollectionId, selector: VersionSelector) -> Result<Version> {
         let inner = self.lock();
         let row = inner.row(collection)?;
-        let found = match selector {
-            VersionSelector::Latest => row.versions.values().rev().find(|v| v.state == VersionState::Committed),
-            VersionSelector::Number(n) => row.versions.get(&n).filter(|v| v.state == VersionState::Committed),
+        let number = match selector {
+            VersionSelector::Latest => row.committed.last().copied(),
+            VersionSelector::Number(n) => row.committed.contains(&n).then_some(n),
         };
-        found
+        number
+            .and_then(|n| row.versions.get(&n))
             .cloned()
             .ok_or_else(|| Error::VersionNotFound { collection: collection.clone(), selector: selector.to_string() })
     }
@@ -333,41 +352,35 @@ impl Catalog for MemoryCatalog {
         let inner = self.lock();
         let row = inner.row(collection)?;
         let start = query.after.map_or(0, |a| a.saturating_add(1));
-        Ok(row
-            .versions
-            .range(start..)
-            .map(|(_, v)| v)
-            .filter(|v| {
-                v.state == VersionState::Committed || (query.include_trashed && v.state == VersionState::Trashed)
-            })
-            .take(query.limit)
+        let found: Vec<Version> = if query.include_trashed {
+            row.versions
+                .range(start..)
+                .map(|(_, v)| v)
+                .filter(|v| matches!(v.state, VersionState::Committed | VersionState::Trashed))
+                .take(query.limit)
+                .cloned()
+                .collect()
+        } else {
+            row.committed.range(start..).take(query.limit).filter_map(|n| row.versions.get(n).cloned()).collect()
+        };
+        Ok(found)
+    }
+
+    async fn list_pending(&self, filter: &PendingFilter, limit: usize) -> Result<Vec<PendingUpload>> {
+        let inner = self.lock();
+        let mut found: Vec<_> = inner
+            .pending
+            .values()
+            .filter(|p| filter.expired_at.is_none_or(|now| !p.is_live(now)))
+            .filter(|p| filter.owner.as_ref().is_none_or(|o| p.owner.as_ref() == Some(o)))
             .cloned()
-            .collect())
+            .collect();
+        found.sort_by_key(|p| (p.lease_until, p.id));
+        found.truncate(limit);
+        Ok(found)
     }
 
-    async fn trash_version(
-        &self,
-        collection: &CollectionId,
-        number: u64,
-        now: DateTime<Utc>,
-        reason: &str,
-        audit: &AuditEvent,
-    ) -> Result<Version> {
-        let mut inner = self.lock();
-        let row = inner.row_mut(collection)?;
-        let v =
-            row.versions.get_mut(&number).filter(|v| v.state == VersionState::Committed).ok_or_else(|| {
-                Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() }
-            })?;
-        v.state = VersionState::Trashed;
-        v.trashed_at = Some(now);
-        v.trash_reason = Some(reason.to_owned());
-        let v = v.clone();
-        inner.push_audit(audit);
-        Ok(v)
-    }
-
-    async fn list_trashed(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Version>> {
+    async fn list_trashed(&self, before: Timestamp, limit: usize) -> Result<Vec<Version>> {
         let inner = self.lock();
         let mut out: Vec<Version> = inner
             .collections
@@ -381,65 +394,54 @@ impl Catalog for MemoryCatalog {
         Ok(out)
     }
 
-    async fn mark_purged(&self, ids: &[VersionId], now: DateTime<Utc>) -> Result<Vec<VersionId>> {
-        let mut inner = self.lock();
-        let mut marked = Vec::new();
-        for id in ids {
-            let Some((c, n)) = inner.version_index.get(id).cloned() else { continue };
-            if let Some(v) = inner.collections.get_mut(&c).and_then(|r| r.versions.get_mut(&n))
-                && v.state == VersionState::Trashed
-            {
-                v.state = VersionState::Purged;
-                v.purged_at = Some(now);
-                marked.push(*id);
+    async fn list_tombstones(
+        &self,
+        collection: Option<&CollectionId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Tombstone>> {
+        let inner = self.lock();
+        let range = match after {
+            Some(a) => inner.tombstones.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => inner.tombstones.range::<str, _>(..),
+        };
+        Ok(range
+            .map(|(_, t)| t)
+            .filter(|t| collection.is_none_or(|c| &t.collection == c))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn classify_object_keys(&self, keys: &[String]) -> Result<Vec<KeyClass>> {
+        let inner = self.lock();
+        let mut live: HashSet<&str> = inner.pending.values().map(|p| p.object_key.as_str()).collect();
+        let mut purged: HashSet<&str> = HashSet::new();
+        for v in inner.collections.values().flat_map(|r| r.versions.values()) {
+            if v.state == VersionState::Purged {
+                purged.insert(v.object_key.as_str());
+            } else {
+                live.insert(v.object_key.as_str());
             }
         }
-        Ok(marked)
+        Ok(keys
+            .iter()
+            .map(|k| {
+                if live.contains(k.as_str()) {
+                    KeyClass::Live
+                } else if purged.contains(k.as_str()) || inner.tombstones.contains_key(k) {
+                    KeyClass::Garbage
+                } else {
+                    KeyClass::Unknown
+                }
+            })
+            .collect())
     }
 
-    async fn restore_version(
-        &self,
-        collection: &CollectionId,
-        number: u64,
-        now: DateTime<Utc>,
-        audit: &AuditEvent,
-    ) -> Result<Version> {
-        let mut inner = self.lock();
-        let state = inner.state(collection)?;
-        let row = inner.row_mut(collection)?;
-        let not_found = || Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() };
-        let v = row.versions.get(&number).filter(|v| v.state == VersionState::Trashed).ok_or_else(not_found)?;
-        protocol::decide_restore(&state, v, now)?;
-        let v = row.versions.get_mut(&number).ok_or_else(not_found)?;
-        v.state = VersionState::Committed;
-        v.trashed_at = None;
-        v.trash_reason = None;
-        let v = v.clone();
-        inner.push_audit(audit);
-        Ok(v)
-    }
-
-    async fn known_object_keys(&self, keys: &[String]) -> Result<Vec<String>> {
+    async fn repository(&self) -> Result<RepositoryInfo> {
         let inner = self.lock();
-        let mut known: HashSet<&str> = inner.pending.values().map(|p| p.object_key.as_str()).collect();
-        for r in inner.collections.values() {
-            known
-                .extend(r.versions.values().filter(|v| v.state != VersionState::Purged).map(|v| v.object_key.as_str()));
-        }
-        Ok(keys.iter().filter(|k| known.contains(k.as_str())).cloned().collect())
-    }
-
-    async fn insert_session(&self, session: &Session) -> Result<()> {
-        let mut inner = self.lock();
-        if inner.sessions.contains_key(&session.id) {
-            return Err(Error::AlreadyExists { what: format!("session {}", session.id) });
-        }
-        inner.sessions.insert(session.id.clone(), session.clone());
-        Ok(())
-    }
-
-    async fn get_session(&self, id: &SessionId) -> Result<Session> {
-        self.lock().sessions.get(id).cloned().ok_or_else(|| Error::SessionNotFound { session: id.to_string() })
+        let holds = !inner.version_index.is_empty() || !inner.pending.is_empty();
+        Ok(RepositoryInfo::new(inner.repository, holds))
     }
 
     async fn list_sessions(&self, user: Option<&str>, limit: usize) -> Result<Vec<Session>> {
@@ -451,31 +453,6 @@ impl Catalog for MemoryCatalog {
         Ok(out)
     }
 
-    async fn revoke_session(&self, id: &SessionId, now: DateTime<Utc>, audit: &AuditEvent) -> Result<Session> {
-        let mut inner = self.lock();
-        let s = inner.sessions.get_mut(id).ok_or_else(|| Error::SessionNotFound { session: id.to_string() })?;
-        s.revoked_at.get_or_insert(now);
-        let s = s.clone();
-        inner.push_audit(audit);
-        Ok(s)
-    }
-
-    async fn revoke_user_sessions(&self, user: &str, now: DateTime<Utc>, audit: &AuditEvent) -> Result<u64> {
-        let mut inner = self.lock();
-        let mut n = 0;
-        for s in inner.sessions.values_mut().filter(|s| s.user == user && s.revoked_at.is_none()) {
-            s.revoked_at = Some(now);
-            n += 1;
-        }
-        inner.push_audit(audit);
-        Ok(n)
-    }
-
-    async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
-        self.lock().push_audit(event);
-        Ok(())
-    }
-
     async fn list_audit(&self, after: Option<u64>, limit: usize) -> Result<Vec<AuditEvent>> {
         let inner = self.lock();
         let after = after.unwrap_or(0);
@@ -485,15 +462,19 @@ impl Catalog for MemoryCatalog {
 
     async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
         let inner = self.lock();
-        let mut records = vec![CatalogRecord::header(crate::clock::to_micros(Utc::now()))];
+        let mut records = vec![CatalogRecord::header(chrono::Utc::now())];
+        records.extend(inner.repository.map(|id| CatalogRecord::Repository { id }));
         for row in inner.collections.values() {
-            records
-                .push(CatalogRecord::Collection { collection: row.collection.clone(), next_number: row.next_number });
+            records.push(CatalogRecord::Collection {
+                collection: row.collection.clone(),
+                next_number: row.counters.next_number,
+            });
         }
         for row in inner.collections.values() {
             records.extend(row.versions.values().cloned().map(CatalogRecord::Version));
         }
         records.extend(inner.pending.values().cloned().map(CatalogRecord::Pending));
+        records.extend(inner.tombstones.values().cloned().map(CatalogRecord::Tombstone));
         records.extend(inner.sessions.values().cloned().map(CatalogRecord::Session));
         records.extend(inner.audit.iter().cloned().map(CatalogRecord::Audit));
         Ok(futures::stream::iter(records.into_iter().map(Ok)).boxed())
@@ -504,13 +485,18 @@ impl Catalog for MemoryCatalog {
             return Err(Error::conflict("import needs an empty catalog"));
         }
         let mut records = records;
-        let header = records.try_next().await?.ok_or_else(|| Error::invalid("catalog snapshot", "it is empty"))?;
-        header.check_header()?;
+        let mut check = ImportCheck::new();
         let mut fresh = Inner::default();
-        let mut summary = ImportSummary::default();
         while let Some(record) = records.try_next().await? {
-            summary.count(&record);
-            fresh.load(record)?;
+            let mutations = check.record(record)?;
+            fresh.check(&mutations)?;
+            for m in mutations {
+                fresh.apply(m);
+            }
+        }
+        let (counters, summary) = check.finish()?;
+        for m in counters {
+            fresh.apply(m);
         }
         let mut inner = self.lock();
         if !inner.is_empty() {

@@ -1,19 +1,23 @@
 //! Catalog snapshots: every row of a catalog as a stream of records, for export and import.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
-use crate::session::{AuditEvent, Session};
-use crate::version::{Collection, PendingUpload, Version};
+use crate::id::RepositoryId;
+use crate::session::Session;
+use crate::time::Timestamp;
+use crate::version::{Collection, PendingUpload, Tombstone, Version};
 
 /// The format name in a snapshot's header.
 pub const SNAPSHOT_FORMAT: &str = "backup-engine-catalog";
-/// The newest snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The newest snapshot format version this build writes and reads (2 added the repository
+/// id, tombstones, protection and verification; version 1 snapshots read as before).
+pub const SNAPSHOT_VERSION: u32 = 2;
 
-/// One record of a catalog snapshot. A snapshot is a header, then every collection, then
-/// every version (pending uploads included), every session and every audit event.
+/// One record of a catalog snapshot. A snapshot is a header, then the repository id, every
+/// collection, every version (pending uploads included), every tombstone, every session and
+/// every audit event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -25,7 +29,12 @@ pub enum CatalogRecord {
         /// The format version, at most [`SNAPSHOT_VERSION`].
         version: u32,
         /// When the snapshot was taken.
-        exported_at: DateTime<Utc>,
+        exported_at: Timestamp,
+    },
+    /// The repository the catalog belongs to.
+    Repository {
+        /// Its id.
+        id: RepositoryId,
     },
     /// A collection with its number counter.
     Collection {
@@ -38,6 +47,8 @@ pub enum CatalogRecord {
     Version(Version),
     /// An upload in flight.
     Pending(PendingUpload),
+    /// An object the catalog gave up, not yet confirmed deleted.
+    Tombstone(Tombstone),
     /// A session.
     Session(Session),
     /// An audit event, with its sequence number.
@@ -46,8 +57,12 @@ pub enum CatalogRecord {
 
 impl CatalogRecord {
     /// The header of a snapshot taken at `exported_at`.
-    pub fn header(exported_at: DateTime<Utc>) -> Self {
-        CatalogRecord::Header { format: SNAPSHOT_FORMAT.to_owned(), version: SNAPSHOT_VERSION, exported_at }
+    pub fn header(exported_at: impl Into<Timestamp>) -> Self {
+        CatalogRecord::Header {
+            format: SNAPSHOT_FORMAT.to_owned(),
+            version: SNAPSHOT_VERSION,
+            exported_at: exported_at.into(),
+        }
     }
 
     /// Checks that this is a header this build can read.
@@ -84,6 +99,8 @@ pub struct ImportSummary {
     pub sessions: u64,
     /// Audit events.
     pub audit_events: u64,
+    /// Tombstones.
+    pub tombstones: u64,
 }
 
 impl ImportSummary {
@@ -94,7 +111,8 @@ impl ImportSummary {
             CatalogRecord::Version(_) | CatalogRecord::Pending(_) => self.versions += 1,
             CatalogRecord::Session(_) => self.sessions += 1,
             CatalogRecord::Audit(_) => self.audit_events += 1,
-            CatalogRecord::Header { .. } => {}
+            CatalogRecord::Tombstone(_) => self.tombstones += 1,
+            CatalogRecord::Header { .. } | CatalogRecord::Repository { .. } => {}
         }
     }
 }

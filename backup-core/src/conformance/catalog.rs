@@ -1,42 +1,65 @@
-//! The catalog conformance suite.
+//! The catalog conformance suite: every check a [`Catalog`] must pass.
+//!
+//! Each check is a `pub async fn` over `&dyn Catalog` that works in fresh, randomly named
+//! collections and sessions, so checks can run in parallel against one database. A backend
+//! runs [`run_all`] (or each check as a test case of its own, as `backup-store` does with one
+//! case per backend), and [`run_all_on_empty`] with catalogs of its own.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use super::unique_collection;
-use crate::catalog::{AbortCondition, AbortOutcome, Catalog, CatalogRecord, VersionQuery};
+use crate::audit::AuditEvent;
+use crate::catalog::{
+    AbortCondition, AbortOutcome, Catalog, CatalogExt, CatalogRecord, KeyClass, PendingFilter, VersionQuery,
+};
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::ErrorKind;
-use crate::id::{CollectionId, SessionId, VersionId};
-use crate::protocol::{CommitRequest, ReserveRequest, SizeHint};
+use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
+use crate::protocol::{
+    CollectionChange, CollectionQuery, CommitRequest, Decision, Mutation, ReserveRequest, SizeHint, StateQuery,
+    VersionRange, VersionRow, VersionsNeeded,
+};
 use crate::rotation::RotationStrategies;
-use crate::session::{AuditEvent, Session};
+use crate::session::Session;
 use crate::spec::{CollectionSpec, Limits};
-use crate::version::{Collection, PendingUpload, Uploader, Version, VersionSelector, VersionState};
+use crate::time::Timestamp;
+use crate::version::{Collection, PendingUpload, TombstoneKind, Uploader, Version, VersionSelector, VersionState};
 
-/// Runs every check of the suite.
+/// Runs every check of the suite that can share a catalog with others.
 pub async fn run_all(catalog: Arc<dyn Catalog>) {
-    collections_crud(catalog.as_ref()).await;
-    list_collections_paginates(catalog.as_ref()).await;
-    reserve_commit_numbers_and_lists(catalog.as_ref()).await;
-    commit_applies_rotation_and_purge(catalog.as_ref()).await;
-    quota_is_enforced_at_reserve_and_commit(catalog.as_ref()).await;
-    leases_expire_renew_and_abort(catalog.as_ref()).await;
-    abort_reports_what_it_found(catalog.as_ref()).await;
-    delete_collection_refuses_non_empty(catalog.as_ref()).await;
-    single_use_session_is_consumed_by_commit(catalog.as_ref()).await;
-    sessions_register_list_revoke(catalog.as_ref()).await;
-    audit_events_are_appended_in_order(catalog.as_ref()).await;
-    export_is_a_complete_consistent_snapshot(catalog.as_ref()).await;
-    restore_brings_back_a_trashed_version_if_it_fits(catalog.as_ref()).await;
+    let c = catalog.as_ref();
+    collections_crud(c).await;
+    list_collections_paginates(c).await;
+    reserve_commit_numbers_and_lists(c).await;
+    commit_applies_rotation_and_purge(c).await;
+    quota_is_enforced_at_reserve_and_commit(c).await;
+    leases_expire_and_are_never_revived(c).await;
+    abort_reports_what_it_found_and_leaves_a_tombstone(c).await;
+    tombstones_are_listed_classified_and_forgotten(c).await;
+    delete_collection_checks_first_and_tombstones_its_trash(c).await;
+    counters_follow_every_step(c).await;
+    loads_choose_versions_by_range(c).await;
+    pending_uploads_are_listed_by_owner_and_expiry(c).await;
+    held_versions_stay(c).await;
+    single_use_session_is_consumed_by_commit(c).await;
+    required_session_must_be_active_at_commit(c).await;
+    sessions_register_list_revoke_expire(c).await;
+    audit_events_are_appended_in_order(c).await;
+    export_is_a_complete_consistent_snapshot(c).await;
+    restore_brings_back_a_trashed_version_if_it_fits(c).await;
+    a_failing_step_writes_nothing(c).await;
     concurrent_reservations_are_atomic(catalog.clone()).await;
     concurrent_commits_get_unique_numbers(catalog.clone()).await;
+    uploads_under_a_monitor_never_pass_the_hard_limit(catalog.clone(), Arc::new(object_store::memory::InMemory::new()))
+        .await;
 }
 
-/// The checks that need a catalog of their own, empty at the start: import into it.
+/// The checks that need catalogs of their own, empty at the start.
 pub async fn run_all_on_empty(empty: Arc<dyn Catalog>, scratch: Arc<dyn Catalog>) {
+    repository_id_is_claimed_once(scratch.as_ref()).await;
     import_refuses_bad_snapshots(empty.as_ref()).await;
     import_restores_an_export(scratch.as_ref(), empty.as_ref()).await;
 }
@@ -52,9 +75,8 @@ pub async fn contents(catalog: &dyn Catalog) -> Vec<CatalogRecord> {
     records
 }
 
-/// Microsecond precision: what every catalog can store.
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
+fn now() -> Timestamp {
+    Timestamp::from(Utc::now())
 }
 
 fn audit(action: &str) -> AuditEvent {
@@ -68,7 +90,7 @@ fn spec(max_versions: u32, soft: u64, hard: u64) -> CollectionSpec {
 async fn create(catalog: &dyn Catalog, prefix: &str, spec: CollectionSpec) -> CollectionId {
     let id = unique_collection(prefix);
     let c = Collection::new(id.clone(), spec, now());
-    catalog.create_collection(&c, &audit("collection.create").collection(&id)).await.expect("create collection");
+    catalog.create_collection(&c, &audit("collection.create").with_collection(&id)).await.expect("create collection");
     id
 }
 
@@ -76,36 +98,39 @@ fn strategies() -> Arc<RotationStrategies> {
     Arc::new(RotationStrategies::default())
 }
 
-fn reserve_request(id: &CollectionId, hint: SizeHint, at: DateTime<Utc>) -> ReserveRequest {
+fn reserve_request(id: &CollectionId, hint: SizeHint, at: Timestamp) -> ReserveRequest {
     let vid = VersionId::generate();
     ReserveRequest::new(
         vid,
         id.clone(),
         format!("conformance/{id}/{vid}"),
-        Uploader { user: "tester".into(), access_key: Some("key".into()), session: None },
+        Uploader::user("tester").with_access_key(Some("key".into())),
         hint,
         at,
         at + Duration::minutes(10),
-        strategies(),
     )
 }
 
-fn exact(n: u64) -> SizeHint {
-    SizeHint { lower: n, exact: Some(n) }
-}
-
 async fn reserve(catalog: &dyn Catalog, id: &CollectionId, hint: SizeHint) -> PendingUpload {
-    catalog.reserve(&reserve_request(id, hint, now())).await.expect("reserve")
+    catalog.reserve(&reserve_request(id, hint, now()), &strategies()).await.expect("reserve")
 }
 
 fn commit_request(p: &PendingUpload, size: u64) -> CommitRequest {
     let digest = Digest::of(DigestAlgorithm::Blake3, &size.to_le_bytes());
-    CommitRequest::new(p.id, p.collection.clone(), size, digest, now(), None, strategies())
+    CommitRequest::new(p.id, p.collection.clone(), size, digest, now())
+}
+
+async fn commit(catalog: &dyn Catalog, request: &CommitRequest) -> crate::Result<crate::protocol::Committed> {
+    catalog.commit(request, &strategies()).await
 }
 
 async fn upload(catalog: &dyn Catalog, id: &CollectionId, size: u64) -> Version {
-    let p = reserve(catalog, id, exact(size)).await;
-    catalog.commit(&commit_request(&p, size)).await.expect("commit").version
+    let p = reserve(catalog, id, SizeHint::exact(size)).await;
+    commit(catalog, &commit_request(&p, size)).await.expect("commit").version
+}
+
+async fn numbers(catalog: &dyn Catalog, id: &CollectionId, query: VersionQuery) -> Vec<u64> {
+    catalog.list_versions(id, &query).await.expect("list").iter().map(|v| v.number).collect()
 }
 
 /// Create, read, update with revisions, refuse duplicates and unknown ids.
@@ -117,21 +142,35 @@ pub async fn collections_crud(catalog: &dyn Catalog) {
     let e = catalog.create_collection(&dup, &audit("collection.create")).await.expect_err("duplicate create");
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
 
-    let mut updated = got.clone();
-    updated.spec = spec(4, 10, 40).with_description("second");
-    updated.revision = 2;
-    updated.updated_at = now();
-    catalog.update_collection(&updated, 1, &audit("collection.update")).await.expect("update");
+    let second = spec(4, 10, 40).with_description("second");
+    let change =
+        catalog.update_collection(&id, &second, Some(1), false, &audit("collection.update")).await.expect("update");
+    assert!(matches!(&change, CollectionChange::Updated(c) if c.revision == 2), "{change:?}");
     assert_eq!(catalog.get_collection(&id).await.expect("get").spec.description, "second");
-    let e = catalog.update_collection(&updated, 1, &audit("collection.update")).await.expect_err("stale revision");
+    let e = catalog
+        .update_collection(&id, &spec(5, 10, 50), Some(1), false, &audit("collection.update"))
+        .await
+        .expect_err("stale revision");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let same = catalog.update_collection(&id, &second, None, true, &audit("collection.update")).await.expect("put");
+    assert!(matches!(same, CollectionChange::Unchanged(_)), "{same:?}");
 
     let missing = unique_collection("missing");
     assert_eq!(catalog.get_collection(&missing).await.expect_err("missing").kind(), ErrorKind::NotFound);
-    let e = catalog.collection_state(&missing).await.expect_err("missing state");
+    assert_eq!(catalog.collection_state(&missing).await.expect_err("missing state").kind(), ErrorKind::NotFound);
+    let e = catalog
+        .reserve(&reserve_request(&missing, SizeHint::exact(1), now()), &strategies())
+        .await
+        .expect_err("reserve in missing");
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let e = catalog.reserve(&reserve_request(&missing, exact(1), now())).await.expect_err("reserve in missing");
+    let e = catalog
+        .update_collection(&missing, &second, None, false, &audit("collection.update"))
+        .await
+        .expect_err("update missing");
     assert_eq!(e.kind(), ErrorKind::NotFound);
+    let put = catalog.update_collection(&missing, &second, None, true, &audit("collection.put")).await.expect("put");
+    assert!(matches!(put, CollectionChange::Created(_)), "{put:?}");
+    catalog.delete_collection(&missing, &audit("collection.delete")).await.expect("delete");
     catalog.delete_collection(&id, &audit("collection.delete")).await.expect("delete empty");
     assert_eq!(catalog.get_collection(&id).await.expect_err("deleted").kind(), ErrorKind::NotFound);
     let e = catalog.delete_collection(&id, &audit("collection.delete")).await.expect_err("delete twice");
@@ -160,92 +199,90 @@ pub async fn list_collections_paginates(catalog: &dyn Catalog) {
     }
 }
 
-/// Reservations are pending and invisible; commits number versions 1, 2, 3 and lists show them.
+/// Reservations are pending and invisible; commits number versions 1, 2, 3 and lists show
+/// them.
 pub async fn reserve_commit_numbers_and_lists(catalog: &dyn Catalog) {
     let id = create(catalog, "numbers", spec(10, 100, 1000)).await;
-    let p = reserve(catalog, &id, exact(5)).await;
-    assert_eq!((p.reserved, p.pool_share), (5, 0));
+    let p = reserve(catalog, &id, SizeHint::exact(5)).await;
+    assert_eq!((p.reserved, p.pool_share, p.announced), (5, 0, Some(5)));
     let state = catalog.collection_state(&id).await.expect("state");
-    assert_eq!(state.pending.len(), 1);
-    assert!(state.committed.is_empty());
-    assert!(
-        catalog.list_versions(&id, &VersionQuery::first(10)).await.expect("list").is_empty(),
-        "pending is invisible"
-    );
+    assert_eq!((state.pending.len(), state.counters.versions), (1, 0));
+    assert_eq!(state.pending[0], p, "the pending row reads back as reserved");
+    assert!(numbers(catalog, &id, VersionQuery::first(10)).await.is_empty(), "pending is invisible");
     let e = catalog.get_version(&id, VersionSelector::Latest).await.expect_err("nothing committed");
     assert_eq!(e.kind(), ErrorKind::NotFound);
 
-    let v1 = catalog.commit(&commit_request(&p, 5)).await.expect("commit").version;
+    let v1 = commit(catalog, &commit_request(&p, 5)).await.expect("commit").version;
     assert_eq!((v1.number, v1.size, v1.state, v1.filename.as_str()), (1, 5, VersionState::Committed, "c-1.bin"));
     assert_eq!(v1.uploader.access_key.as_deref(), Some("key"));
     let v2 = upload(catalog, &id, 7).await;
     let v3 = upload(catalog, &id, 9).await;
     assert_eq!((v2.number, v3.number), (2, 3));
     let state = catalog.collection_state(&id).await.expect("state");
-    assert_eq!((state.next_number, state.pending.len(), state.committed.len()), (4, 0, 3));
+    assert_eq!((state.counters.next_number, state.pending.len(), state.counters.versions), (4, 0, 3));
 
     assert_eq!(catalog.get_version(&id, VersionSelector::Latest).await.expect("latest"), v3);
     assert_eq!(catalog.get_version(&id, VersionSelector::Number(2)).await.expect("v2"), v2);
     let e = catalog.get_version(&id, VersionSelector::Number(4)).await.expect_err("no v4");
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let page = catalog.list_versions(&id, &VersionQuery::first(2)).await.expect("list");
-    assert_eq!(page.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2]);
+    let e = catalog.get_version(&id, VersionSelector::Number(u64::MAX)).await.expect_err("no huge version");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "numbers beyond a catalog's integers are simply not found");
+    assert_eq!(numbers(catalog, &id, VersionQuery::first(2)).await, [1, 2]);
     let page = catalog.list_versions(&id, &VersionQuery::first(2).after(2)).await.expect("list");
     assert_eq!(page, std::slice::from_ref(&v3));
-    let e = catalog.commit(&commit_request(&p, 5)).await.expect_err("commit twice");
+    assert!(numbers(catalog, &id, VersionQuery::first(2).after(u64::MAX)).await.is_empty());
+    let e = commit(catalog, &commit_request(&p, 5)).await.expect_err("commit twice");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    let known = catalog
-        .known_object_keys(&[v1.object_key.clone(), "conformance/none".into(), v3.object_key.clone()])
+    let classes = catalog
+        .classify_object_keys(&[v1.object_key.clone(), "conformance/none".into(), v3.object_key.clone()])
         .await
-        .expect("known");
-    assert_eq!(known.len(), 2);
+        .expect("classify");
+    assert_eq!(classes, [KeyClass::Live, KeyClass::Unknown, KeyClass::Live]);
 }
 
-/// A commit trashes the versions FIFO evicts, atomically; trashed versions can be listed,
-/// purged, and are then forgotten by `known_object_keys`. Manual trashing works likewise.
+/// A commit trashes the versions FIFO evicts, atomically (or purges them, with tombstones);
+/// trashed versions can be listed and purged. Manual trashing works likewise.
 pub async fn commit_applies_rotation_and_purge(catalog: &dyn Catalog) {
     let id = create(catalog, "rotation", spec(2, 100, 200)).await;
     let v1 = upload(catalog, &id, 1).await;
     let _v2 = upload(catalog, &id, 2).await;
-    let p = reserve(catalog, &id, exact(3)).await;
-    let committed = catalog.commit(&commit_request(&p, 3)).await.expect("commit");
+    let p = reserve(catalog, &id, SizeHint::exact(3)).await;
+    let committed = commit(catalog, &commit_request(&p, 3)).await.expect("commit");
     assert_eq!(committed.evicted.len(), 1);
     let ev = &committed.evicted[0];
     assert_eq!((ev.number, ev.state), (1, VersionState::Trashed));
     assert!(ev.trash_reason.as_deref().is_some_and(|r| r.starts_with("fifo")), "{:?}", ev.trash_reason);
-    let visible: Vec<u64> =
-        catalog.list_versions(&id, &VersionQuery::first(10)).await.expect("list").iter().map(|v| v.number).collect();
-    assert_eq!(visible, [2, 3]);
-    let all: Vec<u64> = catalog
-        .list_versions(&id, &VersionQuery::first(10).with_trashed())
-        .await
-        .expect("list")
-        .iter()
-        .map(|v| v.number)
-        .collect();
-    assert_eq!(all, [1, 2, 3]);
+    assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [2, 3]);
+    assert_eq!(numbers(catalog, &id, VersionQuery::first(10).with_trashed()).await, [1, 2, 3]);
 
     let trashed =
-        catalog.trash_version(&id, 2, now(), "deleted by conformance", &audit("version.delete")).await.expect("trash");
+        catalog.trash_version(&id, 2, "deleted by conformance", false, &audit("version.delete")).await.expect("trash");
     assert_eq!(trashed.state, VersionState::Trashed);
-    let e = catalog.trash_version(&id, 2, now(), "again", &audit("version.delete")).await.expect_err("trash twice");
+    let e = catalog.trash_version(&id, 2, "again", false, &audit("version.delete")).await.expect_err("trash twice");
     assert_eq!(e.kind(), ErrorKind::NotFound);
 
     let due = catalog.list_trashed(now() + Duration::seconds(1), 10_000).await.expect("list trashed");
     let ours: Vec<&Version> = due.iter().filter(|v| v.collection == id).collect();
     assert_eq!(ours.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(catalog.mark_purged(&[v1.id], now()).await.expect("purge"), [v1.id]);
-    let again = catalog
-        .mark_purged(&[v1.id, VersionId::generate()], now())
-        .await
-        .expect("purging again and unknown ids is fine");
+    let marked = catalog.mark_purged(&[v1.id], now()).await.expect("purge");
+    assert_eq!(marked.iter().map(|v| (v.id, v.state)).collect::<Vec<_>>(), [(v1.id, VersionState::Purged)]);
+    let again = catalog.mark_purged(&[v1.id, VersionId::generate()], now()).await.expect("purging again is fine");
     assert!(again.is_empty(), "only versions that were trashed are reported marked");
     let due = catalog.list_trashed(now() + Duration::seconds(1), 10_000).await.expect("list trashed");
     assert!(!due.iter().any(|v| v.id == v1.id));
-    assert!(catalog.known_object_keys(std::slice::from_ref(&v1.object_key)).await.expect("known").is_empty());
-    // Numbers are never reused.
-    let v4 = upload(catalog, &id, 4).await;
-    assert_eq!(v4.number, 4);
+    let classes = catalog.classify_object_keys(std::slice::from_ref(&v1.object_key)).await.expect("classify");
+    assert_eq!(classes, [KeyClass::Garbage], "a purged version's object is garbage");
+
+    // A commit that purges at once: the evicted version is purged with a tombstone.
+    assert_eq!(upload(catalog, &id, 4).await.number, 4, "numbers are never reused");
+    let p = reserve(catalog, &id, SizeHint::exact(5)).await;
+    let committed = commit(catalog, &commit_request(&p, 5).with_purge_evicted(true)).await.expect("commit");
+    assert_eq!(committed.evicted.iter().map(|v| (v.number, v.state)).collect::<Vec<_>>(), [(3, VersionState::Purged)]);
+    let tombstones = catalog.list_tombstones(Some(&id), None, 100).await.expect("tombstones");
+    assert!(
+        tombstones.iter().any(|t| t.object_key == committed.evicted[0].object_key && t.kind == TombstoneKind::Purged)
+    );
+    assert_eq!(committed.version.number, 5);
 }
 
 /// The allowance, the announced size, the shares of uploads in flight and the final size are
@@ -253,101 +290,279 @@ pub async fn commit_applies_rotation_and_purge(catalog: &dyn Catalog) {
 pub async fn quota_is_enforced_at_reserve_and_commit(catalog: &dyn Catalog) {
     // 2 versions of 100, 300 in all: 100 of extra space.
     let id = create(catalog, "quota", spec(2, 100, 300)).await;
-    let e = catalog.reserve(&reserve_request(&id, exact(201), now())).await.expect_err("announced too big");
-    assert!(matches!(e, crate::Error::QuotaExceeded { allowed: 200, received_at_least: 201 }), "{e:?}");
     let e = catalog
-        .reserve(&reserve_request(&id, SizeHint { lower: 250, exact: None }, now()))
+        .reserve(&reserve_request(&id, SizeHint::exact(201), now()), &strategies())
         .await
-        .expect_err("lower bound too big");
+        .expect_err("announced too big");
+    assert!(matches!(e, crate::Error::QuotaExceeded { allowed: 200, received_at_least: 201 }), "{e:?}");
+    let at_least = SizeHint { lower: 250, exact: None };
+    let e = catalog.reserve(&reserve_request(&id, at_least, now()), &strategies()).await.expect_err("lower bound");
     assert_eq!(e.kind(), ErrorKind::QuotaExceeded);
 
-    let big = reserve(catalog, &id, SizeHint::default()).await;
+    let big = reserve(catalog, &id, SizeHint::unknown()).await;
     assert_eq!((big.reserved, big.pool_share), (200, 100), "an unknown size reserves the whole allowance");
-    let small = reserve(catalog, &id, SizeHint::default()).await;
+    let small = reserve(catalog, &id, SizeHint::unknown()).await;
     assert_eq!((small.reserved, small.pool_share), (100, 0), "the pool is held by the first");
-    let e = catalog.commit(&commit_request(&small, 101)).await.expect_err("over the reservation");
+    let e = commit(catalog, &commit_request(&small, 101)).await.expect_err("over the reservation");
     assert_eq!(e.kind(), ErrorKind::QuotaExceeded);
-    catalog.commit(&commit_request(&big, 180)).await.expect("commit within the reservation");
-    catalog.commit(&commit_request(&small, 100)).await.expect("commit the small one");
+    commit(catalog, &commit_request(&big, 180)).await.expect("commit within the reservation");
+    commit(catalog, &commit_request(&small, 100)).await.expect("commit the small one");
     let state = catalog.collection_state(&id).await.expect("state");
-    assert_eq!(state.committed_bytes(), 280);
+    assert_eq!((state.counters.bytes, state.counters.overage), (280, 80));
     // Next: evicts the 180, keeps the 100: allowed 200.
-    let p = reserve(catalog, &id, SizeHint::default()).await;
+    let p = reserve(catalog, &id, SizeHint::unknown()).await;
     assert_eq!(p.reserved, 200);
-    catalog.abort(&p.id, AbortCondition::Always).await.expect("abort");
+    catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
 }
 
-/// Expired leases stop counting, cannot commit, and are what recovery may abort.
-pub async fn leases_expire_renew_and_abort(catalog: &dyn Catalog) {
+/// Expired leases stop counting, cannot commit, cannot be renewed (their share may be promised
+/// to another upload already), and are what recovery may abort.
+pub async fn leases_expire_and_are_never_revived(catalog: &dyn Catalog) {
     let id = create(catalog, "lease", spec(2, 100, 300)).await;
     let t0 = now();
-    let stale = catalog.reserve(&reserve_request(&id, SizeHint::default(), t0)).await.expect("reserve");
+    let stale = catalog.reserve(&reserve_request(&id, SizeHint::unknown(), t0), &strategies()).await.expect("reserve");
     assert_eq!(stale.reserved, 200);
     let later = t0 + Duration::minutes(11);
     // The expired reservation no longer holds its share.
-    let fresh = catalog.reserve(&reserve_request(&id, SizeHint::default(), later)).await.expect("reserve");
+    let fresh =
+        catalog.reserve(&reserve_request(&id, SizeHint::unknown(), later), &strategies()).await.expect("reserve");
     assert_eq!(fresh.reserved, 200);
-    let expired = catalog.list_expired_pending(later, 10_000).await.expect("expired");
+    let expired = catalog.list_pending(&PendingFilter::expired_at(later), 10_000).await.expect("expired");
     assert!(expired.iter().any(|p| p.id == stale.id));
     assert!(!expired.iter().any(|p| p.id == fresh.id));
     let mut req = commit_request(&stale, 10);
     req.now = later;
-    let e = catalog.commit(&req).await.expect_err("commit after the lease");
+    let e = commit(catalog, &req).await.expect_err("commit after the lease");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
 
+    let e = catalog
+        .renew_lease(&stale.id, later + Duration::minutes(10), later)
+        .await
+        .expect_err("an expired lease is never revived");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("expired"), "{e}");
+    let renewed = catalog.renew_lease(&fresh.id, later + Duration::minutes(20), later).await.expect("renew");
+    assert_eq!(renewed.lease_until, later + Duration::minutes(20));
     assert_eq!(
-        catalog.abort(&fresh.id, AbortCondition::ExpiredAt(later)).await.expect("abort"),
-        AbortOutcome::StillLive
+        catalog.abort(&fresh.id, AbortCondition::ExpiredAt(later + Duration::minutes(15)), later).await.expect("abort"),
+        AbortOutcome::StillLive,
+        "a renewed lease is live"
     );
-    catalog.renew_lease(&stale.id, later + Duration::minutes(10)).await.expect("renew");
-    assert_eq!(
-        catalog.abort(&stale.id, AbortCondition::ExpiredAt(later)).await.expect("abort"),
-        AbortOutcome::StillLive
-    );
-    match catalog.abort(&stale.id, AbortCondition::ExpiredAt(later + Duration::minutes(11))).await.expect("abort") {
+    match catalog.abort(&stale.id, AbortCondition::ExpiredAt(later), later).await.expect("abort") {
         AbortOutcome::Released(p) => assert_eq!(p.id, stale.id),
         other => panic!("expected Released, got {other:?}"),
     }
-    let e = catalog.renew_lease(&stale.id, later).await.expect_err("renew an aborted upload");
+    let e = catalog.renew_lease(&stale.id, later, later).await.expect_err("renew an aborted upload");
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    catalog.abort(&fresh.id, AbortCondition::Always).await.expect("abort");
+    catalog.abort(&fresh.id, AbortCondition::Always, later).await.expect("abort");
 }
 
-/// Abort tells a released row from a committed one and from nothing.
-pub async fn abort_reports_what_it_found(catalog: &dyn Catalog) {
+/// Abort tells a released row from a committed one and from nothing, and records a tombstone
+/// for the object of a released one.
+pub async fn abort_reports_what_it_found_and_leaves_a_tombstone(catalog: &dyn Catalog) {
     let id = create(catalog, "abort", spec(3, 100, 300)).await;
-    let p = reserve(catalog, &id, exact(1)).await;
-    assert!(matches!(catalog.abort(&p.id, AbortCondition::Always).await.expect("abort"), AbortOutcome::Released(_)));
-    assert_eq!(catalog.abort(&p.id, AbortCondition::Always).await.expect("abort"), AbortOutcome::NotFound);
+    let p = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let t = now();
+    assert!(matches!(catalog.abort(&p.id, AbortCondition::Always, t).await.expect("abort"), AbortOutcome::Released(_)));
+    assert_eq!(catalog.abort(&p.id, AbortCondition::Always, t).await.expect("abort"), AbortOutcome::NotFound);
+    let tombstones = catalog.list_tombstones(Some(&id), None, 10).await.expect("tombstones");
+    assert_eq!(tombstones.len(), 1);
+    let ts = &tombstones[0];
+    assert_eq!(
+        (ts.object_key.as_str(), ts.version, ts.kind, ts.recorded_at),
+        (p.object_key.as_str(), p.id, TombstoneKind::Released, t)
+    );
     let v = upload(catalog, &id, 2).await;
-    match catalog.abort(&v.id, AbortCondition::Always).await.expect("abort") {
+    match catalog.abort(&v.id, AbortCondition::Always, now()).await.expect("abort") {
         AbortOutcome::Committed(found) => assert_eq!(found.number, v.number),
         other => panic!("expected Committed, got {other:?}"),
     }
     assert_eq!(
-        catalog.collection_state(&id).await.expect("state").committed.len(),
+        catalog.collection_state(&id).await.expect("state").counters.versions,
         1,
         "abort never touches a committed version"
     );
 }
 
-/// A collection with versions or uploads in flight cannot be deleted.
-pub async fn delete_collection_refuses_non_empty(catalog: &dyn Catalog) {
-    let id = create(catalog, "nonempty", spec(3, 100, 300)).await;
-    let p = reserve(catalog, &id, exact(1)).await;
-    let e = catalog.delete_collection(&id, &audit("collection.delete")).await.expect_err("pending upload");
-    assert_eq!(e.kind(), ErrorKind::Conflict);
-    catalog.commit(&commit_request(&p, 1)).await.expect("commit");
-    let e = catalog.delete_collection(&id, &audit("collection.delete")).await.expect_err("committed version");
-    assert_eq!(e.kind(), ErrorKind::Conflict);
-    let v = catalog.trash_version(&id, 1, now(), "test", &audit("version.delete")).await.expect("trash");
-    let e = catalog.delete_collection(&id, &audit("collection.delete")).await.expect_err("trashed version with object");
-    assert_eq!(e.kind(), ErrorKind::Conflict);
-    assert_eq!(catalog.mark_purged(&[v.id], now()).await.expect("purge"), [v.id]);
-    catalog.delete_collection(&id, &audit("collection.delete")).await.expect("delete after purge");
+/// Tombstones are paged by key, classify their objects as garbage, and go when forgotten.
+pub async fn tombstones_are_listed_classified_and_forgotten(catalog: &dyn Catalog) {
+    let id = create(catalog, "tombs", spec(5, 100, 500)).await;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let p = reserve(catalog, &id, SizeHint::exact(1)).await;
+        catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
+        keys.push(p.object_key);
+    }
+    keys.sort();
+    let first = catalog.list_tombstones(Some(&id), None, 2).await.expect("page");
+    assert_eq!(first.iter().map(|t| t.object_key.clone()).collect::<Vec<_>>(), keys[..2]);
+    let rest = catalog.list_tombstones(Some(&id), Some(&first[1].object_key), 2).await.expect("page");
+    assert_eq!(rest.iter().map(|t| t.object_key.clone()).collect::<Vec<_>>(), keys[2..]);
+    assert_eq!(catalog.classify_object_keys(&keys).await.expect("classify"), [KeyClass::Garbage; 3]);
+    catalog.forget_tombstones(&keys[..2]).await.expect("forget");
+    catalog.forget_tombstones(&keys[..2]).await.expect("forgetting twice is fine");
+    let left = catalog.list_tombstones(Some(&id), None, 10).await.expect("list");
+    assert_eq!(left.iter().map(|t| t.object_key.clone()).collect::<Vec<_>>(), keys[2..]);
+    assert_eq!(catalog.classify_object_keys(&keys[..1]).await.expect("classify"), [KeyClass::Unknown]);
+    let all = catalog.list_tombstones(None, None, 100_000).await.expect("all");
+    assert!(all.iter().any(|t| t.object_key == keys[2]), "listing without a collection lists every tombstone");
+    catalog.forget_tombstones(&keys[2..]).await.expect("forget");
 }
 
-fn session(user: &str, at: DateTime<Utc>) -> Session {
+/// A collection with versions or uploads in flight cannot be deleted, and a refused deletion
+/// changes nothing; a deletion turns the objects of its trashed versions into tombstones.
+pub async fn delete_collection_checks_first_and_tombstones_its_trash(catalog: &dyn Catalog) {
+    let id = create(catalog, "nonempty", spec(3, 100, 300)).await;
+    let p = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let e = catalog.delete_collection(&id, &audit("collection.delete")).await.expect_err("pending upload");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    commit(catalog, &commit_request(&p, 1)).await.expect("commit");
+    upload(catalog, &id, 2).await;
+    catalog.trash_version(&id, 2, "test", false, &audit("version.delete")).await.expect("trash");
+    let e = catalog.delete_collection(&id, &audit("collection.delete")).await.expect_err("committed version");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert_eq!(
+        numbers(catalog, &id, VersionQuery::first(10).with_trashed()).await,
+        [1, 2],
+        "a refused deletion changes nothing"
+    );
+    let v1 = catalog.trash_version(&id, 1, "test", false, &audit("version.delete")).await.expect("trash");
+    catalog.delete_collection(&id, &audit("collection.delete")).await.expect("delete with trashed versions");
+    let tombstones = catalog.list_tombstones(Some(&id), None, 10).await.expect("tombstones");
+    assert_eq!(tombstones.len(), 2, "both trashed versions' objects are garbage now");
+    assert!(tombstones.iter().any(|t| t.object_key == v1.object_key));
+    let keys: Vec<String> = tombstones.iter().map(|t| t.object_key.clone()).collect();
+    catalog.forget_tombstones(&keys).await.expect("forget");
+}
+
+/// The counters kept in the collection row equal a recount of the versions after every kind
+/// of step, and the overage is recounted when the soft limit changes.
+pub async fn counters_follow_every_step(catalog: &dyn Catalog) {
+    let id = create(catalog, "counters", spec(3, 100, 600)).await;
+    let recount = || async {
+        let state = catalog.collection_state_with(&id, VersionsNeeded::Range(VersionRange::All)).await.expect("state");
+        let soft = state.collection.spec.limits;
+        let c = state.counters;
+        assert_eq!(c.versions, state.committed.len() as u64, "count");
+        assert_eq!(c.bytes, state.committed.iter().map(|v| v.size).sum::<u64>(), "bytes");
+        assert_eq!(c.overage, state.committed.iter().map(|v| soft.overage(v.size)).sum::<u64>(), "overage");
+        assert_eq!(c.last_committed_at, state.committed.iter().map(|v| v.committed_at).max().or(c.last_committed_at));
+        c
+    };
+    for size in [150, 50, 120] {
+        upload(catalog, &id, size).await;
+        recount().await;
+    }
+    upload(catalog, &id, 10).await; // evicts 150
+    assert_eq!(recount().await.overage, 20);
+    catalog.trash_version(&id, 3, "x", false, &audit("version.delete")).await.expect("trash");
+    assert_eq!(recount().await.versions, 2);
+    catalog.restore_version(&id, 3, &audit("version.restore")).await.expect("restore");
+    assert_eq!(recount().await.bytes, 180);
+    catalog.update_collection(&id, &spec(3, 40, 600), None, false, &audit("collection.update")).await.expect("update");
+    let c = recount().await;
+    assert_eq!((c.overage, c.next_number), (10 + 80, 5), "overage recounted against the new soft limit");
+}
+
+/// A state query loads the oldest, newest or all committed versions, or none, chosen from the
+/// collection row; and versions by number and by id, in any state.
+pub async fn loads_choose_versions_by_range(catalog: &dyn Catalog) {
+    let id = create(catalog, "ranges", spec(10, 100, 1000)).await;
+    let mut ids = Vec::new();
+    for size in 1..=6 {
+        ids.push(upload(catalog, &id, size).await.id);
+    }
+    catalog.trash_version(&id, 2, "x", false, &audit("version.delete")).await.expect("trash");
+    let by_number = vec![(2, VersionState::Trashed), (5, VersionState::Committed)];
+    assert_eq!(load_range(catalog, &id, VersionRange::Oldest(2)).await, (vec![1, 3], by_number.clone()));
+    assert_eq!(load_range(catalog, &id, VersionRange::Newest(2)).await, (vec![5, 6], by_number.clone()));
+    assert_eq!(load_range(catalog, &id, VersionRange::All).await, (vec![1, 3, 4, 5, 6], by_number.clone()));
+    assert_eq!(load_range(catalog, &id, VersionRange::None).await, (vec![], by_number.clone()));
+    assert_eq!(load_range(catalog, &id, VersionRange::Oldest(100)).await.0, vec![1, 3, 4, 5, 6]);
+    let chosen = VersionsNeeded::FromRow(Arc::new(|_, counters| VersionRange::Oldest(counters.versions - 4)));
+    let state = catalog.collection_state_with(&id, chosen).await.expect("state");
+    assert_eq!(state.committed.iter().map(|v| v.number).collect::<Vec<_>>(), [1], "chosen from the counters");
+    let missing = unique_collection("none");
+    let state = catalog.load(StateQuery::collection(CollectionQuery::new(missing))).await.expect("load");
+    assert!(state.collection.is_none());
+    let p = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let rows = catalog.load(StateQuery::versions([p.id, ids[1], VersionId::generate()])).await.expect("load").versions;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().any(|r| matches!(r, VersionRow::Pending(x) if x.id == p.id)));
+    assert!(
+        rows.iter().any(|r| matches!(r, VersionRow::Version(v) if v.id == ids[1] && v.state == VersionState::Trashed))
+    );
+    catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
+}
+
+async fn load_range(
+    catalog: &dyn Catalog,
+    id: &CollectionId,
+    range: VersionRange,
+) -> (Vec<u64>, Vec<(u64, VersionState)>) {
+    let q = CollectionQuery::new(id.clone()).with_committed(VersionsNeeded::Range(range)).with_numbers([2, 5, 99]);
+    let state = catalog.load(StateQuery::collection(q)).await.expect("load").collection.expect("collection");
+    let committed: Vec<u64> = state.committed.iter().map(|v| v.number).collect();
+    let by_number: Vec<(u64, VersionState)> = state.by_number.iter().map(|v| (v.number, v.state)).collect();
+    (committed, by_number)
+}
+
+/// Pending uploads can be listed by engine instance and by expiry.
+pub async fn pending_uploads_are_listed_by_owner_and_expiry(catalog: &dyn Catalog) {
+    let id = create(catalog, "owners", spec(5, 100, 500)).await;
+    let owner = format!("instance-{id}");
+    let t = now();
+    let mine = catalog
+        .reserve(&reserve_request(&id, SizeHint::exact(1), t).with_owner(Some(owner.clone())), &strategies())
+        .await
+        .expect("reserve");
+    let other = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let listed = catalog.list_pending(&PendingFilter::owned_by(owner.clone()), 10).await.expect("list");
+    assert_eq!(listed.iter().map(|p| p.id).collect::<Vec<_>>(), [mine.id]);
+    assert_eq!(listed[0].owner.as_deref(), Some(owner.as_str()));
+    let expired =
+        catalog.list_pending(&PendingFilter::expired_at(t + Duration::minutes(10)), 10_000).await.expect("list");
+    assert!(expired.iter().any(|p| p.id == mine.id), "a lease ending exactly now is expired");
+    for p in [mine, other] {
+        catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
+    }
+}
+
+/// A held version stays whatever FIFO wants, and cannot be deleted; an upload that cannot
+/// fit because held versions take the places is refused with a message that says so.
+pub async fn held_versions_stay(catalog: &dyn Catalog) {
+    let id = create(catalog, "held", spec(2, 100, 200)).await;
+    let v1 = upload(catalog, &id, 1).await;
+    let t = now();
+    let held = v1.clone().with_protection(true, None);
+    let mut counters = catalog.collection_state(&id).await.expect("state").counters;
+    counters.protected += 1;
+    counters.held += 1;
+    let writes = vec![Mutation::UpdateVersion(held), Mutation::SetCounters { collection: id.clone(), counters }];
+    catalog.step(StateQuery::none(), move |_| Ok(Decision::new(writes, ()))).await.expect("hold");
+    upload(catalog, &id, 2).await;
+    let v3 = upload(catalog, &id, 3).await; // evicts 2, not the held 1
+    assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [1, 3]);
+    let e = catalog.trash_version(&id, 1, "x", false, &audit("version.delete")).await.expect_err("held");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("held"), "{e}");
+    // Hold version 3 too: nothing can go, so nothing can come.
+    let mut counters = catalog.collection_state(&id).await.expect("state").counters;
+    counters.protected += 1;
+    let writes = vec![
+        Mutation::UpdateVersion(v3.with_protection(false, Some(t + Duration::days(1)))),
+        Mutation::SetCounters { collection: id.clone(), counters },
+    ];
+    catalog.step(StateQuery::none(), move |_| Ok(Decision::new(writes, ()))).await.expect("protect");
+    let e = catalog
+        .reserve(&reserve_request(&id, SizeHint::exact(1), now()), &strategies())
+        .await
+        .expect_err("the held versions fill the collection");
+    assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}");
+    assert!(e.to_string().contains("held or protected"), "{e}");
+}
+
+fn session(user: &str, at: Timestamp) -> Session {
     let token = uuid::Uuid::new_v4().to_string();
     Session::new(SessionId::of_token(&token), user, at, at + Duration::hours(6), "Login")
 }
@@ -356,37 +571,54 @@ fn session(user: &str, at: DateTime<Utc>) -> Session {
 /// leaves its upload pending, untouched.
 pub async fn single_use_session_is_consumed_by_commit(catalog: &dyn Catalog) {
     let id = create(catalog, "oneshot", spec(3, 100, 300)).await;
-    let mut s = session(&format!("user-{id}"), now());
-    s.single_use = true;
+    let s = session(&format!("user-{id}"), now()).with_single_use(true);
     catalog.insert_session(&s).await.expect("insert session");
-    let a = reserve(catalog, &id, exact(1)).await;
-    let b = reserve(catalog, &id, exact(1)).await;
-    let mut ra = commit_request(&a, 1);
-    ra.consume_session = Some(s.id.clone());
-    catalog.commit(&ra).await.expect("first commit");
+    let a = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let b = reserve(catalog, &id, SizeHint::exact(1)).await;
+    commit(catalog, &commit_request(&a, 1).with_consume_session(Some(s.id.clone()))).await.expect("first commit");
     assert!(catalog.get_session(&s.id).await.expect("session").revoked_at.is_some());
-    let mut rb = commit_request(&b, 1);
-    rb.consume_session = Some(s.id.clone());
-    let e = catalog.commit(&rb).await.expect_err("second commit with the same one-time session");
+    let e = commit(catalog, &commit_request(&b, 1).with_consume_session(Some(s.id.clone())))
+        .await
+        .expect_err("second commit with the same one-time session");
     assert_eq!(e.kind(), ErrorKind::Conflict);
     let state = catalog.collection_state(&id).await.expect("state");
     assert_eq!(
-        (state.committed.len(), state.pending.len(), state.next_number),
+        (state.counters.versions, state.pending.len(), state.counters.next_number),
         (1, 1, 2),
         "nothing of the refused commit applied"
     );
-    catalog.abort(&b.id, AbortCondition::Always).await.expect("abort");
+    catalog.abort(&b.id, AbortCondition::Always, now()).await.expect("abort");
 }
 
-/// Sessions are registered once, listed newest first, revoked one by one or per user.
-pub async fn sessions_register_list_revoke(catalog: &dyn Catalog) {
+/// A commit that requires its upload's session fails once the session is revoked.
+pub async fn required_session_must_be_active_at_commit(catalog: &dyn Catalog) {
+    let id = create(catalog, "logout", spec(3, 100, 300)).await;
+    let s = session(&format!("user-{id}"), now());
+    catalog.insert_session(&s).await.expect("insert session");
+    let a = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let b = reserve(catalog, &id, SizeHint::exact(1)).await;
+    commit(catalog, &commit_request(&a, 1).with_require_session(Some(s.id.clone()))).await.expect("active session");
+    assert!(catalog.get_session(&s.id).await.expect("session").revoked_at.is_none(), "required is not consumed");
+    catalog.revoke_session(&s.id, &audit("session.revoke")).await.expect("logout");
+    let e = commit(catalog, &commit_request(&b, 1).with_require_session(Some(s.id.clone())))
+        .await
+        .expect_err("revoked during the upload");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    catalog.abort(&b.id, AbortCondition::Always, now()).await.expect("abort");
+}
+
+/// Sessions are registered once, listed newest first, revoked one by one or per user, and
+/// expired ones can be deleted.
+pub async fn sessions_register_list_revoke_expire(catalog: &dyn Catalog) {
     let user = format!("u-{}", unique_collection("s"));
     let t = now();
     let s1 = session(&user, t - Duration::minutes(2));
-    let mut s2 = session(&user, t - Duration::minutes(1));
-    s2.access_key = Some("uploader".into());
-    s2.scope = Some(r#"{"elements":[]}"#.into());
-    s2.requester_addr = Some("127.0.0.1".into());
+    let s2 = session(&user, t - Duration::minutes(1))
+        .with_access_key("uploader")
+        .with_scope(r#"{"elements":[]}"#)
+        .with_requester_addr("127.0.0.1")
+        .with_credential("gen-1")
+        .with_chain_started_at(t - Duration::hours(1));
     catalog.insert_session(&s1).await.expect("insert");
     catalog.insert_session(&s2).await.expect("insert");
     let e = catalog.insert_session(&s1).await.expect_err("same token twice");
@@ -395,25 +627,32 @@ pub async fn sessions_register_list_revoke(catalog: &dyn Catalog) {
     let listed = catalog.list_sessions(Some(&user), 10).await.expect("list");
     assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), [s2.id.clone(), s1.id.clone()]);
 
-    let r = catalog.revoke_session(&s1.id, t, &audit("session.revoke")).await.expect("revoke");
+    let revoke_at = |at: Timestamp| AuditEvent::new(at, "conformance", "session.revoke");
+    let r = catalog.revoke_session(&s1.id, &revoke_at(t)).await.expect("revoke");
     assert_eq!(r.revoked_at, Some(t));
-    let again =
-        catalog.revoke_session(&s1.id, t + Duration::minutes(1), &audit("session.revoke")).await.expect("revoke again");
+    let again = catalog.revoke_session(&s1.id, &revoke_at(t + Duration::minutes(1))).await.expect("revoke again");
     assert_eq!(again.revoked_at, Some(t), "the first revocation time stays");
+    assert_eq!(catalog.get_session(&s1.id).await.expect("get").revoked_at, Some(t));
     assert!(!again.is_active(t));
-    assert_eq!(catalog.revoke_user_sessions(&user, t, &audit("session.revoke_all")).await.expect("revoke all"), 1);
+    assert_eq!(catalog.revoke_user_sessions(&user, &audit("session.revoke_all")).await.expect("revoke all"), 1);
     assert!(catalog.get_session(&s2.id).await.expect("get").revoked_at.is_some());
     let missing = SessionId::of_token("never issued");
     assert_eq!(catalog.get_session(&missing).await.expect_err("missing").kind(), ErrorKind::NotFound);
-    let e = catalog.revoke_session(&missing, t, &audit("session.revoke")).await.expect_err("missing");
+    let e = catalog.revoke_session(&missing, &audit("session.revoke")).await.expect_err("missing");
     assert_eq!(e.kind(), ErrorKind::NotFound);
+
+    let old = session(&user, t - Duration::days(2));
+    catalog.insert_session(&old).await.expect("insert");
+    catalog.delete_expired_sessions(t - Duration::days(1)).await.expect("delete expired");
+    assert_eq!(catalog.get_session(&old.id).await.expect_err("deleted").kind(), ErrorKind::NotFound);
+    assert!(catalog.get_session(&s1.id).await.is_ok(), "sessions that expire later stay");
 }
 
 /// The audit log keeps events in order, with those written by mutating calls.
 pub async fn audit_events_are_appended_in_order(catalog: &dyn Catalog) {
     let id = create(catalog, "audit", spec(1, 1, 1)).await;
-    catalog.append_audit(&audit("custom.one").collection(&id).detail("x")).await.expect("append");
-    catalog.append_audit(&audit("custom.two").collection(&id).version(7)).await.expect("append");
+    catalog.append_audit(&audit("custom.one").with_collection(&id).with_detail("x")).await.expect("append");
+    catalog.append_audit(&audit("custom.two").with_collection(&id).with_version(7)).await.expect("append");
     let mut all = Vec::new();
     let mut after = None;
     loop {
@@ -432,32 +671,38 @@ pub async fn audit_events_are_appended_in_order(catalog: &dyn Catalog) {
     assert_eq!(two.version, Some(7));
 }
 
-/// An export holds every kind of row, in order, and is consistent: a header, collections,
-/// versions, sessions, audit events. Importing into a non-empty catalog is refused.
+/// An export holds every kind of row, in order, and is consistent: a header, the repository,
+/// collections, versions, tombstones, sessions, audit events. Importing into a non-empty
+/// catalog is refused.
 pub async fn export_is_a_complete_consistent_snapshot(catalog: &dyn Catalog) {
     let id = create(catalog, "export", spec(2, 100, 300)).await;
     upload(catalog, &id, 1).await;
     upload(catalog, &id, 2).await;
     upload(catalog, &id, 3).await; // trashes 1
-    let pending = reserve(catalog, &id, exact(4)).await;
+    let pending = reserve(catalog, &id, SizeHint::exact(4)).await;
+    let released = reserve(catalog, &id, SizeHint::exact(1)).await;
+    catalog.abort(&released.id, AbortCondition::Always, now()).await.expect("abort");
     let s = session(&format!("u-{id}"), now());
     catalog.insert_session(&s).await.expect("session");
-    catalog.append_audit(&audit("custom.export").collection(&id)).await.expect("audit");
+    catalog.append_audit(&audit("custom.export").with_collection(&id)).await.expect("audit");
 
     let records: Vec<CatalogRecord> = catalog.export().await.expect("export").try_collect().await.expect("stream");
     records[0].check_header().expect("header first");
     let kind = |r: &CatalogRecord| match r {
         CatalogRecord::Header { .. } => 0,
-        CatalogRecord::Collection { .. } => 1,
-        CatalogRecord::Version(_) | CatalogRecord::Pending(_) => 2,
-        CatalogRecord::Session(_) => 3,
-        CatalogRecord::Audit(_) => 4,
+        CatalogRecord::Repository { .. } => 1,
+        CatalogRecord::Collection { .. } => 2,
+        CatalogRecord::Version(_) | CatalogRecord::Pending(_) => 3,
+        CatalogRecord::Tombstone(_) => 4,
+        CatalogRecord::Session(_) => 5,
+        CatalogRecord::Audit(_) => 6,
     };
     assert!(records.windows(2).all(|w| kind(&w[0]) <= kind(&w[1])), "records come in order of kind");
     let ours = |r: &&CatalogRecord| match r {
         CatalogRecord::Collection { collection, .. } => collection.id == id,
         CatalogRecord::Version(v) => v.collection == id,
         CatalogRecord::Pending(p) => p.collection == id,
+        CatalogRecord::Tombstone(t) => t.collection == id,
         CatalogRecord::Session(x) => x.id == s.id,
         CatalogRecord::Audit(e) => e.collection.as_ref() == Some(&id),
         _ => false,
@@ -470,11 +715,12 @@ pub async fn export_is_a_complete_consistent_snapshot(catalog: &dyn Catalog) {
         .collect();
     assert_eq!(states, [(1, VersionState::Trashed), (2, VersionState::Committed), (3, VersionState::Committed)]);
     assert!(mine.iter().any(|r| matches!(r, CatalogRecord::Pending(p) if p.id == pending.id)));
+    assert!(mine.iter().any(|r| matches!(r, CatalogRecord::Tombstone(t) if t.version == released.id)));
     assert!(mine.iter().any(|r| matches!(r, CatalogRecord::Session(_))));
     assert_eq!(mine.iter().filter(|r| matches!(r, CatalogRecord::Audit(_))).count(), 2);
     let e = catalog.import(futures::stream::iter(records.into_iter().map(Ok)).boxed()).await.expect_err("not empty");
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    catalog.abort(&pending.id, AbortCondition::Always).await.expect("abort");
+    catalog.abort(&pending.id, AbortCondition::Always, now()).await.expect("abort");
 }
 
 /// A trashed version comes back with its number when there is a place and room; a purged one
@@ -485,25 +731,70 @@ pub async fn restore_brings_back_a_trashed_version_if_it_fits(catalog: &dyn Cata
     let v1 = upload(catalog, &id, 140).await;
     let _v2 = upload(catalog, &id, 100).await;
     let v3 = upload(catalog, &id, 10).await; // evicts v1
-    let e = catalog.restore_version(&id, 1, now(), &audit("version.restore")).await.expect_err("no place");
+    let e = catalog.restore_version(&id, 1, &audit("version.restore")).await.expect_err("no place");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    catalog.trash_version(&id, 3, now(), "deleted", &audit("version.delete")).await.expect("trash");
-    let restored = catalog.restore_version(&id, 3, now(), &audit("version.restore")).await.expect("restore");
+    catalog.trash_version(&id, 3, "deleted", false, &audit("version.delete")).await.expect("trash");
+    let restored = catalog.restore_version(&id, 3, &audit("version.restore")).await.expect("restore");
     assert_eq!((restored.number, restored.state, restored.trash_reason.as_deref()), (3, VersionState::Committed, None));
     assert!(catalog.mark_purged(&[v3.id], now()).await.expect("purge").is_empty(), "a restored version is not purged");
-    catalog.trash_version(&id, 3, now(), "deleted", &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, 3, "deleted", false, &audit("version.delete")).await.expect("trash");
     // v1 (140, 40 over the soft limit) fits next to v2 only with the extra space left: 50.
-    let back = catalog.restore_version(&id, 1, now(), &audit("version.restore")).await.expect("restore v1");
-    assert_eq!(back.number, 1);
-    let state = catalog.collection_state(&id).await.expect("state");
-    assert_eq!(state.committed.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(state.next_number, 4, "restoring uses no new number");
-    assert_eq!(catalog.mark_purged(&[v3.id], now()).await.expect("purge"), [v3.id]);
-    let e = catalog.restore_version(&id, 3, now(), &audit("version.restore")).await.expect_err("purged");
+    let back = catalog.restore_version(&id, 1, &audit("version.restore")).await.expect("restore v1");
+    assert_eq!(back.number, v1.number);
+    assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [1, 2]);
+    assert_eq!(
+        catalog.collection_state(&id).await.expect("state").counters.next_number,
+        4,
+        "restoring uses no new number"
+    );
+    assert_eq!(catalog.mark_purged(&[v3.id], now()).await.expect("purge").len(), 1);
+    let e = catalog.restore_version(&id, 3, &audit("version.restore")).await.expect_err("purged");
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let e = catalog.restore_version(&id, 2, now(), &audit("version.restore")).await.expect_err("committed");
+    let e = catalog.restore_version(&id, 2, &audit("version.restore")).await.expect_err("committed");
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let _ = v1;
+}
+
+/// A step whose decision fails, or whose write hits a taken key, writes nothing at all.
+pub async fn a_failing_step_writes_nothing(catalog: &dyn Catalog) {
+    let id = create(catalog, "atomic", spec(3, 100, 300)).await;
+    let v = upload(catalog, &id, 1).await;
+    let before = catalog.collection_state(&id).await.expect("state");
+    // A write followed by one on a taken key: the first must be rolled back.
+    let dup = Collection::new(id.clone(), spec(1, 1, 1), now());
+    let writes = vec![
+        Mutation::AppendAudit(audit("atomic.first").with_collection(&id)),
+        Mutation::SetCounters { collection: id.clone(), counters: Default::default() },
+        Mutation::CreateCollection(dup),
+    ];
+    let e = catalog.step(StateQuery::none(), move |_| Ok(Decision::new(writes, ()))).await.expect_err("taken id");
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    let e = catalog
+        .step(StateQuery::none(), |_| -> crate::Result<Decision<()>> { Err(crate::Error::conflict("no")) })
+        .await
+        .expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert_eq!(catalog.collection_state(&id).await.expect("state"), before, "counters untouched");
+    let events = catalog.list_audit(None, 100_000).await.expect("audit");
+    assert!(!events.iter().any(|e| e.action == "atomic.first"), "the audit event was rolled back");
+    assert_eq!(catalog.get_version(&id, VersionSelector::Latest).await.expect("latest"), v);
+}
+
+/// A catalog takes a repository id once; the same id again is fine, another is refused.
+pub async fn repository_id_is_claimed_once(catalog: &dyn Catalog) {
+    let info = catalog.repository().await.expect("repository");
+    assert_eq!(info.id, None, "a new catalog has no repository id");
+    let id = RepositoryId::generate();
+    assert_eq!(catalog.claim_repository(id).await.expect("claim"), id);
+    assert_eq!(catalog.claim_repository(id).await.expect("claim again"), id);
+    let e = catalog.claim_repository(RepositoryId::generate()).await.expect_err("another id");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(e.to_string().contains(&id.to_string()), "{e}");
+    assert_eq!(catalog.repository().await.expect("repository").id, Some(id));
+    let c = create(catalog, "holds", spec(2, 10, 20)).await;
+    assert!(!catalog.repository().await.expect("repository").holds_versions, "collections alone hold no version");
+    let p = reserve(catalog, &c, SizeHint::exact(1)).await;
+    assert!(catalog.repository().await.expect("repository").holds_versions);
+    catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
 }
 
 /// Snapshots without a header, with a foreign header, or with a version of an unknown
@@ -533,12 +824,14 @@ pub async fn import_refuses_bad_snapshots(empty: &dyn Catalog) {
     let v = upload(&scratch, &id, 1).await;
     let bad = vec![
         CatalogRecord::header(now()),
+        CatalogRecord::Repository { id: RepositoryId::generate() },
         CatalogRecord::Collection { collection: c.clone(), next_number: 1 },
         CatalogRecord::Version(v),
     ];
     let e = empty.import(records(bad)).await.expect_err("unknown collection");
-    assert!(matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Conflict), "{e}");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(empty.list_collections(None, 10).await.expect("list").is_empty(), "a failed import leaves nothing");
+    assert_eq!(empty.repository().await.expect("repository").id, None, "not even the repository id");
     let failing = futures::stream::iter(vec![
         Ok(CatalogRecord::header(now())),
         Ok(CatalogRecord::Collection { collection: c, next_number: 1 }),
@@ -550,29 +843,39 @@ pub async fn import_refuses_bad_snapshots(empty: &dyn Catalog) {
 }
 
 /// An export of a populated catalog, imported into an empty one, gives the same contents:
-/// the same collections, versions in every state, pending uploads, sessions, audit events,
-/// counters; and the copy works on (numbers continue).
+/// the repository id, collections, versions in every state, pending uploads, tombstones,
+/// sessions, audit events, counters; and the copy works on (numbers continue).
 pub async fn import_restores_an_export(source: &dyn Catalog, empty: &dyn Catalog) {
     let id = create(source, "restore", spec(2, 100, 300)).await;
     for size in [5, 6, 7] {
         upload(source, &id, size).await;
     }
-    source.trash_version(&id, 2, now(), "deleted by conformance", &audit("version.delete")).await.expect("trash");
-    let pending = reserve(source, &id, exact(4)).await;
-    let mut s = session(&format!("u-{id}"), now());
-    s.scope = Some(r#"{"elements":[{"type":"collection","name":"x","roles":["backupUploader"]}]}"#.into());
+    source.trash_version(&id, 2, "deleted by conformance", false, &audit("version.delete")).await.expect("trash");
+    let pending = reserve(source, &id, SizeHint::exact(4)).await;
+    let released = reserve(source, &id, SizeHint::exact(1)).await;
+    source.abort(&released.id, AbortCondition::Always, now()).await.expect("abort");
+    let s = session(&format!("u-{id}"), now())
+        .with_scope(r#"{"elements":[{"type":"collection","name":"x","roles":["backupUploader"]}]}"#);
     source.insert_session(&s).await.expect("session");
-    source.revoke_session(&s.id, now(), &audit("session.revoke")).await.expect("revoke");
+    source.revoke_session(&s.id, &audit("session.revoke")).await.expect("revoke");
 
     let snapshot = source.export().await.expect("export");
     let summary = empty.import(snapshot).await.expect("import");
-    assert!(summary.collections >= 1 && summary.versions >= 4 && summary.sessions >= 1, "{summary:?}");
+    assert!(
+        summary.collections >= 1 && summary.versions >= 4 && summary.sessions >= 1 && summary.tombstones >= 1,
+        "{summary:?}"
+    );
     assert_eq!(contents(source).await, contents(empty).await, "the copy holds exactly what the source held");
-    let e = empty.commit(&commit_request(&pending, 4)).await.expect("the pending upload commits in the copy");
+    assert_eq!(
+        source.collection_state(&id).await.expect("state").counters,
+        empty.collection_state(&id).await.expect("state").counters,
+        "the counters are recomputed to the same values"
+    );
+    let e = commit(empty, &commit_request(&pending, 4)).await.expect("the pending upload commits in the copy");
     assert_eq!(e.version.number, 4, "numbers continue");
     let next = upload(empty, &id, 1).await;
     assert_eq!(next.number, 5);
-    source.abort(&pending.id, AbortCondition::Always).await.expect("abort");
+    source.abort(&pending.id, AbortCondition::Always, now()).await.expect("abort");
 }
 
 /// Many concurrent reservations against one pool: exactly as many succeed as the extra
@@ -583,7 +886,9 @@ pub async fn concurrent_reservations_are_atomic(catalog: Arc<dyn Catalog>) {
     let tasks: Vec<_> = (0..24)
         .map(|_| {
             let (catalog, id) = (catalog.clone(), id.clone());
-            tokio::spawn(async move { catalog.reserve(&reserve_request(&id, exact(150), now())).await })
+            tokio::spawn(async move {
+                catalog.reserve(&reserve_request(&id, SizeHint::exact(150), now()), &strategies()).await
+            })
         })
         .collect();
     let mut granted = 0;
@@ -597,7 +902,7 @@ pub async fn concurrent_reservations_are_atomic(catalog: Arc<dyn Catalog>) {
     let state = catalog.collection_state(&id).await.expect("state");
     assert_eq!(state.pending.iter().map(|p| p.pool_share).sum::<u64>(), 250);
     for p in state.pending {
-        catalog.abort(&p.id, AbortCondition::Always).await.expect("abort");
+        catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
     }
 }
 
@@ -609,8 +914,8 @@ pub async fn concurrent_commits_get_unique_numbers(catalog: Arc<dyn Catalog>) {
         .map(|_| {
             let (catalog, id) = (catalog.clone(), id.clone());
             tokio::spawn(async move {
-                let p = catalog.reserve(&reserve_request(&id, exact(10), now())).await?;
-                catalog.commit(&commit_request(&p, 10)).await
+                let p = catalog.reserve(&reserve_request(&id, SizeHint::exact(10), now()), &strategies()).await?;
+                catalog.commit(&commit_request(&p, 10), &strategies()).await
             })
         })
         .collect();
@@ -620,7 +925,131 @@ pub async fn concurrent_commits_get_unique_numbers(catalog: Arc<dyn Catalog>) {
     }
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=16).collect::<Vec<u64>>());
-    let state = catalog.collection_state(&id).await.expect("state");
-    assert_eq!(state.committed.iter().map(|v| v.number).collect::<Vec<_>>(), [13, 14, 15, 16]);
-    assert_eq!(state.next_number, 17);
+    assert_eq!(self::numbers(catalog.as_ref(), &id, VersionQuery::first(10)).await, [13, 14, 15, 16]);
+    assert_eq!(catalog.collection_state(&id).await.expect("state").counters.next_number, 17);
+}
+
+/// Many engine tasks upload into one nearly full collection (half announcing their size,
+/// half chunked) while a monitor reads the catalog continuously: the committed total never
+/// passes the hard limit, the live reservations never over-promise the extra space, numbers
+/// are unique, consecutive and in commit order, and FIFO keeps exactly the newest.
+pub async fn uploads_under_a_monitor_never_pass_the_hard_limit(
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn object_store::ObjectStore>,
+) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use futures::StreamExt as _;
+
+    use crate::testing::{body_of, check_invariants, check_recovered, pattern};
+    use crate::{Actor, Engine, UploadOptions};
+
+    const MAX_VERSIONS: u32 = 4;
+    const SOFT: u64 = 1000;
+    const HARD: u64 = 6000; // 2000 of extra space
+    // The suite shares the catalog between checks: a fresh store under a fresh prefix is
+    // adopted into its repository.
+    let engine = Engine::builder()
+        .catalog(catalog.clone())
+        .store(store)
+        .key_prefix(format!("monitor-{}", uuid::Uuid::new_v4().simple()))
+        .adopt_store(true)
+        .part_size(700)
+        .grace(std::time::Duration::ZERO)
+        .build()
+        .expect("engine");
+    let actor = Actor::user("load");
+    let id = unique_collection("nearly-full");
+    let limits = Limits::new(MAX_VERSIONS, SOFT, HARD).expect("limits");
+    engine.create_collection(&actor, &id, CollectionSpec::new("n-${version}", limits)).await.expect("create");
+    // Nearly full: four versions of 1400 use 1600 of the 2000 bytes of extra space.
+    let mut acknowledged: Vec<Version> = Vec::new();
+    for seed in 0..4 {
+        acknowledged.push(engine.upload(&actor, &id, body_of(pattern(seed, 1400), 256)).await.expect("upload"));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(AtomicU64::new(0));
+    let monitor = {
+        let (catalog, id, stop, samples) = (catalog.clone(), id.clone(), stop.clone(), samples.clone());
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let state =
+                    catalog.collection_state_with(&id, VersionsNeeded::Range(VersionRange::All)).await.expect("state");
+                let total: u64 = state.committed.iter().map(|v| v.size).sum();
+                assert!(total <= HARD, "hard limit passed: {total} > {HARD}");
+                assert_eq!(total, state.counters.bytes, "the counters follow the versions");
+                // The pool: the versions kept if one more commits, plus the live shares.
+                let keep_from = (state.committed.len() + 1).saturating_sub(MAX_VERSIONS as usize);
+                let kept: u64 = state.committed[keep_from..].iter().map(|v| v.size.saturating_sub(SOFT)).sum();
+                let shares: u64 = state.live_pending(now()).map(|p| p.pool_share).sum();
+                assert!(
+                    kept + shares <= HARD - u64::from(MAX_VERSIONS) * SOFT,
+                    "extra space over-promised: {kept} + {shares}"
+                );
+                peak = peak.max(total);
+                samples.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+            peak
+        })
+    };
+
+    let tasks: Vec<_> = (0..24u64)
+        .map(|t| {
+            let (engine, actor, id) = (engine.clone(), actor.clone(), id.clone());
+            tokio::spawn(async move {
+                let mut ok = Vec::new();
+                let mut refused = 0;
+                for i in 0..6u64 {
+                    // Sizes from 200 to 2999: many fit, some only while the pool is free.
+                    let size = 200 + ((t * 7919 + i * 104_729) % 2800) as usize;
+                    // Yield between chunks, as a network body would, so uploads overlap.
+                    let body = body_of(pattern(t * 100 + i, size), 333).then(|chunk| async {
+                        tokio::task::yield_now().await;
+                        chunk
+                    });
+                    let options = if (t + i) % 2 == 0 {
+                        UploadOptions::new().expected_size(size as u64)
+                    } else {
+                        UploadOptions::new()
+                    };
+                    match engine.upload_with(&actor, &id, body, options).await {
+                        Ok(v) => ok.push(v),
+                        Err(e) => {
+                            assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}");
+                            refused += 1;
+                        }
+                    }
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for t in tasks {
+        let (ok, r) = t.await.expect("task");
+        acknowledged.extend(ok);
+        refused += r;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let peak = monitor.await.expect("monitor");
+    assert!(samples.load(Ordering::SeqCst) > 10, "the monitor sampled while uploads ran");
+    assert!(
+        refused > 0 && acknowledged.len() > 40,
+        "the load mixes fits and refusals: {} ok, {refused} refused",
+        acknowledged.len()
+    );
+    assert!(peak <= HARD);
+
+    acknowledged.sort_by_key(|v| v.number);
+    let numbers: Vec<u64> = acknowledged.iter().map(|v| v.number).collect();
+    assert_eq!(numbers, (1..=acknowledged.len() as u64).collect::<Vec<_>>());
+    assert!(acknowledged.windows(2).all(|w| w[0].committed_at <= w[1].committed_at), "numbers follow commit order");
+    let expected = acknowledged[acknowledged.len() - MAX_VERSIONS as usize..].to_vec();
+    check_invariants(&engine, &id, &expected, acknowledged.len() as u64).await.expect("I1-I4");
+    let report = engine.recover().await.expect("recover");
+    assert!(report.is_clean(), "{report:?}");
+    check_recovered(&engine, Utc::now() + Duration::hours(1)).await.expect("I5");
 }

@@ -11,7 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::unique_collection;
 use crate::authz::Actor;
-use crate::catalog::{Catalog, VersionQuery};
+use crate::catalog::{Catalog, CatalogExt, VersionQuery};
 use crate::clock::ManualClock;
 use crate::engine::{Engine, UploadOptions};
 use crate::error::{Error, ErrorKind};
@@ -20,6 +20,7 @@ use crate::protocol::{ReserveRequest, SizeHint};
 use crate::rotation::RotationStrategies;
 use crate::spec::{CollectionSpec, Limits};
 use crate::testing::{body_of, failing_body, pattern};
+use crate::time::Timestamp;
 use crate::version::{VersionSelector, VersionState};
 
 /// S3's minimum part size, so the suite runs unchanged on every backend.
@@ -33,7 +34,9 @@ pub async fn run_all(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>) {
     refused_and_failed_uploads_leave_nothing(&ctx).await;
     delete_version_removes_its_object(&ctx).await;
     download_detects_corruption_and_truncation(&ctx).await;
-    recover_aborts_expired_uploads_and_deletes_orphans(&ctx).await;
+    recover_deletes_garbage_and_never_unknown_objects(&ctx).await;
+    let store = ctx.engine.store().clone();
+    repository_identity_is_checked(store).await;
 }
 
 /// An engine over the store under a fresh key prefix, with a manual clock.
@@ -54,7 +57,7 @@ impl Ctx {
             .clock(clock.clone())
             .key_prefix(prefix)
             .part_size(PART)
-            .orphan_grace(Duration::ZERO)
+            .grace(Duration::ZERO)
             .build()
             .expect("engine");
         Ctx { engine, clock, actor: Actor::user("conformance") }
@@ -144,16 +147,18 @@ pub async fn refused_and_failed_uploads_leave_nothing(ctx: &Ctx) {
     ctx.engine.wait_for_cleanups().await;
     assert_eq!(ctx.objects_of(&id).await.len(), 1, "only the committed version's object");
     let state = ctx.engine.catalog().collection_state(&id).await.expect("state");
+    let tombstones = ctx.engine.catalog().list_tombstones(Some(&id), None, 10).await.expect("tombstones");
+    assert_eq!(tombstones.len(), 2, "every upload refused after it began writing leaves a tombstone until recover()");
     assert!(state.pending.is_empty(), "reservations released");
     assert!(ctx.download(&id, VersionSelector::Latest).await.expect("download") == keep);
 }
 
-/// Deleting a version trashes it and deletes its object.
+/// Deleting a version (without trash retention) purges it and deletes its object.
 pub async fn delete_version_removes_its_object(ctx: &Ctx) {
     let id = ctx.collection("delete", Limits::new(3, 1000, 3000).expect("limits")).await;
     let v = ctx.engine.upload(&ctx.actor, &id, body_of(pattern(3, 10), 10)).await.expect("upload");
-    let trashed = ctx.engine.delete_version(&ctx.actor, &id, v.number).await.expect("delete");
-    assert_eq!(trashed.state, VersionState::Trashed);
+    let gone = ctx.engine.delete_version(&ctx.actor, &id, v.number).await.expect("delete");
+    assert_eq!(gone.state, VersionState::Purged);
     assert!(!ctx.exists(&v.object_key).await);
     let e = ctx.engine.delete_version(&ctx.actor, &id, v.number).await.expect_err("twice");
     assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -194,13 +199,14 @@ pub async fn download_detects_corruption_and_truncation(ctx: &Ctx) {
     assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
 }
 
-/// `recover()` aborts expired uploads (deleting what they wrote), deletes objects no row
-/// refers to, and never touches committed versions.
-pub async fn recover_aborts_expired_uploads_and_deletes_orphans(ctx: &Ctx) {
+/// `recover()` aborts expired uploads and deletes what they wrote (the catalog's tombstones
+/// prove it is garbage), reports objects no row refers to without deleting them, and never
+/// touches committed versions.
+pub async fn recover_deletes_garbage_and_never_unknown_objects(ctx: &Ctx) {
     let id = ctx.collection("recover", Limits::new(3, 1000, 3000).expect("limits")).await;
     let kept = ctx.engine.upload(&ctx.actor, &id, body_of(pattern(5, 300), 100)).await.expect("upload");
     // An upload abandoned by a crash: a pending row and its object.
-    let now = crate::clock::Clock::now(ctx.clock.as_ref());
+    let now = Timestamp::from(crate::clock::Clock::now(ctx.clock.as_ref()));
     let vid = crate::VersionId::generate();
     let key = crate::object_key(ctx.engine.key_prefix(), &id, &vid);
     let req = ReserveRequest::new(
@@ -211,24 +217,113 @@ pub async fn recover_aborts_expired_uploads_and_deletes_orphans(ctx: &Ctx) {
         SizeHint::default(),
         now,
         now + chrono::Duration::seconds(30),
-        Arc::new(RotationStrategies::default()),
     );
-    ctx.engine.catalog().reserve(&req).await.expect("reserve");
+    let strategies = Arc::new(RotationStrategies::default());
+    ctx.engine.catalog().reserve(&req, &strategies).await.expect("reserve");
     ctx.engine.store().put(&key, PutPayload::from_static(b"partial")).await.expect("put");
-    // An orphan: an object nothing refers to.
-    let orphan = ctx.engine.key_prefix().clone().join(id.as_str()).join("orphan");
-    ctx.engine.store().put(&orphan, PutPayload::from_static(b"lost")).await.expect("put");
+    // An object nothing refers to: another repository's, or one a lost catalog knew.
+    let unknown = ctx.engine.key_prefix().clone().join(id.as_str()).join("unknown");
+    ctx.engine.store().put(&unknown, PutPayload::from_static(b"not ours")).await.expect("put");
 
     // Object times come from the store's clock; step past them.
     ctx.clock.advance(chrono::Duration::seconds(2));
     let early = ctx.engine.recover().await.expect("recover");
-    assert_eq!((early.aborted_uploads, early.orphans_deleted), (0, 1), "the live upload is left alone");
+    assert_eq!((early.aborted_uploads, early.unknown_objects), (0, 1), "the live upload is left alone: {early:?}");
+    assert_eq!(early.unknown_samples, [unknown.to_string()]);
+    assert!(early.warnings().iter().any(|w| w.contains("unknown to the catalog")), "{early:?}");
     assert!(ctx.exists(key.as_ref()).await);
     ctx.clock.advance(chrono::Duration::seconds(30));
     let report = ctx.engine.recover().await.expect("recover");
     assert!(report.is_clean(), "{report:?}");
-    assert_eq!(report.aborted_uploads, 1);
-    assert!(!ctx.exists(key.as_ref()).await && !ctx.exists(orphan.as_ref()).await);
+    assert_eq!((report.aborted_uploads, report.unknown_objects), (1, 1), "{report:?}");
+    assert!(report.garbage_deleted >= 1 && report.tombstones_forgotten >= 1, "{report:?}");
+    assert!(!ctx.exists(key.as_ref()).await, "the abandoned upload's object is deleted");
+    assert!(ctx.exists(unknown.as_ref()).await, "an unknown object is never deleted");
     assert!(ctx.exists(&kept.object_key).await);
+    let again = ctx.engine.recover().await.expect("recover");
+    assert_eq!((again.aborted_uploads, again.garbage_deleted, again.unknown_objects), (0, 0, 1), "{again:?}");
+    ctx.engine.store().delete(&unknown).await.expect("delete by hand");
     crate::testing::check_recovered(&ctx.engine, chrono::Utc::now() + chrono::Duration::hours(1)).await.expect("I5");
+}
+
+fn engine_on(store: &Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>, prefix: &str, adopt: bool) -> Engine {
+    Engine::builder()
+        .store(store.clone())
+        .catalog(catalog)
+        .key_prefix(prefix)
+        .grace(Duration::ZERO)
+        .adopt_store(adopt)
+        .build()
+        .expect("engine")
+}
+
+/// A catalog and a store are paired by a repository id: a wrong catalog, an empty one, a
+/// second repository under the same prefix and a store whose marker was removed are refused
+/// with both locations named, and nothing is deleted; adopting the store on purpose pairs
+/// them.
+pub async fn repository_identity_is_checked(store: Arc<dyn ObjectStore>) {
+    let prefix = format!("identity-{}", uuid::Uuid::new_v4().simple());
+    let actor = Actor::user("identity");
+    let catalog: Arc<dyn Catalog> = Arc::new(crate::MemoryCatalog::new());
+    let first = engine_on(&store, catalog.clone(), &prefix, false);
+    let id = first.open_repository().await.expect("a new pair gets an id");
+    let c = unique_collection("identity");
+    first
+        .create_collection(&actor, &c, CollectionSpec::new("i-${version}", Limits::new(3, 100, 300).expect("limits")))
+        .await
+        .expect("create");
+    let v = first.upload(&actor, &c, body_of(pattern(1, 50), 10)).await.expect("upload");
+    let objects = || async {
+        let prefix = object_store::path::Path::from(prefix.as_str());
+        let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await.expect("list");
+        metas.len()
+    };
+    let before = objects().await;
+    assert_eq!(before, 2, "the version's object and the marker");
+
+    let refused = |engine: Engine, why: &'static str| async move {
+        let e = engine.recover().await.expect_err(why);
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{why}: {e}");
+        let text = e.to_string();
+        assert!(text.contains("memory catalog") && text.contains(engine.key_prefix().as_ref()), "{why}: {text}");
+        let e = engine.upload(&Actor::user("x"), &"anything".parse().expect("id"), body_of(pattern(2, 1), 1)).await;
+        assert_eq!(e.expect_err(why).kind(), ErrorKind::Conflict, "{why}: uploads are refused too");
+        text
+    };
+    // An empty catalog in front of the store (a typo in a catalog URL).
+    let text = refused(engine_on(&store, Arc::new(crate::MemoryCatalog::new()), &prefix, false), "empty catalog").await;
+    assert!(text.contains(&id.to_string()), "{text}");
+    // A wrong catalog: another repository's.
+    let other: Arc<dyn Catalog> = Arc::new(crate::MemoryCatalog::new());
+    let other_prefix = format!("{prefix}-other");
+    engine_on(&store, other.clone(), &other_prefix, false).open_repository().await.expect("another repository");
+    refused(engine_on(&store, other.clone(), &prefix, false), "wrong catalog").await;
+    refused(engine_on(&store, other, &prefix, true), "adopting never pairs two ids").await;
+    assert_eq!(objects().await, before, "nothing was deleted");
+
+    // The marker removed: refused until adopted on purpose.
+    store.delete(&first.marker_key()).await.expect("delete marker");
+    refused(engine_on(&store, catalog.clone(), &prefix, false), "marker removed").await;
+    let adopted = engine_on(&store, catalog.clone(), &prefix, true);
+    assert_eq!(
+        adopted.open_repository().await.expect("adopt"),
+        id,
+        "the marker is written again with the catalog's id"
+    );
+    assert!(adopted.recover().await.expect("recover").is_clean());
+    // A new catalog adopting the store takes its id (a rebuilt catalog).
+    let rebuilt: Arc<dyn Catalog> = Arc::new(crate::MemoryCatalog::new());
+    assert_eq!(engine_on(&store, rebuilt.clone(), &prefix, true).open_repository().await.expect("adopt"), id);
+    assert_eq!(rebuilt.repository().await.expect("repository").id, Some(id));
+    // The versions survived every refusal.
+    let got: Vec<Bytes> = first
+        .download(&actor, &c, VersionSelector::Latest)
+        .await
+        .expect("download")
+        .into_stream()
+        .try_collect()
+        .await
+        .expect("bytes");
+    assert_eq!(got.concat(), pattern(1, 50).to_vec());
+    assert_eq!(v.number, 1);
 }

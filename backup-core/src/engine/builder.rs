@@ -64,8 +64,8 @@ impl Default for EngineBuilder {
 
 impl EngineBuilder {
     /// A builder with the defaults: in-memory catalog and store, [`AllowAll`], the system
-    /// clock, FIFO retention, 8 MiB parts, two parts in flight, a 10-minute lease, no trash
-    /// retention, a 15-minute orphan grace.
+    /// clock, FIFO retention, 8 MiB parts, two parts in flight, a one-minute lease, no trash
+    /// retention, a 15-minute grace, no instance name.
     pub fn new() -> Self {
         Self::default()
     }
@@ -76,7 +76,7 @@ impl EngineBuilder {
         self
     }
 
-    /// The blob store (default: a fresh `InMemory`). Use [`crate::local_disk_store`] for a
+    /// The blob store (default: a fresh `InMemory`). Use `backup_store::local_disk_store` for a
     /// durable local folder.
     pub fn store(mut self, store: Arc<dyn ObjectStore>) -> Self {
         self.store = Some(store);
@@ -107,8 +107,9 @@ impl EngineBuilder {
         self
     }
 
-    /// The key prefix under which the engine writes (default `data`); `recover()` looks for
-    /// orphans only there. Two engines sharing a store and a catalog use the same prefix.
+    /// The key prefix under which the engine writes (default `data`), with its repository
+    /// marker; `recover()` looks for garbage only there. Two engines sharing a store and a
+    /// catalog use the same prefix; two repositories sharing a bucket use two prefixes.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
@@ -127,9 +128,14 @@ impl EngineBuilder {
         self
     }
 
-    /// How long an upload holds its reservation without renewing it (default 10 minutes).
-    /// The engine renews while bytes flow; an upload stalled for longer loses its lease and
-    /// fails at commit, and `recover()` releases its space.
+    /// How long an upload holds its reservation without renewing it (default one minute).
+    ///
+    /// The engine renews it every third of its length for as long as the upload lives
+    /// (its future is not dropped), whether bytes flow or not: a paused producer keeps its
+    /// reservation while its connection is open. When the process dies, the reservation is
+    /// freed within one lease. A lease that expired anyway (the process stalled, the catalog
+    /// was unreachable for a whole lease) is never revived: the upload fails clearly and
+    /// nothing is committed by chance.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
         self
@@ -142,10 +148,29 @@ impl EngineBuilder {
         self
     }
 
-    /// How old an object without a catalog row must be before `recover()` deletes it
-    /// (default 15 minutes), a margin for clock differences between machines.
-    pub fn orphan_grace(mut self, grace: Duration) -> Self {
-        self.config.orphan_grace = grace;
+    /// How old an object must be before `recover()` judges it from a listing, and how long
+    /// a tombstone is kept after its object was deleted (default 15 minutes): margins for
+    /// clock differences between machines and late writes of abandoned uploads.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.config.grace = grace;
+        self
+    }
+
+    /// Names this engine instance (a host and port, say): its uploads are recorded as its
+    /// own, and `recover()` releases those a previous run of the same instance left, at once,
+    /// instead of waiting for their leases. Two live instances must never share a name
+    /// (the second would release the first one's uploads, which then fail).
+    pub fn instance(mut self, name: impl Into<String>) -> Self {
+        self.config.instance = Some(name.into());
+        self
+    }
+
+    /// Pairs the catalog with a store that already belongs to a repository, in the cases
+    /// [`Engine::open_repository`] otherwise refuses and a restored or rebuilt catalog needs:
+    /// the catalog has no id and takes the store's, or the store has no marker and gets the
+    /// catalog's. A catalog and a store with different ids are never paired.
+    pub fn adopt_store(mut self, adopt: bool) -> Self {
+        self.config.adopt_store = adopt;
         self
     }
 
@@ -167,14 +192,16 @@ impl EngineBuilder {
         }
         chrono::Duration::from_std(c.lease)
             .and(chrono::Duration::from_std(c.trash_retention))
-            .and(chrono::Duration::from_std(c.orphan_grace))
-            .map_err(|_| {
-                Error::invalid("durations", "lease, trash retention and orphan grace must be under 200 years")
-            })?;
+            .and(chrono::Duration::from_std(c.grace))
+            .map_err(|_| Error::invalid("durations", "lease, trash retention and grace must be under 200 years"))?;
+        if c.instance.as_deref().is_some_and(|i| i.is_empty() || i.len() > 200) {
+            return Err(Error::invalid("instance name", "must have 1 to 200 bytes"));
+        }
         let key_prefix = Path::parse(&self.key_prefix).map_err(|e| Error::invalid("key prefix", e.to_string()))?;
         if key_prefix.as_ref().is_empty() {
-            return Err(Error::invalid("key prefix", "must not be empty: recover() deletes unknown objects under it"));
+            return Err(Error::invalid("key prefix", "must not be empty: the engine owns what is under it"));
         }
+        let started_at = crate::Timestamp::from(self.clock.now());
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 catalog: self.catalog.unwrap_or_else(|| Arc::new(MemoryCatalog::new())),
@@ -185,6 +212,8 @@ impl EngineBuilder {
                 content_rules: self.content_rules,
                 key_prefix,
                 config: self.config,
+                repository: tokio::sync::OnceCell::new(),
+                started_at,
                 tasks: TaskTracker::new(),
             }),
         })

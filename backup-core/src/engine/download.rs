@@ -72,10 +72,21 @@ impl Engine {
         let key = Path::from(version.object_key.as_str());
         let corrupted =
             |reason: String| Error::Corrupted { collection: collection.clone(), version: version.number, reason };
+        if let Some(reason) = &version.quarantined {
+            return Err(corrupted(format!("it is quarantined: {reason}")));
+        }
         let got = match self.inner.store.get(&key).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(corrupted(format!("its object {key} is missing")));
+                // A rotation or a deletion may have purged it since the catalog answered:
+                // then it is simply gone, not damaged.
+                return match self.inner.catalog.get_version(collection, VersionSelector::Number(version.number)).await {
+                    Ok(still) if still.id == version.id => Err(corrupted(format!("its object {key} is missing"))),
+                    Ok(_) | Err(Error::VersionNotFound { .. }) => {
+                        Err(Error::VersionNotFound { collection: collection.clone(), selector: selector.to_string() })
+                    }
+                    Err(e) => Err(e),
+                };
             }
             Err(e) => return Err(Error::store("get", &key, e)),
         };
@@ -103,26 +114,36 @@ impl Engine {
     }
 }
 
-/// Reads a local file in 1 MiB blocks on a blocking thread, up to `READ_AHEAD` blocks ahead
-/// of the consumer, so reading and verifying run on two cores at once. Dropping the stream
-/// stops the reader.
+/// Reads a local file in 1 MiB blocks, up to `READ_AHEAD` blocks ahead of the consumer, so
+/// reading and verifying overlap. Each read is one short blocking call; between them the
+/// reader waits as a task, so a client that stops reading parks no thread (a blocking thread
+/// per slow download would starve every other blocking call of the process). Dropping the
+/// stream stops the reader.
 fn read_ahead(file: std::fs::File, key: Path) -> BoxStream<'static, Result<Bytes>> {
-    use std::io::Read;
+    use tokio::io::AsyncReadExt;
     const READ_AHEAD: usize = 4;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        let mut file = file;
+    tokio::spawn(async move {
+        let mut file = tokio::fs::File::from_std(file);
+        file.set_max_buf_size(FILE_CHUNK);
         loop {
-            let mut block = Vec::with_capacity(FILE_CHUNK);
-            let read = (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut block);
-            let item = match read {
-                Ok(0) => return,
-                Ok(_) => Ok(Bytes::from(block)),
-                Err(e) => Err(e),
+            let Ok(permit) = tx.reserve().await else { return };
+            let mut block = bytes::BytesMut::with_capacity(FILE_CHUNK);
+            let item = loop {
+                match file.read_buf(&mut block).await {
+                    Ok(0) => break Ok(block.len()),
+                    Ok(_) if block.len() < FILE_CHUNK => continue,
+                    Ok(_) => break Ok(block.len()),
+                    Err(e) => break Err(e),
+                }
             };
-            let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
-                return;
+            match item {
+                Ok(0) => return,
+                Ok(_) => permit.send(Ok(block.freeze())),
+                Err(e) => {
+                    permit.send(Err(e));
+                    return;
+                }
             }
         }
     });

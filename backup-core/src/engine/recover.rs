@@ -1,22 +1,35 @@
-//! `recover()`: finishes whatever a crash, a cancellation or a failed clean-up left.
+//! `recover()`: finishes whatever a crash, a cancellation or a failed clean-up left, deleting
+//! only what the catalog recorded as its own garbage.
 
 use futures::TryStreamExt;
 
-use crate::catalog::{AbortCondition, AbortOutcome};
+use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt, KeyClass, PendingFilter};
 use crate::engine::{Engine, chrono_duration};
 use crate::error::Result;
 use crate::id::VersionId;
+
+/// How many unknown object keys a report names.
+const SAMPLES: usize = 10;
 
 /// What [`Engine::recover`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecoveryReport {
-    /// Uploads whose lease had expired, aborted and their objects deleted.
+    /// Uploads of this engine instance left by a previous run, released.
+    pub released_own_uploads: u64,
+    /// Uploads whose lease had expired, aborted.
     pub aborted_uploads: u64,
-    /// Trashed versions whose objects were deleted.
+    /// Trashed versions past the trash retention, purged.
     pub purged_versions: u64,
-    /// Objects without a catalog row, older than the grace, deleted.
-    pub orphans_deleted: u64,
+    /// Objects the catalog recorded as garbage (tombstones, purged versions), deleted.
+    pub garbage_deleted: u64,
+    /// Tombstones whose objects are confirmed gone, forgotten.
+    pub tombstones_forgotten: u64,
+    /// Objects under the key prefix, older than the grace, that the catalog does not know:
+    /// not deleted (they may be another repository's, or versions a lost catalog knew).
+    pub unknown_objects: u64,
+    /// A few of their keys.
+    pub unknown_samples: Vec<String>,
     /// Steps that failed (each is retried by the next `recover()`), one line each.
     pub failures: Vec<String>,
 }
@@ -26,47 +39,98 @@ impl RecoveryReport {
     pub fn is_clean(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// What an operator should look at, one line each: unknown objects, failures.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.unknown_objects > 0 {
+            out.push(format!(
+                "{} objects under the key prefix are unknown to the catalog and were left alone (e.g. {}); \
+                 a catalog that lost versions can be rebuilt from the store",
+                self.unknown_objects,
+                self.unknown_samples.join(", ")
+            ));
+        }
+        out.extend(self.failures.iter().cloned());
+        out
+    }
 }
 
 impl Engine {
-    /// Finishes the job of crashed, cancelled or failed uploads and deletions, in three steps:
+    /// Finishes the job of crashed, cancelled or failed uploads and deletions:
     ///
-    /// 1. pending uploads whose lease expired are aborted and their objects deleted;
-    /// 2. trashed versions past the trash retention have their objects deleted and are marked
-    ///    purged;
-    /// 3. objects under the key prefix that no catalog row refers to and that are older than
-    ///    the orphan grace are deleted.
+    /// 1. uploads this engine instance (see [`crate::EngineBuilder::instance`]) left in a
+    ///    previous run are released, and uploads whose lease expired are aborted, each with
+    ///    a tombstone for its object;
+    /// 2. trashed versions past the trash retention are purged, with tombstones;
+    /// 3. the objects of every tombstone are deleted; tombstones older than the grace whose
+    ///    objects are gone are forgotten;
+    /// 4. the objects under the key prefix are listed: those the catalog records as garbage
+    ///    are deleted, those it does not know are counted in the report and **never
+    ///    deleted**.
     ///
     /// Safe to run at any time, from any number of engines sharing the catalog: it never
-    /// touches a committed version or a live upload. Run it at start-up and periodically.
+    /// touches a committed version, a live upload, or an object it has no proof is garbage.
+    /// Run it at start-up and periodically.
     ///
     /// # Errors
-    /// Listing failures of the catalog or store stop it with the error; failures of single
-    /// items are counted in [`RecoveryReport::failures`] and retried next time.
+    /// [`crate::Error::RepositoryMismatch`]; listing failures of the catalog or store stop it
+    /// with the error; failures of single items are counted in
+    /// [`RecoveryReport::failures`] and retried next time.
     pub async fn recover(&self) -> Result<RecoveryReport> {
+        self.open_repository().await?;
         let mut report = RecoveryReport::default();
+        self.release_own(&mut report).await?;
         self.abort_expired(&mut report).await?;
         self.purge_trash(&mut report).await?;
-        self.delete_orphans(&mut report).await?;
+        self.delete_garbage(&mut report).await?;
+        self.sweep(&mut report).await?;
         Ok(report)
+    }
+
+    async fn release_own(&self, report: &mut RecoveryReport) -> Result<()> {
+        let Some(owner) = self.inner.config.instance.clone() else { return Ok(()) };
+        let catalog = &self.inner.catalog;
+        let mut filter = PendingFilter::owned_by(owner);
+        filter.expired_at = None;
+        loop {
+            let own = catalog.list_pending(&filter, self.inner.config.batch).await?;
+            let dead: Vec<_> = own.iter().filter(|p| p.created_at < self.inner.started_at).collect();
+            if dead.is_empty() {
+                return Ok(());
+            }
+            let mut progressed = false;
+            for p in dead {
+                match catalog.abort(&p.id, AbortCondition::Always, self.now()).await {
+                    Ok(AbortOutcome::Released(_)) => {
+                        progressed = true;
+                        report.released_own_uploads += 1;
+                        let _ = self.delete_object(&p.object_key).await;
+                    }
+                    Ok(_) => progressed = true,
+                    Err(e) => report.failures.push(format!("release upload {} of a previous run: {e}", p.id)),
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
     }
 
     async fn abort_expired(&self, report: &mut RecoveryReport) -> Result<()> {
         let catalog = &self.inner.catalog;
         let now = self.now();
         loop {
-            let expired = catalog.list_expired_pending(now, self.inner.config.batch).await?;
+            let expired = catalog.list_pending(&PendingFilter::expired_at(now), self.inner.config.batch).await?;
             let full = expired.len() == self.inner.config.batch;
             let mut progressed = false;
             for p in expired {
-                match catalog.abort(&p.id, AbortCondition::ExpiredAt(now)).await {
+                match catalog.abort(&p.id, AbortCondition::ExpiredAt(now), now).await {
                     Ok(AbortOutcome::Released(_)) => {
                         progressed = true;
                         report.aborted_uploads += 1;
-                        if let Err(e) = self.delete_object(&p.object_key).await {
-                            // The row is gone: the orphan sweep deletes the object later.
-                            report.failures.push(format!("delete object of aborted upload {}: {e}", p.id));
-                        }
+                        // The tombstone stays until the garbage step confirms it gone.
+                        let _ = self.delete_object(&p.object_key).await;
                     }
                     Ok(_) => progressed = true,
                     Err(e) => report.failures.push(format!("abort expired upload {}: {e}", p.id)),
@@ -87,50 +151,86 @@ impl Engine {
             if due.is_empty() {
                 return Ok(());
             }
-            // Marked first: a version restored meanwhile is not marked, and keeps its object.
             let ids: Vec<VersionId> = due.iter().map(|v| v.id).collect();
-            let marked = match catalog.mark_purged(&ids, self.now()).await {
-                Ok(m) => m,
+            match self.purge(&due).await {
+                Ok(n) => report.purged_versions += n,
                 Err(e) => {
-                    report.failures.push(format!("mark {} versions purged: {e}", ids.len()));
+                    report.failures.push(format!("purge {} trashed versions: {e}", ids.len()));
                     return Ok(());
                 }
-            };
-            report.purged_versions += marked.len() as u64;
-            for v in due.iter().filter(|v| marked.contains(&v.id)) {
-                if let Err(e) = self.delete_object(&v.object_key).await {
-                    // No row refers to it any more: the orphan sweep below retries.
-                    report
-                        .failures
-                        .push(format!("delete object of purged version {} of {}: {e}", v.number, v.collection));
-                }
             }
-            if !full || marked.is_empty() {
+            if !full {
                 return Ok(());
             }
         }
     }
 
-    async fn delete_orphans(&self, report: &mut RecoveryReport) -> Result<()> {
+    async fn delete_garbage(&self, report: &mut RecoveryReport) -> Result<()> {
+        let catalog = &self.inner.catalog;
+        let forget_before = self.now() - chrono_duration(self.inner.config.grace);
+        let mut after: Option<String> = None;
+        loop {
+            let batch = catalog.list_tombstones(None, after.as_deref(), self.inner.config.batch).await?;
+            let mut forget = Vec::new();
+            for t in &batch {
+                match self.delete_object(&t.object_key).await {
+                    Ok(()) => {
+                        report.garbage_deleted += 1;
+                        // Kept for the grace: an abandoned upload may still complete a late
+                        // write of its object, which the next run deletes again.
+                        if t.recorded_at <= forget_before {
+                            forget.push(t.object_key.clone());
+                        }
+                    }
+                    Err(e) => report.failures.push(format!("delete garbage {}: {e}", t.object_key)),
+                }
+            }
+            if !forget.is_empty() {
+                match catalog.forget_tombstones(&forget).await {
+                    Ok(()) => report.tombstones_forgotten += forget.len() as u64,
+                    Err(e) => report.failures.push(format!("forget {} tombstones: {e}", forget.len())),
+                }
+            }
+            match batch.last() {
+                Some(last) if batch.len() == self.inner.config.batch => after = Some(last.object_key.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn sweep(&self, report: &mut RecoveryReport) -> Result<()> {
         let store = &self.inner.store;
         let catalog = &self.inner.catalog;
-        let cutoff = self.now() - chrono_duration(self.inner.config.orphan_grace);
-        // Rows are created before their objects and removed after them, so an object listed
-        // here that has no row when asked below has none for good.
+        let cutoff = self.now() - chrono_duration(self.inner.config.grace);
+        let marker = self.marker_key();
+        // Rows are created before their objects, so an object listed here that no row
+        // refers to when asked below is not one of this catalog's uploads in progress.
         let mut listing = store.list(Some(&self.inner.key_prefix)).try_chunks(self.inner.config.batch);
         while let Some(chunk) =
             listing.try_next().await.map_err(|e| crate::Error::store("list", &self.inner.key_prefix, e.1))?
         {
-            let old: Vec<_> = chunk.into_iter().filter(|m| m.last_modified < cutoff).collect();
+            let old: Vec<String> = chunk
+                .into_iter()
+                .filter(|m| m.last_modified < cutoff.to_datetime() && m.location != marker)
+                .map(|m| m.location.to_string())
+                .collect();
             if old.is_empty() {
                 continue;
             }
-            let keys: Vec<String> = old.iter().map(|m| m.location.to_string()).collect();
-            let known = catalog.known_object_keys(&keys).await?;
-            for key in keys.iter().filter(|k| !known.contains(k)) {
-                match self.delete_object(key).await {
-                    Ok(()) => report.orphans_deleted += 1,
-                    Err(e) => report.failures.push(format!("delete orphan {key}: {e}")),
+            let classes = catalog.classify_object_keys(&old).await?;
+            for (key, class) in old.iter().zip(classes) {
+                match class {
+                    KeyClass::Live => {}
+                    KeyClass::Garbage => match self.delete_object(key).await {
+                        Ok(()) => report.garbage_deleted += 1,
+                        Err(e) => report.failures.push(format!("delete garbage {key}: {e}")),
+                    },
+                    _ => {
+                        report.unknown_objects += 1;
+                        if report.unknown_samples.len() < SAMPLES {
+                            report.unknown_samples.push(key.clone());
+                        }
+                    }
                 }
             }
         }

@@ -3,13 +3,13 @@
 use std::pin::pin;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::authz::{Action, Actor, Permit};
-use crate::catalog::{AbortCondition, AbortOutcome};
+use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt};
+use crate::engine::lease::LeaseKeeper;
 use crate::engine::part_writer::PartWriter;
 use crate::engine::{Engine, chrono_duration};
 use crate::error::{BoxError, Error, Result};
@@ -17,7 +17,7 @@ use crate::id::{CollectionId, VersionId};
 use crate::protocol::{CommitRequest, ReserveRequest, SizeHint};
 use crate::quota_stream::{QuotaStream, StreamSummary};
 use crate::store::object_key;
-use crate::version::{PendingUpload, Version};
+use crate::version::{PendingUpload, Version, VersionState};
 
 impl Engine {
     /// Uploads a version: the body streams through the quota check and the digest into a
@@ -114,6 +114,7 @@ impl Engine {
         E: Into<BoxError>,
     {
         let inner = &self.inner;
+        self.open_repository().await?;
         let (coll, permit) = self.authorized_collection(actor, collection, Action::Upload).await?;
         let spec = &coll.spec;
         let rule = inner.content_rules.resolve(spec.content_rule.as_deref())?;
@@ -130,11 +131,12 @@ impl Engine {
             size_hint,
             now,
             now + chrono_duration(inner.config.lease),
-            inner.strategies.clone(),
-        );
-        let pending = inner.catalog.reserve(&request).await?;
+        )
+        .with_owner(inner.config.instance.clone());
+        let pending = inner.catalog.reserve(&request, &inner.strategies).await?;
         // From here on, dropping this future or failing releases the reservation.
         let mut guard = CleanupGuard { engine: self.clone(), id, key: key.clone(), armed: true };
+        let mut lease = LeaseKeeper::spawn(self, id);
 
         let mut body = QuotaStream::new(body, pending.reserved, spec.digest);
         if let Some(n) = options.expected_size {
@@ -143,8 +145,8 @@ impl Engine {
         if let Some(rule) = rule {
             body = body.with_content_rule(rule);
         }
-        match self.stream_to_store(&pending, &key, body).await {
-            Ok(summary) => Ok(StagedUpload { engine: self.clone(), pending, summary, permit, guard }),
+        match self.stream_to_store(&key, body, &mut lease).await {
+            Ok(summary) => Ok(StagedUpload { engine: self.clone(), pending, summary, permit, guard, _lease: lease }),
             Err(e) => {
                 guard.armed = false;
                 self.release(id, &key).await;
@@ -153,12 +155,12 @@ impl Engine {
         }
     }
 
-    /// Step 3: body → quota stream → multipart put, renewing the lease while bytes flow.
+    /// Step 3: body → quota stream → multipart put, for as long as the lease is kept.
     async fn stream_to_store<S, E>(
         &self,
-        pending: &PendingUpload,
         key: &Path,
         body: QuotaStream<S>,
+        lease: &mut LeaseKeeper,
     ) -> Result<StreamSummary>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
@@ -168,13 +170,17 @@ impl Engine {
         let upload = inner.store.put_multipart(key).await.map_err(|e| Error::store("put_multipart", key, e))?;
         let mut writer = PartWriter::new(upload, key.clone(), inner.config.part_size, inner.config.parts_in_flight);
         let mut body = pin!(body);
-        let mut lease = LeaseKeeper::new(self, pending.id, pending.created_at);
         let streamed: Result<()> = async {
-            while let Some(chunk) = body.next().await {
-                writer.put(chunk?).await?;
-                lease.renew_if_due().await?;
+            loop {
+                let chunk = tokio::select! {
+                    chunk = body.next() => chunk,
+                    lost = lease.lost() => return Err(lost),
+                };
+                match chunk {
+                    Some(chunk) => writer.put(chunk?).await?,
+                    None => return Ok(()),
+                }
             }
-            Ok(())
         }
         .await;
         if let Err(e) = streamed {
@@ -190,7 +196,7 @@ impl Engine {
     /// refers to it any more, the object. What fails here is finished by `recover()`.
     async fn release(&self, id: VersionId, key: &Path) {
         if let Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) =
-            self.inner.catalog.abort(&id, AbortCondition::Always).await
+            self.inner.catalog.abort(&id, AbortCondition::Always, self.now()).await
         {
             let _ = self.delete_object(key.as_ref()).await;
         }
@@ -216,29 +222,6 @@ impl UploadOptions {
     pub fn expected_size(mut self, bytes: u64) -> Self {
         self.expected_size = Some(bytes);
         self
-    }
-}
-
-/// Renews the lease of an upload when a third of it has passed.
-struct LeaseKeeper<'a> {
-    engine: &'a Engine,
-    id: VersionId,
-    renewed_at: DateTime<Utc>,
-}
-
-impl<'a> LeaseKeeper<'a> {
-    fn new(engine: &'a Engine, id: VersionId, started: DateTime<Utc>) -> Self {
-        LeaseKeeper { engine, id, renewed_at: started }
-    }
-
-    async fn renew_if_due(&mut self) -> Result<()> {
-        let lease = chrono_duration(self.engine.inner.config.lease);
-        let now = self.engine.now();
-        if now - self.renewed_at >= lease / 3 {
-            self.engine.inner.catalog.renew_lease(&self.id, now + lease).await?;
-            self.renewed_at = now;
-        }
-        Ok(())
     }
 }
 
@@ -276,6 +259,8 @@ pub struct StagedUpload {
     summary: StreamSummary,
     permit: Permit,
     guard: CleanupGuard,
+    /// Keeps the reservation alive until the upload is committed or given up.
+    _lease: LeaseKeeper,
 }
 
 impl StagedUpload {
@@ -314,29 +299,32 @@ impl StagedUpload {
             self.summary.size,
             self.summary.digest,
             engine.now(),
-            self.permit.consume_session.clone(),
-            inner.strategies.clone(),
-        );
-        let result = inner.catalog.commit(&request).await;
+        )
+        .with_consume_session(self.permit.consume_session.clone())
+        .with_require_session(self.permit.require_session.clone())
+        .with_purge_evicted(inner.config.trash_retention.is_zero());
+        let result = inner.catalog.commit(&request, &inner.strategies).await;
         self.guard.armed = false;
         match result {
             Ok(committed) => {
-                if inner.config.trash_retention.is_zero() {
-                    // The versions are trashed in the catalog already; what fails to be
-                    // deleted now is purged by recover().
-                    let _ = engine.purge(&committed.evicted).await;
+                // Purged in the commit, with tombstones: what fails to be deleted now is
+                // deleted by recover().
+                for v in committed.evicted.iter().filter(|v| v.state == VersionState::Purged) {
+                    let _ = engine.delete_object(&v.object_key).await;
                 }
                 Ok(committed.version)
             }
-            Err(commit_error) => match inner.catalog.abort(&self.pending.id, AbortCondition::Always).await {
-                Ok(AbortOutcome::Committed(version)) => Ok(version),
-                Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) => {
-                    let _ = engine.delete_object(&self.pending.object_key).await;
-                    Err(commit_error)
+            Err(commit_error) => {
+                match inner.catalog.abort(&self.pending.id, AbortCondition::Always, engine.now()).await {
+                    Ok(AbortOutcome::Committed(version)) => Ok(version),
+                    Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) => {
+                        let _ = engine.delete_object(&self.pending.object_key).await;
+                        Err(commit_error)
+                    }
+                    // Unknown state: leave the object to recover(), which decides by the row.
+                    Ok(AbortOutcome::StillLive) | Err(_) => Err(commit_error),
                 }
-                // Unknown state: leave the object to recover(), which decides by the row.
-                Ok(AbortOutcome::StillLive) | Err(_) => Err(commit_error),
-            },
+            }
         }
     }
 
@@ -347,7 +335,7 @@ impl StagedUpload {
     pub async fn abort(mut self) -> Result<()> {
         self.guard.armed = false;
         let engine = &self.engine;
-        match engine.inner.catalog.abort(&self.pending.id, AbortCondition::Always).await? {
+        match engine.inner.catalog.abort(&self.pending.id, AbortCondition::Always, engine.now()).await? {
             AbortOutcome::Released(_) | AbortOutcome::NotFound => engine.delete_object(&self.pending.object_key).await,
             AbortOutcome::Committed(v) => Err(Error::internal(format!(
                 "staged upload {} was committed as version {} although it was never committed",

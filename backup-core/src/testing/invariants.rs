@@ -7,11 +7,13 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::catalog::VersionQuery;
+use crate::catalog::{CatalogExt, KeyClass, PendingFilter, VersionQuery};
 use crate::digest::Digest;
 use crate::engine::Engine;
 use crate::id::CollectionId;
-use crate::rotation::{Incoming, Mark, RotationInput, RotationStrategies};
+use crate::protocol::{VersionRange, VersionsNeeded, plan_retention};
+use crate::rotation::Incoming;
+use crate::time::Timestamp;
 use crate::version::{Version, VersionSelector, VersionState};
 
 /// A broken invariant.
@@ -59,8 +61,11 @@ pub async fn check_invariants(
     acknowledged: u64,
 ) -> Result<(), Violation> {
     let catalog = engine.catalog();
-    let state = catalog.collection_state(collection).await.map_err(check_error)?;
-    let now = engine.clock().now();
+    let state = catalog
+        .collection_state_with(collection, VersionsNeeded::Range(VersionRange::All))
+        .await
+        .map_err(check_error)?;
+    let now = Timestamp::from(engine.clock().now());
 
     // I1
     let committed: Vec<u64> = state.committed.iter().map(|v| v.number).collect();
@@ -78,25 +83,24 @@ pub async fn check_invariants(
 
     // I2
     let limits = &state.collection.spec.limits;
-    let total = state.committed_bytes();
+    let counters = state.counters;
+    let total: u64 = state.committed.iter().map(|v| v.size).sum();
     if total > limits.max_collection_size {
         return Err(violation("I2", format!("committed total {total} > hard limit {}", limits.max_collection_size)));
     }
-    if let Ok(strategy) = RotationStrategies::default().resolve(&state.collection.spec.retention) {
-        let plan = strategy.plan(&RotationInput {
-            spec: &state.collection.spec,
-            versions: &state.committed,
-            incoming: Incoming { size: None, created_at: now },
-            now,
-        });
-        let kept = plan.decisions.iter().zip(&state.committed).filter(|(d, _)| d.mark == Mark::Keep);
-        let kept_overage: u64 = kept.map(|(_, v)| limits.overage(v.size)).sum();
+    let recount =
+        (state.committed.len() as u64, total, state.committed.iter().map(|v| limits.overage(v.size)).sum::<u64>());
+    if (counters.versions, counters.bytes, counters.overage) != recount {
+        return Err(violation("I2", format!("counters {counters:?} disagree with the versions {recount:?}")));
+    }
+    if let Ok(outcome) = plan_retention(&state, engine.strategies(), Some(Incoming::new(None, now)), now) {
         let shares: u64 = state.live_pending(now).map(|p| p.pool_share).sum();
-        if kept_overage + shares > limits.extra_space() {
+        if outcome.kept_overage + shares > limits.extra_space() {
             return Err(violation(
                 "I2",
                 format!(
-                    "kept overage {kept_overage} + reserved shares {shares} > extra space {}",
+                    "kept overage {} + reserved shares {shares} > extra space {}",
+                    outcome.kept_overage,
                     limits.extra_space()
                 ),
             ));
@@ -120,10 +124,10 @@ pub async fn check_invariants(
     if committed.windows(2).any(|w| w[0] >= w[1]) {
         return Err(violation("I4", format!("numbers not increasing: {committed:?}")));
     }
-    if state.next_number != acknowledged + 1 {
+    if counters.next_number != acknowledged + 1 {
         return Err(violation(
             "I4",
-            format!("{} numbers were issued, {acknowledged} uploads acknowledged", state.next_number - 1),
+            format!("{} numbers were issued, {acknowledged} uploads acknowledged", counters.next_number - 1),
         ));
     }
     Ok(())
@@ -156,25 +160,35 @@ async fn verify_object(engine: &Engine, v: &Version) -> Result<(), Violation> {
     Ok(())
 }
 
-/// Checks I5 after `recover()`: no pending upload with an expired lease in any collection,
-/// and no object under the engine's key prefix, last modified before `cutoff`, that no row
-/// refers to.
+/// Checks I5 after `recover()`: no pending upload with an expired lease, no object the
+/// catalog recorded as garbage, and, since the engine records every object it writes before
+/// writing it, no object it does not know: under the engine's key prefix, among the objects
+/// last modified before `cutoff`, every one but the repository marker is a live version's or
+/// upload's.
 ///
 /// # Errors
 /// The first [`Violation`] found.
 pub async fn check_recovered(engine: &Engine, cutoff: DateTime<Utc>) -> Result<(), Violation> {
     let catalog = engine.catalog();
-    let now = engine.clock().now();
-    let expired = catalog.list_expired_pending(now, 10).await.map_err(check_error)?;
+    let now = Timestamp::from(engine.clock().now());
+    let expired = catalog.list_pending(&PendingFilter::expired_at(now), 10).await.map_err(check_error)?;
     if let Some(p) = expired.first() {
         return Err(violation("I5", format!("upload {} to {} is still pending after its lease", p.id, p.collection)));
     }
+    let marker = engine.marker_key();
     let objects: Vec<_> = engine.store().list(Some(engine.key_prefix())).try_collect().await.map_err(check_error)?;
-    let keys: Vec<String> =
-        objects.iter().filter(|m| m.last_modified < cutoff).map(|m| m.location.to_string()).collect();
-    let known = catalog.known_object_keys(&keys).await.map_err(check_error)?;
-    if let Some(orphan) = keys.iter().find(|k| !known.contains(k)) {
-        return Err(violation("I5", format!("orphan object {orphan} remains")));
+    let keys: Vec<String> = objects
+        .iter()
+        .filter(|m| m.last_modified < cutoff && m.location != marker)
+        .map(|m| m.location.to_string())
+        .collect();
+    let classes = catalog.classify_object_keys(&keys).await.map_err(check_error)?;
+    for (key, class) in keys.iter().zip(classes) {
+        match class {
+            KeyClass::Live => {}
+            KeyClass::Garbage => return Err(violation("I5", format!("garbage object {key} remains"))),
+            _ => return Err(violation("I5", format!("object {key} is unknown to the catalog"))),
+        }
     }
     Ok(())
 }

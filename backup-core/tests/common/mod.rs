@@ -40,7 +40,12 @@ impl Rig {
             Backend::Memory => (Arc::new(object_store::memory::InMemory::new()), None),
             Backend::LocalDisk => {
                 let dir = tempfile::tempdir().unwrap();
-                (backup_core::local_disk_store(dir.path()).unwrap(), Some(dir))
+                (
+                    Arc::new(
+                        object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap().with_fsync(true),
+                    ),
+                    Some(dir),
+                )
             }
         };
         let catalog: Arc<dyn Catalog> = Arc::new(FaultyCatalog::new(Arc::new(MemoryCatalog::new()), faults.clone()));
@@ -53,7 +58,7 @@ impl Rig {
             .parts_in_flight(2)
             .lease(LEASE)
             .trash_retention(trash_retention)
-            .orphan_grace(Duration::ZERO)
+            .grace(Duration::ZERO)
             .build()
             .unwrap();
         let actor = Actor::user("tester");

@@ -3,7 +3,7 @@
 use backup_core::{Error, ErrorKind, Result};
 use tokio_postgres::Client;
 
-use super::pg_error;
+use super::error::pg_error;
 use crate::error::migration_error;
 
 /// Migrations in order; the schema version is the number applied. Never edit one that has
@@ -71,6 +71,59 @@ const MIGRATIONS: &[&str] = &[
         version    BIGINT,
         detail     TEXT NOT NULL
     );
+    "#,
+    // 2: counters in the collection row (commits read them, not the history), tombstones,
+    // the repository id, leases owned by engine instances, protection, verification, and
+    // sessions bound to a credential.
+    r#"
+    ALTER TABLE collections
+        ADD COLUMN committed_versions BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN committed_bytes BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN committed_overage BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN protected_versions BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN held_versions BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN last_committed_at TIMESTAMPTZ;
+    UPDATE collections c SET
+        committed_versions = s.n,
+        committed_bytes = s.bytes,
+        committed_overage = s.overage,
+        last_committed_at = s.last
+    FROM (
+        SELECT v.collection, count(*) AS n, coalesce(sum(v.size), 0) AS bytes,
+            coalesce(sum(greatest(0, v.size - (c2.spec::jsonb -> 'limits' ->> 'max_version_size')::bigint)), 0) AS overage,
+            max(v.committed_at) AS last
+        FROM versions v JOIN collections c2 ON c2.id = v.collection
+        WHERE v.state = 'committed' GROUP BY v.collection
+    ) s
+    WHERE s.collection = c.id;
+
+    ALTER TABLE versions
+        ADD COLUMN announced BIGINT,
+        ADD COLUMN owner TEXT,
+        ADD COLUMN held BOOLEAN NOT NULL DEFAULT false,
+        ADD COLUMN protected_until TIMESTAMPTZ,
+        ADD COLUMN verified_at TIMESTAMPTZ,
+        ADD COLUMN quarantined TEXT;
+    CREATE INDEX versions_by_owner ON versions (owner) WHERE state = 'pending';
+
+    CREATE TABLE tombstones (
+        object_key  TEXT COLLATE "C" PRIMARY KEY,
+        collection  TEXT COLLATE "C" NOT NULL,
+        version     UUID NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('released', 'purged')),
+        recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX tombstones_by_collection ON tombstones (collection, object_key);
+
+    CREATE TABLE repository (
+        singleton INT PRIMARY KEY CHECK (singleton = 1),
+        id        UUID NOT NULL
+    );
+
+    ALTER TABLE sessions
+        ADD COLUMN credential TEXT,
+        ADD COLUMN chain_started_at TIMESTAMPTZ;
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at);
     "#,
 ];
 

@@ -1,9 +1,10 @@
-//! Group commit: writes that wait for the writer run together in one transaction, each in its
-//! own savepoint, and share one sync of the log. Every write still sees the ones before it
+//! Group commit: writes that wait for the writer thread run together in one transaction,
+//! each in its own savepoint, and share one sync of the log. Every write still sees the ones before it
 //! (they run in order on one connection) and fails alone (its savepoint is rolled back); none
 //! is acknowledged before the transaction holding it is committed, and a batch holding a
 //! synced write is durable before any of its writes is acknowledged. A batch of relaxed writes
-//! only (reservations, renewals, aborts) does not wait for the disk.
+//! only (steps the protocol marks relaxed: reservations, renewals, aborts) does not wait for
+//! the disk.
 
 use std::panic::AssertUnwindSafe;
 

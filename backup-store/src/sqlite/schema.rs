@@ -71,6 +71,52 @@ const MIGRATIONS: &[&str] = &[
         detail     TEXT NOT NULL
     ) STRICT;
     "#,
+    // 2: counters in the collection row (commits read them, not the history), tombstones,
+    // the repository id, leases owned by engine instances, protection, verification, and
+    // sessions bound to a credential.
+    r#"
+    ALTER TABLE collections ADD COLUMN committed_versions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN committed_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN committed_overage INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN protected_versions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN held_versions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN last_committed_at INTEGER;
+    UPDATE collections SET
+        committed_versions = (SELECT count(*) FROM versions v
+            WHERE v.collection = collections.id AND v.state = 'committed'),
+        committed_bytes = (SELECT coalesce(sum(v.size), 0) FROM versions v
+            WHERE v.collection = collections.id AND v.state = 'committed'),
+        committed_overage = (SELECT coalesce(sum(max(0, v.size - json_extract(collections.spec, '$.limits.max_version_size'))), 0)
+            FROM versions v WHERE v.collection = collections.id AND v.state = 'committed'),
+        last_committed_at = (SELECT max(v.committed_at) FROM versions v
+            WHERE v.collection = collections.id AND v.state = 'committed');
+
+    ALTER TABLE versions ADD COLUMN announced INTEGER;
+    ALTER TABLE versions ADD COLUMN owner TEXT;
+    ALTER TABLE versions ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE versions ADD COLUMN protected_until INTEGER;
+    ALTER TABLE versions ADD COLUMN verified_at INTEGER;
+    ALTER TABLE versions ADD COLUMN quarantined TEXT;
+    CREATE INDEX versions_by_owner ON versions (owner) WHERE state = 'pending';
+
+    CREATE TABLE tombstones (
+        object_key  TEXT PRIMARY KEY NOT NULL,
+        collection  TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('released', 'purged')),
+        recorded_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX tombstones_by_collection ON tombstones (collection, object_key);
+
+    CREATE TABLE repository (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        id        TEXT NOT NULL
+    ) STRICT;
+
+    ALTER TABLE sessions ADD COLUMN credential TEXT;
+    ALTER TABLE sessions ADD COLUMN chain_started_at INTEGER;
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+    "#,
 ];
 
 /// The schema version this build writes.

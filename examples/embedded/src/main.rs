@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use backup_core::{
     Actor, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, UploadOptions, VersionQuery, VersionSelector,
-    local_disk_store,
 };
 use backup_store::SqliteCatalog;
+use backup_store::local_disk_store;
 use clap::Parser;
 use futures::TryStreamExt;
 use std::sync::Arc;
@@ -64,12 +64,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let blobs = args.data.join("blobs");
     let store = local_disk_store(&blobs)?;
     let catalog = SqliteCatalog::open(args.data.join("catalog.db")).await?;
-    let engine = Engine::builder().store(store).catalog(Arc::new(catalog)).build()?;
-    // Finish what an interrupted run left: expired uploads, trash, orphans, staging files.
+    // One process at a time works in the folder: its uploads are its own, and what an
+    // interrupted run left is released at once.
+    let engine = Engine::builder().store(store).catalog(Arc::new(catalog)).instance("backup-embedded").build()?;
+    // Finish what an interrupted run left: uploads, trash, garbage, staging files.
     let report = engine.recover().await?;
     let staging = backup_store::local_disk::remove_stale_staging_files(&blobs, Duration::from_secs(900))?;
-    if report.aborted_uploads + report.purged_versions + report.orphans_deleted + staging > 0 {
+    if report.released_own_uploads + report.aborted_uploads + report.purged_versions + report.garbage_deleted + staging
+        > 0
+    {
         println!("recover: {report:?}, {staging} stale staging files removed");
+    }
+    for warning in report.warnings() {
+        eprintln!("warning: {warning}");
     }
 
     let me = Actor::user("embedded");

@@ -123,6 +123,17 @@ pub struct Args {
     /// Print the session id (sha256) of this token and exit.
     #[arg(long, value_name = "JWT")]
     pub hash_jwt: Option<String>,
+    /// This server instance's name: its uploads are recorded as its own, and after a crash
+    /// it releases them at start instead of waiting for their leases. Default
+    /// `HOSTNAME:PORT`. Instances sharing a catalog must have different names.
+    #[arg(long, env = "BR_INSTANCE_NAME")]
+    pub instance_name: Option<String>,
+    /// Pair the catalog with storage that already holds a repository although the catalog
+    /// has no repository id (a restored or rebuilt catalog), or write the storage's missing
+    /// marker again. Without it, a catalog and storage that do not match stop the start, and
+    /// nothing is deleted.
+    #[arg(long, default_value_t = false)]
+    pub adopt_storage: bool,
 }
 
 /// A 6-field cron expression (seconds first).
@@ -168,6 +179,24 @@ impl Args {
             }
             None => Ok(vec![self.listen.parse().map_err(|_| bad())?]),
         }
+    }
+
+    /// The instance name: `--instance-name`, or `HOSTNAME:PORT`.
+    pub fn instance_name(&self) -> Result<String, String> {
+        if let Some(name) = &self.instance_name {
+            if name.is_empty() || name.len() > 200 {
+                return Err("--instance-name: 1 to 200 bytes".to_owned());
+            }
+            return Ok(name.clone());
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let port = self.listen.rsplit(':').next().unwrap_or_default();
+        Ok(format!("{host}:{port}"))
     }
 
     /// The manifest root with `~` expanded.

@@ -87,6 +87,11 @@ impl ApiError {
                 return ApiError::new(status, denied).with_data(json!({ "reason": reason }));
             }
             backup_core::Error::OutsideWindow { reason, .. } => reason.clone(),
+            backup_core::Error::RateLimited { retry_after } => {
+                let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+                err.retry_after = retry_after.map(|d| d.as_secs().max(1));
+                return err;
+            }
             backup_core::Error::QuotaExceeded { allowed, received_at_least } => format!(
                 "filesize reached allowed limit. Uploaded {received_at_least} bytes, allowed to upload only {allowed} bytes"
             ),
@@ -103,25 +108,8 @@ impl ApiError {
     pub(crate) fn from_policy(e: &backup_policy::Error, denied: &str) -> Self {
         match e {
             backup_policy::Error::Core(core) => ApiError::from_core(core, denied),
-            backup_policy::Error::RateLimited { retry_after } => {
-                let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
-                err.retry_after = Some(retry_after.as_secs().max(1));
-                err
-            }
-            other => ApiError::from_core(&backup_core::Error::from(clone_policy_error(other)), denied),
+            other => ApiError::from_core(&backup_core::Error::invalid("manifest", other.to_string()), denied),
         }
-    }
-}
-
-/// The policy error as its core counterpart, without consuming it.
-fn clone_policy_error(e: &backup_policy::Error) -> backup_policy::Error {
-    use backup_policy::Error as P;
-    match e {
-        P::Unauthenticated { reason } => P::Unauthenticated { reason: reason.clone() },
-        P::PermissionDenied { reason } => P::PermissionDenied { reason: reason.clone() },
-        P::OutsideWindow { reason, windows } => P::OutsideWindow { reason: reason.clone(), windows: windows.clone() },
-        P::InvalidInput { what, reason } => P::InvalidInput { what, reason: reason.clone() },
-        other => P::Internal { reason: other.to_string() },
     }
 }
 

@@ -79,8 +79,13 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
         // names start with a letter or digit: under this prefix the engine's orphan sweep can
         // never touch the original's objects in a shared bucket.
         .key_prefix(KEY_PREFIX)
+        .instance(args.instance_name()?)
+        .adopt_store(args.adopt_storage)
         .build()
         .map_err(|e| format!("engine: {e}"))?;
+    // Before anything is written: a wrong catalog in front of this storage stops the start.
+    let repository = engine.open_repository().await.map_err(|e| format!("repository: {e}"))?;
+    tracing::info!(%repository, catalog = %catalog.location(), storage = %storage_url_shown(&storage_url), "serving repository");
     sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
     let key = match &args.jwt_secret_key {
         Some(secret) => TokenKey::hs256(secret.as_bytes(), None).map_err(|e| format!("--jwt-secret-key: {e}"))?,
@@ -101,11 +106,12 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
         ..RateLimitConfig::default()
     });
     let report = engine.recover().await.map_err(|e| format!("recover: {e}"))?;
+    sync::log_recovery(&report, "start-up recovery");
     if let Some(root) = storage_url.strip_prefix("file://") {
         let removed =
             backup_store::local_disk::remove_stale_staging_files(std::path::Path::new(root), Duration::from_secs(900))
                 .map_err(|e| format!("storage: {e}"))?;
-        tracing::info!(?report, removed, "recovered");
+        tracing::info!(removed, "stale staging files removed");
     }
     Ok(AppState::new(StateParts {
         engine,
@@ -121,6 +127,14 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
         download_timeout: args.http_download_timeout,
         storage_health_timeout: args.storage_health_timeout,
     }))
+}
+
+/// A storage URL for the log, secrets hidden.
+fn storage_url_shown(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_owned(),
+    }
 }
 
 /// Where the server's objects live in the bucket.

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::AtomicU64;
 
+use backup_core::catalog::CatalogExt;
 use backup_core::{Catalog, CollectionId};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -56,20 +57,21 @@ impl Metrics {
         loop {
             let page = catalog.list_collections(after.as_ref(), 500).await?;
             for c in &page {
+                // The counters: one row, whatever the history.
                 let state = match catalog.collection_state(&c.id).await {
                     Ok(s) => s,
                     Err(e) if e.kind() == backup_core::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 };
                 let label = CollectionLabel { collection: c.id.to_string() };
-                let total = state.committed_bytes();
+                let total = state.counters.bytes;
                 let limit = c.spec.limits.max_collection_size;
-                versions.get_or_create(&label).set(state.committed.len() as i64);
+                versions.get_or_create(&label).set(i64::try_from(state.counters.versions).unwrap_or(i64::MAX));
                 bytes.get_or_create(&label).set(i64::try_from(total).unwrap_or(i64::MAX));
                 max_bytes.get_or_create(&label).set(i64::try_from(limit).unwrap_or(i64::MAX));
                 quota.get_or_create(&label).set(total as f64 / limit.max(1) as f64);
-                if let Some(last) = state.committed.iter().map(|v| v.committed_at).max() {
-                    last_upload.get_or_create(&label).set(last.timestamp_micros() as f64 / 1e6);
+                if let Some(last) = state.counters.last_committed_at {
+                    last_upload.get_or_create(&label).set(last.as_micros() as f64 / 1e6);
                 }
             }
             if page.len() < 500 {

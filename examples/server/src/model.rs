@@ -1,11 +1,11 @@
 //! backup-repository's JSON shapes of versions, sessions and collections.
 
-use backup_core::{Collection, Session, Version};
-use chrono::{DateTime, SecondsFormat, Utc};
+use backup_core::{Collection, Session, Timestamp, Version};
+use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+fn time(t: Timestamp) -> String {
+    t.to_datetime().to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 /// An `UploadedVersion`: its fields, with the capitalised timestamps Go gave them (plus the

@@ -2,43 +2,24 @@
 
 use std::time::Duration;
 
-use backup_core::{AuditEvent, Collection, Engine, ErrorKind};
+use backup_core::Engine;
+use backup_core::protocol::CollectionChange;
 use backup_policy::manifest::{self, Manifests};
 use tokio::task::JoinHandle;
 
 use crate::config::Args;
 use crate::state::AppState;
 
-/// Creates the manifests' collections in the catalog, and updates those whose spec changed.
-/// Collections the manifests no longer name are kept (they hold backups); the policy then has
-/// no ACL or window for them, so only global roles reach them.
-pub(crate) async fn collections(engine: &Engine, manifests: &Manifests) -> backup_core::Result<()> {
-    let catalog = engine.catalog();
-    let now = backup_core::clock::to_micros(engine.clock().now());
-    for def in &manifests.collections {
-        let audit = |action: &str| {
-            AuditEvent::new(now, "configuration", action).collection(&def.id).detail(def.file.display().to_string())
-        };
-        match catalog.get_collection(&def.id).await {
-            Ok(current) if current.spec == def.spec => {}
-            Ok(current) => {
-                let mut updated = current.clone();
-                updated.spec = def.spec.clone();
-                updated.revision = current.revision + 1;
-                updated.updated_at = now;
-                catalog.update_collection(&updated, current.revision, &audit("collection.update")).await?;
-                tracing::info!(collection = %def.id, "collection updated from its manifest");
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let c = Collection::new(def.id.clone(), def.spec.clone(), now);
-                match catalog.create_collection(&c, &audit("collection.create")).await {
-                    // Another instance created it meanwhile.
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                    other => other?,
-                }
-                tracing::info!(collection = %def.id, "collection created from its manifest");
-            }
-            Err(e) => return Err(e),
+/// Declares the manifests' collections through the engine (validated and audited): created if
+/// missing, updated if their spec changed. Collections the manifests no longer name are kept
+/// (they hold backups); the policy then has no ACL or window for them, so only global roles
+/// reach them.
+pub(crate) async fn collections(engine: &Engine, manifests: &Manifests) -> backup_policy::Result<()> {
+    for change in manifests.declare_collections(engine).await? {
+        match change {
+            CollectionChange::Created(c) => tracing::info!(collection = %c.id, "collection created from its manifest"),
+            CollectionChange::Updated(c) => tracing::info!(collection = %c.id, "collection updated from its manifest"),
+            _ => {}
         }
     }
     Ok(())
@@ -91,8 +72,7 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
             let wait = (next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::time::sleep(wait).await;
             match st.engine().recover().await {
-                Ok(report) if report.is_clean() => tracing::debug!(?report, "maintenance"),
-                Ok(report) => tracing::warn!(?report, "maintenance left work for the next run"),
+                Ok(report) => log_recovery(&report, "maintenance"),
                 Err(e) => tracing::error!(error = %e, "maintenance failed"),
             }
             st.rate_limits().retain_recent();
@@ -122,4 +102,17 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
         }
     }));
     Background { tasks }
+}
+
+/// Logs what `recover()` did; unknown objects and failures as warnings, one line each.
+pub(crate) fn log_recovery(report: &backup_core::RecoveryReport, when: &'static str) {
+    let warnings = report.warnings();
+    if warnings.is_empty() {
+        tracing::debug!(?report, "{when}");
+    } else {
+        for w in &warnings {
+            tracing::warn!("{when}: {w}");
+        }
+        tracing::info!(?report, "{when}");
+    }
 }

@@ -54,7 +54,8 @@ async fn the_reference_flow_works_end_to_end() {
     let (status, body) = json(c.get(server.url("/ready?code=ready-code")).send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     let checks = body["data"]["health"].as_array().unwrap();
-    assert_eq!(checks.len(), 3, "{body}");
+    assert_eq!(checks.len(), 4, "{body}");
+    assert!(body["data"]["repository"].as_str().is_some_and(|id| id.len() == 36), "the repository served: {body}");
     assert!(checks.iter().all(|c| c["status"] == json!(true)), "{body}");
     let (status, _) =
         json(c.get(server.url("/ready")).header("Authorization", "ready-code").send().await.unwrap()).await;

@@ -33,7 +33,7 @@ async fn two_servers_on_postgres_and_s3_keep_the_hard_limit() {
     let Some(database) = support::database_url("two_servers_on_postgres_and_s3_keep_the_hard_limit") else { return };
     let schema = support::fresh_schema("server");
     let catalog = format!("{database}{}schema={schema}", if database.contains('?') { '&' } else { '?' });
-    let s3 = support::s3::S3Server::start().await;
+    let s3 = support::S3Server::start().await;
     let config = config_copy();
     add_manifest(config.path(), "backups.riotkit.org/v1alpha1/backupcollections/shared.yaml", COLLECTION);
     let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -4,6 +4,7 @@ use axum::extract::{Form, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use backup_core::SessionId;
+use backup_core::catalog::CatalogExt;
 use backup_policy::{Bucket, LoginName, OperationsScope, Permission, RateKey, TokenRequest, User};
 use serde::Deserialize;
 use serde_json::json;
@@ -105,13 +106,15 @@ async fn login_inner(state: &AppState, addr: std::net::IpAddr, request: Request)
         .map_err(|e| ApiError::from_policy(&e, "").into_response())?;
     let who = match state.inner.directory.authenticate(&login, &password, Some(addr)).await {
         Ok(w) => w,
-        Err(backup_policy::Error::PermissionDenied { reason }) => {
+        Err(backup_policy::Error::Core(backup_core::Error::PermissionDenied { reason })) => {
             return Err(ApiError::jwt(StatusCode::FORBIDDEN, reason).into_response());
         }
-        Err(backup_policy::Error::Unauthenticated { reason }) if reason.contains("deactivated") => {
+        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { reason }))
+            if reason.contains("deactivated") =>
+        {
             return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, reason).into_response());
         }
-        Err(backup_policy::Error::Unauthenticated { .. }) => return Err(incorrect()),
+        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { .. })) => return Err(incorrect()),
         Err(e) => return Err(ApiError::from_policy(&e, "").into_response()),
     };
     let mut request = TokenRequest::login().from_addr(addr.to_string());

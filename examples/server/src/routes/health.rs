@@ -3,7 +3,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use backup_core::{CollectionId, VersionSelector};
+use backup_core::catalog::CatalogExt;
+use backup_core::protocol::{VersionRange, VersionsNeeded};
+use backup_core::{CollectionId, VersionQuery};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
@@ -46,13 +48,15 @@ fn check(name: &str, result: Result<(), String>) -> Value {
     })
 }
 
-fn checks_response(health: Vec<Value>) -> Response {
+fn checks_response(health: Vec<Value>, extra: Option<(&str, Value)>) -> Response {
+    let mut data = json!({ "health": health });
+    if let Some((key, value)) = extra {
+        data[key] = value;
+    }
     if health.iter().all(|h| h["status"] == json!(true)) {
-        ok(json!({ "health": health }))
+        ok(data)
     } else {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "one of checks failed")
-            .with_data(json!({ "health": health }))
-            .into_response()
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "one of checks failed").with_data(data).into_response()
     }
 }
 
@@ -102,11 +106,18 @@ pub(crate) async fn ready(State(state): State<AppState>, Query(q): Query<CodeQue
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
-    checks_response(vec![
-        check("DbValidator", db),
-        check("StorageAvailabilityValidator", storage),
-        check("ConfigurationProviderValidator", config),
-    ])
+    // The catalog and the storage still belong to the repository served since the start.
+    let repository = state.inner.engine.check_repository_now().await;
+    let id = repository.as_ref().ok().map(|id| json!(id.to_string())).unwrap_or(Value::Null);
+    checks_response(
+        vec![
+            check("DbValidator", db),
+            check("StorageAvailabilityValidator", storage),
+            check("ConfigurationProviderValidator", config),
+            check("RepositoryValidator", repository.map(|_| ()).map_err(|e| e.to_string())),
+        ],
+        Some(("repository", id)),
+    )
 }
 
 /// `GET /api/stable/repository/collection/{collectionId}/health[?code=…]`: the last backup
@@ -120,8 +131,10 @@ pub(crate) async fn collection_health(
     let not_found = || ApiError::not_found("cannot find specified collection");
     let id = CollectionId::new(collection).map_err(|_| not_found())?;
     let catalog = &state.inner.catalog;
-    // One snapshot: the spec and every committed version (ascending), as quotas see them.
-    let st = catalog.collection_state(&id).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    // One snapshot: the spec, the counters and the newest version: one row, whatever the
+    // history.
+    let newest = VersionsNeeded::Range(VersionRange::Newest(1));
+    let st = catalog.collection_state_with(&id, newest).await.map_err(|e| ApiError::from_core(&e, ""))?;
     let policy = state.inner.directory.snapshot().collections.get(&id).cloned().unwrap_or_default();
     if let Some(expected) = policy.health_code_sha256 {
         let given: [u8; 32] = sha2::Sha256::digest(collection_code(&q, &headers).as_bytes()).into();
@@ -132,7 +145,7 @@ pub(crate) async fn collection_health(
     let mut health = Vec::new();
     if !policy.windows.is_empty() {
         let now = state.inner.clock.now();
-        let latest = st.committed.last().map(|v| v.created_at);
+        let latest = st.committed.last().map(|v| v.created_at.to_datetime());
         let in_slot = policy.windows.iter().any(|w| {
             w.last_slot(now).is_some_and(|(start, end)| {
                 latest.is_some_and(|t| start <= t && t <= end) || (start < now && now < end)
@@ -151,22 +164,20 @@ pub(crate) async fn collection_health(
     }
     let limits = &st.collection.spec.limits;
     let soft = limits.max_version_size;
-    let too_big = match st.committed.iter().find(|v| v.size > soft) {
-        None => Ok(()),
-        Some(v) => {
-            let filename = catalog
-                .get_version(&id, VersionSelector::Number(v.number))
-                .await
-                .map(|full| full.filename)
-                .map_err(|e| ApiError::from_core(&e, ""))?;
-            Err(format!(
-                "maximum filesize is bigger than collection soft limit per file. Failed file: {filename} (size={}b)",
-                v.size
-            ))
+    // The counters say whether a version is over the soft limit; only then is one looked for.
+    let too_big = if st.counters.overage == 0 {
+        Ok(())
+    } else {
+        match first_over(catalog.as_ref(), &id, soft).await.map_err(|e| ApiError::from_core(&e, ""))? {
+            None => Ok(()),
+            Some(v) => Err(format!(
+                "maximum filesize is bigger than collection soft limit per file. Failed file: {} (size={}b)",
+                v.filename, v.size
+            )),
         }
     };
     health.push(check("VersionsSizeValidator", too_big));
-    let (sum, hard) = (st.committed_bytes(), limits.max_collection_size);
+    let (sum, hard) = (st.counters.bytes, limits.max_collection_size);
     health.push(check(
         "SumOfVersionsValidator",
         if sum <= hard {
@@ -175,7 +186,26 @@ pub(crate) async fn collection_health(
             Err(format!("Summary of all files is {sum}b, while collection hard limit is {hard}b"))
         },
     ));
-    Ok(checks_response(health))
+    Ok(checks_response(health, None))
+}
+
+/// The first committed version over the soft limit, a page at a time.
+async fn first_over(
+    catalog: &dyn backup_core::Catalog,
+    id: &CollectionId,
+    soft: u64,
+) -> backup_core::Result<Option<backup_core::Version>> {
+    let mut query = VersionQuery::first(1000);
+    loop {
+        let page = catalog.list_versions(id, &query).await?;
+        if let Some(v) = page.iter().find(|v| v.size > soft) {
+            return Ok(Some(v.clone()));
+        }
+        match page.last() {
+            Some(last) if page.len() == query.limit => query = VersionQuery::first(1000).after(last.number),
+            _ => return Ok(None),
+        }
+    }
 }
 
 /// `GET /metrics`: Prometheus text, behind the health code when one is set.

@@ -7,12 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../../../../backup-store/tests/support/s3.rs"]
-pub mod s3;
-
-#[path = "../../../../backup-store/tests/support/database.rs"]
-mod database;
-pub use database::*;
+pub use backup_store::testing::{S3Server, database_url, fresh_schema, skipped};
 
 pub const SECRET: &str = "a test secret, long enough for HS256";
 
@@ -313,7 +308,8 @@ where
     }
 }
 
-/// The regular files under `dir`, recursively.
+/// The regular files under `dir`, recursively, but the repository marker: the bytes of
+/// versions and uploads.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return out };
@@ -321,7 +317,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         let p = e.path();
         if p.is_dir() {
             out.extend(files_under(&p));
-        } else {
+        } else if p.file_name().is_none_or(|n| n != backup_core::REPOSITORY_MARKER) {
             out.push(p);
         }
     }

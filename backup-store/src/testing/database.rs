@@ -1,5 +1,4 @@
 //! The PostgreSQL URL of the tests: skipped by name when absent, a failure under `CI=true`.
-//! Shared with the example server's tests by path.
 
 use std::io::Write;
 

@@ -1,6 +1,6 @@
 //! A real S3 protocol server in-process: s3s-fs over a temporary folder, on 127.0.0.1 with
 //! SigV4 keys. It enforces signatures and conditional writes, so it catches what a mock
-//! would not. Shared with the example server's tests by path.
+//! would not.
 
 use std::sync::Arc;
 
@@ -10,6 +10,15 @@ use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
 /// A running S3 server; stopped and its folder removed when dropped.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let s3 = backup_store::testing::S3Server::start().await;
+/// // With the `aws` feature: backup_store::object_store_from_url(&s3.url(), &Default::default())
+/// assert!(s3.url().starts_with("s3://test-bucket?endpoint=http://127.0.0.1:"));
+/// # });
+/// ```
+#[allow(missing_debug_implementations)]
 pub struct S3Server {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,

@@ -1,0 +1,316 @@
+//! [`CatalogExt`]: every step of the protocol by name, built on [`Catalog::transact`].
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::audit::AuditEvent;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
+use crate::protocol::{
+    self, AbortCondition, AbortOutcome, CollectionChange, CollectionQuery, CollectionState, CommitRequest, Committed,
+    Decision, LoadedState, ReserveRequest, StateQuery, VersionsNeeded,
+};
+use crate::rotation::RotationStrategies;
+use crate::session::Session;
+use crate::spec::CollectionSpec;
+use crate::time::Timestamp;
+use crate::version::{Collection, PendingUpload, Version};
+
+/// The steps of the protocol by name, for every [`Catalog`]: each one a [`StateQuery`] and a
+/// decision of [`crate::protocol`], run by [`Catalog::transact`].
+///
+/// ```
+/// use backup_core::catalog::{CatalogExt, VersionQuery};
+/// use backup_core::{AuditEvent, Collection, CollectionSpec, Limits, MemoryCatalog, Timestamp};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let catalog = MemoryCatalog::new();
+/// let now = Timestamp::UNIX_EPOCH;
+/// let c = Collection::new("db".parse()?, CollectionSpec::new("db-${version}", Limits::new(2, 10, 30)?), now);
+/// catalog.create_collection(&c, &AuditEvent::new(now, "me", "collection.create")).await?;
+/// assert_eq!(catalog.collection_state(&c.id).await?.counters.next_number, 1);
+/// # Ok::<(), backup_core::Error>(()) }).unwrap();
+/// ```
+#[async_trait]
+pub trait CatalogExt: Catalog {
+    /// Runs `decide` in [`Catalog::transact`] and returns its output once applied.
+    ///
+    /// # Errors
+    /// As [`Catalog::transact`].
+    async fn step<T, F>(&self, query: StateQuery, decide: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LoadedState) -> Result<Decision<T>> + Send + 'static,
+    {
+        let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        self.transact(
+            query,
+            Box::new(move |state| {
+                let decision = decide(state)?;
+                *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(decision.output);
+                Ok(decision.mutations)
+            }),
+        )
+        .await?;
+        let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        value.ok_or_else(|| Error::internal(format!("catalog {} applied a step without deciding it", self.location())))
+    }
+
+    /// A collection, its counters and pending uploads, and the committed versions asked for.
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`]; backend errors.
+    async fn collection_state_with(&self, id: &CollectionId, committed: VersionsNeeded) -> Result<CollectionState> {
+        let query = StateQuery::collection(CollectionQuery::new(id.clone()).with_committed(committed))
+            .with_label("collection_state");
+        self.load(query).await?.collection.ok_or_else(|| Error::CollectionNotFound { collection: id.clone() })
+    }
+
+    /// A collection, its counters and its pending uploads.
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`]; backend errors.
+    async fn collection_state(&self, id: &CollectionId) -> Result<CollectionState> {
+        self.collection_state_with(id, VersionsNeeded::Nothing).await
+    }
+
+    /// Creates a collection.
+    ///
+    /// # Errors
+    /// [`Error::CollectionExists`].
+    async fn create_collection(&self, collection: &Collection, audit: &AuditEvent) -> Result<Collection> {
+        let (c, audit) = (collection.clone(), audit.clone());
+        let query = StateQuery::collection(CollectionQuery::new(c.id.clone()));
+        self.step(query.with_label("create_collection"), move |s| protocol::decide_create_collection(s, &c, &audit))
+            .await
+    }
+
+    /// Changes a collection's spec if its revision is still `expected_revision` (when
+    /// given), or creates it with `create` (a manifest sync).
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`] (unless `create`); [`Error::Conflict`] if the revision
+    /// moved.
+    async fn update_collection(
+        &self,
+        id: &CollectionId,
+        spec: &CollectionSpec,
+        expected_revision: Option<u64>,
+        create: bool,
+        audit: &AuditEvent,
+    ) -> Result<CollectionChange> {
+        let (id2, spec2, audit) = (id.clone(), spec.clone(), audit.clone());
+        let query =
+            StateQuery::collection(CollectionQuery::new(id.clone()).with_committed(protocol::update_needs(spec)));
+        self.step(query.with_label("update_collection"), move |s| {
+            if create && expected_revision.is_none() {
+                protocol::decide_put_collection(s, &id2, &spec2, audit.at, &audit)
+            } else {
+                protocol::decide_update_collection(s, &id2, &spec2, expected_revision, &audit)
+            }
+        })
+        .await
+    }
+
+    /// Deletes an empty collection; the objects of its trashed versions get tombstones.
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`]; [`Error::Conflict`] if it is not empty.
+    async fn delete_collection(&self, id: &CollectionId, audit: &AuditEvent) -> Result<()> {
+        let (id2, audit) = (id.clone(), audit.clone());
+        let query = StateQuery::collection(CollectionQuery::new(id.clone()));
+        self.step(query.with_label("delete_collection"), move |s| protocol::decide_delete_collection(s, &id2, &audit))
+            .await
+    }
+
+    /// Step 2: reserves space and inserts the pending row.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_reservation`].
+    async fn reserve(&self, request: &ReserveRequest, strategies: &Arc<RotationStrategies>) -> Result<PendingUpload> {
+        let (req, strategies) = (request.clone(), strategies.clone());
+        let query = StateQuery::collection(
+            CollectionQuery::new(req.collection.clone()).with_committed(protocol::retention_needs(strategies.clone())),
+        );
+        self.step(query.with_label("reserve").relaxed(), move |s| protocol::decide_reservation(s, &req, &strategies))
+            .await
+    }
+
+    /// Extends the lease of a live pending upload.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if it is not pending any more or its lease expired.
+    async fn renew_lease(&self, id: &VersionId, lease_until: Timestamp, now: Timestamp) -> Result<PendingUpload> {
+        let id = *id;
+        self.step(StateQuery::versions([id]).with_label("renew_lease").relaxed(), move |s| {
+            protocol::decide_renewal(s, &id, lease_until, now)
+        })
+        .await
+    }
+
+    /// Step 5: commits a pending upload with its rotation (and sessions).
+    ///
+    /// # Errors
+    /// As [`protocol::decide_commit`].
+    async fn commit(&self, request: &CommitRequest, strategies: &Arc<RotationStrategies>) -> Result<Committed> {
+        let (req, strategies) = (request.clone(), strategies.clone());
+        let sessions = req.consume_session.iter().chain(&req.require_session).cloned().collect::<Vec<_>>();
+        let query = StateQuery::collection(
+            CollectionQuery::new(req.collection.clone()).with_committed(protocol::retention_needs(strategies.clone())),
+        )
+        .with_sessions(sessions);
+        let mut query = query;
+        query.versions.push(req.id);
+        self.step(query.with_label("commit"), move |s| protocol::decide_commit(s, &req, &strategies)).await
+    }
+
+    /// Removes a pending row if `condition` holds, recording a tombstone for its object.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn abort(&self, id: &VersionId, condition: AbortCondition, now: Timestamp) -> Result<AbortOutcome> {
+        let id = *id;
+        self.step(StateQuery::versions([id]).with_label("abort").relaxed(), move |s| {
+            protocol::decide_abort(s, &id, condition, now)
+        })
+        .await
+    }
+
+    /// Deletes a committed version: trashed, or purged at once with `purge`.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_trash`].
+    async fn trash_version(
+        &self,
+        collection: &CollectionId,
+        number: u64,
+        reason: &str,
+        purge: bool,
+        audit: &AuditEvent,
+    ) -> Result<Version> {
+        let (c, reason, audit) = (collection.clone(), reason.to_owned(), audit.clone());
+        let query = StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers([number]));
+        self.step(query.with_label("trash_version"), move |s| {
+            protocol::decide_trash(s, &c, number, &reason, purge, &audit)
+        })
+        .await
+    }
+
+    /// Brings a trashed version back, if it fits.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_restore`].
+    async fn restore_version(&self, collection: &CollectionId, number: u64, audit: &AuditEvent) -> Result<Version> {
+        let (c, audit) = (collection.clone(), audit.clone());
+        let query = StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers([number]));
+        self.step(query.with_label("restore_version"), move |s| protocol::decide_restore(s, &c, number, &audit)).await
+    }
+
+    /// Marks the trashed versions among `ids` purged, with tombstones; returns those marked.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn mark_purged(&self, ids: &[VersionId], now: Timestamp) -> Result<Vec<Version>> {
+        let ids = ids.to_vec();
+        self.step(StateQuery::versions(ids.clone()).with_label("mark_purged"), move |s| {
+            protocol::decide_purge(s, &ids, now)
+        })
+        .await
+    }
+
+    /// Forgets the tombstones of objects confirmed deleted.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn forget_tombstones(&self, keys: &[String]) -> Result<()> {
+        let mutations = keys.iter().cloned().map(protocol::Mutation::ForgetTombstone).collect();
+        self.step(StateQuery::none().with_label("forget_tombstones").relaxed(), move |_| {
+            Ok(Decision::new(mutations, ()))
+        })
+        .await
+    }
+
+    /// Takes `id` as the catalog's repository id, or returns the one it has.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when it belongs to another repository.
+    async fn claim_repository(&self, id: RepositoryId) -> Result<RepositoryId> {
+        self.step(StateQuery::repository().with_label("claim_repository"), move |s| {
+            protocol::decide_claim_repository(s, id)
+        })
+        .await
+    }
+
+    /// Registers a session.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the id is taken.
+    async fn insert_session(&self, session: &Session) -> Result<()> {
+        let session = session.clone();
+        self.step(StateQuery::sessions([session.id.clone()]).with_label("insert_session"), move |s| {
+            protocol::decide_insert_session(s, &session)
+        })
+        .await
+    }
+
+    /// Reads a session.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`].
+    async fn get_session(&self, id: &SessionId) -> Result<Session> {
+        let state = self.load(StateQuery::sessions([id.clone()]).with_label("get_session")).await?;
+        state.session(id).cloned().ok_or_else(|| Error::SessionNotFound { session: id.to_string() })
+    }
+
+    /// Revokes one session and returns it.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`].
+    async fn revoke_session(&self, id: &SessionId, audit: &AuditEvent) -> Result<Session> {
+        let (id2, audit) = (id.clone(), audit.clone());
+        self.step(StateQuery::sessions([id.clone()]).with_label("revoke_session"), move |s| {
+            protocol::decide_revoke_session(s, &id2, &audit)
+        })
+        .await
+    }
+
+    /// Revokes every active session of a user; returns how many.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn revoke_user_sessions(&self, user: &str, audit: &AuditEvent) -> Result<u64> {
+        let (u, audit) = (user.to_owned(), audit.clone());
+        self.step(StateQuery::sessions_of(user).with_label("revoke_user_sessions"), move |s| {
+            protocol::decide_revoke_user_sessions(s, &u, &audit)
+        })
+        .await
+    }
+
+    /// Deletes sessions that expired before `before`.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn delete_expired_sessions(&self, before: Timestamp) -> Result<()> {
+        self.step(StateQuery::none().with_label("delete_expired_sessions"), move |_| {
+            protocol::decide_delete_expired_sessions(before)
+        })
+        .await
+    }
+
+    /// Appends an event to the audit log.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
+        let event = event.clone();
+        self.step(StateQuery::none().with_label("append_audit"), move |_| {
+            Ok(Decision::new(vec![protocol::Mutation::AppendAudit(event)], ()))
+        })
+        .await
+    }
+}
+
+impl<C: Catalog + ?Sized> CatalogExt for C {}

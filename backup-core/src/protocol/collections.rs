@@ -1,0 +1,160 @@
+//! Steps on collections: create, update (or both: put), delete.
+
+use crate::audit::AuditEvent;
+use crate::error::{Error, Result};
+use crate::id::CollectionId;
+use crate::protocol::mutation::Mutation;
+use crate::protocol::state::{CollectionState, LoadedState, VersionRange, VersionsNeeded};
+use crate::protocol::{Decision, collection_of};
+use crate::spec::CollectionSpec;
+use crate::time::Timestamp;
+use crate::version::{Collection, Tombstone, TombstoneKind};
+
+/// What a [`decide_put_collection`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CollectionChange {
+    /// The collection did not exist and was created.
+    Created(Collection),
+    /// Its spec changed.
+    Updated(Collection),
+    /// It existed with this very spec.
+    Unchanged(Collection),
+}
+
+impl CollectionChange {
+    /// The collection as it is now.
+    pub fn collection(&self) -> &Collection {
+        match self {
+            CollectionChange::Created(c) | CollectionChange::Updated(c) | CollectionChange::Unchanged(c) => c,
+        }
+    }
+}
+
+/// Decides the creation of a collection.
+///
+/// # Errors
+/// [`Error::CollectionExists`] if the id is taken.
+pub fn decide_create_collection(
+    state: &LoadedState,
+    collection: &Collection,
+    audit: &AuditEvent,
+) -> Result<Decision<Collection>> {
+    if state.collection.is_some() {
+        return Err(Error::CollectionExists { collection: collection.id.clone() });
+    }
+    Ok(Decision::new(
+        vec![Mutation::CreateCollection(collection.clone()), Mutation::AppendAudit(audit.clone())],
+        collection.clone(),
+    ))
+}
+
+/// The committed versions an update to `spec` needs: all of them when the soft limit
+/// changes (the overage counter is recomputed), none otherwise.
+pub fn update_needs(spec: &CollectionSpec) -> VersionsNeeded {
+    let soft = spec.limits.max_version_size;
+    VersionsNeeded::FromRow(std::sync::Arc::new(move |stored, _| {
+        if stored.spec.limits.max_version_size == soft { VersionRange::None } else { VersionRange::All }
+    }))
+}
+
+/// Decides a change of a collection's spec, if its revision is still `expected_revision`
+/// (when given). Versions already committed stay; the new limits apply from the next upload.
+///
+/// The state must be loaded with [`update_needs`].
+///
+/// # Errors
+/// [`Error::CollectionNotFound`]; [`Error::Conflict`] if the revision moved.
+pub fn decide_update_collection(
+    state: &LoadedState,
+    id: &CollectionId,
+    spec: &CollectionSpec,
+    expected_revision: Option<u64>,
+    audit: &AuditEvent,
+) -> Result<Decision<CollectionChange>> {
+    let cs = collection_of(state, id)?;
+    let stored = &cs.collection;
+    if let Some(expected) = expected_revision
+        && stored.revision != expected
+    {
+        return Err(Error::conflict(format!("collection {id} is at revision {}, not {expected}", stored.revision)));
+    }
+    if &stored.spec == spec {
+        return Ok(Decision::new(vec![], CollectionChange::Unchanged(stored.clone())));
+    }
+    let updated = stored.with_new_spec(spec.clone(), audit.at);
+    let mut mutations = vec![Mutation::UpdateCollection(updated.clone())];
+    if stored.spec.limits.max_version_size != spec.limits.max_version_size {
+        mutations.push(Mutation::SetCounters { collection: id.clone(), counters: recount_overage(cs, spec)? });
+    }
+    mutations.push(Mutation::AppendAudit(audit.clone()));
+    Ok(Decision::new(mutations, CollectionChange::Updated(updated)))
+}
+
+/// The counters with the overage recounted against a new soft limit.
+fn recount_overage(cs: &CollectionState, spec: &CollectionSpec) -> Result<crate::protocol::Counters> {
+    if cs.committed.len() as u64 != cs.counters.versions {
+        return Err(Error::internal(format!(
+            "recounting the overage of {} needs its {} committed versions, {} were loaded",
+            cs.collection.id,
+            cs.counters.versions,
+            cs.committed.len()
+        )));
+    }
+    let mut counters = cs.counters;
+    counters.overage = cs.committed.iter().map(|v| spec.limits.overage(v.size)).fold(0u64, u64::saturating_add);
+    Ok(counters)
+}
+
+/// Decides a create-or-update: what a manifest sync does for each collection it declares.
+///
+/// The state must be loaded with [`update_needs`].
+///
+/// # Errors
+/// As [`decide_update_collection`].
+pub fn decide_put_collection(
+    state: &LoadedState,
+    id: &CollectionId,
+    spec: &CollectionSpec,
+    now: Timestamp,
+    audit: &AuditEvent,
+) -> Result<Decision<CollectionChange>> {
+    if state.collection.is_none() {
+        let c = Collection::new(id.clone(), spec.clone(), now);
+        let d = decide_create_collection(state, &c, audit)?;
+        return Ok(Decision::new(d.mutations, CollectionChange::Created(c)));
+    }
+    decide_update_collection(state, id, spec, None, audit)
+}
+
+/// Decides the deletion of a collection: refused while it has a committed version or an
+/// upload in flight; otherwise its row goes, with every version row of it, and the objects of
+/// its trashed versions and of its abandoned uploads get tombstones, in the same step.
+///
+/// # Errors
+/// [`Error::CollectionNotFound`]; [`Error::Conflict`] if it is not empty.
+pub fn decide_delete_collection(state: &LoadedState, id: &CollectionId, audit: &AuditEvent) -> Result<Decision<()>> {
+    let cs = collection_of(state, id)?;
+    let now = audit.at;
+    let live = cs.live_pending(now).count();
+    if cs.counters.versions > 0 || live > 0 {
+        return Err(Error::conflict(format!(
+            "collection {id} is not empty: {} committed versions, {live} uploads in flight; delete its versions first",
+            cs.counters.versions
+        )));
+    }
+    let mut mutations = Vec::new();
+    for p in &cs.pending {
+        mutations.push(Mutation::RemovePending(p.id));
+        mutations.push(Mutation::InsertTombstone(Tombstone::new(
+            p.object_key.clone(),
+            id.clone(),
+            p.id,
+            TombstoneKind::Released,
+            now,
+        )));
+    }
+    mutations.push(Mutation::DeleteCollection { id: id.clone(), at: now });
+    mutations.push(Mutation::AppendAudit(audit.clone()));
+    Ok(Decision::new(mutations, ()))
+}

@@ -1,0 +1,147 @@
+//! The checks of an import, once for every catalog: [`ImportCheck`] turns snapshot records
+//! into mutations, refusing what would make an inconsistent catalog.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::catalog::snapshot::{CatalogRecord, ImportSummary};
+use crate::error::{Error, Result};
+use crate::id::{CollectionId, SessionId, VersionId};
+use crate::protocol::mutation::Mutation;
+use crate::protocol::state::Counters;
+use crate::version::VersionState;
+
+/// Checks a snapshot record by record and says what to write for each; a catalog applies the
+/// mutations of the whole snapshot in one transaction, then those of [`ImportCheck::finish`]
+/// (every collection's counters, computed from its versions).
+///
+/// ```
+/// use backup_core::catalog::CatalogRecord;
+/// use backup_core::protocol::ImportCheck;
+/// use backup_core::Timestamp;
+///
+/// let mut check = ImportCheck::new();
+/// check.record(CatalogRecord::header(Timestamp::UNIX_EPOCH))?;
+/// let e = check.record(CatalogRecord::header(Timestamp::UNIX_EPOCH)).unwrap_err();
+/// assert!(e.to_string().contains("a second header"));
+/// # Ok::<(), backup_core::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct ImportCheck {
+    header: bool,
+    collections: BTreeMap<CollectionId, (crate::spec::CollectionSpec, Counters)>,
+    version_ids: HashSet<VersionId>,
+    numbers: HashSet<(CollectionId, u64)>,
+    sessions: HashSet<SessionId>,
+    tombstones: HashSet<String>,
+    repository: bool,
+    last_audit: u64,
+    summary: ImportSummary,
+}
+
+fn bad(reason: String) -> Error {
+    Error::invalid("catalog snapshot", reason)
+}
+
+impl ImportCheck {
+    /// A check expecting a header first.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks one record and returns what to write for it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming what is wrong: no header first, a second header, a
+    /// version of an unknown collection or out of sequence, anything twice.
+    pub fn record(&mut self, record: CatalogRecord) -> Result<Vec<Mutation>> {
+        if !self.header {
+            record.check_header()?;
+            self.header = true;
+            return Ok(vec![]);
+        }
+        self.summary.count(&record);
+        Ok(match record {
+            CatalogRecord::Header { .. } => return Err(bad("a second header".into())),
+            CatalogRecord::Repository { id } => {
+                if std::mem::replace(&mut self.repository, true) {
+                    return Err(bad("a second repository id".into()));
+                }
+                vec![Mutation::SetRepository(id)]
+            }
+            CatalogRecord::Collection { collection, next_number } => {
+                if next_number == 0 {
+                    return Err(bad(format!("collection {} has next number 0", collection.id)));
+                }
+                let counters = Counters { next_number, ..Counters::empty() };
+                if self.collections.insert(collection.id.clone(), (collection.spec.clone(), counters)).is_some() {
+                    return Err(bad(format!("collection {} twice", collection.id)));
+                }
+                vec![Mutation::CreateCollection(collection)]
+            }
+            CatalogRecord::Version(v) => {
+                let Some((spec, counters)) = self.collections.get_mut(&v.collection) else {
+                    return Err(bad(format!("version {} of unknown collection {}", v.number, v.collection)));
+                };
+                if v.number == 0 || v.number >= counters.next_number || v.state == VersionState::Pending {
+                    return Err(bad(format!("version {} of {} is out of sequence", v.number, v.collection)));
+                }
+                if !self.version_ids.insert(v.id) || !self.numbers.insert((v.collection.clone(), v.number)) {
+                    return Err(bad(format!("version {} of {} twice", v.number, v.collection)));
+                }
+                if v.state == VersionState::Committed {
+                    counters.versions += 1;
+                    counters.bytes = counters.bytes.saturating_add(v.size);
+                    counters.overage = counters.overage.saturating_add(spec.limits.overage(v.size));
+                    counters.protected += u64::from(v.held || v.protected_until.is_some());
+                    counters.held += u64::from(v.held);
+                    counters.last_committed_at = counters.last_committed_at.max(Some(v.committed_at));
+                }
+                vec![Mutation::InsertVersion(v)]
+            }
+            CatalogRecord::Pending(p) => {
+                if !self.collections.contains_key(&p.collection) {
+                    return Err(bad(format!("upload {} of unknown collection {}", p.id, p.collection)));
+                }
+                if !self.version_ids.insert(p.id) {
+                    return Err(bad(format!("upload {} twice", p.id)));
+                }
+                vec![Mutation::InsertPending(p)]
+            }
+            CatalogRecord::Tombstone(t) => {
+                if !self.tombstones.insert(t.object_key.clone()) {
+                    return Err(bad(format!("tombstone of {} twice", t.object_key)));
+                }
+                vec![Mutation::InsertTombstone(t)]
+            }
+            CatalogRecord::Session(s) => {
+                if !self.sessions.insert(s.id.clone()) {
+                    return Err(bad("a session twice".into()));
+                }
+                vec![Mutation::InsertSession(s)]
+            }
+            CatalogRecord::Audit(e) => {
+                if e.seq <= self.last_audit {
+                    return Err(bad(format!("audit event {} out of order", e.seq)));
+                }
+                self.last_audit = e.seq;
+                vec![Mutation::AppendAudit(e)]
+            }
+        })
+    }
+
+    /// The counters of every collection, and what was imported.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a snapshot without a header.
+    pub fn finish(self) -> Result<(Vec<Mutation>, ImportSummary)> {
+        if !self.header {
+            return Err(bad("it is empty".into()));
+        }
+        let mutations = self
+            .collections
+            .into_iter()
+            .map(|(collection, (_, counters))| Mutation::SetCounters { collection, counters })
+            .collect();
+        Ok((mutations, self.summary))
+    }
+}

@@ -1,0 +1,76 @@
+//! What a decision writes: the [`Mutation`]s a catalog applies, all or nothing.
+
+use crate::audit::AuditEvent;
+use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
+use crate::protocol::state::Counters;
+use crate::session::Session;
+use crate::time::Timestamp;
+use crate::version::{Collection, PendingUpload, Tombstone, Version};
+
+/// One write of an atomic step. The decisions of [`crate::protocol`] return them; a catalog
+/// applies every mutation of a step in one transaction, in order, and fails the whole step
+/// when one cannot be applied.
+///
+/// Catalogs store; they do not decide. The only checks a catalog makes are those of its
+/// keys, reported as the errors named below (a concurrent step can insert the same key
+/// between the load and the write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mutation {
+    /// Inserts a collection with [`Counters::empty`].
+    /// Fails with [`crate::Error::CollectionExists`] if the id is taken.
+    CreateCollection(Collection),
+    /// Replaces the stored collection of the same id (spec, revision, updated time).
+    UpdateCollection(Collection),
+    /// Deletes the collection and every version row of it (committed, pending and trashed
+    /// ones are never there when a decision emits this, but a catalog must not care); the
+    /// objects of its trashed versions get tombstones recorded at `at`.
+    DeleteCollection {
+        /// The collection.
+        id: CollectionId,
+        /// When.
+        at: Timestamp,
+    },
+    /// Stores a collection's counters.
+    SetCounters {
+        /// The collection.
+        collection: CollectionId,
+        /// The new values.
+        counters: Counters,
+    },
+    /// Inserts a pending row. Fails with [`crate::Error::AlreadyExists`] if the id is taken.
+    InsertPending(PendingUpload),
+    /// Replaces a pending row's reservation and lease.
+    UpdatePending(PendingUpload),
+    /// Deletes a pending row (the upload was released; a tombstone goes with it).
+    RemovePending(VersionId),
+    /// Turns the pending row with the version's id into this committed version.
+    CommitVersion(Version),
+    /// Replaces the state of an existing (non-pending) version row: state, trash and purge
+    /// times, trash reason, protection, verification.
+    UpdateVersion(Version),
+    /// Inserts a version row that never was pending (an import, a rebuild from the store).
+    /// Fails with [`crate::Error::AlreadyExists`] if its id, or its number in its collection,
+    /// is taken.
+    InsertVersion(Version),
+    /// Records that an object is garbage (inserting again replaces the record).
+    InsertTombstone(Tombstone),
+    /// Forgets the tombstone of an object that is confirmed deleted.
+    ForgetTombstone(String),
+    /// Registers a session. Fails with [`crate::Error::AlreadyExists`] if the id is taken.
+    InsertSession(Session),
+    /// Marks a session revoked at this time (a revoked session keeps its first time).
+    RevokeSession {
+        /// The session.
+        id: SessionId,
+        /// When.
+        at: Timestamp,
+    },
+    /// Deletes sessions that expired before this time, revoked or not.
+    DeleteSessionsExpiredBefore(Timestamp),
+    /// Appends an event to the audit log; the catalog assigns its sequence number.
+    AppendAudit(AuditEvent),
+    /// Sets the repository id, once: an id already set stays, and a different one fails
+    /// with [`crate::Error::Conflict`].
+    SetRepository(RepositoryId),
+}

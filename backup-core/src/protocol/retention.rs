@@ -1,0 +1,137 @@
+//! Retention inside the protocol: the strategy's plan, made safe (protected versions stay)
+//! and turned into what the quota arithmetic needs.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::protocol::state::{CollectionState, VersionsNeeded};
+use crate::quota;
+use crate::rotation::{Incoming, Mark, RotationDecision, RotationInput, RotationStrategies, VersionSummary};
+use crate::time::Timestamp;
+use crate::version::Version;
+
+/// The committed versions the collection's retention strategy needs, chosen from the
+/// collection row: what a [`crate::protocol::CollectionQuery`] for a reservation or a commit
+/// loads.
+pub fn retention_needs(strategies: Arc<RotationStrategies>) -> VersionsNeeded {
+    VersionsNeeded::FromRow(Arc::new(move |collection, counters| {
+        match strategies.resolve(&collection.spec.retention) {
+            Ok(strategy) => strategy.needs(&collection.spec, counters),
+            // The decision reports the unknown strategy; nothing to load for it.
+            Err(_) => crate::protocol::VersionRange::None,
+        }
+    }))
+}
+
+/// The retention plan for one collection state: a decision for each loaded committed version
+/// (protected ones always kept) and what stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetentionOutcome {
+    /// One decision per loaded committed version, ascending by number.
+    pub decisions: Vec<RotationDecision>,
+    /// Committed versions that stay.
+    pub kept_versions: u64,
+    /// Their total size.
+    pub kept_bytes: u64,
+    /// Their total overage (bytes above the soft limit).
+    pub kept_overage: u64,
+    /// Versions the strategy would have evicted that protection keeps.
+    pub kept_by_protection: u64,
+}
+
+impl RetentionOutcome {
+    /// The loaded versions the plan evicts.
+    pub fn evicted<'a>(&'a self, state: &'a CollectionState) -> impl Iterator<Item = &'a Version> {
+        self.decisions.iter().zip(&state.committed).filter(|(d, _)| d.mark == Mark::Evict).map(|(_, v)| v)
+    }
+}
+
+/// Plans the retention of a collection state with `incoming` joining it (or as it is, with
+/// `None`), with the same function the commit runs.
+///
+/// # Errors
+/// [`Error::InvalidSpec`] for an unknown strategy; [`Error::Internal`] when the strategy breaks
+/// its contract.
+pub fn plan_retention(
+    state: &CollectionState,
+    strategies: &RotationStrategies,
+    incoming: Option<Incoming>,
+    now: Timestamp,
+) -> Result<RetentionOutcome> {
+    let spec = &state.collection.spec;
+    let counters = &state.counters;
+    let strategy = strategies.resolve(&spec.retention)?;
+    let summaries: Vec<VersionSummary> = state.committed.iter().map(|v| VersionSummary::of(v, now)).collect();
+    let plan = strategy.plan(&RotationInput::new(spec, &summaries, counters.versions, incoming, now));
+    plan.check_against(strategy.name(), &summaries)?;
+    let mut outcome = RetentionOutcome {
+        decisions: Vec::with_capacity(summaries.len()),
+        kept_versions: counters.versions,
+        kept_bytes: counters.bytes,
+        kept_overage: counters.overage,
+        kept_by_protection: 0,
+    };
+    for (mut d, v) in plan.decisions.into_iter().zip(&state.committed) {
+        if d.mark == Mark::Evict && v.is_protected(now) {
+            // The contract says a strategy never does this; the engine makes sure.
+            d.mark = Mark::Keep;
+            d.reasons = vec![protection_reason(v)];
+            outcome.kept_by_protection += 1;
+        }
+        if d.mark == Mark::Evict {
+            outcome.kept_versions = outcome.kept_versions.saturating_sub(1);
+            outcome.kept_bytes = outcome.kept_bytes.saturating_sub(v.size);
+            outcome.kept_overage = outcome.kept_overage.saturating_sub(spec.limits.overage(v.size));
+        }
+        outcome.decisions.push(d);
+    }
+    let max = u64::from(spec.limits.max_versions);
+    if incoming.is_some() && outcome.kept_versions >= max {
+        if counters.protected > 0 {
+            return Err(Error::CollectionFull {
+                collection: state.collection.id.clone(),
+                reason: format!(
+                    "{} of its {} versions are held or protected and max_versions is {max}; lift a hold or wait for a protection to end",
+                    counters.protected, counters.versions
+                ),
+            });
+        }
+        return Err(Error::internal(format!(
+            "rotation strategy {} keeps {} versions, leaving no place under max_versions={max}",
+            strategy.name(),
+            outcome.kept_versions
+        )));
+    }
+    Ok(outcome)
+}
+
+/// Why a protected version stays.
+pub(crate) fn protection_reason(v: &Version) -> String {
+    match (v.held, v.protected_until) {
+        (true, _) => "held".to_owned(),
+        (false, Some(until)) => format!("protected until {until}"),
+        (false, None) => "protected".to_owned(),
+    }
+}
+
+/// The largest upload allowed at `now`, given the versions the rotation keeps if it commits
+/// and the shares of the live uploads.
+///
+/// # Errors
+/// As [`plan_retention`].
+pub fn allowance_now(state: &CollectionState, strategies: &RotationStrategies, now: Timestamp) -> Result<u64> {
+    let outcome = plan_retention(state, strategies, Some(Incoming::new(None, now)), now)?;
+    Ok(allowance_beside(state, &outcome, None, now))
+}
+
+/// The allowance next to the live uploads (but `except`) once the plan's evictions are done.
+pub(crate) fn allowance_beside(
+    state: &CollectionState,
+    outcome: &RetentionOutcome,
+    except: Option<crate::VersionId>,
+    now: Timestamp,
+) -> u64 {
+    let shares = state.live_pending(now).filter(|p| Some(p.id) != except).map(|p| p.pool_share);
+    quota::allowance_with_overage(&state.collection.spec.limits, outcome.kept_overage, shares)
+}

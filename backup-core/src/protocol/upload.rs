@@ -1,0 +1,367 @@
+//! The upload protocol's steps: reserve, renew, commit, abort.
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::id::{CollectionId, SessionId, VersionId};
+use crate::protocol::mutation::Mutation;
+use crate::protocol::retention::{allowance_beside, plan_retention};
+use crate::protocol::state::{LoadedState, VersionRow};
+use crate::protocol::versions::{counters_after, give_up};
+use crate::protocol::{Decision, collection_of};
+use crate::quota;
+use crate::rotation::{Incoming, RotationStrategies};
+use crate::time::Timestamp;
+use crate::version::{PendingUpload, Tombstone, TombstoneKind, Uploader, Version, VersionState};
+
+/// What an upload announces about its size (a `Content-Length`, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SizeHint {
+    /// At least this many bytes will arrive.
+    pub lower: u64,
+    /// Exactly this many bytes will arrive, when known (a `Content-Length`).
+    pub exact: Option<u64>,
+}
+
+impl SizeHint {
+    /// Exactly `n` bytes will arrive.
+    pub fn exact(n: u64) -> Self {
+        SizeHint { lower: n, exact: Some(n) }
+    }
+
+    /// Nothing is known about the size.
+    pub fn unknown() -> Self {
+        SizeHint::default()
+    }
+}
+
+/// Step 2 of the protocol: reserve space and write a pending row with a lease.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReserveRequest {
+    /// The id of the upload and of the version it becomes.
+    pub id: VersionId,
+    /// The collection.
+    pub collection: CollectionId,
+    /// The fresh object key the body goes to.
+    pub object_key: String,
+    /// Who uploads.
+    pub uploader: Uploader,
+    /// What the body announces about its size.
+    pub size_hint: SizeHint,
+    /// The current time.
+    pub now: Timestamp,
+    /// The end of the lease.
+    pub lease_until: Timestamp,
+    /// The engine instance that runs the upload.
+    pub owner: Option<String>,
+}
+
+impl ReserveRequest {
+    /// A request from its parts.
+    pub fn new(
+        id: VersionId,
+        collection: CollectionId,
+        object_key: String,
+        uploader: Uploader,
+        size_hint: SizeHint,
+        now: impl Into<Timestamp>,
+        lease_until: impl Into<Timestamp>,
+    ) -> Self {
+        ReserveRequest {
+            id,
+            collection,
+            object_key,
+            uploader,
+            size_hint,
+            now: now.into(),
+            lease_until: lease_until.into(),
+            owner: None,
+        }
+    }
+
+    /// Names the engine instance that runs the upload.
+    pub fn with_owner(mut self, owner: Option<String>) -> Self {
+        self.owner = owner;
+        self
+    }
+}
+
+/// Decides a reservation: the pending row to insert, or why the upload cannot start.
+///
+/// The upload may commit at most [`quota::allowance`] bytes given the versions the rotation
+/// keeps if it commits and the shares of the other live uploads; with an exact size hint it
+/// reserves just that.
+///
+/// # Errors
+/// [`Error::CollectionNotFound`]; [`Error::QuotaExceeded`] when nothing fits or the announced
+/// size does not ([`Error::CollectionFull`] when protected versions take the room);
+/// [`Error::AlreadyExists`] if the id is taken; errors of the retention strategy.
+pub fn decide_reservation(
+    state: &LoadedState,
+    req: &ReserveRequest,
+    strategies: &RotationStrategies,
+) -> Result<Decision<PendingUpload>> {
+    let cs = collection_of(state, &req.collection)?;
+    if cs.pending.iter().any(|p| p.id == req.id) {
+        return Err(Error::AlreadyExists { what: format!("upload {}", req.id) });
+    }
+    let limits = &cs.collection.spec.limits;
+    let incoming = Incoming::new(req.size_hint.exact, req.now);
+    let outcome = plan_retention(cs, strategies, Some(incoming), req.now)?;
+    let allowed = allowance_beside(cs, &outcome, None, req.now);
+    if allowed == 0 || req.size_hint.lower > allowed {
+        if outcome.kept_by_protection > 0 {
+            return Err(Error::CollectionFull {
+                collection: req.collection.clone(),
+                reason: format!(
+                    "{} held or protected versions that the retention would remove keep their space; {allowed} bytes are free for this upload",
+                    outcome.kept_by_protection
+                ),
+            });
+        }
+        return Err(Error::QuotaExceeded { allowed, received_at_least: req.size_hint.lower });
+    }
+    let reserved = req.size_hint.exact.unwrap_or(allowed);
+    let pending = PendingUpload::new(req.id, req.collection.clone(), req.object_key.clone(), req.now, req.lease_until)
+        .with_reservation(reserved, quota::pool_share(limits, reserved), req.size_hint.exact)
+        .with_uploader(req.uploader.clone())
+        .with_owner(req.owner.clone());
+    Ok(Decision::new(vec![Mutation::InsertPending(pending.clone())], pending))
+}
+
+/// Decides a lease renewal: only a pending upload whose lease still runs may renew it. An
+/// expired lease is never revived: its share of the extra space may be promised to another
+/// upload already.
+///
+/// # Errors
+/// [`Error::Conflict`] when the upload is not pending any more, or its lease expired.
+pub fn decide_renewal(
+    state: &LoadedState,
+    id: &VersionId,
+    lease_until: Timestamp,
+    now: Timestamp,
+) -> Result<Decision<PendingUpload>> {
+    match state.version_row(id) {
+        Some(VersionRow::Pending(p)) if p.is_live(now) => {
+            let mut renewed = p.clone();
+            renewed.lease_until = lease_until.max(p.lease_until);
+            Ok(Decision::new(vec![Mutation::UpdatePending(renewed.clone())], renewed))
+        }
+        Some(VersionRow::Pending(p)) => Err(Error::conflict(format!(
+            "the lease of upload {id} to {} expired at {}; it cannot be renewed",
+            p.collection, p.lease_until
+        ))),
+        _ => Err(Error::conflict(format!("upload {id} is not pending any more"))),
+    }
+}
+
+/// Step 5 of the protocol: commit a fully written upload, with its rotation.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CommitRequest {
+    /// The upload (the pending row's id).
+    pub id: VersionId,
+    /// The collection.
+    pub collection: CollectionId,
+    /// The final size.
+    pub size: u64,
+    /// The digest of the bytes.
+    pub digest: Digest,
+    /// The current time.
+    pub now: Timestamp,
+    /// A single-use session to revoke in the same step; the commit fails if it is already
+    /// revoked (a second upload with a one-time token).
+    pub consume_session: Option<SessionId>,
+    /// A session that must still be active: the upload's token, revoked meanwhile (a logout
+    /// during the upload) fails the commit.
+    pub require_session: Option<SessionId>,
+    /// Purge the versions the rotation evicts at once (no trash retention): they become
+    /// purged with tombstones in the same step, instead of trashed.
+    pub purge_evicted: bool,
+}
+
+impl CommitRequest {
+    /// A request from its parts.
+    pub fn new(id: VersionId, collection: CollectionId, size: u64, digest: Digest, now: impl Into<Timestamp>) -> Self {
+        CommitRequest {
+            id,
+            collection,
+            size,
+            digest,
+            now: now.into(),
+            consume_session: None,
+            require_session: None,
+            purge_evicted: false,
+        }
+    }
+
+    /// Revokes this single-use session in the same step.
+    pub fn with_consume_session(mut self, session: Option<SessionId>) -> Self {
+        self.consume_session = session;
+        self
+    }
+
+    /// Requires this session to be active.
+    pub fn with_require_session(mut self, session: Option<SessionId>) -> Self {
+        self.require_session = session;
+        self
+    }
+
+    /// Purges evicted versions at once.
+    pub fn with_purge_evicted(mut self, purge: bool) -> Self {
+        self.purge_evicted = purge;
+        self
+    }
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Committed {
+    /// The committed version.
+    pub version: Version,
+    /// The versions the rotation evicted, trashed or purged.
+    pub evicted: Vec<Version>,
+}
+
+/// Decides a commit: the version to write and the versions to evict, or why not.
+///
+/// Checked with the final size, whatever was promised at reservation: the lease still runs,
+/// the size is within the reservation, within the allowance next to the other live uploads,
+/// and the committed total stays under the hard limit.
+///
+/// # Errors
+/// [`Error::Conflict`] when the reservation is gone or its lease expired, or a session is no
+/// longer active; [`Error::QuotaExceeded`] when the size does not fit; errors of the
+/// retention strategy.
+pub fn decide_commit(
+    state: &LoadedState,
+    req: &CommitRequest,
+    strategies: &RotationStrategies,
+) -> Result<Decision<Committed>> {
+    let cs = collection_of(state, &req.collection)?;
+    // The row loaded (and locked) by id when the query asked for it, else the collection's.
+    let by_id = match state.version_row(&req.id) {
+        Some(VersionRow::Pending(p)) => Some(p),
+        _ => None,
+    };
+    let pending =
+        by_id.or_else(|| cs.pending.iter().find(|p| p.id == req.id)).filter(|p| p.collection == req.collection);
+    let pending = pending.ok_or_else(|| {
+        Error::conflict(format!(
+            "upload {} to {} has no reservation any more (aborted, or expired and recovered)",
+            req.id, req.collection
+        ))
+    })?;
+    if !pending.is_live(req.now) {
+        return Err(Error::conflict(format!(
+            "the lease of upload {} to {} expired at {}",
+            req.id, req.collection, pending.lease_until
+        )));
+    }
+    if req.size > pending.reserved {
+        return Err(Error::QuotaExceeded { allowed: pending.reserved, received_at_least: req.size });
+    }
+    let mut mutations = Vec::new();
+    for (sid, consume) in [(&req.require_session, false), (&req.consume_session, true)] {
+        let Some(sid) = sid else { continue };
+        match state.session(sid) {
+            Some(s) if s.is_active(req.now) => {
+                if consume {
+                    mutations.push(Mutation::RevokeSession { id: sid.clone(), at: req.now });
+                }
+            }
+            _ if consume => {
+                return Err(Error::conflict(format!("single-use session {sid} is already used, revoked or unknown")));
+            }
+            _ => return Err(Error::conflict(format!("session {sid} was revoked or expired during the upload"))),
+        }
+    }
+    let spec = &cs.collection.spec;
+    let limits = &spec.limits;
+    let outcome = plan_retention(cs, strategies, Some(Incoming::new(Some(req.size), pending.created_at)), req.now)?;
+    let allowed = allowance_beside(cs, &outcome, Some(req.id), req.now);
+    let total = u128::from(outcome.kept_bytes) + u128::from(req.size);
+    if req.size > allowed || total > u128::from(limits.max_collection_size) {
+        return Err(Error::QuotaExceeded { allowed: allowed.min(pending.reserved), received_at_least: req.size });
+    }
+    let counters = &cs.counters;
+    let number = counters.next_number;
+    // Commits are serialised per collection; keep their times in the same order even when
+    // the callers' clocks read a little apart.
+    let committed_at = counters.last_committed_at.map_or(req.now, |last| req.now.max(last));
+    let mut version =
+        Version::new(req.id, req.collection.clone(), number, pending.object_key.clone(), req.size, req.digest)
+            .with_filename(spec.filename_template.render(number))
+            .with_times(pending.created_at, committed_at)
+            .with_uploader(pending.uploader.clone());
+    version.state = VersionState::Committed;
+    mutations.push(Mutation::CommitVersion(version.clone()));
+    let evicted: Vec<&Version> = outcome.evicted(cs).collect();
+    let mut evicted_out = Vec::with_capacity(evicted.len());
+    for (v, d) in evicted.iter().zip(outcome.decisions.iter().filter(|d| d.mark == crate::rotation::Mark::Evict)) {
+        let gone = give_up(v, req.now, d.reason(), req.purge_evicted, &mut mutations);
+        evicted_out.push(gone);
+    }
+    let mut after = counters_after(counters, spec, Some(&version), &evicted);
+    after.next_number = number + 1;
+    after.last_committed_at = Some(committed_at);
+    mutations.push(Mutation::SetCounters { collection: req.collection.clone(), counters: after });
+    Ok(Decision::new(mutations, Committed { version, evicted: evicted_out }))
+}
+
+/// When [`decide_abort`] may remove a pending row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbortCondition {
+    /// Always: the uploader gives up its own upload, or its instance restarted.
+    Always,
+    /// Only if the lease has expired at this instant: recovery of an abandoned upload, which
+    /// must not race an uploader that just renewed.
+    ExpiredAt(Timestamp),
+}
+
+/// What [`decide_abort`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbortOutcome {
+    /// The pending row was removed, and a tombstone recorded: its object may be deleted now.
+    Released(PendingUpload),
+    /// The upload had been committed (a commit whose reply was lost): keep its object.
+    Committed(Version),
+    /// The pending row's lease is still running (only with [`AbortCondition::ExpiredAt`]).
+    StillLive,
+    /// No row with that id: nothing refers to its object any more.
+    NotFound,
+}
+
+/// Decides an abort: a pending row is removed (if `condition` holds) and its object gets a
+/// tombstone in the same step, so that nothing the engine wrote becomes an unknown object.
+///
+/// # Errors
+/// None: every outcome is an [`AbortOutcome`].
+pub fn decide_abort(
+    state: &LoadedState,
+    id: &VersionId,
+    condition: AbortCondition,
+    now: Timestamp,
+) -> Result<Decision<AbortOutcome>> {
+    Ok(match state.version_row(id) {
+        None => Decision::new(vec![], AbortOutcome::NotFound),
+        Some(VersionRow::Version(v)) => Decision::new(vec![], AbortOutcome::Committed(v.clone())),
+        Some(VersionRow::Pending(p)) => {
+            if let AbortCondition::ExpiredAt(at) = condition
+                && p.is_live(at)
+            {
+                return Ok(Decision::new(vec![], AbortOutcome::StillLive));
+            }
+            let tombstone =
+                Tombstone::new(p.object_key.clone(), p.collection.clone(), p.id, TombstoneKind::Released, now);
+            Decision::new(
+                vec![Mutation::RemovePending(p.id), Mutation::InsertTombstone(tombstone)],
+                AbortOutcome::Released(p.clone()),
+            )
+        }
+    })
+}

@@ -1,0 +1,168 @@
+//! Steps on committed and trashed versions: delete (trash), restore, purge.
+
+use crate::audit::AuditEvent;
+use crate::error::{Error, Result};
+use crate::id::{CollectionId, VersionId};
+use crate::protocol::mutation::Mutation;
+use crate::protocol::retention::protection_reason;
+use crate::protocol::state::{Counters, LoadedState, VersionRow};
+use crate::protocol::{Decision, collection_of};
+use crate::quota;
+use crate::spec::CollectionSpec;
+use crate::time::Timestamp;
+use crate::version::{Tombstone, TombstoneKind, Version, VersionState};
+
+/// The counters once `added` is committed and `removed` leave.
+pub(crate) fn counters_after(
+    counters: &Counters,
+    spec: &CollectionSpec,
+    added: Option<&Version>,
+    removed: &[&Version],
+) -> Counters {
+    let mut c = *counters;
+    let soft = &spec.limits;
+    let protected = |v: &Version| v.held || v.protected_until.is_some();
+    for v in removed {
+        c.versions = c.versions.saturating_sub(1);
+        c.bytes = c.bytes.saturating_sub(v.size);
+        c.overage = c.overage.saturating_sub(soft.overage(v.size));
+        c.protected = c.protected.saturating_sub(u64::from(protected(v)));
+        c.held = c.held.saturating_sub(u64::from(v.held));
+    }
+    if let Some(v) = added {
+        c.versions += 1;
+        c.bytes = c.bytes.saturating_add(v.size);
+        c.overage = c.overage.saturating_add(soft.overage(v.size));
+        c.protected += u64::from(protected(v));
+        c.held += u64::from(v.held);
+    }
+    c
+}
+
+/// Appends the mutations that take `v` out of the collection: trashed, or purged with a
+/// tombstone at once; returns it as it becomes.
+pub(crate) fn give_up(v: &Version, now: Timestamp, reason: String, purge: bool, out: &mut Vec<Mutation>) -> Version {
+    let gone = if purge {
+        out.push(Mutation::InsertTombstone(tombstone_of(v, now)));
+        v.clone().with_state(VersionState::Purged, Some((now, reason)), Some(now))
+    } else {
+        v.clone().with_state(VersionState::Trashed, Some((now, reason)), None)
+    };
+    out.push(Mutation::UpdateVersion(gone.clone()));
+    gone
+}
+
+fn tombstone_of(v: &Version, now: Timestamp) -> Tombstone {
+    Tombstone::new(v.object_key.clone(), v.collection.clone(), v.id, TombstoneKind::Purged, now)
+}
+
+fn not_found(collection: &CollectionId, number: u64) -> Error {
+    Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() }
+}
+
+/// Decides the deletion of a committed version: it leaves the collection (trashed, or purged
+/// at once with `purge`), unless it is protected.
+///
+/// The state must hold the collection with the version loaded by number.
+///
+/// # Errors
+/// [`Error::CollectionNotFound`]; [`Error::VersionNotFound`] if no committed version has that
+/// number; [`Error::VersionProtected`] if it is held or protected.
+pub fn decide_trash(
+    state: &LoadedState,
+    collection: &CollectionId,
+    number: u64,
+    reason: &str,
+    purge: bool,
+    audit: &AuditEvent,
+) -> Result<Decision<Version>> {
+    let cs = collection_of(state, collection)?;
+    let now = audit.at;
+    let v = cs
+        .version_numbered(number)
+        .filter(|v| v.state == VersionState::Committed)
+        .ok_or_else(|| not_found(collection, number))?;
+    if v.is_protected(now) {
+        return Err(Error::VersionProtected {
+            collection: collection.clone(),
+            version: number,
+            reason: protection_reason(v),
+        });
+    }
+    let mut mutations = Vec::new();
+    let gone = give_up(v, now, reason.to_owned(), purge, &mut mutations);
+    let counters = counters_after(&cs.counters, &cs.collection.spec, None, &[v]);
+    mutations.push(Mutation::SetCounters { collection: collection.clone(), counters });
+    mutations.push(Mutation::AppendAudit(audit.clone()));
+    Ok(Decision::new(mutations, gone))
+}
+
+/// Decides whether a trashed version may be committed again: it takes a place under
+/// `max_versions` without evicting anything, its overage must fit the extra space next to the
+/// committed versions and the live reservations, and the committed total must stay under the
+/// hard limit.
+///
+/// # Errors
+/// [`Error::VersionNotFound`] if no trashed version has that number; [`Error::Conflict`] when
+/// all places are taken; [`Error::QuotaExceeded`] when it does not fit.
+pub fn decide_restore(
+    state: &LoadedState,
+    collection: &CollectionId,
+    number: u64,
+    audit: &AuditEvent,
+) -> Result<Decision<Version>> {
+    let cs = collection_of(state, collection)?;
+    let now = audit.at;
+    let v = cs
+        .version_numbered(number)
+        .filter(|v| v.state == VersionState::Trashed)
+        .ok_or_else(|| not_found(collection, number))?;
+    let limits = &cs.collection.spec.limits;
+    let counters = &cs.counters;
+    if counters.versions >= u64::from(limits.max_versions) {
+        return Err(Error::conflict(format!(
+            "collection {collection} holds {} versions, its maximum; delete one before restoring version {number}",
+            counters.versions
+        )));
+    }
+    let allowed = quota::allowance_with_overage(limits, counters.overage, cs.live_pending(now).map(|p| p.pool_share));
+    let total = counters.bytes.saturating_add(v.size);
+    if v.size > allowed || total > limits.max_collection_size {
+        return Err(Error::QuotaExceeded { allowed, received_at_least: v.size });
+    }
+    let restored = v.clone().with_state(VersionState::Committed, None, None);
+    let after = counters_after(counters, &cs.collection.spec, Some(&restored), &[]);
+    Ok(Decision::new(
+        vec![
+            Mutation::UpdateVersion(restored.clone()),
+            Mutation::SetCounters { collection: collection.clone(), counters: after },
+            Mutation::AppendAudit(audit.clone()),
+        ],
+        restored,
+    ))
+}
+
+/// Decides a purge: the trashed versions among `ids` become purged, each with a tombstone, so
+/// that no restore can bring one back and their objects may be deleted. Ids not trashed
+/// (restored meanwhile, purged already, unknown) are left alone and not returned, so an
+/// object is never deleted under a restored version.
+///
+/// The state must hold the rows of `ids`.
+///
+/// # Errors
+/// None.
+pub fn decide_purge(state: &LoadedState, ids: &[VersionId], now: Timestamp) -> Result<Decision<Vec<Version>>> {
+    let mut mutations = Vec::new();
+    let mut purged = Vec::new();
+    for id in ids {
+        if let Some(VersionRow::Version(v)) = state.version_row(id)
+            && v.state == VersionState::Trashed
+        {
+            mutations.push(Mutation::InsertTombstone(tombstone_of(v, now)));
+            let p = v.clone().with_state(VersionState::Purged, v.trashed_at.zip(v.trash_reason.clone()), Some(now));
+            mutations.push(Mutation::UpdateVersion(p.clone()));
+            purged.push(p);
+        }
+    }
+    Ok(Decision::new(mutations, purged))
+}

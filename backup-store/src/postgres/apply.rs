@@ -1,0 +1,334 @@
+//! Applying a step's mutations: storage only, the rules were applied by the decision. The
+//! statements of a step are sent together (pipelined); the first failure in order is the one
+//! reported.
+
+use backup_core::protocol::Mutation;
+use backup_core::{Error, ErrorKind, PendingUpload, Result, Session, Version};
+use deadpool_postgres::GenericClient;
+
+use super::BACKEND;
+use super::error::{is_unique_violation, pg_error};
+use super::rows::{AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, ts};
+use super::statements::Cached;
+
+/// Applies every mutation in order; fails with the first error.
+pub(super) async fn apply_all(client: &impl GenericClient, mutations: &[Mutation]) -> Result<()> {
+    let results = futures::future::join_all(mutations.iter().map(|m| apply(client, m))).await;
+    results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+}
+
+/// Applies `m`, failing with the error its documentation names when a key is taken.
+pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<()> {
+    let e = pg_error("apply");
+    let n = match m {
+        Mutation::CreateCollection(c) => {
+            let spec = serde_json::to_string(&c.spec).map_err(|e| Error::internal(e.to_string()))?;
+            let r = client
+                .cexecute(
+                    &format!(
+                        "INSERT INTO collections ({COLLECTION_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, 1, 0, 0, 0, 0, 0, NULL)"
+                    ),
+                    &[&c.id.as_str(), &spec, &ts(c.created_at), &ts(c.updated_at), &int(c.revision)?],
+                )
+                .await;
+            match r {
+                Err(err) if is_unique_violation(&err) => {
+                    return Err(Error::CollectionExists { collection: c.id.clone() });
+                }
+                other => other.map_err(&e)?,
+            }
+        }
+        Mutation::UpdateCollection(c) => {
+            let spec = serde_json::to_string(&c.spec).map_err(|e| Error::internal(e.to_string()))?;
+            client
+                .cexecute(
+                    "UPDATE collections SET spec = $2, updated_at = $3, revision = $4 WHERE id = $1",
+                    &[&c.id.as_str(), &spec, &ts(c.updated_at), &int(c.revision)?],
+                )
+                .await
+                .map_err(&e)?
+        }
+        Mutation::DeleteCollection { id, at } => {
+            client
+                .cexecute(
+                    "INSERT INTO tombstones (object_key, collection, version, kind, recorded_at) \
+                     SELECT object_key, collection, id, 'purged', $2 FROM versions \
+                     WHERE collection = $1 AND state = 'trashed' \
+                     ON CONFLICT (object_key) DO UPDATE SET recorded_at = EXCLUDED.recorded_at",
+                    &[&id.as_str(), &ts(*at)],
+                )
+                .await
+                .map_err(&e)?;
+            client.cexecute("DELETE FROM versions WHERE collection = $1", &[&id.as_str()]).await.map_err(&e)?;
+            client.cexecute("DELETE FROM collections WHERE id = $1", &[&id.as_str()]).await.map_err(&e)?
+        }
+        Mutation::SetCounters { collection, counters: c } => client
+            .cexecute(
+                "UPDATE collections SET next_number = $2, committed_versions = $3, committed_bytes = $4, \
+                 committed_overage = $5, protected_versions = $6, held_versions = $7, last_committed_at = $8 \
+                 WHERE id = $1",
+                &[
+                    &collection.as_str(),
+                    &int(c.next_number)?,
+                    &int(c.versions)?,
+                    &int(c.bytes)?,
+                    &int(c.overage)?,
+                    &int(c.protected)?,
+                    &int(c.held)?,
+                    &c.last_committed_at.map(ts),
+                ],
+            )
+            .await
+            .map_err(&e)?,
+        Mutation::InsertPending(p) => insert_pending(client, p).await?,
+        Mutation::UpdatePending(p) => {
+            let n = client
+                .cexecute(
+                    "UPDATE versions SET reserved = $2, pool_share = $3, lease_until = $4 \
+                     WHERE id = $1 AND state = 'pending'",
+                    &[&p.id.as_uuid(), &int(p.reserved)?, &int(p.pool_share)?, &ts(p.lease_until)],
+                )
+                .await
+                .map_err(&e)?;
+            gone_if_zero(n, &format!("upload {} is not pending any more", p.id))?
+        }
+        Mutation::RemovePending(id) => {
+            let n = client
+                .cexecute("DELETE FROM versions WHERE id = $1 AND state = 'pending'", &[&id.as_uuid()])
+                .await
+                .map_err(&e)?;
+            gone_if_zero(n, &format!("upload {id} is not pending any more"))?
+        }
+        Mutation::CommitVersion(v) => {
+            let r = client
+                .cexecute(
+                    "UPDATE versions SET state = 'committed', number = $2, filename = $3, size = $4, digest = $5, \
+                     committed_at = $6, reserved = NULL, pool_share = NULL, lease_until = NULL \
+                     WHERE id = $1 AND state = 'pending' AND collection = $7",
+                    &[
+                        &v.id.as_uuid(),
+                        &int(v.number)?,
+                        &v.filename,
+                        &int(v.size)?,
+                        &v.digest.to_string(),
+                        &ts(v.committed_at),
+                        &v.collection.as_str(),
+                    ],
+                )
+                .await;
+            match r {
+                Err(err) if is_unique_violation(&err) => {
+                    return Err(Error::conflict(format!("version {} of {} exists already", v.number, v.collection)));
+                }
+                other => gone_if_zero(
+                    other.map_err(&e)?,
+                    &format!("upload {} to {} has no reservation any more", v.id, v.collection),
+                )?,
+            }
+        }
+        Mutation::UpdateVersion(v) => client
+            .cexecute(
+                "UPDATE versions SET state = $2, trashed_at = $3, trash_reason = $4, purged_at = $5, held = $6, \
+                 protected_until = $7, verified_at = $8, quarantined = $9 WHERE id = $1 AND state <> 'pending'",
+                &[
+                    &v.id.as_uuid(),
+                    &v.state.name(),
+                    &v.trashed_at.map(ts),
+                    &v.trash_reason,
+                    &v.purged_at.map(ts),
+                    &v.held,
+                    &v.protected_until.map(ts),
+                    &v.verified_at.map(ts),
+                    &v.quarantined,
+                ],
+            )
+            .await
+            .map_err(&e)?,
+        Mutation::InsertVersion(v) => insert_version(client, v).await?,
+        Mutation::InsertTombstone(t) => client
+            .cexecute(
+                &format!(
+                    "INSERT INTO tombstones ({TOMBSTONE_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (object_key) DO UPDATE SET collection = EXCLUDED.collection, \
+                     version = EXCLUDED.version, kind = EXCLUDED.kind, recorded_at = EXCLUDED.recorded_at"
+                ),
+                &[&t.object_key, &t.collection.as_str(), &t.version.as_uuid(), &t.kind.name(), &ts(t.recorded_at)],
+            )
+            .await
+            .map_err(&e)?,
+        Mutation::ForgetTombstone(key) => {
+            client.cexecute("DELETE FROM tombstones WHERE object_key = $1", &[key]).await.map_err(&e)?;
+            1
+        }
+        Mutation::InsertSession(s) => match insert_session(client, s).await {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(Error::AlreadyExists { what: format!("session {}", s.id) });
+            }
+            other => other.map_err(&e)?,
+        },
+        Mutation::RevokeSession { id, at } => client
+            .cexecute(
+                "UPDATE sessions SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1",
+                &[&id.as_str(), &ts(*at)],
+            )
+            .await
+            .map_err(&e)?,
+        Mutation::DeleteSessionsExpiredBefore(before) => {
+            client.cexecute("DELETE FROM sessions WHERE expires_at < $1", &[&ts(*before)]).await.map_err(&e)?;
+            1
+        }
+        Mutation::AppendAudit(a) => {
+            let version = a.version.map(int).transpose()?;
+            let collection = a.collection.as_ref().map(|c| c.as_str());
+            if a.seq == 0 {
+                client
+                    .cexecute(
+                        "INSERT INTO audit (at, actor, action, collection, version, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[&ts(a.at), &a.actor, &a.action, &collection, &version, &a.detail],
+                    )
+                    .await
+                    .map_err(&e)?
+            } else {
+                client
+                    .cexecute(
+                        &format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+                        &[&int(a.seq)?, &ts(a.at), &a.actor, &a.action, &collection, &version, &a.detail],
+                    )
+                    .await
+                    .map_err(&e)?
+            }
+        }
+        Mutation::SetRepository(id) => {
+            client
+                .cexecute(
+                    "INSERT INTO repository (singleton, id) VALUES (1, $1) ON CONFLICT (singleton) DO NOTHING",
+                    &[&id.as_uuid()],
+                )
+                .await
+                .map_err(&e)?;
+            match super::state::repository(client).await? {
+                Some(current) if current != *id => {
+                    return Err(Error::conflict(format!("the catalog belongs to repository {current}, not {id}")));
+                }
+                _ => 1,
+            }
+        }
+        other => {
+            return Err(Error::internal(format!("postgres catalog: a mutation this build does not know: {other:?}")));
+        }
+    };
+    if n == 0 {
+        return Err(Error::backend(ErrorKind::Internal, BACKEND, "apply", format!("{m:?} matched no row")));
+    }
+    Ok(())
+}
+
+/// A pending row that another step removed meanwhile: a conflict, not a bug.
+fn gone_if_zero(n: u64, what: &str) -> Result<u64> {
+    if n == 0 {
+        return Err(Error::conflict(format!("the upload changed meanwhile: {what}")));
+    }
+    Ok(n)
+}
+
+pub(super) async fn insert_pending(client: &impl GenericClient, p: &PendingUpload) -> Result<u64> {
+    let (reserved, pool_share, announced) = (int(p.reserved)?, int(p.pool_share)?, p.announced.map(int).transpose()?);
+    client
+        .cexecute(
+            "INSERT INTO versions (id, collection, state, object_key, reserved, pool_share, lease_until, created_at, \
+             uploader_user, uploader_key, uploader_session, announced, owner) \
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &p.id.as_uuid(),
+                &p.collection.as_str(),
+                &p.object_key,
+                &reserved,
+                &pool_share,
+                &ts(p.lease_until),
+                &ts(p.created_at),
+                &p.uploader.user,
+                &p.uploader.access_key,
+                &p.uploader.session.as_ref().map(|s| s.as_str()),
+                &announced,
+                &p.owner,
+            ],
+        )
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                Error::AlreadyExists { what: format!("upload {}", p.id) }
+            } else {
+                pg_error("insert pending upload")(err)
+            }
+        })
+}
+
+pub(super) async fn insert_version(client: &impl GenericClient, v: &Version) -> Result<u64> {
+    let (number, size) = (int(v.number)?, int(v.size)?);
+    client
+        .cexecute(
+            &format!(
+                "INSERT INTO versions ({VERSION_COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10, $11, $12, $13, $14, $15, $16, \
+                  NULL, NULL, $17, $18, $19, $20)"
+            ),
+            &[
+                &v.id.as_uuid(),
+                &v.collection.as_str(),
+                &v.state.name(),
+                &number,
+                &v.filename,
+                &v.object_key,
+                &size,
+                &v.digest.to_string(),
+                &ts(v.created_at),
+                &ts(v.committed_at),
+                &v.trashed_at.map(ts),
+                &v.trash_reason,
+                &v.purged_at.map(ts),
+                &v.uploader.user,
+                &v.uploader.access_key,
+                &v.uploader.session.as_ref().map(|s| s.as_str()),
+                &v.held,
+                &v.protected_until.map(ts),
+                &v.verified_at.map(ts),
+                &v.quarantined,
+            ],
+        )
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                Error::AlreadyExists { what: format!("version {} of {} ({})", v.number, v.collection, v.id) }
+            } else {
+                pg_error("insert version")(err)
+            }
+        })
+}
+
+pub(super) async fn insert_session(
+    client: &impl GenericClient,
+    s: &Session,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    client
+        .cexecute(
+            &format!(
+                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ),
+            &[
+                &s.id.as_str(),
+                &s.user,
+                &s.access_key,
+                &ts(s.issued_at),
+                &ts(s.expires_at),
+                &s.requester_addr,
+                &s.description,
+                &s.single_use,
+                &s.scope,
+                &s.revoked_at.map(ts),
+                &s.credential,
+                &s.chain_started_at.map(ts),
+            ],
+        )
+        .await
+}

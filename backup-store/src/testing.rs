@@ -1,0 +1,15 @@
+//! Test support for this workspace and for other projects' tests (feature `testing`): the
+//! services the tests need, reported as skipped by name when absent and a failure under
+//! `CI=true`, and a real S3 server in-process.
+//!
+//! | helper | what |
+//! |---|---|
+//! | [`database_url`] | `TEST_DATABASE_URL`, or a named skip |
+//! | [`fresh_schema`] | a random PostgreSQL schema name, so tests share one database |
+//! | [`S3Server`] | s3s-fs on `127.0.0.1:0` with SigV4 keys, over a temporary folder |
+
+mod database;
+mod s3;
+
+pub use database::{database_url, fresh_schema, skipped};
+pub use s3::S3Server;
