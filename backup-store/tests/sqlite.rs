@@ -214,3 +214,46 @@ const SCHEMA_1: &str = r#"
         detail     TEXT NOT NULL
     ) STRICT;
 "#;
+
+/// Slow local-disk downloads used to park a blocking-pool thread each for the whole download,
+/// and the SQLite catalog ran on the same pool: some dozens of clients that stop reading
+/// stalled every catalog call. Now downloads read without holding a thread, and the catalog
+/// has threads of its own.
+#[test]
+fn stalled_downloads_stall_neither_the_catalog_nor_the_blocking_pool() {
+    use std::time::Duration;
+
+    use backup_core::testing::{body_of, pattern};
+    use backup_core::{Actor, CollectionSpec, Engine, Limits, VersionQuery, VersionSelector};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = fresh(&dir, "stall.db").await;
+        let store = backup_store::local_disk_store(dir.path().join("blobs")).unwrap();
+        let engine = Engine::builder().catalog(catalog.clone()).store(store).build().unwrap();
+        let me = Actor::user("u");
+        let id = "stall".parse().unwrap();
+        let spec = CollectionSpec::new("s-${version}", Limits::new(10, 64 << 20, 640 << 20).unwrap());
+        engine.create_collection(&me, &id, spec).await.unwrap();
+        engine.upload(&me, &id, body_of(pattern(1, 16 << 20), 1 << 20)).await.unwrap();
+        // 40 downloads that are never read: ten times the blocking threads.
+        let mut stalled = Vec::new();
+        for _ in 0..40 {
+            stalled.push(engine.download(&me, &id, VersionSelector::Latest).await.unwrap().into_stream());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let answered = tokio::time::timeout(Duration::from_secs(10), async {
+            assert_eq!(engine.versions(&me, &id, VersionQuery::first(10)).await.unwrap().items.len(), 1);
+            engine.upload(&me, &id, body_of(pattern(2, 1000), 100)).await.unwrap();
+            tokio::task::spawn_blocking(|| 42).await.unwrap()
+        })
+        .await;
+        assert_eq!(answered.ok(), Some(42), "the catalog and the blocking pool answer while downloads stall");
+        drop(stalled);
+    });
+}

@@ -86,6 +86,9 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
     // Before anything is written: a wrong catalog in front of this storage stops the start.
     let repository = engine.open_repository().await.map_err(|e| format!("repository: {e}"))?;
     tracing::info!(%repository, catalog = %catalog.location(), storage = %storage_url_shown(&storage_url), "serving repository");
+    if args.adopt_storage {
+        tracing::warn!(%repository, catalog = %catalog.location(), "--adopt-storage: the catalog and the storage are paired as this repository");
+    }
     sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
     let key = match &args.jwt_secret_key {
         Some(secret) => TokenKey::hs256(secret.as_bytes(), None).map_err(|e| format!("--jwt-secret-key: {e}"))?,

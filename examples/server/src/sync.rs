@@ -106,13 +106,18 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
 
 /// Logs what `recover()` did; unknown objects and failures as warnings, one line each.
 pub(crate) fn log_recovery(report: &backup_core::RecoveryReport, when: &'static str) {
-    let warnings = report.warnings();
-    if warnings.is_empty() {
+    for w in report.warnings() {
+        tracing::warn!("{when}: {w}");
+    }
+    if report.released_own_uploads > 0 {
+        tracing::warn!(
+            released_own_uploads = report.released_own_uploads,
+            "{when}: released the uploads a previous run of this instance left unfinished (it stopped without finishing them)"
+        );
+    }
+    if *report == backup_core::RecoveryReport::default() {
         tracing::debug!(?report, "{when}");
     } else {
-        for w in &warnings {
-            tracing::warn!("{when}: {w}");
-        }
         tracing::info!(?report, "{when}");
     }
 }

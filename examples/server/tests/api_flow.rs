@@ -30,8 +30,7 @@ async fn upload(
     collection: &str,
     body: Vec<u8>,
 ) -> (u16, serde_json::Value) {
-    let url = s.url(&format!("/api/alpha/repository/collection/{collection}/version"));
-    json(c.post(url).bearer_auth(token).header("X-Forwarded-For", ADMIN_IP).body(body).send().await.unwrap()).await
+    support::upload(c, s, token, collection, body, Some(ADMIN_IP)).await
 }
 
 async fn download(c: &reqwest::Client, s: &Server, token: &str, collection: &str, which: &str) -> reqwest::Response {

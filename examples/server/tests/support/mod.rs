@@ -191,6 +191,23 @@ pub async fn try_login(
     json(req.send().await.unwrap()).await
 }
 
+/// Uploads `body` as a raw request body; `X-Forwarded-For` set if given: its status and JSON.
+pub async fn upload(
+    client: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    collection: &str,
+    body: Vec<u8>,
+    forwarded: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let url = server.url(&format!("/api/alpha/repository/collection/{collection}/version"));
+    let mut req = client.post(url).bearer_auth(token).body(body);
+    if let Some(f) = forwarded {
+        req = req.header("X-Forwarded-For", f);
+    }
+    json(req.send().await.unwrap()).await
+}
+
 /// The numbers of a collection's versions, as listed; `X-Forwarded-For` set if given.
 pub async fn version_numbers(
     client: &reqwest::Client,
