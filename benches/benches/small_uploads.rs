@@ -70,9 +70,13 @@ fn main() {
         match std::env::var("TEST_DATABASE_URL") {
             Ok(url) => {
                 let schema = format!("bench_{}", std::process::id());
-                let pg = PostgresCatalog::builder(url).schema(schema).pool_size(16).build().await.expect("postgres");
+                let pg = PostgresCatalog::builder(&url).schema(schema).pool_size(16).build().await.expect("postgres");
                 let postgres = run(Arc::new(pg), &tmp.path().join("postgres"), total).await;
-                println!("P5 small_uploads_postgres per_s={postgres:.0} ratio_vs_memory={:.2}", postgres / memory);
+                let fsync = backup_benches::postgres_fsync(&url).await;
+                println!(
+                    "P5 small_uploads_postgres per_s={postgres:.0} ratio_vs_memory={:.2} fsync={fsync}",
+                    postgres / memory
+                );
             }
             Err(_) => println!("P5 small_uploads_postgres skipped: no TEST_DATABASE_URL (run under .ci/with-services)"),
         }

@@ -32,3 +32,19 @@ pub async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) 
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+/// PostgreSQL's `fsync` setting at `url` (`on`, `off`), printed next to its figures: a
+/// figure measured without it would flatter the catalog.
+pub async fn postgres_fsync(url: &str) -> String {
+    let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
+        return "unknown".to_owned();
+    };
+    let task = tokio::spawn(conn);
+    let value = match client.query_one("SHOW fsync", &[]).await {
+        Ok(row) => row.try_get::<_, String>(0).unwrap_or_else(|_| "unknown".to_owned()),
+        Err(_) => "unknown".to_owned(),
+    };
+    drop(client);
+    let _ = task.await;
+    value
+}
