@@ -429,6 +429,67 @@ impl Engine {
         Ok(gone)
     }
 
+    /// Puts a hold on a committed version, protects it until a time, or lifts either: a
+    /// protected version is kept by every retention strategy and cannot be deleted, and
+    /// counts against the quota like any other (an upload that cannot fit because protected
+    /// versions take the room is refused, saying so). Holds are capped per collection
+    /// ([`CollectionSpec::held_cap`]).
+    ///
+    /// ```
+    /// use backup_core::protocol::ProtectionChange;
+    /// use backup_core::{Actor, CollectionSpec, Engine, ErrorKind, Limits};
+    /// use bytes::Bytes;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let engine = Engine::in_memory();
+    /// let (me, id) = (Actor::user("me"), "db".parse()?);
+    /// engine.create_collection(&me, &id, CollectionSpec::new("db-${version}", Limits::new(3, 100, 300)?)).await?;
+    /// let body = || futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from("x"))]);
+    /// engine.upload(&me, &id, body()).await?;
+    /// let v = engine.protect_version(&me, &id, 1, ProtectionChange::hold()).await?;
+    /// assert!(v.held);
+    /// assert_eq!(engine.delete_version(&me, &id, 1).await.unwrap_err().kind(), ErrorKind::Conflict);
+    /// for _ in 0..3 { engine.upload(&me, &id, body()).await?; } // FIFO skips the held version
+    /// assert!(engine.version(&me, &id, backup_core::VersionSelector::Number(1)).await.is_ok());
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::VersionNotFound`]; [`Error::Conflict`] at the cap of holds;
+    /// [`Error::InvalidInput`] for a deadline in the past; the authorizer's denial (it takes
+    /// [`Action::ProtectVersion`], a role that manages the collection).
+    pub async fn protect_version(
+        &self,
+        actor: &Actor,
+        id: &CollectionId,
+        number: u64,
+        change: protocol::ProtectionChange,
+    ) -> Result<Version> {
+        self.open_repository().await?;
+        self.authorized_collection(actor, id, Action::ProtectVersion).await?;
+        let audit = self.audit(actor, Action::ProtectVersion, id).with_version(number);
+        self.inner.catalog.protect_version(id, number, change, &audit).await
+    }
+
+    /// What the retention would do at the next commit, and why: a decision for every
+    /// committed version (keep or evict, with its reasons), computed by the same function the
+    /// commit runs.
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`]; the authorizer's denial.
+    pub async fn retention_preview(
+        &self,
+        actor: &Actor,
+        id: &CollectionId,
+    ) -> Result<Vec<crate::rotation::RotationDecision>> {
+        self.authorized_collection(actor, id, Action::ListVersions).await?;
+        let all = protocol::VersionsNeeded::Range(protocol::VersionRange::All);
+        let state = self.inner.catalog.collection_state_with(id, all).await?;
+        let now = self.now();
+        let incoming = crate::rotation::Incoming::new(None, now);
+        Ok(protocol::plan_retention(&state, &self.inner.strategies, Some(incoming), now)?.decisions)
+    }
+
     /// Purges trashed versions: marks them purged with tombstones first (so that no restore
     /// can bring one back), then deletes their objects. What fails is retried by `recover()`.
     async fn purge(&self, versions: &[Version]) -> Result<u64> {

@@ -39,6 +39,72 @@
 //! # Ok::<(), backup_core::Error>(()) }).unwrap();
 //! ```
 //!
+//! ## Retention that explains itself
+//!
+//! A collection names its retention strategy: `fifo` (the default), `gfs`
+//! (grandfather-father-son, with restic's or Proxmox Backup Server's semantics) or
+//! `fifo-plus-older` (backup-repository's). Every decision carries its reasons, and the
+//! function a commit runs is the one [`Engine::retention_preview`] and [`rotation::plan`]
+//! run, so what a user is shown is what happens. A held version stays through any policy.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use backup_core::protocol::ProtectionChange;
+//! use backup_core::rotation::Mark;
+//! use backup_core::{Actor, CollectionSpec, Engine, Limits, ManualClock, RetentionSpec};
+//! use bytes::Bytes;
+//! use chrono::{Duration, TimeZone, Utc};
+//! use futures::stream;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 16, 23, 0, 0).unwrap()));
+//! let engine = Engine::builder().clock(clock.clone()).build()?;
+//! let me = Actor::user("me");
+//! let id = "db".parse()?;
+//! // The newest of each of the last 3 days and of the last 2 ISO weeks, days counted in
+//! // Warsaw, by the time the server received each upload.
+//! let policy = RetentionSpec::named("gfs")
+//!     .with_option("keepDaily", "3")
+//!     .with_option("keepWeekly", "2")
+//!     .with_option("timezone", "Europe/Warsaw");
+//! engine.create_collection(&me, &id, CollectionSpec::new("db-${version}.sql", Limits::new(20, 1024, 40_960)?).with_retention(policy)).await?;
+//!
+//! // A nightly dump at 23:00 UTC (00:00 in Warsaw, the next day) for ten nights.
+//! for night in 0..10u8 {
+//!     engine.upload(&me, &id, stream::iter([Ok::<_, std::io::Error>(Bytes::from(vec![night; 100]))])).await?;
+//!     clock.advance(Duration::days(1));
+//! }
+//! // What the next commit would do, and why. The next upload (Nov 27 in Warsaw) will be the
+//! // newest of its day and of week 48.
+//! let plan = engine.retention_preview(&me, &id).await?;
+//! let kept: Vec<(u64, String)> =
+//!     plan.iter().filter(|d| d.mark == Mark::Keep).map(|d| (d.number, d.reasons.join(", "))).collect();
+//! assert_eq!(kept, [
+//!     (6, "weekly 2026-W47".to_owned()), // Saturday 23:00 UTC: Sunday Nov 22 in Warsaw
+//!     (9, "daily 2026-11-25".to_owned()),
+//!     (10, "daily 2026-11-26".to_owned()),
+//! ]);
+//! // The commits so far kept 6, 8, 9 and 10; the next one drops 8.
+//! assert_eq!(plan.iter().map(|d| d.number).collect::<Vec<_>>(), [6, 8, 9, 10]);
+//! let eight = plan.iter().find(|d| d.number == 8).unwrap();
+//! assert_eq!((eight.mark, eight.reasons.as_slice()), (Mark::Evict, &["gfs: no rule keeps it".to_owned()][..]));
+//!
+//! // A legal hold: now it stays, and the explanation says why.
+//! engine.protect_version(&me, &id, 8, ProtectionChange::hold()).await?;
+//! let plan = engine.retention_preview(&me, &id).await?;
+//! let eight = plan.iter().find(|d| d.number == 8).unwrap();
+//! assert_eq!((eight.mark, eight.reasons.as_slice()), (Mark::Keep, &["held".to_owned()][..]));
+//! # Ok::<(), backup_core::Error>(()) }).unwrap();
+//! ```
+//!
+//! ## Your own catalog
+//!
+//! A catalog provides storage and atomicity, not rules: [`Catalog::transact`] loads what a
+//! [`protocol::StateQuery`] asks for, runs the decision once, and applies the
+//! [`protocol::Mutation`]s it returns, all or nothing. The trait's documentation lists what
+//! each method must guarantee, and [`conformance::catalog`] (feature `conformance`) checks
+//! it: every catalog of this workspace passes the same suite.
+//!
 //! ## Why it is built this way
 //!
 //! - **Streams all the way.** An upload flows through a [`QuotaStream`] (count, digest and

@@ -38,6 +38,7 @@
 mod collections;
 mod import;
 mod mutation;
+mod protection;
 mod repository;
 mod retention;
 mod sessions;
@@ -51,8 +52,11 @@ pub use collections::{
 };
 pub use import::ImportCheck;
 pub use mutation::Mutation;
+pub use protection::{ProtectionChange, decide_protect};
 pub use repository::decide_claim_repository;
-pub use retention::{RetentionOutcome, allowance_now, plan_retention, retention_needs};
+pub use retention::{
+    RetentionOutcome, allowance_now, decide_apply_retention, held_space_reason, plan_retention, retention_needs,
+};
 pub use sessions::{
     decide_delete_expired_sessions, decide_insert_session, decide_revoke_session, decide_revoke_user_sessions,
 };
@@ -84,7 +88,10 @@ impl<T> Decision<T> {
 }
 
 /// The collection a state must hold, or [`crate::Error::CollectionNotFound`].
-fn collection_of<'a>(state: &'a LoadedState, id: &crate::CollectionId) -> crate::Result<&'a CollectionState> {
+pub(crate) fn collection_of<'a>(
+    state: &'a LoadedState,
+    id: &crate::CollectionId,
+) -> crate::Result<&'a CollectionState> {
     state
         .collection
         .as_ref()

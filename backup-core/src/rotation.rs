@@ -19,9 +19,15 @@ use crate::spec::{CollectionSpec, RetentionSpec};
 use crate::time::Timestamp;
 use crate::version::Version;
 
+mod calendar;
 mod fifo;
+mod fifo_plus_older;
+mod gfs;
 
+pub use calendar::CalendarDuration;
 pub use fifo::Fifo;
+pub use fifo_plus_older::FifoPlusOlder;
+pub use gfs::{Count, Gfs, GfsMode, GfsPolicy, RuleName};
 
 /// The facts about a committed version a rotation strategy may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,7 +267,7 @@ pub trait RotationStrategy: Debug + Send + Sync + 'static {
     fn plan(&self, input: &RotationInput<'_>) -> RotationPlan;
 }
 
-/// The strategies an engine knows, by name; `fifo` is always there.
+/// The strategies an engine knows, by name: `fifo`, `gfs` and `fifo-plus-older` are built in.
 #[derive(Debug, Clone)]
 pub struct RotationStrategies {
     by_name: BTreeMap<String, Arc<dyn RotationStrategy>>,
@@ -271,6 +277,8 @@ impl Default for RotationStrategies {
     fn default() -> Self {
         let mut by_name: BTreeMap<String, Arc<dyn RotationStrategy>> = BTreeMap::new();
         by_name.insert(Fifo::NAME.to_owned(), Arc::new(Fifo));
+        by_name.insert(Gfs::NAME.to_owned(), Arc::new(Gfs));
+        by_name.insert(FifoPlusOlder::NAME.to_owned(), Arc::new(FifoPlusOlder));
         RotationStrategies { by_name }
     }
 }
@@ -302,8 +310,112 @@ impl RotationStrategies {
     /// [`Error::InvalidSpec`] for an unknown strategy or a refused option.
     pub fn validate(&self, spec: &CollectionSpec) -> Result<()> {
         let strategy = self.resolve(&spec.retention)?;
-        strategy.validate(spec).map_err(|reason| Error::InvalidSpec { field: "retention.options", reason })
+        strategy.validate(spec).map_err(|reason| Error::InvalidSpec { field: "retention.options", reason })?;
+        let max = spec.limits.max_versions;
+        if spec.retention.min_keep >= max {
+            return Err(Error::InvalidSpec {
+                field: "retention.min_keep",
+                reason: format!(
+                    "{} must be under max_versions = {max} (a place stays for the next upload)",
+                    spec.retention.min_keep
+                ),
+            });
+        }
+        Ok(())
     }
+
+    /// The plan of `spec`'s retention over `versions` at `now`, with the incoming upload or
+    /// without (a maintenance run, a preview), as the engine applies it: protected versions
+    /// kept, `min_keep` held. The function a commit runs, for explanations and simulations.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpec`] for an unknown strategy or a refused option; [`Error::Internal`]
+    /// when the strategy breaks its contract.
+    pub fn plan(
+        &self,
+        spec: &CollectionSpec,
+        versions: &[VersionSummary],
+        incoming: Option<Incoming>,
+        now: Timestamp,
+    ) -> Result<Vec<RotationDecision>> {
+        self.validate(spec)?;
+        let strategy = self.resolve(&spec.retention)?;
+        let plan = strategy.plan(&RotationInput::new(spec, versions, versions.len() as u64, incoming, now));
+        plan.check_against(strategy.name(), versions)?;
+        let mut decisions = plan.decisions;
+        enforce(&mut decisions, versions, versions.len() as u64, spec.retention.min_keep, |_| PROTECTED.to_owned());
+        Ok(decisions)
+    }
+}
+
+/// The reason a strategy gives for keeping a protected version; the engine says how it is
+/// protected instead.
+pub const PROTECTED: &str = "protected";
+
+/// What the engine adds to any strategy's plan: a protected version stays (with
+/// `why_protected` of its index as the reason), and the newest evicted versions stay until
+/// `min_keep` of the `committed` versions (loaded or not) remain.
+pub(crate) fn enforce(
+    decisions: &mut [RotationDecision],
+    versions: &[VersionSummary],
+    committed: u64,
+    min_keep: u32,
+    why_protected: impl Fn(usize) -> String,
+) {
+    for (i, (d, v)) in decisions.iter_mut().zip(versions).enumerate() {
+        if !v.protected {
+            continue;
+        }
+        if d.mark == Mark::Evict {
+            // The contract says a strategy never does this; the engine makes sure.
+            d.mark = Mark::Keep;
+            d.reasons = vec![why_protected(i)];
+        } else {
+            // A strategy knows only that it is protected; say how (`held`, `protected until …`).
+            for r in d.reasons.iter_mut().filter(|r| *r == PROTECTED) {
+                *r = why_protected(i);
+            }
+        }
+    }
+    let evicted = decisions.iter().filter(|d| d.mark == Mark::Evict).count() as u64;
+    let mut kept = committed.saturating_sub(evicted);
+    let mut order: Vec<usize> = (0..versions.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse((versions[i].created_at, versions[i].number)));
+    for i in order {
+        if kept >= u64::from(min_keep) {
+            return;
+        }
+        if decisions[i].mark == Mark::Evict {
+            decisions[i].mark = Mark::Keep;
+            decisions[i].reasons = vec![format!("minKeep {min_keep}")];
+            kept += 1;
+        }
+    }
+}
+
+/// Plans `spec`'s retention over `versions` at `now` with the built-in strategies, as a
+/// commit would (protection and `min_keep` included): the decisions with their reasons, for
+/// explaining or simulating a policy before it is applied.
+///
+/// ```
+/// use backup_core::rotation::{Mark, VersionSummary, plan};
+/// use backup_core::{CollectionSpec, Limits, RetentionSpec, Timestamp, VersionId};
+/// use chrono::Duration;
+///
+/// let spec = CollectionSpec::new("x-${version}", Limits::new(100, 10, 1000)?)
+///     .with_retention(RetentionSpec::named("gfs").with_option("keepWithin", "2d"));
+/// let t = |h: i64| Timestamp::UNIX_EPOCH + Duration::hours(h);
+/// let versions = [VersionSummary::new(VersionId::generate(), 1, 5, t(0)), VersionSummary::new(VersionId::generate(), 2, 5, t(72))];
+/// let decisions = plan(&spec, &versions, t(73))?;
+/// assert_eq!((decisions[0].mark, decisions[1].mark), (Mark::Evict, Mark::Keep));
+/// assert_eq!(decisions[1].reasons, ["within 2d"]);
+/// # Ok::<(), backup_core::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`RotationStrategies::plan`].
+pub fn plan(spec: &CollectionSpec, versions: &[VersionSummary], now: Timestamp) -> Result<Vec<RotationDecision>> {
+    RotationStrategies::default().plan(spec, versions, None, now)
 }
 
 #[cfg(test)]

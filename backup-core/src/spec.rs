@@ -56,6 +56,10 @@ pub struct CollectionSpec {
     /// The name of a content rule every upload must pass (for example `openpgp`), if any.
     #[serde(default)]
     pub content_rule: Option<String>,
+    /// How many versions may be held at once (default: half of `max_versions`, at least one):
+    /// a forgotten hold cannot silently take the whole quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_held_versions: Option<u32>,
 }
 
 impl CollectionSpec {
@@ -69,6 +73,7 @@ impl CollectionSpec {
             retention: RetentionSpec::default(),
             digest: DigestAlgorithm::default(),
             content_rule: None,
+            max_held_versions: None,
         }
     }
 
@@ -90,6 +95,18 @@ impl CollectionSpec {
         self
     }
 
+    /// Caps how many versions may be held at once.
+    pub fn with_max_held_versions(mut self, max: u32) -> Self {
+        self.max_held_versions = Some(max);
+        self
+    }
+
+    /// The cap on held versions: [`CollectionSpec::max_held_versions`], or half of
+    /// `max_versions` (at least one).
+    pub fn held_cap(&self) -> u32 {
+        self.max_held_versions.unwrap_or((self.limits.max_versions / 2).max(1))
+    }
+
     /// Requires every upload to pass the named content rule.
     pub fn with_content_rule(mut self, rule: impl Into<String>) -> Self {
         self.content_rule = Some(rule.into());
@@ -108,6 +125,17 @@ impl CollectionSpec {
         self.filename_template.validate()?;
         self.limits.validate()?;
         check_name("retention.strategy", &self.retention.strategy)?;
+        if let Some(max) = self.max_held_versions
+            && max >= self.limits.max_versions
+        {
+            return Err(spec_error(
+                "max_held_versions",
+                format!(
+                    "{max} must be under max_versions = {} (a place stays for new uploads)",
+                    self.limits.max_versions
+                ),
+            ));
+        }
         if let Some(rule) = &self.content_rule {
             check_name("content_rule", rule)?;
         }
@@ -254,22 +282,35 @@ pub struct RetentionSpec {
     /// Strategy options; each strategy validates its own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// A floor no strategy goes under: at least this many versions stay (`minKeep`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_keep: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl RetentionSpec {
     /// FIFO: when a new version would pass `max_versions`, evict the oldest.
     pub fn fifo() -> Self {
-        RetentionSpec { strategy: FIFO.to_owned(), options: BTreeMap::new() }
+        RetentionSpec { strategy: FIFO.to_owned(), options: BTreeMap::new(), min_keep: 0 }
     }
 
     /// A strategy registered under `name`.
     pub fn named(name: impl Into<String>) -> Self {
-        RetentionSpec { strategy: name.into(), options: BTreeMap::new() }
+        RetentionSpec { strategy: name.into(), options: BTreeMap::new(), min_keep: 0 }
     }
 
     /// Adds an option.
     pub fn with_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.options.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the floor of versions that always stay.
+    pub fn with_min_keep(mut self, min_keep: u32) -> Self {
+        self.min_keep = min_keep;
         self
     }
 }

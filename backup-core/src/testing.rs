@@ -25,5 +25,5 @@ mod store;
 pub use body::{body_of, failing_body, pattern};
 pub use catalog::FaultyCatalog;
 pub use faults::{FaultMode, Faults};
-pub use invariants::{Violation, check_invariants, check_recovered};
+pub use invariants::{Violation, check_invariants, check_limits, check_recovered};
 pub use store::FaultyStore;

@@ -48,7 +48,10 @@ async fn create_refuses_every_bad_spec_with_the_field_named() {
     let cases = [
         (negative_extra, "limits.max_collection_size"),
         (no_placeholder, "filename_template"),
-        (spec().with_retention(RetentionSpec::named("fifo-plus-older")), "retention.strategy"),
+        (spec().with_retention(RetentionSpec::named("no-such-strategy")), "retention.strategy"),
+        (spec().with_retention(RetentionSpec::named("fifo-plus-older")), "retention.options"),
+        (spec().with_retention(RetentionSpec::named("gfs").with_option("keepDaily", "often")), "retention.options"),
+        (spec().with_retention(RetentionSpec::fifo().with_min_keep(3)), "retention.min_keep"),
         (spec().with_retention(RetentionSpec::fifo().with_option("maxOlderCopies", "2")), "retention.options"),
         (spec().with_content_rule("openpgp"), "content_rule"),
     ];

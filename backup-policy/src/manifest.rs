@@ -26,7 +26,8 @@ mod model;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use backup_core::{CollectionId, CollectionSpec, DigestAlgorithm, Limits};
+use backup_core::rotation::{Fifo, RotationStrategies};
+use backup_core::{CollectionId, CollectionSpec, DigestAlgorithm, Limits, RetentionSpec};
 use ipnet::IpNet;
 
 use crate::directory::{CollectionPolicy, PolicySet};
@@ -457,10 +458,46 @@ fn manifest_field(core: &str) -> String {
         "content_rule" => "spec.contentRule",
         "retention.strategy" => "spec.strategyName",
         "retention.options" => "spec.strategySpec",
+        "retention.min_keep" => "spec.strategySpec.minKeep",
+        "max_held_versions" => "spec.maxHeldVersions",
         "digest" => "spec.digest",
         other => return format!("spec ({other})"),
     }
     .to_owned()
+}
+
+/// The retention of `strategyName` and `strategySpec`: every option as text, `minKeep` as the
+/// floor of any strategy. backup-repository ignored `strategySpec` and its own examples set
+/// `fifo-plus-older`'s options next to `fifo`; `fifo` ignores those two still.
+fn retention(
+    file: &Path,
+    name: Option<&str>,
+    options: &BTreeMap<String, serde_yaml_ng::Value>,
+    errors: &mut Errors,
+) -> RetentionSpec {
+    use serde_yaml_ng::Value;
+    let strategy = name.unwrap_or(Fifo::NAME);
+    let mut r = RetentionSpec::named(strategy);
+    for (key, value) in options {
+        let field = format!("spec.strategySpec.{key}");
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => {
+                errors.at(file, field, "a number or a text (10d, 36h, Europe/Warsaw)");
+                continue;
+            }
+        };
+        match key.as_str() {
+            "minKeep" => match text.parse::<u32>() {
+                Ok(n) => r = r.with_min_keep(n),
+                Err(_) => errors.at(file, field, format!("{text:?} is not a count")),
+            },
+            "keepLastOlderNotMoreThan" | "maxOlderCopies" if strategy == Fifo::NAME => {}
+            _ => r = r.with_option(key.clone(), text),
+        }
+    }
+    r
 }
 
 fn size(file: &Path, field: &str, v: &SizeValue, errors: &mut Errors) -> Option<u64> {
@@ -492,14 +529,7 @@ fn load_collection(
     let before = errors.0.len();
     let soft = size(file, "spec.maxOneVersionSize", &s.max_one_version_size, errors);
     let hard = size(file, "spec.maxCollectionSize", &s.max_collection_size, errors);
-    match s.strategy_name.as_deref() {
-        None | Some("fifo") => {}
-        Some(other) => errors.at(
-            file,
-            "spec.strategyName",
-            format!("unknown strategy {other:?}; supported: fifo (fifo-plus-older is not implemented)"),
-        ),
-    }
+    let retention = retention(file, s.strategy_name.as_deref(), &s.strategy_spec, errors);
     let content_rule = match s.content_rule.as_deref() {
         None | Some("openpgp") => Some(OpenPgpRule::NAME.to_owned()),
         Some("none") => None,
@@ -590,9 +620,17 @@ fn load_collection(
             return None;
         }
     };
-    let mut spec = CollectionSpec::new(s.filename_template, limits).with_description(s.description).with_digest(digest);
+    let mut spec = CollectionSpec::new(s.filename_template, limits)
+        .with_description(s.description)
+        .with_digest(digest)
+        .with_retention(retention);
     spec.content_rule = content_rule;
-    if let Err(backup_core::Error::InvalidSpec { field, reason }) = spec.validate() {
+    if let Some(max) = s.max_held_versions {
+        spec = spec.with_max_held_versions(max);
+    }
+    // The built-in strategies are the ones a manifest can name.
+    let checked = spec.validate().and_then(|()| RotationStrategies::default().validate(&spec));
+    if let Err(backup_core::Error::InvalidSpec { field, reason }) = checked {
         errors.at(file, manifest_field(field), reason);
     }
     if errors.0.len() != before {

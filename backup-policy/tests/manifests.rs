@@ -116,11 +116,86 @@ fn refused(edit_fn: impl FnOnce(&Path), file: impl FnOnce(&Path) -> PathBuf, fie
 #[test]
 fn unknown_strategy() {
     refused(
-        |r| edit(&collection_file(r), "strategyName: fifo", "strategyName: fifo-plus-older"),
+        |r| edit(&collection_file(r), "strategyName: fifo", "strategyName: lifo"),
         collection_file,
         "spec.strategyName",
-        "unknown strategy \"fifo-plus-older\"",
+        "unknown strategy \"lifo\"; known: fifo, fifo-plus-older, gfs",
     );
+}
+
+/// backup-repository's example sets `fifo-plus-older`'s options next to `fifo` (which ignored
+/// them); with `strategyName: fifo-plus-older` they take effect.
+#[test]
+fn fifo_plus_older_takes_the_examples_options() {
+    assert!(loaded().collections[0].spec.retention.options.is_empty(), "fifo ignores fifo-plus-older's options");
+    let dir = copy_examples();
+    edit(&collection_file(dir.path()), "strategyName: fifo", "strategyName: fifo-plus-older");
+    let m = load(dir.path(), NS).unwrap();
+    let r = &m.collections[0].spec.retention;
+    assert_eq!(r.strategy, "fifo-plus-older");
+    assert_eq!(r.options.get("maxOlderCopies").map(String::as_str), Some("2"));
+    assert_eq!(r.options.get("keepLastOlderNotMoreThan").map(String::as_str), Some("5d"));
+}
+
+const GFS: &str = "strategyName: gfs
+    strategySpec:
+        keepLast: 2
+        keepDaily: 7
+        keepMonthly: -1
+        keepWithin: 36h
+        timezone: Europe/Warsaw
+        mode: cascade
+        minKeep: 1
+    maxHeldVersions: 2";
+
+fn with_gfs(root: &Path, policy: &str) {
+    let file = collection_file(root);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let start = text.find("strategyName: fifo").unwrap();
+    let end = text.find("maxOlderCopies: 2").unwrap() + "maxOlderCopies: 2".len();
+    std::fs::write(&file, format!("{}{policy}{}", &text[..start], &text[end..])).unwrap();
+}
+
+#[test]
+fn a_gfs_policy_loads_with_every_field() {
+    let dir = copy_examples();
+    with_gfs(dir.path(), GFS);
+    let m = load(dir.path(), NS).unwrap();
+    let spec = &m.collections[0].spec;
+    let r = &spec.retention;
+    assert_eq!((r.strategy.as_str(), r.min_keep), ("gfs", 1));
+    let options: Vec<(&str, &str)> = r.options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        options,
+        [
+            ("keepDaily", "7"),
+            ("keepLast", "2"),
+            ("keepMonthly", "-1"),
+            ("keepWithin", "36h"),
+            ("mode", "cascade"),
+            ("timezone", "Europe/Warsaw")
+        ]
+    );
+    assert_eq!(spec.held_cap(), 2);
+}
+
+#[test]
+fn a_bad_gfs_option_is_refused_by_name() {
+    for (from, to, field, reason) in [
+        ("keepDaily: 7", "keepDaily: seven", "spec.strategySpec", "keepDaily: \"seven\" is not a count"),
+        (
+            "timezone: Europe/Warsaw",
+            "timezone: Mars/Olympus",
+            "spec.strategySpec",
+            "timezone: \"Mars/Olympus\" is not an IANA time zone",
+        ),
+        ("keepWithin: 36h", "keepWithin: [36h]", "spec.strategySpec.keepWithin", "a number or a text"),
+        ("minKeep: 1", "minKeep: 5", "spec.strategySpec.minKeep", "must be under max_versions = 5"),
+        ("maxHeldVersions: 2", "maxHeldVersions: 5", "spec.maxHeldVersions", "must be under max_versions = 5"),
+        ("keepLast: 2", "keepEvery: 2", "spec.strategySpec", "\"keepEvery\" is not an option of gfs"),
+    ] {
+        refused(|r| with_gfs(r, &GFS.replace(from, to)), collection_file, field, reason);
+    }
 }
 
 #[test]

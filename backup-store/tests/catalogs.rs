@@ -105,6 +105,7 @@ macro_rules! every_backend {
                     loads_choose_versions_by_range,
                     pending_uploads_are_listed_by_owner_and_expiry,
                     held_versions_stay,
+                    gfs_rotation_runs_in_the_commit,
                     single_use_session_is_consumed_by_commit,
                     required_session_must_be_active_at_commit,
                     sessions_register_list_revoke_expire,

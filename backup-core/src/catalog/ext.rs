@@ -209,6 +209,42 @@ pub trait CatalogExt: Catalog {
         self.step(query.with_label("restore_version"), move |s| protocol::decide_restore(s, &c, number, &audit)).await
     }
 
+    /// Changes a committed version's protection (a hold, a deadline, or their release).
+    ///
+    /// # Errors
+    /// As [`protocol::decide_protect`].
+    async fn protect_version(
+        &self,
+        collection: &CollectionId,
+        number: u64,
+        change: protocol::ProtectionChange,
+        audit: &AuditEvent,
+    ) -> Result<Version> {
+        let (c, audit) = (collection.clone(), audit.clone());
+        let query = StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers([number]))
+            .with_label("protect_version");
+        self.step(query, move |s| protocol::decide_protect(s, &c, number, change, &audit)).await
+    }
+
+    /// Applies what time alone changes in a collection: expired protection deadlines, and the
+    /// retention plan without an incoming upload; returns the versions it evicted.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_apply_retention`].
+    async fn apply_retention(
+        &self,
+        collection: &CollectionId,
+        strategies: &Arc<RotationStrategies>,
+        purge: bool,
+        audit: &AuditEvent,
+    ) -> Result<Vec<Version>> {
+        let (c, strategies, audit) = (collection.clone(), strategies.clone(), audit.clone());
+        let all = VersionsNeeded::Range(protocol::VersionRange::All);
+        let query =
+            StateQuery::collection(CollectionQuery::new(c.clone()).with_committed(all)).with_label("apply_retention");
+        self.step(query, move |s| protocol::decide_apply_retention(s, &c, &strategies, purge, &audit)).await
+    }
+
     /// Marks the trashed versions among `ids` purged, with tombstones; returns those marked.
     ///
     /// # Errors

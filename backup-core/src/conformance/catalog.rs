@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, TimeZone, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use super::unique_collection;
@@ -18,13 +18,14 @@ use crate::catalog::{
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::ErrorKind;
 use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
+use crate::protocol::ProtectionChange;
 use crate::protocol::{
     CollectionChange, CollectionQuery, CommitRequest, Decision, Mutation, ReserveRequest, SizeHint, StateQuery,
     VersionRange, VersionRow, VersionsNeeded,
 };
 use crate::rotation::RotationStrategies;
 use crate::session::Session;
-use crate::spec::{CollectionSpec, Limits};
+use crate::spec::{CollectionSpec, Limits, RetentionSpec};
 use crate::time::Timestamp;
 use crate::version::{Collection, PendingUpload, TombstoneKind, Uploader, Version, VersionSelector, VersionState};
 
@@ -44,6 +45,7 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     loads_choose_versions_by_range(c).await;
     pending_uploads_are_listed_by_owner_and_expiry(c).await;
     held_versions_stay(c).await;
+    gfs_rotation_runs_in_the_commit(c).await;
     single_use_session_is_consumed_by_commit(c).await;
     required_session_must_be_active_at_commit(c).await;
     sessions_register_list_revoke_expire(c).await;
@@ -560,6 +562,72 @@ pub async fn held_versions_stay(catalog: &dyn Catalog) {
         .expect_err("the held versions fill the collection");
     assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}");
     assert!(e.to_string().contains("held or protected"), "{e}");
+}
+
+/// The `gfs` plan runs inside the commit, by receipt time, with its reasons in the trash; a
+/// hold set through the catalog keeps a version the plan evicts; the maintenance step clears
+/// a passed deadline and applies the plan without an upload.
+pub async fn gfs_rotation_runs_in_the_commit(catalog: &dyn Catalog) {
+    let retention = RetentionSpec::named("gfs").with_option("keepDaily", "2").with_option("keepWithin", "1d");
+    let id = create(catalog, "gfs", spec(10, 100, 1000).with_retention(retention)).await;
+    let day = |d: i64, h: i64| {
+        Timestamp::from(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("a time"))
+            + Duration::days(d)
+            + Duration::hours(h)
+    };
+    let upload_at = |t: Timestamp| {
+        let id = id.clone();
+        async move {
+            let p =
+                catalog.reserve(&reserve_request(&id, SizeHint::exact(5), t), &strategies()).await.expect("reserve");
+            let digest = Digest::of(DigestAlgorithm::Blake3, b"gfs");
+            catalog.commit(&CommitRequest::new(p.id, id, 5, digest, t), &strategies()).await.expect("commit")
+        }
+    };
+    // Day 1 08:00 and 20:00, day 2 08:00 and 20:00, day 3 08:00.
+    for t in [day(1, 8), day(1, 20), day(2, 8), day(2, 20)] {
+        upload_at(t).await;
+    }
+    let committed = upload_at(day(3, 8)).await;
+    // keepDaily 2 keeps 5 (day 3) and 4 (day 2); within 1d of day 3 08:00 keeps 4 only (3 is
+    // exactly a day older); 1 went at the third commit.
+    let evicted: Vec<(u64, Option<String>)> =
+        committed.evicted.iter().map(|v| (v.number, v.trash_reason.clone())).collect();
+    assert_eq!(evicted.iter().map(|e| e.0).collect::<Vec<_>>(), [2, 3], "{evicted:?}");
+    assert!(evicted.iter().all(|e| e.1.as_deref().is_some_and(|r| r.contains("no rule keeps it"))), "{evicted:?}");
+    assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [4, 5]);
+    let trashed = catalog.list_versions(&id, &VersionQuery::first(10).with_trashed()).await.expect("list");
+    assert!(trashed.iter().filter(|v| v.number < 4).all(|v| v.state == VersionState::Trashed), "{trashed:?}");
+
+    // Hold 4 until day 5: the next commit's plan evicts it, the hold keeps it.
+    let protect = AuditEvent::new(day(3, 9), "conformance", "version.protect").with_collection(&id);
+    let until = day(5, 0);
+    let v4 = catalog
+        .protect_version(&id, 4, ProtectionChange::until(until), &protect.clone().with_version(4))
+        .await
+        .expect("protect");
+    assert_eq!(v4.protected_until, Some(until));
+    let e = catalog
+        .protect_version(&id, 5, ProtectionChange::until(day(3, 0)), &protect.with_version(5))
+        .await
+        .expect_err("a deadline in the past");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    upload_at(day(4, 8)).await;
+    assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [4, 5, 6]);
+    let counters = catalog.collection_state(&id).await.expect("state").counters;
+    assert_eq!((counters.versions, counters.protected, counters.held), (3, 1, 0));
+
+    // Day 6: the deadline passed; the maintenance clears it and evicts 4 (not the newest
+    // two days', not within a day of the newest).
+    let maintenance = AuditEvent::new(day(6, 0), "conformance", "retention.apply").with_collection(&id);
+    let gone = catalog.apply_retention(&id, &strategies(), false, &maintenance).await.expect("apply");
+    assert_eq!(gone.iter().map(|v| v.number).collect::<Vec<_>>(), [4]);
+    assert!(gone[0].trash_reason.as_deref().is_some_and(|r| r.contains("(maintenance)")), "{:?}", gone[0]);
+    assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [5, 6]);
+    let counters = catalog.collection_state(&id).await.expect("state").counters;
+    assert_eq!((counters.versions, counters.protected, counters.bytes), (2, 0, 10));
+    let again = catalog.apply_retention(&id, &strategies(), false, &maintenance).await.expect("apply again");
+    assert!(again.is_empty(), "nothing more to do: {again:?}");
 }
 
 fn session(user: &str, at: Timestamp) -> Session {

@@ -19,6 +19,9 @@ pub struct RecoveryReport {
     pub released_own_uploads: u64,
     /// Uploads whose lease had expired, aborted.
     pub aborted_uploads: u64,
+    /// Versions a time-based retention let age out (a `keepWithin`, a protection that
+    /// ended), evicted between uploads.
+    pub aged_out: u64,
     /// Trashed versions past the trash retention, purged.
     pub purged_versions: u64,
     /// Objects the catalog recorded as garbage (tombstones, purged versions), deleted.
@@ -62,10 +65,13 @@ impl Engine {
     /// 1. uploads this engine instance (see [`crate::EngineBuilder::instance`]) left in a
     ///    previous run are released, and uploads whose lease expired are aborted, each with
     ///    a tombstone for its object;
-    /// 2. trashed versions past the trash retention are purged, with tombstones;
-    /// 3. the objects of every tombstone are deleted; tombstones older than the grace whose
+    /// 2. what time alone changes is applied: protection deadlines that passed are cleared,
+    ///    and the retention of collections whose plan depends on time (a `keepWithin`) or
+    ///    that hold protected versions is applied without waiting for an upload;
+    /// 3. trashed versions past the trash retention are purged, with tombstones;
+    /// 4. the objects of every tombstone are deleted; tombstones older than the grace whose
     ///    objects are gone are forgotten;
-    /// 4. the objects under the key prefix are listed: those the catalog records as garbage
+    /// 5. the objects under the key prefix are listed: those the catalog records as garbage
     ///    are deleted, those it does not know are counted in the report and **never
     ///    deleted**.
     ///
@@ -82,6 +88,7 @@ impl Engine {
         let mut report = RecoveryReport::default();
         self.release_own(&mut report).await?;
         self.abort_expired(&mut report).await?;
+        self.age_out(&mut report).await?;
         self.purge_trash(&mut report).await?;
         self.delete_garbage(&mut report).await?;
         self.sweep(&mut report).await?;
@@ -138,6 +145,39 @@ impl Engine {
             }
             if !full || !progressed {
                 return Ok(());
+            }
+        }
+    }
+
+    async fn age_out(&self, report: &mut RecoveryReport) -> Result<()> {
+        let catalog = &self.inner.catalog;
+        let purge = self.inner.config.trash_retention.is_zero();
+        let mut after = None;
+        loop {
+            let page = catalog.list_collections(after.as_ref(), self.inner.config.batch).await?;
+            for c in &page {
+                let timely = self.inner.strategies.resolve(&c.spec.retention).is_ok_and(|s| s.depends_on_time(&c.spec));
+                let protected =
+                    !timely && catalog.collection_state(&c.id).await.is_ok_and(|s| s.counters.protected > 0);
+                if !timely && !protected {
+                    continue;
+                }
+                let audit = crate::AuditEvent::new(self.now(), "engine", "retention.apply").with_collection(&c.id);
+                match catalog.apply_retention(&c.id, &self.inner.strategies, purge, &audit).await {
+                    Ok(gone) => {
+                        report.aged_out += gone.len() as u64;
+                        for v in gone.iter().filter(|v| v.state == crate::VersionState::Purged) {
+                            // The tombstone stays until the garbage step confirms it gone.
+                            let _ = self.delete_object(&v.object_key).await;
+                        }
+                    }
+                    Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
+                    Err(e) => report.failures.push(format!("apply the retention of {}: {e}", c.id)),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == self.inner.config.batch => after = Some(last.id.clone()),
+                _ => return Ok(()),
             }
         }
     }

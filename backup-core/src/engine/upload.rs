@@ -14,8 +14,9 @@ use crate::engine::part_writer::PartWriter;
 use crate::engine::{Engine, chrono_duration};
 use crate::error::{BoxError, Error, Result};
 use crate::id::{CollectionId, VersionId};
-use crate::protocol::{CommitRequest, ReserveRequest, SizeHint};
+use crate::protocol::{self, CommitRequest, ReserveRequest, SizeHint};
 use crate::quota_stream::{QuotaStream, StreamSummary};
+use crate::rotation::Incoming;
 use crate::store::object_key;
 use crate::version::{PendingUpload, Version, VersionState};
 
@@ -150,8 +151,29 @@ impl Engine {
             Err(e) => {
                 guard.armed = false;
                 self.release(id, &key).await;
-                Err(e)
+                Err(self.explain_quota(collection, e).await)
             }
+        }
+    }
+
+    /// A body refused for its size while held or protected versions keep part of the extra
+    /// space says so: the reservation could not, not knowing the size. A cold path: one more
+    /// read of the collection, only when an upload was refused.
+    async fn explain_quota(&self, collection: &CollectionId, e: Error) -> Error {
+        let Error::QuotaExceeded { allowed, received_at_least } = e else { return e };
+        let inner = &self.inner;
+        let needs = protocol::retention_needs(inner.strategies.clone());
+        let Ok(state) = inner.catalog.collection_state_with(collection, needs).await else { return e };
+        let now = self.now();
+        match protocol::plan_retention(&state, &inner.strategies, Some(Incoming::new(None, now)), now) {
+            Ok(outcome) => match protocol::held_space_reason(&outcome, allowed) {
+                Some(reason) => Error::CollectionFull {
+                    collection: collection.clone(),
+                    reason: format!("{received_at_least} bytes or more arrived; {reason}"),
+                },
+                None => e,
+            },
+            Err(_) => e,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::protocol::state::{CollectionState, VersionsNeeded};
 use crate::quota;
-use crate::rotation::{Incoming, Mark, RotationDecision, RotationInput, RotationStrategies, VersionSummary};
+use crate::rotation::{Incoming, Mark, RotationDecision, RotationInput, RotationStrategies, VersionSummary, enforce};
 use crate::time::Timestamp;
 use crate::version::Version;
 
@@ -36,8 +36,10 @@ pub struct RetentionOutcome {
     pub kept_bytes: u64,
     /// Their total overage (bytes above the soft limit).
     pub kept_overage: u64,
-    /// Versions the strategy would have evicted that protection keeps.
-    pub kept_by_protection: u64,
+    /// Kept versions that are held or protected.
+    pub protected_kept: u64,
+    /// Their overage: the part of the extra space that only lifting a protection frees.
+    pub protected_overage: u64,
 }
 
 impl RetentionOutcome {
@@ -65,19 +67,22 @@ pub fn plan_retention(
     let summaries: Vec<VersionSummary> = state.committed.iter().map(|v| VersionSummary::of(v, now)).collect();
     let plan = strategy.plan(&RotationInput::new(spec, &summaries, counters.versions, incoming, now));
     plan.check_against(strategy.name(), &summaries)?;
+    let mut decisions = plan.decisions;
+    enforce(&mut decisions, &summaries, counters.versions, spec.retention.min_keep, |i| {
+        protection_reason(&state.committed[i])
+    });
     let mut outcome = RetentionOutcome {
         decisions: Vec::with_capacity(summaries.len()),
         kept_versions: counters.versions,
         kept_bytes: counters.bytes,
         kept_overage: counters.overage,
-        kept_by_protection: 0,
+        protected_kept: 0,
+        protected_overage: 0,
     };
-    for (mut d, v) in plan.decisions.into_iter().zip(&state.committed) {
-        if d.mark == Mark::Evict && v.is_protected(now) {
-            // The contract says a strategy never does this; the engine makes sure.
-            d.mark = Mark::Keep;
-            d.reasons = vec![protection_reason(v)];
-            outcome.kept_by_protection += 1;
+    for (d, v) in decisions.into_iter().zip(&state.committed) {
+        if d.mark == Mark::Keep && v.is_protected(now) {
+            outcome.protected_kept += 1;
+            outcome.protected_overage += spec.limits.overage(v.size);
         }
         if d.mark == Mark::Evict {
             outcome.kept_versions = outcome.kept_versions.saturating_sub(1);
@@ -104,6 +109,18 @@ pub fn plan_retention(
         )));
     }
     Ok(outcome)
+}
+
+/// Why an upload does not fit when held or protected versions keep part of the extra space
+/// above the soft limit, or `None` when they keep none of it (then they are not the cause).
+pub fn held_space_reason(outcome: &RetentionOutcome, allowed: u64) -> Option<String> {
+    (outcome.protected_overage > 0).then(|| {
+        format!(
+            "{} held or protected versions keep {} bytes of the extra space above the soft limit; {allowed} bytes are \
+             free for this upload; lift a hold or wait for a protection to end",
+            outcome.protected_kept, outcome.protected_overage
+        )
+    })
 }
 
 /// Why a protected version stays.
@@ -134,4 +151,65 @@ pub(crate) fn allowance_beside(
 ) -> u64 {
     let shares = state.live_pending(now).filter(|p| Some(p.id) != except).map(|p| p.pool_share);
     quota::allowance_with_overage(&state.collection.spec.limits, outcome.kept_overage, shares)
+}
+
+/// Decides what time alone changes in a collection (a maintenance run, between uploads):
+/// protection deadlines that passed are cleared, and the retention plan without an incoming
+/// upload is applied (a `keepWithin` that let versions age out, a protection that ended);
+/// evicted versions are trashed, or purged at once with `purge`.
+///
+/// The state must hold every committed version.
+///
+/// # Errors
+/// As [`plan_retention`]; [`Error::Internal`] if the versions were not all loaded.
+pub fn decide_apply_retention(
+    state: &crate::protocol::LoadedState,
+    collection: &crate::CollectionId,
+    strategies: &RotationStrategies,
+    purge: bool,
+    audit: &crate::AuditEvent,
+) -> Result<crate::protocol::Decision<Vec<Version>>> {
+    use crate::protocol::Mutation;
+    let cs = crate::protocol::collection_of(state, collection)?;
+    if cs.committed.len() as u64 != cs.counters.versions {
+        return Err(Error::internal(format!(
+            "applying the retention of {collection} needs its {} committed versions, {} were loaded",
+            cs.counters.versions,
+            cs.committed.len()
+        )));
+    }
+    let now = audit.at;
+    let mut mutations = Vec::new();
+    let mut counters = cs.counters;
+    let mut cleared = cs.clone();
+    for v in cleared.committed.iter_mut() {
+        if !v.held && v.protected_until.is_some_and(|t| t <= now) {
+            let lifted = v.clone().with_protection(false, None);
+            counters = crate::protocol::protection::recount_protection(&counters, v, &lifted);
+            mutations.push(Mutation::UpdateVersion(lifted.clone()));
+            *v = lifted;
+        }
+    }
+    cleared.counters = counters;
+    let outcome = plan_retention(&cleared, strategies, None, now)?;
+    let evicted: Vec<&Version> = outcome.evicted(&cleared).collect();
+    let mut gone = Vec::with_capacity(evicted.len());
+    for (v, d) in evicted.iter().zip(outcome.decisions.iter().filter(|d| d.mark == Mark::Evict)) {
+        gone.push(crate::protocol::versions::give_up(
+            v,
+            now,
+            format!("{} (maintenance)", d.reason()),
+            purge,
+            &mut mutations,
+        ));
+    }
+    if mutations.is_empty() {
+        return Ok(crate::protocol::Decision::new(vec![], gone));
+    }
+    let counters = crate::protocol::versions::counters_after(&counters, &cleared.collection.spec, None, &evicted);
+    mutations.push(Mutation::SetCounters { collection: collection.clone(), counters });
+    if !gone.is_empty() {
+        mutations.push(Mutation::AppendAudit(audit.clone().with_detail(format!("{} versions aged out", gone.len()))));
+    }
+    Ok(crate::protocol::Decision::new(mutations, gone))
 }

@@ -4,7 +4,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
 use crate::protocol::mutation::Mutation;
-use crate::protocol::retention::{allowance_beside, plan_retention};
+use crate::protocol::retention::{allowance_beside, held_space_reason, plan_retention};
 use crate::protocol::state::{LoadedState, VersionRow};
 use crate::protocol::versions::{counters_after, give_up};
 use crate::protocol::{Decision, collection_of};
@@ -111,14 +111,8 @@ pub fn decide_reservation(
     let outcome = plan_retention(cs, strategies, Some(incoming), req.now)?;
     let allowed = allowance_beside(cs, &outcome, None, req.now);
     if allowed == 0 || req.size_hint.lower > allowed {
-        if outcome.kept_by_protection > 0 {
-            return Err(Error::CollectionFull {
-                collection: req.collection.clone(),
-                reason: format!(
-                    "{} held or protected versions that the retention would remove keep their space; {allowed} bytes are free for this upload",
-                    outcome.kept_by_protection
-                ),
-            });
+        if let Some(reason) = held_space_reason(&outcome, allowed) {
+            return Err(Error::CollectionFull { collection: req.collection.clone(), reason });
         }
         return Err(Error::QuotaExceeded { allowed, received_at_least: req.size_hint.lower });
     }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::id::{CollectionId, VersionId};
 use crate::protocol::mutation::Mutation;
 use crate::protocol::retention::protection_reason;
-use crate::protocol::state::{Counters, LoadedState, VersionRow};
+use crate::protocol::state::{CollectionState, Counters, LoadedState, VersionRow};
 use crate::protocol::{Decision, collection_of};
 use crate::quota;
 use crate::spec::CollectionSpec;
@@ -60,6 +60,16 @@ fn not_found(collection: &CollectionId, number: u64) -> Error {
     Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() }
 }
 
+/// The loaded version of that number in that state, or [`Error::VersionNotFound`].
+pub(crate) fn version_in_state<'a>(
+    cs: &'a CollectionState,
+    collection: &CollectionId,
+    number: u64,
+    state: VersionState,
+) -> Result<&'a Version> {
+    cs.version_numbered(number).filter(|v| v.state == state).ok_or_else(|| not_found(collection, number))
+}
+
 /// Decides the deletion of a committed version: it leaves the collection (trashed, or purged
 /// at once with `purge`), unless it is protected.
 ///
@@ -78,10 +88,7 @@ pub fn decide_trash(
 ) -> Result<Decision<Version>> {
     let cs = collection_of(state, collection)?;
     let now = audit.at;
-    let v = cs
-        .version_numbered(number)
-        .filter(|v| v.state == VersionState::Committed)
-        .ok_or_else(|| not_found(collection, number))?;
+    let v = version_in_state(cs, collection, number, VersionState::Committed)?;
     if v.is_protected(now) {
         return Err(Error::VersionProtected {
             collection: collection.clone(),
@@ -113,10 +120,7 @@ pub fn decide_restore(
 ) -> Result<Decision<Version>> {
     let cs = collection_of(state, collection)?;
     let now = audit.at;
-    let v = cs
-        .version_numbered(number)
-        .filter(|v| v.state == VersionState::Trashed)
-        .ok_or_else(|| not_found(collection, number))?;
+    let v = version_in_state(cs, collection, number, VersionState::Trashed)?;
     let limits = &cs.collection.spec.limits;
     let counters = &cs.counters;
     if counters.versions >= u64::from(limits.max_versions) {

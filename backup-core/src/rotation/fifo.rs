@@ -1,7 +1,7 @@
 //! [`Fifo`]: first in, first out, backup-repository's strategy.
 
 use crate::protocol::{Counters, VersionRange};
-use crate::rotation::{Mark, RotationDecision, RotationInput, RotationPlan, RotationStrategy};
+use crate::rotation::{Mark, PROTECTED, RotationDecision, RotationInput, RotationPlan, RotationStrategy};
 use crate::spec::CollectionSpec;
 
 /// First in, first out, with backup-repository's semantics: when the count would pass
@@ -59,7 +59,7 @@ impl RotationStrategy for Fifo {
             .iter()
             .map(|v| {
                 if v.protected {
-                    RotationDecision::new(v.id, v.number, Mark::Keep, "protected")
+                    RotationDecision::new(v.id, v.number, Mark::Keep, PROTECTED)
                 } else if evict > 0 {
                     evict -= 1;
                     RotationDecision::new(

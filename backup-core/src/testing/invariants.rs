@@ -11,7 +11,7 @@ use crate::catalog::{CatalogExt, KeyClass, PendingFilter, VersionQuery};
 use crate::digest::Digest;
 use crate::engine::Engine;
 use crate::id::CollectionId;
-use crate::protocol::{VersionRange, VersionsNeeded, plan_retention};
+use crate::protocol::{CollectionState, VersionRange, VersionsNeeded, plan_retention};
 use crate::rotation::Incoming;
 use crate::time::Timestamp;
 use crate::version::{Version, VersionSelector, VersionState};
@@ -82,33 +82,7 @@ pub async fn check_invariants(
     }
 
     // I2
-    let limits = &state.collection.spec.limits;
-    let counters = state.counters;
-    let total: u64 = state.committed.iter().map(|v| v.size).sum();
-    if total > limits.max_collection_size {
-        return Err(violation("I2", format!("committed total {total} > hard limit {}", limits.max_collection_size)));
-    }
-    let recount =
-        (state.committed.len() as u64, total, state.committed.iter().map(|v| limits.overage(v.size)).sum::<u64>());
-    if (counters.versions, counters.bytes, counters.overage) != recount {
-        return Err(violation("I2", format!("counters {counters:?} disagree with the versions {recount:?}")));
-    }
-    if let Ok(outcome) = plan_retention(&state, engine.strategies(), Some(Incoming::new(None, now)), now) {
-        let shares: u64 = state.live_pending(now).map(|p| p.pool_share).sum();
-        if outcome.kept_overage + shares > limits.extra_space() {
-            return Err(violation(
-                "I2",
-                format!(
-                    "kept overage {} + reserved shares {shares} > extra space {}",
-                    outcome.kept_overage,
-                    limits.extra_space()
-                ),
-            ));
-        }
-        if let Some(p) = state.live_pending(now).find(|p| p.reserved > limits.max_version_size + limits.extra_space()) {
-            return Err(violation("I2", format!("reservation {} of {} bytes exceeds any allowance", p.id, p.reserved)));
-        }
-    }
+    limits_hold(engine, &state, now)?;
 
     // I3
     let listed = catalog.list_versions(collection, &VersionQuery::first(100_000)).await.map_err(check_error)?;
@@ -124,11 +98,70 @@ pub async fn check_invariants(
     if committed.windows(2).any(|w| w[0] >= w[1]) {
         return Err(violation("I4", format!("numbers not increasing: {committed:?}")));
     }
+    let counters = state.counters;
     if counters.next_number != acknowledged + 1 {
         return Err(violation(
             "I4",
             format!("{} numbers were issued, {acknowledged} uploads acknowledged", counters.next_number - 1),
         ));
+    }
+    Ok(())
+}
+
+/// Checks I2 for one collection whatever was uploaded: the committed versions are within
+/// `max_versions` and the hard limit, the counters agree with them, the live reservations'
+/// shares fit the extra space next to the versions the rotation would keep. Unlike
+/// [`check_invariants`] it needs no model of what was acknowledged, so it can follow any
+/// sequence of uploads, holds and rotations.
+///
+/// # Errors
+/// The first [`Violation`] found.
+pub async fn check_limits(engine: &Engine, collection: &CollectionId) -> Result<(), Violation> {
+    let state = engine
+        .catalog()
+        .collection_state_with(collection, VersionsNeeded::Range(VersionRange::All))
+        .await
+        .map_err(check_error)?;
+    limits_hold(engine, &state, Timestamp::from(engine.clock().now()))
+}
+
+fn limits_hold(engine: &Engine, state: &CollectionState, now: Timestamp) -> Result<(), Violation> {
+    let limits = &state.collection.spec.limits;
+    let counters = state.counters;
+    let total: u64 = state.committed.iter().map(|v| v.size).sum();
+    if total > limits.max_collection_size {
+        return Err(violation("I2", format!("committed total {total} > hard limit {}", limits.max_collection_size)));
+    }
+    if state.committed.len() as u64 > u64::from(limits.max_versions) {
+        return Err(violation(
+            "I2",
+            format!("{} versions committed > max_versions {}", state.committed.len(), limits.max_versions),
+        ));
+    }
+    let recount =
+        (state.committed.len() as u64, total, state.committed.iter().map(|v| limits.overage(v.size)).sum::<u64>());
+    if (counters.versions, counters.bytes, counters.overage) != recount {
+        return Err(violation("I2", format!("counters {counters:?} disagree with the versions {recount:?}")));
+    }
+    let protected = state.committed.iter().filter(|v| v.held || v.protected_until.is_some()).count() as u64;
+    if (counters.protected, counters.held) != (protected, state.committed.iter().filter(|v| v.held).count() as u64) {
+        return Err(violation("I2", format!("counters {counters:?} disagree with {protected} protected versions")));
+    }
+    if let Ok(outcome) = plan_retention(state, engine.strategies(), Some(Incoming::new(None, now)), now) {
+        let shares: u64 = state.live_pending(now).map(|p| p.pool_share).sum();
+        if outcome.kept_overage + shares > limits.extra_space() {
+            return Err(violation(
+                "I2",
+                format!(
+                    "kept overage {} + reserved shares {shares} > extra space {}",
+                    outcome.kept_overage,
+                    limits.extra_space()
+                ),
+            ));
+        }
+        if let Some(p) = state.live_pending(now).find(|p| p.reserved > limits.max_version_size + limits.extra_space()) {
+            return Err(violation("I2", format!("reservation {} of {} bytes exceeds any allowance", p.id, p.reserved)));
+        }
     }
     Ok(())
 }

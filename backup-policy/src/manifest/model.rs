@@ -67,10 +67,11 @@ pub(crate) struct CollectionSpecYaml {
     pub(crate) windows: Vec<WindowYaml>,
     #[serde(default)]
     pub(crate) strategy_name: Option<String>,
-    /// Options of `fifo-plus-older` in backup-repository; parsed and unused there too.
+    /// The strategy's options: backup-repository's `keepLastOlderNotMoreThan` and
+    /// `maxOlderCopies` (for `fifo-plus-older`), `gfs`'s `keepLast` … `keepWithin`,
+    /// `timezone`, `mode`, and `minKeep` for any strategy.
     #[serde(default)]
-    #[allow(dead_code)]
-    pub(crate) strategy_spec: Option<StrategySpecYaml>,
+    pub(crate) strategy_spec: BTreeMap<String, serde_yaml_ng::Value>,
     #[serde(default)]
     pub(crate) health_secret_ref: Option<SecretRef>,
     #[serde(default)]
@@ -85,17 +86,9 @@ pub(crate) struct CollectionSpecYaml {
     /// `blake3` (default) or `sha256`.
     #[serde(default)]
     pub(crate) digest: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct StrategySpecYaml {
+    /// How many versions may be held at once (half of `maxBackupsCount` when absent).
     #[serde(default)]
-    #[allow(dead_code)]
-    pub(crate) keep_last_older_not_more_than: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub(crate) max_older_copies: Option<u32>,
+    pub(crate) max_held_versions: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use backup_policy::{Bucket, RateKey};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -13,7 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::caller::client_addr;
 use crate::json::{ApiError, json_response};
 use crate::routes::openapi::path;
-use crate::routes::{auth, collections, health, openapi, versions};
+use crate::routes::{auth, collections, health, openapi, retention, versions};
 use crate::state::AppState;
 
 /// The most header bytes a request may carry.
@@ -40,6 +40,9 @@ pub fn app(state: AppState) -> Router {
         .route(path("versions"), get(versions::list))
         .route(path("delete_version"), delete(versions::delete))
         .route(path("restore_version"), post(versions::restore))
+        .route(path("protect_version"), put(retention::protect))
+        .route(path("retention"), get(retention::preview))
+        .route(path("simulate_retention"), post(retention::simulate))
         .route_layer(limit(Bucket::Default));
     // Uploads are not rate limited (backup-repository's behaviour); their size is the quota's.
     let upload = Router::new()

@@ -20,6 +20,8 @@ pub(crate) fn version(v: &Version) -> Value {
         "uploadedBySessionId": v.uploader.session.as_ref().map(|s| s.as_str()).unwrap_or_default(),
         "user": v.uploader.user,
         "digest": v.digest.to_string(),
+        "held": v.held,
+        "protectedUntil": v.protected_until.map(time),
         "CreatedAt": time(v.created_at),
         "UpdatedAt": time(v.trashed_at.unwrap_or(v.committed_at)),
         "DeletedAt": v.trashed_at.map(time),
@@ -53,6 +55,9 @@ pub(crate) fn collection(c: &Collection) -> Value {
         "maxOneVersionSize": l.max_version_size,
         "maxCollectionSize": l.max_collection_size,
         "strategyName": c.spec.retention.strategy,
+        "strategySpec": c.spec.retention.options,
+        "minKeep": c.spec.retention.min_keep,
+        "maxHeldVersions": c.spec.held_cap(),
         "contentRule": c.spec.content_rule.clone().unwrap_or_else(|| "none".into()),
         "digest": c.spec.digest.name(),
     })

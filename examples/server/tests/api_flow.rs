@@ -341,24 +341,7 @@ spec:
         ),
     );
     for name in ["window-keeper", "anytime"] {
-        add_manifest(
-            config,
-            &format!("backups.riotkit.org/v1alpha1/backupusers/{name}.yaml"),
-            &format!(
-                r#"---
-apiVersion: backups.riotkit.org/v1alpha1
-kind: BackupUser
-metadata:
-    name: {name}
-spec:
-    email: {name}@example.org
-    passwordFromRef:
-        name: backup-repository-passwords
-        entry: admin
-    roles: []
-"#
-            ),
-        );
+        support::add_user(config, name);
     }
 }
 

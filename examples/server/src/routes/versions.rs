@@ -13,7 +13,7 @@ use crate::json::{ApiError, ok};
 use crate::model;
 use crate::state::AppState;
 
-fn collection_id(raw: &str) -> Result<CollectionId, ApiError> {
+pub(crate) fn collection_id(raw: &str) -> Result<CollectionId, ApiError> {
     // A malformed id cannot name a collection: the same answer as an unknown one.
     CollectionId::new(raw).map_err(|_| ApiError::not_found("cannot find specified collection"))
 }
@@ -148,7 +148,7 @@ async fn upload_inner(
     Ok(staged)
 }
 
-fn selector(raw: &str) -> Result<VersionSelector, ApiError> {
+pub(crate) fn selector(raw: &str) -> Result<VersionSelector, ApiError> {
     raw.parse().map_err(|e: backup_core::Error| ApiError::bad_request(e.to_string()))
 }
 

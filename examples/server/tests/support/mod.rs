@@ -36,6 +36,28 @@ pub fn add_manifest(config: &Path, relative: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Adds a user without global roles whose password is the examples' `admin`.
+pub fn add_user(config: &Path, name: &str) {
+    add_manifest(
+        config,
+        &format!("backups.riotkit.org/v1alpha1/backupusers/{name}.yaml"),
+        &format!(
+            r#"---
+apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata:
+    name: {name}
+spec:
+    email: {name}@example.org
+    passwordFromRef:
+        name: backup-repository-passwords
+        entry: admin
+    roles: []
+"#
+        ),
+    );
+}
+
 /// A running server process; stopped (SIGKILL) when dropped unless stopped before.
 pub struct Server {
     pub child: Option<Child>,

@@ -1,0 +1,111 @@
+//! Holds and protection deadlines on versions.
+
+use crate::audit::AuditEvent;
+use crate::error::{Error, Result};
+use crate::id::CollectionId;
+use crate::protocol::mutation::Mutation;
+use crate::protocol::state::{Counters, LoadedState};
+use crate::protocol::versions::version_in_state;
+use crate::protocol::{Decision, collection_of};
+use crate::time::Timestamp;
+use crate::version::{Version, VersionState};
+
+/// A change of a version's protection; `None` fields stay as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ProtectionChange {
+    /// Put a hold on it (`true`) or lift it (`false`).
+    pub held: Option<bool>,
+    /// Protect it until this time (`Some(Some(t))`) or lift the deadline (`Some(None)`).
+    pub protected_until: Option<Option<Timestamp>>,
+}
+
+impl ProtectionChange {
+    /// Holds the version (legal hold: no expiry).
+    pub fn hold() -> Self {
+        ProtectionChange { held: Some(true), protected_until: None }
+    }
+
+    /// Lifts the hold and any deadline.
+    pub fn release() -> Self {
+        ProtectionChange { held: Some(false), protected_until: Some(None) }
+    }
+
+    /// Protects the version until `t`.
+    pub fn until(t: Timestamp) -> Self {
+        ProtectionChange { held: None, protected_until: Some(Some(t)) }
+    }
+
+    /// Also puts a hold on it (`true`) or lifts it (`false`).
+    pub fn with_held(mut self, held: bool) -> Self {
+        self.held = Some(held);
+        self
+    }
+
+    /// Also sets the deadline (`Some`) or lifts it (`None`).
+    pub fn with_protected_until(mut self, until: Option<Timestamp>) -> Self {
+        self.protected_until = Some(until);
+        self
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_none() && self.protected_until.is_none()
+    }
+}
+
+fn protected(v: &Version) -> bool {
+    v.held || v.protected_until.is_some()
+}
+
+/// The counters once `before` became `after` (both committed).
+pub(crate) fn recount_protection(counters: &Counters, before: &Version, after: &Version) -> Counters {
+    let mut c = *counters;
+    c.protected = c.protected - u64::from(protected(before)) + u64::from(protected(after));
+    c.held = c.held - u64::from(before.held) + u64::from(after.held);
+    c
+}
+
+/// Decides a change of protection of a committed version: a hold (no more than the
+/// collection's cap at once) or a deadline in the future, or their release.
+///
+/// # Errors
+/// [`Error::VersionNotFound`] if no committed version has that number;
+/// [`Error::InvalidInput`] for a deadline not in the future; [`Error::Conflict`] when the
+/// collection holds as many versions as its cap allows.
+pub fn decide_protect(
+    state: &LoadedState,
+    collection: &CollectionId,
+    number: u64,
+    change: ProtectionChange,
+    audit: &AuditEvent,
+) -> Result<Decision<Version>> {
+    let cs = collection_of(state, collection)?;
+    let now = audit.at;
+    let v = version_in_state(cs, collection, number, VersionState::Committed)?;
+    let held = change.held.unwrap_or(v.held);
+    let until = change.protected_until.unwrap_or(v.protected_until);
+    if let Some(t) = until
+        && change.protected_until.is_some()
+        && t <= now
+    {
+        return Err(Error::invalid("protection deadline", format!("{t} is not in the future")));
+    }
+    let cap = u64::from(cs.collection.spec.held_cap());
+    if held && !v.held && cs.counters.held >= cap {
+        return Err(Error::conflict(format!(
+            "collection {collection} holds {} versions, its cap (max_held_versions = {cap}); lift a hold first",
+            cs.counters.held
+        )));
+    }
+    let changed = v.clone().with_protection(held, until);
+    let counters = recount_protection(&cs.counters, v, &changed);
+    Ok(Decision::new(
+        vec![
+            Mutation::UpdateVersion(changed.clone()),
+            Mutation::SetCounters { collection: collection.clone(), counters },
+            Mutation::AppendAudit(audit.clone()),
+        ],
+        changed,
+    ))
+}
