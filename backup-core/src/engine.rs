@@ -97,6 +97,7 @@ struct EngineConfig {
     batch: usize,
     instance: Option<String>,
     adopt_store: bool,
+    max_uploads_per_collection: u32,
 }
 
 impl Default for EngineConfig {
@@ -110,6 +111,7 @@ impl Default for EngineConfig {
             batch: 500,
             instance: None,
             adopt_store: false,
+            max_uploads_per_collection: 8,
         }
     }
 }
@@ -206,6 +208,15 @@ impl Engine {
         let collection = self.inner.catalog.get_collection(id).await?;
         let permit = self.authorize(actor, action, Some(&collection)).await?;
         Ok((collection, permit))
+    }
+
+    /// Whether `actor` may do `action` on the collection, without doing it: for a front end
+    /// that should refuse before it reads a request's body (a form's preamble, a file).
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`]; the authorizer's denial.
+    pub async fn check_access(&self, actor: &Actor, id: &CollectionId, action: Action) -> Result<()> {
+        self.authorized_collection(actor, id, action).await.map(|_| ())
     }
 
     /// Checks a spec against the validation rules and the engine's registries.

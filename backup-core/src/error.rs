@@ -212,6 +212,16 @@ pub enum Error {
         /// How long to wait before the next attempt, when known.
         retry_after: Option<Duration>,
     },
+    /// The collection has as many uploads in progress as it may.
+    #[error(
+        "collection {collection} has {limit} uploads in progress, as many as it takes at once; retry when one ends"
+    )]
+    TooManyUploads {
+        /// The collection.
+        collection: CollectionId,
+        /// How many may run at once.
+        limit: u32,
+    },
     /// The request conflicts with the current state.
     #[error("conflict: {reason}")]
     Conflict {
@@ -284,7 +294,7 @@ impl Error {
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
             Error::OutsideWindow { .. } => ErrorKind::OutsideWindow,
-            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::RateLimited { .. } | Error::TooManyUploads { .. } => ErrorKind::RateLimited,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Corrupted { .. } => ErrorKind::Corrupted,
             Error::Body { .. } => ErrorKind::Interrupted,

@@ -379,3 +379,36 @@ async fn issue_156_worked_example() {
         engine.upload(&actor, &id, body).await.unwrap();
     }
 }
+
+/// The maintenance deletes sessions a day after they expired (they refuse their tokens
+/// anyway; their rows would only grow with every login), and keeps the others.
+#[tokio::test]
+async fn recover_deletes_sessions_expired_a_day_ago() {
+    use backup_core::{Session, SessionId, Timestamp};
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let engine = Engine::builder().clock(clock.clone()).build().unwrap();
+    let now = Timestamp::from(chrono::Utc::now());
+    let old = Session::new(
+        SessionId::of_token("old"),
+        "u",
+        now - chrono::Duration::days(3),
+        now - chrono::Duration::hours(30),
+        "Login",
+    );
+    let recent = Session::new(
+        SessionId::of_token("recent"),
+        "u",
+        now - chrono::Duration::hours(8),
+        now - chrono::Duration::hours(2),
+        "Login",
+    );
+    let live = Session::new(SessionId::of_token("live"), "u", now, now + chrono::Duration::hours(6), "Login");
+    for s in [&old, &recent, &live] {
+        engine.catalog().insert_session(s).await.unwrap();
+    }
+    let report = engine.recover().await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(engine.catalog().get_session(&old.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(engine.catalog().get_session(&recent.id).await.is_ok(), "expired less than a day ago");
+    assert!(engine.catalog().get_session(&live.id).await.is_ok());
+}

@@ -203,9 +203,17 @@ proptest! {
         }
     }
 
-    /// A newer version never brings back one the plan evicted.
+    /// A newer version never brings back one the plan evicted, in restic's independent mode.
+    /// Proxmox's cascade is not monotone this way (a finer rule that moves on to the new
+    /// version uncovers a month, and the monthly rule picks an older version it passed over),
+    /// as PBS's own prune is not; a version evicted at one commit is gone by the next, so the
+    /// engine never brings one back either way.
     #[test]
     fn a_new_version_never_resurrects_an_evicted_one(versions in arb_versions(), policy in arb_policy(), later in 1i64..5000) {
+        let policy: Vec<(&'static str, String)> = policy
+            .into_iter()
+            .map(|(k, v)| if k == "mode" { (k, "independent".to_owned()) } else { (k, v) })
+            .collect();
         let (spec, vs, now) = build(&versions, &policy, 0);
         let before = plan(&spec, &vs, now).unwrap();
         let newest = vs.iter().map(|v| v.created_at).max().unwrap_or(now - chrono::Duration::days(1));

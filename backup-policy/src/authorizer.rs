@@ -55,28 +55,38 @@ impl PolicyAuthorizer {
     pub fn decide(&self, request: &AuthzRequest<'_>) -> Result<Permit, Error> {
         let set = self.directory.snapshot();
         let actor = request.actor;
-        let user = set
-            .users
-            .get(&actor.user)
-            .ok_or_else(|| Error::unauthenticated(format!("user {} does not exist", actor.user)))?;
-        if user.deactivated {
-            return Err(Error::unauthenticated(format!("user {} is deactivated", user.name)));
-        }
-        if !user.allows_address(actor.client_addr) {
-            return Err(Error::denied(format!("user {} may not connect from this address", user.name)));
-        }
+        let token = actor.extensions.get::<VerifiedToken>();
+        let user = match token {
+            // The token's own checks: user, key, credential, address.
+            Some(t) => {
+                if t.user() != actor.user || t.access_key() != actor.access_key.as_deref() {
+                    return Err(Error::unauthenticated("the token does not belong to this actor"));
+                }
+                if t.is_single_use() && request.action != Action::Upload {
+                    return Err(Error::denied("a one-time upload token may only upload"));
+                }
+                set.admit(t, actor.client_addr)?
+            }
+            None => {
+                let user = set
+                    .users
+                    .get(&actor.user)
+                    .ok_or_else(|| Error::unauthenticated(format!("user {} does not exist", actor.user)))?;
+                if user.deactivated {
+                    return Err(Error::unauthenticated(format!("user {} is deactivated", user.name)));
+                }
+                if !user.allows_address(actor.client_addr) {
+                    return Err(Error::denied(format!("user {} may not connect from this address", user.name)));
+                }
+                user
+            }
+        };
         let access_key = match &actor.access_key {
             None => None,
             Some(name) => Some(user.access_key(name).ok_or_else(|| {
                 Error::unauthenticated(format!("access key {name} of user {} no longer exists", user.name))
             })?),
         };
-        let token = actor.extensions.get::<VerifiedToken>();
-        if let Some(t) = token
-            && (t.user() != user.name || t.access_key() != actor.access_key.as_deref())
-        {
-            return Err(Error::unauthenticated("the token does not belong to this actor"));
-        }
         let asker = Asker { user, access_key, scope: token.map(VerifiedToken::scope) };
         let empty = CollectionPolicy::default();
         let policy = request.collection.map(|c| set.collections.get(&c.id).unwrap_or(&empty));

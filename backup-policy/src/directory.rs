@@ -10,6 +10,7 @@ use backup_core::CollectionId;
 use crate::error::{Error, Result};
 use crate::identity::{AclEntry, LoginName, User};
 use crate::password::{StoredPassword, dummy};
+use crate::token::VerifiedToken;
 use crate::window::BackupWindow;
 
 /// The policy part of a collection: windows, ACL, health code. (The rest of a collection is
@@ -34,6 +35,41 @@ pub struct PolicySet {
     pub users: BTreeMap<String, User>,
     /// Collection policies by collection id.
     pub collections: BTreeMap<CollectionId, CollectionPolicy>,
+}
+
+impl PolicySet {
+    /// The user a verified token acts for, if the token may still act: the user exists and
+    /// is active, the token's access key still exists, the credential the login proved (the
+    /// password or key) has not changed since, and `client` is an address the user may use.
+    /// Every request made with a token passes here (the HTTP layer for its own routes, the
+    /// [`crate::PolicyAuthorizer`] for the engine's).
+    ///
+    /// # Errors
+    /// [`backup_core::Error::Unauthenticated`] for a token that no longer stands for its user;
+    /// [`backup_core::Error::PermissionDenied`] for an address outside `restrictByIP`.
+    pub fn admit(&self, token: &VerifiedToken, client: Option<IpAddr>) -> Result<&User> {
+        let user = self
+            .users
+            .get(token.user())
+            .ok_or_else(|| Error::unauthenticated(format!("user {} does not exist", token.user())))?;
+        if user.deactivated {
+            return Err(Error::unauthenticated(format!("user {} is deactivated", user.name)));
+        }
+        let Some(credential) = user.credential(token.access_key()) else {
+            return Err(Error::unauthenticated(format!(
+                "access key {} of user {} no longer exists",
+                token.access_key().unwrap_or_default(),
+                user.name
+            )));
+        };
+        if token.credential() != Some(credential.as_str()) {
+            return Err(Error::unauthenticated("the password or access key changed since the login"));
+        }
+        if !user.allows_address(client) {
+            return Err(Error::denied(format!("user {} may not connect from this address", user.name)));
+        }
+        Ok(user)
+    }
 }
 
 /// Who logged in: the user as of the login, and the access key used.
@@ -115,7 +151,13 @@ impl Directory {
         let _permit = self.hashing.acquire().await.map_err(|e| Error::internal(format!("password hashing: {e}")))?;
         let (ok, upgraded) = tokio::task::spawn_blocking(move || {
             let target = effective.as_ref().unwrap_or(dummy());
-            let ok = effective.is_some() && target.verify(password.as_bytes());
+            // Always hash (an unknown name must cost what a known one costs), and never less
+            // than the dummy's work: a weak stored hash would tell its user exists.
+            let verified = target.verify(password.as_bytes());
+            if effective.as_ref().is_some_and(StoredPassword::needs_upgrade) {
+                let _ = dummy().verify(password.as_bytes());
+            }
+            let ok = effective.is_some() && verified;
             let upgraded =
                 (ok && target.needs_upgrade()).then(|| StoredPassword::hash(password.as_bytes()).ok()).flatten();
             (ok, upgraded)

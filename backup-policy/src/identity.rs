@@ -121,6 +121,15 @@ impl User {
         self.access_keys.iter().find(|k| k.name == name)
     }
 
+    /// The fingerprint of the credential a login with this user (or its access key) proves,
+    /// or `None` for a key it does not have. See [`crate::StoredPassword::fingerprint`].
+    pub fn credential(&self, access_key: Option<&str>) -> Option<String> {
+        match access_key {
+            None => Some(format!("user:{}", self.password.fingerprint())),
+            Some(k) => self.access_key(k).map(|k| format!("key:{k}:{}", k.password.fingerprint(), k = k.name)),
+        }
+    }
+
     /// Whether `addr` may be used by this user.
     pub fn allows_address(&self, addr: Option<IpAddr>) -> bool {
         if self.restrict_by_ip.is_empty() {

@@ -92,11 +92,11 @@ pub use error::{Error, ErrorKind, Result};
 pub use identity::{AccessKey, AclEntry, COLLECTION, LoginName, ObjectGrant, OperationsScope, User, canonical};
 pub use openpgp::OpenPgpRule;
 pub use password::{Argon2Kind, HashParams, StoredPassword, TARGET as PASSWORD_PARAMS};
-pub use rate_limit::{Bucket, RateInfo, RateKey, RateLimitConfig, RateLimits, client_address};
+pub use rate_limit::{Bucket, KnownLogins, RateInfo, RateKey, RateLimitConfig, RateLimits, client_address};
 pub use role::{Permission, Permissions, Role, roles_allow};
 pub use size::parse_size;
 pub use token::{
-    DEFAULT_LIFETIME as DEFAULT_TOKEN_LIFETIME, IssuedToken, Rejection, TokenKey, TokenRejection, TokenRequest,
-    TokenService, VerifiedToken,
+    DEFAULT_LIFETIME as DEFAULT_TOKEN_LIFETIME, DEFAULT_MAX_CHAIN, IssuedToken, Rejection, Requester, TokenKey,
+    TokenRejection, TokenRequest, TokenService, VerifiedToken,
 };
 pub use window::{BackupWindow, any_open};

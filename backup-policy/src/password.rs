@@ -10,6 +10,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD, STANDARD_NO_PAD};
 use base64::engine::{DecodePaddingMode, general_purpose};
+use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
@@ -148,6 +149,16 @@ impl StoredPassword {
         let salt = argon2::password_hash::generate_salt();
         let hash = derive(TARGET, 0x13, password, &salt)?;
         Ok(StoredPassword::Argon2(Argon2Hash { params: TARGET, version: 0x13, salt: salt.to_vec(), hash }))
+    }
+
+    /// A short fingerprint of the stored form: it changes whenever the password (or just its
+    /// hash) changes, and tells nothing about the password. Sessions record the fingerprint of
+    /// the credential their login proved, so a changed password ends them.
+    pub fn fingerprint(&self) -> String {
+        match self.to_phc() {
+            Some(phc) => hex::encode(&sha2::Sha256::digest(phc.as_bytes())[..12]),
+            None => "disabled".to_owned(),
+        }
     }
 
     /// Checks a password in constant time with respect to its content. Slow on purpose: call

@@ -190,7 +190,11 @@ fn subscriber(addr: IpAddr) -> IpAddr {
 
 /// The client's address: the direct peer, unless the peer is a trusted proxy, in which case
 /// the rightmost address of `X-Forwarded-For` that is not itself a trusted proxy (a client
-/// can prepend anything to the header, but not append).
+/// can prepend anything to the header, but not append). Entries may carry a port
+/// (`203.0.113.9:4711`, `[2001:db8::1]:4711`), as some proxies write them. When the entries
+/// right of the trusted ones do not parse, the client is unknown: the unspecified address,
+/// which no allow-list of addresses names (fail closed; the proxy's own address would pass
+/// wherever the proxy is allowed).
 pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[IpNet]) -> IpAddr {
     let peer = canonical(peer);
     let trusted = |a: &IpAddr| trusted_proxies.iter().any(|n| n.contains(a));
@@ -199,14 +203,78 @@ pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies
     }
     let Some(header) = forwarded_for else { return peer };
     let mut chain: Vec<IpAddr> = Vec::new();
+    let mut malformed = false;
     for part in header.split(',') {
-        match part.trim().parse::<IpAddr>() {
-            Ok(a) => chain.push(canonical(a)),
+        match forwarded_entry(part.trim()) {
+            Some(a) => chain.push(canonical(a)),
             // A malformed entry: trust nothing to its left.
-            Err(_) => chain.clear(),
+            None => {
+                chain.clear();
+                malformed = true;
+            }
         }
     }
-    chain.into_iter().rev().find(|a| !trusted(a)).unwrap_or(peer)
+    match chain.into_iter().rev().find(|a| !trusted(a)) {
+        Some(client) => client,
+        None if malformed => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        None => peer,
+    }
+}
+
+/// One entry of `X-Forwarded-For`: an address, with or without a port.
+fn forwarded_entry(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok().or_else(|| s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// Addresses users logged in from successfully, remembered for a while: a login from one of
+/// them skips the per-user limit on failed logins, so an attacker guessing a user's password
+/// from elsewhere cannot lock the user out (see the server's security model). Bounded: past
+/// `capacity` entries, expired ones are dropped, and if none are, new ones are not
+/// remembered (those logins then count against the per-user limit, as from a new address).
+#[derive(Debug)]
+pub struct KnownLogins {
+    entries: std::sync::Mutex<std::collections::HashMap<(String, IpAddr), std::time::Instant>>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl KnownLogins {
+    /// Remembers successful logins for `ttl`, at most `capacity` of them.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        KnownLogins { entries: std::sync::Mutex::default(), ttl, capacity: capacity.max(1) }
+    }
+
+    fn key(user: &str, addr: IpAddr) -> (String, IpAddr) {
+        (user.to_owned(), subscriber(canonical(addr)))
+    }
+
+    /// Records a successful login of `user` from `addr`.
+    pub fn remember(&self, user: &str, addr: IpAddr) {
+        let now = std::time::Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity {
+            entries.retain(|_, at| now.duration_since(*at) < self.ttl);
+        }
+        if entries.len() < self.capacity || entries.contains_key(&Self::key(user, addr)) {
+            entries.insert(Self::key(user, addr), now);
+        }
+    }
+
+    /// Whether `user` logged in successfully from `addr` within the time remembered.
+    pub fn knows(&self, user: &str, addr: IpAddr) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(&Self::key(user, addr)).is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// How many logins are remembered.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]
@@ -278,8 +346,32 @@ mod tests {
         assert_eq!(client_address(peer_proxy, Some("203.0.113.9, 10.0.0.7"), &proxies), ip("203.0.113.9"));
         // Nothing usable: the proxy itself.
         assert_eq!(client_address(peer_proxy, None, &proxies), peer_proxy);
-        assert_eq!(client_address(peer_proxy, Some("garbage"), &proxies), peer_proxy);
-        assert_eq!(client_address(peer_proxy, Some("1.2.3.4, garbage"), &proxies), peer_proxy);
         assert_eq!(client_address(peer_proxy, Some("10.1.1.1"), &proxies), peer_proxy);
+        // Ports are read; what does not parse makes the client unknown, never the proxy.
+        assert_eq!(client_address(peer_proxy, Some("203.0.113.9:4711"), &proxies), ip("203.0.113.9"));
+        assert_eq!(client_address(peer_proxy, Some("[2001:db8::1]:80, 10.0.0.9"), &proxies), ip("2001:db8::1"));
+        let unknown = ip("0.0.0.0");
+        assert_eq!(client_address(peer_proxy, Some("garbage"), &proxies), unknown);
+        assert_eq!(client_address(peer_proxy, Some("1.2.3.4, garbage"), &proxies), unknown);
+        assert_eq!(client_address(peer_proxy, Some("1.2.3.4, 10.0.0.7 8"), &proxies), unknown);
+    }
+
+    #[test]
+    fn known_logins_are_remembered_per_user_and_address_within_bounds() {
+        let known = KnownLogins::new(Duration::from_secs(60), 2);
+        let (a, b) = (ip_of("192.0.2.1"), ip_of("192.0.2.2"));
+        known.remember("u", a);
+        assert!(known.knows("u", a) && !known.knows("u", b) && !known.knows("v", a));
+        known.remember("u", b);
+        known.remember("v", a);
+        assert_eq!(known.len(), 2, "bounded");
+        assert!(!known.knows("v", a), "past the capacity, not remembered");
+        let brief = KnownLogins::new(Duration::ZERO, 10);
+        brief.remember("u", a);
+        assert!(!brief.knows("u", a), "expired");
+    }
+
+    fn ip_of(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 }

@@ -182,6 +182,9 @@ pub struct TokenRequest {
     pub requester_addr: Option<String>,
     /// Why it is issued ("Login" when empty).
     pub description: String,
+    /// For a refresh: when the chain of refreshes began (the login). A chain ends
+    /// [`TokenService::max_chain`] after its login, however often it is refreshed.
+    pub chain_started_at: Option<backup_core::Timestamp>,
 }
 
 impl TokenRequest {
@@ -213,6 +216,12 @@ impl TokenRequest {
         self.lifetime = Some(lifetime);
         self
     }
+
+    /// A refresh of `token`: same chain (and so the same end of chain).
+    pub fn refreshing(mut self, token: &VerifiedToken) -> Self {
+        self.chain_started_at = Some(token.chain_started_at);
+        self
+    }
 }
 
 /// A token just issued, and its session.
@@ -234,6 +243,8 @@ pub struct VerifiedToken {
     session: SessionId,
     single_use: bool,
     expires_at: DateTime<Utc>,
+    credential: Option<String>,
+    chain_started_at: backup_core::Timestamp,
 }
 
 impl VerifiedToken {
@@ -267,16 +278,32 @@ impl VerifiedToken {
         self.expires_at
     }
 
-    /// `user` (this token's) as far as the token may act on sessions and profiles: a token of
-    /// an access key or with a scope only narrows the user's rights to objects, so it carries
-    /// none of the user's global roles. Pass this, not the bare user, as the requester of
+    /// The fingerprint of the credential its login proved (see [`User::credential`]).
+    pub fn credential(&self) -> Option<&str> {
+        self.credential.as_deref()
+    }
+
+    /// When the login that began its chain of refreshes happened.
+    pub fn chain_started_at(&self) -> backup_core::Timestamp {
+        self.chain_started_at
+    }
+
+    /// Whether it carries less than its user's rights: an access key's, a scope, or a
+    /// one-time upload token.
+    pub fn is_narrowed(&self) -> bool {
+        self.access_key.is_some() || self.scope.is_limiting() || self.single_use
+    }
+
+    /// `user` (this token's) as far as the token may act on sessions: a narrowed token (an
+    /// access key's, a scoped or a one-time one) sees and revokes only its own session, and
+    /// carries none of the user's global roles. Pass this as the requester of
     /// [`TokenService::sessions`], [`TokenService::revoke`] and [`TokenService::revoke_all`]
     /// for a request made with the token.
-    pub fn requester(&self, user: &User) -> User {
-        if self.access_key.is_some() || self.scope.is_limiting() {
-            User { roles: Vec::new(), ..user.clone() }
+    pub fn requester(&self, user: &User) -> Requester {
+        if self.is_narrowed() {
+            Requester { user: User { roles: Vec::new(), ..user.clone() }, only_session: Some(self.session.clone()) }
         } else {
-            user.clone()
+            Requester::from(user)
         }
     }
 
@@ -290,12 +317,49 @@ impl VerifiedToken {
     }
 }
 
+/// Who acts on sessions: a user with its roles, limited to one session for a narrowed token
+/// (see [`VerifiedToken::requester`]).
+#[derive(Debug, Clone)]
+pub struct Requester {
+    user: User,
+    only_session: Option<SessionId>,
+}
+
+impl From<&User> for Requester {
+    /// A user acting with all its rights (an administrator's tool, a full login).
+    fn from(user: &User) -> Self {
+        Requester { user: user.clone(), only_session: None }
+    }
+}
+
+impl From<&Requester> for Requester {
+    fn from(r: &Requester) -> Self {
+        r.clone()
+    }
+}
+
+impl Requester {
+    /// The user as far as it acts on sessions (a narrowed token's has no global roles).
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    /// The one session a narrowed token may see and revoke.
+    pub fn only_session(&self) -> Option<&SessionId> {
+        self.only_session.as_ref()
+    }
+}
+
+/// How long a chain of refreshed tokens lives after its login unless configured: 24 hours.
+pub const DEFAULT_MAX_CHAIN: Duration = Duration::from_secs(24 * 3600);
+
 /// Issues and verifies tokens; every token is registered as a session in the catalog.
 #[derive(Debug, Clone)]
 pub struct TokenService {
     signing: TokenKey,
     retired: Vec<TokenKey>,
     lifetime: Duration,
+    max_chain: Duration,
     catalog: Arc<dyn Catalog>,
     clock: Arc<dyn Clock>,
 }
@@ -310,7 +374,14 @@ impl TokenService {
         if key.encoding.is_none() {
             return Err(Error::invalid("signing key", format!("key {} has no private part", key.kid)));
         }
-        Ok(TokenService { signing: key, retired: Vec::new(), lifetime: DEFAULT_LIFETIME, catalog, clock })
+        Ok(TokenService {
+            signing: key,
+            retired: Vec::new(),
+            lifetime: DEFAULT_LIFETIME,
+            max_chain: DEFAULT_MAX_CHAIN,
+            catalog,
+            clock,
+        })
     }
 
     /// Sets how long tokens live.
@@ -325,6 +396,23 @@ impl TokenService {
         Ok(self)
     }
 
+    /// Sets how long a chain of refreshes may go on after its login.
+    ///
+    /// # Errors
+    /// [`backup_core::Error::InvalidInput`] for zero or more than a year.
+    pub fn with_max_chain(mut self, max_chain: Duration) -> Result<Self> {
+        if max_chain.is_zero() || max_chain > Duration::from_secs(366 * 24 * 3600) {
+            return Err(Error::invalid("refresh chain", "must be between 1 s and a year"));
+        }
+        self.max_chain = max_chain;
+        Ok(self)
+    }
+
+    /// How long a chain of refreshes may go on after its login.
+    pub fn max_chain(&self) -> Duration {
+        self.max_chain
+    }
+
     /// Also accepts tokens signed with an older key (key rotation).
     pub fn accepting(mut self, retired: TokenKey) -> Self {
         self.retired.push(retired);
@@ -336,16 +424,32 @@ impl TokenService {
         self.lifetime
     }
 
-    /// Issues a token for an authenticated user and registers its session.
+    /// Issues a token for an authenticated user and registers its session, bound to the
+    /// credential the login proved (a changed password or key ends it) and to its chain of
+    /// refreshes (which ends [`TokenService::max_chain`] after the login).
     ///
     /// # Errors
-    /// [`Error::Core`] if the session cannot be registered (a token that could not be
-    /// registered is never handed out).
+    /// [`backup_core::Error::Unauthenticated`] for an access key the user does not have, or a
+    /// refresh past the end of its chain; [`Error::Core`] if the session cannot be registered
+    /// (a token that could not be registered is never handed out).
     pub async fn issue(&self, user: &User, access_key: Option<&str>, request: TokenRequest) -> Result<IssuedToken> {
         let now = backup_core::Timestamp::from(self.clock.now());
+        let credential = user.credential(access_key).ok_or_else(|| {
+            Error::unauthenticated(format!("user {} has no access key {}", user.name, access_key.unwrap_or_default()))
+        })?;
+        let chain_started_at = request.chain_started_at.unwrap_or(now);
+        let chain_ends = chain_started_at
+            + chrono::Duration::from_std(self.max_chain).map_err(|e| Error::invalid("refresh chain", e.to_string()))?;
+        if chain_ends <= now {
+            return Err(Error::unauthenticated(format!(
+                "this token's refreshes began at {chain_started_at}, longer ago than {}s: log in again",
+                self.max_chain.as_secs()
+            )));
+        }
         let lifetime = request.lifetime.map_or(self.lifetime, |l| l.min(self.lifetime));
-        let expires_at =
-            now + chrono::Duration::from_std(lifetime).map_err(|e| Error::invalid("token lifetime", e.to_string()))?;
+        let expires_at = (now
+            + chrono::Duration::from_std(lifetime).map_err(|e| Error::invalid("token lifetime", e.to_string()))?)
+        .min(chain_ends);
         let scope = request.scope.filter(OperationsScope::is_limiting);
         let claims = Claims {
             sub: user.name.clone(),
@@ -369,7 +473,9 @@ impl TokenService {
             expires_at,
             if request.description.is_empty() { "Login".to_owned() } else { request.description },
         )
-        .with_single_use(request.single_use);
+        .with_single_use(request.single_use)
+        .with_credential(credential)
+        .with_chain_started_at(chain_started_at);
         session.access_key = access_key.map(str::to_owned);
         session.requester_addr = request.requester_addr;
         session.scope = scope.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
@@ -431,6 +537,8 @@ impl TokenService {
             session: session.id,
             single_use: claims.single_use,
             expires_at: session.expires_at.to_datetime(),
+            chain_started_at: session.chain_started_at.unwrap_or(session.issued_at),
+            credential: session.credential,
         })
     }
 
@@ -466,51 +574,71 @@ impl TokenService {
         Ok(data.claims)
     }
 
-    /// The sessions of `user` (or of everyone), newest first, for `requester`: a user sees
-    /// their own, a `systemAdmin` anyone's.
+    /// The sessions of `user` (the requester's own when `None`), newest first: a user sees
+    /// their own, a `systemAdmin` anyone's, a narrowed token only its own session.
     ///
     /// # Errors
     /// [`backup_core::Error::PermissionDenied`] for someone else's sessions without `systemAdmin`.
-    pub async fn sessions(&self, requester: &User, user: Option<&str>, limit: usize) -> Result<Vec<Session>> {
-        let of = user.unwrap_or(&requester.name);
-        if of != requester.name && !requester.roles.contains(&Role::SystemAdmin) {
+    pub async fn sessions(
+        &self,
+        requester: impl Into<Requester>,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Session>> {
+        let requester = requester.into();
+        let me = &requester.user;
+        let of = user.unwrap_or(&me.name);
+        if of != me.name && !me.roles.contains(&Role::SystemAdmin) {
             return Err(Error::denied("no permissions to act as other user"));
+        }
+        if let Some(own) = &requester.only_session {
+            return Ok(vec![self.catalog.get_session(own).await?]);
         }
         Ok(self.catalog.list_sessions(Some(of), limit).await?)
     }
 
-    /// Revokes one session: the owner's own, or anyone's for a `systemAdmin`. For others, an
-    /// unknown session and someone else's are refused alike (nothing to enumerate).
+    /// Revokes one session: the owner's own, or anyone's for a `systemAdmin`; a narrowed token
+    /// only its own. For others, an unknown session and someone else's are refused alike
+    /// (nothing to enumerate).
     ///
     /// # Errors
     /// [`backup_core::Error::PermissionDenied`]; [`Error::Core`] with `NotFound` (for a `systemAdmin`).
-    pub async fn revoke(&self, requester: &User, session: &SessionId) -> Result<Session> {
-        let admin = requester.roles.contains(&Role::SystemAdmin);
+    pub async fn revoke(&self, requester: impl Into<Requester>, session: &SessionId) -> Result<Session> {
+        let requester = requester.into();
+        let me = &requester.user;
+        let denied = || Error::denied("you don't have permissions to revoke session of other user");
+        if requester.only_session.as_ref().is_some_and(|own| own != session) {
+            return Err(denied());
+        }
+        let admin = me.roles.contains(&Role::SystemAdmin);
         let owner = match self.catalog.get_session(session).await {
             Ok(s) => Some(s.user),
             Err(e) if e.kind() == backup_core::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
         match owner {
-            Some(u) if u == requester.name || admin => {}
+            Some(u) if u == me.name || admin => {}
             None if admin => return Err(backup_core::Error::SessionNotFound { session: session.to_string() }.into()),
-            _ => return Err(Error::denied("you don't have permissions to revoke session of other user")),
+            _ => return Err(denied()),
         }
-        let audit = AuditEvent::new(self.clock.now(), requester.name.clone(), "session.revoke")
-            .with_detail(session.to_string());
+        let audit =
+            AuditEvent::new(self.clock.now(), me.name.clone(), "session.revoke").with_detail(session.to_string());
         Ok(self.catalog.revoke_session(session, &audit).await?)
     }
 
-    /// Revokes every active session of `user`: their own, or anyone's for a `systemAdmin`.
+    /// Revokes every active session of `user`: their own, or anyone's for a `systemAdmin`;
+    /// never for a narrowed token.
     ///
     /// # Errors
     /// [`backup_core::Error::PermissionDenied`].
-    pub async fn revoke_all(&self, requester: &User, user: &str) -> Result<u64> {
-        if user != requester.name && !requester.roles.contains(&Role::SystemAdmin) {
+    pub async fn revoke_all(&self, requester: impl Into<Requester>, user: &str) -> Result<u64> {
+        let requester = requester.into();
+        let me = &requester.user;
+        if requester.only_session.is_some() || (user != me.name && !me.roles.contains(&Role::SystemAdmin)) {
             return Err(Error::denied("you don't have permissions to revoke sessions of other users"));
         }
-        let audit = AuditEvent::new(self.clock.now(), requester.name.clone(), "session.revoke_all")
-            .with_detail(user.to_owned());
+        let audit =
+            AuditEvent::new(self.clock.now(), me.name.clone(), "session.revoke_all").with_detail(user.to_owned());
         Ok(self.catalog.revoke_user_sessions(user, &audit).await?)
     }
 }

@@ -328,7 +328,7 @@ async fn a_scoped_token_acts_on_sessions_without_the_users_global_roles() {
     let scope = OperationsScope { elements: vec![ObjectGrant::collection("iwa-ait", [Role::BackupDownloader])] };
     let scoped = w.login("admin", "admin", "1.2.3.4", TokenRequest::login().with_scope(scope)).await.unwrap();
     let requester = w.tokens.verify(&scoped).await.unwrap().requester(&admin);
-    assert!(requester.roles.is_empty());
+    assert!(requester.user().roles.is_empty());
     assert_eq!(
         w.tokens.sessions(&requester, Some("some-user"), 10).await.unwrap_err().kind(),
         ErrorKind::PermissionDenied
@@ -341,6 +341,103 @@ async fn a_scoped_token_acts_on_sessions_without_the_users_global_roles() {
     let requester = w.tokens.verify(&full).await.unwrap().requester(&admin);
     assert_eq!(w.tokens.sessions(&requester, Some("some-user"), 10).await.unwrap().len(), 1);
     w.tokens.revoke(&requester, &target).await.unwrap();
+}
+
+/// An access key's token sees and revokes its own session only, never its user's others
+/// (the security review listed and revoked `some-user`'s full session with one).
+#[tokio::test]
+async fn an_access_keys_token_manages_only_its_own_session() {
+    let w = world().await;
+    let some = w.manifests.users.iter().find(|u| u.name == "some-user").unwrap().clone();
+    let full = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let key = w.login("some-user$uploader", "test", "10.0.0.2", TokenRequest::login()).await.unwrap();
+    let verified = w.tokens.verify(&key).await.unwrap();
+    let requester = verified.requester(&some);
+    let listed = w.tokens.sessions(&requester, None, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), [verified.session().clone()]);
+    let full = SessionId::of_token(&full);
+    assert_eq!(w.tokens.revoke(&requester, &full).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(w.tokens.revoke_all(&requester, "some-user").await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    w.tokens.revoke(&requester, verified.session()).await.unwrap();
+    assert!(w.tokens.verify(&key).await.is_err(), "its own session it may end");
+}
+
+/// A one-time upload token uploads once and does nothing else.
+#[tokio::test]
+async fn a_one_time_token_may_only_upload() {
+    let w = world().await;
+    let t = w.login("some-user$uploader", "test", "10.0.0.1", TokenRequest::login().single_use()).await.unwrap();
+    let a = w.actor(&t, "10.0.0.1").await.unwrap();
+    let authz = PolicyAuthorizer::new(w.directory.clone());
+    let id = "iwa-ait".parse().unwrap();
+    let collection = w.engine.catalog().get_collection(&id).await.unwrap();
+    for action in [Action::Download, Action::ListVersions, Action::DeleteVersion, Action::ReadCollection] {
+        let e = authz.authorize(&AuthzRequest::new(&a, action, Some(&collection), w.clock.now())).await.unwrap_err();
+        assert!(e.to_string().contains("one-time upload token may only upload"), "{action:?}: {e}");
+    }
+    w.upload(&a).await.unwrap();
+    assert!(w.upload(&a).await.is_err(), "used up");
+}
+
+/// A token dies with the password (or key) its login proved, and a chain of refreshes ends
+/// a day after its login however often it is refreshed.
+#[tokio::test]
+async fn tokens_end_with_their_credential_and_their_chain() {
+    let w = world().await;
+    let user_token = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let key_token = w.login("some-user$uploader", "test", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    let admitted = |token: String| {
+        let (directory, tokens) = (w.directory.clone(), w.tokens.clone());
+        async move {
+            let t = tokens.verify(&token).await?;
+            directory.snapshot().admit(&t, Some(ip("10.0.0.1"))).map(|u| u.name.clone())
+        }
+    };
+    assert_eq!(admitted(user_token.clone()).await.unwrap(), "some-user");
+    assert_eq!(admitted(key_token.clone()).await.unwrap(), "some-user");
+    // The access key's password changes: its tokens end, the user's stay.
+    let mut set = w.manifests.policy_set();
+    let some = set.users.get_mut("some-user").unwrap();
+    some.access_keys[0].password = backup_policy::StoredPassword::hash(b"new").unwrap();
+    w.directory.replace(set.clone());
+    let e = admitted(key_token.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("changed since the login"), "{e}");
+    assert!(admitted(user_token.clone()).await.is_ok());
+    // The user's password changes: its tokens end too.
+    set.users.get_mut("some-user").unwrap().password = backup_policy::StoredPassword::hash(b"new").unwrap();
+    w.directory.replace(set);
+    assert!(admitted(user_token).await.is_err());
+    // The engine's authorizer refuses them as well.
+    let a = w.actor(&key_token, "10.0.0.1").await.unwrap();
+    assert_eq!(w.upload(&a).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
+
+    // Refreshes: each new token keeps the chain's start; past a day, no more.
+    w.directory.replace(w.manifests.policy_set());
+    let admin = w.manifests.users.iter().find(|u| u.name == "admin").unwrap().clone();
+    let mut token = w.login("admin", "admin", "1.2.3.4", TokenRequest::login()).await.unwrap();
+    let started = w.tokens.verify(&token).await.unwrap().chain_started_at();
+    for _ in 0..3 {
+        w.clock.advance(chrono::Duration::hours(5));
+        let v = w.tokens.verify(&token).await.unwrap();
+        let issued = w.tokens.issue(&admin, None, TokenRequest::login().refreshing(&v)).await.unwrap();
+        assert_eq!(w.tokens.verify(&issued.token).await.unwrap().chain_started_at(), started);
+        token = issued.token;
+    }
+    // 15 h in: the next token ends with the chain, at 24 h, not 6 h later.
+    w.clock.advance(chrono::Duration::hours(5));
+    let v = w.tokens.verify(&token).await.unwrap();
+    let last = w.tokens.issue(&admin, None, TokenRequest::login().refreshing(&v)).await.unwrap();
+    assert_eq!(last.session.expires_at, started + chrono::Duration::hours(24));
+    // 23 h in: a refresh still works but ends with the chain; at 24 h nothing is left.
+    w.clock.advance(chrono::Duration::hours(3));
+    let v = w.tokens.verify(&last.token).await.unwrap();
+    let final_token = w.tokens.issue(&admin, None, TokenRequest::login().refreshing(&v)).await.unwrap();
+    assert_eq!(final_token.session.expires_at, started + chrono::Duration::hours(24));
+    w.clock.advance(chrono::Duration::hours(1));
+    assert!(w.tokens.verify(&final_token.token).await.is_err(), "the chain is over: log in again");
+    // Even a token of the chain presented late cannot start a new one.
+    let e = w.tokens.issue(&admin, None, TokenRequest::login().refreshing(&v)).await.unwrap_err();
+    assert!(e.to_string().contains("log in again"), "{e}");
 }
 
 #[tokio::test]

@@ -97,6 +97,7 @@ macro_rules! every_backend {
                     reserve_commit_numbers_and_lists,
                     commit_applies_rotation_and_purge,
                     quota_is_enforced_at_reserve_and_commit,
+                    live_uploads_are_capped,
                     leases_expire_and_are_never_revived,
                     abort_reports_what_it_found_and_leaves_a_tombstone,
                     tombstones_are_listed_classified_and_forgotten,

@@ -32,7 +32,15 @@ async fn two_engines_share_postgres_and_s3() {
         let catalog: Arc<dyn Catalog> =
             Arc::new(PostgresCatalog::builder(&url).schema(&schema).pool_size(8).build().await.unwrap());
         let store = object_store_from_url(&s3.url(), &StoreOptions::default()).unwrap();
-        engines.push(Engine::builder().catalog(catalog.clone()).store(store).part_size(5 << 20).build().unwrap());
+        // 16 uploaders at once: the quota, not the cap on uploads in progress, is under test.
+        let engine = Engine::builder()
+            .catalog(catalog.clone())
+            .store(store)
+            .part_size(5 << 20)
+            .max_uploads_per_collection(64)
+            .build()
+            .unwrap();
+        engines.push(engine);
         catalogs.push(catalog);
     }
     const KEEP: u32 = 4;

@@ -37,6 +37,7 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     reserve_commit_numbers_and_lists(c).await;
     commit_applies_rotation_and_purge(c).await;
     quota_is_enforced_at_reserve_and_commit(c).await;
+    live_uploads_are_capped(c).await;
     leases_expire_and_are_never_revived(c).await;
     abort_reports_what_it_found_and_leaves_a_tombstone(c).await;
     tombstones_are_listed_classified_and_forgotten(c).await;
@@ -635,6 +636,20 @@ fn session(user: &str, at: Timestamp) -> Session {
     Session::new(SessionId::of_token(&token), user, at, at + Duration::hours(6), "Login")
 }
 
+/// At most `max_live` uploads are in progress in a collection: one more is refused before it
+/// stores anything, and its place comes back when one ends.
+pub async fn live_uploads_are_capped(catalog: &dyn Catalog) {
+    let id = create(catalog, "capped", spec(10, 100, 1000)).await;
+    let request = || reserve_request(&id, SizeHint::exact(1), now()).with_max_live(2);
+    let first = catalog.reserve(&request(), &strategies()).await.expect("first");
+    catalog.reserve(&request(), &strategies()).await.expect("second");
+    let e = catalog.reserve(&request(), &strategies()).await.expect_err("third");
+    assert!(matches!(e, crate::Error::TooManyUploads { limit: 2, .. }), "{e}");
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    catalog.abort(&first.id, AbortCondition::Always, now()).await.expect("abort");
+    catalog.reserve(&request(), &strategies()).await.expect("a place came back");
+}
+
 /// A single-use session is revoked by the commit it authorizes; a second commit fails and
 /// leaves its upload pending, untouched.
 pub async fn single_use_session_is_consumed_by_commit(catalog: &dyn Catalog) {
@@ -1024,6 +1039,8 @@ pub async fn uploads_under_a_monitor_never_pass_the_hard_limit(
         .adopt_store(true)
         .part_size(700)
         .grace(std::time::Duration::ZERO)
+        // All 24 uploaders at once: the quota, not the cap on uploads, is under test.
+        .max_uploads_per_collection(64)
         .build()
         .expect("engine");
     let actor = Actor::user("load");

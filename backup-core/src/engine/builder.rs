@@ -141,6 +141,14 @@ impl EngineBuilder {
         self
     }
 
+    /// How many uploads may be in progress in one collection at once (default 8): more are
+    /// refused with [`crate::Error::TooManyUploads`] before any byte is stored, across every
+    /// instance sharing the catalog.
+    pub fn max_uploads_per_collection(mut self, n: u32) -> Self {
+        self.config.max_uploads_per_collection = n.max(1);
+        self
+    }
+
     /// How long trashed versions keep their objects (and can be restored) before they are
     /// purged (default zero: deleted right after the commit or deletion that trashed them).
     pub fn trash_retention(mut self, retention: Duration) -> Self {

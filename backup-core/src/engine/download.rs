@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 use crate::id::CollectionId;
 use crate::version::{Version, VersionSelector};
 
-/// Read size for objects on local disk (object_store's own stream reads 8 KiB at a time).
+/// Read size for objects on local disk (object_store's own stream reads 8 KiB at a time):
+/// large enough for few system calls, small enough that a download a client stopped reading
+/// holds about 4 MiB (the blocks read ahead, the one being read, the one being sent).
 const FILE_CHUNK: usize = 1 << 20;
 
 /// A download in progress: the version's record and its bytes as a stream.
@@ -114,34 +116,36 @@ impl Engine {
     }
 }
 
-/// Reads a local file in 1 MiB blocks, up to `READ_AHEAD` blocks ahead of the consumer, so
-/// reading and verifying overlap. Each read is one short blocking call; between them the
+/// Reads a local file in [`FILE_CHUNK`] blocks, up to `READ_AHEAD` blocks ahead of the
+/// consumer, so reading and verifying overlap. Each block is one short blocking call that
+/// reads straight into the block handed on (no second buffer, no copy); between blocks the
 /// reader waits as a task, so a client that stops reading parks no thread (a blocking thread
 /// per slow download would starve every other blocking call of the process). Dropping the
 /// stream stops the reader.
 fn read_ahead(file: std::fs::File, key: Path) -> BoxStream<'static, Result<Bytes>> {
-    use tokio::io::AsyncReadExt;
-    const READ_AHEAD: usize = 4;
+    const READ_AHEAD: usize = 2;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     tokio::spawn(async move {
-        let mut file = tokio::fs::File::from_std(file);
-        file.set_max_buf_size(FILE_CHUNK);
+        let mut file = file;
         loop {
             let Ok(permit) = tx.reserve().await else { return };
-            let mut block = bytes::BytesMut::with_capacity(FILE_CHUNK);
-            let item = loop {
-                match file.read_buf(&mut block).await {
-                    Ok(0) => break Ok(block.len()),
-                    Ok(_) if block.len() < FILE_CHUNK => continue,
-                    Ok(_) => break Ok(block.len()),
-                    Err(e) => break Err(e),
+            let read = tokio::task::spawn_blocking(move || {
+                let block = read_block(&mut file);
+                (file, block)
+            })
+            .await;
+            match read {
+                Ok((_, Ok(block))) if block.is_empty() => return,
+                Ok((rest, Ok(block))) => {
+                    permit.send(Ok(block));
+                    file = rest;
                 }
-            };
-            match item {
-                Ok(0) => return,
-                Ok(_) => permit.send(Ok(block.freeze())),
-                Err(e) => {
+                Ok((_, Err(e))) => {
                     permit.send(Err(e));
+                    return;
+                }
+                Err(e) => {
+                    permit.send(Err(std::io::Error::other(e)));
                     return;
                 }
             }
@@ -152,6 +156,15 @@ fn read_ahead(file: std::fs::File, key: Path) -> BoxStream<'static, Result<Bytes
             Error::store("read", &key, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
         })
         .boxed()
+}
+
+/// Reads up to [`FILE_CHUNK`] bytes (fewer only at the end of the file; none at its end).
+fn read_block(file: &mut std::fs::File) -> std::io::Result<Bytes> {
+    use std::io::Read;
+    // `read_to_end` fills the spare capacity as it is, without zeroing it first.
+    let mut block = Vec::with_capacity(FILE_CHUNK);
+    file.take(FILE_CHUNK as u64).read_to_end(&mut block)?;
+    Ok(Bytes::from(block))
 }
 
 struct VerifyStream {

@@ -73,7 +73,9 @@ impl Engine {
     ///    objects are gone are forgotten;
     /// 5. the objects under the key prefix are listed: those the catalog records as garbage
     ///    are deleted, those it does not know are counted in the report and **never
-    ///    deleted**.
+    ///    deleted**;
+    /// 6. sessions that expired more than a day ago are deleted (an expired session refuses
+    ///    its token whether or not its row exists; the rows would only grow with every login).
     ///
     /// Safe to run at any time, from any number of engines sharing the catalog: it never
     /// touches a committed version, a live upload, or an object it has no proof is garbage.
@@ -92,6 +94,10 @@ impl Engine {
         self.purge_trash(&mut report).await?;
         self.delete_garbage(&mut report).await?;
         self.sweep(&mut report).await?;
+        let expired_before = self.now() - chrono::Duration::days(1);
+        if let Err(e) = self.inner.catalog.delete_expired_sessions(expired_before).await {
+            report.failures.push(format!("delete expired sessions: {e}"));
+        }
         Ok(report)
     }
 

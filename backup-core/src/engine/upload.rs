@@ -133,7 +133,8 @@ impl Engine {
             now,
             now + chrono_duration(inner.config.lease),
         )
-        .with_owner(inner.config.instance.clone());
+        .with_owner(inner.config.instance.clone())
+        .with_max_live(inner.config.max_uploads_per_collection);
         let pending = inner.catalog.reserve(&request, &inner.strategies).await?;
         // From here on, dropping this future or failing releases the reservation.
         let mut guard = CleanupGuard { engine: self.clone(), id, key: key.clone(), armed: true };

@@ -55,6 +55,8 @@ pub struct ReserveRequest {
     pub lease_until: Timestamp,
     /// The engine instance that runs the upload.
     pub owner: Option<String>,
+    /// How many uploads may be in progress in the collection at once.
+    pub max_live: u32,
 }
 
 impl ReserveRequest {
@@ -77,7 +79,14 @@ impl ReserveRequest {
             now: now.into(),
             lease_until: lease_until.into(),
             owner: None,
+            max_live: u32::MAX,
         }
+    }
+
+    /// Caps the uploads in progress in the collection, this one included.
+    pub fn with_max_live(mut self, max_live: u32) -> Self {
+        self.max_live = max_live;
+        self
     }
 
     /// Names the engine instance that runs the upload.
@@ -96,7 +105,8 @@ impl ReserveRequest {
 /// # Errors
 /// [`Error::CollectionNotFound`]; [`Error::QuotaExceeded`] when nothing fits or the announced
 /// size does not ([`Error::CollectionFull`] when protected versions take the room);
-/// [`Error::AlreadyExists`] if the id is taken; errors of the retention strategy.
+/// [`Error::AlreadyExists`] if the id is taken; [`Error::TooManyUploads`] when as many uploads
+/// as [`ReserveRequest::max_live`] are in progress; errors of the retention strategy.
 pub fn decide_reservation(
     state: &LoadedState,
     req: &ReserveRequest,
@@ -107,6 +117,10 @@ pub fn decide_reservation(
         return Err(Error::AlreadyExists { what: format!("upload {}", req.id) });
     }
     let limits = &cs.collection.spec.limits;
+    let limit = req.max_live.max(1);
+    if cs.live_pending(req.now).count() as u64 >= u64::from(limit) {
+        return Err(Error::TooManyUploads { collection: req.collection.clone(), limit });
+    }
     let incoming = Incoming::new(req.size_hint.exact, req.now);
     let outcome = plan_retention(cs, strategies, Some(incoming), req.now)?;
     let allowed = allowance_beside(cs, &outcome, None, req.now);

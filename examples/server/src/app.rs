@@ -1,5 +1,7 @@
 //! The router: routes from the OpenAPI table, rate limits per bucket, JSON for every refusal.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -9,6 +11,7 @@ use axum::routing::{delete, get, post, put};
 use backup_policy::{Bucket, RateKey};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::caller::client_addr;
 use crate::json::{ApiError, json_response};
@@ -22,6 +25,10 @@ pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// The most header lines a request may carry.
 pub(crate) const MAX_HEADERS: usize = 100;
 
+/// How long any other request but an upload may take until its answer starts (a download's
+/// bytes then stream under their own timeout).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The server's router, for tests without a socket and for [`crate::run`].
 pub fn app(state: AppState) -> Router {
     let limit = |bucket| middleware::from_fn_with_state((state.clone(), bucket), rate_limit);
@@ -29,7 +36,8 @@ pub fn app(state: AppState) -> Router {
         .route(path("login"), post(auth::login))
         .route(path("refresh"), get(auth::refresh))
         .route_layer(limit(Bucket::Login))
-        .route_layer(DefaultBodyLimit::max(64 * 1024));
+        .route_layer(DefaultBodyLimit::max(64 * 1024))
+        .route_layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.inner.login_timeout));
     let default = Router::new()
         .route(path("whoami"), get(auth::whoami))
         .route(path("user"), get(auth::user))
@@ -43,7 +51,8 @@ pub fn app(state: AppState) -> Router {
         .route(path("protect_version"), put(retention::protect))
         .route(path("retention"), get(retention::preview))
         .route(path("simulate_retention"), post(retention::simulate))
-        .route_layer(limit(Bucket::Default));
+        .route_layer(limit(Bucket::Default))
+        .route_layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     // Uploads are not rate limited (backup-repository's behaviour); their size is the quota's.
     let upload = Router::new()
         .route(path("upload"), post(versions::upload))

@@ -70,19 +70,19 @@ fn token_of(parts: &Parts) -> Option<String> {
         .find_map(|c| c.trim().strip_prefix("jwt=").map(str::to_owned))
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state).await?;
+impl Caller {
+    /// Verifies the bearer token and admits it: the user exists and is active, the key is
+    /// still there, the password or key did not change since the login, the address is
+    /// allowed ([`backup_policy::PolicySet::admit`]).
+    async fn from_token(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
+        let forbidden = || ApiError::jwt(StatusCode::FORBIDDEN, "you don't have permission to access this resource");
+        let ClientAddr(addr) = ClientAddr(client_addr(&parts.extensions, &parts.headers, &state.inner.trusted_proxies));
         let Some(raw) = token_of(parts) else {
             // gin-jwt's last lookup (the cookie) names the failure.
             return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, "cookie token is empty"));
         };
         let token = state.inner.tokens.verify_token(&raw).await.map_err(|r| match r.kind {
-            Rejection::Revoked | Rejection::Unregistered => {
-                ApiError::jwt(StatusCode::FORBIDDEN, "you don't have permission to access this resource")
-            }
+            Rejection::Revoked | Rejection::Unregistered => forbidden(),
             Rejection::Unavailable => {
                 ApiError::jwt(StatusCode::SERVICE_UNAVAILABLE, "the session registry is unavailable")
             }
@@ -90,20 +90,44 @@ impl FromRequestParts<AppState> for Caller {
             _ => ApiError::jwt(StatusCode::UNAUTHORIZED, r.reason),
         })?;
         let set = state.inner.directory.snapshot();
-        // A deleted user's token is refused cleanly (backup-repository panicked).
-        let Some(user) = set.users.get(token.user()).cloned() else {
-            return Err(ApiError::jwt(StatusCode::FORBIDDEN, "you don't have permission to access this resource"));
+        // A deleted user's token is refused cleanly (backup-repository panicked), and so is
+        // a token whose password or key changed since its login.
+        let user = match set.admit(&token, Some(addr)) {
+            Ok(user) => user.clone(),
+            Err(e) if e.kind() == backup_policy::ErrorKind::PermissionDenied => {
+                return Err(ApiError::jwt(
+                    StatusCode::FORBIDDEN,
+                    "you don't have permission to access this resource from this address",
+                ));
+            }
+            Err(_) => return Err(forbidden()),
         };
-        if user.deactivated || token.access_key().is_some_and(|k| user.access_key(k).is_none()) {
-            return Err(ApiError::jwt(StatusCode::FORBIDDEN, "you don't have permission to access this resource"));
-        }
-        if !user.allows_address(Some(addr)) {
-            return Err(ApiError::jwt(
-                StatusCode::FORBIDDEN,
-                "you don't have permission to access this resource from this address",
-            ));
-        }
         let actor = token.actor(Some(addr));
         Ok(Caller { token, actor, user, addr })
+    }
+}
+
+/// Any token but a one-time upload token, which may upload once and do nothing else.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_token(parts, state).await?;
+        if caller.token.is_single_use() {
+            return Err(ApiError::jwt(StatusCode::FORBIDDEN, "a one-time upload token may only upload"));
+        }
+        Ok(caller)
+    }
+}
+
+/// The caller of the upload route: any token, one-time upload tokens included.
+#[derive(Debug, Clone)]
+pub(crate) struct UploadCaller(pub(crate) Caller);
+
+impl FromRequestParts<AppState> for UploadCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Caller::from_token(parts, state).await.map(UploadCaller)
     }
 }

@@ -134,6 +134,36 @@ pub struct Args {
     /// nothing is deleted.
     #[arg(long, default_value_t = false)]
     pub adopt_storage: bool,
+    /// How long a chain of refreshed tokens lives after its login: then the password again.
+    #[arg(long, default_value = "24h", value_parser = duration)]
+    pub token_max_refresh: Duration,
+    /// Uploads in progress in one collection at once, across every instance sharing the
+    /// catalog.
+    #[arg(long, default_value_t = 8)]
+    pub max_uploads_per_collection: u32,
+    /// Uploads in progress for one user at once, on this instance.
+    #[arg(long, default_value_t = 4)]
+    pub max_uploads_per_user: u32,
+    /// Downloads in progress for one user at once, on this instance.
+    #[arg(long, default_value_t = 8)]
+    pub max_downloads_per_user: u32,
+    /// Open connections at once; more wait in the kernel's backlog.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Open connections from one address at once (trusted proxies are not limited).
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_address: usize,
+    /// A connection with no request in progress (the first one included, before any byte of
+    /// it) is closed after this long.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// How long a login may take, its body included (a client dripping its form is cut).
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub login_timeout: Duration,
+    /// A request whose body or answer makes no progress for this long (a client that stops
+    /// sending or stops reading) is cut.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub stall_timeout: Duration,
 }
 
 /// A 6-field cron expression (seconds first).

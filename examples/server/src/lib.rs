@@ -32,6 +32,7 @@ mod routes;
 mod serve;
 mod state;
 mod sync;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,7 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
         .key_prefix(KEY_PREFIX)
         .instance(args.instance_name()?)
         .adopt_store(args.adopt_storage)
+        .max_uploads_per_collection(args.max_uploads_per_collection)
         .build()
         .map_err(|e| format!("engine: {e}"))?;
     // Before anything is written: a wrong catalog in front of this storage stops the start.
@@ -100,6 +102,7 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
     };
     let tokens = TokenService::new(key, catalog, clock)
         .and_then(|t| t.with_lifetime(args.token_lifetime))
+        .and_then(|t| t.with_max_chain(args.token_max_refresh))
         .map_err(|e| format!("tokens: {e}"))?;
     let rate_limits = RateLimits::new(RateLimitConfig {
         login_per_minute: args.rate_auth_limit,
@@ -129,6 +132,9 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
         upload_timeout: args.http_upload_timeout.min(args.storage_io_timeout),
         download_timeout: args.http_download_timeout,
         storage_health_timeout: args.storage_health_timeout,
+        max_uploads_per_user: args.max_uploads_per_user,
+        max_downloads_per_user: args.max_downloads_per_user,
+        login_timeout: args.login_timeout,
     }))
 }
 
@@ -161,10 +167,19 @@ pub async fn run(args: Args) -> Result<(), String> {
     let listener = bind(&addrs).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let background = sync::background(state.clone(), &args);
+    let shutdown = shutdown_signal();
     tracing::info!(%local, "listening");
     // Tests read this line to learn the port.
     println!("listening on {local}");
-    serve::serve(listener, app(state.clone()), shutdown_signal(), args.shutdown_timeout).await;
+    let limits = serve::ConnectionLimits {
+        max: args.max_connections,
+        per_address: args.max_connections_per_address,
+        idle: args.idle_timeout,
+        stall: args.stall_timeout,
+        trusted: args.trusted_proxies.clone(),
+    }
+    .within_descriptor_limit();
+    serve::serve(listener, app(state.clone()), limits, shutdown, args.shutdown_timeout).await;
     background.abort();
     if tokio::time::timeout(Duration::from_secs(30), state.engine().wait_for_cleanups()).await.is_err() {
         tracing::warn!("clean-ups did not finish; recover() finishes them at the next start");
@@ -185,21 +200,25 @@ async fn bind(addrs: &[std::net::SocketAddr]) -> Result<tokio::net::TcpListener,
     Err(format!("--listen: {}", failures.join("; ")))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves at SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: a signal sent right after the "listening" line must not kill
+/// the process with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        tokio::select! {
+            () = wait(term) => {},
+            () = wait(interrupt) => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }

@@ -5,11 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::{Catalog, Clock, Engine};
-use backup_policy::{Directory, RateLimits, TokenService};
+use backup_policy::{Directory, KnownLogins, RateLimits, TokenService};
 use ipnet::IpNet;
 use object_store::ObjectStore;
 
 use crate::metrics::Metrics;
+use crate::throttle::PerUser;
+
+/// How long a successful login from an address exempts the user's later logins from there
+/// from the per-user limit.
+const KNOWN_LOGIN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How many (user, address) pairs are remembered at most.
+const KNOWN_LOGINS: usize = 100_000;
 
 /// The server's state, cheap to clone.
 #[derive(Debug, Clone)]
@@ -26,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) directory: Arc<Directory>,
     pub(crate) tokens: TokenService,
     pub(crate) rate_limits: RateLimits,
+    /// Who logged in from where lately: those logins skip the per-user limit.
+    pub(crate) known_logins: KnownLogins,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) health_key: String,
     pub(crate) config_root: PathBuf,
@@ -35,6 +45,9 @@ pub(crate) struct Shared {
     pub(crate) download_timeout: Duration,
     pub(crate) storage_health_timeout: Duration,
     pub(crate) metrics: Metrics,
+    pub(crate) uploads_per_user: PerUser,
+    pub(crate) downloads_per_user: PerUser,
+    pub(crate) login_timeout: Duration,
 }
 
 /// What [`AppState::new`] needs.
@@ -65,6 +78,12 @@ pub struct StateParts {
     pub download_timeout: Duration,
     /// Storage probe timeout of `/ready`.
     pub storage_health_timeout: Duration,
+    /// Uploads in progress per user at once.
+    pub max_uploads_per_user: u32,
+    /// Downloads in progress per user at once.
+    pub max_downloads_per_user: u32,
+    /// How long a login may take, its body included.
+    pub login_timeout: Duration,
 }
 
 impl AppState {
@@ -80,6 +99,7 @@ impl AppState {
                 directory: parts.directory,
                 tokens: parts.tokens,
                 rate_limits: parts.rate_limits,
+                known_logins: KnownLogins::new(KNOWN_LOGIN_TTL, KNOWN_LOGINS),
                 trusted_proxies: parts.trusted_proxies,
                 health_key: parts.health_key,
                 config_root: parts.config_root,
@@ -89,6 +109,9 @@ impl AppState {
                 download_timeout: parts.download_timeout,
                 storage_health_timeout: parts.storage_health_timeout,
                 metrics: Metrics::default(),
+                uploads_per_user: PerUser::new(parts.max_uploads_per_user),
+                downloads_per_user: PerUser::new(parts.max_downloads_per_user),
+                login_timeout: parts.login_timeout,
             }),
         }
     }

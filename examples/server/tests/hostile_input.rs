@@ -73,7 +73,7 @@ async fn assert_still_healthy(server: &Server) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_paths_headers_and_bodies_are_refused_with_json() {
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
-    let server = start(config.path(), data.path(), &[]);
+    let server = start(config.path(), data.path(), &["--health-check-key", "metrics-code"]);
     let c = client();
     let uploader = login(&c, &server, "some-user$uploader", "test", None).await;
     let manager = login(&c, &server, "some-user", "admin", None).await;
@@ -94,13 +94,32 @@ async fn malformed_paths_headers_and_bodies_are_refused_with_json() {
         ("overflowing version", format!("{version}/iwa-ait/version/99999999999999999999999"), Some(400)),
         ("NUL in the version", format!("{version}/iwa-ait/version/latest%00"), Some(400)),
         ("unknown version", format!("{version}/iwa-ait/version/424242"), Some(404)),
+        // Past what any catalog stores (2^63 and up): not there, not a 500.
+        ("version 2^63", format!("{version}/iwa-ait/version/9223372036854775808"), Some(404)),
+        ("version 10^19 - 1", format!("{version}/iwa-ait/version/9999999999999999999"), Some(404)),
         ("unknown route", "/api/stable/nothing-here".to_owned(), Some(404)),
-        ("health of an unknown collection", "/api/stable/repository/collection/made-up/health".to_owned(), Some(404)),
+        // Anonymous answers never tell whether a collection exists: an unknown one is refused
+        // as one with a health code would be.
+        ("health of an unknown collection", "/api/stable/repository/collection/made-up/health".to_owned(), Some(403)),
         ("bad query encoding", "/api/stable/auth/token?userName=%FF".to_owned(), None),
         ("a malformed query", "/api/stable/auth/logout?sessionId=%zz&&==".to_owned(), None),
     ];
     for (case, path, expected) in &path_cases {
         raw_case(&server, case, get(path, Some(&manager), b""), *expected).await;
+    }
+    for n in ["9223372036854775808", "9999999999999999999"] {
+        let path = format!("/api/stable/repository/collection/iwa-ait/version/{n}");
+        let delete = format!(
+            "DELETE {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {manager}\r\n\r\n"
+        );
+        raw_case(&server, &format!("delete version {n}"), delete.into_bytes(), Some(404)).await;
+        raw_case(
+            &server,
+            &format!("restore version {n}"),
+            post(&format!("{path}/restore"), Some(&manager), b"", b""),
+            Some(404),
+        )
+        .await;
     }
 
     let upload = format!("{version}/iwa-ait/version");
@@ -217,7 +236,7 @@ async fn malformed_paths_headers_and_bodies_are_refused_with_json() {
     assert_eq!(body["data"]["versions"], json!([]), "nothing was committed by any of these");
     assert!(support::files_under(&data.path().join("blobs")).is_empty(), "no bytes left behind");
     // Refusals are counted, but made-up ids do not become metric labels.
-    let metrics = c.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = c.get(server.url("/metrics?code=metrics-code")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("reason=\"not_found\""), "{metrics}");
     assert!(!metrics.contains("made-up-name"), "{metrics}");
     assert_still_healthy(&server).await;

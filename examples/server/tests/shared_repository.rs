@@ -38,8 +38,19 @@ async fn two_servers_on_postgres_and_s3_keep_the_hard_limit() {
     add_manifest(config.path(), "backups.riotkit.org/v1alpha1/backupcollections/shared.yaml", COLLECTION);
     let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let storage = s3.url();
-    let mut extra =
-        vec!["--catalog-url", catalog.as_str(), "--storage-url", storage.as_str(), "--upload-confirm-grace", "0s"];
+    // Six uploads at once per user and server: the quota, not the cap on uploads, is under test.
+    let mut extra = vec![
+        "--catalog-url",
+        catalog.as_str(),
+        "--storage-url",
+        storage.as_str(),
+        "--upload-confirm-grace",
+        "0s",
+        "--max-uploads-per-user",
+        "16",
+        "--health-check-key",
+        "ready",
+    ];
     extra.extend(NO_RATE_LIMITS);
     let a = Server::start(&args(config.path(), data_a.path(), &extra));
     let b = Server::start(&args(config.path(), data_b.path(), &extra));
@@ -120,6 +131,6 @@ async fn two_servers_on_postgres_and_s3_keep_the_hard_limit() {
     }
     // The catalog is PostgreSQL: nothing was written to the local default.
     assert!(!data_a.path().join("catalog.db").exists() && !data_b.path().join("catalog.db").exists());
-    let (status, body) = json(c.get(a.url("/ready")).send().await.unwrap()).await;
+    let (status, body) = json(c.get(a.url("/ready?code=ready")).send().await.unwrap()).await;
     assert_eq!((status, &body["status"]), (200, &json!(true)), "{body}");
 }

@@ -98,13 +98,20 @@ async fn login_inner(state: &AppState, addr: std::net::IpAddr, request: Request)
     };
     let incorrect = || ApiError::jwt(StatusCode::UNAUTHORIZED, "incorrect Username or Password").into_response();
     let login: LoginName = username.parse().map_err(|_| incorrect())?;
-    // Per account as well as per address: guessing one user's password from many addresses.
-    state
-        .inner
-        .rate_limits
-        .check(Bucket::Login, &RateKey::User(login.user.clone()))
-        .map_err(|e| ApiError::from_policy(&e, "").into_response())?;
-    let who = match state.inner.directory.authenticate(&login, &password, Some(addr)).await {
+    // The password is always checked (as long for unknown names as for known ones), then,
+    // from an address this user has not logged in from lately, the user's own limit is
+    // charged whatever the outcome: guessing one user's password from many addresses is
+    // limited, the answer does not tell whether the guess was right, and the user logging in
+    // from a known address is never locked out by someone else's guesses.
+    let outcome = state.inner.directory.authenticate(&login, &password, Some(addr)).await;
+    if !state.inner.known_logins.knows(&login.user, addr) {
+        state
+            .inner
+            .rate_limits
+            .check(Bucket::Login, &RateKey::User(login.user.clone()))
+            .map_err(|e| ApiError::from_policy(&e, "").into_response())?;
+    }
+    let who = match outcome {
         Ok(w) => w,
         Err(backup_policy::Error::Core(backup_core::Error::PermissionDenied { reason })) => {
             return Err(ApiError::jwt(StatusCode::FORBIDDEN, reason).into_response());
@@ -117,6 +124,7 @@ async fn login_inner(state: &AppState, addr: std::net::IpAddr, request: Request)
         Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { .. })) => return Err(incorrect()),
         Err(e) => return Err(ApiError::from_policy(&e, "").into_response()),
     };
+    state.inner.known_logins.remember(&login.user, addr);
     let mut request = TokenRequest::login().from_addr(addr.to_string());
     if let Some(scope) = body.operations_scope {
         request = request.with_scope(scope);
@@ -142,20 +150,20 @@ async fn login_inner(state: &AppState, addr: std::net::IpAddr, request: Request)
 /// `GET /api/stable/auth/refresh_token`: a new token with the same user, key and scope,
 /// registered like any other (backup-repository's was not, and so unusable).
 pub(crate) async fn refresh(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    let mut request = TokenRequest::login().from_addr(caller.addr.to_string());
+    // The new token continues the chain: it ends a day (`--token-max-refresh`) after the
+    // login, however often it is refreshed. One-time tokens never get here (see `Caller`).
+    let mut request = TokenRequest::login().from_addr(caller.addr.to_string()).refreshing(&caller.token);
     request.description = "Refresh".into();
     if caller.token.scope().is_limiting() {
         request = request.with_scope(caller.token.scope().clone());
     }
-    if caller.token.is_single_use() {
-        return Err(ApiError::forbidden("a one-time token cannot be refreshed"));
-    }
-    let issued = state
-        .inner
-        .tokens
-        .issue(&caller.user, caller.token.access_key(), request)
-        .await
-        .map_err(|e| ApiError::from_policy(&e, ""))?;
+    let issued =
+        state.inner.tokens.issue(&caller.user, caller.token.access_key(), request).await.map_err(|e| {
+            match e.kind() {
+                backup_policy::ErrorKind::Unauthenticated => ApiError::jwt(StatusCode::UNAUTHORIZED, e.to_string()),
+                _ => ApiError::from_policy(&e, ""),
+            }
+        })?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "code": 200, "token": issued.token, "expire": issued.session.expires_at.to_rfc3339() }),
@@ -218,7 +226,8 @@ pub(crate) async fn logout(
         })?,
     };
     match state.inner.tokens.revoke(&caller.token.requester(&caller.user), &target).await {
-        Ok(_) => Ok(ok(json!({ "message": "JWT was revoked", "sessionId": caller.token.session().as_str() }))),
+        // The session revoked, which may be another than the caller's (`?sessionId=`).
+        Ok(revoked) => Ok(ok(json!({ "message": "JWT was revoked", "sessionId": revoked.id.as_str() }))),
         Err(e) if e.kind() == backup_core::ErrorKind::NotFound => {
             Err(ApiError::not_found("specified session identifier is not valid, no such session"))
         }

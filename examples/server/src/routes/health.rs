@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
+use backup_policy::Role;
+
+use crate::caller::Caller;
 use crate::json::{ApiError, json_response, ok};
 use crate::state::AppState;
 
@@ -67,21 +70,52 @@ pub(crate) async fn health() -> Response {
     )
 }
 
-fn health_key_ok(state: &AppState, code: &str) -> bool {
+/// Whether the caller may read `/ready` and `/metrics`: the health key when one is set, or a
+/// `systemAdmin`'s token. Without a key, nothing is open to anonymous callers: both tell
+/// which collections exist, and `/ready` writes to storage.
+fn operator(state: &AppState, q: &CodeQuery, headers: &HeaderMap, caller: Option<&Caller>) -> Result<(), ApiError> {
     let key = state.inner.health_key.as_bytes();
-    key.is_empty() || bool::from(key.ct_eq(code.as_bytes()))
+    if !key.is_empty() && bool::from(key.ct_eq(health_key(q, headers).as_bytes())) {
+        return Ok(());
+    }
+    if caller.is_some_and(|c| c.token.requester(&c.user).user().roles.contains(&Role::SystemAdmin)) {
+        return Ok(());
+    }
+    let message = if key.is_empty() {
+        "no health code is set (--health-check-key): only a systemAdmin's token opens this"
+    } else {
+        "health code invalid. Provide it as a query string 'code' or in the 'Authorization' header"
+    };
+    Err(ApiError::forbidden(message))
+}
+
+/// A failed check's message for the caller: what failed, not how (a backend's error may name
+/// hosts, paths or users); the details go to the log.
+fn hidden(check: &'static str) -> impl FnOnce(String) -> String {
+    move |detail| {
+        tracing::error!(check, error = %detail, "readiness check failed");
+        "failed; the server log has the details".to_owned()
+    }
 }
 
 /// `GET /ready`: the catalog answers, the store takes a write, a read and a delete, the
 /// manifests load and validate.
-pub(crate) async fn ready(State(state): State<AppState>, Query(q): Query<CodeQuery>, headers: HeaderMap) -> Response {
-    if !health_key_ok(&state, &health_key(&q, &headers)) {
-        return ApiError::forbidden(
-            "health code invalid. Provide it as a query string 'code' or in the 'Authorization' header",
-        )
-        .into_response();
+pub(crate) async fn ready(
+    State(state): State<AppState>,
+    Query(q): Query<CodeQuery>,
+    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
+) -> Response {
+    if let Err(refused) = operator(&state, &q, &headers, caller.as_ref().ok()) {
+        return refused.into_response();
     }
-    let db = state.inner.catalog.list_collections(None, 1).await.map(|_| ()).map_err(|e| e.to_string());
+    let db = state
+        .inner
+        .catalog
+        .list_collections(None, 1)
+        .await
+        .map(|_| ())
+        .map_err(|e| hidden("DbValidator")(e.to_string()));
     let storage = tokio::time::timeout(state.inner.storage_health_timeout, async {
         let key = ObjectPath::from(format!(".health/{}", uuid::Uuid::new_v4()));
         let store = &state.inner.store;
@@ -98,14 +132,16 @@ pub(crate) async fn ready(State(state): State<AppState>, Query(q): Query<CodeQue
         deleted
     })
     .await
-    .unwrap_or_else(|_| Err("timed out".into()));
+    .unwrap_or_else(|_| Err("timed out".into()))
+    .map_err(hidden("StorageAvailabilityValidator"));
     // The manifests load and validate as they would at a reload.
     let (root, namespace) = (state.inner.config_root.clone(), state.inner.namespace.clone());
     let config = tokio::task::spawn_blocking(move || {
         backup_policy::manifest::load(&root, &namespace).map(|_| ()).map_err(|e| e.to_string())
     })
     .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    .unwrap_or_else(|e| Err(e.to_string()))
+    .map_err(hidden("ConfigurationProviderValidator"));
     // The catalog and the storage still belong to the repository served since the start.
     let repository = state.inner.engine.check_repository_now().await;
     let id = repository.as_ref().ok().map(|id| json!(id.to_string())).unwrap_or(Value::Null);
@@ -114,7 +150,10 @@ pub(crate) async fn ready(State(state): State<AppState>, Query(q): Query<CodeQue
             check("DbValidator", db),
             check("StorageAvailabilityValidator", storage),
             check("ConfigurationProviderValidator", config),
-            check("RepositoryValidator", repository.map(|_| ()).map_err(|e| e.to_string())),
+            check(
+                "RepositoryValidator",
+                repository.map(|_| ()).map_err(|e| hidden("RepositoryValidator")(e.to_string())),
+            ),
         ],
         Some(("repository", id)),
     )
@@ -128,19 +167,26 @@ pub(crate) async fn collection_health(
     Query(q): Query<CodeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::not_found("cannot find specified collection");
-    let id = CollectionId::new(collection).map_err(|_| not_found())?;
+    // Without the right code, an unknown collection and a known one are answered alike: no
+    // anonymous answer tells that a collection exists. A collection without a health secret
+    // has a public health endpoint, by its manifest's choice.
+    let refused = || ApiError::forbidden("not authorized - invalid value of 'code' parameter in query string");
+    let given: [u8; 32] = sha2::Sha256::digest(collection_code(&q, &headers).as_bytes()).into();
+    let id = CollectionId::new(collection).map_err(|_| refused())?;
     let catalog = &state.inner.catalog;
     // One snapshot: the spec, the counters and the newest version: one row, whatever the
     // history.
     let newest = VersionsNeeded::Range(VersionRange::Newest(1));
-    let st = catalog.collection_state_with(&id, newest).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    let st = match catalog.collection_state_with(&id, newest).await {
+        Ok(st) => st,
+        Err(e) if e.kind() == backup_core::ErrorKind::NotFound => return Err(refused()),
+        Err(e) => return Err(ApiError::from_core(&e, "")),
+    };
     let policy = state.inner.directory.snapshot().collections.get(&id).cloned().unwrap_or_default();
-    if let Some(expected) = policy.health_code_sha256 {
-        let given: [u8; 32] = sha2::Sha256::digest(collection_code(&q, &headers).as_bytes()).into();
-        if !bool::from(given.ct_eq(&expected)) {
-            return Err(ApiError::forbidden("not authorized - invalid value of 'code' parameter in query string"));
-        }
+    if let Some(expected) = policy.health_code_sha256
+        && !bool::from(given.ct_eq(&expected))
+    {
+        return Err(refused());
     }
     let mut health = Vec::new();
     if !policy.windows.is_empty() {
@@ -208,13 +254,15 @@ async fn first_over(
     }
 }
 
-/// `GET /metrics`: Prometheus text, behind the health code when one is set.
-pub(crate) async fn metrics(State(state): State<AppState>, Query(q): Query<CodeQuery>, headers: HeaderMap) -> Response {
-    if !health_key_ok(&state, &health_key(&q, &headers)) {
-        return ApiError::forbidden(
-            "health code invalid. Provide it as a query string 'code' or in the 'Authorization' header",
-        )
-        .into_response();
+/// `GET /metrics`: Prometheus text, for the health code or a `systemAdmin`'s token.
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    Query(q): Query<CodeQuery>,
+    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
+) -> Response {
+    if let Err(refused) = operator(&state, &q, &headers, caller.as_ref().ok()) {
+        return refused.into_response();
     }
     match state.inner.metrics.render(state.inner.catalog.as_ref()).await {
         Ok(text) => {

@@ -1,14 +1,17 @@
 //! Versions: upload, download, list, delete, restore.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use backup_core::{CollectionId, ErrorKind, StagedUpload, UploadOptions, VersionQuery, VersionSelector};
+use backup_core::{Action, CollectionId, ErrorKind, StagedUpload, UploadOptions, VersionQuery, VersionSelector};
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::caller::Caller;
+use crate::caller::{Caller, UploadCaller};
 use crate::json::{ApiError, ok};
 use crate::model;
 use crate::state::AppState;
@@ -38,7 +41,7 @@ fn refusal_reason(kind: ErrorKind) -> &'static str {
 /// failed after the output ended), then commits. `200 OK` with the version.
 pub(crate) async fn upload(
     State(state): State<AppState>,
-    caller: Caller,
+    UploadCaller(caller): UploadCaller,
     Path(collection): Path<String>,
     request: Request,
 ) -> Response {
@@ -53,6 +56,23 @@ pub(crate) async fn upload(
     // ids, and each label lives as long as the process.
     let label = if state.inner.directory.snapshot().collections.contains_key(&id) { id.as_str() } else { "" };
     let metrics = &state.inner.metrics;
+    // Who may upload here is decided before a byte of the body is read.
+    if let Err(e) = state.inner.engine.check_access(&caller.actor, &id, Action::Upload).await {
+        let e = UploadError::from(e);
+        metrics.refused(label, e.reason);
+        return e.error.into_response();
+    }
+    let Some(_slot) = state.inner.uploads_per_user.try_acquire(&caller.user.name) else {
+        metrics.refused(label, "busy");
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{} uploads of yours are in progress already; retry when one ends",
+                state.inner.uploads_per_user.limit()
+            ),
+        )
+        .into_response();
+    };
     // The timeout covers receiving the body, not the commit: a version committed after the
     // deadline must not be reported as a failure (a retry would store it twice).
     let staged =
@@ -108,18 +128,31 @@ async fn upload_inner(
         request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let staged = if content_type.starts_with("multipart/form-data") {
         let bad = |msg: String| UploadError { error: ApiError::bad_request(msg), reason: "bad_request" };
-        let mut form = Multipart::from_request(request, state)
+        // What comes before the `file` field's bytes (the preamble, other fields, part
+        // headers) is parsed in memory: it is capped.
+        let file_started = Arc::new(AtomicBool::new(false));
+        let (parts, body) = request.into_parts();
+        let before_file = BeforeFile::new(body.into_data_stream(), file_started.clone());
+        let overflowed = before_file.overflowed.clone();
+        let body = Body::from_stream(before_file);
+        let unreadable = |e: String| {
+            if overflowed.load(Ordering::Relaxed) {
+                bad(format!(
+                    "cannot read file from multipart/urlencoded form: more than {MAX_BEFORE_FILE} bytes before the field \"file\""
+                ))
+            } else {
+                bad(format!("cannot read file from multipart/urlencoded form: {e}"))
+            }
+        };
+        let mut form = Multipart::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(|e| bad(format!("cannot read file from multipart/urlencoded form: {}", e.body_text())))?;
+            .map_err(|e| unreadable(e.body_text()))?;
         loop {
-            let Some(field) = form
-                .next_field()
-                .await
-                .map_err(|e| bad(format!("cannot read file from multipart/urlencoded form: {e}")))?
-            else {
+            let Some(field) = form.next_field().await.map_err(|e| unreadable(e.to_string()))? else {
                 return Err(bad("cannot read file from multipart/urlencoded form: no field \"file\"".into()));
             };
             if field.name() == Some("file") {
+                file_started.store(true, Ordering::Relaxed);
                 break engine.begin_upload(&caller.actor, id, field, UploadOptions::new()).await?;
             }
         }
@@ -148,6 +181,52 @@ async fn upload_inner(
     Ok(staged)
 }
 
+/// The most bytes of a multipart form before the `file` field's content.
+pub(crate) const MAX_BEFORE_FILE: u64 = 64 * 1024;
+
+/// A form's body that fails once more than [`MAX_BEFORE_FILE`] bytes were read before the
+/// `file` field began (one more chunk may be read past it: the one that starts the field).
+struct BeforeFile<S> {
+    inner: S,
+    read: u64,
+    file_started: Arc<AtomicBool>,
+    /// Set when the cap was hit (the form parser's error does not say why).
+    overflowed: Arc<AtomicBool>,
+}
+
+impl<S> BeforeFile<S> {
+    fn new(inner: S, file_started: Arc<AtomicBool>) -> Self {
+        BeforeFile { inner, read: 0, file_started, overflowed: Arc::default() }
+    }
+}
+
+impl<S> futures::Stream for BeforeFile<S>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin,
+{
+    type Item = Result<bytes::Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.read > MAX_BEFORE_FILE && !self.file_started.load(Ordering::Relaxed) {
+            self.overflowed.store(true, Ordering::Relaxed);
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("more than {MAX_BEFORE_FILE} bytes before the field \"file\""),
+            );
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(e))));
+        }
+        let polled = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        if let std::task::Poll::Ready(Some(Ok(chunk))) = &polled {
+            let n = chunk.len() as u64;
+            self.read = self.read.saturating_add(n);
+        }
+        polled
+    }
+}
+
 pub(crate) fn selector(raw: &str) -> Result<VersionSelector, ApiError> {
     raw.parse().map_err(|e: backup_core::Error| ApiError::bad_request(e.to_string()))
 }
@@ -165,6 +244,15 @@ pub(crate) async fn download(
     const DENIED: &str = "not authorized to download versions from this collection";
     let id = collection_id(&collection)?;
     let sel = selector(&version)?;
+    let Some(slot) = state.inner.downloads_per_user.try_acquire(&caller.user.name) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{} downloads of yours are in progress already; retry when one ends",
+                state.inner.downloads_per_user.limit()
+            ),
+        ));
+    };
     let download =
         state.inner.engine.download(&caller.actor, &id, sel).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
     let (v, mut stream) = download.into_parts();
@@ -172,7 +260,12 @@ pub(crate) async fn download(
     // a small one is one chunk) gets an error status rather than a cut-off 200.
     let first = stream.next().await.transpose().map_err(|e| ApiError::from_core(&e, DENIED))?;
     let deadline = tokio::time::sleep(state.inner.download_timeout);
-    let stream = futures::stream::iter(first.map(Ok)).chain(stream).take_until(deadline);
+    // The slot is held until the answer's last byte is sent or the client goes. For a client
+    // that does not read, hyper buffers about 400 KiB and one chunk before it stops polling.
+    let stream = futures::stream::iter(first.map(Ok)).chain(stream).take_until(deadline).map(move |chunk| {
+        let _held = &slot;
+        chunk
+    });
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));

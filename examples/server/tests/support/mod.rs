@@ -73,8 +73,19 @@ impl Server {
     }
 
     pub fn try_start(args: &[String]) -> Result<Server, String> {
+        Self::try_start_with(Command::new(env!("CARGO_BIN_EXE_backup-server")), args)
+    }
+
+    /// Starts the binary with at most `nofile` open descriptors (soft and hard limit).
+    pub fn start_with_descriptor_limit(args: &[String], nofile: u32) -> Server {
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_backup-server")]);
+        Self::try_start_with(command, args).unwrap_or_else(|e| panic!("server did not start: {e}"))
+    }
+
+    fn try_start_with(mut command: Command, args: &[String]) -> Result<Server, String> {
         let log = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_backup-server"))
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
             .args(args)
             .stdout(Stdio::piped())
@@ -361,4 +372,75 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// What a process holds: resident memory, open descriptors, threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub rss_kib: u64,
+    pub fds: u64,
+    pub threads: u64,
+}
+
+impl Usage {
+    /// The process's usage now, from `/proc`.
+    pub fn of(pid: u32) -> Usage {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+                .unwrap_or(0)
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0);
+        Usage { rss_kib: field("VmRSS:"), fds, threads: field("Threads:") }
+    }
+
+    fn max(self, other: Usage) -> Usage {
+        Usage {
+            rss_kib: self.rss_kib.max(other.rss_kib),
+            fds: self.fds.max(other.fds),
+            threads: self.threads.max(other.threads),
+        }
+    }
+}
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rss={} MiB fds={} threads={}", self.rss_kib / 1024, self.fds, self.threads)
+    }
+}
+
+/// Samples a process's usage every 50 ms until stopped; gives the peaks.
+pub struct PeakSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Usage>>,
+}
+
+impl PeakSampler {
+    pub fn start(pid: u32) -> PeakSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = Usage::of(pid);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(Usage::of(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak.max(Usage::of(pid))
+        });
+        PeakSampler { stop, thread: Some(thread) }
+    }
+
+    pub fn stop(mut self) -> Usage {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map(|t| t.join().unwrap()).unwrap_or_default()
+    }
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
 }
