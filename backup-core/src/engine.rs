@@ -76,6 +76,8 @@ struct EngineInner {
     clock: Arc<dyn Clock>,
     strategies: Arc<RotationStrategies>,
     content_rules: ContentRules,
+    /// Removes staging leftovers of released uploads, if the store has any.
+    leftovers: Option<Arc<dyn crate::store::UploadLeftovers>>,
     key_prefix: Path,
     config: EngineConfig,
     /// The repository id, once checked.

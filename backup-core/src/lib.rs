@@ -183,7 +183,7 @@ pub use quota_stream::{QuotaStream, StreamSummary};
 pub use rotation::{Fifo, RotationStrategies, RotationStrategy};
 pub use session::Session;
 pub use spec::{CollectionSpec, FilenameTemplate, Limits, RetentionSpec};
-pub use store::object_key;
+pub use store::{UploadLeftovers, object_key};
 pub use time::Timestamp;
 pub use version::{
     Collection, PendingUpload, Tombstone, TombstoneKind, Uploader, Version, VersionSelector, VersionState,

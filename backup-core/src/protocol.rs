@@ -65,8 +65,8 @@ pub use state::{
     VersionsNeeded,
 };
 pub use upload::{
-    AbortCondition, AbortOutcome, CommitRequest, Committed, ReserveRequest, SizeHint, decide_abort, decide_commit,
-    decide_renewal, decide_reservation,
+    AbortCondition, AbortOutcome, CommitRequest, Committed, GROWTH_STEP, GrowRequest, Growth, ReserveRequest, SizeHint,
+    decide_abort, decide_commit, decide_growth, decide_renewal, decide_reservation,
 };
 pub use versions::{decide_purge, decide_restore, decide_trash};
 

@@ -23,6 +23,17 @@
 //!    uploads in flight commits, in whatever order, each within its reservation, fact 1 keeps
 //!    holding, so a granted reservation is not refused later for lack of space.
 //!
+//! # How uploads in flight share the extra space
+//!
+//! An upload with an announced size reserves exactly that size when it starts. One of
+//! unknown size reserves up to the soft limit (no pool share) and grows as its bytes arrive
+//! ([`crate::protocol::decide_growth`]): first come first served, in steps of at least
+//! [`crate::protocol::GROWTH_STEP`] that double with the bytes received but never exceed an
+//! even share, among the uploads in flight, of what is left free. It is refused only when the
+//! bytes it has received do not fit; the refusal drops its reservation in the same step, and
+//! when its body ends it gives back what it held beyond its size. Each growth is checked
+//! against fact 2 under the collection's lock, so the invariant holds at every instant.
+//!
 //! Counting whole reservations against `max_collection_size` instead (Σ committed + Σ
 //! reserved ≤ max) cannot hold together with backup-repository's rule that the version a
 //! commit will evict does not count: with 400M total, 150M per version and 2 versions, after

@@ -1,7 +1,11 @@
-//! The key layout the engine owns.
+//! The key layout the engine owns, and what stores leave behind of unfinished uploads.
 
+use std::fmt::Debug;
+
+use async_trait::async_trait;
 use object_store::path::Path;
 
+use crate::error::Result;
 use crate::id::{CollectionId, VersionId};
 
 /// The object key of an upload: `<prefix>/<collection>/<version id>`.
@@ -10,4 +14,24 @@ use crate::id::{CollectionId, VersionId};
 /// another's bytes, and a key never names two versions.
 pub fn object_key(prefix: &Path, collection: &CollectionId, id: &VersionId) -> Path {
     prefix.clone().join(collection.as_str()).join(id.to_string())
+}
+
+/// Removes what a store keeps of an upload that never completed, beyond its object: the
+/// staging file of a local-disk store (`<key>#<n>`, renamed into place only on completion),
+/// an open multipart upload of an object store.
+///
+/// `object_store` aborts these itself when an upload fails in-process; a killed process
+/// leaves them, invisible to listings. [`crate::Engine::recover`] calls this for every object
+/// the catalog recorded as released (a tombstone of an upload that never committed), so
+/// leftovers go at the next maintenance run after the upload is released, by the catalog's
+/// own records; nothing else is touched. Set it with
+/// [`crate::EngineBuilder::upload_leftovers`].
+#[async_trait]
+pub trait UploadLeftovers: Debug + Send + Sync + 'static {
+    /// Removes what an unfinished upload to `key` left; returns how many leftovers it removed
+    /// (none is not an error).
+    ///
+    /// # Errors
+    /// A failure to list or remove them; the next run tries again.
+    async fn remove(&self, key: &Path) -> Result<u64>;
 }

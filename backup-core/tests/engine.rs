@@ -321,6 +321,44 @@ async fn an_expired_lease_fails_the_upload() {
     assert_eq!(state.counters.versions, 0);
 }
 
+/// A producer that pauses while its lease runs out (the process froze) gets the same clear
+/// refusal whether or not a maintenance run aborted the upload meanwhile: never a commit by
+/// chance.
+#[tokio::test]
+async fn a_lease_that_ran_out_mid_body_fails_with_or_without_maintenance() {
+    for maintenance in [false, true] {
+        let clock = Arc::new(ManualClock::starting_now());
+        let engine = Engine::builder().clock(clock.clone()).lease(Duration::from_secs(3)).build().unwrap();
+        let actor = Actor::user("u");
+        let id: CollectionId = "c".parse().unwrap();
+        engine.create_collection(&actor, &id, spec()).await.unwrap();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
+        tx.unbounded_send(Ok(pattern(1, 10))).unwrap();
+        let upload = {
+            let (engine, actor, id) = (engine.clone(), actor.clone(), id.clone());
+            tokio::spawn(async move { engine.upload(&actor, &id, rx).await })
+        };
+        while engine.catalog().collection_state(&id).await.unwrap().pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        clock.advance(chrono::Duration::seconds(4));
+        if maintenance {
+            assert_eq!(engine.recover().await.unwrap().aborted_uploads, 1, "maintenance aborts the expired upload");
+        }
+        // The producer resumes: the upload fails at the lease check, at the latest when the
+        // keeper's next renewal (a second later) finds the lease gone.
+        tx.unbounded_send(Ok(pattern(2, 10))).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(tx);
+        let e = upload.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "maintenance {maintenance}: {e}");
+        assert!(e.to_string().contains("lease"), "maintenance {maintenance}: {e}");
+        engine.wait_for_cleanups().await;
+        let state = engine.catalog().collection_state(&id).await.unwrap();
+        assert!(state.pending.is_empty() && state.counters.versions == 0, "maintenance {maintenance}: {state:?}");
+    }
+}
+
 #[tokio::test]
 async fn usage_reports_the_allowance() {
     let engine = Engine::in_memory();

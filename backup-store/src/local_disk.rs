@@ -1,10 +1,10 @@
 //! Local-disk stores: a durable one by folder, and housekeeping of their staging files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use backup_core::{Error, Result};
+use backup_core::{Error, ErrorKind, Result, UploadLeftovers, async_trait};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 
@@ -75,6 +75,74 @@ pub fn remove_stale_staging_files(root: &Path, older_than: Duration) -> std::io:
     Ok(removed)
 }
 
+/// The staging files of a local-disk store's unfinished uploads, removed by key when the
+/// catalog records an upload as released: give it to
+/// [`backup_core::EngineBuilder::upload_leftovers`] and every maintenance run
+/// ([`backup_core::Engine::recover`]) removes what killed processes left, as soon as their
+/// uploads are released (at once for the restarted instance's own, after the lease for
+/// others), instead of waiting for a restart and an age.
+///
+/// ```
+/// use std::sync::Arc;
+/// use backup_store::local_disk::{StagingFiles, local_disk_store};
+///
+/// let dir = tempfile::tempdir()?;
+/// let engine = backup_core::Engine::builder()
+///     .store(local_disk_store(dir.path())?)
+///     .upload_leftovers(Arc::new(StagingFiles::new(dir.path())))
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StagingFiles {
+    root: PathBuf,
+}
+
+impl StagingFiles {
+    /// The staging files of the local-disk store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StagingFiles { root: root.into() }
+    }
+}
+
+#[async_trait]
+impl UploadLeftovers for StagingFiles {
+    async fn remove(&self, key: &object_store::path::Path) -> Result<u64> {
+        let file = self.root.join(key.as_ref());
+        tokio::task::spawn_blocking(move || remove_staging_of(&file))
+            .await
+            .map_err(|e| Error::internal(format!("staging clean-up task: {e}")))?
+            .map_err(|e| Error::backend(ErrorKind::Unavailable, "local disk", "remove staging files", e))
+    }
+}
+
+/// Removes the staging files `<file>#<digits>` of one object; returns how many.
+fn remove_staging_of(file: &Path) -> std::io::Result<u64> {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else { return Ok(0) };
+    let name = name.to_string_lossy();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let entry_name = entry.file_name();
+        let staging = entry_name.to_string_lossy().strip_prefix(name.as_ref()).is_some_and(|rest| {
+            rest.strip_prefix('#').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if staging && entry.file_type()?.is_file() {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// `<name>#<digits>`: the form of a staging file.
 fn is_staging_name(name: &str) -> bool {
     match name.rsplit_once('#') {
@@ -102,5 +170,22 @@ mod tests {
         left.sort();
         assert_eq!(left, ["#3", "v3", "v4#x", "v5#"]);
         assert_eq!(remove_stale_staging_files(&dir.path().join("missing"), Duration::ZERO).unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn staging_files_of_one_key_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("data/c");
+        std::fs::create_dir_all(&sub).unwrap();
+        for name in ["v1#1", "v1#23", "v1", "v12#1", "v1#x", "v2#1"] {
+            std::fs::write(sub.join(name), b"x").unwrap();
+        }
+        let staging = StagingFiles::new(dir.path());
+        assert_eq!(staging.remove(&"data/c/v1".into()).await.unwrap(), 2);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&sub).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["v1", "v1#x", "v12#1", "v2#1"], "only v1's staging files");
+        assert_eq!(staging.remove(&"data/missing/v1".into()).await.unwrap(), 0);
     }
 }

@@ -119,6 +119,7 @@ macro_rules! every_backend {
                 ]
                 concurrent [
                     concurrent_reservations_are_atomic,
+                    unknown_sizes_grow_as_their_bytes_arrive,
                     concurrent_commits_get_unique_numbers,
                 ]
             );

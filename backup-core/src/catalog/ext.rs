@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
 use crate::protocol::{
     self, AbortCondition, AbortOutcome, CollectionChange, CollectionQuery, CollectionState, CommitRequest, Committed,
-    Decision, LoadedState, ReserveRequest, StateQuery, VersionsNeeded,
+    Decision, GrowRequest, Growth, LoadedState, ReserveRequest, StateQuery, VersionsNeeded,
 };
 use crate::rotation::RotationStrategies;
 use crate::session::Session;
@@ -137,6 +137,22 @@ pub trait CatalogExt: Catalog {
         );
         self.step(query.with_label("reserve").relaxed(), move |s| protocol::decide_reservation(s, &req, &strategies))
             .await
+    }
+
+    /// Grows the reservation of an upload of unknown size to cover the bytes it received.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_growth`].
+    async fn grow_reservation(&self, request: &GrowRequest, strategies: &Arc<RotationStrategies>) -> Result<Growth> {
+        let (req, strategies) = (request.clone(), strategies.clone());
+        let mut query = StateQuery::collection(
+            CollectionQuery::new(req.collection.clone()).with_committed(protocol::retention_needs(strategies.clone())),
+        );
+        query.versions.push(req.id);
+        self.step(query.with_label("grow_reservation").relaxed(), move |s| {
+            protocol::decide_growth(s, &req, &strategies)
+        })
+        .await
     }
 
     /// Extends the lease of a live pending upload.

@@ -20,8 +20,8 @@ use crate::error::ErrorKind;
 use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
 use crate::protocol::ProtectionChange;
 use crate::protocol::{
-    CollectionChange, CollectionQuery, CommitRequest, Decision, Mutation, ReserveRequest, SizeHint, StateQuery,
-    VersionRange, VersionRow, VersionsNeeded,
+    CollectionChange, CollectionQuery, CommitRequest, Decision, GrowRequest, Growth, Mutation, ReserveRequest,
+    SizeHint, StateQuery, VersionRange, VersionRow, VersionsNeeded,
 };
 use crate::rotation::RotationStrategies;
 use crate::session::Session;
@@ -38,6 +38,7 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     commit_applies_rotation_and_purge(c).await;
     quota_is_enforced_at_reserve_and_commit(c).await;
     live_uploads_are_capped(c).await;
+    unknown_sizes_grow_as_their_bytes_arrive(catalog.clone()).await;
     leases_expire_and_are_never_revived(c).await;
     abort_reports_what_it_found_and_leaves_a_tombstone(c).await;
     tombstones_are_listed_classified_and_forgotten(c).await;
@@ -303,19 +304,95 @@ pub async fn quota_is_enforced_at_reserve_and_commit(catalog: &dyn Catalog) {
     assert_eq!(e.kind(), ErrorKind::QuotaExceeded);
 
     let big = reserve(catalog, &id, SizeHint::unknown()).await;
-    assert_eq!((big.reserved, big.pool_share), (200, 100), "an unknown size reserves the whole allowance");
+    assert_eq!((big.reserved, big.pool_share), (100, 0), "no extra space is held before bytes arrive");
     let small = reserve(catalog, &id, SizeHint::unknown()).await;
-    assert_eq!((small.reserved, small.pool_share), (100, 0), "the pool is held by the first");
+    assert_eq!((small.reserved, small.pool_share), (100, 0));
     let e = commit(catalog, &commit_request(&small, 101)).await.expect_err("over the reservation");
     assert_eq!(e.kind(), ErrorKind::QuotaExceeded);
+    // The big one's bytes pass the soft limit first: it grows (a step beyond its bytes, half
+    // of what is free as two uploads are live).
+    let big_grown = grown(grow(catalog, &big, 180).await);
+    assert_eq!((big_grown.reserved, big_grown.pool_share), (190, 90));
     commit(catalog, &commit_request(&big, 180)).await.expect("commit within the reservation");
     commit(catalog, &commit_request(&small, 100)).await.expect("commit the small one");
     let state = catalog.collection_state(&id).await.expect("state");
     assert_eq!((state.counters.bytes, state.counters.overage), (280, 80));
-    // Next: evicts the 180, keeps the 100: allowed 200.
+    // Next: evicts the 180, keeps the 100: allowed 200, reached step by step.
     let p = reserve(catalog, &id, SizeHint::unknown()).await;
-    assert_eq!(p.reserved, 200);
+    assert_eq!(p.reserved, 100);
+    assert_eq!(grown(grow(catalog, &p, 200).await).reserved, 200);
+    assert_eq!(grow(catalog, &p, 201).await, Growth::Refused { allowed: 200 });
+    let state = catalog.collection_state(&id).await.expect("state");
+    let dropped = state.pending.iter().find(|q| q.id == p.id).expect("still pending until aborted");
+    assert_eq!((dropped.reserved, dropped.pool_share), (0, 0), "a refused upload holds nothing");
     catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
+}
+
+async fn grow(catalog: &dyn Catalog, p: &PendingUpload, received: u64) -> Growth {
+    let request = GrowRequest::new(p.id, p.collection.clone(), received, now());
+    catalog.grow_reservation(&request, &strategies()).await.expect("grow")
+}
+
+fn grown(growth: Growth) -> PendingUpload {
+    match growth {
+        Growth::Grown(p) => *p,
+        other => panic!("refused: {other:?}"),
+    }
+}
+
+/// Uploads of unknown size share the extra space first come first served: one that has not
+/// sent its bytes holds none of it, a refusal frees what the refused upload held in the same
+/// step, and an announced size reserves exactly. The growth steps are serialised with the
+/// collection's other steps, across instances.
+pub async fn unknown_sizes_grow_as_their_bytes_arrive(catalog: Arc<dyn Catalog>) {
+    // 10 versions of 100, 1650 in all: 650 of extra space, room for three uploads of 300 and
+    // some slack (what the growing uploads hold beyond their bytes).
+    let id = create(catalog.as_ref(), "growing", spec(10, 100, 1650)).await;
+    let idle = reserve(catalog.as_ref(), &id, SizeHint::unknown()).await;
+    let exact = reserve(catalog.as_ref(), &id, SizeHint::exact(300)).await;
+    assert_eq!(exact.pool_share, 200, "an announced size reserves exactly");
+    // Eight uploads of 300 in steps of 10, interleaved through concurrent steps: at most two
+    // more fit beside the announced one.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let catalog = catalog.clone();
+        let p = reserve(catalog.as_ref(), &id, SizeHint::unknown()).await;
+        tasks.push(tokio::spawn(async move {
+            let mut received = 0;
+            while received < 300 {
+                received += 10;
+                if let Growth::Refused { allowed } = grow(catalog.as_ref(), &p, received).await {
+                    assert!(allowed < received);
+                    catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
+                    return None;
+                }
+            }
+            // The body ended: what it held beyond its bytes goes back.
+            let request = GrowRequest::new(p.id, p.collection.clone(), received, now()).ended();
+            let settled = grown(catalog.grow_reservation(&request, &strategies()).await.expect("settle"));
+            assert_eq!((settled.reserved, settled.pool_share), (300, 200));
+            Some(p)
+        }));
+    }
+    let mut finished = Vec::new();
+    for t in tasks {
+        if let Some(p) = t.await.expect("task") {
+            finished.push(p);
+        }
+    }
+    // A refused upload freed its room at once: the survivors are as many as fit.
+    assert_eq!(finished.len(), 2, "two of the eight fit beside the announced upload");
+    let state = catalog.collection_state(&id).await.expect("state");
+    let shares: u64 = state.pending.iter().map(|p| p.pool_share).sum();
+    assert_eq!(shares, 600, "the two and the announced one hold exactly their bytes' share");
+    for p in finished.iter().chain([&exact]) {
+        commit(catalog.as_ref(), &commit_request(p, 300)).await.expect("commit");
+    }
+    let state = catalog.collection_state(&id).await.expect("state");
+    assert_eq!(state.counters.bytes, 900);
+    // The idle upload was never in anyone's way, and now nothing of the extra space is left.
+    assert_eq!(grow(catalog.as_ref(), &idle, 151).await, Growth::Refused { allowed: 150 });
+    catalog.abort(&idle.id, AbortCondition::Always, now()).await.expect("abort");
 }
 
 /// Expired leases stop counting, cannot commit, cannot be renewed (their share may be promised
@@ -324,12 +401,17 @@ pub async fn leases_expire_and_are_never_revived(catalog: &dyn Catalog) {
     let id = create(catalog, "lease", spec(2, 100, 300)).await;
     let t0 = now();
     let stale = catalog.reserve(&reserve_request(&id, SizeHint::unknown(), t0), &strategies()).await.expect("reserve");
-    assert_eq!(stale.reserved, 200);
+    let request = GrowRequest::new(stale.id, id.clone(), 200, t0);
+    assert_eq!(grown(catalog.grow_reservation(&request, &strategies()).await.expect("grow")).reserved, 200);
     let later = t0 + Duration::minutes(11);
-    // The expired reservation no longer holds its share.
+    // The expired reservation no longer holds its share, and cannot grow.
     let fresh =
         catalog.reserve(&reserve_request(&id, SizeHint::unknown(), later), &strategies()).await.expect("reserve");
-    assert_eq!(fresh.reserved, 200);
+    let request = GrowRequest::new(fresh.id, id.clone(), 200, later);
+    assert_eq!(grown(catalog.grow_reservation(&request, &strategies()).await.expect("grow")).reserved, 200);
+    let request = GrowRequest::new(stale.id, id.clone(), 201, later);
+    let e = catalog.grow_reservation(&request, &strategies()).await.expect_err("growth after the lease");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     let expired = catalog.list_pending(&PendingFilter::expired_at(later), 10_000).await.expect("expired");
     assert!(expired.iter().any(|p| p.id == stale.id));
     assert!(!expired.iter().any(|p| p.id == fresh.id));

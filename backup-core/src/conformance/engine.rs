@@ -26,6 +26,9 @@ use crate::version::{VersionSelector, VersionState};
 /// S3's minimum part size, so the suite runs unchanged on every backend.
 const PART: usize = 5 << 20;
 
+/// How many uploads [`chunked_uploads_share_the_extra_space`] runs at once.
+const CONCURRENT_UPLOADS: u32 = 32;
+
 /// Runs every check against `store` (with `catalog` for metadata).
 pub async fn run_all(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>) {
     let ctx = Ctx::new(store, catalog);
@@ -35,6 +38,7 @@ pub async fn run_all(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>) {
     delete_version_removes_its_object(&ctx).await;
     download_detects_corruption_and_truncation(&ctx).await;
     recover_deletes_garbage_and_never_unknown_objects(&ctx).await;
+    chunked_uploads_share_the_extra_space(&ctx).await;
     let store = ctx.engine.store().clone();
     repository_identity_is_checked(store).await;
 }
@@ -58,6 +62,7 @@ impl Ctx {
             .key_prefix(prefix)
             .part_size(PART)
             .grace(Duration::ZERO)
+            .max_uploads_per_collection(CONCURRENT_UPLOADS)
             .build()
             .expect("engine");
         Ctx { engine, clock, actor: Actor::user("conformance") }
@@ -244,6 +249,74 @@ pub async fn recover_deletes_garbage_and_never_unknown_objects(ctx: &Ctx) {
     assert_eq!((again.aborted_uploads, again.garbage_deleted, again.unknown_objects), (0, 0, 1), "{again:?}");
     ctx.engine.store().delete(&unknown).await.expect("delete by hand");
     crate::testing::check_recovered(&ctx.engine, chrono::Utc::now() + chrono::Duration::hours(1)).await.expect("I5");
+}
+
+/// Uploads of unknown size share the extra space as their bytes arrive: of 32 uploads of
+/// 900 KiB started together into 3 MiB for 100 versions of 1 KiB (about 2.9 MiB of extra
+/// space), exactly the 3 that fit commit, and the others are refused for the bytes they had;
+/// an upload that stalled early holds nobody's room, and one with an announced size that fits
+/// succeeds beside it.
+pub async fn chunked_uploads_share_the_extra_space(ctx: &Ctx) {
+    const KIB: u64 = 1024;
+    let limits = Limits::new(100, KIB, 3 << 20).expect("limits");
+    let id = ctx.collection("shared", limits).await;
+    let size = 900 * KIB as usize;
+    let mut uploads = tokio::task::JoinSet::new();
+    for i in 0..CONCURRENT_UPLOADS {
+        let (engine, actor, id) = (ctx.engine.clone(), ctx.actor.clone(), id.clone());
+        uploads.spawn(async move { engine.upload(&actor, &id, body_of(pattern(u64::from(i), size), 16 << 10)).await });
+    }
+    let (mut committed, mut refused) = (Vec::new(), 0);
+    while let Some(done) = uploads.join_next().await {
+        match done.expect("upload task") {
+            Ok(v) => committed.push(v),
+            Err(Error::QuotaExceeded { received_at_least, .. }) => {
+                assert!(received_at_least > KIB, "refused for its bytes, {received_at_least}");
+                refused += 1;
+            }
+            Err(e) => panic!("an upload failed otherwise: {e}"),
+        }
+    }
+    assert_eq!((committed.len(), refused), (3, 29), "the three that fit commit");
+    let state = ctx.engine.catalog().collection_state(&id).await.expect("state");
+    assert!(state.pending.is_empty(), "every refused upload released its reservation");
+    assert_eq!(state.counters.bytes, 3 * size as u64);
+    assert!(state.counters.bytes <= limits.max_collection_size);
+    for v in &committed {
+        ctx.engine.delete_version(&ctx.actor, &id, v.number).await.expect("delete");
+    }
+
+    // A chunked upload stalls 4 KiB in; an announced upload of 900 KiB still fits.
+    let (stalled_tx, stalled_rx) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
+    stalled_tx.unbounded_send(Ok(pattern(40, 4 << 10))).expect("send");
+    let stalled = {
+        let (engine, actor, id) = (ctx.engine.clone(), ctx.actor.clone(), id.clone());
+        tokio::spawn(async move { engine.upload(&actor, &id, stalled_rx).await })
+    };
+    let pending = async {
+        loop {
+            let state = ctx.engine.catalog().collection_state(&id).await.expect("state");
+            if !state.pending.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), pending).await.expect("the stalled upload started");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let announced = UploadOptions::new().expected_size(size as u64);
+    let data = pattern(41, size);
+    let v = ctx
+        .engine
+        .upload_with(&ctx.actor, &id, body_of(data, 64 << 10), announced)
+        .await
+        .expect("an announced upload fits beside a stalled one");
+    assert_eq!(v.size, size as u64);
+    // The stalled one goes on and commits too: both fit.
+    stalled_tx.unbounded_send(Ok(pattern(42, size - (4 << 10)))).expect("send");
+    drop(stalled_tx);
+    let late = stalled.await.expect("task").expect("the stalled upload commits once its bytes arrive");
+    assert_eq!(late.size, size as u64);
 }
 
 fn engine_on(store: &Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>, prefix: &str, adopt: bool) -> Engine {

@@ -16,6 +16,7 @@ use crate::content_rule::{ContentRule, ContentRules};
 use crate::engine::{Engine, EngineConfig, EngineInner};
 use crate::error::{Error, Result};
 use crate::rotation::{RotationStrategies, RotationStrategy};
+use crate::store::UploadLeftovers;
 
 /// Builds an [`Engine`]. Every part has an in-memory or permissive default, so
 /// `Engine::builder().build()` works; a real deployment sets at least the catalog and store.
@@ -43,6 +44,7 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     strategies: RotationStrategies,
     content_rules: ContentRules,
+    leftovers: Option<Arc<dyn UploadLeftovers>>,
     key_prefix: String,
     config: EngineConfig,
 }
@@ -56,6 +58,7 @@ impl Default for EngineBuilder {
             clock: Arc::new(SystemClock),
             strategies: RotationStrategies::default(),
             content_rules: ContentRules::default(),
+            leftovers: None,
             key_prefix: "data".to_owned(),
             config: EngineConfig::default(),
         }
@@ -164,6 +167,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Removes what the store keeps of uploads that never completed (staging files, open
+    /// multipart uploads) when `recover()` deletes their objects; see [`UploadLeftovers`].
+    /// `backup_store::local_disk::StagingFiles` does it for a local-disk store.
+    pub fn upload_leftovers(mut self, leftovers: Arc<dyn UploadLeftovers>) -> Self {
+        self.leftovers = Some(leftovers);
+        self
+    }
+
     /// Names this engine instance (a host and port, say): its uploads are recorded as its
     /// own, and `recover()` releases those a previous run of the same instance left, at once,
     /// instead of waiting for their leases. Two live instances must never share a name
@@ -218,6 +229,7 @@ impl EngineBuilder {
                 clock: self.clock,
                 strategies: Arc::new(self.strategies),
                 content_rules: self.content_rules,
+                leftovers: self.leftovers,
                 key_prefix,
                 config: self.config,
                 repository: tokio::sync::OnceCell::new(),

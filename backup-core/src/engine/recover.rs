@@ -2,11 +2,13 @@
 //! only what the catalog recorded as its own garbage.
 
 use futures::TryStreamExt;
+use object_store::path::Path;
 
 use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt, KeyClass, PendingFilter};
 use crate::engine::{Engine, chrono_duration};
 use crate::error::Result;
 use crate::id::VersionId;
+use crate::version::TombstoneKind;
 
 /// How many unknown object keys a report names.
 const SAMPLES: usize = 10;
@@ -28,6 +30,9 @@ pub struct RecoveryReport {
     pub garbage_deleted: u64,
     /// Tombstones whose objects are confirmed gone, forgotten.
     pub tombstones_forgotten: u64,
+    /// What stores kept of released uploads beyond their objects (staging files, open
+    /// multipart uploads), removed; see [`crate::UploadLeftovers`].
+    pub leftovers_removed: u64,
     /// Objects under the key prefix, older than the grace, that the catalog does not know:
     /// not deleted (they may be another repository's, or versions a lost catalog knew).
     pub unknown_objects: u64,
@@ -69,8 +74,9 @@ impl Engine {
     ///    and the retention of collections whose plan depends on time (a `keepWithin`) or
     ///    that hold protected versions is applied without waiting for an upload;
     /// 3. trashed versions past the trash retention are purged, with tombstones;
-    /// 4. the objects of every tombstone are deleted; tombstones older than the grace whose
-    ///    objects are gone are forgotten;
+    /// 4. the objects of every tombstone are deleted, with what the store kept of released
+    ///    uploads beyond them (see [`crate::EngineBuilder::upload_leftovers`]); tombstones
+    ///    older than the grace whose objects are gone are forgotten;
     /// 5. the objects under the key prefix are listed: those the catalog records as garbage
     ///    are deleted, those it does not know are counted in the report and **never
     ///    deleted**;
@@ -219,6 +225,12 @@ impl Engine {
             let batch = catalog.list_tombstones(None, after.as_deref(), self.inner.config.batch).await?;
             let mut forget = Vec::new();
             for t in &batch {
+                if let (Some(leftovers), TombstoneKind::Released) = (&self.inner.leftovers, t.kind) {
+                    match leftovers.remove(&Path::from(t.object_key.as_str())).await {
+                        Ok(n) => report.leftovers_removed += n,
+                        Err(e) => report.failures.push(format!("remove leftovers of {}: {e}", t.object_key)),
+                    }
+                }
                 match self.delete_object(&t.object_key).await {
                     Ok(()) => {
                         report.garbage_deleted += 1;

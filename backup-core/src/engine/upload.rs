@@ -14,7 +14,7 @@ use crate::engine::part_writer::PartWriter;
 use crate::engine::{Engine, chrono_duration};
 use crate::error::{BoxError, Error, Result};
 use crate::id::{CollectionId, VersionId};
-use crate::protocol::{self, CommitRequest, ReserveRequest, SizeHint};
+use crate::protocol::{self, CommitRequest, GrowRequest, Growth, ReserveRequest, SizeHint};
 use crate::quota_stream::{QuotaStream, StreamSummary};
 use crate::rotation::Incoming;
 use crate::store::object_key;
@@ -140,15 +140,25 @@ impl Engine {
         let mut guard = CleanupGuard { engine: self.clone(), id, key: key.clone(), armed: true };
         let mut lease = LeaseKeeper::spawn(self, id);
 
-        let mut body = QuotaStream::new(body, pending.reserved, spec.digest);
+        // An announced size is reserved exactly and capped here; an unknown one is capped by
+        // its reservation, which grows as the bytes arrive.
+        let mut body = QuotaStream::new(body, u64::MAX, spec.digest);
         if let Some(n) = options.expected_size {
             body = body.with_expected_size(n);
         }
         if let Some(rule) = rule {
             body = body.with_content_rule(rule);
         }
-        match self.stream_to_store(&key, body, &mut lease).await {
-            Ok(summary) => Ok(StagedUpload { engine: self.clone(), pending, summary, permit, guard, _lease: lease }),
+        let mut reservation = Reservation { pending };
+        match self.stream_to_store(&key, body, &mut reservation, &mut lease).await {
+            Ok(summary) => Ok(StagedUpload {
+                engine: self.clone(),
+                pending: reservation.pending,
+                summary,
+                permit,
+                guard,
+                _lease: lease,
+            }),
             Err(e) => {
                 guard.armed = false;
                 self.release(id, &key).await;
@@ -178,11 +188,13 @@ impl Engine {
         }
     }
 
-    /// Step 3: body → quota stream → multipart put, for as long as the lease is kept.
+    /// Step 3: body → quota stream → reservation → multipart put, for as long as the lease
+    /// is kept. No byte is stored before the reservation covers it.
     async fn stream_to_store<S, E>(
         &self,
         key: &Path,
         body: QuotaStream<S>,
+        reservation: &mut Reservation,
         lease: &mut LeaseKeeper,
     ) -> Result<StreamSummary>
     where
@@ -199,10 +211,14 @@ impl Engine {
                     chunk = body.next() => chunk,
                     lost = lease.lost() => return Err(lost),
                 };
-                match chunk {
-                    Some(chunk) => writer.put(chunk?).await?,
-                    None => return Ok(()),
+                let Some(chunk) = chunk else { return Ok(()) };
+                let chunk = chunk?;
+                let received = body.received();
+                tokio::select! {
+                    covered = reservation.cover(self, received) => covered?,
+                    lost = lease.lost() => return Err(lost),
                 }
+                writer.put(chunk).await?;
             }
         }
         .await;
@@ -212,6 +228,7 @@ impl Engine {
         }
         let summary = body.summary().ok_or_else(|| Error::internal("quota stream ended without a summary"))?;
         writer.finish().await?;
+        reservation.settle(self, summary.size).await;
         Ok(summary)
     }
 
@@ -222,6 +239,48 @@ impl Engine {
             self.inner.catalog.abort(&id, AbortCondition::Always, self.now()).await
         {
             let _ = self.delete_object(key.as_ref()).await;
+        }
+    }
+}
+
+/// An upload's reservation as the engine holds it: an announced size was reserved exactly;
+/// an unknown one grows in the catalog as the bytes arrive.
+#[derive(Debug)]
+struct Reservation {
+    pending: PendingUpload,
+}
+
+impl Reservation {
+    /// Makes the reservation cover `received` bytes.
+    ///
+    /// # Errors
+    /// [`Error::QuotaExceeded`] when they cannot fit; catalog errors.
+    async fn cover(&mut self, engine: &Engine, received: u64) -> Result<()> {
+        if received <= self.pending.reserved {
+            return Ok(());
+        }
+        let inner = &engine.inner;
+        let request = GrowRequest::new(self.pending.id, self.pending.collection.clone(), received, engine.now());
+        match inner.catalog.grow_reservation(&request, &inner.strategies).await? {
+            Growth::Grown(pending) => {
+                self.pending = *pending;
+                Ok(())
+            }
+            Growth::Refused { allowed } => Err(Error::QuotaExceeded { allowed, received_at_least: received }),
+        }
+    }
+
+    /// Once the body ended, gives back what the reservation holds of the extra space beyond
+    /// `size`, for the uploads still running while this one waits for its commit. Best effort:
+    /// if the step fails, the commit frees it all the same.
+    async fn settle(&mut self, engine: &Engine, size: u64) {
+        if self.pending.announced.is_some() || self.pending.pool_share == 0 || self.pending.reserved <= size {
+            return;
+        }
+        let inner = &engine.inner;
+        let request = GrowRequest::new(self.pending.id, self.pending.collection.clone(), size, engine.now()).ended();
+        if let Ok(Growth::Grown(pending)) = inner.catalog.grow_reservation(&request, &inner.strategies).await {
+            self.pending = *pending;
         }
     }
 }

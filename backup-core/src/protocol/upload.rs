@@ -1,4 +1,4 @@
-//! The upload protocol's steps: reserve, renew, commit, abort.
+//! The upload protocol's steps: reserve, grow, renew, commit, abort.
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -99,8 +99,10 @@ impl ReserveRequest {
 /// Decides a reservation: the pending row to insert, or why the upload cannot start.
 ///
 /// The upload may commit at most [`quota::allowance`] bytes given the versions the rotation
-/// keeps if it commits and the shares of the other live uploads; with an exact size hint it
-/// reserves just that.
+/// keeps if it commits and the shares of the other live uploads. With an exact size hint it
+/// reserves just that. Without one it reserves what is free of the shared extra space (up to
+/// the soft limit, or the lower bound if higher) and grows as its bytes arrive
+/// ([`decide_growth`]): an upload that has not sent its bytes yet holds no one's room.
 ///
 /// # Errors
 /// [`Error::CollectionNotFound`]; [`Error::QuotaExceeded`] when nothing fits or the announced
@@ -130,12 +132,133 @@ pub fn decide_reservation(
         }
         return Err(Error::QuotaExceeded { allowed, received_at_least: req.size_hint.lower });
     }
-    let reserved = req.size_hint.exact.unwrap_or(allowed);
+    let reserved = req.size_hint.exact.unwrap_or_else(|| limits.max_version_size.max(req.size_hint.lower).min(allowed));
     let pending = PendingUpload::new(req.id, req.collection.clone(), req.object_key.clone(), req.now, req.lease_until)
         .with_reservation(reserved, quota::pool_share(limits, reserved), req.size_hint.exact)
         .with_uploader(req.uploader.clone())
         .with_owner(req.owner.clone());
     Ok(Decision::new(vec![Mutation::InsertPending(pending.clone())], pending))
+}
+
+/// The smallest step an upload of unknown size grows by while the extra space is wide: its
+/// reservation at least doubles, so a large upload takes few catalog steps.
+pub const GROWTH_STEP: u64 = 1 << 20;
+
+/// An upload of unknown size needs room for the bytes it has received.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GrowRequest {
+    /// The upload (the pending row's id).
+    pub id: VersionId,
+    /// The collection.
+    pub collection: CollectionId,
+    /// The bytes received so far, which the reservation must cover.
+    pub received: u64,
+    /// The body ended: the reservation becomes exactly `received`, giving back what it held
+    /// beyond, so an upload waiting for its commit holds no room it will not use.
+    pub ended: bool,
+    /// The current time.
+    pub now: Timestamp,
+}
+
+impl GrowRequest {
+    /// A request from its parts.
+    pub fn new(id: VersionId, collection: CollectionId, received: u64, now: impl Into<Timestamp>) -> Self {
+        GrowRequest { id, collection, received, ended: false, now: now.into() }
+    }
+
+    /// The body ended with `received` bytes.
+    pub fn ended(mut self) -> Self {
+        self.ended = true;
+        self
+    }
+}
+
+/// What [`decide_growth`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Growth {
+    /// The reservation covers the bytes received (and a step more, where there is room).
+    Grown(Box<PendingUpload>),
+    /// The bytes received do not fit next to the versions kept and the other live uploads:
+    /// the upload must fail. Its reservation was dropped to nothing in the same step, so the
+    /// room it held goes to the uploads still running at once.
+    Refused {
+        /// The most this upload could have had.
+        allowed: u64,
+    },
+}
+
+/// Decides the growth of an upload of unknown size, first come first served: the reservation
+/// grows to cover `received` plus a step (at least [`GROWTH_STEP`] and as much as it has
+/// received, so it doubles, but no more than an even share among the live uploads of what is
+/// left free), within the upload's allowance. An upload is refused only when the bytes it has cannot fit; what
+/// others hold beyond their bytes is at most their share of the room that was free.
+///
+/// # Errors
+/// [`Error::Conflict`] when the reservation is gone or its lease expired; errors of the
+/// retention strategy.
+pub fn decide_growth(
+    state: &LoadedState,
+    req: &GrowRequest,
+    strategies: &RotationStrategies,
+) -> Result<Decision<Growth>> {
+    let cs = collection_of(state, &req.collection)?;
+    let pending = live_pending(state, cs, &req.id, &req.collection, req.now)?;
+    let limits = &cs.collection.spec.limits;
+    if req.received <= pending.reserved {
+        if !req.ended || req.received == pending.reserved || pending.announced.is_some() {
+            return Ok(Decision::new(vec![], Growth::Grown(Box::new(pending.clone()))));
+        }
+        let settled = pending.clone().with_reservation(req.received, quota::pool_share(limits, req.received), None);
+        return Ok(Decision::new(vec![Mutation::UpdatePending(settled.clone())], Growth::Grown(Box::new(settled))));
+    }
+    let outcome = plan_retention(cs, strategies, Some(Incoming::new(None, pending.created_at)), req.now)?;
+    let allowed = match pending.announced {
+        // An announced size reserved exactly; it never grows.
+        Some(_) => pending.reserved,
+        None => allowance_beside(cs, &outcome, Some(req.id), req.now),
+    };
+    if req.received > allowed {
+        let dropped = pending.clone().with_reservation(0, 0, pending.announced);
+        return Ok(Decision::new(vec![Mutation::UpdatePending(dropped)], Growth::Refused { allowed }));
+    }
+    let free = allowed - req.received;
+    let live = cs.live_pending(req.now).count().max(1) as u64;
+    let step = req.received.max(GROWTH_STEP).min(free / live);
+    let target = if req.ended { req.received } else { (req.received + step).max(pending.reserved).min(allowed) };
+    let grown = pending.clone().with_reservation(target, quota::pool_share(limits, target), None);
+    Ok(Decision::new(vec![Mutation::UpdatePending(grown.clone())], Growth::Grown(Box::new(grown))))
+}
+
+/// The pending row of an upload whose lease still runs: the one loaded (and locked) by id
+/// when the query asked for it, else the collection's.
+fn live_pending<'a>(
+    state: &'a LoadedState,
+    cs: &'a crate::protocol::CollectionState,
+    id: &VersionId,
+    collection: &CollectionId,
+    now: Timestamp,
+) -> Result<&'a PendingUpload> {
+    let by_id = match state.version_row(id) {
+        Some(VersionRow::Pending(p)) => Some(p),
+        _ => None,
+    };
+    let pending = by_id
+        .or_else(|| cs.pending.iter().find(|p| p.id == *id))
+        .filter(|p| p.collection == *collection)
+        .ok_or_else(|| {
+            Error::conflict(format!(
+                "upload {id} to {collection} has no reservation any more (aborted, or expired and recovered)"
+            ))
+        })?;
+    if !pending.is_live(now) {
+        return Err(Error::conflict(format!(
+            "the lease of upload {id} to {collection} expired at {}",
+            pending.lease_until
+        )));
+    }
+    Ok(pending)
 }
 
 /// Decides a lease renewal: only a pending upload whose lease still runs may renew it. An
@@ -249,25 +372,7 @@ pub fn decide_commit(
     strategies: &RotationStrategies,
 ) -> Result<Decision<Committed>> {
     let cs = collection_of(state, &req.collection)?;
-    // The row loaded (and locked) by id when the query asked for it, else the collection's.
-    let by_id = match state.version_row(&req.id) {
-        Some(VersionRow::Pending(p)) => Some(p),
-        _ => None,
-    };
-    let pending =
-        by_id.or_else(|| cs.pending.iter().find(|p| p.id == req.id)).filter(|p| p.collection == req.collection);
-    let pending = pending.ok_or_else(|| {
-        Error::conflict(format!(
-            "upload {} to {} has no reservation any more (aborted, or expired and recovered)",
-            req.id, req.collection
-        ))
-    })?;
-    if !pending.is_live(req.now) {
-        return Err(Error::conflict(format!(
-            "the lease of upload {} to {} expired at {}",
-            req.id, req.collection, pending.lease_until
-        )));
-    }
+    let pending = live_pending(state, cs, &req.id, &req.collection, req.now)?;
     if req.size > pending.reserved {
         return Err(Error::QuotaExceeded { allowed: pending.reserved, received_at_least: req.size });
     }

@@ -66,7 +66,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let catalog = SqliteCatalog::open(args.data.join("catalog.db")).await?;
     // One process at a time works in the folder: its uploads are its own, and what an
     // interrupted run left is released at once.
-    let engine = Engine::builder().store(store).catalog(Arc::new(catalog)).instance("backup-embedded").build()?;
+    let engine = Engine::builder()
+        .store(store)
+        .catalog(Arc::new(catalog))
+        .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)))
+        .instance("backup-embedded")
+        .build()?;
     // Finish what an interrupted run left: uploads, trash, garbage, staging files.
     let report = engine.recover().await?;
     let staging = backup_store::local_disk::remove_stale_staging_files(&blobs, Duration::from_secs(900))?;

@@ -68,7 +68,12 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
     let catalog = open_catalog(&args.catalog()).await.map_err(|e| format!("catalog: {e}"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let directory = Arc::new(Directory::new(manifests.policy_set()));
-    let engine = Engine::builder()
+    let mut builder = Engine::builder();
+    if let Some(root) = storage_url.strip_prefix("file://") {
+        // Staging files of uploads a killed process left go at the next maintenance run.
+        builder = builder.upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(root)));
+    }
+    let engine = builder
         .catalog(catalog.clone())
         .store(store)
         .clock(clock.clone())

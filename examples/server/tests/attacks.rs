@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{
-    NO_RATE_LIMITS, PeakSampler, RawResponse, Server, Usage, add_manifest, add_user, args, armored, client,
+    NO_RATE_LIMITS, PeakSampler, RawResponse, Server, Usage, add_plain_collection, add_user, args, armored, client,
     config_copy, json, login, parse_raw, try_login, version_numbers,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,21 +20,10 @@ use tokio::net::{TcpSocket, TcpStream};
 /// Short timeouts so that each attack ends within seconds.
 const QUICK: [&str; 6] = ["--idle-timeout", "2s", "--stall-timeout", "3s", "--login-timeout", "3s"];
 
-/// A collection without the OpenPGP rule, for large uploads, which some-user manages.
-fn attack_collection(config: &std::path::Path) {
-    add_manifest(
-        config,
-        "backups.riotkit.org/v1alpha1/backupcollections/attack.yaml",
-        "---\napiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: attack\nspec:\n    \
-         filenameTemplate: attack-${version}.bin\n    maxBackupsCount: 10\n    maxOneVersionSize: 20M\n    \
-         maxCollectionSize: 200M\n    contentRule: none\n    accessControl:\n        - name: some-user\n          \
-         type: user\n          roles: [\"collectionManager\"]\n",
-    );
-}
-
 fn start(extra: &[&str]) -> (Server, tempfile::TempDir, tempfile::TempDir) {
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
-    attack_collection(config.path());
+    // Without the OpenPGP rule, for large uploads.
+    add_plain_collection(config.path(), "attack", 10, "20M", "200M");
     (Server::start(&args(config.path(), data.path(), &with_defaults(extra))), config, data)
 }
 

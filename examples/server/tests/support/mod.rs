@@ -36,6 +36,21 @@ pub fn add_manifest(config: &Path, relative: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Adds a collection without a content rule, which some-user manages: `count` versions of
+/// `soft` each, `hard` in all (sizes as manifests write them).
+pub fn add_plain_collection(config: &Path, name: &str, count: u32, soft: &str, hard: &str) {
+    add_manifest(
+        config,
+        &format!("backups.riotkit.org/v1alpha1/backupcollections/{name}.yaml"),
+        &format!(
+            "---\napiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: {name}\nspec:\n    \
+             filenameTemplate: {name}-${{version}}.bin\n    maxBackupsCount: {count}\n    maxOneVersionSize: {soft}\n    \
+             maxCollectionSize: {hard}\n    contentRule: none\n    accessControl:\n        - name: some-user\n          \
+             type: user\n          roles: [\"collectionManager\"]\n"
+        ),
+    );
+}
+
 /// Adds a user without global roles whose password is the examples' `admin`.
 pub fn add_user(config: &Path, name: &str) {
     add_manifest(
