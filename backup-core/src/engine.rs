@@ -78,6 +78,8 @@ struct EngineInner {
     content_rules: ContentRules,
     /// Removes staging leftovers of released uploads, if the store has any.
     leftovers: Option<Arc<dyn crate::store::UploadLeftovers>>,
+    /// Writes uploads with multipart ids the catalog records, when the store has them.
+    multipart: Option<part_writer::Multipart>,
     key_prefix: Path,
     config: EngineConfig,
     /// The repository id, once checked.

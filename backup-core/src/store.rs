@@ -16,11 +16,12 @@ pub fn object_key(prefix: &Path, collection: &CollectionId, id: &VersionId) -> P
     prefix.clone().join(collection.as_str()).join(id.to_string())
 }
 
-/// Removes what a store keeps of an upload that never completed, beyond its object: the
-/// staging file of a local-disk store (`<key>#<n>`, renamed into place only on completion),
-/// an open multipart upload of an object store.
+/// Removes what a store keeps of an upload that never completed, beyond its object, found by
+/// the object's key: the staging file of a local-disk store (`<key>#<n>`, renamed into place
+/// only on completion). (Open multipart uploads of object stores are aborted by the id the
+/// catalog recorded: [`crate::EngineBuilder::multipart_store`].)
 ///
-/// `object_store` aborts these itself when an upload fails in-process; a killed process
+/// `object_store` removes these itself when an upload fails in-process; a killed process
 /// leaves them, invisible to listings. [`crate::Engine::recover`] calls this for every object
 /// the catalog recorded as released (a tombstone of an upload that never committed), so
 /// leftovers go at the next maintenance run after the upload is released, by the catalog's

@@ -290,6 +290,11 @@ pub struct PendingUpload {
     /// again after a crash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The store's id of the multipart upload writing the object (S3, GCS, Azure), recorded
+    /// when it began: `recover()` aborts it if the upload is released, so parts a killed
+    /// process left do not stay in the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<String>,
 }
 
 impl PendingUpload {
@@ -312,6 +317,7 @@ impl PendingUpload {
             lease_until: lease_until.into(),
             uploader: Uploader::default(),
             owner: None,
+            staging: None,
         }
     }
 
@@ -332,6 +338,12 @@ impl PendingUpload {
     /// Sets the owning engine instance.
     pub fn with_owner(mut self, owner: Option<String>) -> Self {
         self.owner = owner;
+        self
+    }
+
+    /// Sets the store's id of the multipart upload writing the object.
+    pub fn with_staging(mut self, staging: Option<String>) -> Self {
+        self.staging = staging;
         self
     }
 
@@ -390,6 +402,9 @@ pub struct Tombstone {
     pub kind: TombstoneKind,
     /// When it became garbage.
     pub recorded_at: Timestamp,
+    /// For a released upload, the store's id of the multipart upload that wrote it, to abort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<String>,
 }
 
 impl Tombstone {
@@ -401,7 +416,20 @@ impl Tombstone {
         kind: TombstoneKind,
         recorded_at: impl Into<Timestamp>,
     ) -> Self {
-        Tombstone { object_key: object_key.into(), collection, version, kind, recorded_at: recorded_at.into() }
+        Tombstone {
+            object_key: object_key.into(),
+            collection,
+            version,
+            kind,
+            recorded_at: recorded_at.into(),
+            staging: None,
+        }
+    }
+
+    /// Sets the id of the multipart upload to abort.
+    pub fn with_staging(mut self, staging: Option<String>) -> Self {
+        self.staging = staging;
+        self
     }
 }
 

@@ -53,7 +53,7 @@ pub mod testing;
 mod url;
 
 pub use local_disk::local_disk_store;
-pub use object_store_url::{StoreOptions, object_store_from_url};
+pub use object_store_url::{OpenedStore, StoreOptions, object_store_from_url, open_store};
 pub use open::open_catalog;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresCatalog, PostgresCatalogBuilder};

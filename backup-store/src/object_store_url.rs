@@ -6,10 +6,15 @@ use std::sync::Arc;
 use backup_core::{Error, Result};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+use object_store::multipart::PartId;
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use object_store::path::Path;
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use object_store::prefix::PrefixStore;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+use object_store::{MultipartId, PutPayload, PutResult};
 
 use crate::url::redact;
 
@@ -82,12 +87,55 @@ fn invalid(url: &str, reason: impl std::fmt::Display) -> Error {
 /// [`Error::InvalidInput`] for an unknown scheme (listing the supported ones), a scheme whose
 /// feature is off, or settings the backend refuses.
 pub fn object_store_from_url(url: &str, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    open_store(url, options).map(|opened| opened.store)
+}
+
+/// A store opened from a URL by [`open_store`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// For object stores whose multipart uploads outlive a killed process (S3, GCS, Azure),
+    /// the same store as a [`MultipartStore`], for
+    /// [`backup_core::EngineBuilder::multipart_store`].
+    pub multipart: Option<Arc<dyn MultipartStore>>,
+}
+
+impl std::fmt::Debug for OpenedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedStore").field("store", &self.store).field("multipart", &self.multipart.is_some()).finish()
+    }
+}
+
+/// [`object_store_from_url`], with the store also as a [`MultipartStore`] where a killed
+/// process can leave multipart uploads behind, so that the engine records their ids and
+/// `recover()` aborts them:
+///
+/// ```
+/// use backup_store::{StoreOptions, open_store};
+///
+/// let opened = open_store("memory://", &StoreOptions::default())?;
+/// let mut builder = backup_core::Engine::builder().store(opened.store);
+/// if let Some(multipart) = opened.multipart {
+///     builder = builder.multipart_store(multipart);
+/// }
+/// let engine = builder.build()?;
+/// # Ok::<(), backup_core::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`object_store_from_url`].
+pub fn open_store(url: &str, options: &StoreOptions) -> Result<OpenedStore> {
     let parsed = url::Url::parse(url).map_err(|e| invalid(url, e))?;
+    let local = |store: Arc<dyn ObjectStore>| OpenedStore { store, multipart: None };
     match parsed.scheme() {
-        "memory" => Ok(Arc::new(InMemory::new())),
+        // A process that dies takes its memory along; local disk leaves staging files, which
+        // `local_disk::StagingFiles` removes.
+        "memory" => Ok(local(Arc::new(InMemory::new()))),
         "file" => {
             let path = parsed.to_file_path().map_err(|()| invalid(url, "expected file:///absolute/path"))?;
-            crate::local_disk::local_disk_store(path)
+            crate::local_disk::local_disk_store(path).map(local)
         }
         "s3" | "s3a" => s3(url, &parsed, options),
         "gs" => gcs(url, &parsed, options),
@@ -114,15 +162,65 @@ fn settings(parsed: &url::Url, options: &StoreOptions) -> Vec<(String, String)> 
 }
 
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-fn with_prefix(store: impl ObjectStore, prefix: Option<Path>) -> Arc<dyn ObjectStore> {
+fn with_prefix<T: ObjectStore + MultipartStore>(store: T, prefix: Option<Path>) -> OpenedStore {
+    let store = Arc::new(store);
     match prefix {
-        Some(p) => Arc::new(PrefixStore::new(store, p)),
-        None => Arc::new(store),
+        Some(p) => OpenedStore {
+            store: Arc::new(PrefixStore::new(store.clone() as Arc<dyn ObjectStore>, p.clone())),
+            multipart: Some(Arc::new(PrefixedMultipart { inner: store, prefix: p })),
+        },
+        None => OpenedStore { store: store.clone(), multipart: Some(store) },
+    }
+}
+
+/// A [`MultipartStore`] under a key prefix, as [`PrefixStore`] is for the store.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+#[derive(Debug)]
+struct PrefixedMultipart<T> {
+    inner: Arc<T>,
+    prefix: Path,
+}
+
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+impl<T> PrefixedMultipart<T> {
+    fn full(&self, path: &Path) -> Path {
+        self.prefix.parts().chain(path.parts()).collect()
+    }
+}
+
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+#[async_trait::async_trait]
+impl<T: MultipartStore> MultipartStore for PrefixedMultipart<T> {
+    async fn create_multipart(&self, path: &Path) -> object_store::Result<MultipartId> {
+        self.inner.create_multipart(&self.full(path)).await
+    }
+
+    async fn put_part(
+        &self,
+        path: &Path,
+        id: &MultipartId,
+        part_idx: usize,
+        data: PutPayload,
+    ) -> object_store::Result<PartId> {
+        self.inner.put_part(&self.full(path), id, part_idx, data).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        path: &Path,
+        id: &MultipartId,
+        parts: Vec<PartId>,
+    ) -> object_store::Result<PutResult> {
+        self.inner.complete_multipart(&self.full(path), id, parts).await
+    }
+
+    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> object_store::Result<()> {
+        self.inner.abort_multipart(&self.full(path), id).await
     }
 }
 
 #[cfg(feature = "aws")]
-fn s3(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+fn s3(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedStore> {
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
     let (bucket, prefix) = bucket_and_prefix(url, parsed)?;
     let all = settings(parsed, options);
@@ -147,12 +245,12 @@ fn s3(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn Ob
 }
 
 #[cfg(not(feature = "aws"))]
-fn s3(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+fn s3(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<OpenedStore> {
     Err(invalid(url, format!("s3:// needs backup-store's `aws` feature; this build supports {}", supported())))
 }
 
 #[cfg(feature = "gcp")]
-fn gcs(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+fn gcs(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedStore> {
     use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
     let (bucket, prefix) = bucket_and_prefix(url, parsed)?;
     let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
@@ -164,12 +262,12 @@ fn gcs(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn O
 }
 
 #[cfg(not(feature = "gcp"))]
-fn gcs(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+fn gcs(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<OpenedStore> {
     Err(invalid(url, format!("gs:// needs backup-store's `gcp` feature; this build supports {}", supported())))
 }
 
 #[cfg(feature = "azure")]
-fn azure(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+fn azure(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedStore> {
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     let (container, prefix) = bucket_and_prefix(url, parsed)?;
     let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
@@ -181,6 +279,6 @@ fn azure(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<Arc<dyn
 }
 
 #[cfg(not(feature = "azure"))]
-fn azure(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+fn azure(url: &str, _parsed: &url::Url, _options: &StoreOptions) -> Result<OpenedStore> {
     Err(invalid(url, format!("az:// needs backup-store's `azure` feature; this build supports {}", supported())))
 }

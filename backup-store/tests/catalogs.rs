@@ -98,6 +98,7 @@ macro_rules! every_backend {
                     commit_applies_rotation_and_purge,
                     quota_is_enforced_at_reserve_and_commit,
                     live_uploads_are_capped,
+                    multipart_ids_are_recorded_and_tombstoned,
                     leases_expire_and_are_never_revived,
                     abort_reports_what_it_found_and_leaves_a_tombstone,
                     tombstones_are_listed_classified_and_forgotten,

@@ -155,6 +155,18 @@ pub trait CatalogExt: Catalog {
         .await
     }
 
+    /// Records the store's id of the multipart upload writing a live upload's object.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_staging`].
+    async fn record_staging(&self, id: &VersionId, staging: &str, now: Timestamp) -> Result<PendingUpload> {
+        let (id, staging) = (*id, staging.to_owned());
+        self.step(StateQuery::versions([id]).with_label("record_staging").relaxed(), move |s| {
+            protocol::decide_staging(s, &id, staging, now)
+        })
+        .await
+    }
+
     /// Extends the lease of a live pending upload.
     ///
     /// # Errors

@@ -38,6 +38,7 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     commit_applies_rotation_and_purge(c).await;
     quota_is_enforced_at_reserve_and_commit(c).await;
     live_uploads_are_capped(c).await;
+    multipart_ids_are_recorded_and_tombstoned(c).await;
     unknown_sizes_grow_as_their_bytes_arrive(catalog.clone()).await;
     leases_expire_and_are_never_revived(c).await;
     abort_reports_what_it_found_and_leaves_a_tombstone(c).await;
@@ -393,6 +394,31 @@ pub async fn unknown_sizes_grow_as_their_bytes_arrive(catalog: Arc<dyn Catalog>)
     // The idle upload was never in anyone's way, and now nothing of the extra space is left.
     assert_eq!(grow(catalog.as_ref(), &idle, 151).await, Growth::Refused { allowed: 150 });
     catalog.abort(&idle.id, AbortCondition::Always, now()).await.expect("abort");
+}
+
+/// A multipart upload's id is recorded on a live upload only, survives a reload and a
+/// growth, and goes into the tombstone when the upload is released by anyone but an uploader
+/// that finished it.
+pub async fn multipart_ids_are_recorded_and_tombstoned(catalog: &dyn Catalog) {
+    let id = create(catalog, "staging", spec(3, 100, 600)).await;
+    let t = now();
+    let crashed = reserve(catalog, &id, SizeHint::unknown()).await;
+    let recorded = catalog.record_staging(&crashed.id, "upload-1", t).await.expect("record");
+    assert_eq!(recorded.staging.as_deref(), Some("upload-1"));
+    let grown = grown(grow(catalog, &crashed, 150).await);
+    assert_eq!(grown.staging.as_deref(), Some("upload-1"), "a growth keeps the id");
+    let state = catalog.collection_state(&id).await.expect("state");
+    assert_eq!(state.pending[0].staging.as_deref(), Some("upload-1"), "the id is stored");
+    let finished = reserve(catalog, &id, SizeHint::unknown()).await;
+    catalog.record_staging(&finished.id, "upload-2", t).await.expect("record");
+    catalog.abort(&crashed.id, AbortCondition::ExpiredAt(t + Duration::minutes(11)), t).await.expect("abort");
+    catalog.abort(&finished.id, AbortCondition::Finished, t).await.expect("abort");
+    let tombstones = catalog.list_tombstones(Some(&id), None, 10).await.expect("tombstones");
+    let staging_of = |key: &str| tombstones.iter().find(|t| t.object_key == key).map(|t| t.staging.clone());
+    assert_eq!(staging_of(&crashed.object_key), Some(Some("upload-1".into())), "{tombstones:?}");
+    assert_eq!(staging_of(&finished.object_key), Some(None), "{tombstones:?}");
+    let e = catalog.record_staging(&crashed.id, "late", t).await.expect_err("not pending any more");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
 }
 
 /// Expired leases stop counting, cannot commit, cannot be renewed (their share may be promised

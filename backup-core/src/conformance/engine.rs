@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -31,7 +32,18 @@ const CONCURRENT_UPLOADS: u32 = 32;
 
 /// Runs every check against `store` (with `catalog` for metadata).
 pub async fn run_all(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>) {
-    let ctx = Ctx::new(store, catalog);
+    run_all_with(store, None, catalog).await;
+}
+
+/// [`run_all`], with uploads written through `multipart` (the same store as a
+/// [`MultipartStore`]) and their multipart ids recorded; then
+/// [`a_crashed_uploads_multipart_upload_is_aborted`].
+pub async fn run_all_with(
+    store: Arc<dyn ObjectStore>,
+    multipart: Option<Arc<dyn MultipartStore>>,
+    catalog: Arc<dyn Catalog>,
+) {
+    let ctx = Ctx::new(store, multipart.clone(), catalog);
     multipart_round_trip_by_every_selector(&ctx).await;
     rotation_deletes_evicted_objects(&ctx).await;
     refused_and_failed_uploads_leave_nothing(&ctx).await;
@@ -39,6 +51,9 @@ pub async fn run_all(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>) {
     download_detects_corruption_and_truncation(&ctx).await;
     recover_deletes_garbage_and_never_unknown_objects(&ctx).await;
     chunked_uploads_share_the_extra_space(&ctx).await;
+    if let Some(multipart) = multipart {
+        a_crashed_uploads_multipart_upload_is_aborted(&ctx, multipart).await;
+    }
     let store = ctx.engine.store().clone();
     repository_identity_is_checked(store).await;
 }
@@ -52,10 +67,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn new(store: Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>) -> Self {
+    fn new(store: Arc<dyn ObjectStore>, multipart: Option<Arc<dyn MultipartStore>>, catalog: Arc<dyn Catalog>) -> Self {
         let clock = Arc::new(ManualClock::starting_now());
         let prefix = format!("conformance-{}", uuid::Uuid::new_v4().simple());
-        let engine = Engine::builder()
+        let mut builder = Engine::builder();
+        if let Some(multipart) = multipart {
+            builder = builder.multipart_store(multipart);
+        }
+        let engine = builder
             .store(store)
             .catalog(catalog)
             .clock(clock.clone())
@@ -317,6 +336,56 @@ pub async fn chunked_uploads_share_the_extra_space(ctx: &Ctx) {
     drop(stalled_tx);
     let late = stalled.await.expect("task").expect("the stalled upload commits once its bytes arrive");
     assert_eq!(late.size, size as u64);
+}
+
+/// A process killed during an upload through a [`MultipartStore`] leaves its multipart upload
+/// open (its runtime stops: no clean-up runs). Once its lease ran out, `recover()` aborts that
+/// upload by the id the catalog recorded, and nothing else.
+pub async fn a_crashed_uploads_multipart_upload_is_aborted(ctx: &Ctx, multipart: Arc<dyn MultipartStore>) {
+    let id = ctx.collection("crashed", Limits::new(3, 64 << 20, 192 << 20).expect("limits")).await;
+    let kept = ctx.engine.upload(&ctx.actor, &id, body_of(pattern(60, 1000), 100)).await.expect("upload");
+    // The "process": its own runtime, shut down in the middle of the upload, past one part.
+    let (engine, actor, collection) = (ctx.engine.clone(), ctx.actor.clone(), id.clone());
+    let crashed = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
+        tx.unbounded_send(Ok(pattern(61, PART + 1000))).expect("send");
+        let pending = runtime.block_on(async {
+            let catalog = engine.catalog().clone();
+            let uploading = collection.clone();
+            tokio::spawn(async move { engine.upload(&actor, &uploading, rx).await });
+            for _ in 0..2000 {
+                let state = catalog.collection_state(&collection).await.expect("state");
+                if let Some(p) = state.pending.first().filter(|p| p.staging.is_some()) {
+                    // The first part is in the store once the body moved past it.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return p.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("the upload did not record its multipart id");
+        });
+        // Killed: nothing it runs finishes or cleans up.
+        runtime.shutdown_background();
+        drop(tx);
+        pending
+    })
+    .await
+    .expect("crashed process");
+    let (key, upload_id) = (Path::from(crashed.object_key.as_str()), crashed.staging.clone().expect("staging"));
+    // It is open: another part can be written to it.
+    multipart.put_part(&key, &upload_id, 7, PutPayload::from_static(b"x")).await.expect("the upload is still open");
+    ctx.clock.advance(chrono::Duration::minutes(2));
+    let report = ctx.engine.recover().await.expect("recover");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.aborted_uploads, 1, "{report:?}");
+    assert!(report.leftovers_removed >= 1, "the multipart upload was aborted: {report:?}");
+    let e = multipart.put_part(&key, &upload_id, 8, PutPayload::from_static(b"x")).await;
+    assert!(e.is_err(), "the multipart upload is gone");
+    assert!(ctx.download(&id, VersionSelector::Latest).await.expect("download") == pattern(60, 1000));
+    assert!(ctx.exists(&kept.object_key).await);
+    let again = ctx.engine.recover().await.expect("recover");
+    assert!(again.is_clean(), "aborting an upload already gone is not an error: {again:?}");
 }
 
 fn engine_on(store: &Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>, prefix: &str, adopt: bool) -> Engine {

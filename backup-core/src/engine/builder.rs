@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use tokio_util::task::TaskTracker;
 
@@ -13,6 +14,7 @@ use crate::catalog::Catalog;
 use crate::catalog::memory::MemoryCatalog;
 use crate::clock::{Clock, SystemClock};
 use crate::content_rule::{ContentRule, ContentRules};
+use crate::engine::part_writer::Multipart;
 use crate::engine::{Engine, EngineConfig, EngineInner};
 use crate::error::{Error, Result};
 use crate::rotation::{RotationStrategies, RotationStrategy};
@@ -45,6 +47,7 @@ pub struct EngineBuilder {
     strategies: RotationStrategies,
     content_rules: ContentRules,
     leftovers: Option<Arc<dyn UploadLeftovers>>,
+    multipart: Option<Multipart>,
     key_prefix: String,
     config: EngineConfig,
 }
@@ -59,6 +62,7 @@ impl Default for EngineBuilder {
             strategies: RotationStrategies::default(),
             content_rules: ContentRules::default(),
             leftovers: None,
+            multipart: None,
             key_prefix: "data".to_owned(),
             config: EngineConfig::default(),
         }
@@ -175,6 +179,16 @@ impl EngineBuilder {
         self
     }
 
+    /// Writes uploads through `multipart`, the same store as [`EngineBuilder::store`] seen
+    /// as a [`MultipartStore`] (S3, GCS, Azure), and records each upload's multipart id in
+    /// the catalog: when an upload is released (failed, or abandoned by a killed process),
+    /// `recover()` aborts its multipart upload by that id, so no parts stay in the bucket.
+    /// (`backup_store::open_store` gives both for a URL.)
+    pub fn multipart_store(mut self, multipart: Arc<dyn MultipartStore>) -> Self {
+        self.multipart = Some(Multipart(multipart));
+        self
+    }
+
     /// Names this engine instance (a host and port, say): its uploads are recorded as its
     /// own, and `recover()` releases those a previous run of the same instance left, at once,
     /// instead of waiting for their leases. Two live instances must never share a name
@@ -230,6 +244,7 @@ impl EngineBuilder {
                 strategies: Arc::new(self.strategies),
                 content_rules: self.content_rules,
                 leftovers: self.leftovers,
+                multipart: self.multipart,
                 key_prefix,
                 config: self.config,
                 repository: tokio::sync::OnceCell::new(),

@@ -3,9 +3,12 @@
 //! Like `object_store::WriteMultipart`, but it keeps the upload handle where a `Drop` can
 //! still abort it: a cancelled upload (its future dropped) must not leave parts behind.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{MultipartUpload, PutPayloadMut, PutResult};
+use object_store::{MultipartId, MultipartUpload, PutPayload, PutPayloadMut, PutResult, UploadPart};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
@@ -113,5 +116,65 @@ impl Drop for PartWriter {
                 let _ = upload.abort().await;
             });
         }
+    }
+}
+
+/// The engine's [`MultipartStore`] (which is not `Debug`).
+#[derive(Clone)]
+pub(crate) struct Multipart(pub(crate) Arc<dyn MultipartStore>);
+
+impl std::fmt::Debug for Multipart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MultipartStore")
+    }
+}
+
+/// A multipart upload through a [`MultipartStore`], whose id the engine knows (and records in
+/// the catalog), so that what a killed process left can be aborted by id later.
+#[derive(Debug)]
+pub(crate) struct RecordedMultipart {
+    store: Multipart,
+    key: Path,
+    id: MultipartId,
+    /// The parts written so far, by index (they may finish out of order).
+    parts: Arc<Mutex<Vec<Option<PartId>>>>,
+    next: usize,
+}
+
+impl RecordedMultipart {
+    pub(crate) fn new(store: Multipart, key: Path, id: MultipartId) -> Self {
+        RecordedMultipart { store, key, id, parts: Arc::default(), next: 0 }
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for RecordedMultipart {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let (store, key, id, parts) = (self.store.0.clone(), self.key.clone(), self.id.clone(), self.parts.clone());
+        let index = self.next;
+        self.next += 1;
+        Box::pin(async move {
+            let part = store.put_part(&key, &id, index, data).await?;
+            let mut parts = parts.lock().unwrap_or_else(|p| p.into_inner());
+            if parts.len() <= index {
+                parts.resize(index + 1, None);
+            }
+            parts[index] = Some(part);
+            Ok(())
+        })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let parts: Option<Vec<PartId>> =
+            std::mem::take(&mut *self.parts.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+        let parts = parts.ok_or_else(|| object_store::Error::Generic {
+            store: "multipart",
+            source: format!("a part of {} was not written", self.key).into(),
+        })?;
+        self.store.0.complete_multipart(&self.key, &self.id, parts).await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.store.0.abort_multipart(&self.key, &self.id).await
     }
 }

@@ -8,7 +8,7 @@ use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt, KeyClass, Pending
 use crate::engine::{Engine, chrono_duration};
 use crate::error::Result;
 use crate::id::VersionId;
-use crate::version::TombstoneKind;
+use crate::version::{Tombstone, TombstoneKind};
 
 /// How many unknown object keys a report names.
 const SAMPLES: usize = 10;
@@ -225,11 +225,8 @@ impl Engine {
             let batch = catalog.list_tombstones(None, after.as_deref(), self.inner.config.batch).await?;
             let mut forget = Vec::new();
             for t in &batch {
-                if let (Some(leftovers), TombstoneKind::Released) = (&self.inner.leftovers, t.kind) {
-                    match leftovers.remove(&Path::from(t.object_key.as_str())).await {
-                        Ok(n) => report.leftovers_removed += n,
-                        Err(e) => report.failures.push(format!("remove leftovers of {}: {e}", t.object_key)),
-                    }
+                if t.kind == TombstoneKind::Released {
+                    self.remove_leftovers(t, report).await;
                 }
                 match self.delete_object(&t.object_key).await {
                     Ok(()) => {
@@ -252,6 +249,26 @@ impl Engine {
             match batch.last() {
                 Some(last) if batch.len() == self.inner.config.batch => after = Some(last.object_key.clone()),
                 _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Removes what the store kept of a released upload beyond its object: its staging files,
+    /// its multipart upload (by the id the catalog recorded). A multipart upload already gone
+    /// (aborted when the upload failed in-process) is not an error.
+    async fn remove_leftovers(&self, t: &Tombstone, report: &mut RecoveryReport) {
+        let key = Path::from(t.object_key.as_str());
+        if let Some(leftovers) = &self.inner.leftovers {
+            match leftovers.remove(&key).await {
+                Ok(n) => report.leftovers_removed += n,
+                Err(e) => report.failures.push(format!("remove leftovers of {key}: {e}")),
+            }
+        }
+        if let (Some(multipart), Some(id)) = (&self.inner.multipart, &t.staging) {
+            match multipart.0.abort_multipart(&key, id).await {
+                Ok(()) => report.leftovers_removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => report.failures.push(format!("abort multipart upload {id} of {key}: {e}")),
             }
         }
     }

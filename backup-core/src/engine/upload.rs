@@ -10,7 +10,7 @@ use object_store::path::Path;
 use crate::authz::{Action, Actor, Permit};
 use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt};
 use crate::engine::lease::LeaseKeeper;
-use crate::engine::part_writer::PartWriter;
+use crate::engine::part_writer::{PartWriter, RecordedMultipart};
 use crate::engine::{Engine, chrono_duration};
 use crate::error::{BoxError, Error, Result};
 use crate::id::{CollectionId, VersionId};
@@ -202,7 +202,7 @@ impl Engine {
         E: Into<BoxError>,
     {
         let inner = &self.inner;
-        let upload = inner.store.put_multipart(key).await.map_err(|e| Error::store("put_multipart", key, e))?;
+        let upload = self.open_multipart(key, reservation).await?;
         let mut writer = PartWriter::new(upload, key.clone(), inner.config.part_size, inner.config.parts_in_flight);
         let mut body = pin!(body);
         let streamed: Result<()> = async {
@@ -232,11 +232,35 @@ impl Engine {
         Ok(summary)
     }
 
+    /// Opens the multipart upload the body is written to. Through the engine's
+    /// [`MultipartStore`](object_store::multipart::MultipartStore), if it has one, the upload's
+    /// id is recorded in the pending row before the first part, so that a release can abort it
+    /// even after this process died.
+    async fn open_multipart(
+        &self,
+        key: &Path,
+        reservation: &mut Reservation,
+    ) -> Result<Box<dyn object_store::MultipartUpload>> {
+        let inner = &self.inner;
+        let Some(multipart) = &inner.multipart else {
+            return inner.store.put_multipart(key).await.map_err(|e| Error::store("put_multipart", key, e));
+        };
+        let id = multipart.0.create_multipart(key).await.map_err(|e| Error::store("create_multipart", key, e))?;
+        match inner.catalog.record_staging(&reservation.pending.id, &id, self.now()).await {
+            Ok(pending) => reservation.pending = pending,
+            Err(e) => {
+                let _ = multipart.0.abort_multipart(key, &id).await;
+                return Err(e);
+            }
+        }
+        Ok(Box::new(RecordedMultipart::new(multipart.clone(), key.clone(), id)))
+    }
+
     /// Releases an upload that will not commit: the pending row first, then, if nothing
     /// refers to it any more, the object. What fails here is finished by `recover()`.
     async fn release(&self, id: VersionId, key: &Path) {
         if let Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) =
-            self.inner.catalog.abort(&id, AbortCondition::Always, self.now()).await
+            self.inner.catalog.abort(&id, AbortCondition::Finished, self.now()).await
         {
             let _ = self.delete_object(key.as_ref()).await;
         }
@@ -397,7 +421,7 @@ impl StagedUpload {
                 Ok(committed.version)
             }
             Err(commit_error) => {
-                match inner.catalog.abort(&self.pending.id, AbortCondition::Always, engine.now()).await {
+                match inner.catalog.abort(&self.pending.id, AbortCondition::Finished, engine.now()).await {
                     Ok(AbortOutcome::Committed(version)) => Ok(version),
                     Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) => {
                         let _ = engine.delete_object(&self.pending.object_key).await;
@@ -417,13 +441,15 @@ impl StagedUpload {
     pub async fn abort(mut self) -> Result<()> {
         self.guard.armed = false;
         let engine = &self.engine;
-        match engine.inner.catalog.abort(&self.pending.id, AbortCondition::Always, engine.now()).await? {
+        match engine.inner.catalog.abort(&self.pending.id, AbortCondition::Finished, engine.now()).await? {
             AbortOutcome::Released(_) | AbortOutcome::NotFound => engine.delete_object(&self.pending.object_key).await,
             AbortOutcome::Committed(v) => Err(Error::internal(format!(
                 "staged upload {} was committed as version {} although it was never committed",
                 v.id, v.number
             ))),
-            AbortOutcome::StillLive => Err(Error::internal("abort with AbortCondition::Always reported a live lease")),
+            AbortOutcome::StillLive => {
+                Err(Error::internal("abort with AbortCondition::Finished reported a live lease"))
+            }
         }
     }
 }

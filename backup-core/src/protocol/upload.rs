@@ -261,6 +261,26 @@ fn live_pending<'a>(
     Ok(pending)
 }
 
+/// Records the store's id of the multipart upload that writes a live upload's object, so
+/// that a release (even by another instance, after a crash) can abort it.
+///
+/// # Errors
+/// [`Error::Conflict`] when the upload is not pending any more, or its lease expired.
+pub fn decide_staging(
+    state: &LoadedState,
+    id: &VersionId,
+    staging: String,
+    now: Timestamp,
+) -> Result<Decision<PendingUpload>> {
+    match state.version_row(id) {
+        Some(VersionRow::Pending(p)) if p.is_live(now) => {
+            let recorded = p.clone().with_staging(Some(staging));
+            Ok(Decision::new(vec![Mutation::UpdatePending(recorded.clone())], recorded))
+        }
+        _ => Err(Error::conflict(format!("upload {id} is not pending any more, or its lease expired"))),
+    }
+}
+
 /// Decides a lease renewal: only a pending upload whose lease still runs may renew it. An
 /// expired lease is never revived: its share of the extra space may be promised to another
 /// upload already.
@@ -428,8 +448,11 @@ pub fn decide_commit(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AbortCondition {
-    /// Always: the uploader gives up its own upload, or its instance restarted.
+    /// Always: the upload's instance restarted, or the uploader gives up its own upload.
     Always,
+    /// Always, by the uploader itself, which already finished its multipart upload
+    /// (completed or aborted it): the tombstone records no multipart id to abort.
+    Finished,
     /// Only if the lease has expired at this instant: recovery of an abandoned upload, which
     /// must not race an uploader that just renewed.
     ExpiredAt(Timestamp),
@@ -469,8 +492,10 @@ pub fn decide_abort(
             {
                 return Ok(Decision::new(vec![], AbortOutcome::StillLive));
             }
+            let staging = if condition == AbortCondition::Finished { None } else { p.staging.clone() };
             let tombstone =
-                Tombstone::new(p.object_key.clone(), p.collection.clone(), p.id, TombstoneKind::Released, now);
+                Tombstone::new(p.object_key.clone(), p.collection.clone(), p.id, TombstoneKind::Released, now)
+                    .with_staging(staging);
             Decision::new(
                 vec![Mutation::RemovePending(p.id), Mutation::InsertTombstone(tombstone)],
                 AbortOutcome::Released(p.clone()),

@@ -85,9 +85,9 @@ pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<(
         Mutation::UpdatePending(p) => {
             let n = client
                 .cexecute(
-                    "UPDATE versions SET reserved = $2, pool_share = $3, lease_until = $4 \
+                    "UPDATE versions SET reserved = $2, pool_share = $3, lease_until = $4, staging = $5 \
                      WHERE id = $1 AND state = 'pending'",
-                    &[&p.id.as_uuid(), &int(p.reserved)?, &int(p.pool_share)?, &ts(p.lease_until)],
+                    &[&p.id.as_uuid(), &int(p.reserved)?, &int(p.pool_share)?, &ts(p.lease_until), &p.staging],
                 )
                 .await
                 .map_err(&e)?;
@@ -149,11 +149,19 @@ pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<(
         Mutation::InsertTombstone(t) => client
             .cexecute(
                 &format!(
-                    "INSERT INTO tombstones ({TOMBSTONE_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+                    "INSERT INTO tombstones ({TOMBSTONE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (object_key) DO UPDATE SET collection = EXCLUDED.collection, \
-                     version = EXCLUDED.version, kind = EXCLUDED.kind, recorded_at = EXCLUDED.recorded_at"
+                     version = EXCLUDED.version, kind = EXCLUDED.kind, recorded_at = EXCLUDED.recorded_at, \
+                     staging = EXCLUDED.staging"
                 ),
-                &[&t.object_key, &t.collection.as_str(), &t.version.as_uuid(), &t.kind.name(), &ts(t.recorded_at)],
+                &[
+                    &t.object_key,
+                    &t.collection.as_str(),
+                    &t.version.as_uuid(),
+                    &t.kind.name(),
+                    &ts(t.recorded_at),
+                    &t.staging,
+                ],
             )
             .await
             .map_err(&e)?,
@@ -237,8 +245,8 @@ pub(super) async fn insert_pending(client: &impl GenericClient, p: &PendingUploa
     client
         .cexecute(
             "INSERT INTO versions (id, collection, state, object_key, reserved, pool_share, lease_until, created_at, \
-             uploader_user, uploader_key, uploader_session, announced, owner) \
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             uploader_user, uploader_key, uploader_session, announced, owner, staging) \
+             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             &[
                 &p.id.as_uuid(),
                 &p.collection.as_str(),
@@ -252,6 +260,7 @@ pub(super) async fn insert_pending(client: &impl GenericClient, p: &PendingUploa
                 &p.uploader.session.as_ref().map(|s| s.as_str()),
                 &announced,
                 &p.owner,
+                &p.staging,
             ],
         )
         .await
@@ -271,7 +280,7 @@ pub(super) async fn insert_version(client: &impl GenericClient, v: &Version) -> 
             &format!(
                 "INSERT INTO versions ({VERSION_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10, $11, $12, $13, $14, $15, $16, \
-                  NULL, NULL, $17, $18, $19, $20)"
+                  NULL, NULL, $17, $18, $19, $20, NULL)"
             ),
             &[
                 &v.id.as_uuid(),

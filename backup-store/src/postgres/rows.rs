@@ -64,7 +64,7 @@ pub(crate) fn collection(row: &Row) -> Result<(Collection, Counters)> {
 
 pub(crate) const VERSION_COLUMNS: &str = "id, collection, state, number, filename, object_key, size, digest, reserved, \
      pool_share, lease_until, created_at, committed_at, trashed_at, trash_reason, purged_at, uploader_user, \
-     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined";
+     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging";
 
 pub(crate) fn version_row(row: &Row) -> Result<VersionRow> {
     let id = VersionId::from_uuid(g(row, 0)?);
@@ -84,7 +84,8 @@ pub(crate) fn version_row(row: &Row) -> Result<VersionRow> {
                     g::<Option<i64>>(row, 19)?.map(uint).transpose()?,
                 )
                 .with_uploader(uploader)
-                .with_owner(g(row, 20)?),
+                .with_owner(g(row, 20)?)
+                .with_staging(g(row, 25)?),
         ));
     }
     let trashed = match (opt_time(row, 13)?, g::<Option<String>>(row, 14)?) {
@@ -148,9 +149,10 @@ pub(crate) fn audit(row: &Row) -> Result<AuditEvent> {
     Ok(e)
 }
 
-pub(crate) const TOMBSTONE_COLUMNS: &str = "object_key, collection, version, kind, recorded_at";
+pub(crate) const TOMBSTONE_COLUMNS: &str = "object_key, collection, version, kind, recorded_at, staging";
 
 pub(crate) fn tombstone(row: &Row) -> Result<Tombstone> {
     let kind: TombstoneKind = parse(g(row, 3)?)?;
-    Ok(Tombstone::new(g::<String>(row, 0)?, parse(g(row, 1)?)?, VersionId::from_uuid(g(row, 2)?), kind, time(row, 4)?))
+    Ok(Tombstone::new(g::<String>(row, 0)?, parse(g(row, 1)?)?, VersionId::from_uuid(g(row, 2)?), kind, time(row, 4)?)
+        .with_staging(g(row, 5)?))
 }

@@ -17,12 +17,19 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
     let n = match m {
         Mutation::CreateCollection(c) => {
             let spec = serde_json::to_string(&c.spec).map_err(|e| Error::internal(e.to_string()))?;
-            let r = tx.prepare_cached(&format!(
-                "INSERT INTO collections ({COLLECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, 0, 0, 0, 0, NULL)"
-            ))
-            .and_then(|mut st| {
-                st.execute(params![c.id.as_str(), spec, micros(c.created_at), micros(c.updated_at), int(c.revision)?])
-            });
+            let r = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO collections ({COLLECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, 0, 0, 0, 0, NULL)"
+                ))
+                .and_then(|mut st| {
+                    st.execute(params![
+                        c.id.as_str(),
+                        spec,
+                        micros(c.created_at),
+                        micros(c.updated_at),
+                        int(c.revision)?
+                    ])
+                });
             match r {
                 Err(err) if is_unique_violation(&err) => {
                     return Err(Error::CollectionExists { collection: c.id.clone() });
@@ -77,10 +84,17 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
         },
         Mutation::UpdatePending(p) => tx
             .prepare_cached(
-                "UPDATE versions SET reserved = ?2, pool_share = ?3, lease_until = ?4 WHERE id = ?1 AND state = 'pending'",
+                "UPDATE versions SET reserved = ?2, pool_share = ?3, lease_until = ?4, staging = ?5 \
+                 WHERE id = ?1 AND state = 'pending'",
             )
             .and_then(|mut st| {
-                st.execute(params![p.id.to_string(), int(p.reserved)?, int(p.pool_share)?, micros(p.lease_until)])
+                st.execute(params![
+                    p.id.to_string(),
+                    int(p.reserved)?,
+                    int(p.pool_share)?,
+                    micros(p.lease_until),
+                    p.staging
+                ])
             })
             .map_err(&e)
             .and_then(|n| gone_if_zero(n, m))?,
@@ -143,7 +157,7 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
         },
         Mutation::InsertTombstone(t) => tx
             .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO tombstones ({TOMBSTONE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+                "INSERT OR REPLACE INTO tombstones ({TOMBSTONE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ))
             .and_then(|mut st| {
                 st.execute(params![
@@ -151,7 +165,8 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
                     t.collection.as_str(),
                     t.version.to_string(),
                     t.kind.name(),
-                    micros(t.recorded_at)
+                    micros(t.recorded_at),
+                    t.staging
                 ])
             })
             .map_err(&e)?,
@@ -234,8 +249,8 @@ fn describe(m: &Mutation) -> String {
 pub(super) fn insert_pending(tx: &Transaction<'_>, p: &PendingUpload) -> rusqlite::Result<usize> {
     tx.prepare_cached(
         "INSERT INTO versions (id, collection, state, object_key, reserved, pool_share, lease_until, created_at, \
-         uploader_user, uploader_key, uploader_session, announced, owner) \
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         uploader_user, uploader_key, uploader_session, announced, owner, staging) \
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         p.id.to_string(),
@@ -250,6 +265,7 @@ pub(super) fn insert_pending(tx: &Transaction<'_>, p: &PendingUpload) -> rusqlit
         p.uploader.session.as_ref().map(|s| s.as_str()),
         p.announced.map(int).transpose()?,
         p.owner,
+        p.staging,
     ])
 }
 
@@ -257,7 +273,7 @@ pub(super) fn insert_version(tx: &Transaction<'_>, v: &Version) -> rusqlite::Res
     tx.prepare_cached(&format!(
         "INSERT INTO versions ({VERSION_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, NULL, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-          NULL, NULL, ?17, ?18, ?19, ?20)"
+          NULL, NULL, ?17, ?18, ?19, ?20, NULL)"
     ))?
     .execute(params![
         v.id.to_string(),

@@ -85,7 +85,7 @@ pub(crate) fn collection(row: &Row<'_>) -> rusqlite::Result<(Collection, Counter
 
 pub(crate) const VERSION_COLUMNS: &str = "id, collection, state, number, filename, object_key, size, digest, reserved, \
      pool_share, lease_until, created_at, committed_at, trashed_at, trash_reason, purged_at, uploader_user, \
-     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined";
+     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging";
 
 pub(crate) fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRow> {
     let id: VersionId = parse_at(row, 0)?;
@@ -101,7 +101,8 @@ pub(crate) fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRow> {
             PendingUpload::new(id, collection, object_key, created_at, time_at(row, 10)?)
                 .with_reservation(u64_at(row, 8)?, u64_at(row, 9)?, opt_u64_at(row, 19)?)
                 .with_uploader(uploader)
-                .with_owner(row.get(20)?),
+                .with_owner(row.get(20)?)
+                .with_staging(row.get(25)?),
         ));
     }
     let digest: Digest = parse_at(row, 7)?;
@@ -183,9 +184,10 @@ pub(crate) fn audit(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
     Ok(e)
 }
 
-pub(crate) const TOMBSTONE_COLUMNS: &str = "object_key, collection, version, kind, recorded_at";
+pub(crate) const TOMBSTONE_COLUMNS: &str = "object_key, collection, version, kind, recorded_at, staging";
 
 pub(crate) fn tombstone(row: &Row<'_>) -> rusqlite::Result<Tombstone> {
     let kind: TombstoneKind = parse_at(row, 3)?;
-    Ok(Tombstone::new(row.get::<_, String>(0)?, parse_at(row, 1)?, parse_at(row, 2)?, kind, time_at(row, 4)?))
+    Ok(Tombstone::new(row.get::<_, String>(0)?, parse_at(row, 1)?, parse_at(row, 2)?, kind, time_at(row, 4)?)
+        .with_staging(row.get(5)?))
 }

@@ -117,6 +117,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN chain_started_at INTEGER;
     CREATE INDEX sessions_by_expiry ON sessions (expires_at);
     "#,
+    // 3: the store's id of an upload's multipart upload, to abort it when the upload is
+    // released (also by another instance, after a crash).
+    r#"
+    ALTER TABLE versions ADD COLUMN staging TEXT;
+    ALTER TABLE tombstones ADD COLUMN staging TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

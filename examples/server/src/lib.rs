@@ -41,7 +41,7 @@ use backup_core::{Clock, Engine, SystemClock};
 use backup_policy::{
     Directory, OpenPgpRule, PolicyAuthorizer, RateLimitConfig, RateLimits, TokenKey, TokenService, manifest,
 };
-use backup_store::{StoreOptions, object_store_from_url, open_catalog};
+use backup_store::{StoreOptions, open_catalog, open_store};
 
 pub use app::app;
 pub use config::Args;
@@ -64,18 +64,23 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
     if storage_url.starts_with("s3://") && part_size < 5 << 20 {
         return Err(format!("--upload-part-size {part_size}: S3 refuses parts under 5 MiB"));
     }
-    let store = object_store_from_url(&storage_url, &StoreOptions::default()).map_err(|e| format!("storage: {e}"))?;
+    let opened = open_store(&storage_url, &StoreOptions::default()).map_err(|e| format!("storage: {e}"))?;
     let catalog = open_catalog(&args.catalog()).await.map_err(|e| format!("catalog: {e}"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let directory = Arc::new(Directory::new(manifests.policy_set()));
+    // What a killed process left of its uploads (local staging files, open multipart uploads
+    // of an object store) goes when the restarted instance or the next maintenance run
+    // releases them.
     let mut builder = Engine::builder();
     if let Some(root) = storage_url.strip_prefix("file://") {
-        // Staging files of uploads a killed process left go at the next maintenance run.
         builder = builder.upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(root)));
+    }
+    if let Some(multipart) = opened.multipart {
+        builder = builder.multipart_store(multipart);
     }
     let engine = builder
         .catalog(catalog.clone())
-        .store(store)
+        .store(opened.store)
         .clock(clock.clone())
         .authorizer(Arc::new(PolicyAuthorizer::new(directory.clone())))
         .content_rule(Arc::new(OpenPgpRule))
