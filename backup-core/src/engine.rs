@@ -89,6 +89,8 @@ struct EngineInner {
     started_at: Timestamp,
     /// Clean-ups spawned when an upload future is dropped mid-way.
     tasks: TaskTracker,
+    /// Blocks of local files being read for downloads at once (each on a blocking thread).
+    file_reads: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Clone)]

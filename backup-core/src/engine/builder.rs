@@ -250,9 +250,15 @@ impl EngineBuilder {
                 repository: tokio::sync::OnceCell::new(),
                 started_at,
                 tasks: TaskTracker::new(),
+                file_reads: Arc::new(tokio::sync::Semaphore::new(concurrent_file_reads())),
             }),
         })
     }
+}
+
+/// Two blocks per CPU read at once: enough to keep a disk busy, few threads.
+fn concurrent_file_reads() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 #[cfg(test)]

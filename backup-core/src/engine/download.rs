@@ -1,6 +1,7 @@
 //! Verified downloads: the bytes stream out and are checked against size and digest.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetResultPayload, ObjectStoreExt};
+use tokio::sync::Semaphore;
 
 use crate::authz::{Action, Actor};
 use crate::digest::Hasher;
@@ -99,7 +101,7 @@ impl Engine {
             )));
         }
         let raw: BoxStream<'static, Result<Bytes>> = match got.payload {
-            GetResultPayload::File(file, _) => read_ahead(file, key.clone()),
+            GetResultPayload::File(file, _) => read_ahead(file, key.clone(), self.inner.file_reads.clone()),
             GetResultPayload::Stream(s) => {
                 let err_key = key.clone();
                 s.map_err(move |e| Error::store("get", &err_key, e)).boxed()
@@ -120,16 +122,19 @@ impl Engine {
 /// consumer, so reading and verifying overlap. Each block is one short blocking call that
 /// reads straight into the block handed on (no second buffer, no copy); between blocks the
 /// reader waits as a task, so a client that stops reading parks no thread (a blocking thread
-/// per slow download would starve every other blocking call of the process). Dropping the
-/// stream stops the reader.
-fn read_ahead(file: std::fs::File, key: Path) -> BoxStream<'static, Result<Bytes>> {
+/// per slow download would starve every other blocking call of the process), and at most
+/// `reads` blocks are read at once engine-wide, so many downloads share a few blocking
+/// threads instead of each taking one. Dropping the stream stops the reader.
+fn read_ahead(file: std::fs::File, key: Path, reads: Arc<Semaphore>) -> BoxStream<'static, Result<Bytes>> {
     const READ_AHEAD: usize = 2;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     tokio::spawn(async move {
         let mut file = file;
         loop {
             let Ok(permit) = tx.reserve().await else { return };
+            let Ok(reading) = reads.clone().acquire_owned().await else { return };
             let read = tokio::task::spawn_blocking(move || {
+                let _reading = reading;
                 let block = read_block(&mut file);
                 (file, block)
             })
