@@ -100,67 +100,74 @@ impl Engine {
                 got.meta.size, version.size
             )));
         }
-        let raw: BoxStream<'static, Result<Bytes>> = match got.payload {
-            GetResultPayload::File(file, _) => read_ahead(file, key.clone(), self.inner.file_reads.clone()),
+        let verifier = Verifier::new(&version);
+        let stream = match got.payload {
+            // Verified as it is read, on the reading thread: hashing overlaps sending.
+            GetResultPayload::File(file, _) => read_ahead(file, key, self.inner.file_reads.clone(), verifier),
             GetResultPayload::Stream(s) => {
-                let err_key = key.clone();
-                s.map_err(move |e| Error::store("get", &err_key, e)).boxed()
+                let inner = s.map_err(move |e| Error::store("get", &key, e)).boxed();
+                VerifyStream { inner, verifier, done: false }.boxed()
             }
         };
-        let verify = VerifyStream {
-            inner: raw,
-            hasher: version.digest.algorithm().hasher(),
-            received: 0,
-            version: version.clone(),
-            done: false,
-        };
-        Ok(Download { version, stream: verify.boxed() })
+        Ok(Download { version, stream })
     }
 }
 
 /// Reads a local file in [`FILE_CHUNK`] blocks, up to `READ_AHEAD` blocks ahead of the
-/// consumer, so reading and verifying overlap. Each block is one short blocking call that
-/// reads straight into the block handed on (no second buffer, no copy); between blocks the
-/// reader waits as a task, so a client that stops reading parks no thread (a blocking thread
-/// per slow download would starve every other blocking call of the process), and at most
-/// `reads` blocks are read at once engine-wide, so many downloads share a few blocking
-/// threads instead of each taking one. Dropping the stream stops the reader.
-fn read_ahead(file: std::fs::File, key: Path, reads: Arc<Semaphore>) -> BoxStream<'static, Result<Bytes>> {
+/// consumer, checking each with `verifier` as it is read. Each block is one short blocking
+/// call that reads straight into the block handed on (no second buffer, no copy) and hashes
+/// it, so reading and hashing overlap sending; between blocks the reader waits as a task, so a
+/// client that stops reading parks no thread (a blocking thread per slow download would starve
+/// every other blocking call of the process), and at most `reads` blocks are read at once
+/// engine-wide, so many downloads share a few blocking threads. Dropping the stream stops the
+/// reader.
+fn read_ahead(
+    file: std::fs::File,
+    key: Path,
+    reads: Arc<Semaphore>,
+    verifier: Verifier,
+) -> BoxStream<'static, Result<Bytes>> {
     const READ_AHEAD: usize = 2;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD);
     tokio::spawn(async move {
-        let mut file = file;
+        // Moved into each blocking read and back.
+        let mut state = (file, verifier, key);
         loop {
             let Ok(permit) = tx.reserve().await else { return };
             let Ok(reading) = reads.clone().acquire_owned().await else { return };
             let read = tokio::task::spawn_blocking(move || {
                 let _reading = reading;
-                let block = read_block(&mut file);
-                (file, block)
+                let (file, verifier, key) = &mut state;
+                let checked = match read_block(file) {
+                    Ok(block) if block.is_empty() => verifier.end().map(|()| None),
+                    Ok(block) => verifier.chunk(&block).map(|()| Some(block)),
+                    Err(e) => Err(Error::store(
+                        "read",
+                        key,
+                        object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
+                    )),
+                };
+                (state, checked)
             })
             .await;
             match read {
-                Ok((_, Ok(block))) if block.is_empty() => return,
-                Ok((rest, Ok(block))) => {
+                Ok((_, Ok(None))) => return,
+                Ok((next, Ok(Some(block)))) => {
                     permit.send(Ok(block));
-                    file = rest;
+                    state = next;
                 }
                 Ok((_, Err(e))) => {
                     permit.send(Err(e));
                     return;
                 }
                 Err(e) => {
-                    permit.send(Err(std::io::Error::other(e)));
+                    permit.send(Err(Error::internal(format!("reading a download: {e}"))));
                     return;
                 }
             }
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
-        .map_err(move |e| {
-            Error::store("read", &key, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
-        })
-        .boxed()
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
 /// Reads up to [`FILE_CHUNK`] bytes (fewer only at the end of the file; none at its end).
@@ -172,35 +179,67 @@ fn read_block(file: &mut std::fs::File) -> std::io::Result<Bytes> {
     Ok(Bytes::from(block))
 }
 
-struct VerifyStream {
-    inner: BoxStream<'static, Result<Bytes>>,
+/// Checks a version's bytes as they come: never more than were committed, none missing, and
+/// the digest. The chunk that completes the committed size passes only if the digest
+/// matches: a consumer that stops at the committed size (an HTTP response with its
+/// Content-Length written) must never see all the bytes of a damaged object.
+#[derive(Debug)]
+struct Verifier {
     hasher: Hasher,
     received: u64,
     version: Version,
-    done: bool,
 }
 
-impl VerifyStream {
-    fn corrupted(&mut self, reason: String) -> Poll<Option<Result<Bytes>>> {
-        self.done = true;
-        Poll::Ready(Some(Err(Error::Corrupted {
-            collection: self.version.collection.clone(),
-            version: self.version.number,
-            reason,
-        })))
+impl Verifier {
+    fn new(version: &Version) -> Self {
+        Verifier { hasher: version.digest.algorithm().hasher(), received: 0, version: version.clone() }
     }
-}
 
-impl VerifyStream {
+    fn corrupted(&self, reason: String) -> Error {
+        Error::Corrupted { collection: self.version.collection.clone(), version: self.version.number, reason }
+    }
+
+    /// Takes the next chunk.
+    fn chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        self.received += chunk.len() as u64;
+        if self.received > self.version.size {
+            return Err(self.corrupted(format!("its object is longer than the {} bytes committed", self.version.size)));
+        }
+        self.hasher.update(chunk);
+        if self.received == self.version.size {
+            self.check_digest()?;
+        }
+        Ok(())
+    }
+
+    /// The input ended.
+    fn end(&mut self) -> Result<()> {
+        if self.received < self.version.size {
+            return Err(self.corrupted(format!("truncated: {} of {} bytes", self.received, self.version.size)));
+        }
+        // An empty version has no last chunk that checked the digest.
+        if self.version.size == 0 {
+            self.check_digest()?;
+        }
+        Ok(())
+    }
+
     /// Compares the digest of everything received with the committed one.
-    fn check_digest(&mut self) -> std::result::Result<(), String> {
+    fn check_digest(&mut self) -> Result<()> {
         let digest = self.hasher.finalize();
         if digest == self.version.digest {
             Ok(())
         } else {
-            Err(format!("digest is {digest}, {} was committed", self.version.digest))
+            Err(self.corrupted(format!("digest is {digest}, {} was committed", self.version.digest)))
         }
     }
+}
+
+/// A stream of a version's bytes from an object store, checked by a [`Verifier`].
+struct VerifyStream {
+    inner: BoxStream<'static, Result<Bytes>>,
+    verifier: Verifier,
+    done: bool,
 }
 
 impl Stream for VerifyStream {
@@ -210,44 +249,17 @@ impl Stream for VerifyStream {
         if self.done {
             return Poll::Ready(None);
         }
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.received += chunk.len() as u64;
-                if self.received > self.version.size {
-                    let reason = format!("its object is longer than the {} bytes committed", self.version.size);
-                    return self.corrupted(reason);
-                }
-                self.hasher.update(&chunk);
-                // The last chunk is held back until the digest matches: a consumer that stops
-                // at the committed size (an HTTP response with its Content-Length written)
-                // must never see all the bytes of a damaged object.
-                if self.received == self.version.size
-                    && let Err(reason) = self.check_digest()
-                {
-                    return self.corrupted(reason);
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                self.done = true;
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                if self.received < self.version.size {
-                    let reason = format!("truncated: {} of {} bytes", self.received, self.version.size);
-                    return self.corrupted(reason);
-                }
-                // An empty version has no last chunk to hold back.
-                if self.version.size == 0
-                    && let Err(reason) = self.check_digest()
-                {
-                    return self.corrupted(reason);
-                }
-                self.done = true;
-                Poll::Ready(None)
-            }
-        }
+        let polled = match self.inner.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => match self.verifier.chunk(&chunk) {
+                Ok(()) => return Poll::Ready(Some(Ok(chunk))),
+                Err(e) => Some(Err(e)),
+            },
+            Poll::Ready(Some(Err(e))) => Some(Err(e)),
+            Poll::Ready(None) => self.verifier.end().err().map(Err),
+        };
+        self.done = true;
+        Poll::Ready(polled)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

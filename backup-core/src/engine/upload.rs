@@ -214,9 +214,11 @@ impl Engine {
                 let Some(chunk) = chunk else { return Ok(()) };
                 let chunk = chunk?;
                 let received = body.received();
-                tokio::select! {
-                    covered = reservation.cover(self, received) => covered?,
-                    lost = lease.lost() => return Err(lost),
+                if received > reservation.pending.reserved {
+                    tokio::select! {
+                        covered = reservation.cover(self, received) => covered?,
+                        lost = lease.lost() => return Err(lost),
+                    }
                 }
                 writer.put(chunk).await?;
             }
