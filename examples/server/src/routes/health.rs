@@ -1,6 +1,7 @@
 //! `/health`, `/ready`, a collection's health, and `/metrics`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_core::catalog::CatalogExt;
@@ -70,9 +71,22 @@ pub(crate) async fn health() -> Response {
     )
 }
 
-/// Whether the caller may read `/ready` and `/metrics`: the health key when one is set, or a
-/// `systemAdmin`'s token. Without a key, nothing is open to anonymous callers: both tell
+/// A caller who may read `/ready` and `/metrics`: one with the health key when one is set, or
+/// a `systemAdmin`'s token. Without a key, nothing is open to anonymous callers: both tell
 /// which collections exist, and `/ready` writes to storage.
+pub(crate) struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Query(q) =
+            Query::<CodeQuery>::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        let caller = Caller::from_request_parts(parts, state).await.ok();
+        operator(state, &q, &parts.headers, caller.as_ref()).map(|()| Operator).map_err(IntoResponse::into_response)
+    }
+}
+
 fn operator(state: &AppState, q: &CodeQuery, headers: &HeaderMap, caller: Option<&Caller>) -> Result<(), ApiError> {
     let key = state.inner.health_key.as_bytes();
     if !key.is_empty() && bool::from(key.ct_eq(health_key(q, headers).as_bytes())) {
@@ -100,15 +114,7 @@ fn hidden(check: &'static str) -> impl FnOnce(String) -> String {
 
 /// `GET /ready`: the catalog answers, the store takes a write, a read and a delete, the
 /// manifests load and validate.
-pub(crate) async fn ready(
-    State(state): State<AppState>,
-    Query(q): Query<CodeQuery>,
-    headers: HeaderMap,
-    caller: Result<Caller, ApiError>,
-) -> Response {
-    if let Err(refused) = operator(&state, &q, &headers, caller.as_ref().ok()) {
-        return refused.into_response();
-    }
+pub(crate) async fn ready(State(state): State<AppState>, _: Operator) -> Response {
     let db = state
         .inner
         .catalog
@@ -255,15 +261,7 @@ async fn first_over(
 }
 
 /// `GET /metrics`: Prometheus text, for the health code or a `systemAdmin`'s token.
-pub(crate) async fn metrics(
-    State(state): State<AppState>,
-    Query(q): Query<CodeQuery>,
-    headers: HeaderMap,
-    caller: Result<Caller, ApiError>,
-) -> Response {
-    if let Err(refused) = operator(&state, &q, &headers, caller.as_ref().ok()) {
-        return refused.into_response();
-    }
+pub(crate) async fn metrics(State(state): State<AppState>, _: Operator) -> Response {
     match state.inner.metrics.render(state.inner.catalog.as_ref()).await {
         Ok(text) => {
             let mut r = (StatusCode::OK, text).into_response();
