@@ -13,6 +13,12 @@
 //! (`memory://`, `file:///path`, `s3://`, `gs://`, `az://`). [`snapshot`] exports a catalog
 //! to the blob store as JSON lines and imports it into an empty catalog of either kind.
 //!
+//! What a killed process leaves of its uploads goes at the next `recover()` when the engine
+//! knows how to find it: on local disk the staging files ([`local_disk::StagingFiles`] for
+//! [`backup_core::EngineBuilder::upload_leftovers`]), on S3, GCS and Azure the open multipart
+//! uploads ([`open_store`] gives the store's [`OpenedStore::multipart`] for
+//! [`backup_core::EngineBuilder::multipart_store`]). The example below wires the first.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use backup_core::{Actor, CollectionSpec, Engine, Limits};
@@ -21,8 +27,13 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
 //! let catalog = open_catalog(&format!("sqlite://{}/catalog.db", dir.path().display())).await?;
-//! let store = object_store_from_url(&format!("file://{}/blobs", dir.path().display()), &StoreOptions::default())?;
-//! let engine = Engine::builder().catalog(catalog).store(store).build()?;
+//! let blobs = dir.path().join("blobs");
+//! let store = object_store_from_url(&format!("file://{}", blobs.display()), &StoreOptions::default())?;
+//! let engine = Engine::builder()
+//!     .catalog(catalog)
+//!     .store(store)
+//!     .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)))
+//!     .build()?;
 //! let id = "db".parse()?;
 //! engine.create_collection(&Actor::user("me"), &id, CollectionSpec::new("db-${version}", Limits::new(3, 100, 300)?)).await?;
 //! # Ok::<(), backup_core::Error>(()) }).unwrap();
