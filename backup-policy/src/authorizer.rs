@@ -68,16 +68,8 @@ impl PolicyAuthorizer {
                 set.admit(t, actor.client_addr)?
             }
             None => {
-                let user = set
-                    .users
-                    .get(&actor.user)
-                    .ok_or_else(|| Error::unauthenticated(format!("user {} does not exist", actor.user)))?;
-                if user.deactivated {
-                    return Err(Error::unauthenticated(format!("user {} is deactivated", user.name)));
-                }
-                if !user.allows_address(actor.client_addr) {
-                    return Err(Error::denied(format!("user {} may not connect from this address", user.name)));
-                }
+                let user = set.active_user(&actor.user)?;
+                user.check_address(actor.client_addr)?;
                 user
             }
         };

@@ -48,13 +48,7 @@ impl PolicySet {
     /// [`backup_core::Error::Unauthenticated`] for a token that no longer stands for its user;
     /// [`backup_core::Error::PermissionDenied`] for an address outside `restrictByIP`.
     pub fn admit(&self, token: &VerifiedToken, client: Option<IpAddr>) -> Result<&User> {
-        let user = self
-            .users
-            .get(token.user())
-            .ok_or_else(|| Error::unauthenticated(format!("user {} does not exist", token.user())))?;
-        if user.deactivated {
-            return Err(Error::unauthenticated(format!("user {} is deactivated", user.name)));
-        }
+        let user = self.active_user(token.user())?;
         let Some(credential) = user.credential(token.access_key()) else {
             return Err(Error::unauthenticated(format!(
                 "access key {} of user {} no longer exists",
@@ -65,8 +59,18 @@ impl PolicySet {
         if token.credential() != Some(credential.as_str()) {
             return Err(Error::unauthenticated("the password or access key changed since the login"));
         }
-        if !user.allows_address(client) {
-            return Err(Error::denied(format!("user {} may not connect from this address", user.name)));
+        user.check_address(client)?;
+        Ok(user)
+    }
+
+    /// The user named `name`, if it exists and is not deactivated.
+    ///
+    /// # Errors
+    /// [`backup_core::Error::Unauthenticated`] otherwise.
+    pub fn active_user(&self, name: &str) -> Result<&User> {
+        let user = self.users.get(name).ok_or_else(|| Error::unauthenticated(format!("user {name} does not exist")))?;
+        if user.deactivated {
+            return Err(Error::unauthenticated(format!("user {} is deactivated", user.name)));
         }
         Ok(user)
     }

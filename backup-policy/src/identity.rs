@@ -130,6 +130,18 @@ impl User {
         }
     }
 
+    /// Refuses an address this user may not connect from.
+    ///
+    /// # Errors
+    /// [`backup_core::Error::PermissionDenied`] for an address outside `restrictByIP`.
+    pub fn check_address(&self, addr: Option<IpAddr>) -> Result<()> {
+        if self.allows_address(addr) {
+            Ok(())
+        } else {
+            Err(Error::denied(format!("user {} may not connect from this address", self.name)))
+        }
+    }
+
     /// Whether `addr` may be used by this user.
     pub fn allows_address(&self, addr: Option<IpAddr>) -> bool {
         if self.restrict_by_ip.is_empty() {

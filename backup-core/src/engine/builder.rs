@@ -171,8 +171,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Removes what the store keeps of uploads that never completed (staging files, open
-    /// multipart uploads) when `recover()` deletes their objects; see [`UploadLeftovers`].
+    /// Removes what the store keeps of uploads that never completed, found by key (a local
+    /// disk's staging files), when `recover()` deletes their objects; see [`UploadLeftovers`].
+    /// (Open multipart uploads of object stores: [`EngineBuilder::multipart_store`].)
     /// `backup_store::local_disk::StagingFiles` does it for a local-disk store.
     pub fn upload_leftovers(mut self, leftovers: Arc<dyn UploadLeftovers>) -> Self {
         self.leftovers = Some(leftovers);

@@ -76,7 +76,7 @@ impl Caller {
     /// allowed ([`backup_policy::PolicySet::admit`]).
     async fn from_token(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
         let forbidden = || ApiError::jwt(StatusCode::FORBIDDEN, "you don't have permission to access this resource");
-        let ClientAddr(addr) = ClientAddr(client_addr(&parts.extensions, &parts.headers, &state.inner.trusted_proxies));
+        let addr = client_addr(&parts.extensions, &parts.headers, &state.inner.trusted_proxies);
         let Some(raw) = token_of(parts) else {
             // gin-jwt's last lookup (the cookie) names the failure.
             return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, "cookie token is empty"));

@@ -109,8 +109,8 @@ impl AppState {
                 download_timeout: parts.download_timeout,
                 storage_health_timeout: parts.storage_health_timeout,
                 metrics: Metrics::default(),
-                uploads_per_user: PerUser::new(parts.max_uploads_per_user),
-                downloads_per_user: PerUser::new(parts.max_downloads_per_user),
+                uploads_per_user: PerUser::new(parts.max_uploads_per_user, "uploads"),
+                downloads_per_user: PerUser::new(parts.max_downloads_per_user, "downloads"),
                 login_timeout: parts.login_timeout,
             }),
         }

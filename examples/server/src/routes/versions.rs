@@ -62,16 +62,12 @@ pub(crate) async fn upload(
         metrics.refused(label, e.reason);
         return e.error.into_response();
     }
-    let Some(_slot) = state.inner.uploads_per_user.try_acquire(&caller.user.name) else {
-        metrics.refused(label, "busy");
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "{} uploads of yours are in progress already; retry when one ends",
-                state.inner.uploads_per_user.limit()
-            ),
-        )
-        .into_response();
+    let _slot = match state.inner.uploads_per_user.acquire(&caller.user.name) {
+        Ok(slot) => slot,
+        Err(busy) => {
+            metrics.refused(label, "busy");
+            return busy.into_response();
+        }
     };
     // The timeout covers receiving the body, not the commit: a version committed after the
     // deadline must not be reported as a failure (a retry would store it twice).
@@ -244,15 +240,7 @@ pub(crate) async fn download(
     const DENIED: &str = "not authorized to download versions from this collection";
     let id = collection_id(&collection)?;
     let sel = selector(&version)?;
-    let Some(slot) = state.inner.downloads_per_user.try_acquire(&caller.user.name) else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "{} downloads of yours are in progress already; retry when one ends",
-                state.inner.downloads_per_user.limit()
-            ),
-        ));
-    };
+    let slot = state.inner.downloads_per_user.acquire(&caller.user.name)?;
     let download =
         state.inner.engine.download(&caller.actor, &id, sel).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
     let (v, mut stream) = download.into_parts();
