@@ -17,6 +17,7 @@
 
 pub mod catalog;
 pub mod engine;
+pub mod recovery;
 
 use crate::id::CollectionId;
 

@@ -22,17 +22,22 @@ use crate::time::Timestamp;
 use crate::version::{Collection, Version, VersionSelector};
 
 mod builder;
+mod describe;
 mod download;
 mod lease;
 mod part_writer;
+mod rebuild;
 mod recover;
 mod repository;
+mod scrub;
 mod upload;
 
 pub use builder::EngineBuilder;
 pub use download::Download;
+pub use rebuild::{RebuildMode, RebuildOptions, RebuildReport};
 pub use recover::RecoveryReport;
 pub use repository::REPOSITORY_MARKER;
+pub use scrub::{SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample, VersionCheck};
 pub use upload::{StagedUpload, UploadOptions};
 
 /// The backup engine: a cheap-to-clone handle on a catalog, a blob store, an authorizer and a
@@ -434,7 +439,7 @@ impl Engine {
     /// an error: `recover()` deletes it.
     pub async fn delete_version(&self, actor: &Actor, id: &CollectionId, number: u64) -> Result<Version> {
         self.open_repository().await?;
-        self.authorized_collection(actor, id, Action::DeleteVersion).await?;
+        let (collection, _) = self.authorized_collection(actor, id, Action::DeleteVersion).await?;
         let audit = self.audit(actor, Action::DeleteVersion, id).with_version(number);
         let purge = self.inner.config.trash_retention.is_zero();
         let reason = format!("deleted by {}", actor.user);
@@ -442,6 +447,8 @@ impl Engine {
         if purge {
             // Best effort: the tombstone stays, so recover() finishes this if it fails now.
             let _ = self.delete_object(&gone.object_key).await;
+        } else {
+            self.describe(&gone, &collection.spec).await;
         }
         Ok(gone)
     }
@@ -483,9 +490,11 @@ impl Engine {
         change: protocol::ProtectionChange,
     ) -> Result<Version> {
         self.open_repository().await?;
-        self.authorized_collection(actor, id, Action::ProtectVersion).await?;
+        let (collection, _) = self.authorized_collection(actor, id, Action::ProtectVersion).await?;
         let audit = self.audit(actor, Action::ProtectVersion, id).with_version(number);
-        self.inner.catalog.protect_version(id, number, change, &audit).await
+        let protected = self.inner.catalog.protect_version(id, number, change, &audit).await?;
+        self.describe(&protected, &collection.spec).await;
+        Ok(protected)
     }
 
     /// What the retention would do at the next commit, and why: a decision for every
@@ -535,18 +544,32 @@ impl Engine {
     /// authorizer's denial.
     pub async fn restore_version(&self, actor: &Actor, id: &CollectionId, number: u64) -> Result<Version> {
         self.open_repository().await?;
-        self.authorized_collection(actor, id, Action::RestoreVersion).await?;
+        let (collection, _) = self.authorized_collection(actor, id, Action::RestoreVersion).await?;
         let audit = self.audit(actor, Action::RestoreVersion, id).with_version(number);
-        self.inner.catalog.restore_version(id, number, &audit).await
+        let restored = self.inner.catalog.restore_version(id, number, &audit).await?;
+        self.describe(&restored, &collection.spec).await;
+        Ok(restored)
     }
 
-    /// Deletes an object; a missing object counts as deleted.
+    /// Deletes a version's object and its description; a missing one counts as deleted. The
+    /// two go in a task of their own, so that a caller dropped half-way (a client that went
+    /// away) does not leave one without the other.
     async fn delete_object(&self, key: &str) -> Result<()> {
-        let path = Path::from(key);
-        match self.inner.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::store("delete", &path, e)),
+        let (engine, key) = (self.clone(), key.to_owned());
+        let deleting = self.inner.tasks.spawn(async move { engine.delete_object_now(&key).await });
+        deleting.await.unwrap_or_else(|e| Err(Error::internal(format!("deleting an object: {e}"))))
+    }
+
+    async fn delete_object_now(&self, key: &str) -> Result<()> {
+        // The description first: an object whose description is gone is reported by a
+        // rebuild, a description whose object is gone would describe nothing.
+        for path in [crate::store::description_key(key), Path::from(key)] {
+            match self.inner.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::store("delete", &path, e)),
+            }
         }
+        Ok(())
     }
 
     /// Waits until the clean-ups of dropped uploads have finished (for graceful shutdown and

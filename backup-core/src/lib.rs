@@ -172,7 +172,9 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use content_rule::{ContentRule, ContentRules};
 pub use digest::{Digest, DigestAlgorithm};
 pub use engine::{
-    Download, Engine, EngineBuilder, Page, REPOSITORY_MARKER, RecoveryReport, StagedUpload, UploadOptions, Usage,
+    Download, Engine, EngineBuilder, Page, REPOSITORY_MARKER, RebuildMode, RebuildOptions, RebuildReport,
+    RecoveryReport, SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample, StagedUpload, UploadOptions, Usage,
+    VersionCheck,
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use id::{CollectionId, IdRule, RepositoryId, SessionId, VersionId};
@@ -183,7 +185,7 @@ pub use quota_stream::{QuotaStream, StreamSummary};
 pub use rotation::{Fifo, RotationStrategies, RotationStrategy};
 pub use session::Session;
 pub use spec::{CollectionSpec, FilenameTemplate, Limits, RetentionSpec};
-pub use store::{UploadLeftovers, object_key};
+pub use store::{DESCRIPTION_SUFFIX, UploadLeftovers, described_object, description_key, is_internal_key, object_key};
 pub use time::Timestamp;
 pub use version::{
     Collection, PendingUpload, Tombstone, TombstoneKind, Uploader, Version, VersionSelector, VersionState,

@@ -37,6 +37,7 @@
 
 mod collections;
 mod import;
+mod integrity;
 mod mutation;
 mod protection;
 mod repository;
@@ -51,6 +52,7 @@ pub use collections::{
     decide_update_collection, update_needs,
 };
 pub use import::ImportCheck;
+pub use integrity::{Adoption, Verification, decide_adopt_versions, decide_verification};
 pub use mutation::Mutation;
 pub use protection::{ProtectionChange, decide_protect};
 pub use repository::decide_claim_repository;

@@ -16,6 +16,28 @@ pub fn object_key(prefix: &Path, collection: &CollectionId, id: &VersionId) -> P
     prefix.clone().join(collection.as_str()).join(id.to_string())
 }
 
+/// What the key of a version's description ends with: `<object key>.version.json` (see
+/// [`crate::Engine::rebuild_catalog`]). Version ids never contain a dot, so no object key
+/// ends like this.
+pub const DESCRIPTION_SUFFIX: &str = ".version.json";
+
+/// The key of the description of the version stored at `object_key`.
+pub fn description_key(object_key: &str) -> Path {
+    Path::from(format!("{object_key}{DESCRIPTION_SUFFIX}"))
+}
+
+/// The object key a description describes, if `key` is a description's key.
+pub fn described_object(key: &str) -> Option<&str> {
+    key.strip_suffix(DESCRIPTION_SUFFIX)
+}
+
+/// Whether `key` is one of the engine's own records under `prefix` rather than a version's
+/// object or description: the repository marker, catalog snapshots, a scrub's progress. They
+/// live under names starting with a dot, which no collection id can have.
+pub fn is_internal_key(prefix: &Path, key: &Path) -> bool {
+    key.prefix_match(prefix).and_then(|mut rest| rest.next()).is_some_and(|first| first.as_ref().starts_with('.'))
+}
+
 /// Removes what a store keeps of an upload that never completed, beyond its object, found by
 /// the object's key: the staging file of a local-disk store (`<key>#<n>`, renamed into place
 /// only on completion). (Open multipart uploads of object stores are aborted by the id the

@@ -63,7 +63,8 @@ async fn every_call_of_an_upload_with_rotation_fails_in_turn_local_disk() {
 
 /// The cost of one upload in catalog calls is pinned: authorize (read the collection),
 /// reserve, commit with its rotation and purge. The store calls around them are the multipart
-/// put and the deletion of the evicted object.
+/// put, the deletion of the evicted object with its description, and the new version's
+/// description.
 #[tokio::test]
 async fn one_upload_makes_three_catalog_calls() {
     let (_, log) = calls_of_one_upload(Backend::Memory).await;
@@ -79,7 +80,11 @@ async fn one_upload_makes_three_catalog_calls() {
             "put_part",
             "complete",
             "commit",
-            "delete"
+            // The evicted version's description, then its object.
+            "delete",
+            "delete",
+            // The new version's description.
+            "put"
         ],
     );
 }

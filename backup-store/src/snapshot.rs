@@ -3,8 +3,9 @@
 //! restore into an empty catalog of any kind.
 //!
 //! This is point-in-time metadata recovery: export periodically next to the blobs; after
-//! losing the catalog, import the last export into a fresh one and run `recover()` (which
-//! removes objects of uploads that committed after the export, as orphans).
+//! losing the catalog, import the last export into a fresh one, then let
+//! [`backup_core::Engine::rebuild_catalog`] in its add-missing mode bring it up to date from
+//! the versions' descriptions in the store (versions committed or deleted after the export).
 //!
 //! ```
 //! use std::sync::Arc;

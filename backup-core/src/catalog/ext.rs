@@ -285,6 +285,48 @@ pub trait CatalogExt: Catalog {
         .await
     }
 
+    /// Records what a scrub found on a committed version: verified now, quarantined or not.
+    /// `None` if the version left the collection meanwhile.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_verification`].
+    async fn record_verification(
+        &self,
+        version: &Version,
+        found: &protocol::Verification,
+        audit: &AuditEvent,
+    ) -> Result<Option<Version>> {
+        let (c, id, number, found, audit) =
+            (version.collection.clone(), version.id, version.number, found.clone(), audit.clone());
+        let query = StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers([number]));
+        self.step(query.with_label("record_verification"), move |s| {
+            protocol::decide_verification(s, &c, id, number, &found, &audit)
+        })
+        .await
+    }
+
+    /// Inserts versions found outside the catalog into an existing collection, keeping their
+    /// numbers; those already there are skipped, those whose number is taken refused.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_adopt_versions`].
+    async fn adopt_versions(
+        &self,
+        collection: &CollectionId,
+        versions: Vec<Version>,
+        audit: &AuditEvent,
+    ) -> Result<protocol::Adoption> {
+        let (c, audit) = (collection.clone(), audit.clone());
+        let query = StateQuery {
+            versions: versions.iter().map(|v| v.id).collect(),
+            ..StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers(versions.iter().map(|v| v.number)))
+        };
+        self.step(query.with_label("adopt_versions"), move |s| {
+            protocol::decide_adopt_versions(s, &c, &versions, &audit)
+        })
+        .await
+    }
+
     /// Forgets the tombstones of objects confirmed deleted.
     ///
     /// # Errors

@@ -73,22 +73,43 @@ impl Engine {
     ) -> Result<Download> {
         self.authorized_collection(actor, collection, Action::Download).await?;
         let version = self.inner.catalog.get_version(collection, selector).await?;
+        if let Some(reason) = &version.quarantined {
+            return Err(Error::Corrupted {
+                collection: collection.clone(),
+                version: version.number,
+                reason: format!("it is quarantined: {reason}"),
+            });
+        }
+        let stream = self.read_verified(&version).await.map_err(|e| match e {
+            Error::VersionNotFound { collection, .. } => {
+                Error::VersionNotFound { collection, selector: selector.to_string() }
+            }
+            e => e,
+        })?;
+        Ok(Download { version, stream })
+    }
+
+    /// A committed version's bytes, checked against its size and digest as they flow (the
+    /// stream ends with [`Error::Corrupted`] on a mismatch).
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if the object is missing or has the wrong size;
+    /// [`Error::VersionNotFound`] if the version was purged since it was read; store errors.
+    pub(crate) async fn read_verified(&self, version: &Version) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let collection = &version.collection;
         let key = Path::from(version.object_key.as_str());
         let corrupted =
             |reason: String| Error::Corrupted { collection: collection.clone(), version: version.number, reason };
-        if let Some(reason) = &version.quarantined {
-            return Err(corrupted(format!("it is quarantined: {reason}")));
-        }
         let got = match self.inner.store.get(&key).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => {
                 // A rotation or a deletion may have purged it since the catalog answered:
                 // then it is simply gone, not damaged.
+                let gone =
+                    || Error::VersionNotFound { collection: collection.clone(), selector: version.number.to_string() };
                 return match self.inner.catalog.get_version(collection, VersionSelector::Number(version.number)).await {
                     Ok(still) if still.id == version.id => Err(corrupted(format!("its object {key} is missing"))),
-                    Ok(_) | Err(Error::VersionNotFound { .. }) => {
-                        Err(Error::VersionNotFound { collection: collection.clone(), selector: selector.to_string() })
-                    }
+                    Ok(_) | Err(Error::VersionNotFound { .. }) => Err(gone()),
                     Err(e) => Err(e),
                 };
             }
@@ -100,16 +121,15 @@ impl Engine {
                 got.meta.size, version.size
             )));
         }
-        let verifier = Verifier::new(&version);
-        let stream = match got.payload {
+        let verifier = Verifier::new(version);
+        Ok(match got.payload {
             // Verified as it is read, on the reading thread: hashing overlaps sending.
             GetResultPayload::File(file, _) => read_ahead(file, key, self.inner.file_reads.clone(), verifier),
             GetResultPayload::Stream(s) => {
                 let inner = s.map_err(move |e| Error::store("get", &key, e)).boxed();
                 VerifyStream { inner, verifier, done: false }.boxed()
             }
-        };
-        Ok(Download { version, stream })
+        })
     }
 }
 

@@ -2,12 +2,14 @@
 //! only what the catalog recorded as its own garbage.
 
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt, KeyClass, PendingFilter};
 use crate::engine::{Engine, chrono_duration};
 use crate::error::Result;
 use crate::id::VersionId;
+use crate::store::{described_object, is_internal_key};
 use crate::version::{Tombstone, TombstoneKind};
 
 /// How many unknown object keys a report names.
@@ -178,9 +180,13 @@ impl Engine {
                 match catalog.apply_retention(&c.id, &self.inner.strategies, purge, &audit).await {
                     Ok(gone) => {
                         report.aged_out += gone.len() as u64;
-                        for v in gone.iter().filter(|v| v.state == crate::VersionState::Purged) {
-                            // The tombstone stays until the garbage step confirms it gone.
-                            let _ = self.delete_object(&v.object_key).await;
+                        for v in &gone {
+                            if v.state == crate::VersionState::Purged {
+                                // The tombstone stays until the garbage step confirms it gone.
+                                let _ = self.delete_object(&v.object_key).await;
+                            } else {
+                                self.describe(v, &c.spec).await;
+                            }
                         }
                     }
                     Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
@@ -277,29 +283,32 @@ impl Engine {
         let store = &self.inner.store;
         let catalog = &self.inner.catalog;
         let cutoff = self.now() - chrono_duration(self.inner.config.grace);
-        let marker = self.marker_key();
+        let prefix = &self.inner.key_prefix;
         // Rows are created before their objects, so an object listed here that no row
-        // refers to when asked below is not one of this catalog's uploads in progress.
-        let mut listing = store.list(Some(&self.inner.key_prefix)).try_chunks(self.inner.config.batch);
-        while let Some(chunk) =
-            listing.try_next().await.map_err(|e| crate::Error::store("list", &self.inner.key_prefix, e.1))?
-        {
+        // refers to when asked below is not one of this catalog's uploads in progress. A
+        // description stands for its object: it goes and stays with it.
+        let mut listing = store.list(Some(prefix)).try_chunks(self.inner.config.batch);
+        while let Some(chunk) = listing.try_next().await.map_err(|e| crate::Error::store("list", prefix, e.1))? {
             let old: Vec<String> = chunk
                 .into_iter()
-                .filter(|m| m.last_modified < cutoff.to_datetime() && m.location != marker)
+                .filter(|m| m.last_modified < cutoff.to_datetime() && !is_internal_key(prefix, &m.location))
                 .map(|m| m.location.to_string())
                 .collect();
             if old.is_empty() {
                 continue;
             }
-            let classes = catalog.classify_object_keys(&old).await?;
+            let objects: Vec<String> = old.iter().map(|k| described_object(k).unwrap_or(k).to_owned()).collect();
+            let classes = catalog.classify_object_keys(&objects).await?;
             for (key, class) in old.iter().zip(classes) {
                 match class {
                     KeyClass::Live => {}
-                    KeyClass::Garbage => match self.delete_object(key).await {
-                        Ok(()) => report.garbage_deleted += 1,
-                        Err(e) => report.failures.push(format!("delete garbage {key}: {e}")),
-                    },
+                    KeyClass::Garbage => {
+                        let path = Path::from(key.as_str());
+                        match store.delete(&path).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => report.garbage_deleted += 1,
+                            Err(e) => report.failures.push(format!("delete garbage {key}: {e}")),
+                        }
+                    }
                     _ => {
                         report.unknown_objects += 1;
                         if report.unknown_samples.len() < SAMPLES {

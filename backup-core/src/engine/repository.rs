@@ -173,7 +173,7 @@ impl Engine {
     }
 
     /// The marker's id, if there is a marker.
-    async fn read_marker(&self) -> Result<Option<RepositoryId>> {
+    pub(crate) async fn read_marker(&self) -> Result<Option<RepositoryId>> {
         let key = self.marker_key();
         let got = match self.inner.store.get(&key).await {
             Ok(got) => got,

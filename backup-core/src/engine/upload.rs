@@ -153,6 +153,7 @@ impl Engine {
         match self.stream_to_store(&key, body, &mut reservation, &mut lease).await {
             Ok(summary) => Ok(StagedUpload {
                 engine: self.clone(),
+                spec: coll.spec.clone(),
                 pending: reservation.pending,
                 summary,
                 permit,
@@ -363,6 +364,8 @@ impl Drop for CleanupGuard {
 #[must_use = "a staged upload is aborted when dropped; call commit() to keep it"]
 pub struct StagedUpload {
     engine: Engine,
+    /// The collection's spec, for the version's description.
+    spec: crate::spec::CollectionSpec,
     pending: PendingUpload,
     summary: StreamSummary,
     permit: Permit,
@@ -419,6 +422,11 @@ impl StagedUpload {
                 // deleted by recover().
                 for v in committed.evicted.iter().filter(|v| v.state == VersionState::Purged) {
                     let _ = engine.delete_object(&v.object_key).await;
+                }
+                // Then the descriptions (a scrub writes one that is missing).
+                engine.describe(&committed.version, &self.spec).await;
+                for v in committed.evicted.iter().filter(|v| v.state != VersionState::Purged) {
+                    engine.describe(v, &self.spec).await;
                 }
                 Ok(committed.version)
             }

@@ -196,8 +196,8 @@ async fn verify_object(engine: &Engine, v: &Version) -> Result<(), Violation> {
 /// Checks I5 after `recover()`: no pending upload with an expired lease, no object the
 /// catalog recorded as garbage, and, since the engine records every object it writes before
 /// writing it, no object it does not know: under the engine's key prefix, among the objects
-/// last modified before `cutoff`, every one but the repository marker is a live version's or
-/// upload's.
+/// last modified before `cutoff`, every one but the engine's own records (the repository
+/// marker, …) is a live version's or upload's, or a live version's description.
 ///
 /// # Errors
 /// The first [`Violation`] found.
@@ -208,14 +208,17 @@ pub async fn check_recovered(engine: &Engine, cutoff: DateTime<Utc>) -> Result<(
     if let Some(p) = expired.first() {
         return Err(violation("I5", format!("upload {} to {} is still pending after its lease", p.id, p.collection)));
     }
-    let marker = engine.marker_key();
-    let objects: Vec<_> = engine.store().list(Some(engine.key_prefix())).try_collect().await.map_err(check_error)?;
+    let prefix = engine.key_prefix();
+    let objects: Vec<_> = engine.store().list(Some(prefix)).try_collect().await.map_err(check_error)?;
     let keys: Vec<String> = objects
         .iter()
-        .filter(|m| m.last_modified < cutoff && m.location != marker)
+        .filter(|m| m.last_modified < cutoff && !crate::store::is_internal_key(prefix, &m.location))
         .map(|m| m.location.to_string())
         .collect();
-    let classes = catalog.classify_object_keys(&keys).await.map_err(check_error)?;
+    // A version's description stands for its object.
+    let described: Vec<String> =
+        keys.iter().map(|k| crate::store::described_object(k).unwrap_or(k).to_owned()).collect();
+    let classes = catalog.classify_object_keys(&described).await.map_err(check_error)?;
     for (key, class) in keys.iter().zip(classes) {
         match class {
             KeyClass::Live => {}

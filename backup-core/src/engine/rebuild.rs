@@ -1,0 +1,500 @@
+//! A catalog rebuilt from the store alone, from the descriptions next to the versions'
+//! objects.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::audit::AuditEvent;
+use crate::authz::Action;
+use crate::catalog::{CatalogExt, CatalogRecord, VersionQuery};
+use crate::digest::Hasher;
+use crate::engine::Engine;
+use crate::engine::describe::{Description, MAX_DESCRIPTION};
+use crate::error::{Error, Result};
+use crate::id::{CollectionId, RepositoryId};
+use crate::protocol::Verification;
+use crate::spec::CollectionSpec;
+use crate::store::{described_object, is_internal_key};
+use crate::time::Timestamp;
+use crate::version::{Collection, Version, VersionState};
+
+/// Descriptions read at once.
+const READS_IN_FLIGHT: usize = 16;
+/// Versions adopted in one catalog step.
+const ADOPT_BATCH: usize = 500;
+
+/// What a rebuild fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RebuildMode {
+    /// An empty catalog (a lost one replaced by a new one), all or nothing: a failed or
+    /// interrupted rebuild leaves it empty, and runs again from the start.
+    #[default]
+    EmptyCatalog,
+    /// A catalog that already holds the repository (restored from a snapshot): the versions
+    /// it lacks (committed after the snapshot) are added, one collection at a time; versions
+    /// deleted after it are trashed, and those whose object is gone quarantined. Safe to run
+    /// again.
+    AddMissing,
+}
+
+/// How to rebuild a catalog.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RebuildOptions {
+    /// What to fill.
+    pub mode: RebuildMode,
+    /// Also re-hash every object (sizes are always checked): a version whose bytes differ
+    /// comes back quarantined.
+    pub verify_digests: bool,
+    /// Collections as the configuration declares them (manifests): they come back with these
+    /// specs, even without versions. A collection only the descriptions know comes back with
+    /// the spec its newest description carries.
+    pub collections: Vec<(CollectionId, CollectionSpec)>,
+}
+
+impl RebuildOptions {
+    /// Fills an empty catalog.
+    pub fn empty_catalog() -> Self {
+        RebuildOptions::default()
+    }
+
+    /// Adds what a catalog restored from a snapshot lacks.
+    pub fn add_missing() -> Self {
+        RebuildOptions { mode: RebuildMode::AddMissing, ..RebuildOptions::default() }
+    }
+
+    /// Re-hashes every object.
+    pub fn verify_digests(mut self, verify: bool) -> Self {
+        self.verify_digests = verify;
+        self
+    }
+
+    /// Declares a collection's spec.
+    pub fn collection(mut self, id: CollectionId, spec: CollectionSpec) -> Self {
+        self.collections.push((id, spec));
+        self
+    }
+}
+
+/// What [`Engine::rebuild_catalog`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RebuildReport {
+    /// The repository id the store's marker holds, if it has one.
+    pub repository: Option<RepositoryId>,
+    /// Collections created.
+    pub collections: u64,
+    /// Collections that came back with the spec of their versions' descriptions, not declared.
+    pub collections_from_descriptions: Vec<CollectionId>,
+    /// Versions restored.
+    pub versions: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Versions the catalog already had (in [`RebuildMode::AddMissing`]).
+    pub already_present: u64,
+    /// Committed versions of a restored snapshot that their descriptions say were deleted
+    /// after it, trashed (in [`RebuildMode::AddMissing`]).
+    pub trashed: u64,
+    /// Trashed versions of a restored snapshot whose objects are gone (purged after it),
+    /// marked purged (in [`RebuildMode::AddMissing`]).
+    pub purged: u64,
+    /// Versions restored quarantined: their object is missing, or has other bytes.
+    pub quarantined: Vec<String>,
+    /// Objects and descriptions left out, each with the reason: objects without a
+    /// description, unreadable or foreign descriptions, versions claimed twice, numbers taken.
+    pub skipped: Vec<String>,
+}
+
+impl RebuildReport {
+    /// A few lines for a person.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "repository {}: {} collections created, {} versions restored ({} bytes), {} already present, {} trashed, {} purged, {} quarantined, {} skipped",
+            self.repository.map_or("without marker".to_owned(), |r| r.to_string()),
+            self.collections,
+            self.versions,
+            self.bytes,
+            self.already_present,
+            self.trashed,
+            self.purged,
+            self.quarantined.len(),
+            self.skipped.len()
+        );
+        for c in &self.collections_from_descriptions {
+            out.push_str(&format!("\ncollection {c}: not declared; its spec comes from its versions' descriptions"));
+        }
+        for line in self
+            .quarantined
+            .iter()
+            .map(|l| format!("quarantined: {l}"))
+            .chain(self.skipped.iter().map(|l| format!("skipped: {l}")))
+        {
+            out.push('\n');
+            out.push_str(&line);
+        }
+        out
+    }
+}
+
+/// What the store says, read once.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Versions by collection, ascending by number.
+    versions: BTreeMap<CollectionId, Vec<Version>>,
+    /// The spec of each collection's newest description.
+    specs: HashMap<CollectionId, (Timestamp, CollectionSpec)>,
+    quarantined: Vec<String>,
+    skipped: Vec<String>,
+    /// Every object key (descriptions aside) with its size.
+    objects: HashMap<String, u64>,
+}
+
+impl Engine {
+    /// Rebuilds the catalog from the store: every version's object has a description next to
+    /// it (`<object key>.version.json`, written at commit and at every change of the
+    /// version's state), from which its number, filename, size, digest, uploader, times, state
+    /// and protection come back. The store's objects are read, never written or deleted.
+    ///
+    /// Checks, each reported by name and never turned into a guess: an object without a
+    /// description is left out; an unreadable, truncated, misplaced or foreign (another
+    /// repository's) description is left out; versions claimed by two objects are all left
+    /// out; a version whose object is missing or has another size (or, with
+    /// [`RebuildOptions::verify_digests`], other bytes) comes back quarantined, keeping its
+    /// number.
+    ///
+    /// Build the engine with [`crate::EngineBuilder::adopt_store`] so that it pairs the
+    /// rebuilt catalog with the store afterwards. Run it while nothing else uses the
+    /// repository.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use backup_core::{Actor, CollectionSpec, Engine, Limits, MemoryCatalog, RebuildOptions, VersionSelector};
+    /// use bytes::Bytes;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = Arc::new(object_store::memory::InMemory::new());
+    /// let engine = Engine::builder().store(store.clone()).build()?;
+    /// let (me, db) = (Actor::user("me"), "db".parse()?);
+    /// engine.create_collection(&me, &db, CollectionSpec::new("db-${version}.sql", Limits::new(3, 100, 300)?)).await?;
+    /// for body in ["one", "two"] {
+    ///     engine.upload(&me, &db, futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body))])).await?;
+    /// }
+    ///
+    /// // The catalog is lost: a new one, rebuilt from the store alone.
+    /// let rebuilt = Engine::builder().catalog(Arc::new(MemoryCatalog::new())).store(store).adopt_store(true).build()?;
+    /// let report = rebuilt.rebuild_catalog(&RebuildOptions::empty_catalog()).await?;
+    /// assert_eq!((report.collections, report.versions), (1, 2));
+    /// let v2 = rebuilt.version(&me, &db, VersionSelector::Latest).await?;
+    /// assert_eq!((v2.number, v2.filename.as_str()), (2, "db-2.sql"));
+    /// let v3 = rebuilt.upload(&me, &db, futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from("3"))])).await?;
+    /// assert_eq!(v3.number, 3);
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] for a catalog that is not empty in [`RebuildMode::EmptyCatalog`];
+    /// [`Error::InvalidSpec`] for a collection whose spec this engine cannot use;
+    /// [`Error::RepositoryMismatch`] in [`RebuildMode::AddMissing`]; store and catalog errors
+    /// (an empty catalog then stays empty).
+    pub async fn rebuild_catalog(&self, options: &RebuildOptions) -> Result<RebuildReport> {
+        for (_, spec) in &options.collections {
+            self.validate_spec(spec)?;
+        }
+        match options.mode {
+            RebuildMode::EmptyCatalog => self.rebuild_empty(options).await,
+            RebuildMode::AddMissing => self.add_missing(options).await,
+        }
+    }
+
+    async fn rebuild_empty(&self, options: &RebuildOptions) -> Result<RebuildReport> {
+        let catalog = &self.inner.catalog;
+        let info = catalog.repository().await?;
+        if info.id.is_some() || info.holds_versions || !catalog.list_collections(None, 1).await?.is_empty() {
+            return Err(Error::conflict(format!(
+                "the catalog {} is not empty: a rebuild fills an empty catalog; to add what a catalog \
+                 restored from a snapshot lacks, rebuild in the add-missing mode",
+                catalog.location()
+            )));
+        }
+        let repository = self.read_marker().await?;
+        let scan = self.scan(repository, options.verify_digests).await?;
+        let mut report = RebuildReport {
+            repository,
+            quarantined: scan.quarantined.clone(),
+            skipped: scan.skipped.clone(),
+            ..RebuildReport::default()
+        };
+        let now = self.now();
+        let mut records = vec![Ok(CatalogRecord::header(now))];
+        if let Some(id) = repository {
+            records.push(Ok(CatalogRecord::Repository { id }));
+        }
+        let collections = self.collections_to_create(options, &scan, &mut report)?;
+        for (id, spec) in collections {
+            let versions = scan.versions.get(&id).map(Vec::as_slice).unwrap_or_default();
+            let created = versions.iter().map(|v| v.created_at).min().unwrap_or(now);
+            let next_number = versions.last().map_or(1, |v| v.number + 1);
+            records.push(Ok(CatalogRecord::Collection { collection: Collection::new(id, spec, created), next_number }));
+            report.collections += 1;
+        }
+        for v in scan.versions.into_values().flatten() {
+            report.versions += 1;
+            report.bytes += v.size;
+            records.push(Ok(CatalogRecord::Version(v)));
+        }
+        records.push(Ok(CatalogRecord::Audit(
+            AuditEvent::new(now, "rebuild", "catalog.rebuild").with_seq(1).with_detail(format!(
+                "{} collections, {} versions from the store",
+                report.collections, report.versions
+            )),
+        )));
+        catalog.import(futures::stream::iter(records).boxed()).await?;
+        Ok(report)
+    }
+
+    async fn add_missing(&self, options: &RebuildOptions) -> Result<RebuildReport> {
+        let repository = self.open_repository().await?;
+        let scan = self.scan(Some(repository), options.verify_digests).await?;
+        let mut report = RebuildReport {
+            repository: Some(repository),
+            quarantined: scan.quarantined.clone(),
+            skipped: scan.skipped.clone(),
+            ..RebuildReport::default()
+        };
+        let catalog = &self.inner.catalog;
+        let mut existing = std::collections::HashSet::new();
+        let mut after = None;
+        loop {
+            let page = catalog.list_collections(after.as_ref(), 1000).await?;
+            existing.extend(page.iter().map(|c| c.id.clone()));
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.id.clone()),
+                _ => break,
+            }
+        }
+        for (id, spec) in self.collections_to_create(options, &scan, &mut report)? {
+            if !existing.contains(&id) {
+                self.declare_collection(&id, spec, "catalog rebuild").await?;
+                report.collections += 1;
+            }
+        }
+        let audit = AuditEvent::new(self.now(), "rebuild", "catalog.rebuild");
+        self.reconcile(&scan, &mut report).await?;
+        for (id, versions) in scan.versions {
+            for batch in versions.chunks(ADOPT_BATCH) {
+                let adopted = catalog.adopt_versions(&id, batch.to_vec(), &audit).await?;
+                report.already_present += adopted.present.len() as u64;
+                for (number, reason) in adopted.refused {
+                    report.skipped.push(format!("version {number} of {id}: {reason}"));
+                }
+                for v in batch.iter().filter(|v| adopted.inserted.contains(&v.number)) {
+                    report.versions += 1;
+                    report.bytes += v.size;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Brings a catalog restored from a snapshot up to what happened after it, as far as the
+    /// store proves it: a committed version whose description says it was deleted later is
+    /// trashed; a committed version whose object is gone (purged after the snapshot, or
+    /// lost) is quarantined, never silently kept as downloadable; a trashed one whose object
+    /// is gone is marked purged, never restorable.
+    async fn reconcile(&self, scan: &Scan, report: &mut RebuildReport) -> Result<()> {
+        let catalog = &self.inner.catalog;
+        let described: HashMap<_, _> = scan.versions.values().flatten().map(|v| (v.id, v)).collect();
+        let mut after = None;
+        loop {
+            let page = catalog.list_collections(after.as_ref(), 1000).await?;
+            for c in &page {
+                let mut next = Some(VersionQuery::first(1000).with_trashed());
+                while let Some(query) = next.take() {
+                    let versions = catalog.list_versions(&c.id, &query).await?;
+                    if versions.len() == 1000 {
+                        next = versions.last().map(|v| VersionQuery::first(1000).with_trashed().after(v.number));
+                    }
+                    for v in versions {
+                        let gone = !scan.objects.contains_key(&v.object_key);
+                        if v.state == VersionState::Trashed {
+                            // Purged after the snapshot (or lost): it can never be restored.
+                            if gone {
+                                catalog.mark_purged(&[v.id], self.now()).await?;
+                                report.purged += 1;
+                            }
+                        } else if let Some(d) = described.get(&v.id)
+                            && d.state == VersionState::Trashed
+                        {
+                            let reason = d.trash_reason.clone().unwrap_or_else(|| "deleted".to_owned());
+                            let audit = AuditEvent::new(self.now(), "rebuild", "version.delete")
+                                .with_collection(&c.id)
+                                .with_version(v.number)
+                                .with_detail("deleted after the snapshot, as its description says");
+                            match catalog.trash_version(&c.id, v.number, &reason, false, &audit).await {
+                                Ok(_) => report.trashed += 1,
+                                Err(e) => {
+                                    report.skipped.push(format!("version {} of {}: not trashed: {e}", v.number, c.id))
+                                }
+                            }
+                        } else if gone && v.quarantined.is_none() {
+                            let reason = format!(
+                                "its object {} is missing (deleted after the catalog's snapshot, or lost)",
+                                v.object_key
+                            );
+                            let audit = AuditEvent::new(self.now(), "rebuild", Action::VerifyVersions.name());
+                            catalog.record_verification(&v, &Verification::Damaged(reason.clone()), &audit).await?;
+                            report.quarantined.push(format!("version {} of {}: {reason}", v.number, c.id));
+                        }
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.id.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Every collection the rebuild creates, with its spec: declared ones, then those only
+    /// descriptions know.
+    fn collections_to_create(
+        &self,
+        options: &RebuildOptions,
+        scan: &Scan,
+        report: &mut RebuildReport,
+    ) -> Result<BTreeMap<CollectionId, CollectionSpec>> {
+        let mut out: BTreeMap<CollectionId, CollectionSpec> = options.collections.iter().cloned().collect();
+        for id in scan.versions.keys() {
+            if out.contains_key(id) {
+                continue;
+            }
+            let Some((_, spec)) = scan.specs.get(id) else { continue };
+            self.validate_spec(spec).map_err(|e| {
+                Error::invalid(
+                    "collection",
+                    format!(
+                        "{id}: the spec of its versions' descriptions cannot be used ({e}); declare the collection"
+                    ),
+                )
+            })?;
+            report.collections_from_descriptions.push(id.clone());
+            out.insert(id.clone(), spec.clone());
+        }
+        Ok(out)
+    }
+
+    /// Lists the store, reads every description, and checks each against its object.
+    async fn scan(&self, repository: Option<RepositoryId>, verify: bool) -> Result<Scan> {
+        let prefix = &self.inner.key_prefix;
+        let mut objects: HashMap<String, u64> = HashMap::new();
+        let mut descriptions: Vec<(Path, u64)> = Vec::new();
+        let mut listing = self.inner.store.list(Some(prefix));
+        while let Some(meta) = listing.try_next().await.map_err(|e| Error::store("list", prefix, e))? {
+            if is_internal_key(prefix, &meta.location) {
+                continue;
+            }
+            if described_object(meta.location.as_ref()).is_some() {
+                descriptions.push((meta.location, meta.size));
+            } else {
+                objects.insert(meta.location.to_string(), meta.size);
+            }
+        }
+        let mut scan = Scan::default();
+        let read = futures::stream::iter(descriptions)
+            .map(|(key, size)| async move {
+                let found = self.read_description(&key, size).await;
+                (key, found)
+            })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        let mut claims: HashMap<(CollectionId, u64), Vec<(Path, Version)>> = HashMap::new();
+        let mut described: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for (key, found) in read {
+            let d = match found? {
+                Ok(d) => d,
+                Err(reason) => {
+                    // The object stays unaccounted for: it is reported below as well.
+                    scan.skipped.push(format!("description {key}: {reason}"));
+                    continue;
+                }
+            };
+            if let Some(r) = repository
+                && d.repository != r
+            {
+                scan.skipped.push(format!("description {key}: written for repository {}, not {r}", d.repository));
+                continue;
+            }
+            described.insert(d.version.object_key.clone());
+            let entry = scan.specs.entry(d.version.collection.clone()).or_insert((d.described_at, d.spec.clone()));
+            if d.described_at > entry.0 {
+                *entry = (d.described_at, d.spec.clone());
+            }
+            claims.entry((d.version.collection.clone(), d.version.number)).or_default().push((key, d.version));
+        }
+        for ((collection, number), mut claimants) in claims {
+            if claimants.len() > 1 {
+                let keys: Vec<String> = claimants.iter().map(|(k, _)| k.to_string()).collect();
+                scan.skipped.push(format!(
+                    "version {number} of {collection} is claimed by {} descriptions ({}): none is restored",
+                    keys.len(),
+                    keys.join(", ")
+                ));
+                continue;
+            }
+            let Some((_, mut v)) = claimants.pop() else { continue };
+            if let Some(reason) = self.check_object(&v, objects.get(&v.object_key).copied(), verify).await? {
+                scan.quarantined.push(format!("version {number} of {collection}: {reason}"));
+                if v.state == VersionState::Committed && v.quarantined.is_none() {
+                    v = v.clone().with_verification(Some(self.now()), Some(reason));
+                }
+            }
+            scan.versions.entry(collection).or_default().push(v);
+        }
+        for versions in scan.versions.values_mut() {
+            versions.sort_by_key(|v| v.number);
+        }
+        let mut lone: Vec<&String> = objects.keys().filter(|k| !described.contains(*k)).collect();
+        lone.sort();
+        for key in lone {
+            scan.skipped.push(format!("object {key}: no description says which version it is"));
+        }
+        scan.skipped.sort();
+        scan.objects = objects;
+        Ok(scan)
+    }
+
+    /// Reads and checks one description: what is wrong with it, or a store error (which stops
+    /// the rebuild: a description that could not be read is not a version to leave out).
+    async fn read_description(&self, key: &Path, size: u64) -> Result<std::result::Result<Description, String>> {
+        if size > MAX_DESCRIPTION {
+            return Ok(Err(format!("{size} bytes is too large for a description")));
+        }
+        let got = self.inner.store.get(key).await.map_err(|e| Error::store("get", key, e))?;
+        let bytes = got.bytes().await.map_err(|e| Error::store("get", key, e))?;
+        Ok(Description::parse(key, &bytes))
+    }
+
+    /// Why a described version's object cannot be trusted, if it cannot.
+    async fn check_object(&self, v: &Version, size: Option<u64>, verify: bool) -> Result<Option<String>> {
+        let key = Path::from(v.object_key.as_str());
+        let Some(size) = size else { return Ok(Some(format!("its object {key} is missing"))) };
+        if size != v.size {
+            return Ok(Some(format!("its object {key} has {size} bytes, {} were committed", v.size)));
+        }
+        if !verify {
+            return Ok(None);
+        }
+        let mut hasher: Hasher = v.digest.algorithm().hasher();
+        let mut stream = self.inner.store.get(&key).await.map_err(|e| Error::store("get", &key, e))?.into_stream();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| Error::store("get", &key, e))? {
+            hasher.update(&chunk);
+        }
+        let digest = hasher.finalize();
+        Ok((digest != v.digest).then(|| format!("its object {key} has digest {digest}, {} was committed", v.digest)))
+    }
+}

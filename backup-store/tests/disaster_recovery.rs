@@ -1,0 +1,65 @@
+//! The disaster-recovery drill (`backup_core::conformance::recovery`) with the durable
+//! catalogs: SQLite on local disk and on the in-process S3 server, PostgreSQL on local disk.
+//! The catalog is lost; a fresh one is rebuilt from the store alone, and another from a
+//! snapshot plus the store.
+
+use std::sync::Arc;
+
+use backup_core::Catalog;
+use backup_core::conformance::recovery::disaster_recovery_drill;
+use backup_store::SqliteCatalog;
+use futures::future::BoxFuture;
+
+/// Fresh SQLite catalogs, each its own file in `dir`.
+fn sqlite_catalogs(dir: &std::path::Path) -> impl Fn() -> BoxFuture<'static, Arc<dyn Catalog>> + Sync + use<> {
+    let dir = dir.to_owned();
+    move || {
+        let path = dir.join(format!("catalog-{}.db", uuid::Uuid::new_v4().simple()));
+        Box::pin(async move { Arc::new(SqliteCatalog::open(path).await.expect("sqlite")) as Arc<dyn Catalog> })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_on_local_disk_with_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = backup_store::local_disk_store(dir.path().join("blobs")).unwrap();
+    disaster_recovery_drill(store, &sqlite_catalogs(dir.path())).await;
+}
+
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_on_s3_with_sqlite() {
+    let server = backup_store::testing::S3Server::start().await;
+    let store = backup_store::object_store_from_url(&server.url(), &backup_store::StoreOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    disaster_recovery_drill(store, &sqlite_catalogs(dir.path())).await;
+}
+
+#[cfg(not(feature = "aws"))]
+#[test]
+fn drill_on_s3_with_sqlite() {
+    backup_store::testing::skipped("drill_on_s3_with_sqlite", "built without the `aws` feature");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_on_local_disk_with_postgres() {
+    use backup_store::testing::{database_url, fresh_schema};
+    let Some(url) = database_url("drill_on_local_disk_with_postgres") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = backup_store::local_disk_store(dir.path()).unwrap();
+    let catalogs = move || -> BoxFuture<'static, Arc<dyn Catalog>> {
+        let (url, schema) = (url.clone(), fresh_schema("drill"));
+        Box::pin(async move {
+            let catalog = backup_store::PostgresCatalog::builder(&url).schema(&schema).build().await.expect("postgres");
+            Arc::new(catalog) as Arc<dyn Catalog>
+        })
+    };
+    disaster_recovery_drill(store, &catalogs).await;
+}
+
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn drill_on_local_disk_with_postgres() {
+    backup_store::testing::skipped("drill_on_local_disk_with_postgres", "built without the `postgres` feature");
+}
