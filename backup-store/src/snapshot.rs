@@ -205,3 +205,95 @@ mod tests {
         assert_eq!(e.kind(), backup_core::ErrorKind::NotFound);
     }
 }
+
+/// The folder, under an engine's key prefix, of scheduled snapshots ([`take_scheduled`]). Its
+/// name starts with a dot, so the engine never takes it for versions.
+pub const SNAPSHOTS_FOLDER: &str = ".catalog-snapshots";
+
+/// What [`take_scheduled`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScheduledSnapshot {
+    /// Where the new snapshot is.
+    pub key: Path,
+    /// What it holds.
+    pub summary: ExportSummary,
+    /// Older snapshots deleted by the retention.
+    pub removed: Vec<Path>,
+}
+
+/// Takes a snapshot of `catalog` into `<prefix>/.catalog-snapshots/catalog-<UTC time>.jsonl`
+/// and keeps the newest `keep` of them (at least one: the one just taken), deleting older
+/// ones. Restore the latest with [`latest_scheduled`] and [`import_from`], then bring it up to
+/// date with [`backup_core::Engine::rebuild_catalog`] in its add-missing mode.
+///
+/// ```
+/// use std::sync::Arc;
+/// use backup_core::MemoryCatalog;
+/// use backup_store::snapshot;
+/// use object_store::{ObjectStore, memory::InMemory, path::Path};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+/// let prefix = Path::from("data");
+/// let catalog = MemoryCatalog::new();
+/// let t = chrono::Utc::now();
+/// for minutes in 0..3 {
+///     snapshot::take_scheduled(&catalog, &store, &prefix, 2, t + chrono::Duration::minutes(minutes)).await?;
+/// }
+/// let latest = snapshot::latest_scheduled(&store, &prefix).await?.expect("one");
+/// assert_eq!(snapshot::list_scheduled(&store, &prefix).await?.len(), 2);
+/// snapshot::import_from(&store, &latest, &MemoryCatalog::new()).await?;
+/// # Ok::<(), backup_core::Error>(()) }).unwrap();
+/// ```
+///
+/// # Errors
+/// Those of [`export_to`]; a failure to delete an old snapshot is an error too (the new one is
+/// kept).
+pub async fn take_scheduled(
+    catalog: &dyn Catalog,
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    keep: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ScheduledSnapshot> {
+    let folder = prefix.clone().join(SNAPSHOTS_FOLDER);
+    let key = folder.clone().join(format!("catalog-{}.jsonl", now.format("%Y%m%dT%H%M%S%.6fZ")));
+    let summary = export_to(catalog, store, &key).await?;
+    let all = list_scheduled(store, prefix).await?;
+    let mut removed = Vec::new();
+    for old in all.iter().rev().skip(keep.max(1)) {
+        if old == &key {
+            continue;
+        }
+        match store.delete(old).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => removed.push(old.clone()),
+            Err(e) => return Err(store_error("delete", old)(e)),
+        }
+    }
+    Ok(ScheduledSnapshot { key, summary, removed })
+}
+
+/// The scheduled snapshots under `prefix`, oldest first.
+///
+/// # Errors
+/// Listing failures.
+pub async fn list_scheduled(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Vec<Path>> {
+    let folder = prefix.clone().join(SNAPSHOTS_FOLDER);
+    let metas: Vec<_> = store.list(Some(&folder)).try_collect().await.map_err(store_error("list", &folder))?;
+    let mut keys: Vec<Path> = metas
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|k| k.filename().is_some_and(|f| f.starts_with("catalog-") && f.ends_with(".jsonl")))
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
+/// The newest scheduled snapshot under `prefix`, if any.
+///
+/// # Errors
+/// Listing failures.
+pub async fn latest_scheduled(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Option<Path>> {
+    Ok(list_scheduled(store, prefix).await?.pop())
+}

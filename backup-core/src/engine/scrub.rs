@@ -104,6 +104,9 @@ pub struct VersionCheck {
     /// quarantined: a store that fails is not evidence of damage).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether this check put it into quarantine (it was not before).
+    #[serde(skip)]
+    pub newly_quarantined: bool,
 }
 
 /// What [`Engine::scrub`] did.
@@ -318,6 +321,7 @@ impl Engine {
             number: v.number,
             ok,
             error,
+            newly_quarantined: false,
         };
         let found = match self.read_back(v, throttle, report).await {
             Ok(Some(found)) => found,
@@ -352,7 +356,7 @@ impl Engine {
             }
             Verification::Damaged(reason) => {
                 report.newly_quarantined += u64::from(v.quarantined.is_none());
-                let c = check(false, Some(reason));
+                let c = VersionCheck { newly_quarantined: v.quarantined.is_none(), ..check(false, Some(reason)) };
                 report.damaged.push(c.clone());
                 Some(c)
             }

@@ -58,6 +58,11 @@ pub fn app(state: AppState) -> Router {
         .route(path("upload"), post(versions::upload))
         .route_layer(DefaultBodyLimit::disable())
         .route_layer(middleware::from_fn(crate::linger::linger));
+    // A verification reads a whole collection: not cut after a minute.
+    let verify = Router::new()
+        .route(path("verify"), post(retention::verify))
+        .route_layer(limit(Bucket::Default))
+        .route_layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.inner.download_timeout));
     let collection_health = Router::new()
         .route(path("collection_health"), get(health::collection_health))
         .route_layer(limit(Bucket::CollectionHealth));
@@ -70,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .merge(login)
         .merge(default)
         .merge(upload)
+        .merge(verify)
         .merge(collection_health)
         .merge(server_health)
         .route(path("openapi"), get(openapi::serve))

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use backup_core::ScrubSample;
 use clap::Parser;
 use ipnet::IpNet;
 
@@ -164,6 +165,73 @@ pub struct Args {
     /// sending or stops reading) is cut.
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub stall_timeout: Duration,
+    /// When scrubs read versions back and check their digests (6-field cron, seconds first,
+    /// or `off`). Damaged versions are quarantined: listed, never served.
+    #[arg(long, default_value = "0 30 3 * * *", value_parser = optional_schedule)]
+    pub scrub_schedule: Schedule,
+    /// Which versions a scheduled scrub reads: `all`, a percentage (`10%`, chosen at random
+    /// each time), or those not verified for a duration (`7d`: each version about weekly).
+    #[arg(long, default_value = "7d", value_parser = scrub_sample)]
+    pub scrub_sample: ScrubSample,
+    /// How fast a scrub reads at most, per second (`64MiB`; `0` for no limit).
+    #[arg(long, default_value = "64MiB", value_parser = byte_rate)]
+    pub scrub_rate: u64,
+    /// When the catalog is exported into the storage, under
+    /// `_backup-server/.catalog-snapshots/` (6-field cron, or `off`).
+    #[arg(long, default_value = "0 15 2 * * *", value_parser = optional_schedule)]
+    pub catalog_snapshot_schedule: Schedule,
+    /// How many scheduled catalog snapshots are kept (the oldest go).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub catalog_snapshots_kept: u32,
+    /// Rebuild an empty catalog from the storage (each version's description next to its
+    /// object), print a summary and exit. Refuses a catalog that is not empty.
+    #[arg(long, default_value_t = false)]
+    pub rebuild_catalog: bool,
+    /// With `--rebuild-catalog`: also re-hash every object (a version with other bytes comes
+    /// back quarantined).
+    #[arg(long, default_value_t = false, requires = "rebuild_catalog")]
+    pub verify: bool,
+    /// With `--rebuild-catalog`: first load a scheduled catalog snapshot (`latest`, or its
+    /// key), then add what the storage holds beyond it.
+    #[arg(long, value_name = "latest|KEY", requires = "rebuild_catalog")]
+    pub from_snapshot: Option<String>,
+}
+
+/// A schedule that may be off.
+#[derive(Debug, Clone)]
+pub struct Schedule(pub Option<cron::Schedule>);
+
+/// A 6-field cron expression, or `off`.
+fn optional_schedule(s: &str) -> Result<Schedule, String> {
+    if s == "off" {
+        return Ok(Schedule(None));
+    }
+    schedule(s).map(|s| Schedule(Some(s)))
+}
+
+/// `all`, `N%`, or a duration.
+fn scrub_sample(s: &str) -> Result<ScrubSample, String> {
+    if s == "all" {
+        return Ok(ScrubSample::All);
+    }
+    if let Some(p) = s.strip_suffix('%') {
+        return match p.parse::<u8>() {
+            Ok(p @ 1..=100) => Ok(ScrubSample::Percent(p)),
+            _ => Err(format!("{s:?}: a percentage is 1% to 100%")),
+        };
+    }
+    match duration(s) {
+        Ok(d) if !d.is_zero() => Ok(ScrubSample::NotVerifiedFor(d)),
+        _ => Err(format!("{s:?} is not `all`, a percentage (10%) or a duration (7d)")),
+    }
+}
+
+/// A byte rate in backup-repository's size grammar (`64MiB`, `100M`); `0` for none.
+fn byte_rate(s: &str) -> Result<u64, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    backup_policy::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// A 6-field cron expression (seconds first).

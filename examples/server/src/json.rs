@@ -69,7 +69,8 @@ impl ApiError {
     pub(crate) fn from_core(e: &backup_core::Error, denied: &str) -> Self {
         let status = match e.kind() {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
+            // A quarantined or damaged version: refused, saying why, never served.
+            ErrorKind::AlreadyExists | ErrorKind::Conflict | ErrorKind::Corrupted => StatusCode::CONFLICT,
             ErrorKind::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::PermissionDenied | ErrorKind::OutsideWindow => StatusCode::FORBIDDEN,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -95,6 +96,10 @@ impl ApiError {
             backup_core::Error::QuotaExceeded { allowed, received_at_least } => format!(
                 "filesize reached allowed limit. Uploaded {received_at_least} bytes, allowed to upload only {allowed} bytes"
             ),
+            backup_core::Error::Corrupted { .. } => {
+                tracing::error!(error = %e, "a damaged version was refused");
+                e.to_string()
+            }
             // Backend failures are logged, not shown.
             e if status.is_server_error() => {
                 tracing::error!(error = %e, "request failed");

@@ -28,6 +28,7 @@ mod json;
 mod linger;
 mod metrics;
 mod model;
+mod recovery;
 mod routes;
 mod serve;
 mod state;
@@ -44,7 +45,8 @@ use backup_policy::{
 use backup_store::{StoreOptions, open_catalog, open_store};
 
 pub use app::app;
-pub use config::Args;
+pub use config::{Args, Schedule};
+pub use recovery::rebuild_catalog;
 pub use state::{AppState, StateParts};
 
 /// Builds everything from the command line: catalog, store, manifests (validated; errors stop
@@ -54,47 +56,8 @@ pub use state::{AppState, StateParts};
 /// # Errors
 /// A line naming what is wrong (the file, field and reason for manifests).
 pub async fn build(args: &Args) -> Result<AppState, String> {
-    if args.provider != "filesystem" {
-        return Err(format!("--provider {:?}: only \"filesystem\" is supported by this server", args.provider));
-    }
-    let root = args.config_root();
-    let manifests = manifest::load(&root, &args.namespace).map_err(|e| format!("configuration: {e}"))?;
-    let storage_url = args.storage()?;
-    let part_size = args.upload_part_size.unwrap_or(default_part_size(&storage_url));
-    if storage_url.starts_with("s3://") && part_size < 5 << 20 {
-        return Err(format!("--upload-part-size {part_size}: S3 refuses parts under 5 MiB"));
-    }
-    let opened = open_store(&storage_url, &StoreOptions::default()).map_err(|e| format!("storage: {e}"))?;
-    let catalog = open_catalog(&args.catalog()).await.map_err(|e| format!("catalog: {e}"))?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let directory = Arc::new(Directory::new(manifests.policy_set()));
-    // What a killed process left of its uploads (local staging files, open multipart uploads
-    // of an object store) goes when the restarted instance or the next maintenance run
-    // releases them.
-    let mut builder = Engine::builder();
-    if let Some(root) = storage_url.strip_prefix("file://") {
-        builder = builder.upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(root)));
-    }
-    if let Some(multipart) = opened.multipart {
-        builder = builder.multipart_store(multipart);
-    }
-    let engine = builder
-        .catalog(catalog.clone())
-        .store(opened.store)
-        .clock(clock.clone())
-        .authorizer(Arc::new(PolicyAuthorizer::new(directory.clone())))
-        .content_rule(Arc::new(OpenPgpRule))
-        .trash_retention(args.trash_retention)
-        .part_size(part_size)
-        // backup-repository keeps `<collection>/<file>` at the bucket root, and collection
-        // names start with a letter or digit: under this prefix the engine's orphan sweep can
-        // never touch the original's objects in a shared bucket.
-        .key_prefix(KEY_PREFIX)
-        .instance(args.instance_name()?)
-        .adopt_store(args.adopt_storage)
-        .max_uploads_per_collection(args.max_uploads_per_collection)
-        .build()
-        .map_err(|e| format!("engine: {e}"))?;
+    let Prepared { root, manifests, storage_url, catalog, clock, directory } = prepare(args).await?;
+    let engine = engine(args, &storage_url, catalog.clone(), clock.clone(), directory.clone(), args.adopt_storage)?;
     // Before anything is written: a wrong catalog in front of this storage stops the start.
     let repository = engine.open_repository().await.map_err(|e| format!("repository: {e}"))?;
     tracing::info!(%repository, catalog = %catalog.location(), storage = %storage_url_shown(&storage_url), "serving repository");
@@ -146,6 +109,71 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
         max_downloads_per_user: args.max_downloads_per_user,
         login_timeout: args.login_timeout,
     }))
+}
+
+/// What every mode reads first: the manifests, the storage URL, the catalog.
+struct Prepared {
+    root: std::path::PathBuf,
+    manifests: manifest::Manifests,
+    storage_url: String,
+    catalog: Arc<dyn backup_core::Catalog>,
+    clock: Arc<dyn Clock>,
+    directory: Arc<Directory>,
+}
+
+async fn prepare(args: &Args) -> Result<Prepared, String> {
+    if args.provider != "filesystem" {
+        return Err(format!("--provider {:?}: only \"filesystem\" is supported by this server", args.provider));
+    }
+    let root = args.config_root();
+    let manifests = manifest::load(&root, &args.namespace).map_err(|e| format!("configuration: {e}"))?;
+    let storage_url = args.storage()?;
+    let catalog = open_catalog(&args.catalog()).await.map_err(|e| format!("catalog: {e}"))?;
+    let directory = Arc::new(Directory::new(manifests.policy_set()));
+    Ok(Prepared { root, manifests, storage_url, catalog, clock: Arc::new(SystemClock), directory })
+}
+
+/// The engine on the storage and catalog the flags name.
+fn engine(
+    args: &Args,
+    storage_url: &str,
+    catalog: Arc<dyn backup_core::Catalog>,
+    clock: Arc<dyn Clock>,
+    directory: Arc<Directory>,
+    adopt: bool,
+) -> Result<Engine, String> {
+    let part_size = args.upload_part_size.unwrap_or(default_part_size(storage_url));
+    if storage_url.starts_with("s3://") && part_size < 5 << 20 {
+        return Err(format!("--upload-part-size {part_size}: S3 refuses parts under 5 MiB"));
+    }
+    let opened = open_store(storage_url, &StoreOptions::default()).map_err(|e| format!("storage: {e}"))?;
+    // What a killed process left of its uploads (local staging files, open multipart uploads
+    // of an object store) goes when the restarted instance or the next maintenance run
+    // releases them.
+    let mut builder = Engine::builder();
+    if let Some(root) = storage_url.strip_prefix("file://") {
+        builder = builder.upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(root)));
+    }
+    if let Some(multipart) = opened.multipart {
+        builder = builder.multipart_store(multipart);
+    }
+    builder
+        .catalog(catalog)
+        .store(opened.store)
+        .clock(clock)
+        .authorizer(Arc::new(PolicyAuthorizer::new(directory)))
+        .content_rule(Arc::new(OpenPgpRule))
+        .trash_retention(args.trash_retention)
+        .part_size(part_size)
+        // backup-repository keeps `<collection>/<file>` at the bucket root, and collection
+        // names start with a letter or digit: under this prefix the engine's orphan sweep can
+        // never touch the original's objects in a shared bucket.
+        .key_prefix(KEY_PREFIX)
+        .instance(args.instance_name()?)
+        .adopt_store(adopt)
+        .max_uploads_per_collection(args.max_uploads_per_collection)
+        .build()
+        .map_err(|e| format!("engine: {e}"))
 }
 
 /// A storage URL for the log, secrets hidden.

@@ -4,6 +4,7 @@
 //! cargo run --release -p backup-server -- --config-local-path examples/server/config --listen 127.0.0.1:8080
 //! backup-server --encode-password 's3cret'      # for a Secret's data
 //! backup-server --hash-jwt "$TOKEN"            # its session id
+//! backup-server --rebuild-catalog [--verify]   # a lost catalog, from the storage
 //! ```
 
 use backup_policy::StoredPassword;
@@ -45,6 +46,16 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if args.rebuild_catalog {
+        match runtime.block_on(backup_server::rebuild_catalog(&args)) {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if let Err(e) = runtime.block_on(backup_server::run(args)) {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -28,6 +28,10 @@ pub(crate) struct Metrics {
     uploads: Family<CollectionLabel, Counter>,
     uploaded_bytes: Family<CollectionLabel, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    scrubbed_versions: Counter,
+    scrubbed_bytes: Counter,
+    scrub_failures: Counter,
+    quarantined: Family<CollectionLabel, Counter>,
 }
 
 impl Metrics {
@@ -44,6 +48,21 @@ impl Metrics {
         self.refused
             .get_or_create(&RefusedLabels { collection: collection.to_owned(), reason: reason.to_owned() })
             .inc();
+    }
+
+    /// Counts what a scrub read and found.
+    pub(crate) fn scrubbed(&self, report: &backup_core::ScrubReport) {
+        self.scrubbed_versions.inc_by(report.checked);
+        self.scrubbed_bytes.inc_by(report.bytes);
+        self.scrub_failures.inc_by(report.failures.len() as u64);
+        self.checked(report.damaged.iter());
+    }
+
+    /// Counts the versions that entered quarantine among `checks`.
+    pub(crate) fn checked<'a>(&self, checks: impl Iterator<Item = &'a backup_core::VersionCheck>) {
+        for c in checks.filter(|c| c.newly_quarantined) {
+            self.quarantined.get_or_create(&CollectionLabel { collection: c.collection.to_string() }).inc();
+        }
     }
 
     /// The text exposition, with the per-collection gauges read from the catalog now.
@@ -92,6 +111,14 @@ impl Metrics {
         registry.register("uploads", "Uploads committed", self.uploads.clone());
         registry.register("uploaded_bytes", "Bytes of uploads committed", self.uploaded_bytes.clone());
         registry.register("uploads_refused", "Uploads refused, by reason", self.refused.clone());
+        registry.register("scrub_versions", "Versions read back by scrubs", self.scrubbed_versions.clone());
+        registry.register("scrub_bytes", "Bytes read back by scrubs", self.scrubbed_bytes.clone());
+        registry.register("scrub_failures", "Versions a scrub could not read", self.scrub_failures.clone());
+        registry.register(
+            "versions_quarantined",
+            "Versions found damaged or missing and quarantined, by collection",
+            self.quarantined.clone(),
+        );
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .map_err(|e| backup_core::Error::internal(format!("metrics encoding: {e}")))?;

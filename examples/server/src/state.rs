@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) uploads_per_user: PerUser,
     pub(crate) downloads_per_user: PerUser,
     pub(crate) login_timeout: Duration,
+    /// One verification (`POST …/verify`) at a time: each reads a whole collection back.
+    pub(crate) verifying: Arc<tokio::sync::Semaphore>,
 }
 
 /// What [`AppState::new`] needs.
@@ -109,6 +111,7 @@ impl AppState {
                 download_timeout: parts.download_timeout,
                 storage_health_timeout: parts.storage_health_timeout,
                 metrics: Metrics::default(),
+                verifying: Arc::new(tokio::sync::Semaphore::new(1)),
                 uploads_per_user: PerUser::new(parts.max_uploads_per_user, "uploads"),
                 downloads_per_user: PerUser::new(parts.max_downloads_per_user, "downloads"),
                 login_timeout: parts.login_timeout,

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use backup_core::Engine;
 use backup_core::protocol::CollectionChange;
+use backup_core::{Engine, ScrubOptions};
 use backup_policy::manifest::{self, Manifests};
 use tokio::task::JoinHandle;
 
@@ -78,6 +78,26 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
             st.rate_limits().retain_recent();
         }
     }));
+    if let Some(schedule) = args.scrub_schedule.0.clone() {
+        let options = ScrubOptions::sample(args.scrub_sample).throttle(args.scrub_rate);
+        let st = state.clone();
+        tasks.push(tokio::spawn(async move {
+            for next in schedule.upcoming(chrono::Utc) {
+                tokio::time::sleep((next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;
+                scrub(&st, &options).await;
+            }
+        }));
+    }
+    if let Some(schedule) = args.catalog_snapshot_schedule.0.clone() {
+        let keep = args.catalog_snapshots_kept as usize;
+        let st = state.clone();
+        tasks.push(tokio::spawn(async move {
+            for next in schedule.upcoming(chrono::Utc) {
+                tokio::time::sleep((next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;
+                snapshot(&st, keep).await;
+            }
+        }));
+    }
     let interval = args.config_reload_interval;
     let st = state.clone();
     tasks.push(tokio::spawn(async move {
@@ -119,5 +139,51 @@ pub(crate) fn log_recovery(report: &backup_core::RecoveryReport, when: &'static 
         tracing::debug!(?report, "{when}");
     } else {
         tracing::info!(?report, "{when}");
+    }
+}
+
+/// Runs a scrub; logs what it found, counts it in the metrics.
+pub(crate) async fn scrub(state: &AppState, options: &ScrubOptions) {
+    match state.engine().scrub(options).await {
+        Ok(report) => {
+            state.inner.metrics.scrubbed(&report);
+            for d in &report.damaged {
+                tracing::error!(collection = %d.collection, version = d.number, reason = d.error.as_deref().unwrap_or_default(),
+                    "scrub: the version is damaged and quarantined");
+            }
+            for f in &report.failures {
+                tracing::warn!("scrub: {f}");
+            }
+            tracing::info!(
+                resumed = report.resumed,
+                checked = report.checked,
+                bytes = report.bytes,
+                intact = report.intact,
+                damaged = report.damaged.len(),
+                released = report.released,
+                descriptions_written = report.descriptions_written,
+                "scrub finished"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "scrub failed"),
+    }
+}
+
+/// Exports the catalog into the storage, keeping the newest `keep` snapshots.
+pub(crate) async fn snapshot(state: &AppState, keep: usize) {
+    let engine = state.engine();
+    let now = engine.clock().now();
+    match backup_store::snapshot::take_scheduled(
+        engine.catalog().as_ref(),
+        engine.store(),
+        engine.key_prefix(),
+        keep,
+        now,
+    )
+    .await
+    {
+        Ok(s) => tracing::info!(key = %s.key, records = s.summary.records, bytes = s.summary.bytes,
+            removed = s.removed.len(), "catalog snapshot taken"),
+        Err(e) => tracing::error!(error = %e, "catalog snapshot failed"),
     }
 }

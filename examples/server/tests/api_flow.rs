@@ -189,7 +189,10 @@ async fn the_reference_flow_works_end_to_end() {
     assert_eq!(status, 200, "{body}");
     let names: Vec<&str> =
         body["data"]["health"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["BackupWindowValidator", "VersionsSizeValidator", "SumOfVersionsValidator"]);
+    assert_eq!(
+        names,
+        ["BackupWindowValidator", "VersionsSizeValidator", "SumOfVersionsValidator", "IntegrityValidator"]
+    );
     let (status, _) = json(c.get(&health).header("Authorization", "admin").send().await.unwrap()).await;
     assert_eq!(status, 200, "the code in the Authorization header");
 

@@ -341,10 +341,12 @@ async fn a_damaged_blob_never_downloads_as_complete() {
     stored[150_000] ^= 0x20;
     std::fs::write(&blobs[0], &stored).unwrap();
 
-    // The object is one read chunk: it fails before the answer starts, with an error status.
+    // The object is one read chunk: it fails before the answer starts, with a refusal that
+    // says why.
     let url = server.url("/api/alpha/repository/collection/iwa-ait/version/latest");
     let (status, reply) = json(c.get(&url).bearer_auth(&manager).send().await.unwrap()).await;
-    assert_eq!(status, 500, "{reply}");
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("version 1 of collection iwa-ait is corrupted"), "{reply}");
     assert!(server.log().contains("corrupted") || server.log().contains("digest"), "{}", server.log());
 }
 

@@ -60,7 +60,7 @@ async fn an_empty_or_wrong_catalog_refuses_to_start_and_deletes_nothing() {
     assert!(server.stop().success());
     let blobs = data.path().join("blobs");
     let before = snapshot(&blobs);
-    assert_eq!(before.len(), 2, "the version's object and the repository marker: {before:?}");
+    assert_eq!(before.len(), 3, "the version's object, its description and the repository marker: {before:?}");
     let marker = before.iter().find(|(p, _)| p.ends_with(backup_core::REPOSITORY_MARKER)).expect("a marker");
     let id = marker.1.trim_start_matches("marker of ").to_owned();
 

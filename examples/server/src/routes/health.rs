@@ -238,7 +238,38 @@ pub(crate) async fn collection_health(
             Err(format!("Summary of all files is {sum}b, while collection hard limit is {hard}b"))
         },
     ));
+    let damaged = quarantined(catalog.as_ref(), &id).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    health.push(check(
+        "IntegrityValidator",
+        match damaged.first() {
+            None => Ok(()),
+            Some(v) => Err(format!(
+                "{} versions are quarantined: their bytes are damaged or missing. First: version {} ({})",
+                damaged.len(),
+                v.number,
+                v.quarantined.as_deref().unwrap_or_default()
+            )),
+        },
+    ));
     Ok(checks_response(health, None))
+}
+
+/// The committed versions in quarantine, a page at a time (committed versions are bounded by
+/// the collection's `maxBackupsCount`).
+async fn quarantined(
+    catalog: &dyn backup_core::Catalog,
+    id: &CollectionId,
+) -> backup_core::Result<Vec<backup_core::Version>> {
+    let mut query = VersionQuery::first(1000);
+    let mut out = Vec::new();
+    loop {
+        let page = catalog.list_versions(id, &query).await?;
+        out.extend(page.iter().filter(|v| v.quarantined.is_some()).cloned());
+        match page.last() {
+            Some(last) if page.len() == query.limit => query = VersionQuery::first(1000).after(last.number),
+            _ => return Ok(out),
+        }
+    }
 }
 
 /// The first committed version over the soft limit, a page at a time.

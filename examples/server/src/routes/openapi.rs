@@ -133,6 +133,14 @@ pub(crate) const ROUTES: &[Route] = &[
         ok: "version",
     },
     Route {
+        id: "verify",
+        method: "post",
+        path: "/api/stable/repository/collection/{collectionId}/verify",
+        summary: "Read every committed version back and check its digest; damaged or missing ones are quarantined (listed, never served); collection managers, one verification at a time",
+        auth: Auth::Bearer,
+        ok: "versions [{number, ok, error}]",
+    },
+    Route {
         id: "retention",
         method: "get",
         path: "/api/stable/repository/collection/{collectionId}/retention",

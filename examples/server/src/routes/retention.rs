@@ -227,3 +227,29 @@ pub(crate) async fn protect(
         .map_err(|e| ApiError::from_core(&e, DENIED))?;
     Ok(ok(json!({ "version": model::version(&v) })))
 }
+
+/// `POST /api/stable/repository/collection/{collectionId}/verify`: reads every committed
+/// version back now and checks its size and digest, recording the result (a damaged or
+/// missing one is quarantined). Collection managers; one verification at a time on a server
+/// (429 while one runs).
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(collection): Path<String>,
+) -> Result<Response, ApiError> {
+    const DENIED: &str = "not authorized to verify this collection";
+    let id = collection_id(&collection)?;
+    let engine = &state.inner.engine;
+    engine
+        .check_access(&caller.actor, &id, backup_core::Action::VerifyVersions)
+        .await
+        .map_err(|e| ApiError::from_core(&e, DENIED))?;
+    let Ok(_running) = state.inner.verifying.clone().try_acquire_owned() else {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "a verification is running; try again when it ends"));
+    };
+    let checks = engine.verify_collection(&caller.actor, &id).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
+    state.inner.metrics.checked(checks.iter());
+    let versions: Vec<Value> =
+        checks.iter().map(|c| json!({ "number": c.number, "ok": c.ok, "error": c.error })).collect();
+    Ok(ok(json!({ "versions": versions })))
+}

@@ -182,6 +182,13 @@ pub fn args(config: &Path, data: &Path, extra: &[&str]) -> Vec<String> {
         "--jwt-secret-key".into(),
         SECRET.into(),
     ];
+    // The scheduled scrub and catalog snapshot write under the storage at night; tests that
+    // compare the storage's files must not meet them by chance.
+    for flag in ["--scrub-schedule", "--catalog-snapshot-schedule"] {
+        if !extra.contains(&flag) {
+            v.extend([flag.to_owned(), "off".to_owned()]);
+        }
+    }
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }
@@ -373,16 +380,17 @@ where
     }
 }
 
-/// The regular files under `dir`, recursively, but the repository marker: the bytes of
-/// versions and uploads.
+/// The regular files under `dir`, recursively, but the engine's own records (the repository
+/// marker, versions' descriptions): the bytes of versions and uploads.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return out };
     for e in entries.flatten() {
         let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
         if p.is_dir() {
             out.extend(files_under(&p));
-        } else if p.file_name().is_none_or(|n| n != backup_core::REPOSITORY_MARKER) {
+        } else if name != backup_core::REPOSITORY_MARKER && !name.ends_with(backup_core::DESCRIPTION_SUFFIX) {
             out.push(p);
         }
     }
