@@ -24,6 +24,7 @@ use crate::version::{Collection, Version, VersionSelector};
 mod builder;
 mod describe;
 mod download;
+mod import;
 mod lease;
 mod part_writer;
 mod rebuild;
@@ -34,6 +35,7 @@ mod upload;
 
 pub use builder::EngineBuilder;
 pub use download::Download;
+pub use import::{ImportOutcome, ImportedVersion};
 pub use rebuild::{RebuildMode, RebuildOptions, RebuildReport};
 pub use recover::RecoveryReport;
 pub use repository::REPOSITORY_MARKER;

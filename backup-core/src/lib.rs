@@ -97,6 +97,17 @@
 //! # Ok::<(), backup_core::Error>(()) }).unwrap();
 //! ```
 //!
+//! ## After the upload: scrubs, quarantine, a lost catalog
+//!
+//! Bytes rot and catalogs get lost. [`Engine::scrub`] reads committed versions back (all,
+//! a percentage, or those not verified for a while; throttled; resumable after a restart)
+//! and **quarantines** a version whose bytes or object are gone: it stays listed, downloads
+//! refuse it with [`Error::Corrupted`], and the audit log says why. Next to every version's
+//! object the engine keeps a description ([`DESCRIPTION_SUFFIX`]), so
+//! [`Engine::rebuild_catalog`] brings a lost catalog back from the store alone, or brings a
+//! catalog restored from a snapshot up to date; its example is the whole drill.
+//! [`Engine::import_version`] brings versions of another system in, keeping their numbers.
+//!
 //! ## Your own catalog
 //!
 //! A catalog provides storage and atomicity, not rules: [`Catalog::transact`] loads what a
@@ -172,9 +183,9 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use content_rule::{ContentRule, ContentRules};
 pub use digest::{Digest, DigestAlgorithm};
 pub use engine::{
-    Download, Engine, EngineBuilder, Page, REPOSITORY_MARKER, RebuildMode, RebuildOptions, RebuildReport,
-    RecoveryReport, SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample, StagedUpload, UploadOptions, Usage,
-    VersionCheck,
+    Download, Engine, EngineBuilder, ImportOutcome, ImportedVersion, Page, REPOSITORY_MARKER, RebuildMode,
+    RebuildOptions, RebuildReport, RecoveryReport, SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample,
+    StagedUpload, UploadOptions, Usage, VersionCheck,
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use id::{CollectionId, IdRule, RepositoryId, SessionId, VersionId};

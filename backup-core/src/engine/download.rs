@@ -96,6 +96,19 @@ impl Engine {
     /// [`Error::Corrupted`] if the object is missing or has the wrong size;
     /// [`Error::VersionNotFound`] if the version was purged since it was read; store errors.
     pub(crate) async fn read_verified(&self, version: &Version) -> Result<BoxStream<'static, Result<Bytes>>> {
+        Ok(match self.open_verified(version).await? {
+            // Verified as it is read, on the reading thread: hashing overlaps sending.
+            Opened::File(file, key, verifier) => read_ahead(file, key, self.inner.file_reads.clone(), *verifier),
+            Opened::Stream(stream) => stream,
+        })
+    }
+
+    /// A committed version's object opened for reading, with what checks it: a local file to
+    /// read, or a stream that checks itself.
+    ///
+    /// # Errors
+    /// As [`Engine::read_verified`].
+    pub(crate) async fn open_verified(&self, version: &Version) -> Result<Opened> {
         let collection = &version.collection;
         let key = Path::from(version.object_key.as_str());
         let corrupted =
@@ -123,14 +136,82 @@ impl Engine {
         }
         let verifier = Verifier::new(version);
         Ok(match got.payload {
-            // Verified as it is read, on the reading thread: hashing overlaps sending.
-            GetResultPayload::File(file, _) => read_ahead(file, key, self.inner.file_reads.clone(), verifier),
+            GetResultPayload::File(file, _) => Opened::File(file, key, Box::new(verifier)),
             GetResultPayload::Stream(s) => {
                 let inner = s.map_err(move |e| Error::store("get", &key, e)).boxed();
-                VerifyStream { inner, verifier, done: false }.boxed()
+                Opened::Stream(VerifyStream { inner, verifier, done: false }.boxed())
             }
         })
     }
+
+    /// Reads a local file to its end through `verifier`, at most `segment` bytes per blocking
+    /// call, into one reused buffer (nothing is handed on, so nothing is allocated per block);
+    /// `between` runs after each segment with its size (a throttle). The engine-wide bound on
+    /// blocks read at once applies.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] from the verifier; read errors as store errors.
+    pub(crate) async fn verify_file<F, Fut>(
+        &self,
+        file: std::fs::File,
+        key: Path,
+        verifier: Box<Verifier>,
+        segment: usize,
+        mut between: F,
+    ) -> Result<u64>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut state = (file, verifier, vec![0u8; FILE_CHUNK]);
+        let mut total = 0u64;
+        loop {
+            let reading = self.inner.file_reads.clone().acquire_owned().await;
+            let reading_key = key.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let _reading = reading;
+                let (file, verifier, block) = &mut state;
+                let mut done = 0usize;
+                let outcome = loop {
+                    let n = match std::io::Read::read(file, block) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let source = object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) };
+                            break Err(Error::store("read", &reading_key, source));
+                        }
+                    };
+                    if n == 0 {
+                        break verifier.end().map(|()| true);
+                    }
+                    if let Err(e) = verifier.chunk(&block[..n]) {
+                        break Err(e);
+                    }
+                    done += n;
+                    if done >= segment {
+                        break Ok(false);
+                    }
+                };
+                (state, done, outcome)
+            })
+            .await;
+            let (next, done, outcome) = read.map_err(|e| Error::internal(format!("reading {key}: {e}")))?;
+            total += done as u64;
+            if outcome? {
+                return Ok(total);
+            }
+            between(done).await;
+            state = next;
+        }
+    }
+}
+
+/// A version's object opened by [`Engine::open_verified`].
+pub(crate) enum Opened {
+    /// A local file and what checks its bytes.
+    File(std::fs::File, Path, Box<Verifier>),
+    /// A stream that checks itself (it ends with [`Error::Corrupted`] on a mismatch).
+    Stream(BoxStream<'static, Result<Bytes>>),
 }
 
 /// Reads a local file in [`FILE_CHUNK`] blocks, up to `READ_AHEAD` blocks ahead of the
@@ -204,7 +285,7 @@ fn read_block(file: &mut std::fs::File) -> std::io::Result<Bytes> {
 /// matches: a consumer that stops at the committed size (an HTTP response with its
 /// Content-Length written) must never see all the bytes of a damaged object.
 #[derive(Debug)]
-struct Verifier {
+pub(crate) struct Verifier {
     hasher: Hasher,
     received: u64,
     version: Version,

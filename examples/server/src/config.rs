@@ -195,6 +195,15 @@ pub struct Args {
     /// key), then add what the storage holds beyond it.
     #[arg(long, value_name = "latest|KEY", requires = "rebuild_catalog")]
     pub from_snapshot: Option<String>,
+    /// Import backup-repository's versions, print a summary and exit: its table
+    /// `uploaded_versions` from the PostgreSQL database the `--db-*` flags name, its objects
+    /// (`<collection>/<filename>`) from `--storage-url`, into this server's catalog
+    /// (`--catalog-url`, or SQLite in `--data-dir`; never the `--db-*` database).
+    #[arg(long, default_value_t = false, conflicts_with = "rebuild_catalog")]
+    pub import_backup_repository: bool,
+    /// With `--import-backup-repository`: print what would be imported, change nothing.
+    #[arg(long, default_value_t = false, requires = "import_backup_repository")]
+    pub dry_run: bool,
 }
 
 /// A schedule that may be off.
@@ -307,11 +316,20 @@ impl Args {
     }
 
     /// The catalog URL: explicit, else PostgreSQL from the `--db-*` flags, else SQLite in the
-    /// data folder.
+    /// data folder. When importing from backup-repository, the `--db-*` flags name its
+    /// database, not ours.
     pub fn catalog(&self) -> String {
         if let Some(url) = &self.catalog_url {
             return url.clone();
         }
+        match self.source_database() {
+            Some(url) if !self.import_backup_repository => url,
+            _ => format!("sqlite://{}", self.data_dir.join("catalog.db").display()),
+        }
+    }
+
+    /// The PostgreSQL URL the `--db-*` flags name, if they name one (a user or a database).
+    pub fn source_database(&self) -> Option<String> {
         if self.db_user.is_some() || self.db_name.is_some() {
             let enc = |s: &str| {
                 s.bytes()
@@ -327,14 +345,14 @@ impl Args {
             let user = self.db_user.as_deref().map(enc).unwrap_or_default();
             let password = self.db_password.as_deref().map(|p| format!(":{}", enc(p))).unwrap_or_default();
             let at = if user.is_empty() && password.is_empty() { String::new() } else { format!("{user}{password}@") };
-            return format!(
+            return Some(format!(
                 "postgres://{at}{}:{}/{}",
                 self.db_hostname,
                 self.db_port,
                 self.db_name.as_deref().unwrap_or("postgres")
-            );
+            ));
         }
-        format!("sqlite://{}", self.data_dir.join("catalog.db").display())
+        None
     }
 
     /// The storage URL.

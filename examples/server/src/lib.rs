@@ -24,6 +24,7 @@
 mod app;
 mod caller;
 mod config;
+mod import;
 mod json;
 mod linger;
 mod metrics;
@@ -46,6 +47,7 @@ use backup_store::{StoreOptions, open_catalog, open_store};
 
 pub use app::app;
 pub use config::{Args, Schedule};
+pub use import::import_backup_repository;
 pub use recovery::rebuild_catalog;
 pub use state::{AppState, StateParts};
 

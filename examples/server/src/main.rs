@@ -5,6 +5,7 @@
 //! backup-server --encode-password 's3cret'      # for a Secret's data
 //! backup-server --hash-jwt "$TOKEN"            # its session id
 //! backup-server --rebuild-catalog [--verify]   # a lost catalog, from the storage
+//! backup-server --import-backup-repository --db-name backups …   # migrate from the original
 //! ```
 
 use backup_policy::StoredPassword;
@@ -46,8 +47,15 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if args.rebuild_catalog {
-        match runtime.block_on(backup_server::rebuild_catalog(&args)) {
+    if args.rebuild_catalog || args.import_backup_repository {
+        let helper = async {
+            if args.rebuild_catalog {
+                backup_server::rebuild_catalog(&args).await
+            } else {
+                backup_server::import_backup_repository(&args).await
+            }
+        };
+        match runtime.block_on(helper) {
             Ok(summary) => println!("{summary}"),
             Err(e) => {
                 eprintln!("error: {e}");
