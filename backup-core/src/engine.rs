@@ -79,6 +79,8 @@ pub struct Engine {
 struct EngineInner {
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn ObjectStore>,
+    /// Where descriptions are written: the store, or the same keys with weaker durability.
+    descriptions: Arc<dyn ObjectStore>,
     authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
     strategies: Arc<RotationStrategies>,

@@ -31,6 +31,33 @@ pub fn local_disk_store(root: impl AsRef<Path>) -> Result<Arc<dyn ObjectStore>> 
     Ok(Arc::new(store))
 }
 
+/// The folder of a [`local_disk_store`] without fsync, for the versions' descriptions
+/// ([`backup_core::EngineBuilder::description_store`]): each is a copy of what the catalog
+/// holds, which a scrub writes again if a power cut lost it, so it need not cost an upload two
+/// more syncs. ([`crate::open_store`] gives it for `file://` URLs.)
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let blobs = dir.path().join("blobs");
+/// let engine = backup_core::Engine::builder()
+///     .store(backup_store::local_disk_store(&blobs)?)
+///     .description_store(backup_store::local_disk::description_store(&blobs)?)
+///     .build()?;
+/// # let _ = engine;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidInput`] when the folder cannot be created or opened.
+pub fn description_store(root: impl AsRef<Path>) -> Result<Arc<dyn ObjectStore>> {
+    let root = root.as_ref();
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::invalid("local store folder", format!("cannot create {}: {e}", root.display())))?;
+    let store = LocalFileSystem::new_with_prefix(root)
+        .map_err(|e| Error::invalid("local store folder", format!("cannot open {}: {e}", root.display())))?;
+    Ok(Arc::new(store))
+}
+
 /// Removes the staging files of multipart uploads that a killed process left in a local-disk
 /// store, and returns how many it removed.
 ///

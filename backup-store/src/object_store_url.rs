@@ -100,11 +100,19 @@ pub struct OpenedStore {
     /// the same store as a [`MultipartStore`], for
     /// [`backup_core::EngineBuilder::multipart_store`].
     pub multipart: Option<Arc<dyn MultipartStore>>,
+    /// For local disk, the same folder without fsync, for the versions' descriptions
+    /// ([`backup_core::EngineBuilder::description_store`]): copies of the catalog's records,
+    /// which a scrub writes again if a power cut lost one.
+    pub descriptions: Option<Arc<dyn ObjectStore>>,
 }
 
 impl std::fmt::Debug for OpenedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenedStore").field("store", &self.store).field("multipart", &self.multipart.is_some()).finish()
+        f.debug_struct("OpenedStore")
+            .field("store", &self.store)
+            .field("multipart", &self.multipart.is_some())
+            .field("descriptions", &self.descriptions.is_some())
+            .finish()
     }
 }
 
@@ -128,14 +136,15 @@ impl std::fmt::Debug for OpenedStore {
 /// As [`object_store_from_url`].
 pub fn open_store(url: &str, options: &StoreOptions) -> Result<OpenedStore> {
     let parsed = url::Url::parse(url).map_err(|e| invalid(url, e))?;
-    let local = |store: Arc<dyn ObjectStore>| OpenedStore { store, multipart: None };
     match parsed.scheme() {
         // A process that dies takes its memory along; local disk leaves staging files, which
         // `local_disk::StagingFiles` removes.
-        "memory" => Ok(local(Arc::new(InMemory::new()))),
+        "memory" => Ok(OpenedStore { store: Arc::new(InMemory::new()), multipart: None, descriptions: None }),
         "file" => {
             let path = parsed.to_file_path().map_err(|()| invalid(url, "expected file:///absolute/path"))?;
-            crate::local_disk::local_disk_store(path).map(local)
+            let store = crate::local_disk::local_disk_store(&path)?;
+            let descriptions = crate::local_disk::description_store(&path)?;
+            Ok(OpenedStore { store, multipart: None, descriptions: Some(descriptions) })
         }
         "s3" | "s3a" => s3(url, &parsed, options),
         "gs" => gcs(url, &parsed, options),
@@ -168,8 +177,9 @@ fn with_prefix<T: ObjectStore + MultipartStore>(store: T, prefix: Option<Path>) 
         Some(p) => OpenedStore {
             store: Arc::new(PrefixStore::new(store.clone() as Arc<dyn ObjectStore>, p.clone())),
             multipart: Some(Arc::new(PrefixedMultipart { inner: store, prefix: p })),
+            descriptions: None,
         },
-        None => OpenedStore { store: store.clone(), multipart: Some(store) },
+        None => OpenedStore { store: store.clone(), multipart: Some(store), descriptions: None },
     }
 }
 

@@ -139,7 +139,18 @@ async fn measure(
         Retention::Gfs => Arc::new(object_store::memory::InMemory::new()),
     };
     // A catalog loaded from a snapshot takes the fresh store on purpose.
-    let engine = Engine::builder().catalog(catalog).store(store).adopt_store(true).build().expect("engine");
+    // Wired as the server wires local disk: descriptions without fsync.
+    let descriptions: Arc<dyn object_store::ObjectStore> = match retention {
+        Retention::Fifo => backup_store::local_disk::description_store(dir).expect("descriptions"),
+        Retention::Gfs => store.clone(),
+    };
+    let engine = Engine::builder()
+        .catalog(catalog)
+        .store(store)
+        .description_store(descriptions)
+        .adopt_store(true)
+        .build()
+        .expect("engine");
     let me = Actor::user("bench");
     let id = collection();
     let body = Bytes::from(vec![7u8; SIZE]);

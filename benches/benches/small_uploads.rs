@@ -25,8 +25,13 @@ const SIZE: usize = 4096;
 
 /// Uploads `total` bodies of 4 KiB with `CONCURRENCY` tasks; returns uploads per second.
 async fn run(catalog: Arc<dyn Catalog>, dir: &std::path::Path, total: u64) -> f64 {
-    let engine =
-        Engine::builder().catalog(catalog).store(local_disk_store(dir).expect("store")).build().expect("engine");
+    // Wired as the server wires local disk: descriptions without fsync.
+    let engine = Engine::builder()
+        .catalog(catalog)
+        .store(local_disk_store(dir).expect("store"))
+        .description_store(backup_store::local_disk::description_store(dir).expect("descriptions"))
+        .build()
+        .expect("engine");
     let me = Actor::user("bench");
     let ids: Vec<CollectionId> = (0..COLLECTIONS).map(|i| format!("small-{i}").parse().expect("id")).collect();
     for id in &ids {
@@ -60,6 +65,8 @@ async fn run(catalog: Arc<dyn Catalog>, dir: &std::path::Path, total: u64) -> f6
 
 fn main() {
     let total = env_u64("BENCH_SMALL_UPLOADS", 4000);
+    // Start without the writeback of the benchmarks before (fsyncs would wait for it).
+    let _ = std::process::Command::new("sync").status();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");

@@ -48,6 +48,7 @@ pub struct EngineBuilder {
     content_rules: ContentRules,
     leftovers: Option<Arc<dyn UploadLeftovers>>,
     multipart: Option<Multipart>,
+    descriptions: Option<Arc<dyn ObjectStore>>,
     key_prefix: String,
     config: EngineConfig,
 }
@@ -63,6 +64,7 @@ impl Default for EngineBuilder {
             content_rules: ContentRules::default(),
             leftovers: None,
             multipart: None,
+            descriptions: None,
             key_prefix: "data".to_owned(),
             config: EngineConfig::default(),
         }
@@ -190,6 +192,16 @@ impl EngineBuilder {
         self
     }
 
+    /// Writes versions' descriptions (see [`Engine::rebuild_catalog`]) through `store`: the
+    /// same keys as [`EngineBuilder::store`], with weaker durability, e.g. the same folder
+    /// without fsync (`backup_store::open_store` gives it for `file://`). A description is a
+    /// copy of what the catalog holds, and a scrub writes one that a power cut lost, so it
+    /// need not cost two more syncs per upload. Default: the store.
+    pub fn description_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.descriptions = Some(store);
+        self
+    }
+
     /// Names this engine instance (a host and port, say): its uploads are recorded as its
     /// own, and `recover()` releases those a previous run of the same instance left, at once,
     /// instead of waiting for their leases. Two live instances must never share a name
@@ -236,10 +248,12 @@ impl EngineBuilder {
             return Err(Error::invalid("key prefix", "must not be empty: the engine owns what is under it"));
         }
         let started_at = crate::Timestamp::from(self.clock.now());
+        let store: Arc<dyn ObjectStore> = self.store.unwrap_or_else(|| Arc::new(InMemory::new()));
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 catalog: self.catalog.unwrap_or_else(|| Arc::new(MemoryCatalog::new())),
-                store: self.store.unwrap_or_else(|| Arc::new(InMemory::new())),
+                descriptions: self.descriptions.unwrap_or_else(|| store.clone()),
+                store,
                 authorizer: self.authorizer,
                 clock: self.clock,
                 strategies: Arc::new(self.strategies),

@@ -84,7 +84,7 @@ impl Engine {
         };
         let body = serde_json::to_vec(&description).map_err(|e| Error::internal(e.to_string()))?;
         let key = description_key(&version.object_key);
-        self.inner.store.put(&key, PutPayload::from(body)).await.map_err(|e| Error::store("put", &key, e))?;
+        self.inner.descriptions.put(&key, PutPayload::from(body)).await.map_err(|e| Error::store("put", &key, e))?;
         Ok(())
     }
 

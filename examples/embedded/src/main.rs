@@ -68,6 +68,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // interrupted run left is released at once.
     let engine = Engine::builder()
         .store(store)
+        .description_store(backup_store::local_disk::description_store(&blobs)?)
         .catalog(Arc::new(catalog))
         .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)))
         .instance("backup-embedded")

@@ -159,6 +159,9 @@ fn engine(
     if let Some(multipart) = opened.multipart {
         builder = builder.multipart_store(multipart);
     }
+    if let Some(descriptions) = opened.descriptions {
+        builder = builder.description_store(descriptions);
+    }
     builder
         .catalog(catalog)
         .store(opened.store)
