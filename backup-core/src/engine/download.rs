@@ -149,8 +149,8 @@ impl Engine {
     /// `between` runs after each segment with its size (a throttle). The engine-wide bound on
     /// blocks read at once applies.
     ///
-    /// # Errors
-    /// [`Error::Corrupted`] from the verifier; read errors as store errors.
+    /// Returns the bytes read, and whether they checked out: [`Error::Corrupted`] from the
+    /// verifier, read errors as store errors.
     pub(crate) async fn verify_file<F, Fut>(
         &self,
         file: std::fs::File,
@@ -158,7 +158,7 @@ impl Engine {
         verifier: Box<Verifier>,
         segment: usize,
         mut between: F,
-    ) -> Result<u64>
+    ) -> (u64, Result<()>)
     where
         F: FnMut(usize) -> Fut,
         Fut: std::future::Future<Output = ()>,
@@ -176,10 +176,7 @@ impl Engine {
                     let n = match std::io::Read::read(file, block) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            let source = object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) };
-                            break Err(Error::store("read", &reading_key, source));
-                        }
+                        Err(e) => break Err(read_error(&reading_key, e)),
                     };
                     if n == 0 {
                         break verifier.end().map(|()| true);
@@ -195,10 +192,15 @@ impl Engine {
                 (state, done, outcome)
             })
             .await;
-            let (next, done, outcome) = read.map_err(|e| Error::internal(format!("reading {key}: {e}")))?;
+            let (next, done, outcome) = match read {
+                Ok(read) => read,
+                Err(e) => return (total, Err(Error::internal(format!("reading {key}: {e}")))),
+            };
             total += done as u64;
-            if outcome? {
-                return Ok(total);
+            match outcome {
+                Ok(true) => return (total, Ok(())),
+                Ok(false) => {}
+                Err(e) => return (total, Err(e)),
             }
             between(done).await;
             state = next;
@@ -242,11 +244,7 @@ fn read_ahead(
                 let checked = match read_block(file) {
                     Ok(block) if block.is_empty() => verifier.end().map(|()| None),
                     Ok(block) => verifier.chunk(&block).map(|()| Some(block)),
-                    Err(e) => Err(Error::store(
-                        "read",
-                        key,
-                        object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
-                    )),
+                    Err(e) => Err(read_error(key, e)),
                 };
                 (state, checked)
             })
@@ -269,6 +267,11 @@ fn read_ahead(
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+/// A failed read of a local file, as the store error it is.
+fn read_error(key: &Path, e: std::io::Error) -> Error {
+    Error::store("read", key, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
 }
 
 /// Reads up to [`FILE_CHUNK`] bytes (fewer only at the end of the file; none at its end).

@@ -152,7 +152,7 @@ const SEGMENT: usize = 8 << 20;
 const CELL: u64 = 1024;
 
 /// Paces reads to a rate, counted in cells of [`CELL`] bytes with a second's worth of burst.
-struct Throttle {
+pub(crate) struct Throttle {
     limiter: governor::DefaultDirectRateLimiter,
     per_second: NonZeroU32,
 }
@@ -370,56 +370,42 @@ impl Engine {
 
     /// Reads a version's bytes through the download's verification; `None` if it was purged
     /// meanwhile.
-    async fn read_back(
+    pub(crate) async fn read_back(
         &self,
         v: &Version,
         throttle: Option<&Throttle>,
         report: &mut ScrubReport,
     ) -> Result<Option<Verification>> {
-        let mut stream = match self.open_verified(v).await {
-            Ok(Opened::Stream(stream)) => stream,
-            Ok(Opened::File(file, key, verifier)) => {
-                // Local disk: read into one reused buffer, nothing handed on.
-                let bytes = std::sync::atomic::AtomicU64::new(0);
-                let read = self
-                    .verify_file(file, key, verifier, SEGMENT, |n| {
-                        bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                        async move {
-                            if let Some(t) = throttle {
-                                t.wait(n).await;
-                            }
-                        }
-                    })
-                    .await;
-                return match read {
-                    Ok(total) => {
-                        report.bytes += total;
-                        Ok(Some(Verification::Intact))
-                    }
-                    Err(Error::Corrupted { reason, .. }) => {
-                        report.bytes += bytes.load(std::sync::atomic::Ordering::Relaxed);
-                        Ok(Some(Verification::Damaged(reason)))
-                    }
-                    Err(e) => Err(e),
-                };
+        let pace = |n: usize| async move {
+            if let Some(t) = throttle {
+                t.wait(n).await;
             }
-            Err(Error::VersionNotFound { .. }) => return Ok(None),
-            Err(Error::Corrupted { reason, .. }) => return Ok(Some(Verification::Damaged(reason))),
-            Err(e) => return Err(e),
         };
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    report.bytes += bytes.len() as u64;
-                    if let Some(t) = throttle {
-                        t.wait(bytes.len()).await;
-                    }
-                }
-                Err(Error::Corrupted { reason, .. }) => return Ok(Some(Verification::Damaged(reason))),
-                Err(e) => return Err(e),
+        let checked = match self.open_verified(v).await {
+            // Local disk: read into one reused buffer, nothing handed on.
+            Ok(Opened::File(file, key, verifier)) => {
+                let (read, checked) = self.verify_file(file, key, verifier, SEGMENT, pace).await;
+                report.bytes += read;
+                checked
             }
+            Ok(Opened::Stream(mut stream)) => loop {
+                match stream.next().await {
+                    Some(Ok(bytes)) => {
+                        report.bytes += bytes.len() as u64;
+                        pace(bytes.len()).await;
+                    }
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok(()),
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(()) => Ok(Some(Verification::Intact)),
+            Err(Error::VersionNotFound { .. }) => Ok(None),
+            Err(Error::Corrupted { reason, .. }) => Ok(Some(Verification::Damaged(reason))),
+            Err(e) => Err(e),
         }
-        Ok(Some(Verification::Intact))
     }
 
     fn progress_key(&self) -> Path {
