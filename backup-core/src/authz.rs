@@ -184,6 +184,43 @@ impl Permit {
 /// [`crate::Error::Unauthenticated`], [`crate::Error::OutsideWindow`] or
 /// [`crate::Error::RateLimited`]; fail closed on any doubt (an unknown user, a revoked
 /// session); never panic.
+///
+/// The trait is `#[async_trait]`: an implementation outside this crate writes
+/// `#[backup_core::async_trait]` on its `impl` (without it, rustc answers E0195, "lifetime
+/// parameters or bounds do not match"):
+///
+/// ```
+/// use backup_core::{Action, Actor, Authorizer, AuthzRequest, CollectionSpec, Engine, Error, ErrorKind, Limits, Permit};
+///
+/// /// Everyone reads; only `ops` changes anything.
+/// #[derive(Debug)]
+/// struct OpsWrites;
+///
+/// #[backup_core::async_trait]
+/// impl Authorizer for OpsWrites {
+///     async fn authorize(&self, request: &AuthzRequest<'_>) -> backup_core::Result<Permit> {
+///         let reads = matches!(
+///             request.action,
+///             Action::ReadCollection | Action::ListCollections | Action::ListVersions | Action::Download
+///         );
+///         if reads || request.actor.user == "ops" {
+///             Ok(Permit::allow())
+///         } else {
+///             Err(Error::PermissionDenied { reason: format!("{} may only read", request.actor.user) })
+///         }
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let engine = Engine::builder().authorizer(std::sync::Arc::new(OpsWrites)).build()?;
+/// let (ops, dev, id) = (Actor::user("ops"), Actor::user("dev"), "db".parse()?);
+/// let spec = CollectionSpec::new("db-${version}", Limits::new(3, 100, 300)?);
+/// let e = engine.create_collection(&dev, &id, spec.clone()).await.unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+/// engine.create_collection(&ops, &id, spec).await?;
+/// assert_eq!(engine.collection(&dev, &id).await?.id, id);
+/// # Ok::<(), backup_core::Error>(()) }).unwrap();
+/// ```
 #[async_trait]
 pub trait Authorizer: Debug + Send + Sync + 'static {
     /// Decides one request.

@@ -156,6 +156,8 @@ pub enum Error {
         rule: String,
         /// Why the content was refused.
         reason: String,
+        /// Whether the end of the body was refused (its start had passed).
+        at_end: bool,
     },
     /// Held or protected versions take the room an upload needs.
     #[error("collection {collection} is full: {reason}")]

@@ -76,8 +76,8 @@ impl RuleState {
         RuleState { rule, head_len, tail_len, head: Vec::new(), head_checked: false, tail: Vec::new() }
     }
 
-    fn reject(&self, reason: String) -> Error {
-        Error::ContentRejected { rule: self.rule.name().to_owned(), reason }
+    fn reject(&self, reason: String, at_end: bool) -> Error {
+        Error::ContentRejected { rule: self.rule.name().to_owned(), reason, at_end }
     }
 
     fn feed(&mut self, chunk: &[u8]) -> Result<(), Error> {
@@ -86,7 +86,7 @@ impl RuleState {
             self.head.extend_from_slice(&chunk[..want.min(chunk.len())]);
             if self.head.len() == self.head_len {
                 self.head_checked = true;
-                self.rule.check_head(&self.head, false).map_err(|r| self.reject(r))?;
+                self.rule.check_head(&self.head, false).map_err(|r| self.reject(r, false))?;
             }
         }
         if self.tail_len > 0 {
@@ -105,9 +105,9 @@ impl RuleState {
     fn finish(&mut self, total: u64) -> Result<(), Error> {
         if !self.head_checked {
             self.head_checked = true;
-            self.rule.check_head(&self.head, true).map_err(|r| self.reject(r))?;
+            self.rule.check_head(&self.head, true).map_err(|r| self.reject(r, false))?;
         }
-        self.rule.check_tail(&self.head, &self.tail, total).map_err(|r| self.reject(r))
+        self.rule.check_tail(&self.head, &self.tail, total).map_err(|r| self.reject(r, true))
     }
 }
 

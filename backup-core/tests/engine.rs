@@ -233,7 +233,7 @@ async fn content_rules_refuse_early_and_leave_nothing() {
     });
     let e = engine.upload(&actor, &id, endless).await.unwrap_err();
     assert!(
-        matches!(&e, Error::ContentRejected { rule, reason } if rule == "shouting" && reason == "must start with ok"),
+        matches!(&e, Error::ContentRejected { rule, reason, at_end: false } if rule == "shouting" && reason == "must start with ok"),
         "{e:?}"
     );
     assert_eq!(pulled.load(Ordering::SeqCst), 1, "refused on the first chunk");

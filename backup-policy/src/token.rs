@@ -41,8 +41,10 @@ fn install_crypto_provider() {
 pub enum Rejection {
     /// Not a token this service could read (size, header, claims).
     Malformed,
-    /// A foreign key, another algorithm, a bad signature.
+    /// A foreign key or a bad signature.
     BadSignature,
+    /// Signed with an algorithm the key does not use (`none` included).
+    BadAlgorithm,
     /// Past its expiry.
     Expired,
     /// Well signed but not registered here (or not matching its registration).
@@ -554,7 +556,7 @@ impl TokenService {
             .key_for(header.kid.as_deref())
             .ok_or_else(|| TokenRejection::new(BadSignature, "the token was signed with an unknown key"))?;
         if header.alg != key.algorithm {
-            return Err(TokenRejection::new(BadSignature, format!("algorithm {:?} is not accepted", header.alg)));
+            return Err(TokenRejection::new(BadAlgorithm, format!("algorithm {:?} is not accepted", header.alg)));
         }
         let mut validation = Validation::new(key.algorithm);
         // Expiry is checked against the service's clock below, not the system's.

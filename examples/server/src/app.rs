@@ -29,7 +29,20 @@ pub(crate) const MAX_HEADERS: usize = 100;
 /// bytes then stream under their own timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The server's router, for tests without a socket and for [`crate::run`].
+/// The server's router, for tests without a socket and for a program that serves the routes
+/// itself ([`crate::spawn`] does all of this for you).
+///
+/// The routes need each connection's address (IP allow-lists, rate limits and per-address
+/// limits decide on it): serve the router with it, or every client is `::` and one client's
+/// requests count against all of them:
+///
+/// ```no_run
+/// # async fn serve(state: backup_server::AppState) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let service = backup_server::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+/// axum::serve(listener, service).await
+/// # }
+/// ```
 pub fn app(state: AppState) -> Router {
     let limit = |bucket| middleware::from_fn_with_state((state.clone(), bucket), rate_limit);
     let login = Router::new()

@@ -86,7 +86,13 @@ impl Caller {
             Rejection::Unavailable => {
                 ApiError::jwt(StatusCode::SERVICE_UNAVAILABLE, "the session registry is unavailable")
             }
+            // backup-repository's texts (gin-jwt's and golang-jwt's).
             Rejection::Expired => ApiError::jwt(StatusCode::UNAUTHORIZED, "Token is expired"),
+            Rejection::BadSignature => ApiError::jwt(StatusCode::UNAUTHORIZED, "signature is invalid"),
+            Rejection::BadAlgorithm => ApiError::jwt(StatusCode::UNAUTHORIZED, "invalid signing algorithm"),
+            Rejection::Malformed if raw.split('.').count() != 3 => {
+                ApiError::jwt(StatusCode::UNAUTHORIZED, "token contains an invalid number of segments")
+            }
             _ => ApiError::jwt(StatusCode::UNAUTHORIZED, r.reason),
         })?;
         let set = state.inner.directory.snapshot();

@@ -272,6 +272,15 @@ fn cidr(s: &str) -> Result<IpNet, String> {
 }
 
 impl Args {
+    /// The defaults of every flag, as `backup-server` with no flag gives them, without
+    /// reading the environment (`BR_*` variables are ignored).
+    pub fn defaults() -> Args {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Args::command().mut_args(|a| a.env(None::<&'static str>));
+        let matches = command.try_get_matches_from(["backup-server"]).expect("the defaults parse");
+        Args::from_arg_matches(&matches).expect("the defaults are valid")
+    }
+
     /// The addresses to try binding, in order. Go's `:8080` means every address: IPv6 and
     /// IPv4 on one dual-stack socket, or IPv4 alone where IPv6 is off.
     pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, String> {

@@ -10,7 +10,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::config::Args;
-use crate::{Prepared, engine, prepare};
+use crate::{Prepared, ServerConfig, engine, prepare};
 
 /// One live row of `uploaded_versions`.
 #[derive(Debug, Clone)]
@@ -55,7 +55,8 @@ pub async fn import_backup_repository(args: &Args) -> Result<String, String> {
         "--import-backup-repository reads backup-repository's PostgreSQL database: give --db-hostname, \
          --db-port, --db-user, --db-password and --db-name",
     )?;
-    let Prepared { manifests, storage_url, catalog, clock, directory, .. } = prepare(args).await?;
+    let Prepared { manifests, storage_url, catalog, clock, directory, .. } =
+        prepare(&ServerConfig::from_args(args.clone())?).await?;
     let engine = engine(args, &storage_url, catalog, clock, directory, args.adopt_storage)?;
     if !args.dry_run {
         engine.open_repository().await.map_err(|e| format!("repository: {e}"))?;
@@ -88,6 +89,12 @@ pub async fn import_backup_repository(args: &Args) -> Result<String, String> {
     Ok(lines.join("\n"))
 }
 
+#[cfg(not(feature = "postgres"))]
+async fn read_rows(_url: &str) -> Result<Vec<Row>, String> {
+    Err("--import-backup-repository reads PostgreSQL: build backup-server with its `postgres` feature".to_owned())
+}
+
+#[cfg(feature = "postgres")]
 async fn read_rows(url: &str) -> Result<Vec<Row>, String> {
     let shown = url.split('@').next_back().unwrap_or_default().to_owned();
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)

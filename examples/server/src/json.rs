@@ -83,6 +83,7 @@ impl ApiError {
         };
         let message = match e {
             backup_core::Error::CollectionNotFound { .. } => "cannot find specified collection".to_owned(),
+            backup_core::Error::VersionNotFound { .. } => "cannot find specified version".to_owned(),
             // backup-repository's exact text; the engine's reason goes to `data`.
             backup_core::Error::PermissionDenied { reason } if !denied.is_empty() => {
                 return ApiError::new(status, denied).with_data(json!({ "reason": reason }));

@@ -24,9 +24,11 @@
 mod app;
 mod caller;
 mod config;
+mod embed;
 mod import;
 mod json;
 mod linger;
+mod manifests;
 mod metrics;
 mod model;
 mod recovery;
@@ -47,7 +49,9 @@ use backup_store::{StoreOptions, open_catalog, open_store};
 
 pub use app::app;
 pub use config::{Args, Schedule};
+pub use embed::{RunningServer, ServerConfig, spawn};
 pub use import::import_backup_repository;
+pub use manifests::ManifestSource;
 pub use recovery::rebuild_catalog;
 pub use state::{AppState, StateParts};
 
@@ -58,7 +62,13 @@ pub use state::{AppState, StateParts};
 /// # Errors
 /// A line naming what is wrong (the file, field and reason for manifests).
 pub async fn build(args: &Args) -> Result<AppState, String> {
-    let Prepared { root, manifests, storage_url, catalog, clock, directory } = prepare(args).await?;
+    build_from(&ServerConfig::from_args(args.clone())?).await
+}
+
+/// [`build`] from a [`ServerConfig`].
+pub(crate) async fn build_from(config: &ServerConfig) -> Result<AppState, String> {
+    let args = config.args();
+    let Prepared { source, manifests, storage_url, catalog, clock, directory } = prepare(config).await?;
     let engine = engine(args, &storage_url, catalog.clone(), clock.clone(), directory.clone(), args.adopt_storage)?;
     // Before anything is written: a wrong catalog in front of this storage stops the start.
     let repository = engine.open_repository().await.map_err(|e| format!("repository: {e}"))?;
@@ -101,8 +111,7 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
         rate_limits,
         trusted_proxies: args.trusted_proxies.clone(),
         health_key: args.health_check_key.clone(),
-        config_root: root,
-        namespace: args.namespace.clone(),
+        manifests: source,
         upload_grace: args.upload_confirm_grace,
         upload_timeout: args.http_upload_timeout.min(args.storage_io_timeout),
         download_timeout: args.http_download_timeout,
@@ -115,7 +124,7 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
 
 /// What every mode reads first: the manifests, the storage URL, the catalog.
 struct Prepared {
-    root: std::path::PathBuf,
+    source: ManifestSource,
     manifests: manifest::Manifests,
     storage_url: String,
     catalog: Arc<dyn backup_core::Catalog>,
@@ -123,16 +132,17 @@ struct Prepared {
     directory: Arc<Directory>,
 }
 
-async fn prepare(args: &Args) -> Result<Prepared, String> {
+async fn prepare(config: &ServerConfig) -> Result<Prepared, String> {
+    let args = config.args();
     if args.provider != "filesystem" {
         return Err(format!("--provider {:?}: only \"filesystem\" is supported by this server", args.provider));
     }
-    let root = args.config_root();
-    let manifests = manifest::load(&root, &args.namespace).map_err(|e| format!("configuration: {e}"))?;
+    let source = config.manifest_source();
+    let manifests = source.load().map_err(|e| format!("configuration: {e}"))?;
     let storage_url = args.storage()?;
     let catalog = open_catalog(&args.catalog()).await.map_err(|e| format!("catalog: {e}"))?;
     let directory = Arc::new(Directory::new(manifests.policy_set()));
-    Ok(Prepared { root, manifests, storage_url, catalog, clock: Arc::new(SystemClock), directory })
+    Ok(Prepared { source, manifests, storage_url, catalog, clock: Arc::new(SystemClock), directory })
 }
 
 /// The engine on the storage and catalog the flags name.
@@ -205,34 +215,20 @@ fn default_part_size(storage_url: &str) -> usize {
 /// # Errors
 /// A line naming what is wrong, at start-up.
 pub async fn run(args: Args) -> Result<(), String> {
-    let addrs = args.listen_addrs()?;
-    let state = build(&args).await?;
-    let listener = bind(&addrs).await?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let background = sync::background(state.clone(), &args);
+    let config = ServerConfig::from_args(args)?;
     let shutdown = shutdown_signal();
-    tracing::info!(%local, "listening");
+    let server = spawn(config).await?;
+    tracing::info!(local = %server.addr, "listening");
     // Tests read this line to learn the port.
-    println!("listening on {local}");
-    let limits = serve::ConnectionLimits {
-        max: args.max_connections,
-        per_address: args.max_connections_per_address,
-        idle: args.idle_timeout,
-        stall: args.stall_timeout,
-        trusted: args.trusted_proxies.clone(),
-    }
-    .within_descriptor_limit();
-    serve::serve(listener, app(state.clone()), limits, shutdown, args.shutdown_timeout).await;
-    background.abort();
-    if tokio::time::timeout(Duration::from_secs(30), state.engine().wait_for_cleanups()).await.is_err() {
-        tracing::warn!("clean-ups did not finish; recover() finishes them at the next start");
-    }
+    println!("listening on {}", server.addr);
+    shutdown.await;
+    server.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Binds the first address that works.
-async fn bind(addrs: &[std::net::SocketAddr]) -> Result<tokio::net::TcpListener, String> {
+pub(crate) async fn bind(addrs: &[std::net::SocketAddr]) -> Result<tokio::net::TcpListener, String> {
     let mut failures = Vec::new();
     for addr in addrs {
         match tokio::net::TcpListener::bind(addr).await {

@@ -6,7 +6,7 @@ use backup_store::snapshot;
 use object_store::path::Path;
 
 use crate::config::Args;
-use crate::{Prepared, engine, prepare};
+use crate::{Prepared, ServerConfig, engine, prepare};
 
 /// `--rebuild-catalog [--verify] [--from-snapshot latest|KEY]`: fills the (empty) catalog the
 /// flags name from the storage, collections from the manifests; returns the summary to print.
@@ -15,7 +15,8 @@ use crate::{Prepared, engine, prepare};
 /// A line naming what is wrong: a catalog that is not empty, a snapshot that cannot be read,
 /// the storage or the catalog failing (an empty catalog then stays empty).
 pub async fn rebuild_catalog(args: &Args) -> Result<String, String> {
-    let Prepared { manifests, storage_url, catalog, clock, directory, .. } = prepare(args).await?;
+    let Prepared { manifests, storage_url, catalog, clock, directory, .. } =
+        prepare(&ServerConfig::from_args(args.clone())?).await?;
     // Adopting: the rebuilt catalog is paired with the storage's repository.
     let engine = engine(args, &storage_url, catalog.clone(), clock, directory, true)?;
     let mut lines = Vec::new();

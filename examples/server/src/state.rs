@@ -1,6 +1,5 @@
 //! What every handler shares.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +37,7 @@ pub(crate) struct Shared {
     pub(crate) known_logins: KnownLogins,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) health_key: String,
-    pub(crate) config_root: PathBuf,
-    pub(crate) namespace: String,
+    pub(crate) manifests: crate::ManifestSource,
     pub(crate) upload_grace: Duration,
     pub(crate) upload_timeout: Duration,
     pub(crate) download_timeout: Duration,
@@ -68,10 +66,8 @@ pub struct StateParts {
     pub trusted_proxies: Vec<IpNet>,
     /// The code of `/ready` and `/metrics` (empty: open).
     pub health_key: String,
-    /// The manifest root, checked by `/ready`.
-    pub config_root: PathBuf,
-    /// The manifests' namespace.
-    pub namespace: String,
+    /// Where the manifests come from: read again at reloads and by `/ready`.
+    pub manifests: crate::ManifestSource,
     /// How long to wait for a client to cancel after the end of an upload's body.
     pub upload_grace: Duration,
     /// Upload request timeout.
@@ -104,8 +100,7 @@ impl AppState {
                 known_logins: KnownLogins::new(KNOWN_LOGIN_TTL, KNOWN_LOGINS),
                 trusted_proxies: parts.trusted_proxies,
                 health_key: parts.health_key,
-                config_root: parts.config_root,
-                namespace: parts.namespace,
+                manifests: parts.manifests,
                 upload_grace: parts.upload_grace,
                 upload_timeout: parts.upload_timeout,
                 download_timeout: parts.download_timeout,

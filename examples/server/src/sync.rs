@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use backup_core::protocol::CollectionChange;
 use backup_core::{Engine, ScrubOptions};
-use backup_policy::manifest::{self, Manifests};
+use backup_policy::manifest::Manifests;
 use tokio::task::JoinHandle;
 
 use crate::config::Args;
@@ -27,10 +27,7 @@ pub(crate) async fn collections(engine: &Engine, manifests: &Manifests) -> backu
 
 /// Reads and validates the manifests (on a blocking thread: it is file I/O).
 pub(crate) async fn load_manifests(state: &AppState) -> Result<Manifests, String> {
-    let (root, namespace) = (state.inner.config_root.clone(), state.inner.namespace.clone());
-    tokio::task::spawn_blocking(move || manifest::load(&root, &namespace).map_err(|e| e.to_string()))
-        .await
-        .unwrap_or_else(|e| Err(format!("reading the manifests: {e}")))
+    state.inner.manifests.load_async().await
 }
 
 /// Re-reads the manifests; on error the configuration in force stays.

@@ -146,7 +146,9 @@ async fn the_reference_flow_works_end_to_end() {
     let (status, body) = upload(&c, &server, &uploader, "iwa-ait", too_big.clone()).await;
     assert_eq!(status, 413, "{body}");
     assert!(
-        body["error"].as_str().unwrap().starts_with("cannot upload version. filesize reached allowed limit"),
+        body["error"].as_str().unwrap().starts_with(
+            "cannot upload version. cannot upload file, cannot copy stream, error: filesize reached allowed limit"
+        ),
         "{body}"
     );
     let stream = futures::stream::iter(

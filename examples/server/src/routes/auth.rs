@@ -222,15 +222,15 @@ pub(crate) async fn logout(
     let target = match q.session_id.filter(|s| !s.is_empty()) {
         None => caller.token.session().clone(),
         Some(s) => SessionId::new(s).map_err(|_| {
-            ApiError::not_found("specified session identifier is not valid, it is not a sha256 of a token")
+            ApiError::not_found("specified session identifier is not valid, cannot find GrantedAccess of specified id")
         })?,
     };
     match state.inner.tokens.revoke(&caller.token.requester(&caller.user), &target).await {
         // The session revoked, which may be another than the caller's (`?sessionId=`).
         Ok(revoked) => Ok(ok(json!({ "message": "JWT was revoked", "sessionId": revoked.id.as_str() }))),
-        Err(e) if e.kind() == backup_core::ErrorKind::NotFound => {
-            Err(ApiError::not_found("specified session identifier is not valid, no such session"))
-        }
+        Err(e) if e.kind() == backup_core::ErrorKind::NotFound => Err(ApiError::not_found(
+            "specified session identifier is not valid, cannot find GrantedAccess of specified id",
+        )),
         Err(e) if e.kind() == backup_core::ErrorKind::PermissionDenied => {
             Err(ApiError::forbidden("you don't have permissions to revoke session of other user"))
         }

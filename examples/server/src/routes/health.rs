@@ -98,7 +98,8 @@ fn operator(state: &AppState, q: &CodeQuery, headers: &HeaderMap, caller: Option
     let message = if key.is_empty() {
         "no health code is set (--health-check-key): only a systemAdmin's token opens this"
     } else {
-        "health code invalid. Provide it as a query string 'code' or in the 'Authorization' header"
+        // backup-repository's text, its typos included.
+        "health code invalid. Should be provided withing 'Authorization' header or 'code' query string. Must match --health-check-code commandline switch value"
     };
     Err(ApiError::forbidden(message))
 }
@@ -141,13 +142,7 @@ pub(crate) async fn ready(State(state): State<AppState>, _: Operator) -> Respons
     .unwrap_or_else(|_| Err("timed out".into()))
     .map_err(hidden("StorageAvailabilityValidator"));
     // The manifests load and validate as they would at a reload.
-    let (root, namespace) = (state.inner.config_root.clone(), state.inner.namespace.clone());
-    let config = tokio::task::spawn_blocking(move || {
-        backup_policy::manifest::load(&root, &namespace).map(|_| ()).map_err(|e| e.to_string())
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()))
-    .map_err(hidden("ConfigurationProviderValidator"));
+    let config = state.inner.manifests.load_async().await.map(|_| ()).map_err(hidden("ConfigurationProviderValidator"));
     // The catalog and the storage still belong to the repository served since the start.
     let repository = state.inner.engine.check_repository_now().await;
     let id = repository.as_ref().ok().map(|id| json!(id.to_string())).unwrap_or(Value::Null);

@@ -22,8 +22,23 @@ pub(crate) struct Route {
     pub(crate) path: &'static str,
     pub(crate) summary: &'static str,
     pub(crate) auth: Auth,
-    /// The success status and what it carries.
+    /// The JSON request body's schema (a component), if it takes one.
+    pub(crate) request: Option<&'static str>,
+    /// What a success carries.
+    pub(crate) response: Body,
+    /// The success status and what it carries, in words.
     pub(crate) ok: &'static str,
+}
+
+/// What a success answer carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body {
+    /// JSON of this schema (a component).
+    Json(&'static str),
+    /// A version's bytes.
+    Bytes,
+    /// Prometheus text.
+    Text,
 }
 
 /// Every route the server serves.
@@ -34,6 +49,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/auth/login",
         summary: "Log in with user or user$accessKey and a password; optionally a scope (operationsScope) or a one-time upload token (singleUse)",
         auth: Auth::None,
+        request: Some("LoginRequest"),
+        response: Body::Json("Login"),
         ok: "token, sessionId, expire",
     },
     Route {
@@ -42,6 +59,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/auth/refresh_token",
         summary: "A new token with the same user, key and scope (registered, unlike backup-repository's)",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("Refreshed"),
         ok: "code, token, expire",
     },
     Route {
@@ -50,6 +69,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/auth/whoami",
         summary: "The caller: e-mail, roles, session",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("Whoami"),
         ok: "email, permissions, sessionId, grantedAccess",
     },
     Route {
@@ -58,6 +79,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/auth/user/{userName}",
         summary: "A user's e-mail and roles (user managers, or the user itself)",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("User"),
         ok: "email, permissions",
     },
     Route {
@@ -66,6 +89,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/auth/logout",
         summary: "Revoke the current token, or ?sessionId= (own, or anyone's for a systemAdmin)",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("LoggedOut"),
         ok: "message, sessionId",
     },
     Route {
@@ -74,6 +99,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/auth/token",
         summary: "The newest 100 sessions of the caller, or of ?userName= (systemAdmin)",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("Tokens"),
         ok: "grantedAccesses",
     },
     Route {
@@ -82,6 +109,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/repository/collection",
         summary: "The collections the caller may see",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("Collections"),
         ok: "collections",
     },
     Route {
@@ -90,6 +119,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/alpha/repository/collection/{collectionId}/version",
         summary: "Upload a version: the raw body (any or no Content-Type, chunked or not) or the multipart field `file`",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("OneVersion"),
         ok: "version",
     },
     Route {
@@ -98,6 +129,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/alpha/repository/collection/{collectionId}/version/{versionNum}",
         summary: "Download a version: latest, N or vN; verified while it streams",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Bytes,
         ok: "the bytes (application/octet-stream)",
     },
     Route {
@@ -106,6 +139,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/repository/collection/{collectionId}/version",
         summary: "Every committed version, by number",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("Versions"),
         ok: "versions",
     },
     Route {
@@ -114,6 +149,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/repository/collection/{collectionId}/version/{versionNum}",
         summary: "Delete a version (restorable within the trash retention)",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("OneVersion"),
         ok: "version",
     },
     Route {
@@ -122,6 +159,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/repository/collection/{collectionId}/version/{versionNum}/restore",
         summary: "Restore a deleted or rotated-out version within the trash retention",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("OneVersion"),
         ok: "version",
     },
     Route {
@@ -130,6 +169,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/repository/collection/{collectionId}/version/{versionNum}/protection",
         summary: "Hold a version ({\"held\": true}), protect it until a time ({\"protectedUntil\": RFC 3339}), or release it ({\"held\": false, \"protectedUntil\": null}); collection managers",
         auth: Auth::Bearer,
+        request: Some("ProtectionRequest"),
+        response: Body::Json("OneVersion"),
         ok: "version",
     },
     Route {
@@ -138,6 +179,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/repository/collection/{collectionId}/verify",
         summary: "Read every committed version back and check its digest; damaged or missing ones are quarantined (listed, never served); collection managers, one verification at a time",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("Verification"),
         ok: "versions [{number, ok, error}]",
     },
     Route {
@@ -146,6 +189,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/repository/collection/{collectionId}/retention",
         summary: "Each committed version: kept or evicted at the next commit, with the reasons",
         auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("RetentionPreview"),
         ok: "retention, maxBackupsCount, versions [{number, keep, reasons}]",
     },
     Route {
@@ -154,6 +199,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/retention/simulate",
         summary: "A policy over any versions: {\"policy\": {strategy, keepLast…keepYearly, keepWithin, timezone, mode, minKeep, maxVersions}, \"now\": RFC 3339, \"versions\": [{number, createdAt}]}; at most 100,000 versions",
         auth: Auth::Bearer,
+        request: Some("SimulationRequest"),
+        response: Body::Json("Simulation"),
         ok: "versions [{number, keep, reasons}]",
     },
     Route {
@@ -162,15 +209,28 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/stable/repository/collection/{collectionId}/health",
         summary: "Backup window kept, soft and hard limits respected; ?code= or a raw Authorization header when the collection has a health secret",
         auth: Auth::None,
+        request: None,
+        response: Body::Json("Health"),
         ok: "health",
     },
-    Route { id: "health", method: "get", path: "/health", summary: "The process is up", auth: Auth::None, ok: "msg" },
+    Route {
+        id: "health",
+        method: "get",
+        path: "/health",
+        summary: "The process is up",
+        auth: Auth::None,
+        request: None,
+        response: Body::Json("Up"),
+        ok: "msg",
+    },
     Route {
         id: "ready",
         method: "get",
         path: "/ready",
         summary: "Catalog, storage and configuration work",
         auth: Auth::HealthCode,
+        request: None,
+        response: Body::Json("Health"),
         ok: "health",
     },
     Route {
@@ -179,6 +239,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/metrics",
         summary: "Prometheus metrics per collection",
         auth: Auth::HealthCode,
+        request: None,
+        response: Body::Text,
         ok: "text exposition format",
     },
     Route {
@@ -187,6 +249,8 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/openapi.json",
         summary: "This description",
         auth: Auth::None,
+        request: None,
+        response: Body::Json("OpenApi"),
         ok: "OpenAPI 3.1",
     },
 ];
@@ -196,7 +260,7 @@ pub(crate) fn path(id: &str) -> &'static str {
     ROUTES.iter().find(|r| r.id == id).map(|r| r.path).unwrap_or_else(|| panic!("no route {id}"))
 }
 
-fn document() -> Value {
+pub(crate) fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
         let params: Vec<Value> = r
@@ -205,16 +269,44 @@ fn document() -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        let success = match r.response {
+            Body::Json(schema) => json!({
+                "description": r.ok,
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } },
+            }),
+            Body::Bytes => json!({
+                "description": r.ok,
+                "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } },
+            }),
+            Body::Text => {
+                json!({ "description": r.ok, "content": { "text/plain": { "schema": { "type": "string" } } } })
+            }
+        };
+        let refusal = |what: &str| {
+            json!({
+                "description": what,
+                "content": { "application/json": { "schema": { "oneOf": [
+                    { "$ref": "#/components/schemas/Error" },
+                    { "$ref": "#/components/schemas/JwtError" },
+                ] } } },
+            })
+        };
         let mut op = json!({
             "operationId": r.id,
             "summary": r.summary,
             "parameters": params,
             "responses": {
-                "200": { "description": r.ok },
-                "4XX": { "description": "refused: {\"data\": {}, \"error\": \"…\", \"status\": false}" },
-                "5XX": { "description": "a backend failed" },
+                "200": success,
+                "4XX": refusal("refused: {\"data\": {}, \"error\": \"…\", \"status\": false}; authentication refusals in the JWT form {\"code\", \"message\"}"),
+                "5XX": refusal("a backend failed (or, for health routes, a check failed: the Health body)"),
             },
         });
+        if let Some(schema) = r.request {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } },
+            });
+        }
         match r.auth {
             Auth::Bearer => op["security"] = json!([{ "bearer": [] }]),
             Auth::HealthCode => op["security"] = json!([{ "healthCode": [] }, {}]),
@@ -235,6 +327,7 @@ fn document() -> Value {
         },
         "paths": paths,
         "components": {
+            "schemas": super::schemas::components(),
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
                 "healthCode": { "type": "apiKey", "in": "header", "name": "Authorization" },

@@ -104,9 +104,25 @@ struct UploadError {
 impl From<backup_core::Error> for UploadError {
     fn from(e: backup_core::Error) -> Self {
         let mut error = ApiError::from_core(&e, "not authorized to upload versions to this collection");
-        // backup-repository's text for what fails while the body streams.
-        if matches!(e.kind(), ErrorKind::QuotaExceeded | ErrorKind::ContentRejected | ErrorKind::Interrupted) {
-            error.message = format!("cannot upload version. {}", error.message);
+        // backup-repository's texts for what fails while the body streams; for the content
+        // rule, its fixed texts, ours (which says what is wrong) in `data.reason`.
+        const STREAMING: &str = "cannot upload version. cannot upload file, cannot copy stream, error: ";
+        match &e {
+            backup_core::Error::ContentRejected { reason, at_end, .. } => {
+                error.message = format!(
+                    "{STREAMING}{}",
+                    if *at_end {
+                        "end of stream does not contain a valid GPG footer, suspecting a data corruption"
+                    } else {
+                        "first chunk of uploaded data does not contain a valid GPG header"
+                    }
+                );
+                error = error.with_data(serde_json::json!({ "reason": reason }));
+            }
+            e if matches!(e.kind(), ErrorKind::QuotaExceeded | ErrorKind::Interrupted) => {
+                error.message = format!("{STREAMING}{}", error.message);
+            }
+            _ => {}
         }
         UploadError { reason: refusal_reason(e.kind()), error }
     }
