@@ -66,6 +66,10 @@ async fn a_bad_manifest_from_code_is_refused_naming_the_field() {
     let config = ServerConfig::for_tests().collection("db", 2, "1M", "5M", &[("nobody", &["collectionManager"])]);
     let e = spawn(config).await.unwrap_err();
     assert!(e.contains("no user named \"nobody\""), "{e}");
+    // A value that would change the YAML around it is refused, not written.
+    let config = ServerConfig::for_tests().user("ci\n    roles: [systemAdmin]", "a password", &[]);
+    let e = spawn(config).await.unwrap_err();
+    assert!(e.contains("user name"), "{e}");
 }
 
 #[tokio::test]

@@ -32,6 +32,9 @@ pub struct ServerConfig {
     documents: Vec<Document>,
     secrets: Vec<(String, String)>,
     folder: bool,
+    /// Values given to [`ServerConfig::user`] or [`ServerConfig::collection`] that cannot go
+    /// into a manifest as they are: [`spawn`] refuses to start with them.
+    refused: Vec<String>,
 }
 
 impl ServerConfig {
@@ -50,6 +53,7 @@ impl ServerConfig {
             documents: Vec::new(),
             secrets: Vec::new(),
             folder: false,
+            refused: Vec::new(),
         }
     }
 
@@ -60,7 +64,7 @@ impl ServerConfig {
     /// A `--listen` that is not `HOST:PORT` or `:PORT`.
     pub fn from_args(args: Args) -> Result<Self, String> {
         let listen = args.listen_addrs()?;
-        Ok(ServerConfig { args, listen, documents: Vec::new(), secrets: Vec::new(), folder: true })
+        Ok(ServerConfig { args, listen, documents: Vec::new(), secrets: Vec::new(), folder: true, refused: Vec::new() })
     }
 
     /// **For tests only**: memory storage and catalog (nothing on disk, nothing kept), no
@@ -108,10 +112,15 @@ impl ServerConfig {
     /// `usersManager`, …). The password is hashed here (argon2id, 64 MiB: see the README's
     /// "for embedders" about debug builds).
     pub fn user(mut self, name: &str, password: &str, roles: &[&str]) -> Self {
-        let encoded = StoredPassword::hash(password.as_bytes())
-            .ok()
-            .and_then(|h| h.to_backup_repository_form())
-            .unwrap_or_default();
+        self.check("user name", name, plain_name);
+        for r in roles {
+            self.check("role", r, |r| r.bytes().all(|b| b.is_ascii_alphabetic()));
+        }
+        let Some(encoded) = StoredPassword::hash(password.as_bytes()).ok().and_then(|h| h.to_backup_repository_form())
+        else {
+            self.refused.push(format!("user {name:?}: the password cannot be hashed"));
+            return self;
+        };
         self.secrets.push((name.to_owned(), encoded));
         let roles: String = roles.iter().map(|r| format!("\n        - {r}")).collect();
         let yaml = format!(
@@ -136,6 +145,17 @@ impl ServerConfig {
         max_collection_size: &str,
         access: &[(&str, &[&str])],
     ) -> Self {
+        let mut this = self;
+        this.check("collection id", id, plain_name);
+        for size in [max_version_size, max_collection_size] {
+            this.check("size", size, |s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+        }
+        for (user, roles) in access {
+            this.check("user name", user, plain_name);
+            for r in *roles {
+                this.check("role", r, |r| r.bytes().all(|b| b.is_ascii_alphabetic()));
+            }
+        }
         let acl: String = access
             .iter()
             .map(|(user, roles)| {
@@ -150,7 +170,15 @@ impl ServerConfig {
              strategyName: fifo\n    contentRule: none\n    accessControl:{}\n",
             if acl.is_empty() { " []".to_owned() } else { acl }
         );
-        self.manifest(DocumentKind::Collection, id, yaml)
+        this.manifest(DocumentKind::Collection, id, yaml)
+    }
+
+    /// Notes a value that cannot be written into a manifest as it is (it would change the
+    /// YAML around it); the manifest loader checks the rest.
+    fn check(&mut self, what: &str, value: &str, ok: impl Fn(&str) -> bool) {
+        if value.is_empty() || !ok(value) {
+            self.refused.push(format!("{what} {value:?}: letters, digits, '.', '-', '_' and '@' only"));
+        }
     }
 
     /// A manifest as text (a `BackupUser`, `BackupCollection` or `Secret`, as in
@@ -189,6 +217,14 @@ impl ServerConfig {
         ManifestSource::Documents(documents)
     }
 
+    /// The values [`ServerConfig::user`] and [`ServerConfig::collection`] refused.
+    pub(crate) fn check_values(&self) -> Result<(), String> {
+        match self.refused.first() {
+            None => Ok(()),
+            Some(first) => Err(format!("configuration: {first}")),
+        }
+    }
+
     pub(crate) fn listen_addrs(&self) -> &[SocketAddr] {
         &self.listen
     }
@@ -198,6 +234,11 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig::new()
     }
+}
+
+/// A name as backup-repository's manifests have them (Kubernetes-style), safe in YAML.
+fn plain_name(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_@".contains(&b))
 }
 
 /// The secret that [`ServerConfig::user`]'s passwords are kept in.

@@ -133,6 +133,7 @@ struct Prepared {
 }
 
 async fn prepare(config: &ServerConfig) -> Result<Prepared, String> {
+    config.check_values()?;
     let args = config.args();
     if args.provider != "filesystem" {
         return Err(format!("--provider {:?}: only \"filesystem\" is supported by this server", args.provider));
