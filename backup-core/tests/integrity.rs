@@ -10,7 +10,7 @@ use backup_core::{
     ScrubOptions, ScrubSample, Version, VersionSelector, description_key,
 };
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -263,4 +263,21 @@ async fn imports_keep_numbers_refuse_wrong_sizes_and_run_again_after_an_interrup
         .unwrap();
     let report = rebuilt.rebuild_catalog(&RebuildOptions::empty_catalog()).await.unwrap();
     assert_eq!(report.versions, 2, "{}", report.summary());
+}
+
+#[tokio::test]
+async fn a_restored_snapshot_reports_each_damaged_version_once() {
+    use backup_core::catalog::CatalogRecord;
+    let s = setup(2).await;
+    let snapshot: Vec<CatalogRecord> = s.engine.catalog().export().await.unwrap().try_collect().await.unwrap();
+    // Version 1's object is lost; its description stays.
+    s.store.delete(&Path::from(s.versions[0].object_key.as_str())).await.unwrap();
+    let restored: Arc<dyn Catalog> = Arc::new(MemoryCatalog::new());
+    restored.import(futures::stream::iter(snapshot.into_iter().map(Ok)).boxed()).await.unwrap();
+    let engine = Engine::builder().catalog(restored).store(s.store.clone()).build().unwrap();
+    let report = engine.rebuild_catalog(&RebuildOptions::add_missing()).await.unwrap();
+    assert_eq!(report.quarantined.len(), 1, "{}", report.summary());
+    assert!(report.quarantined[0].contains("version 1 of db"), "{}", report.summary());
+    let v1 = engine.catalog().get_version(&s.id, VersionSelector::Number(1)).await.unwrap();
+    assert!(v1.quarantined.is_some());
 }

@@ -146,7 +146,8 @@ struct Scan {
     versions: BTreeMap<CollectionId, Vec<Version>>,
     /// The spec of each collection's newest description.
     specs: HashMap<CollectionId, (Timestamp, CollectionSpec)>,
-    quarantined: Vec<String>,
+    /// Versions found damaged, by collection and number, with the reason.
+    quarantined: Vec<(CollectionId, u64, String)>,
     skipped: Vec<String>,
     /// Every object key (descriptions aside) with its size.
     objects: HashMap<String, u64>,
@@ -223,7 +224,11 @@ impl Engine {
         let mut scan = self.scan(repository, options.verify_digests).await?;
         let mut report = RebuildReport {
             repository,
-            quarantined: std::mem::take(&mut scan.quarantined),
+            quarantined: scan
+                .quarantined
+                .drain(..)
+                .map(|(c, n, reason)| format!("version {n} of {c}: {reason}"))
+                .collect(),
             skipped: std::mem::take(&mut scan.skipped),
             ..RebuildReport::default()
         };
@@ -258,9 +263,11 @@ impl Engine {
     async fn add_missing(&self, options: &RebuildOptions) -> Result<RebuildReport> {
         let repository = self.open_repository().await?;
         let mut scan = self.scan(Some(repository), options.verify_digests).await?;
+        // Reported below for the versions this adds; those the catalog has are the
+        // reconciliation's to report.
+        let damaged = std::mem::take(&mut scan.quarantined);
         let mut report = RebuildReport {
             repository: Some(repository),
-            quarantined: std::mem::take(&mut scan.quarantined),
             skipped: std::mem::take(&mut scan.skipped),
             ..RebuildReport::default()
         };
@@ -293,6 +300,9 @@ impl Engine {
                 for v in batch.iter().filter(|v| adopted.inserted.contains(&v.number)) {
                     report.versions += 1;
                     report.bytes += v.size;
+                    if let Some((_, _, reason)) = damaged.iter().find(|(c, n, _)| c == &id && *n == v.number) {
+                        report.quarantined.push(format!("version {} of {id}: {reason}", v.number));
+                    }
                 }
             }
         }
@@ -447,7 +457,7 @@ impl Engine {
             }
             let Some((_, mut v)) = claimants.pop() else { continue };
             if let Some(reason) = self.check_object(&v, objects.get(&v.object_key).copied(), verify).await? {
-                scan.quarantined.push(format!("version {number} of {collection}: {reason}"));
+                scan.quarantined.push((collection.clone(), number, reason.clone()));
                 if v.state == VersionState::Committed && v.quarantined.is_none() {
                     v = v.with_verification(Some(self.now()), Some(reason));
                 }
