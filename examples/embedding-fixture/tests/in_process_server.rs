@@ -16,6 +16,7 @@ async fn uploads_rotate_and_download_byte_for_byte() {
     let config = ServerConfig::for_tests()
         .user("ci", "a password", &[])
         .user("reader", "another password", &[])
+        .access_key("ci", "pipeline", "a key password", &[("db", &["backupUploader"])])
         .collection("db", 2, "1M", "5M", &[("ci", &["collectionManager"]), ("reader", &["backupDownloader"])]);
     let server = spawn(config).await.unwrap();
     assert!(server.addr.ip().is_loopback() && server.addr.port() != 0, "{}", server.addr);
@@ -37,6 +38,12 @@ async fn uploads_rotate_and_download_byte_for_byte() {
     assert_eq!(latest.bytes().await.unwrap(), "three");
     let refused = http.post(&upload).bearer_auth(&reader).body("x").send().await.unwrap();
     assert_eq!(refused.status(), 403, "a downloader does not upload");
+    // An access key uploads and does nothing else.
+    let key = token(&http, &server, "ci$pipeline", "a key password").await;
+    let r = http.post(&upload).bearer_auth(&key).body("four").send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let latest = server.url("/api/alpha/repository/collection/db/version/latest");
+    assert_eq!(http.get(&latest).bearer_auth(&key).send().await.unwrap().status(), 403);
     let list: Value = http
         .get(server.url("/api/stable/repository/collection/db/version"))
         .bearer_auth(&ci)
@@ -48,7 +55,7 @@ async fn uploads_rotate_and_download_byte_for_byte() {
         .unwrap();
     let numbers: Vec<u64> =
         list["data"]["versions"].as_array().unwrap().iter().map(|v| v["versionNumber"].as_u64().unwrap()).collect();
-    assert_eq!(numbers, [2, 3]);
+    assert_eq!(numbers, [3, 4]);
     server.shutdown().await;
 }
 

@@ -22,6 +22,7 @@ use crate::state::AppState;
 ///
 /// let config = ServerConfig::for_tests()
 ///     .user("admin", "a password", &["systemAdmin"])
+///     .access_key("admin", "ci", "another password", &[("db", &["backupUploader"])])
 ///     .collection("db", 3, "1M", "5M", &[("admin", &["collectionManager"])]);
 /// # let _ = config;
 /// ```
@@ -31,6 +32,8 @@ pub struct ServerConfig {
     listen: Vec<SocketAddr>,
     documents: Vec<Document>,
     secrets: Vec<(String, String)>,
+    /// Users given by [`ServerConfig::user`], written as manifests when the server starts.
+    users: Vec<UserEntry>,
     folder: bool,
     /// Values given to [`ServerConfig::user`] or [`ServerConfig::collection`] that cannot go
     /// into a manifest as they are: [`spawn`] refuses to start with them.
@@ -52,6 +55,7 @@ impl ServerConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             documents: Vec::new(),
             secrets: Vec::new(),
+            users: Vec::new(),
             folder: false,
             refused: Vec::new(),
         }
@@ -64,7 +68,15 @@ impl ServerConfig {
     /// A `--listen` that is not `HOST:PORT` or `:PORT`.
     pub fn from_args(args: Args) -> Result<Self, String> {
         let listen = args.listen_addrs()?;
-        Ok(ServerConfig { args, listen, documents: Vec::new(), secrets: Vec::new(), folder: true, refused: Vec::new() })
+        Ok(ServerConfig {
+            args,
+            listen,
+            documents: Vec::new(),
+            secrets: Vec::new(),
+            users: Vec::new(),
+            folder: true,
+            refused: Vec::new(),
+        })
     }
 
     /// **For tests only**: memory storage and catalog (nothing on disk, nothing kept), no
@@ -122,14 +134,43 @@ impl ServerConfig {
             return self;
         };
         self.secrets.push((name.to_owned(), encoded));
-        let roles: String = roles.iter().map(|r| format!("\n        - {r}")).collect();
-        let yaml = format!(
-            "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: {name}\nspec:\n    \
-             email: {name}@localhost\n    passwordFromRef:\n        name: {SECRETS}\n        entry: {name}\n    \
-             roles:{}\n",
-            if roles.is_empty() { " []".to_owned() } else { roles }
-        );
-        self.manifest(DocumentKind::User, name, yaml)
+        self.folder = false;
+        self.users.push(UserEntry {
+            name: name.to_owned(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            keys: Vec::new(),
+        });
+        self
+    }
+
+    /// An access key of a user given before (log in as `user$key`), with its own password
+    /// and roles on collections only (`backupUploader`, `backupDownloader`, …).
+    pub fn access_key(mut self, user: &str, key: &str, password: &str, access: &[(&str, &[&str])]) -> Self {
+        self.check("access key name", key, plain_name);
+        for (collection, roles) in access {
+            self.check("collection id", collection, plain_name);
+            for r in *roles {
+                self.check("role", r, |r| r.bytes().all(|b| b.is_ascii_alphabetic()));
+            }
+        }
+        let Some(encoded) = StoredPassword::hash(password.as_bytes()).ok().and_then(|h| h.to_backup_repository_form())
+        else {
+            self.refused.push(format!("access key {key:?}: the password cannot be hashed"));
+            return self;
+        };
+        let Some(owner) = self.users.iter_mut().find(|u| u.name == user) else {
+            self.refused.push(format!("access key {key:?}: no user {user:?} was given before it"));
+            return self;
+        };
+        owner.keys.push(KeyEntry {
+            name: key.to_owned(),
+            access: access
+                .iter()
+                .map(|(c, roles)| ((*c).to_owned(), roles.iter().map(|r| (*r).to_owned()).collect()))
+                .collect(),
+        });
+        self.secrets.push((format!("{user}--{key}"), encoded));
+        self
     }
 
     /// A collection of at most `max_versions` versions of `max_version_size` each and
@@ -204,6 +245,7 @@ impl ServerConfig {
             return ManifestSource::Folder { root: self.args.config_root(), namespace: self.args.namespace.clone() };
         }
         let mut documents = self.documents.clone();
+        documents.extend(self.users.iter().map(UserEntry::document));
         if !self.secrets.is_empty() {
             let data: String = self.secrets.iter().map(|(k, v)| format!("\n    {k}: \"{v}\"")).collect();
             documents.push(Document {
@@ -233,6 +275,62 @@ impl ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig::new()
+    }
+}
+
+/// A user given by code, written as a `BackupUser` manifest.
+#[derive(Debug, Clone)]
+struct UserEntry {
+    name: String,
+    roles: Vec<String>,
+    keys: Vec<KeyEntry>,
+}
+
+/// An access key of a [`UserEntry`].
+#[derive(Debug, Clone)]
+struct KeyEntry {
+    name: String,
+    /// Roles by collection.
+    access: Vec<(String, Vec<String>)>,
+}
+
+impl UserEntry {
+    fn document(&self) -> Document {
+        let list = |items: &[String], indent: &str| -> String {
+            if items.is_empty() { " []".to_owned() } else { items.iter().map(|i| format!("\n{indent}- {i}")).collect() }
+        };
+        let name = &self.name;
+        let keys: String = self
+            .keys
+            .iter()
+            .map(|k| {
+                let objects: String = k
+                    .access
+                    .iter()
+                    .map(|(c, roles)| {
+                        format!(
+                            "\n              - name: {c}\n                type: collection\n                roles:{}",
+                            list(roles, "                    ")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "\n        - name: {}\n          passwordFromRef:\n              name: {SECRETS}\n              \
+                     entry: {name}--{}\n          objects:{}",
+                    k.name,
+                    k.name,
+                    if objects.is_empty() { " []".to_owned() } else { objects }
+                )
+            })
+            .collect();
+        let text = format!(
+            "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: {name}\nspec:\n    \
+             email: {name}@localhost\n    passwordFromRef:\n        name: {SECRETS}\n        entry: {name}\n    \
+             roles:{}{}\n",
+            list(&self.roles, "        "),
+            if keys.is_empty() { String::new() } else { format!("\n    accessKeys:{keys}") }
+        );
+        Document { file: PathBuf::from(format!("<code>/backupusers/{name}.yaml")), kind: DocumentKind::User, text }
     }
 }
 
