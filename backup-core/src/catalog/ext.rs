@@ -3,9 +3,11 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use crate::audit::AuditEvent;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, VersionQuery};
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
 use crate::protocol::{
@@ -67,6 +69,32 @@ pub trait CatalogExt: Catalog {
         let query = StateQuery::collection(CollectionQuery::new(id.clone()).with_committed(committed))
             .with_label("collection_state");
         self.load(query).await?.collection.ok_or_else(|| Error::CollectionNotFound { collection: id.clone() })
+    }
+
+    /// Every collection ordered by id, `page` at a time (listings, scrubs and rebuilds walk
+    /// them this way). The stream ends after the last page; an error ends it.
+    fn collection_pages(&self, page: usize) -> BoxStream<'_, Result<Vec<Collection>>> {
+        let page = page.max(1);
+        futures::stream::try_unfold(Some(None::<CollectionId>), move |cursor| async move {
+            let Some(after) = cursor else { return Ok(None) };
+            let items = self.list_collections(after.as_ref(), page).await?;
+            let next = if items.len() == page { items.last().map(|c| Some(c.id.clone())) } else { None };
+            Ok((!items.is_empty()).then_some((items, next)))
+        })
+        .boxed()
+    }
+
+    /// A collection's versions as `query` selects them, `query.limit` at a time, ascending by
+    /// number. The stream ends after the last page; an error ends it.
+    fn version_pages<'a>(&'a self, id: &'a CollectionId, query: VersionQuery) -> BoxStream<'a, Result<Vec<Version>>> {
+        let query = VersionQuery { limit: query.limit.max(1), ..query };
+        futures::stream::try_unfold(Some(query), move |next| async move {
+            let Some(query) = next else { return Ok(None) };
+            let items = self.list_versions(id, &query).await?;
+            let next = if items.len() == query.limit { items.last().map(|v| query.after(v.number)) } else { None };
+            Ok((!items.is_empty()).then_some((items, next)))
+        })
+        .boxed()
     }
 
     /// A collection, its counters and its pending uploads.

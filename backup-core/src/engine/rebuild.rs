@@ -272,16 +272,12 @@ impl Engine {
             ..RebuildReport::default()
         };
         let catalog = &self.inner.catalog;
-        let mut existing = std::collections::HashSet::new();
-        let mut after = None;
-        loop {
-            let page = catalog.list_collections(after.as_ref(), 1000).await?;
-            existing.extend(page.iter().map(|c| c.id.clone()));
-            match page.last() {
-                Some(last) if page.len() == 1000 => after = Some(last.id.clone()),
-                _ => break,
-            }
-        }
+        let existing: std::collections::HashSet<CollectionId> = catalog
+            .collection_pages(self.inner.config.batch)
+            .map_ok(|page| futures::stream::iter(page.into_iter().map(|c| Ok(c.id))))
+            .try_flatten()
+            .try_collect()
+            .await?;
         for (id, spec) in self.collections_to_create(options, &scan, &mut report)? {
             if !existing.contains(&id) {
                 self.declare_collection(&id, spec, "catalog rebuild").await?;
@@ -316,56 +312,60 @@ impl Engine {
     /// is gone is marked purged, never restorable.
     async fn reconcile(&self, scan: &Scan, report: &mut RebuildReport) -> Result<()> {
         let catalog = &self.inner.catalog;
+        let batch = self.inner.config.batch;
         let described: HashMap<_, _> = scan.versions.values().flatten().map(|v| (v.id, v)).collect();
-        let mut after = None;
-        loop {
-            let page = catalog.list_collections(after.as_ref(), 1000).await?;
+        let mut collections = catalog.collection_pages(batch);
+        while let Some(page) = collections.try_next().await? {
             for c in &page {
-                let mut next = Some(VersionQuery::first(1000).with_trashed());
-                while let Some(query) = next.take() {
-                    let versions = catalog.list_versions(&c.id, &query).await?;
-                    if versions.len() == 1000 {
-                        next = versions.last().map(|v| VersionQuery::first(1000).with_trashed().after(v.number));
-                    }
+                let mut versions = catalog.version_pages(&c.id, VersionQuery::first(batch).with_trashed());
+                while let Some(versions) = versions.try_next().await? {
                     for v in versions {
-                        let gone = !scan.objects.contains_key(&v.object_key);
-                        if v.state == VersionState::Trashed {
-                            // Purged after the snapshot (or lost): it can never be restored.
-                            if gone {
-                                catalog.mark_purged(&[v.id], self.now()).await?;
-                                report.purged += 1;
-                            }
-                        } else if let Some(d) = described.get(&v.id)
-                            && d.state == VersionState::Trashed
-                        {
-                            let reason = d.trash_reason.clone().unwrap_or_else(|| "deleted".to_owned());
-                            let audit = AuditEvent::new(self.now(), "rebuild", "version.delete")
-                                .with_collection(&c.id)
-                                .with_version(v.number)
-                                .with_detail("deleted after the snapshot, as its description says");
-                            match catalog.trash_version(&c.id, v.number, &reason, false, &audit).await {
-                                Ok(_) => report.trashed += 1,
-                                Err(e) => {
-                                    report.skipped.push(format!("version {} of {}: not trashed: {e}", v.number, c.id))
-                                }
-                            }
-                        } else if gone && v.quarantined.is_none() {
-                            let reason = format!(
-                                "its object {} is missing (deleted after the catalog's snapshot, or lost)",
-                                v.object_key
-                            );
-                            let audit = AuditEvent::new(self.now(), "rebuild", Action::VerifyVersions.name());
-                            catalog.record_verification(&v, &Verification::Damaged(reason.clone()), &audit).await?;
-                            report.quarantined.push(format!("version {} of {}: {reason}", v.number, c.id));
-                        }
+                        self.reconcile_version(&v, described.get(&v.id).copied(), scan, report).await?;
                     }
                 }
             }
-            match page.last() {
-                Some(last) if page.len() == 1000 => after = Some(last.id.clone()),
-                _ => return Ok(()),
-            }
         }
+        Ok(())
+    }
+
+    /// [`Engine::reconcile`] for one version of the catalog, with its description if the
+    /// store has one.
+    async fn reconcile_version(
+        &self,
+        v: &Version,
+        described: Option<&Version>,
+        scan: &Scan,
+        report: &mut RebuildReport,
+    ) -> Result<()> {
+        let catalog = &self.inner.catalog;
+        let c = &v.collection;
+        let gone = !scan.objects.contains_key(&v.object_key);
+        if v.state == VersionState::Trashed {
+            // Purged after the snapshot (or lost): it can never be restored.
+            if gone {
+                catalog.mark_purged(&[v.id], self.now()).await?;
+                report.purged += 1;
+            }
+        } else if let Some(d) = described
+            && d.state == VersionState::Trashed
+        {
+            let reason = d.trash_reason.clone().unwrap_or_else(|| "deleted".to_owned());
+            let audit = AuditEvent::new(self.now(), "rebuild", "version.delete")
+                .with_collection(c)
+                .with_version(v.number)
+                .with_detail("deleted after the snapshot, as its description says");
+            match catalog.trash_version(c, v.number, &reason, false, &audit).await {
+                Ok(_) => report.trashed += 1,
+                Err(e) => report.skipped.push(format!("version {} of {c}: not trashed: {e}", v.number)),
+            }
+        } else if gone && v.quarantined.is_none() {
+            let reason =
+                format!("its object {} is missing (deleted after the catalog's snapshot, or lost)", v.object_key);
+            let audit = AuditEvent::new(self.now(), "rebuild", Action::VerifyVersions.name());
+            catalog.record_verification(v, &Verification::Damaged(reason.clone()), &audit).await?;
+            report.quarantined.push(format!("version {} of {c}: {reason}", v.number));
+        }
+        Ok(())
     }
 
     /// Every collection the rebuild creates, with its spec: declared ones, then those only

@@ -166,9 +166,8 @@ impl Engine {
     async fn age_out(&self, report: &mut RecoveryReport) -> Result<()> {
         let catalog = &self.inner.catalog;
         let purge = self.inner.config.trash_retention.is_zero();
-        let mut after = None;
-        loop {
-            let page = catalog.list_collections(after.as_ref(), self.inner.config.batch).await?;
+        let mut collections = catalog.collection_pages(self.inner.config.batch);
+        while let Some(page) = collections.try_next().await? {
             for c in &page {
                 let timely = self.inner.strategies.resolve(&c.spec.retention).is_ok_and(|s| s.depends_on_time(&c.spec));
                 let protected =
@@ -193,11 +192,8 @@ impl Engine {
                     Err(e) => report.failures.push(format!("apply the retention of {}: {e}", c.id)),
                 }
             }
-            match page.last() {
-                Some(last) if page.len() == self.inner.config.batch => after = Some(last.id.clone()),
-                _ => return Ok(()),
-            }
         }
+        Ok(())
     }
 
     async fn purge_trash(&self, report: &mut RecoveryReport) -> Result<()> {

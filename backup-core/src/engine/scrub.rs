@@ -4,7 +4,7 @@
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use governor::{Quota, RateLimiter};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -248,17 +248,13 @@ impl Engine {
         };
         let throttle = Throttle::new(options.bytes_per_second);
         let batch = self.inner.config.batch;
-        let mut after: Option<CollectionId> = None;
-        loop {
-            let collections = self.inner.catalog.list_collections(after.as_ref(), batch).await?;
-            for c in &collections {
-                let mut next = Some(VersionQuery::first(batch));
-                while let Some(query) = next.take() {
-                    let page = self.inner.catalog.list_versions(&c.id, &query).await?;
-                    if page.len() == batch {
-                        next = page.last().map(|v| VersionQuery::first(batch).after(v.number));
-                    }
-                    for v in page {
+        let catalog = &self.inner.catalog;
+        let mut collections = catalog.collection_pages(batch);
+        while let Some(page) = collections.try_next().await? {
+            for c in &page {
+                let mut versions = catalog.version_pages(&c.id, VersionQuery::first(batch));
+                while let Some(versions) = versions.try_next().await? {
+                    for v in versions {
                         if v.verified_at.is_some_and(|at| at >= cutoff) {
                             continue;
                         }
@@ -270,10 +266,6 @@ impl Engine {
                         self.scrub_version(&v, &c.spec, throttle.as_ref(), &mut report).await;
                     }
                 }
-            }
-            match collections.last() {
-                Some(last) if collections.len() == batch => after = Some(last.id.clone()),
-                _ => break,
             }
         }
         let key = self.progress_key();
@@ -295,14 +287,9 @@ impl Engine {
     pub async fn verify_collection(&self, actor: &Actor, id: &CollectionId) -> Result<Vec<VersionCheck>> {
         self.open_repository().await?;
         let (collection, _) = self.authorized_collection(actor, id, Action::VerifyVersions).await?;
-        let batch = self.inner.config.batch;
         let mut results = Vec::new();
-        let mut next = Some(VersionQuery::first(batch));
-        while let Some(query) = next.take() {
-            let page = self.inner.catalog.list_versions(id, &query).await?;
-            if page.len() == batch {
-                next = page.last().map(|v| VersionQuery::first(batch).after(v.number));
-            }
+        let mut pages = self.inner.catalog.version_pages(id, VersionQuery::first(self.inner.config.batch));
+        while let Some(page) = pages.try_next().await? {
             for v in page {
                 let mut report = ScrubReport::default();
                 if let Some(check) = self.scrub_version(&v, &collection.spec, None, &mut report).await {

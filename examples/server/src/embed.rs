@@ -125,14 +125,8 @@ impl ServerConfig {
     /// "for embedders" about debug builds).
     pub fn user(mut self, name: &str, password: &str, roles: &[&str]) -> Self {
         self.check("user name", name, plain_name);
-        for r in roles {
-            self.check("role", r, |r| r.bytes().all(|b| b.is_ascii_alphabetic()));
-        }
-        let Some(encoded) = StoredPassword::hash(password.as_bytes()).ok().and_then(|h| h.to_backup_repository_form())
-        else {
-            self.refused.push(format!("user {name:?}: the password cannot be hashed"));
-            return self;
-        };
+        self.check_roles(roles);
+        let Some(encoded) = self.hashed(&format!("user {name:?}"), password) else { return self };
         self.secrets.push((name.to_owned(), encoded));
         self.folder = false;
         self.users.push(UserEntry {
@@ -149,15 +143,9 @@ impl ServerConfig {
         self.check("access key name", key, plain_name);
         for (collection, roles) in access {
             self.check("collection id", collection, plain_name);
-            for r in *roles {
-                self.check("role", r, |r| r.bytes().all(|b| b.is_ascii_alphabetic()));
-            }
+            self.check_roles(roles);
         }
-        let Some(encoded) = StoredPassword::hash(password.as_bytes()).ok().and_then(|h| h.to_backup_repository_form())
-        else {
-            self.refused.push(format!("access key {key:?}: the password cannot be hashed"));
-            return self;
-        };
+        let Some(encoded) = self.hashed(&format!("access key {key:?}"), password) else { return self };
         let Some(owner) = self.users.iter_mut().find(|u| u.name == user) else {
             self.refused.push(format!("access key {key:?}: no user {user:?} was given before it"));
             return self;
@@ -179,23 +167,20 @@ impl ServerConfig {
     /// (`collectionManager`, `backupUploader`, `backupDownloader`, …). Anything else:
     /// [`ServerConfig::manifest`].
     pub fn collection(
-        self,
+        mut self,
         id: &str,
         max_versions: u32,
         max_version_size: &str,
         max_collection_size: &str,
         access: &[(&str, &[&str])],
     ) -> Self {
-        let mut this = self;
-        this.check("collection id", id, plain_name);
+        self.check("collection id", id, plain_name);
         for size in [max_version_size, max_collection_size] {
-            this.check("size", size, |s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+            self.check("size", size, |s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
         }
         for (user, roles) in access {
-            this.check("user name", user, plain_name);
-            for r in *roles {
-                this.check("role", r, |r| r.bytes().all(|b| b.is_ascii_alphabetic()));
-            }
+            self.check("user name", user, plain_name);
+            self.check_roles(roles);
         }
         let acl: String = access
             .iter()
@@ -211,7 +196,24 @@ impl ServerConfig {
              strategyName: fifo\n    contentRule: none\n    accessControl:{}\n",
             if acl.is_empty() { " []".to_owned() } else { acl }
         );
-        this.manifest(DocumentKind::Collection, id, yaml)
+        self.manifest(DocumentKind::Collection, id, yaml)
+    }
+
+    /// Notes the roles that are not a role's name (letters only).
+    fn check_roles(&mut self, roles: &[&str]) {
+        for r in roles {
+            self.check("role", r, |r| r.bytes().all(|b| b.is_ascii_alphabetic()));
+        }
+    }
+
+    /// A password in backup-repository's stored form, or `None` after noting that `whose`
+    /// cannot have it.
+    fn hashed(&mut self, whose: &str, password: &str) -> Option<String> {
+        let encoded = StoredPassword::hash(password.as_bytes()).ok().and_then(|h| h.to_backup_repository_form());
+        if encoded.is_none() {
+            self.refused.push(format!("{whose}: the password cannot be hashed"));
+        }
+        encoded
     }
 
     /// Notes a value that cannot be written into a manifest as it is (it would change the

@@ -185,6 +185,8 @@ async fn import_row(
         outcome.skipped.push(format!("{}: its id {:?} is not a UUID", r.name(), r.id));
         return Ok(());
     };
+    // Asked before the original's object is looked at (import_version asks again): a version
+    // imported earlier counts as imported even if the original's object is gone since.
     if engine.knows_version(version_id).await.map_err(|e| format!("catalog: {e}"))? {
         outcome.already += 1;
         return Ok(());

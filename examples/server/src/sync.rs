@@ -61,13 +61,11 @@ impl Background {
 /// Starts the maintenance schedule (`recover()`, rate limiter clean-up) and the manifest
 /// reloads (every interval, and on SIGHUP).
 pub(crate) fn background(state: AppState, args: &Args) -> Background {
-    let schedule = args.maintenance_schedule.clone();
     let mut tasks = Vec::new();
     let st = state.clone();
-    tasks.push(tokio::spawn(async move {
-        for next in schedule.upcoming(chrono::Utc) {
-            let wait = (next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            tokio::time::sleep(wait).await;
+    tasks.push(on_schedule(args.maintenance_schedule.clone(), move || {
+        let st = st.clone();
+        async move {
             match st.engine().recover().await {
                 Ok(report) => log_recovery(&report, "maintenance"),
                 Err(e) => tracing::error!(error = %e, "maintenance failed"),
@@ -78,21 +76,17 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
     if let Some(schedule) = args.scrub_schedule.0.clone() {
         let options = ScrubOptions::sample(args.scrub_sample).throttle(args.scrub_rate);
         let st = state.clone();
-        tasks.push(tokio::spawn(async move {
-            for next in schedule.upcoming(chrono::Utc) {
-                tokio::time::sleep((next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;
-                scrub(&st, &options).await;
-            }
+        tasks.push(on_schedule(schedule, move || {
+            let st = st.clone();
+            async move { scrub(&st, &options).await }
         }));
     }
     if let Some(schedule) = args.catalog_snapshot_schedule.0.clone() {
         let keep = args.catalog_snapshots_kept as usize;
         let st = state.clone();
-        tasks.push(tokio::spawn(async move {
-            for next in schedule.upcoming(chrono::Utc) {
-                tokio::time::sleep((next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;
-                snapshot(&st, keep).await;
-            }
+        tasks.push(on_schedule(schedule, move || {
+            let st = st.clone();
+            async move { snapshot(&st, keep).await }
         }));
     }
     let interval = args.config_reload_interval;
@@ -119,6 +113,20 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
         }
     }));
     Background { tasks }
+}
+
+/// Runs `work` at every time of `schedule`, one run at a time, until aborted.
+fn on_schedule<F, Fut>(schedule: cron::Schedule, work: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        for next in schedule.upcoming(chrono::Utc) {
+            tokio::time::sleep((next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;
+            work().await;
+        }
+    })
 }
 
 /// Logs what `recover()` did; unknown objects and failures as warnings, one line each.

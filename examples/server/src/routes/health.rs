@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use backup_core::catalog::CatalogExt;
 use backup_core::protocol::{VersionRange, VersionsNeeded};
 use backup_core::{CollectionId, VersionQuery};
+use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
@@ -215,7 +216,8 @@ pub(crate) async fn collection_health(
     let too_big = if st.counters.overage == 0 {
         Ok(())
     } else {
-        match first_over(catalog.as_ref(), &id, soft).await.map_err(|e| ApiError::from_core(&e, ""))? {
+        let over = committed_where(catalog.as_ref(), &id, 1, |v| v.size > soft).await;
+        match over.map_err(|e| ApiError::from_core(&e, ""))?.first() {
             None => Ok(()),
             Some(v) => Err(format!(
                 "maximum filesize is bigger than collection soft limit per file. Failed file: {} (size={}b)",
@@ -233,7 +235,9 @@ pub(crate) async fn collection_health(
             Err(format!("Summary of all files is {sum}b, while collection hard limit is {hard}b"))
         },
     ));
-    let damaged = quarantined(catalog.as_ref(), &id).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    let damaged = committed_where(catalog.as_ref(), &id, usize::MAX, |v| v.quarantined.is_some())
+        .await
+        .map_err(|e| ApiError::from_core(&e, ""))?;
     health.push(check(
         "IntegrityValidator",
         match damaged.first() {
@@ -249,41 +253,22 @@ pub(crate) async fn collection_health(
     Ok(checks_response(health, None))
 }
 
-/// The committed versions in quarantine, a page at a time (committed versions are bounded by
-/// the collection's `maxBackupsCount`).
-async fn quarantined(
+/// The committed versions `keep` picks, at most `limit`, read a page at a time (committed
+/// versions are bounded by the collection's `maxBackupsCount`).
+async fn committed_where(
     catalog: &dyn backup_core::Catalog,
     id: &CollectionId,
+    limit: usize,
+    keep: impl Fn(&backup_core::Version) -> bool,
 ) -> backup_core::Result<Vec<backup_core::Version>> {
-    let mut query = VersionQuery::first(1000);
+    let mut pages = catalog.version_pages(id, VersionQuery::first(1000));
     let mut out = Vec::new();
-    loop {
-        let page = catalog.list_versions(id, &query).await?;
-        out.extend(page.iter().filter(|v| v.quarantined.is_some()).cloned());
-        match page.last() {
-            Some(last) if page.len() == query.limit => query = VersionQuery::first(1000).after(last.number),
-            _ => return Ok(out),
-        }
+    while out.len() < limit
+        && let Some(page) = pages.try_next().await?
+    {
+        out.extend(page.into_iter().filter(|v| keep(v)).take(limit - out.len()));
     }
-}
-
-/// The first committed version over the soft limit, a page at a time.
-async fn first_over(
-    catalog: &dyn backup_core::Catalog,
-    id: &CollectionId,
-    soft: u64,
-) -> backup_core::Result<Option<backup_core::Version>> {
-    let mut query = VersionQuery::first(1000);
-    loop {
-        let page = catalog.list_versions(id, &query).await?;
-        if let Some(v) = page.iter().find(|v| v.size > soft) {
-            return Ok(Some(v.clone()));
-        }
-        match page.last() {
-            Some(last) if page.len() == query.limit => query = VersionQuery::first(1000).after(last.number),
-            _ => return Ok(None),
-        }
-    }
+    Ok(out)
 }
 
 /// `GET /metrics`: Prometheus text, for the health code or a `systemAdmin`'s token.
