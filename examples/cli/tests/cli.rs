@@ -1,0 +1,236 @@
+//! The client against a real server on loopback: round trips, the producer-failure protocol,
+//! cut downloads, refusals and their exit codes, bounded memory.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_0_1_and_100_mib_round_trip_through_a_private_token() {
+    let env = Env::start().await;
+    env.login("admin").await;
+    let tokens = env.config_dir.path().join("tokens.json");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&tokens).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the token file is the user's alone");
+    }
+    let stored: Value = serde_json::from_slice(&std::fs::read(&tokens).unwrap()).unwrap();
+    assert!(stored["servers"][env.url().trim_end_matches('/')]["token"].is_string(), "{stored}");
+
+    let sizes = [0usize, 1, 100 << 20];
+    for (i, len) in sizes.into_iter().enumerate() {
+        let data = noise(len, i as u64 + 7);
+        let name = format!("in-{len}");
+        std::fs::write(env.path(&name), &data).unwrap();
+        let (up, up_rss) = env.run_measured(&["upload", "db", &name]).await;
+        assert_ok(&up);
+        let number: u64 = stdout(&up).trim().parse().unwrap_or_else(|_| panic!("a number: {}", stdout(&up)));
+        assert_eq!(number, i as u64 + 1);
+        let out = format!("out-{len}");
+        let (down, down_rss) = env.run_measured(&["download", "db", &number.to_string(), "-o", &out]).await;
+        assert_ok(&down);
+        assert!(std::fs::read(env.path(&out)).unwrap() == data, "{len} bytes come back identical");
+        assert!(stderr(&down).contains("verified"), "the digest was checked: {}", stderr(&down));
+        if len == 100 << 20 {
+            eprintln!("client peak RSS for 100 MiB: upload {} MiB, download {} MiB", up_rss >> 20, down_rss >> 20);
+            // Streams: far less than the file, whatever the build.
+            assert!(up_rss < 64 << 20, "upload peak RSS {up_rss}");
+            assert!(down_rss < 64 << 20, "download peak RSS {down_rss}");
+        }
+    }
+    assert_eq!(numbers(&env, "db").await, [1, 2, 3]);
+
+    // Standard input, the default file name, and standard output.
+    let up = env.run(&["upload", "db", "-"], b"from a pipe").await;
+    assert_ok(&up);
+    assert_eq!(stdout(&up).trim(), "4");
+    let down = env.run(&["download", "db"], b"").await;
+    assert_ok(&down);
+    assert_eq!(std::fs::read(env.path("db-4")).unwrap(), b"from a pipe", "the server's file name, latest");
+    let piped = env.run(&["download", "db", "v4", "-o", "-", "--quiet"], b"").await;
+    assert_ok(&piped);
+    assert_eq!(piped.stdout, b"from a pipe");
+
+    // JSON for scripts.
+    let json = env.run(&["upload", "db", "-", "--json"], b"json").await;
+    assert_ok(&json);
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["version"]["versionNumber"], 5);
+    assert_eq!(v["version"]["filesize"], 4);
+    let collections = env.run(&["collections", "--json"], b"").await;
+    assert_ok(&collections);
+    let v: Value = serde_json::from_slice(&collections.stdout).unwrap();
+    let ids: Vec<&str> = v["collections"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"db") && ids.contains(&"secure"), "{ids:?}");
+    let table = env.run(&["list", "db"], b"").await;
+    assert_ok(&table);
+    assert!(stdout(&table).starts_with("VERSION") && stdout(&table).contains("db-5"), "{}", stdout(&table));
+
+    // Delete and restore.
+    assert_ok(&env.run(&["delete", "db", "5"], b"").await);
+    assert_eq!(numbers(&env, "db").await, [1, 2, 3, 4]);
+    assert_ok(&env.run(&["restore", "db", "v5"], b"").await);
+    assert_eq!(numbers(&env, "db").await, [1, 2, 3, 4, 5]);
+    let retention = env.run(&["retention", "db", "--json"], b"").await;
+    assert_ok(&retention);
+    let health = env.run(&["health", "db"], b"").await;
+    assert_ok(&health);
+    assert!(stdout(&health).contains("ok"), "{}", stdout(&health));
+    let verify = env.run(&["verify", "db", "--json"], b"").await;
+    assert_ok(&verify);
+    let v: Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["versions"].as_array().unwrap().len(), 5);
+
+    // Logout revokes: the old token is refused afterwards, and it is forgotten.
+    let token = stored["servers"][env.url().trim_end_matches('/')]["token"].as_str().unwrap().to_owned();
+    assert_ok(&env.run(&["logout"], b"").await);
+    assert_exit(&env.run(&["list", "db"], b"").await, 2, "not logged in");
+    let revoked = env.run_env(&["list", "db"], b"", &[("BACKUP_TOKEN", &token)]).await;
+    assert_exit(&revoked, 1, "the server refused");
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_stores_nothing_even_after_its_output_ended() {
+    // No confirmation grace: the server commits as soon as a body is complete, so only the
+    // client's holding back the body's end keeps a failed backup out.
+    let env = Env::start().await;
+    env.login("admin").await;
+    let ok = env.run(&["upload", "db", "--command", "printf 'dump of mydb'"], b"").await;
+    assert_ok(&ok);
+    assert_eq!(stdout(&ok).trim(), "1");
+
+    let failed_mid_way = env.run(&["upload", "db", "--command", "printf partial; exit 3"], b"").await;
+    assert_exit(&failed_mid_way, 5, "failed");
+    // The output closed, then a failure: pg_dump's late error.
+    let late = "printf 'all of it'; exec 1>&-; sleep 0.5; exit 1";
+    let failed_late = env.run(&["upload", "db", "--command", late], b"").await;
+    assert_exit(&failed_late, 5, "the upload was cancelled");
+    // A large output, then a failure.
+    let big = "head -c 20000000 /dev/zero; exit 2";
+    assert_exit(&env.run(&["upload", "db", "--command", big], b"").await, 5, "failed");
+    let missing = env.run(&["upload", "db", "--command", "no-such-program-here"], b"").await;
+    assert_exit(&missing, 5, "failed");
+
+    assert_eq!(numbers(&env, "db").await, [1], "no failed command became a version");
+    let next = env.run(&["upload", "db", "--command", "printf again"], b"").await;
+    assert_ok(&next);
+    assert_eq!(stdout(&next).trim(), "2", "the numbering goes on from the last stored version");
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_mid_way_leaves_no_file_under_the_target_name() {
+    let env = Env::start().await;
+    env.login("admin").await;
+    let data = noise(4 << 20, 3);
+    std::fs::write(env.path("in"), &data).unwrap();
+    assert_ok(&env.run(&["upload", "db", "in"], b"").await);
+    std::fs::write(env.path("previous"), b"the previous backup").unwrap();
+
+    let proxy = cutting_proxy(env.server.addr, 1 << 20).await;
+    let through_proxy = format!("http://{proxy}");
+    let token: Value =
+        serde_json::from_slice(&std::fs::read(env.config_dir.path().join("tokens.json")).unwrap()).unwrap();
+    let token = token["servers"][env.url().trim_end_matches('/')]["token"].as_str().unwrap().to_owned();
+    let cut = run_cli(
+        &through_proxy,
+        env.config_dir.path(),
+        env.work.path(),
+        &["download", "db", "1", "-o", "previous", "--attempts", "1"],
+        b"",
+        &[("BACKUP_TOKEN", &token)],
+    )
+    .await;
+    assert_exit(&cut, 3, "cut");
+    assert_eq!(std::fs::read(env.path("previous")).unwrap(), b"the previous backup", "the old file is untouched");
+    let cut = run_cli(
+        &through_proxy,
+        env.config_dir.path(),
+        env.work.path(),
+        &["download", "db", "1", "-o", "fresh", "--attempts", "1"],
+        b"",
+        &[("BACKUP_TOKEN", &token)],
+    )
+    .await;
+    assert_exit(&cut, 3, "cut");
+    let left: Vec<String> = std::fs::read_dir(env.work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.iter().any(|n| n == "fresh" || n.ends_with(".partial")), "nothing left behind: {left:?}");
+
+    // Straight from the server, the same download completes.
+    assert_ok(&env.run(&["download", "db", "1", "-o", "previous"], b"").await);
+    assert!(std::fs::read(env.path("previous")).unwrap() == data);
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_failures_say_why_with_their_exit_codes() {
+    let mut config = config();
+    config.args_mut().token_lifetime = Duration::from_secs(1);
+    let env = Env::with(config).await;
+
+    let wrong = env.run(&["login", "--username", "admin", "--password-stdin"], b"not the password\n").await;
+    assert_exit(&wrong, 1, "the server refused");
+    let no_password = env.run(&["login", "--username", "admin"], b"").await;
+    assert_exit(&no_password, 2, "no password");
+    assert_exit(&env.run(&["list", "db"], b"").await, 2, "not logged in");
+
+    env.login("admin").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = env.run(&["list", "db"], b"").await;
+    assert_exit(&expired, 1, "log in again");
+
+    env.login("admin").await;
+    let missing = env.run(&["list", "no-such-collection"], b"").await;
+    assert_exit(&missing, 1, "HTTP 404");
+    let bad_version = env.run(&["download", "db", "yesterday"], b"").await;
+    assert_exit(&bad_version, 2, "not a version");
+    let bad_flag = env.run(&["upload"], b"").await;
+    assert_eq!(bad_flag.status.code(), Some(2), "{}", stderr(&bad_flag));
+    let no_file = env.run(&["upload", "db", "no-such-file"], b"").await;
+    assert_exit(&no_file, 2, "no-such-file");
+
+    // A token narrowed to downloading: the same user's upload is refused with it.
+    let scoped = env
+        .run(
+            &["login", "--username", "admin", "--password-stdin", "--scope", "db=backupDownloader"],
+            format!("{PASSWORD}\n").as_bytes(),
+        )
+        .await;
+    assert_ok(&scoped);
+    assert_exit(&env.run(&["upload", "db", "-"], b"data").await, 1, "not authorized to upload");
+    assert_exit(&env.run(&["login", "--username", "admin", "--scope", "db"], b"").await, 2, "COLLECTION=ROLE");
+
+    // A downloader may not upload: the server's reason comes through.
+    let reader = Env::start().await;
+    reader.login("reader").await;
+    let refused = reader.run(&["upload", "db", "-"], b"data").await;
+    assert_exit(&refused, 1, "not authorized to upload");
+
+    let addr = env.server.addr;
+    env.server.shutdown().await;
+    let down = run_cli(
+        &format!("http://{addr}"),
+        env.config_dir.path(),
+        env.work.path(),
+        &["list", "db", "--attempts", "2"],
+        b"",
+        &[],
+    )
+    .await;
+    assert_exit(&down, 3, "cannot connect");
+    assert!(stderr(&down).contains("trying again"), "an idempotent call is retried: {}", stderr(&down));
+    let down =
+        run_cli(&format!("http://{addr}"), env.config_dir.path(), env.work.path(), &["upload", "db", "-"], b"x", &[])
+            .await;
+    assert_exit(&down, 3, "cannot connect");
+    assert!(!stderr(&down).contains("trying again"), "an upload is never retried: {}", stderr(&down));
+    reader.server.shutdown().await;
+}
