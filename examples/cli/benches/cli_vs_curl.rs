@@ -117,12 +117,17 @@ fn main() {
         v.sort();
         v[v.len() / 2]
     };
+    // Every run's seconds too: on a shared disk one run can be far off, which the median
+    // absorbs and these show.
+    let runs = |v: &[Duration]| v.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect::<Vec<_>>().join("/");
     let line = |name: &str, cli: &[Duration], curl: &[Duration]| {
         println!(
-            "P9 {name} ratio={:.2} cli_mib_s={:.0} curl_mib_s={:.0} size_mib={size_mib} rounds={rounds}",
+            "P9 {name} ratio={:.2} cli_mib_s={:.0} curl_mib_s={:.0} size_mib={size_mib} rounds={rounds} cli_runs_s={} curl_runs_s={}",
             median(curl).as_secs_f64() / median(cli).as_secs_f64(),
             mib_s(median(cli)),
             mib_s(median(curl)),
+            runs(cli),
+            runs(curl),
         );
     };
     line("cli_upload_vs_curl", &cli_up, &curl_up);

@@ -138,9 +138,11 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
             "{why}, but the server stored version {} anyway: delete it",
             cell_number(&value)
         ))),
-        (_, Err(e @ CliError::CommandFailed(_))) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+        // A refusal came first (the command was then stopped because of it).
         (Err(e @ CliError::Refused { .. }), _) => Err(e),
-        (_, Err(e)) => Err(e),
+        // The source failed, and failing the body is what broke the request.
+        (Err(_), Err(e)) => Err(e),
         (Err(e), Ok(())) => Err(e),
     }
 }

@@ -172,9 +172,7 @@ async fn a_download_cut_mid_way_leaves_no_file_under_the_target_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_failures_say_why_with_their_exit_codes() {
-    let mut config = config();
-    config.args_mut().token_lifetime = Duration::from_secs(1);
-    let env = Env::with(config).await;
+    let env = Env::start().await;
 
     let wrong = env.run(&["login", "--username", "admin", "--password-stdin"], b"not the password\n").await;
     assert_exit(&wrong, 1, "the server refused");
@@ -182,10 +180,15 @@ async fn refusals_and_failures_say_why_with_their_exit_codes() {
     assert_exit(&no_password, 2, "no password");
     assert_exit(&env.run(&["list", "db"], b"").await, 2, "not logged in");
 
-    env.login("admin").await;
+    // Tokens of a second server live a second.
+    let mut short = config();
+    short.args_mut().token_lifetime = Duration::from_secs(1);
+    let short = Env::with(short).await;
+    short.login("admin").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let expired = env.run(&["list", "db"], b"").await;
+    let expired = short.run(&["list", "db"], b"").await;
     assert_exit(&expired, 1, "log in again");
+    short.server.shutdown().await;
 
     env.login("admin").await;
     let missing = env.run(&["list", "no-such-collection"], b"").await;
@@ -212,6 +215,9 @@ async fn refusals_and_failures_say_why_with_their_exit_codes() {
     let reader = Env::start().await;
     reader.login("reader").await;
     let refused = reader.run(&["upload", "db", "-"], b"data").await;
+    assert_exit(&refused, 1, "not authorized to upload");
+    // The refusal, not the command the client then stopped, is what the exit code says.
+    let refused = reader.run(&["upload", "db", "--command", "head -c 50000000 /dev/zero"], b"").await;
     assert_exit(&refused, 1, "not authorized to upload");
 
     let addr = env.server.addr;
