@@ -79,22 +79,24 @@ pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<
     let sink_name = what.clone();
     let consumer = tokio::task::spawn_blocking(move || consume(reader, sink, decryptor.as_ref(), &sink_name));
     let mut body = response.bytes_stream();
-    let pump = async {
+    let mut tx = tx;
+    let progress = bar.clone();
+    let pump = async move {
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(c) => {
-                    bar.inc(c.len() as u64);
+                    progress.inc(c.len() as u64);
                     if !tx.send(&c).await {
-                        break;
+                        return;
                     }
                 }
                 Err(e) => {
                     tx.cut(TransferCut(format!("the download was cut: {}", CliError::from(e)))).await;
-                    break;
+                    return;
                 }
             }
         }
-        drop(tx);
+        tx.finish().await;
     };
     let outcome = tokio::select! {
         // Ctrl-C or a TERM (a job's timeout): the temporary file is removed on the way out.
@@ -143,11 +145,12 @@ pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<
 /// How many bytes are written between two background syncs.
 const SYNC_EVERY: u64 = 64 << 20;
 
-/// A buffered file writer that has a second thread sync what it wrote every
-/// [`SYNC_EVERY`] bytes, so that the sync before the rename is short: the disk writes while
-/// the network delivers, instead of all at the end (that was a sixth of a 1 GiB download).
+/// A file writer that has a second thread sync what it wrote every [`SYNC_EVERY`] bytes, so
+/// that the sync before the rename is short: the disk writes while the network delivers,
+/// instead of all at the end (that was a sixth of a 1 GiB download). Unbuffered: it is
+/// given whole chunks.
 struct SyncingWriter {
-    out: BufWriter<std::fs::File>,
+    out: std::fs::File,
     unsynced: u64,
     wake: Option<std::sync::mpsc::SyncSender<()>>,
     syncer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
@@ -164,12 +167,7 @@ impl SyncingWriter {
             }
             Ok(())
         });
-        SyncingWriter {
-            out: BufWriter::with_capacity(4 * pipe::CHUNK, file),
-            unsynced: 0,
-            wake: Some(wake),
-            syncer: Some(syncer),
-        }
+        SyncingWriter { out: file, unsynced: 0, wake: Some(wake), syncer: Some(syncer) }
     }
 }
 

@@ -147,7 +147,7 @@ impl Drop for Pooled {
 pub(crate) fn download_channel(digest: Option<DigestAlgorithm>) -> (ChunkSender, ChunkReader) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let reader = ChunkReader { rx, current: Bytes::new(), hasher: digest.map(DigestAlgorithm::hasher), count: 0 };
-    (ChunkSender { tx, pool: Arc::default() }, reader)
+    (ChunkSender { tx, pool: Arc::default(), filling: Vec::new() }, reader)
 }
 
 /// The sending end of a download's body.
@@ -155,25 +155,49 @@ pub(crate) fn download_channel(digest: Option<DigestAlgorithm>) -> (ChunkSender,
 pub(crate) struct ChunkSender {
     tx: mpsc::Sender<Result<Bytes, TransferCut>>,
     pool: Arc<Pool>,
+    filling: Vec<u8>,
 }
 
 impl ChunkSender {
-    /// Hands a received chunk over, as a copy in a reused buffer: the HTTP client's own
-    /// buffer is then free again at its next read. Kept while the writer catches up, the
-    /// client would read into fresh memory each time, and the page faults of that cost more
-    /// than this copy (a third of the client's CPU in a 1 GiB download). `false` when the
-    /// reader is gone.
-    pub(crate) async fn send(&self, chunk: &[u8]) -> bool {
-        let mut buf = self.pool.take();
-        buf.clear();
-        buf.extend_from_slice(chunk);
+    /// Copies received bytes into a reused buffer, handed over once it holds [`CHUNK`]
+    /// bytes. The HTTP client's own buffer is then free again at its next read (kept while
+    /// the writer catches up, the client would read into fresh memory each time, and the
+    /// page faults of that cost more than this copy: a third of the client's CPU in a 1 GiB
+    /// download), and the writer gets large writes it passes to the file as they are.
+    /// `false` when the reader is gone.
+    pub(crate) async fn send(&mut self, mut data: &[u8]) -> bool {
+        while !data.is_empty() {
+            if self.filling.capacity() == 0 {
+                self.filling = self.pool.take();
+                self.filling.clear();
+                self.filling.reserve_exact(CHUNK);
+            }
+            let n = data.len().min(CHUNK - self.filling.len());
+            self.filling.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.filling.len() >= CHUNK && !self.hand_over().await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn hand_over(&mut self) -> bool {
+        let buf = std::mem::take(&mut self.filling);
         let len = buf.len();
         let pooled = Bytes::from_owner(Pooled { buf, len, pool: self.pool.clone() });
         self.tx.send(Ok(pooled)).await.is_ok()
     }
 
+    /// Hands over what is left: the body ended.
+    pub(crate) async fn finish(mut self) {
+        if !self.filling.is_empty() {
+            self.hand_over().await;
+        }
+    }
+
     /// Ends the body with the network's error.
-    pub(crate) async fn cut(&self, cut: TransferCut) {
+    pub(crate) async fn cut(self, cut: TransferCut) {
         let _ = self.tx.send(Err(cut)).await;
     }
 }
