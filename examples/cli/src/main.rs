@@ -25,6 +25,7 @@ use crate::token_store::TokenStore;
 fn main() {
     // clap exits with 2 on usage errors itself, as documented.
     let cli = Cli::parse();
+    let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -37,7 +38,12 @@ fn main() {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            e.exit_code() as i32
+            let code = e.exit_code() as i32;
+            // Scripts that read `--json` get the failure as JSON too.
+            if json {
+                println!("{}", serde_json::json!({ "error": e.to_string(), "exitCode": code }));
+            }
+            code
         }
     };
     // Not waiting for a blocking reader that a refused upload left behind.

@@ -193,6 +193,10 @@ async fn refusals_and_failures_say_why_with_their_exit_codes() {
     env.login("admin").await;
     let missing = env.run(&["list", "no-such-collection"], b"").await;
     assert_exit(&missing, 1, "HTTP 404");
+    let missing = env.run(&["list", "no-such-collection", "--json"], b"").await;
+    let v: Value = serde_json::from_slice(&missing.stdout).unwrap();
+    assert_eq!(v["exitCode"], 1, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("cannot find"), "{v}");
     let bad_version = env.run(&["download", "db", "yesterday"], b"").await;
     assert_exit(&bad_version, 2, "not a version");
     let bad_flag = env.run(&["upload"], b"").await;
