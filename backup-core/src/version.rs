@@ -1,5 +1,6 @@
 //! Collections and versions as stored in a catalog.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -173,6 +174,51 @@ pub struct Version {
     /// and downloads are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<String>,
+    /// What the uploader recorded about the bytes (say, the refs a git bundle holds), given
+    /// at upload ([`crate::UploadOptions::metadata`]) and never changed afterwards.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: Metadata,
+}
+
+/// A version's metadata: names to texts (see [`check_metadata`] for the limits).
+pub type Metadata = BTreeMap<String, String>;
+
+/// The most entries a version's metadata may have.
+pub const MAX_METADATA_ENTRIES: usize = 64;
+
+/// The most bytes a version's metadata may have, names and texts together: it lives in the
+/// catalog's row and in the version's description, not in the object.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// Checks a version's metadata: at most [`MAX_METADATA_ENTRIES`] entries and
+/// [`MAX_METADATA_BYTES`] bytes; names of 1 to 64 ASCII letters, digits, `.`, `_` and `-`;
+/// texts of any characters but NUL (which PostgreSQL cannot store).
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming the first entry that breaks a rule.
+pub fn check_metadata(metadata: &Metadata) -> Result<(), Error> {
+    if metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(Error::invalid("metadata", format!("{} entries, at most {MAX_METADATA_ENTRIES}", metadata.len())));
+    }
+    let mut bytes = 0usize;
+    for (name, text) in metadata {
+        let name_ok = (1..=64).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(Error::invalid(
+                "metadata",
+                format!("{name:?} is not a name of 1 to 64 ASCII letters, digits, '.', '_' or '-'"),
+            ));
+        }
+        if text.contains('\0') {
+            return Err(Error::invalid("metadata", format!("the text of {name:?} contains a NUL character")));
+        }
+        bytes += name.len() + text.len();
+    }
+    if bytes > MAX_METADATA_BYTES {
+        return Err(Error::invalid("metadata", format!("{bytes} bytes, at most {MAX_METADATA_BYTES}")));
+    }
+    Ok(())
 }
 
 impl Version {
@@ -206,6 +252,7 @@ impl Version {
             protected_until: None,
             verified_at: None,
             quarantined: None,
+            metadata: Metadata::new(),
         }
     }
 
@@ -252,6 +299,12 @@ impl Version {
     pub fn with_verification(mut self, verified_at: Option<Timestamp>, quarantined: Option<String>) -> Self {
         self.verified_at = verified_at;
         self.quarantined = quarantined;
+        self
+    }
+
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
         self
     }
 

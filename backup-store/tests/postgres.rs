@@ -62,7 +62,7 @@ mod with_postgres {
         client.batch_execute(&format!("UPDATE \"{schema}\".schema_version SET version = 99")).await.unwrap();
         let e = PostgresCatalog::builder(&url).schema(&schema).build().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal);
-        assert!(e.to_string().contains("schema version 99, newer than the 3 this build knows"), "{e}");
+        assert!(e.to_string().contains("schema version 99, newer than the 4 this build knows"), "{e}");
     }
 
     /// A database written by the first release (schema 1) is migrated with its rows, and the

@@ -59,7 +59,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     rusqlite::Connection::open(&path).unwrap().execute("UPDATE schema_version SET version = 99", []).unwrap();
     let e = SqliteCatalog::open(&path).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Internal);
-    assert!(e.to_string().contains("schema version 99, newer than the 3 this build knows"), "{e}");
+    assert!(e.to_string().contains("schema version 99, newer than the 4 this build knows"), "{e}");
 }
 
 /// Writes that wait for the writer share one transaction and one sync (group commit); each

@@ -48,6 +48,7 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     loads_choose_versions_by_range(c).await;
     pending_uploads_are_listed_by_owner_and_expiry(c).await;
     held_versions_stay(c).await;
+    metadata_is_kept_with_the_version(c).await;
     gfs_rotation_runs_in_the_commit(c).await;
     single_use_session_is_consumed_by_commit(c).await;
     required_session_must_be_active_at_commit(c).await;
@@ -671,6 +672,34 @@ pub async fn held_versions_stay(catalog: &dyn Catalog) {
         .expect_err("the held versions fill the collection");
     assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}");
     assert!(e.to_string().contains("held or protected"), "{e}");
+}
+
+/// A version's metadata is written with its commit and read back whole (names, any
+/// characters, 64 KiB), by every read, after trash and restore, in an export; a version
+/// without any reads back with none.
+pub async fn metadata_is_kept_with_the_version(catalog: &dyn Catalog) {
+    let id = create(catalog, "metadata", spec(3, 100, 300)).await;
+    let mut metadata = crate::Metadata::new();
+    metadata.insert("git.refs".into(), "0123abcd refs/heads/main\n4567ef01 refs/tags/v1.0 — «ü» \u{1F600}\n".into());
+    metadata.insert("empty".into(), String::new());
+    metadata.insert("large".into(), "x".repeat(crate::MAX_METADATA_BYTES - 100));
+    let p = reserve(catalog, &id, SizeHint::exact(3)).await;
+    let committed = commit(catalog, &commit_request(&p, 3).with_metadata(metadata.clone())).await.expect("commit");
+    assert_eq!(committed.version.metadata, metadata, "the commit's answer carries it");
+    let plain = upload(catalog, &id, 4).await;
+    assert!(plain.metadata.is_empty());
+    let listed = catalog.list_versions(&id, &VersionQuery::first(10)).await.expect("list");
+    let read = |n: u64| listed.iter().find(|v| v.number == n).expect("listed");
+    assert_eq!(read(committed.version.number).metadata, metadata, "listed with it");
+    assert!(read(plain.number).metadata.is_empty(), "none reads back as none");
+    catalog.trash_version(&id, committed.version.number, "x", false, &audit("version.delete")).await.expect("trash");
+    let restored =
+        catalog.restore_version(&id, committed.version.number, &audit("version.restore")).await.expect("restore");
+    assert_eq!(restored.metadata, metadata, "a trash and restore keep it");
+    let snapshot = contents(catalog).await;
+    let exported =
+        snapshot.iter().any(|r| matches!(r, crate::catalog::CatalogRecord::Version(v) if v.metadata == metadata));
+    assert!(exported, "the export carries it");
 }
 
 /// The `gfs` plan runs inside the commit, by receipt time, with its reasons in the trash; a

@@ -102,7 +102,8 @@ impl Engine {
     /// ```
     ///
     /// # Errors
-    /// As [`Engine::upload_with`], except those of the commit.
+    /// As [`Engine::upload_with`], except those of the commit; [`Error::InvalidInput`] for
+    /// metadata that [`crate::check_metadata`] refuses, before a byte is read.
     pub async fn begin_upload<S, E>(
         &self,
         actor: &Actor,
@@ -115,6 +116,7 @@ impl Engine {
         E: Into<BoxError>,
     {
         let inner = &self.inner;
+        crate::check_metadata(&options.metadata)?;
         self.open_repository().await?;
         let (coll, permit) = self.authorized_collection(actor, collection, Action::Upload).await?;
         let spec = &coll.spec;
@@ -158,6 +160,7 @@ impl Engine {
                 summary,
                 permit,
                 guard,
+                metadata: options.metadata,
                 _lease: lease,
             }),
             Err(e) => {
@@ -318,6 +321,9 @@ impl Reservation {
 pub struct UploadOptions {
     /// The exact size the client announced (a `Content-Length`), if any.
     pub expected_size: Option<u64>,
+    /// Metadata the version will carry (checked by [`crate::check_metadata`] before a byte
+    /// is read).
+    pub metadata: crate::Metadata,
 }
 
 impl UploadOptions {
@@ -330,6 +336,23 @@ impl UploadOptions {
     /// [`Error::Body`], one that goes on fails with [`Error::QuotaExceeded`].
     pub fn expected_size(mut self, bytes: u64) -> Self {
         self.expected_size = Some(bytes);
+        self
+    }
+
+    /// Records `text` under `name` in the version's metadata (say, the refs of a git
+    /// bundle), readable in [`crate::Version::metadata`] once committed:
+    ///
+    /// ```
+    /// # async fn f(engine: &backup_core::Engine, me: &backup_core::Actor, id: &backup_core::CollectionId) -> backup_core::Result<()> {
+    /// use backup_core::UploadOptions;
+    /// let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("bundle"))]);
+    /// let options = UploadOptions::new().metadata("git.head", "refs/heads/main");
+    /// let version = engine.begin_upload(me, id, body, options).await?.commit().await?;
+    /// assert_eq!(version.metadata["git.head"], "refs/heads/main");
+    /// # Ok(()) }
+    /// ```
+    pub fn metadata(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
+        self.metadata.insert(name.into(), text.into());
         self
     }
 }
@@ -370,6 +393,8 @@ pub struct StagedUpload {
     summary: StreamSummary,
     permit: Permit,
     guard: CleanupGuard,
+    /// The version's metadata, written with the commit.
+    metadata: crate::Metadata,
     /// Keeps the reservation alive until the upload is committed or given up.
     _lease: LeaseKeeper,
 }
@@ -413,6 +438,7 @@ impl StagedUpload {
         )
         .with_consume_session(self.permit.consume_session.clone())
         .with_require_session(self.permit.require_session.clone())
+        .with_metadata(std::mem::take(&mut self.metadata))
         .with_purge_evicted(inner.config.trash_retention.is_zero());
         let result = inner.catalog.commit(&request, &inner.strategies).await;
         self.guard.armed = false;

@@ -330,6 +330,8 @@ pub struct CommitRequest {
     /// Purge the versions the rotation evicts at once (no trash retention): they become
     /// purged with tombstones in the same step, instead of trashed.
     pub purge_evicted: bool,
+    /// The metadata the version carries.
+    pub metadata: crate::Metadata,
 }
 
 impl CommitRequest {
@@ -344,7 +346,14 @@ impl CommitRequest {
             consume_session: None,
             require_session: None,
             purge_evicted: false,
+            metadata: crate::Metadata::new(),
         }
+    }
+
+    /// The metadata the version carries.
+    pub fn with_metadata(mut self, metadata: crate::Metadata) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     /// Revokes this single-use session in the same step.
@@ -428,7 +437,8 @@ pub fn decide_commit(
         Version::new(req.id, req.collection.clone(), number, pending.object_key.clone(), req.size, req.digest)
             .with_filename(spec.filename_template.render(number))
             .with_times(pending.created_at, committed_at)
-            .with_uploader(pending.uploader.clone());
+            .with_uploader(pending.uploader.clone())
+            .with_metadata(req.metadata.clone());
     version.state = VersionState::Committed;
     mutations.push(Mutation::CommitVersion(version.clone()));
     let evicted: Vec<&Version> = outcome.evicted(cs).collect();

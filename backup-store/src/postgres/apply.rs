@@ -8,7 +8,9 @@ use deadpool_postgres::GenericClient;
 
 use super::BACKEND;
 use super::error::{is_unique_violation, pg_error};
-use super::rows::{AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, ts};
+use super::rows::{
+    AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, metadata_text, ts,
+};
 use super::statements::Cached;
 
 /// Applies every mutation in order; fails with the first error.
@@ -104,7 +106,7 @@ pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<(
             let r = client
                 .cexecute(
                     "UPDATE versions SET state = 'committed', number = $2, filename = $3, size = $4, digest = $5, \
-                     committed_at = $6, reserved = NULL, pool_share = NULL, lease_until = NULL \
+                     committed_at = $6, reserved = NULL, pool_share = NULL, lease_until = NULL, metadata = $8 \
                      WHERE id = $1 AND state = 'pending' AND collection = $7",
                     &[
                         &v.id.as_uuid(),
@@ -114,6 +116,7 @@ pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<(
                         &v.digest.to_string(),
                         &ts(v.committed_at),
                         &v.collection.as_str(),
+                        &metadata_text(&v.metadata),
                     ],
                 )
                 .await;
@@ -280,7 +283,7 @@ pub(super) async fn insert_version(client: &impl GenericClient, v: &Version) -> 
             &format!(
                 "INSERT INTO versions ({VERSION_COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10, $11, $12, $13, $14, $15, $16, \
-                  NULL, NULL, $17, $18, $19, $20, NULL)"
+                  NULL, NULL, $17, $18, $19, $20, NULL, $21)"
             ),
             &[
                 &v.id.as_uuid(),
@@ -303,6 +306,7 @@ pub(super) async fn insert_version(client: &impl GenericClient, v: &Version) -> 
                 &v.protected_until.map(ts),
                 &v.verified_at.map(ts),
                 &v.quarantined,
+                &metadata_text(&v.metadata),
             ],
         )
         .await

@@ -64,7 +64,7 @@ pub(crate) fn collection(row: &Row) -> Result<(Collection, Counters)> {
 
 pub(crate) const VERSION_COLUMNS: &str = "id, collection, state, number, filename, object_key, size, digest, reserved, \
      pool_share, lease_until, created_at, committed_at, trashed_at, trash_reason, purged_at, uploader_user, \
-     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging";
+     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging, metadata";
 
 pub(crate) fn version_row(row: &Row) -> Result<VersionRow> {
     let id = VersionId::from_uuid(g(row, 0)?);
@@ -99,7 +99,8 @@ pub(crate) fn version_row(row: &Row) -> Result<VersionRow> {
             .with_uploader(uploader)
             .with_state(state, trashed, opt_time(row, 15)?)
             .with_protection(g(row, 21)?, opt_time(row, 22)?)
-            .with_verification(opt_time(row, 23)?, g(row, 24)?),
+            .with_verification(opt_time(row, 23)?, g(row, 24)?)
+            .with_metadata(metadata_from(g(row, 26)?).map_err(corrupt)?),
     ))
 }
 
@@ -155,4 +156,14 @@ pub(crate) fn tombstone(row: &Row) -> Result<Tombstone> {
     let kind: TombstoneKind = parse(g(row, 3)?)?;
     Ok(Tombstone::new(g::<String>(row, 0)?, parse(g(row, 1)?)?, VersionId::from_uuid(g(row, 2)?), kind, time(row, 4)?)
         .with_staging(g(row, 5)?))
+}
+
+/// A version's metadata as the catalog stores it: a JSON object, or NULL for none.
+pub(crate) fn metadata_text(metadata: &backup_core::Metadata) -> Option<String> {
+    (!metadata.is_empty()).then(|| serde_json::to_string(metadata).unwrap_or_default())
+}
+
+/// The metadata a row stores.
+pub(crate) fn metadata_from(text: Option<String>) -> Result<backup_core::Metadata, serde_json::Error> {
+    text.map_or_else(|| Ok(backup_core::Metadata::new()), |t| serde_json::from_str(&t))
 }

@@ -131,6 +131,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE versions ADD COLUMN staging TEXT;
     ALTER TABLE tombstones ADD COLUMN staging TEXT;
     "#,
+    // 4: a version's metadata, as a JSON object (NULL: none).
+    r#"
+    ALTER TABLE versions ADD COLUMN metadata TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

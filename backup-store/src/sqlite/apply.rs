@@ -6,7 +6,7 @@ use rusqlite::{Transaction, params};
 
 use super::BACKEND;
 use super::rows::{
-    AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, micros,
+    AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, metadata_text, micros,
 };
 use crate::error::{is_unique_violation, sqlite_error};
 
@@ -107,7 +107,7 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
             let r = tx
                 .prepare_cached(
                     "UPDATE versions SET state = 'committed', number = ?2, filename = ?3, size = ?4, digest = ?5, \
-                     committed_at = ?6, reserved = NULL, pool_share = NULL, lease_until = NULL \
+                     committed_at = ?6, reserved = NULL, pool_share = NULL, lease_until = NULL, metadata = ?8 \
                      WHERE id = ?1 AND state = 'pending' AND collection = ?7",
                 )
                 .and_then(|mut st| {
@@ -119,6 +119,7 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
                         v.digest.to_string(),
                         micros(v.committed_at),
                         v.collection.as_str(),
+                        metadata_text(&v.metadata),
                     ])
                 });
             match r {
@@ -273,7 +274,7 @@ pub(super) fn insert_version(tx: &Transaction<'_>, v: &Version) -> rusqlite::Res
     tx.prepare_cached(&format!(
         "INSERT INTO versions ({VERSION_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, NULL, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-          NULL, NULL, ?17, ?18, ?19, ?20, NULL)"
+          NULL, NULL, ?17, ?18, ?19, ?20, NULL, ?21)"
     ))?
     .execute(params![
         v.id.to_string(),
@@ -296,6 +297,7 @@ pub(super) fn insert_version(tx: &Transaction<'_>, v: &Version) -> rusqlite::Res
         v.protected_until.map(micros),
         v.verified_at.map(micros),
         v.quarantined,
+        metadata_text(&v.metadata),
     ])
 }
 

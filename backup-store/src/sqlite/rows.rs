@@ -85,7 +85,7 @@ pub(crate) fn collection(row: &Row<'_>) -> rusqlite::Result<(Collection, Counter
 
 pub(crate) const VERSION_COLUMNS: &str = "id, collection, state, number, filename, object_key, size, digest, reserved, \
      pool_share, lease_until, created_at, committed_at, trashed_at, trash_reason, purged_at, uploader_user, \
-     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging";
+     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging, metadata";
 
 pub(crate) fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRow> {
     let id: VersionId = parse_at(row, 0)?;
@@ -117,7 +117,8 @@ pub(crate) fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRow> {
             .with_uploader(uploader)
             .with_state(state, trashed, opt_time_at(row, 15)?)
             .with_protection(row.get::<_, i64>(21)? != 0, opt_time_at(row, 22)?)
-            .with_verification(opt_time_at(row, 23)?, row.get(24)?),
+            .with_verification(opt_time_at(row, 23)?, row.get(24)?)
+            .with_metadata(metadata_from(row.get(26)?).map_err(|e| conversion(26, e))?),
     ))
 }
 
@@ -190,4 +191,14 @@ pub(crate) fn tombstone(row: &Row<'_>) -> rusqlite::Result<Tombstone> {
     let kind: TombstoneKind = parse_at(row, 3)?;
     Ok(Tombstone::new(row.get::<_, String>(0)?, parse_at(row, 1)?, parse_at(row, 2)?, kind, time_at(row, 4)?)
         .with_staging(row.get(5)?))
+}
+
+/// A version's metadata as the catalog stores it: a JSON object, or NULL for none.
+pub(crate) fn metadata_text(metadata: &backup_core::Metadata) -> Option<String> {
+    (!metadata.is_empty()).then(|| serde_json::to_string(metadata).unwrap_or_default())
+}
+
+/// The metadata a row stores.
+pub(crate) fn metadata_from(text: Option<String>) -> Result<backup_core::Metadata, serde_json::Error> {
+    text.map_or_else(|| Ok(backup_core::Metadata::new()), |t| serde_json::from_str(&t))
 }

@@ -99,6 +99,10 @@ pub(crate) struct Upload {
     /// server receives an ASCII-armored OpenPGP message.
     #[arg(long, value_name = "KEY")]
     pub(crate) encrypt_to: Option<PathBuf>,
+    /// Record `NAME=VALUE` in the version's metadata (names: letters, digits, `.`, `_`,
+    /// `-`; stored in lower case); repeatable.
+    #[arg(long = "meta", value_name = "NAME=VALUE")]
+    pub(crate) metadata: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,7 @@ impl Source {
 /// Uploads; prints the new version's number (or the version as JSON).
 pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()> {
     client.require_token()?;
+    let metadata = metadata_headers(&args.metadata)?;
     let recipient = args.encrypt_to.as_deref().map(Recipient::load).transpose()?;
     let source = Source::open(&args)?;
     let child = source.child();
@@ -106,6 +107,9 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
         .body(reqwest::Body::wrap_stream(body));
     if let Some(n) = length {
         request = request.header(CONTENT_LENGTH, n);
+    }
+    for (name, value) in metadata {
+        request = request.header(name, value);
     }
     // Never retried: a lost answer does not mean that nothing was stored.
     let answer = match client.send_once(request).await {
@@ -145,6 +149,27 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
         (Err(_), Err(e)) => Err(e),
         (Err(e), Ok(())) => Err(e),
     }
+}
+
+/// `--meta NAME=VALUE` as the server's `X-Backup-Meta-NAME` headers, values
+/// percent-encoded (so that any text, new lines too, fits in a header).
+fn metadata_headers(raw: &[String]) -> Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|entry| {
+            let (name, value) =
+                entry.split_once('=').ok_or_else(|| CliError::usage(format!("--meta {entry:?} is not NAME=VALUE")))?;
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !name_ok {
+                return Err(CliError::usage(format!(
+                    "--meta {name:?}: a name is 1 to 64 letters, digits, '.', '_' or '-'"
+                )));
+            }
+            let value = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
+            Ok((format!("x-backup-meta-{name}"), value))
+        })
+        .collect()
 }
 
 fn cell_number(value: &Value) -> String {

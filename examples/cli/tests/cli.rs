@@ -70,6 +70,47 @@ async fn files_of_0_1_and_100_mib_round_trip_through_a_private_token() {
     assert_ok(&table);
     assert!(stdout(&table).starts_with("VERSION") && stdout(&table).contains("db-5"), "{}", stdout(&table));
 
+    // Metadata, any text (new lines too), kept with the version.
+    let meta = env
+        .run(
+            &["upload", "db", "-", "--json", "--meta", "git.head=refs/heads/main", "--meta", "Note=two\nlines, «ü»"],
+            b"m",
+        )
+        .await;
+    assert_ok(&meta);
+    let v: Value = serde_json::from_slice(&meta.stdout).unwrap();
+    assert_eq!(v["version"]["metadata"]["git.head"], "refs/heads/main", "{v}");
+    assert_eq!(v["version"]["metadata"]["note"], "two\nlines, «ü»", "names are lower case over HTTP: {v}");
+    let listed = env.run(&["list", "db", "--json"], b"").await;
+    let v: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v["versions"][5]["metadata"]["git.head"], "refs/heads/main", "{v}");
+    assert_exit(&env.run(&["upload", "db", "-", "--meta", "a b=c"], b"x").await, 2, "a name is");
+    let too_big = format!("big={}", "x".repeat(5000));
+    let refused = env
+        .run(
+            &[
+                "upload",
+                "db",
+                "-",
+                "--meta",
+                &too_big,
+                "--meta",
+                &too_big.replace("big", "big2"),
+                "--meta",
+                &too_big.replace("big", "big3"),
+                "--meta",
+                &too_big.replace("big", "big4"),
+            ],
+            b"x",
+        )
+        .await;
+    assert!(
+        matches!(refused.status.code(), Some(1)),
+        "headers over the server's limit are refused: {}",
+        stderr(&refused)
+    );
+    assert_ok(&env.run(&["delete", "db", "6"], b"").await);
+
     // Delete and restore.
     assert_ok(&env.run(&["delete", "db", "5"], b"").await);
     assert_eq!(numbers(&env, "db").await, [1, 2, 3, 4]);

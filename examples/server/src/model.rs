@@ -25,6 +25,7 @@ pub(crate) fn version(v: &Version) -> Value {
         "CreatedAt": time(v.created_at),
         "UpdatedAt": time(v.trashed_at.unwrap_or(v.committed_at)),
         "DeletedAt": v.trashed_at.map(time),
+        "metadata": v.metadata,
     })
 }
 

@@ -117,7 +117,7 @@ pub(crate) const ROUTES: &[Route] = &[
         id: "upload",
         method: "post",
         path: "/api/alpha/repository/collection/{collectionId}/version",
-        summary: "Upload a version: the raw body (any or no Content-Type, chunked or not) or the multipart field `file`",
+        summary: "Upload a version: the raw body (any or no Content-Type, chunked or not) or the multipart field `file`; X-Backup-Meta-NAME headers (percent-encoded values) become the version's metadata",
         auth: Auth::Bearer,
         request: None,
         response: Body::Json("OneVersion"),

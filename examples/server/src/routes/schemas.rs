@@ -64,6 +64,7 @@ pub(crate) fn components() -> Value {
             "CreatedAt": time(),
             "UpdatedAt": time(),
             "DeletedAt": nullable(time()),
+            "metadata": { "type": "object", "additionalProperties": string() },
         }),
     );
     let granted_access = object(

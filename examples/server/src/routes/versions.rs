@@ -35,7 +35,9 @@ fn refusal_reason(kind: ErrorKind) -> &'static str {
 }
 
 /// `POST /api/alpha/repository/collection/{collectionId}/version`: the body is the backup,
-/// raw (any other or no `Content-Type`, chunked or not) or as the multipart field `file`. It streams
+/// raw (any other or no `Content-Type`, chunked or not) or as the multipart field `file`;
+/// `X-Backup-Meta-NAME: VALUE` headers (the value percent-encoded, so it may hold any text)
+/// become the version's metadata, under lower-case names. It streams
 /// through the quota and content checks into storage; after its end the server waits
 /// `--upload-confirm-grace` for the client to cancel (backup-maker does when its command
 /// failed after the output ended), then commits. `200 OK` with the version.
@@ -136,6 +138,7 @@ async fn upload_inner(
     request: Request,
 ) -> Result<StagedUpload, UploadError> {
     let engine = &state.inner.engine;
+    let metadata = metadata_headers(request.headers())?;
     let content_type =
         request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let staged = if content_type.starts_with("multipart/form-data") {
@@ -165,7 +168,7 @@ async fn upload_inner(
             };
             if field.name() == Some("file") {
                 file_started.store(true, Ordering::Relaxed);
-                break engine.begin_upload(&caller.actor, id, field, UploadOptions::new()).await?;
+                break engine.begin_upload(&caller.actor, id, field, metadata).await?;
             }
         }
     } else {
@@ -177,7 +180,7 @@ async fn upload_inner(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let mut options = UploadOptions::new();
+        let mut options = metadata;
         if let Some(n) = length {
             options = options.expected_size(n);
         }
@@ -191,6 +194,23 @@ async fn upload_inner(
         tokio::time::sleep(state.inner.upload_grace).await;
     }
     Ok(staged)
+}
+
+/// The prefix of the headers that carry a version's metadata.
+pub(crate) const METADATA_HEADER: &str = "x-backup-meta-";
+
+/// `X-Backup-Meta-*` headers as upload options (the engine checks names and sizes).
+fn metadata_headers(headers: &axum::http::HeaderMap) -> Result<UploadOptions, UploadError> {
+    let mut options = UploadOptions::new();
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix(METADATA_HEADER) else { continue };
+        let text = percent_encoding::percent_decode(value.as_bytes()).decode_utf8().map_err(|_| UploadError {
+            error: ApiError::bad_request(format!("the value of {name} is not percent-encoded UTF-8")),
+            reason: "bad_request",
+        })?;
+        options = options.metadata(key, text);
+    }
+    Ok(options)
 }
 
 /// The most bytes of a multipart form before the `file` field's content.
