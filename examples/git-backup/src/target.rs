@@ -1,0 +1,329 @@
+//! Where versions go: the engine embedded in this process, or a backup server over HTTP.
+//! Both stream the bundle file in and out; neither holds it in memory.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{
+    Actor, CollectionId, Digest, Engine, Metadata, UploadOptions, Version, VersionQuery, VersionSelector,
+};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{Destination, Repository};
+
+/// What the tool needs to know of a version.
+#[derive(Debug, Clone)]
+pub(crate) struct VersionInfo {
+    pub(crate) number: u64,
+    pub(crate) size: u64,
+    pub(crate) committed_at: Option<DateTime<Utc>>,
+    pub(crate) metadata: Metadata,
+}
+
+impl From<&Version> for VersionInfo {
+    fn from(v: &Version) -> Self {
+        VersionInfo {
+            number: v.number,
+            size: v.size,
+            committed_at: Some(v.committed_at.to_datetime()),
+            metadata: v.metadata.clone(),
+        }
+    }
+}
+
+/// The collection's versions, as `status` shows them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Summary {
+    pub(crate) count: usize,
+    pub(crate) bytes: u64,
+    pub(crate) latest: Option<VersionInfo>,
+}
+
+/// A destination, opened.
+#[derive(Debug)]
+pub(crate) enum Target {
+    Embedded { engine: Engine, actor: Actor },
+    Server { http: reqwest::Client, url: String, token: String },
+}
+
+impl Target {
+    /// Opens the destination: the engine on its store and catalog (finishing what an
+    /// interrupted run left), or the server's address with the token from the environment.
+    pub(crate) async fn open(destination: &Destination) -> Result<Target, String> {
+        match destination {
+            Destination::Embedded { data_dir, store_url, catalog_url } => {
+                let e = |e: backup_core::Error| e.to_string();
+                let mut builder = Engine::builder().instance("git-backup");
+                match store_url {
+                    Some(url) => {
+                        let opened =
+                            backup_store::open_store(url, &backup_store::StoreOptions::default()).map_err(e)?;
+                        builder = builder.store(opened.store);
+                        if let Some(m) = opened.multipart {
+                            builder = builder.multipart_store(m);
+                        }
+                        if let Some(d) = opened.descriptions {
+                            builder = builder.description_store(d);
+                        }
+                    }
+                    None => {
+                        let blobs = data_dir.join("blobs");
+                        builder = builder
+                            .store(backup_store::local_disk_store(&blobs).map_err(e)?)
+                            .description_store(backup_store::local_disk::description_store(&blobs).map_err(e)?)
+                            .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)));
+                    }
+                }
+                let catalog = match catalog_url {
+                    Some(url) => backup_store::open_catalog(url).await.map_err(e)?,
+                    None => {
+                        std::fs::create_dir_all(data_dir)
+                            .map_err(|err| format!("cannot create {}: {err}", data_dir.display()))?;
+                        Arc::new(backup_store::SqliteCatalog::open(data_dir.join("catalog.db")).await.map_err(e)?)
+                    }
+                };
+                let engine = builder.catalog(catalog).build().map_err(e)?;
+                let report = engine.recover().await.map_err(e)?;
+                for warning in report.warnings() {
+                    tracing::warn!("{warning}");
+                }
+                Ok(Target::Embedded { engine, actor: Actor::user("git-backup") })
+            }
+            Destination::Server { url, token_env } => {
+                let token = std::env::var(token_env)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| format!("server: no token in the environment variable {token_env}"))?;
+                let http = reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(300))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Ok(Target::Server { http, url: url.clone(), token })
+            }
+        }
+    }
+
+    /// Makes the collection exist with the configured spec (embedded); checks that the
+    /// server has it (its manifests define it).
+    pub(crate) async fn prepare(&self, repo: &Repository) -> Result<(), String> {
+        match self {
+            Target::Embedded { engine, .. } => engine
+                .declare_collection(&repo.collection, repo.spec.clone(), "git-backup configuration")
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("collection {}: {e}", repo.collection)),
+            Target::Server { .. } => self.summary(&repo.collection).await.map(|_| ()),
+        }
+    }
+
+    /// The collection's versions: how many, their bytes, the newest.
+    pub(crate) async fn summary(&self, collection: &CollectionId) -> Result<Summary, String> {
+        match self {
+            Target::Embedded { engine, actor } => {
+                let mut summary = Summary::default();
+                let mut query = VersionQuery::first(1000);
+                loop {
+                    let page = engine.versions(actor, collection, query).await.map_err(|e| e.to_string())?;
+                    for v in &page.items {
+                        summary.count += 1;
+                        summary.bytes += v.size;
+                        summary.latest = Some(VersionInfo::from(v));
+                    }
+                    match page.next {
+                        Some(n) => query = VersionQuery::first(1000).after(n),
+                        None => return Ok(summary),
+                    }
+                }
+            }
+            Target::Server { http, url, token } => {
+                let response = http
+                    .get(format!("{url}/api/stable/repository/collection/{collection}/version"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?;
+                let body = answer(response).await?;
+                let mut summary = Summary::default();
+                for v in body.pointer("/data/versions").and_then(Value::as_array).into_iter().flatten() {
+                    summary.count += 1;
+                    let info = info_of(v);
+                    summary.bytes += info.size;
+                    summary.latest = Some(info);
+                }
+                Ok(summary)
+            }
+        }
+    }
+
+    /// Streams `file` into the collection as a new version with `metadata`.
+    pub(crate) async fn upload(
+        &self,
+        collection: &CollectionId,
+        file: &Path,
+        metadata: Metadata,
+    ) -> Result<VersionInfo, String> {
+        let opened = tokio::fs::File::open(file).await.map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+        let size = opened.metadata().await.map_err(|e| e.to_string())?.len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(opened, 256 * 1024);
+        match self {
+            Target::Embedded { engine, actor } => {
+                let mut options = UploadOptions::new().expected_size(size);
+                for (k, v) in metadata {
+                    options = options.metadata(k, v);
+                }
+                let staged =
+                    engine.begin_upload(actor, collection, stream, options).await.map_err(|e| e.to_string())?;
+                staged.commit().await.map(|v| VersionInfo::from(&v)).map_err(|e| e.to_string())
+            }
+            Target::Server { http, url, token } => {
+                let mut request = http
+                    .post(format!("{url}/api/alpha/repository/collection/{collection}/version"))
+                    .bearer_auth(token)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(stream));
+                for (k, v) in &metadata {
+                    let value =
+                        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string();
+                    request = request.header(format!("x-backup-meta-{k}"), value);
+                }
+                let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+                let body = answer(response).await?;
+                body.pointer("/data/version")
+                    .map(info_of)
+                    .ok_or_else(|| format!("the server's answer has no version: {body}"))
+            }
+        }
+    }
+
+    /// Downloads a version (`latest`, `N`) to `to`, verified; its description.
+    pub(crate) async fn download(
+        &self,
+        collection: &CollectionId,
+        which: &str,
+        to: &Path,
+    ) -> Result<VersionInfo, String> {
+        let mut file = tokio::fs::File::create(to).await.map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+        let info = match self {
+            Target::Embedded { engine, actor } => {
+                let selector = VersionSelector::from_str(which).map_err(|e| e.to_string())?;
+                let download = engine.download(actor, collection, selector).await.map_err(|e| e.to_string())?;
+                let (version, mut stream) = download.into_parts();
+                // The engine checks the digest as the bytes stream: damage fails here.
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| format!("version {} of {collection}: {e}", version.number))?;
+                    file.write_all(&chunk).await.map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+                }
+                VersionInfo::from(&version)
+            }
+            Target::Server { .. } => self.download_http(collection, which, &mut file).await?,
+        };
+        file.sync_all().await.map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+        Ok(info)
+    }
+
+    async fn download_http(
+        &self,
+        collection: &CollectionId,
+        which: &str,
+        file: &mut tokio::fs::File,
+    ) -> Result<VersionInfo, String> {
+        let Target::Server { http, url, token } = self else { unreachable!("only for servers") };
+        // The version's number and metadata come from the listing.
+        let summary = self.summary(collection).await?;
+        let number = match which {
+            "latest" => {
+                summary.latest.as_ref().map(|v| v.number).ok_or_else(|| format!("{collection} has no versions"))?
+            }
+            n => n.trim_start_matches('v').parse().map_err(|_| format!("{n:?} is not latest or a number"))?,
+        };
+        let info = self.find(collection, number).await?;
+        let response = http
+            .get(format!("{url}/api/alpha/repository/collection/{collection}/version/{number}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(answer(response).await.err().unwrap_or_default());
+        }
+        let announced = response
+            .headers()
+            .get("x-backup-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::from_str(v).ok());
+        let mut hasher = announced.map(|d| d.algorithm().hasher());
+        let mut received = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("the download of version {number} was cut: {e}"))?;
+            received += chunk.len() as u64;
+            if let Some(h) = &mut hasher {
+                h.update(&chunk);
+            }
+            file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+        }
+        if received != info.size {
+            return Err(format!("version {number}: received {received} bytes of {}", info.size));
+        }
+        if let (Some(want), Some(h)) = (announced, hasher)
+            && h.finalize() != want
+        {
+            return Err(format!("version {number}: the bytes received do not match the digest {want}"));
+        }
+        Ok(info)
+    }
+
+    async fn find(&self, collection: &CollectionId, number: u64) -> Result<VersionInfo, String> {
+        let Target::Server { http, url, token } = self else { unreachable!("only for servers") };
+        let response = http
+            .get(format!("{url}/api/stable/repository/collection/{collection}/version"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let body = answer(response).await?;
+        body.pointer("/data/versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(info_of)
+            .find(|v| v.number == number)
+            .ok_or_else(|| format!("{collection} has no version {number}"))
+    }
+}
+
+fn info_of(v: &Value) -> VersionInfo {
+    VersionInfo {
+        number: v.get("versionNumber").and_then(Value::as_u64).unwrap_or(0),
+        size: v.get("filesize").and_then(Value::as_u64).unwrap_or(0),
+        committed_at: v
+            .get("CreatedAt")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        metadata: v.get("metadata").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default(),
+    }
+}
+
+/// A server's JSON answer, or its reason for refusing.
+async fn answer(response: reqwest::Response) -> Result<Value, String> {
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| format!("the server's answer is not JSON: {e}"))?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let reason = body
+        .get("error")
+        .or_else(|| body.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("no reason given")
+        .to_owned();
+    Err(format!("the server refused (HTTP {}): {reason}", status.as_u16()))
+}
