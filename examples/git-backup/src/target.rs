@@ -141,22 +141,13 @@ impl Target {
                     }
                 }
             }
-            Target::Server { http, url, token } => {
-                let response = http
-                    .get(format!("{url}/api/stable/repository/collection/{collection}/version"))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{url}: {e}"))?;
-                let body = answer(response).await?;
-                let mut summary = Summary::default();
-                for v in body.pointer("/data/versions").and_then(Value::as_array).into_iter().flatten() {
-                    summary.count += 1;
-                    let info = info_of(v);
-                    summary.bytes += info.size;
-                    summary.latest = Some(info);
-                }
-                Ok(summary)
+            Target::Server { .. } => {
+                let versions = self.server_versions(collection).await?;
+                Ok(Summary {
+                    count: versions.len(),
+                    bytes: versions.iter().map(|v| v.size).sum(),
+                    latest: versions.last().cloned(),
+                })
             }
         }
     }
@@ -236,14 +227,19 @@ impl Target {
     ) -> Result<VersionInfo, String> {
         let Target::Server { http, url, token } = self else { unreachable!("only for servers") };
         // The version's number and metadata come from the listing.
-        let summary = self.summary(collection).await?;
-        let number = match which {
-            "latest" => {
-                summary.latest.as_ref().map(|v| v.number).ok_or_else(|| format!("{collection} has no versions"))?
+        let versions = self.server_versions(collection).await?;
+        let info = match which {
+            "latest" => versions.last().cloned().ok_or_else(|| format!("{collection} has no versions"))?,
+            n => {
+                let number: u64 =
+                    n.trim_start_matches('v').parse().map_err(|_| format!("{n:?} is not latest or a number"))?;
+                versions
+                    .into_iter()
+                    .find(|v| v.number == number)
+                    .ok_or_else(|| format!("{collection} has no version {number}"))?
             }
-            n => n.trim_start_matches('v').parse().map_err(|_| format!("{n:?} is not latest or a number"))?,
         };
-        let info = self.find(collection, number).await?;
+        let number = info.number;
         let response = http
             .get(format!("{url}/api/alpha/repository/collection/{collection}/version/{number}"))
             .bearer_auth(token)
@@ -280,7 +276,8 @@ impl Target {
         Ok(info)
     }
 
-    async fn find(&self, collection: &CollectionId, number: u64) -> Result<VersionInfo, String> {
+    /// A server's listing of the collection's versions, by number.
+    async fn server_versions(&self, collection: &CollectionId) -> Result<Vec<VersionInfo>, String> {
         let Target::Server { http, url, token } = self else { unreachable!("only for servers") };
         let response = http
             .get(format!("{url}/api/stable/repository/collection/{collection}/version"))
@@ -289,16 +286,9 @@ impl Target {
             .await
             .map_err(|e| format!("{url}: {e}"))?;
         let body = answer(response).await?;
-        body.pointer("/data/versions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(info_of)
-            .find(|v| v.number == number)
-            .ok_or_else(|| format!("{collection} has no version {number}"))
+        Ok(body.pointer("/data/versions").and_then(Value::as_array).into_iter().flatten().map(info_of).collect())
     }
 }
-
 fn info_of(v: &Value) -> VersionInfo {
     VersionInfo {
         number: v.get("versionNumber").and_then(Value::as_u64).unwrap_or(0),
