@@ -53,6 +53,7 @@
 
 mod error;
 pub mod local_disk;
+mod metadata_column;
 mod object_store_url;
 mod open;
 #[cfg(feature = "postgres")]

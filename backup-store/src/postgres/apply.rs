@@ -8,10 +8,9 @@ use deadpool_postgres::GenericClient;
 
 use super::BACKEND;
 use super::error::{is_unique_violation, pg_error};
-use super::rows::{
-    AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, metadata_text, ts,
-};
+use super::rows::{AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, ts};
 use super::statements::Cached;
+use crate::metadata_column::metadata_text;
 
 /// Applies every mutation in order; fails with the first error.
 pub(super) async fn apply_all(client: &impl GenericClient, mutations: &[Mutation]) -> Result<()> {

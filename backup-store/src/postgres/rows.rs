@@ -1,5 +1,6 @@
 //! Rows of the PostgreSQL schema to and from the core types.
 
+use crate::metadata_column::metadata_from;
 use backup_core::protocol::{Counters, VersionRow};
 use backup_core::{
     AuditEvent, Collection, CollectionId, CollectionSpec, Error, ErrorKind, PendingUpload, Result, Session, SessionId,
@@ -156,14 +157,4 @@ pub(crate) fn tombstone(row: &Row) -> Result<Tombstone> {
     let kind: TombstoneKind = parse(g(row, 3)?)?;
     Ok(Tombstone::new(g::<String>(row, 0)?, parse(g(row, 1)?)?, VersionId::from_uuid(g(row, 2)?), kind, time(row, 4)?)
         .with_staging(g(row, 5)?))
-}
-
-/// A version's metadata as the catalog stores it: a JSON object, or NULL for none.
-pub(crate) fn metadata_text(metadata: &backup_core::Metadata) -> Option<String> {
-    (!metadata.is_empty()).then(|| serde_json::to_string(metadata).unwrap_or_default())
-}
-
-/// The metadata a row stores.
-pub(crate) fn metadata_from(text: Option<String>) -> Result<backup_core::Metadata, serde_json::Error> {
-    text.map_or_else(|| Ok(backup_core::Metadata::new()), |t| serde_json::from_str(&t))
 }

@@ -6,9 +6,10 @@ use rusqlite::{Transaction, params};
 
 use super::BACKEND;
 use super::rows::{
-    AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, metadata_text, micros,
+    AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, micros,
 };
 use crate::error::{is_unique_violation, sqlite_error};
+use crate::metadata_column::metadata_text;
 
 /// Applies `m`, failing with the error its documentation names when a key is taken.
 pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Rows of the SQLite schema to and from the core types.
 
+use crate::metadata_column::metadata_from;
 use backup_core::protocol::{Counters, VersionRow};
 use backup_core::{
     AuditEvent, Collection, CollectionId, CollectionSpec, Digest, PendingUpload, Session, SessionId, Timestamp,
@@ -191,14 +192,4 @@ pub(crate) fn tombstone(row: &Row<'_>) -> rusqlite::Result<Tombstone> {
     let kind: TombstoneKind = parse_at(row, 3)?;
     Ok(Tombstone::new(row.get::<_, String>(0)?, parse_at(row, 1)?, parse_at(row, 2)?, kind, time_at(row, 4)?)
         .with_staging(row.get(5)?))
-}
-
-/// A version's metadata as the catalog stores it: a JSON object, or NULL for none.
-pub(crate) fn metadata_text(metadata: &backup_core::Metadata) -> Option<String> {
-    (!metadata.is_empty()).then(|| serde_json::to_string(metadata).unwrap_or_default())
-}
-
-/// The metadata a row stores.
-pub(crate) fn metadata_from(text: Option<String>) -> Result<backup_core::Metadata, serde_json::Error> {
-    text.map_or_else(|| Ok(backup_core::Metadata::new()), |t| serde_json::from_str(&t))
 }
