@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 
 use backup_server::{ServerConfig, spawn};
 
+#[path = "../tests/support/peak_rss.rs"]
+mod peak_rss;
+use peak_rss::PeakRss;
+
 const PASSWORD: &str = "a password for the benchmark";
 const PASSPHRASE: &str = "a passphrase for the benchmark";
 
@@ -241,25 +245,11 @@ fn timed(cmd: &mut Command) -> (Duration, u64) {
     std::thread::sleep(Duration::from_secs(1));
     let start = Instant::now();
     let mut child = cmd.stdout(Stdio::null()).spawn().expect("the command runs");
-    let pid = child.id();
-    let sampler = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak = peak.max(kib * 1024);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        peak
-    });
+    let peak = PeakRss::watch(child.id());
     let status = child.wait().unwrap();
     let elapsed = start.elapsed();
     assert!(status.success(), "{cmd:?} failed: {status}");
-    (elapsed, sampler.join().unwrap())
+    (elapsed, peak.bytes())
 }
 
 /// A file of bytes that do not compress, written a MiB at a time.

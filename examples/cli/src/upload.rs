@@ -154,22 +154,21 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
 /// `--meta NAME=VALUE` as the server's `X-Backup-Meta-NAME` headers, values
 /// percent-encoded (so that any text, new lines too, fits in a header).
 fn metadata_headers(raw: &[String]) -> Result<Vec<(String, String)>> {
-    raw.iter()
-        .map(|entry| {
-            let (name, value) =
-                entry.split_once('=').ok_or_else(|| CliError::usage(format!("--meta {entry:?} is not NAME=VALUE")))?;
-            let name_ok = !name.is_empty()
-                && name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !name_ok {
-                return Err(CliError::usage(format!(
-                    "--meta {name:?}: a name is 1 to 64 letters, digits, '.', '_' or '-'"
-                )));
-            }
+    let mut metadata = backup_core::Metadata::new();
+    for entry in raw {
+        let (name, value) =
+            entry.split_once('=').ok_or_else(|| CliError::usage(format!("--meta {entry:?} is not NAME=VALUE")))?;
+        metadata.insert(name.to_owned(), value.to_owned());
+    }
+    // The engine's own rules, checked before the upload starts.
+    backup_core::check_metadata(&metadata).map_err(|e| CliError::usage(format!("--meta: {e}")))?;
+    Ok(metadata
+        .iter()
+        .map(|(name, value)| {
             let value = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
-            Ok((format!("x-backup-meta-{name}"), value))
+            (format!("x-backup-meta-{name}"), value)
         })
-        .collect()
+        .collect())
 }
 
 fn cell_number(value: &Value) -> String {

@@ -84,7 +84,7 @@ async fn files_of_0_1_and_100_mib_round_trip_through_a_private_token() {
     let listed = env.run(&["list", "db", "--json"], b"").await;
     let v: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(v["versions"][5]["metadata"]["git.head"], "refs/heads/main", "{v}");
-    assert_exit(&env.run(&["upload", "db", "-", "--meta", "a b=c"], b"x").await, 2, "a name is");
+    assert_exit(&env.run(&["upload", "db", "-", "--meta", "a b=c"], b"x").await, 2, "\"a b\" is not a name");
     let too_big = format!("big={}", "x".repeat(5000));
     let refused = env
         .run(
