@@ -38,6 +38,8 @@ pub(crate) async fn backup(
     force: bool,
 ) -> Result<Outcome, String> {
     target.prepare(repo).await?;
+    // Before any git work: a collection the destination does not have fails here.
+    let latest = target.summary(&repo.collection).await?.latest;
     let credentials = match &repo.credentials_env {
         None => None,
         Some(var) => Some(std::env::var(var).map_err(|_| format!("credentials_env: {var} is not set"))?),
@@ -49,7 +51,6 @@ pub(crate) async fn backup(
         return Err(format!("{} has no refs: nothing to back up", repo.source));
     }
     let digest = refs.digest();
-    let latest = target.summary(&repo.collection).await?.latest;
     if !force
         && let Some(latest) = &latest
         && latest.metadata.get(META_REFS_SHA256) == Some(&digest)
