@@ -168,6 +168,9 @@ struct Claims {
     exp: i64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     single_use: bool,
+    /// A browser session's token, carried in a cookie (see [`TokenRequest::browser_session`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    browser: bool,
 }
 
 /// What to put in a new token.
@@ -178,6 +181,8 @@ pub struct TokenRequest {
     pub scope: Option<OperationsScope>,
     /// Valid for exactly one successful upload.
     pub single_use: bool,
+    /// A browser session's token (see [`TokenRequest::browser_session`]).
+    pub browser_session: bool,
     /// A lifetime other than the service's (at most that).
     pub lifetime: Option<Duration>,
     /// Where the login came from.
@@ -204,6 +209,16 @@ impl TokenRequest {
     /// Makes it single-use.
     pub fn single_use(mut self) -> Self {
         self.single_use = true;
+        self
+    }
+
+    /// Marks it as a browser session's: a token a web page keeps in a cookie. It is registered
+    /// and revoked like any other, and [`VerifiedToken::is_browser_session`] tells it apart,
+    /// so an API that reads bearer tokens can refuse it and a page can refuse anything else
+    /// (a cookie is sent by the browser on its own, a bearer token only by a client that
+    /// chose to: each is accepted only where its protections apply).
+    pub fn browser_session(mut self) -> Self {
+        self.browser_session = true;
         self
     }
 
@@ -244,6 +259,7 @@ pub struct VerifiedToken {
     scope: OperationsScope,
     session: SessionId,
     single_use: bool,
+    browser_session: bool,
     expires_at: DateTime<Utc>,
     credential: Option<String>,
     chain_started_at: backup_core::Timestamp,
@@ -273,6 +289,11 @@ impl VerifiedToken {
     /// Whether it is valid for one upload only.
     pub fn is_single_use(&self) -> bool {
         self.single_use
+    }
+
+    /// Whether it is a browser session's token ([`TokenRequest::browser_session`]).
+    pub fn is_browser_session(&self) -> bool {
+        self.browser_session
     }
 
     /// When it expires.
@@ -462,6 +483,7 @@ impl TokenService {
             iat: now.to_datetime().timestamp(),
             exp: expires_at.to_datetime().timestamp(),
             single_use: request.single_use,
+            browser: request.browser_session,
         };
         let mut header = Header::new(self.signing.algorithm);
         header.kid = Some(self.signing.kid.clone());
@@ -538,6 +560,7 @@ impl TokenService {
             scope: claims.operations_scope.unwrap_or_default(),
             session: session.id,
             single_use: claims.single_use,
+            browser_session: claims.browser,
             expires_at: session.expires_at.to_datetime(),
             chain_started_at: session.chain_started_at.unwrap_or(session.issued_at),
             credential: session.credential,

@@ -297,6 +297,20 @@ async fn a_single_use_token_serves_exactly_one_upload() {
 }
 
 #[tokio::test]
+async fn a_browser_session_token_says_so_and_a_login_token_does_not() {
+    let w = world().await;
+    let browser = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login().browser_session()).await.unwrap();
+    let plain = w.login("some-user", "admin", "10.0.0.1", TokenRequest::login()).await.unwrap();
+    assert!(w.tokens.verify(&browser).await.unwrap().is_browser_session());
+    assert!(!w.tokens.verify(&plain).await.unwrap().is_browser_session());
+    // The mark is signed: it cannot be added to or removed from a token without the key.
+    let mut parts: Vec<String> = plain.split('.').map(str::to_owned).collect();
+    let browser_payload = browser.split('.').nth(1).unwrap().to_owned();
+    parts[1] = browser_payload;
+    assert!(w.tokens.verify(&parts.join(".")).await.is_err());
+}
+
+#[tokio::test]
 async fn sessions_are_listed_and_revoked_by_their_owner_or_an_admin() {
     let w = world().await;
     let user = |n: &str| w.manifests.users.iter().find(|u| u.name == n).unwrap().clone();

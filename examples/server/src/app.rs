@@ -92,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .merge(collection_health)
         .merge(server_health)
         .route(path("openapi"), get(openapi::serve))
+        .merge(crate::ui::routes(&state))
         .fallback(health::not_found)
         .layer(middleware::from_fn(refusals_as_json))
         .layer(middleware::from_fn(header_guard))
@@ -136,12 +137,13 @@ async fn header_guard(req: Request, next: Next) -> Response {
 async fn refusals_as_json(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
-    let is_json = response
+    // The dashboard's pages and badges answer in their own types.
+    let own_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !status.is_client_error() || is_json {
+        .is_some_and(|v| ["application/json", "text/html", "image/svg+xml"].iter().any(|t| v.starts_with(t)));
+    if !status.is_client_error() || own_type {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -75,13 +75,28 @@ impl Caller {
     /// still there, the password or key did not change since the login, the address is
     /// allowed ([`backup_policy::PolicySet::admit`]).
     async fn from_token(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
-        let forbidden = || ApiError::jwt(StatusCode::FORBIDDEN, "you don't have permission to access this resource");
         let addr = client_addr(&parts.extensions, &parts.headers, &state.inner.trusted_proxies);
         let Some(raw) = token_of(parts) else {
             // gin-jwt's last lookup (the cookie) names the failure.
             return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, "cookie token is empty"));
         };
-        let token = state.inner.tokens.verify_token(&raw).await.map_err(|r| match r.kind {
+        let caller = Caller::admit(&raw, addr, state).await?;
+        // A dashboard session's token lives in a cookie that only the dashboard reads, behind
+        // its CSRF checks; the API accepts what it accepted before the dashboard existed.
+        if caller.token.is_browser_session() {
+            return Err(ApiError::jwt(
+                StatusCode::UNAUTHORIZED,
+                "a dashboard session is not an API token: log in at /api/stable/auth/login",
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// Verifies a raw token from `addr` and admits it (see [`Caller::from_token`]), whatever
+    /// carried it: the API's bearer token or the dashboard's cookie.
+    pub(crate) async fn admit(raw: &str, addr: IpAddr, state: &AppState) -> Result<Self, ApiError> {
+        let forbidden = || ApiError::jwt(StatusCode::FORBIDDEN, "you don't have permission to access this resource");
+        let token = state.inner.tokens.verify_token(raw).await.map_err(|r| match r.kind {
             Rejection::Revoked | Rejection::Unregistered => forbidden(),
             Rejection::Unavailable => {
                 ApiError::jwt(StatusCode::SERVICE_UNAVAILABLE, "the session registry is unavailable")

@@ -15,6 +15,10 @@
 //! backup-repository's `--db-*` flags) move them; several instances can share one PostgreSQL
 //! database and one bucket.
 //!
+//! Under `/ui/` it serves a dashboard: server-rendered pages, no script, over the same engine
+//! calls and permission decisions as the API (the README's "Dashboard" has what it shows and
+//! how its sessions are kept safe).
+//!
 //! [`run`] is the whole server; [`build`] and [`app`] give the state and the router, for a
 //! program that serves the routes itself. The crate's `README.md` has the flags, the routes
 //! and what differs from backup-repository.
@@ -22,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod app;
+mod assessment;
 mod caller;
 mod config;
 mod embed;
@@ -37,6 +42,7 @@ mod serve;
 mod state;
 mod sync;
 mod throttle;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;

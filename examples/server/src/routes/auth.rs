@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use backup_core::SessionId;
 use backup_core::catalog::CatalogExt;
-use backup_policy::{Bucket, LoginName, OperationsScope, Permission, RateKey, TokenRequest, User};
+use backup_policy::{Authenticated, Bucket, LoginName, OperationsScope, Permission, RateKey, TokenRequest, User};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -91,40 +91,7 @@ pub(crate) async fn login(State(state): State<AppState>, ClientAddr(addr): Clien
 async fn login_inner(state: &AppState, addr: std::net::IpAddr, request: Request) -> Result<Response, Response> {
     use axum::response::IntoResponse;
     let body = login_body(request, state).await.map_err(IntoResponse::into_response)?;
-    let (Some(username), Some(password)) =
-        (body.username.filter(|u| !u.is_empty()), body.password.filter(|p| !p.is_empty()))
-    else {
-        return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, "missing Username or Password").into_response());
-    };
-    let incorrect = || ApiError::jwt(StatusCode::UNAUTHORIZED, "incorrect Username or Password").into_response();
-    let login: LoginName = username.parse().map_err(|_| incorrect())?;
-    // The password is always checked (as long for unknown names as for known ones), then,
-    // from an address this user has not logged in from lately, the user's own limit is
-    // charged whatever the outcome: guessing one user's password from many addresses is
-    // limited, the answer does not tell whether the guess was right, and the user logging in
-    // from a known address is never locked out by someone else's guesses.
-    let outcome = state.inner.directory.authenticate(&login, &password, Some(addr)).await;
-    if !state.inner.known_logins.knows(&login.user, addr) {
-        state
-            .inner
-            .rate_limits
-            .check(Bucket::Login, &RateKey::User(login.user.clone()))
-            .map_err(|e| ApiError::from_policy(&e, "").into_response())?;
-    }
-    let who = match outcome {
-        Ok(w) => w,
-        Err(backup_policy::Error::Core(backup_core::Error::PermissionDenied { reason })) => {
-            return Err(ApiError::jwt(StatusCode::FORBIDDEN, reason).into_response());
-        }
-        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { reason }))
-            if reason.contains("deactivated") =>
-        {
-            return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, reason).into_response());
-        }
-        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { .. })) => return Err(incorrect()),
-        Err(e) => return Err(ApiError::from_policy(&e, "").into_response()),
-    };
-    state.inner.known_logins.remember(&login.user, addr);
+    let who = check_login(state, addr, body.username, body.password).await.map_err(IntoResponse::into_response)?;
     let mut request = TokenRequest::login().from_addr(addr.to_string());
     if let Some(scope) = body.operations_scope {
         request = request.with_scope(scope);
@@ -260,4 +227,53 @@ pub(crate) async fn tokens(
             _ => ApiError::from_policy(&e, ""),
         })?;
     Ok(ok(json!({ "grantedAccesses": sessions.iter().map(granted_access).collect::<Vec<_>>() })))
+}
+
+/// Checks a login's name and password as the API's login does, for the API and the
+/// dashboard alike: the password is checked, then the per-user limit is charged for an address
+/// the user has not logged in from lately; a success remembers the address.
+///
+/// # Errors
+/// The refusal in backup-repository's words (401 for wrong or missing credentials, 403 for an
+/// address outside the user's allow-list, 429 past the per-user limit).
+pub(crate) async fn check_login(
+    state: &AppState,
+    addr: std::net::IpAddr,
+    username: Option<String>,
+    password: Option<String>,
+) -> Result<Authenticated, ApiError> {
+    let (Some(username), Some(password)) = (username.filter(|u| !u.is_empty()), password.filter(|p| !p.is_empty()))
+    else {
+        return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, "missing Username or Password"));
+    };
+    let incorrect = || ApiError::jwt(StatusCode::UNAUTHORIZED, "incorrect Username or Password");
+    let login: LoginName = username.parse().map_err(|_| incorrect())?;
+    // The password is always checked (as long for unknown names as for known ones), then,
+    // from an address this user has not logged in from lately, the user's own limit is
+    // charged whatever the outcome: guessing one user's password from many addresses is
+    // limited, the answer does not tell whether the guess was right, and the user logging in
+    // from a known address is never locked out by someone else's guesses.
+    let outcome = state.inner.directory.authenticate(&login, &password, Some(addr)).await;
+    if !state.inner.known_logins.knows(&login.user, addr) {
+        state
+            .inner
+            .rate_limits
+            .check(Bucket::Login, &RateKey::User(login.user.clone()))
+            .map_err(|e| ApiError::from_policy(&e, ""))?;
+    }
+    let who = match outcome {
+        Ok(w) => w,
+        Err(backup_policy::Error::Core(backup_core::Error::PermissionDenied { reason })) => {
+            return Err(ApiError::jwt(StatusCode::FORBIDDEN, reason));
+        }
+        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { reason }))
+            if reason.contains("deactivated") =>
+        {
+            return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, reason));
+        }
+        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { .. })) => return Err(incorrect()),
+        Err(e) => return Err(ApiError::from_policy(&e, "")),
+    };
+    state.inner.known_logins.remember(&login.user, addr);
+    Ok(who)
 }

@@ -4,10 +4,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use backup_core::catalog::CatalogExt;
-use backup_core::protocol::{VersionRange, VersionsNeeded};
-use backup_core::{CollectionId, VersionQuery};
-use futures::TryStreamExt;
+use backup_core::CollectionId;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
@@ -17,6 +14,7 @@ use subtle::ConstantTimeEq;
 
 use backup_policy::Role;
 
+use crate::assessment::assess;
 use crate::caller::Caller;
 use crate::json::{ApiError, json_response, ok};
 use crate::state::AppState;
@@ -162,7 +160,8 @@ pub(crate) async fn ready(State(state): State<AppState>, _: Operator) -> Respons
 }
 
 /// `GET /api/stable/repository/collection/{collectionId}/health[?code=…]`: the last backup
-/// came in a window slot, no version passes the soft limit, the sum stays under the hard one.
+/// came in a window slot, no version passes the soft limit, the sum stays under the hard one,
+/// no version is quarantined.
 pub(crate) async fn collection_health(
     State(state): State<AppState>,
     Path(collection): Path<String>,
@@ -173,102 +172,27 @@ pub(crate) async fn collection_health(
     // anonymous answer tells that a collection exists. A collection without a health secret
     // has a public health endpoint, by its manifest's choice.
     let refused = || ApiError::forbidden("not authorized - invalid value of 'code' parameter in query string");
-    let given: [u8; 32] = sha2::Sha256::digest(collection_code(&q, &headers).as_bytes()).into();
     let id = CollectionId::new(collection).map_err(|_| refused())?;
-    let catalog = &state.inner.catalog;
-    // One snapshot: the spec, the counters and the newest version: one row, whatever the
-    // history.
-    let newest = VersionsNeeded::Range(VersionRange::Newest(1));
-    let st = match catalog.collection_state_with(&id, newest).await {
-        Ok(st) => st,
+    if !code_opens(&state, &id, &collection_code(&q, &headers)) {
+        return Err(refused());
+    }
+    let assessment = match assess(&state, &id).await {
+        Ok(a) => a,
         Err(e) if e.kind() == backup_core::ErrorKind::NotFound => return Err(refused()),
         Err(e) => return Err(ApiError::from_core(&e, "")),
     };
-    let policy = state.inner.directory.snapshot().collections.get(&id).cloned().unwrap_or_default();
-    if let Some(expected) = policy.health_code_sha256
-        && !bool::from(given.ct_eq(&expected))
-    {
-        return Err(refused());
-    }
-    let mut health = Vec::new();
-    if !policy.windows.is_empty() {
-        let now = state.inner.clock.now();
-        let latest = st.committed.last().map(|v| v.created_at.to_datetime());
-        let in_slot = policy.windows.iter().any(|w| {
-            w.last_slot(now).is_some_and(|(start, end)| {
-                latest.is_some_and(|t| start <= t && t <= end) || (start < now && now < end)
-            })
-        });
-        let result = if in_slot {
-            Ok(())
-        } else {
-            Err(format!(
-                "previous backup was not executed in expected time slots: {}. Latest backup created at: {}",
-                policy.windows.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-                latest.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
-            ))
-        };
-        health.push(check("BackupWindowValidator", result));
-    }
-    let limits = &st.collection.spec.limits;
-    let soft = limits.max_version_size;
-    // The counters say whether a version is over the soft limit; only then is one looked for.
-    let too_big = if st.counters.overage == 0 {
-        Ok(())
-    } else {
-        let over = committed_where(catalog.as_ref(), &id, 1, |v| v.size > soft).await;
-        match over.map_err(|e| ApiError::from_core(&e, ""))?.first() {
-            None => Ok(()),
-            Some(v) => Err(format!(
-                "maximum filesize is bigger than collection soft limit per file. Failed file: {} (size={}b)",
-                v.filename, v.size
-            )),
-        }
-    };
-    health.push(check("VersionsSizeValidator", too_big));
-    let (sum, hard) = (st.counters.bytes, limits.max_collection_size);
-    health.push(check(
-        "SumOfVersionsValidator",
-        if sum <= hard {
-            Ok(())
-        } else {
-            Err(format!("Summary of all files is {sum}b, while collection hard limit is {hard}b"))
-        },
-    ));
-    let damaged = committed_where(catalog.as_ref(), &id, usize::MAX, |v| v.quarantined.is_some())
-        .await
-        .map_err(|e| ApiError::from_core(&e, ""))?;
-    health.push(check(
-        "IntegrityValidator",
-        match damaged.first() {
-            None => Ok(()),
-            Some(v) => Err(format!(
-                "{} versions are quarantined: their bytes are damaged or missing. First: version {} ({})",
-                damaged.len(),
-                v.number,
-                v.quarantined.as_deref().unwrap_or_default()
-            )),
-        },
-    ));
+    let health = assessment.checks.into_iter().map(|c| check(c.name, c.result)).collect();
     Ok(checks_response(health, None))
 }
 
-/// The committed versions `keep` picks, at most `limit`, read a page at a time (committed
-/// versions are bounded by the collection's `maxBackupsCount`).
-async fn committed_where(
-    catalog: &dyn backup_core::Catalog,
-    id: &CollectionId,
-    limit: usize,
-    keep: impl Fn(&backup_core::Version) -> bool,
-) -> backup_core::Result<Vec<backup_core::Version>> {
-    let mut pages = catalog.version_pages(id, VersionQuery::first(1000));
-    let mut out = Vec::new();
-    while out.len() < limit
-        && let Some(page) = pages.try_next().await?
-    {
-        out.extend(page.into_iter().filter(|v| keep(v)).take(limit - out.len()));
+/// Whether `code` opens the health of collection `id`: the collection has no health secret,
+/// or this is it (compared in constant time).
+pub(crate) fn code_opens(state: &AppState, id: &CollectionId, code: &str) -> bool {
+    let given: [u8; 32] = sha2::Sha256::digest(code.as_bytes()).into();
+    match state.inner.directory.snapshot().collections.get(id).and_then(|p| p.health_code_sha256) {
+        Some(expected) => bool::from(given.ct_eq(&expected)),
+        None => true,
     }
-    Ok(out)
 }
 
 /// `GET /metrics`: Prometheus text, for the health code or a `systemAdmin`'s token.

@@ -273,12 +273,26 @@ pub(crate) async fn download(
     caller: Caller,
     Path((collection, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    const DENIED: &str = "not authorized to download versions from this collection";
     let id = collection_id(&collection)?;
     let sel = selector(&version)?;
+    stream_version(&state, &caller, &id, sel).await
+}
+
+/// A version's bytes as a response, for the API's download and the dashboard's: the caller's
+/// download slot is held until the last byte is sent or the client goes.
+///
+/// # Errors
+/// The engine's refusal; the caller's downloads all busy.
+pub(crate) async fn stream_version(
+    state: &AppState,
+    caller: &Caller,
+    id: &CollectionId,
+    sel: VersionSelector,
+) -> Result<Response, ApiError> {
+    const DENIED: &str = "not authorized to download versions from this collection";
     let slot = state.inner.downloads_per_user.acquire(&caller.user.name)?;
     let download =
-        state.inner.engine.download(&caller.actor, &id, sel).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
+        state.inner.engine.download(&caller.actor, id, sel).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
     let (v, mut stream) = download.into_parts();
     // The first chunk is read before the answer: a damaged object that fails at once (all of
     // a small one is one chunk) gets an error status rather than a cut-off 200.

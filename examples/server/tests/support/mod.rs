@@ -467,3 +467,31 @@ impl Server {
         self.child.as_ref().unwrap().id()
     }
 }
+
+/// The dashboard tests' server: `alice` manages `db` (whose description holds markup) and
+/// `web` (whose yearly backup window was missed, so it is failing), `bob` manages `other`;
+/// the trash keeps versions an hour. Passwords are the user's name twice.
+pub fn dashboard_config() -> backup_server::ServerConfig {
+    use backup_policy::manifest::DocumentKind;
+    let collection = |name: &str, description: &str, windows: &str, manager: &str| {
+        format!(
+            "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: {name}\nspec:\n    \
+             description: '{description}'\n    filenameTemplate: {name}-${{version}}.sql.gz\n    maxBackupsCount: 5\n    \
+             maxOneVersionSize: 1M\n    maxCollectionSize: 6M\n    strategyName: fifo\n    contentRule: none\n{windows}    \
+             accessControl:\n        - name: {manager}\n          type: user\n          roles: [collectionManager]\n"
+        )
+    };
+    let missed = "    windows:\n        - from: \"0 0 1 1 *\"\n          duration: 1m\n";
+    let mut config = backup_server::ServerConfig::for_tests()
+        .user("alice", "alicealice", &[])
+        .user("bob", "bobbob", &[])
+        .manifest(
+            DocumentKind::Collection,
+            "db",
+            collection("db", "Nightly <b>database</b> dumps <script>alert(1)</script>", "", "alice"),
+        )
+        .manifest(DocumentKind::Collection, "web", collection("web", "Website files", missed, "alice"))
+        .manifest(DocumentKind::Collection, "other", collection("other", "Bob only", "", "bob"));
+    config.args_mut().trash_retention = Duration::from_secs(3600);
+    config
+}

@@ -1,0 +1,329 @@
+//! `/ui/collections/{id}`: one collection's versions, health, quota, retention preview and
+//! size chart, with downloads and the delete and restore actions the user may take.
+
+use std::collections::HashMap;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use backup_core::rotation::{Mark, RotationDecision};
+use backup_core::{Action, CollectionId, Version, VersionQuery, VersionSelector, VersionState};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use crate::assessment::assess;
+use crate::json::ApiError;
+use crate::routes::versions::stream_version;
+use crate::state::AppState;
+use crate::ui::chart::sizes_chart;
+use crate::ui::login::CsrfForm;
+use crate::ui::overview::{failure, health_badges, quota};
+use crate::ui::session::{UiSession, csrf_refused};
+use crate::ui::{format, layout};
+
+/// The most versions (committed and trashed) read for one page; the newest are shown.
+const MAX_VERSIONS_READ: usize = 10_000;
+
+/// The most rows of the versions table.
+const MAX_ROWS: usize = 1000;
+
+/// The same answer for a collection that does not exist and one the user may not see.
+fn not_open(session: &UiSession, id: &str) -> Response {
+    layout::error_page(
+        StatusCode::NOT_FOUND,
+        Some(session),
+        "No such collection",
+        &format!("No collection named {id:?} is open to you."),
+    )
+}
+
+/// What the user may do here: each decided by the engine's authorizer, as the API does.
+#[derive(Debug, Clone, Copy)]
+struct Allowed {
+    list: bool,
+    download: bool,
+    delete: bool,
+    restore: bool,
+}
+
+async fn allowed(state: &AppState, session: &UiSession, id: &CollectionId) -> Allowed {
+    let may = |action| async move { state.inner.engine.check_access(&session.caller.actor, id, action).await.is_ok() };
+    Allowed {
+        list: may(Action::ListVersions).await,
+        download: may(Action::Download).await,
+        delete: may(Action::DeleteVersion).await,
+        restore: may(Action::RestoreVersion).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PageQuery {
+    done: Option<String>,
+    version: Option<u64>,
+}
+
+/// `GET /ui/collections/{id}`.
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(raw): Path<String>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(id) = CollectionId::new(&raw) else { return not_open(&session, &raw) };
+    let engine = &state.inner.engine;
+    let actor = &session.caller.actor;
+    let collection = match engine.collection(actor, &id).await {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), backup_core::ErrorKind::NotFound | backup_core::ErrorKind::PermissionDenied) => {
+            return not_open(&session, id.as_str());
+        }
+        Err(e) => return failure(&session, &e),
+    };
+    let assessment = match assess(&state, &id).await {
+        Ok(a) => a,
+        Err(e) => return failure(&session, &e),
+    };
+    let may = allowed(&state, &session, &id).await;
+    let (versions, decisions) = if may.list {
+        let versions = match all_versions(&state, &session, &id).await {
+            Ok(v) => v,
+            Err(e) => return failure(&session, &e),
+        };
+        let decisions = match engine.retention_preview(actor, &id).await {
+            Ok(d) => d.into_iter().map(|d| (d.number, d)).collect(),
+            Err(e) => return failure(&session, &e),
+        };
+        (versions, decisions)
+    } else {
+        (Vec::new(), HashMap::new())
+    };
+    let spec = &collection.spec;
+    let committed: Vec<&Version> = versions.iter().filter(|v| v.state == VersionState::Committed).collect();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:8080");
+    let badge_path = format!("/ui/badge/{}.svg", id.as_str());
+    let body = html! {
+        p.crumbs { a href="/ui/" { "Collections" } " / " (id.as_str()) }
+        h1 { (id.as_str()) }
+        @if !spec.description.is_empty() { p.description { (spec.description) } }
+        @if let Some(notice) = notice(&q) { p.notice role="status" { (notice) } }
+        section.summary {
+            div {
+                h2 { "Health" }
+                (health_badges(&assessment))
+                p { img.badge-image src=(badge_path) alt=(format!("backup health of {}", id.as_str())); }
+                details {
+                    summary { "Badge for a README" }
+                    code.snippet { "![backup](http://" (host) (badge_path) ")" }
+                    p.muted { "A collection with a health code needs " code { "?code=…" } " after the address." }
+                }
+            }
+            div {
+                h2 { "Space" }
+                (quota(assessment.counters.bytes, spec.limits.max_collection_size))
+                p.muted {
+                    (assessment.counters.versions) " of " (spec.limits.max_versions) " versions kept; "
+                    "at most " (format::bytes(spec.limits.max_version_size)) " each"
+                }
+            }
+            div {
+                h2 { "Retention" }
+                p { (spec.retention.strategy) }
+                @if !spec.retention.options.is_empty() {
+                    p.muted {
+                        @for (i, (k, v)) in spec.retention.options.iter().enumerate() {
+                            @if i > 0 { ", " } (k) " " (v)
+                        }
+                    }
+                }
+            }
+        }
+        @if may.list {
+            h2 { "Sizes over time" }
+            (sizes_chart(&committed))
+            h2 { "Versions" }
+            (versions_table(&id, &versions, &decisions, may, &session.csrf))
+        } @else {
+            p.muted { "You may not list this collection's versions." }
+        }
+    };
+    layout::page(StatusCode::OK, id.as_str(), Some(&session), body)
+}
+
+/// What the last action did, from the redirect's query (numbers only: nothing a link could
+/// inject).
+fn notice(q: &PageQuery) -> Option<String> {
+    let n = q.version?;
+    match q.done.as_deref()? {
+        "deleted" => Some(format!("Version {n} was deleted: it is in the trash, restorable for the trash retention.")),
+        "restored" => Some(format!("Version {n} was restored.")),
+        _ => None,
+    }
+}
+
+/// Committed and trashed versions, newest first, at most [`MAX_ROWS`].
+async fn all_versions(state: &AppState, session: &UiSession, id: &CollectionId) -> backup_core::Result<Vec<Version>> {
+    let mut versions = Vec::new();
+    let mut query = VersionQuery::first(1000).with_trashed();
+    loop {
+        let page = state.inner.engine.versions(&session.caller.actor, id, query).await?;
+        versions.extend(page.items);
+        match page.next {
+            Some(n) if versions.len() < MAX_VERSIONS_READ => query = VersionQuery::first(1000).with_trashed().after(n),
+            _ => break,
+        }
+    }
+    versions.reverse();
+    versions.truncate(MAX_ROWS);
+    Ok(versions)
+}
+
+fn versions_table(
+    id: &CollectionId,
+    versions: &[Version],
+    decisions: &HashMap<u64, RotationDecision>,
+    may: Allowed,
+    csrf: &str,
+) -> Markup {
+    let base = format!("/ui/collections/{}/versions", id.as_str());
+    html! {
+        @if versions.is_empty() {
+            p.muted { "No versions yet." }
+        } @else {
+            table.versions {
+                thead { tr {
+                    th { "#" } th { "File" } th { "Size" } th { "Uploaded by" } th { "Received" } th { "State" }
+                    th { "Next commit" } th { "" }
+                } }
+                tbody {
+                    @for v in versions {
+                        tr data-version=(v.number) data-state=(v.state.name()) {
+                            td { (v.number) }
+                            td.file { (v.filename) }
+                            td { (format::bytes(v.size)) }
+                            td {
+                                (v.uploader.user)
+                                @if let Some(k) = &v.uploader.access_key { span.muted { " (" (k) ")" } }
+                            }
+                            td { time datetime=(format::machine_time(v.created_at)) { (format::time(v.created_at)) } }
+                            td { (state_cell(v)) }
+                            td { (decision_cell(decisions.get(&v.number))) }
+                            td.actions {
+                                @if v.state == VersionState::Committed {
+                                    @if may.download && v.quarantined.is_none() {
+                                        a.button href=(format!("{base}/{}/download", v.number)) download=(v.filename) {
+                                            "Download"
+                                        }
+                                    }
+                                    @if may.delete && !v.held && v.protected_until.is_none() {
+                                        form method="post" action=(format!("{base}/{}/delete", v.number)) {
+                                            input type="hidden" name="csrf" value=(csrf);
+                                            button.danger type="submit" { "Delete" }
+                                        }
+                                    }
+                                } @else if v.state == VersionState::Trashed && may.restore {
+                                    form method="post" action=(format!("{base}/{}/restore", v.number)) {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        button type="submit" { "Restore" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn state_cell(v: &Version) -> Markup {
+    html! {
+        @match v.state {
+            VersionState::Committed => span.state { "kept" },
+            VersionState::Trashed => span.state.trashed title=(v.trash_reason.clone().unwrap_or_default()) {
+                "in trash"
+            },
+            other => span.state { (other.name()) },
+        }
+        @if v.held { " " span.tag { "held" } }
+        @if let Some(until) = v.protected_until {
+            " " span.tag title=(format!("protected until {}", format::time(until))) { "protected" }
+        }
+        @if let Some(why) = &v.quarantined { " " span.tag.fail title=(why) { "quarantined" } }
+    }
+}
+
+fn decision_cell(decision: Option<&RotationDecision>) -> Markup {
+    html! {
+        @match decision {
+            None => span.muted { "—" },
+            Some(d) => {
+                @if d.mark == Mark::Keep { span.keep { "keeps" } } @else { span.evict { "removes" } }
+                @if !d.reasons.is_empty() { div.muted.reasons { (d.reasons.join(", ")) } }
+            }
+        }
+    }
+}
+
+/// `GET /ui/collections/{id}/versions/{n}/download`: the API's download, for this session.
+pub(crate) async fn download(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path((raw, number)): Path<(String, u64)>,
+) -> Response {
+    let Ok(id) = CollectionId::new(&raw) else { return not_open(&session, &raw) };
+    match stream_version(&state, &session.caller, &id, VersionSelector::Number(number)).await {
+        Ok(response) => response,
+        // As the page: a collection the user may not download from is not there.
+        Err(e) if e.status == StatusCode::FORBIDDEN => not_open(&session, id.as_str()),
+        Err(e) => api_error_page(&session, e),
+    }
+}
+
+/// `POST /ui/collections/{id}/versions/{n}/delete`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path((raw, number)): Path<(String, u64)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    act(&state, &session, &raw, number, &form, "deleted").await
+}
+
+/// `POST /ui/collections/{id}/versions/{n}/restore`.
+pub(crate) async fn restore(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path((raw, number)): Path<(String, u64)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    act(&state, &session, &raw, number, &form, "restored").await
+}
+
+/// A delete or a restore, after the CSRF check, then back to the collection's page.
+async fn act(state: &AppState, session: &UiSession, raw: &str, number: u64, form: &CsrfForm, done: &str) -> Response {
+    if !session.csrf_matches(&form.csrf) {
+        return csrf_refused(Some(session));
+    }
+    let Ok(id) = CollectionId::new(raw) else { return not_open(session, raw) };
+    let engine = &state.inner.engine;
+    let actor = &session.caller.actor;
+    let result = if done == "deleted" {
+        engine.delete_version(actor, &id, number).await
+    } else {
+        engine.restore_version(actor, &id, number).await
+    };
+    match result {
+        Ok(_) => layout::redirect_to(format!("/ui/collections/{}?done={done}&version={number}", id.as_str())),
+        Err(e) => api_error_page(session, ApiError::from_core(&e, "you may not do this in this collection")),
+    }
+}
+
+fn api_error_page(session: &UiSession, e: ApiError) -> Response {
+    let title = if e.status == StatusCode::NOT_FOUND { "Not found" } else { "Refused" };
+    let mut response = layout::error_page(e.status, Some(session), title, &e.message);
+    if let Some(secs) = e.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    response.into_response()
+}

@@ -1,0 +1,95 @@
+//! The frame of every dashboard page, its security headers, redirects and error pages.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+
+use crate::ui::session::UiSession;
+
+/// Nothing but our own stylesheet and images, no script at all, forms only to us, never in a
+/// frame. Inline SVG is markup, not a resource, so the charts need nothing more.
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The stylesheet's address: its content's version in the name, so it can be cached for long.
+pub(crate) const STYLESHEET: &str = concat!("/ui/static/style-", env!("CARGO_PKG_VERSION"), ".css");
+
+/// The stylesheet.
+pub(crate) const STYLESHEET_TEXT: &str = include_str!("style.css");
+
+/// The headers every dashboard answer carries: the policy above, no sniffing, no referrer
+/// (addresses carry collection names), and pages are never stored (they show what a
+/// logged-in user may see).
+pub(crate) fn secure(mut response: Response, cache: &'static str) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+/// A page: the header with the user and a logout button, then `body`.
+pub(crate) fn page(status: StatusCode, title: &str, session: Option<&UiSession>, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · backup-server" }
+                link rel="stylesheet" href=(STYLESHEET);
+            }
+            body {
+                header.top {
+                    a.brand href="/ui/" { "backup-server" }
+                    @if let Some(s) = session {
+                        span.who {
+                            (s.user())
+                            @if let Some(key) = s.access_key() { " (key " (key) ")" }
+                        }
+                        form.logout method="post" action="/ui/logout" {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    };
+    secure((status, markup).into_response(), "no-store")
+}
+
+/// A page that says what went wrong, with a way back.
+pub(crate) fn error_page(status: StatusCode, session: Option<&UiSession>, title: &str, message: &str) -> Response {
+    page(
+        status,
+        title,
+        session,
+        html! {
+            section.error {
+                h1 { (title) }
+                p { (message) }
+                p { a href=(if session.is_some() { "/ui/" } else { "/ui/login" }) { "Back to the dashboard" } }
+            }
+        },
+    )
+}
+
+/// `303 See Other` to `to` (after a form, the browser asks for the page anew).
+pub(crate) fn redirect(to: &'static str) -> Response {
+    redirect_to(to.to_owned())
+}
+
+/// [`redirect`] to an address built at run time (only from our own path pieces).
+pub(crate) fn redirect_to(to: String) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&to) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    secure(response, "no-store")
+}

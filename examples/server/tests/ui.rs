@@ -1,0 +1,497 @@
+//! The dashboard's handlers over `app(state)`: login, sessions, CSRF, permissions, escaping,
+//! badges, and the line between dashboard cookies and API tokens.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use backup_server::{AppState, RunningServer, app, spawn};
+use tower::ServiceExt;
+
+/// One answer, read whole (pages are small).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    /// The value a `Set-Cookie` header gives `name`, if one does.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    /// The value of the first `name="csrf" value="…"` of the page.
+    fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("the page has a form") + 19;
+        self.body[at..].split('"').next().unwrap().to_owned()
+    }
+}
+
+/// A request to the router, from a client on loopback (as a served router would see it).
+async fn send(state: &AppState, method: Method, path: &str, cookie: Option<&str>, form: Option<&str>) -> Answer {
+    send_with(state, method, path, cookie, form, &[]).await
+}
+
+async fn send_with(
+    state: &AppState,
+    method: Method,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(path).header(header::HOST, "127.0.0.1:8080");
+    if let Some(c) = cookie {
+        request = request.header(header::COOKIE, c);
+    }
+    if form.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    let mut request = request.body(Body::from(form.unwrap_or_default().to_owned())).unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+    Answer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish()
+}
+
+/// The `name=value` part of a `Set-Cookie` line.
+fn pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// Logs in through the form; the session cookie as a `Cookie` header value.
+async fn log_in(state: &AppState, user: &str, password: &str) -> String {
+    let page = send(state, Method::GET, "/ui/login", None, None).await;
+    let login_cookie = pair(&page.set_cookie("backup_ui_login").unwrap());
+    let answer = send(
+        state,
+        Method::POST,
+        "/ui/login",
+        Some(&login_cookie),
+        Some(&form(&[("username", user), ("password", password), ("csrf", &page.csrf())])),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(answer.location(), "/ui/");
+    pair(&answer.set_cookie("backup_ui").expect("a session cookie"))
+}
+
+async fn server() -> RunningServer {
+    spawn(support::dashboard_config()).await.unwrap()
+}
+
+/// An API token of `user`.
+async fn api_token(state: &AppState, user: &str, password: &str) -> String {
+    let mut request = Request::post("/api/stable/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::json!({ "username": user, "password": password }).to_string()))
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
+    body["data"]["token"].as_str().expect("an API token").to_owned()
+}
+
+/// Uploads `bytes` as the next version of `collection` through the API.
+async fn upload(state: &AppState, token: &str, collection: &str, bytes: Vec<u8>) {
+    let mut request = Request::post(format!("/api/alpha/repository/collection/{collection}/version"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from(bytes))
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_sets_a_strict_http_only_cookie_and_pages_carry_a_strict_policy() {
+    let server = server().await;
+    let state = &server.state;
+    let anonymous = send(state, Method::GET, "/ui/", None, None).await;
+    assert_eq!((anonymous.status, anonymous.location()), (StatusCode::SEE_OTHER, "/ui/login"));
+
+    let page = send(state, Method::GET, "/ui/login", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("script-src"), "no script may run: {csp}");
+    assert_eq!(page.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    let login_cookie = page.set_cookie("backup_ui_login").unwrap();
+    assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"), "{login_cookie}");
+
+    let answer = send(
+        state,
+        Method::POST,
+        "/ui/login",
+        Some(&pair(&login_cookie)),
+        Some(&form(&[("username", "alice"), ("password", "alicealice"), ("csrf", &page.csrf())])),
+    )
+    .await;
+    let session = answer.set_cookie("backup_ui").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age="] {
+        assert!(session.contains(attribute), "{attribute} missing: {session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: a Secure cookie would never come back: {session}");
+    let overview = send(state, Method::GET, "/ui/", Some(&pair(&session)), None).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(overview.body.contains("alice"), "the page names the user");
+    assert_eq!(overview.headers[header::CACHE_CONTROL], "no-store");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_tls_proxy_the_cookie_is_secure() {
+    let mut config = support::dashboard_config();
+    config.args_mut().trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let server = spawn(config).await.unwrap();
+    let state = &server.state;
+    let tls = [("x-forwarded-proto", "https")];
+    let page = send_with(state, Method::GET, "/ui/login", None, None, &tls).await;
+    let login_cookie = page.set_cookie("backup_ui_login").unwrap();
+    assert!(login_cookie.contains("Secure"), "{login_cookie}");
+    let fields = form(&[("username", "alice"), ("password", "alicealice"), ("csrf", &page.csrf())]);
+    let answer = send_with(state, Method::POST, "/ui/login", Some(&pair(&login_cookie)), Some(&fields), &tls).await;
+    assert!(answer.set_cookie("backup_ui").unwrap().contains("Secure"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_without_its_form_token_or_with_a_wrong_password_opens_no_session() {
+    let server = server().await;
+    let state = &server.state;
+    let page = send(state, Method::GET, "/ui/login", None, None).await;
+    let login_cookie = pair(&page.set_cookie("backup_ui_login").unwrap());
+    let good = [("username", "alice"), ("password", "alicealice")];
+    // No token, a made-up token, a token without its cookie.
+    for (cookie, csrf) in
+        [(Some(login_cookie.as_str()), None), (Some(login_cookie.as_str()), Some("forged")), (None, Some("x"))]
+    {
+        let mut fields = good.to_vec();
+        if let Some(c) = csrf {
+            fields.push(("csrf", c));
+        }
+        let answer = send(state, Method::POST, "/ui/login", cookie, Some(&form(&fields))).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{csrf:?}");
+        assert!(answer.set_cookie("backup_ui").is_none());
+    }
+    let wrong = form(&[("username", "alice"), ("password", "wrong"), ("csrf", &page.csrf())]);
+    let answer = send(state, Method::POST, "/ui/login", Some(&login_cookie), Some(&wrong)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.body.contains("incorrect Username or Password"), "{}", answer.body);
+    assert!(answer.set_cookie("backup_ui").is_none());
+    // The name typed stays in the form, escaped.
+    let hostile = form(&[("username", "<img src=x>"), ("password", "p"), ("csrf", &page.csrf())]);
+    let answer = send(state, Method::POST, "/ui/login", Some(&login_cookie), Some(&hostile)).await;
+    assert!(!answer.body.contains("<img src=x>") && answer.body.contains("&lt;img src=x&gt;"), "{}", answer.body);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_sees_only_the_collections_open_to_them_and_markup_is_escaped() {
+    let server = server().await;
+    let state = &server.state;
+    let alice = log_in(state, "alice", "alicealice").await;
+    let overview = send(state, Method::GET, "/ui/", Some(&alice), None).await;
+    assert!(overview.body.contains("data-collection=\"db\"") && overview.body.contains("data-collection=\"web\""));
+    assert!(!overview.body.contains("data-collection=\"other\""), "bob's collection is not listed");
+    assert!(!overview.body.contains("<script>alert(1)</script>") && !overview.body.contains("<b>database</b>"));
+    assert!(overview.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the description is shown, escaped");
+    // `web` missed its window: failing, and the chip says which check.
+    let web = overview.body.split("data-collection=\"web\"").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(web.contains("badge fail") && web.contains("class=\"fail\" title=\"previous backup was not executed"));
+    let db = overview.body.split("data-collection=\"db\"").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(db.contains("badge ok"), "{db}");
+
+    // Another user's collection and one that does not exist answer alike.
+    let other = send(state, Method::GET, "/ui/collections/other", Some(&alice), None).await;
+    let none = send(state, Method::GET, "/ui/collections/nothing", Some(&alice), None).await;
+    assert_eq!((other.status, none.status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    assert_eq!(other.body.replace("other", "X"), none.body.replace("nothing", "X"));
+    let bob_token = api_token(state, "bob", "bobbob").await;
+    upload(state, &bob_token, "other", b"bob's secret".to_vec()).await;
+    let download = send(state, Method::GET, "/ui/collections/other/versions/1/download", Some(&alice), None).await;
+    assert_eq!(download.status, StatusCode::NOT_FOUND);
+    assert!(!download.body.contains("bob's secret"));
+    // Markup in an address is text.
+    let hostile = send(state, Method::GET, "/ui/collections/%3Cscript%3E", Some(&alice), None).await;
+    assert_eq!(hostile.status, StatusCode::NOT_FOUND);
+    assert!(!hostile.body.contains("<script>"), "{}", hostile.body);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_this_sessions_token_or_from_another_site_change_nothing() {
+    let server = server().await;
+    let state = &server.state;
+    let token = api_token(state, "alice", "alicealice").await;
+    upload(state, &token, "db", b"version one".to_vec()).await;
+    let alice = log_in(state, "alice", "alicealice").await;
+    let alice_again = log_in(state, "alice", "alicealice").await;
+    let page = send(state, Method::GET, "/ui/collections/db", Some(&alice), None).await;
+    assert!(page.body.contains("/ui/collections/db/versions/1/delete"), "the delete button is shown");
+    let own = page.csrf();
+    let foreign = send(state, Method::GET, "/ui/collections/db", Some(&alice_again), None).await.csrf();
+    assert_ne!(own, foreign, "each session has its own form token");
+    let delete = "/ui/collections/db/versions/1/delete";
+    for fields in [form(&[]), form(&[("csrf", "")]), form(&[("csrf", &foreign)])] {
+        let answer = send(state, Method::POST, delete, Some(&alice), Some(&fields)).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{fields}");
+    }
+    // The right token from another site's page.
+    let own_form = form(&[("csrf", &own)]);
+    for header in [("sec-fetch-site", "cross-site"), ("origin", "http://evil.example")] {
+        let answer = send_with(state, Method::POST, delete, Some(&alice), Some(&own_form), &[header]).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{header:?}");
+    }
+    let still = send(state, Method::GET, "/ui/collections/db", Some(&alice), None).await;
+    assert!(still.body.contains("data-version=\"1\" data-state=\"committed\""), "nothing was deleted");
+
+    let answer = send_with(
+        state,
+        Method::POST,
+        delete,
+        Some(&alice),
+        Some(&own_form),
+        &[("sec-fetch-site", "same-origin"), ("origin", "http://127.0.0.1:8080")],
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.location()),
+        (StatusCode::SEE_OTHER, "/ui/collections/db?done=deleted&version=1")
+    );
+    let after = send(state, Method::GET, answer.location(), Some(&alice), None).await;
+    assert!(after.body.contains("data-version=\"1\" data-state=\"trashed\""));
+    assert!(after.body.contains("Version 1 was deleted"));
+    let restore =
+        send(state, Method::POST, "/ui/collections/db/versions/1/restore", Some(&alice), Some(&own_form)).await;
+    assert_eq!(restore.status, StatusCode::SEE_OTHER);
+    let back = send(state, Method::GET, "/ui/collections/db", Some(&alice), None).await;
+    assert!(back.body.contains("data-version=\"1\" data-state=\"committed\""));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_or_revoked_session_is_refused_everywhere() {
+    let server = server().await;
+    let state = &server.state;
+    let token = api_token(state, "alice", "alicealice").await;
+    upload(state, &token, "db", b"keep me".to_vec()).await;
+    let alice = log_in(state, "alice", "alicealice").await;
+    let page = send(state, Method::GET, "/ui/collections/db", Some(&alice), None).await;
+    let csrf = page.csrf();
+    let out = send(state, Method::POST, "/ui/logout", Some(&alice), Some(&form(&[("csrf", &csrf)]))).await;
+    assert_eq!((out.status, out.location()), (StatusCode::SEE_OTHER, "/ui/login?ended=1"));
+    assert!(out.set_cookie("backup_ui").unwrap().contains("Max-Age=0"), "the cookie is dropped");
+
+    // The old cookie, kept by someone: pages send to the login, actions are refused.
+    let again = send(state, Method::GET, "/ui/", Some(&alice), None).await;
+    assert_eq!((again.status, again.location()), (StatusCode::SEE_OTHER, "/ui/login?ended=1"));
+    let download = send(state, Method::GET, "/ui/collections/db/versions/1/download", Some(&alice), None).await;
+    assert_eq!(download.status, StatusCode::SEE_OTHER);
+    let delete = send(
+        state,
+        Method::POST,
+        "/ui/collections/db/versions/1/delete",
+        Some(&alice),
+        Some(&form(&[("csrf", &csrf)])),
+    )
+    .await;
+    assert_eq!(delete.status, StatusCode::UNAUTHORIZED);
+    let still =
+        send(state, Method::GET, "/ui/collections/db", Some(&log_in(state, "alice", "alicealice").await), None).await;
+    assert!(still.body.contains("data-version=\"1\" data-state=\"committed\""));
+
+    // A session is listed and revoked through the API like any token.
+    let bob = log_in(state, "bob", "bobbob").await;
+    let bob_token = api_token(state, "bob", "bobbob").await;
+    let mut request = Request::get("/api/stable/auth/token")
+        .header(header::AUTHORIZATION, format!("Bearer {bob_token}"))
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let sessions: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(app(state.clone()).oneshot(request).await.unwrap().into_body(), 1 << 20).await.unwrap(),
+    )
+    .unwrap();
+    let dashboard = sessions["data"]["grantedAccesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["description"] == "Dashboard")
+        .expect("the dashboard session is registered")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut request = Request::delete(format!("/api/stable/auth/logout?sessionId={dashboard}"))
+        .header(header::AUTHORIZATION, format!("Bearer {bob_token}"))
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    assert_eq!(app(state.clone()).oneshot(request).await.unwrap().status(), StatusCode::OK);
+    let revoked = send(state, Method::GET, "/ui/", Some(&bob), None).await;
+    assert_eq!(revoked.location(), "/ui/login?ended=1");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_cookies_and_api_tokens_each_work_only_where_they_belong() {
+    let server = server().await;
+    let state = &server.state;
+    let cookie = log_in(state, "alice", "alicealice").await;
+    let session_token = cookie.strip_prefix("backup_ui=").unwrap();
+    // The dashboard's token is no API token: not as a bearer, not in the API's own cookie.
+    for (name, value) in
+        [("authorization", format!("Bearer {session_token}")), ("cookie", format!("jwt={session_token}"))]
+    {
+        let answer =
+            send_with(state, Method::GET, "/api/stable/repository/collection", None, None, &[(name, &value)]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{name}: {}", answer.body);
+        assert!(answer.body.contains("not an API token"), "{}", answer.body);
+    }
+    // The dashboard cookie is not read by the API at all.
+    let answer = send(state, Method::GET, "/api/stable/repository/collection", Some(&cookie), None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // An API token in the dashboard's cookie opens no page.
+    let api = api_token(state, "alice", "alicealice").await;
+    let answer = send(state, Method::GET, "/ui/", Some(&format!("backup_ui={api}")), None).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn badges_tell_health_and_nothing_else() {
+    let server = server().await;
+    let state = &server.state;
+    let token = api_token(state, "alice", "alicealice").await;
+    upload(state, &token, "db", b"a backup".to_vec()).await;
+    let db = send(state, Method::GET, "/ui/badge/db.svg", None, None).await;
+    assert_eq!(db.status, StatusCode::OK);
+    assert_eq!(db.headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert!(db.body.contains("backup: healthy"), "{}", db.body);
+    let web = send(state, Method::GET, "/ui/badge/web.svg", None, None).await;
+    assert!(web.body.contains("backup: failing"));
+    // Unknown collections, ids that are no ids, and other paths: the same unknown badge.
+    let unknown = send(state, Method::GET, "/ui/badge/nothing.svg", None, None).await;
+    assert!(unknown.body.contains("backup: unknown"));
+    for path in ["/ui/badge/..%2Fetc.svg", "/ui/badge/db.png", "/ui/badge/%3Cb%3E.svg"] {
+        let answer = send(state, Method::GET, path, None, None).await;
+        assert_eq!((answer.status, &answer.body), (StatusCode::OK, &unknown.body), "{path}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badge_behind_a_health_code_needs_the_code_or_a_session_that_may_read_it() {
+    use backup_policy::manifest::DocumentKind;
+    let config = support::dashboard_config()
+        .manifest(
+            DocumentKind::Secret,
+            "codes",
+            "apiVersion: v1\nkind: Secret\nmetadata:\n    name: codes\ntype: Opaque\ndata:\n    vault: \"8c198a645237d0e4f01b5597eca3898ee155d1b48021eaff590ad5eca38542f3\"\n",
+        )
+        .manifest(
+            DocumentKind::Collection,
+            "vault",
+            "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: vault\nspec:\n    \
+             filenameTemplate: vault-${version}\n    maxBackupsCount: 2\n    maxOneVersionSize: 1M\n    \
+             maxCollectionSize: 2M\n    strategyName: fifo\n    contentRule: none\n    healthSecretRef:\n        \
+             name: codes\n        entry: vault\n    accessControl:\n        - name: alice\n          type: user\n          \
+             roles: [collectionManager]\n",
+        );
+    let server = spawn(config).await.unwrap();
+    let state = &server.state;
+    let unknown = send(state, Method::GET, "/ui/badge/nothing.svg", None, None).await.body;
+    let anonymous = send(state, Method::GET, "/ui/badge/vault.svg", None, None).await;
+    let wrong = send(state, Method::GET, "/ui/badge/vault.svg?code=guess", None, None).await;
+    assert_eq!((&anonymous.body, &wrong.body), (&unknown, &unknown), "no answer tells that vault exists");
+    let right = send(state, Method::GET, "/ui/badge/vault.svg?code=secret-code", None, None).await;
+    assert!(right.body.contains("backup: healthy"), "{}", right.body);
+    assert_eq!(right.headers[header::CACHE_CONTROL], "no-cache");
+    let alice = log_in(state, "alice", "alicealice").await;
+    let by_session = send(state, Method::GET, "/ui/badge/vault.svg", Some(&alice), None).await;
+    assert!(by_session.body.contains("backup: healthy"));
+    assert_eq!(by_session.headers[header::CACHE_CONTROL], "private, no-store", "no shared cache keeps it");
+    let bob = log_in(state, "bob", "bobbob").await;
+    assert_eq!(send(state, Method::GET, "/ui/badge/vault.svg", Some(&bob), None).await.body, unknown);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collection_page_shows_versions_retention_and_a_chart() {
+    let server = server().await;
+    let state = &server.state;
+    let token = api_token(state, "alice", "alicealice").await;
+    for i in 1..=6u8 {
+        upload(state, &token, "db", vec![i; 1000 * usize::from(i)]).await;
+    }
+    let alice = log_in(state, "alice", "alicealice").await;
+    let page = send(state, Method::GET, "/ui/collections/db", Some(&alice), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    // Five kept (maxBackupsCount), the first rotated into the trash and restorable.
+    for n in 2..=6 {
+        assert!(page.body.contains(&format!("data-version=\"{n}\" data-state=\"committed\"")), "version {n}");
+    }
+    assert!(page.body.contains("data-version=\"1\" data-state=\"trashed\""));
+    assert!(page.body.contains("/ui/collections/db/versions/1/restore"));
+    assert!(page.body.contains("db-6.sql.gz") && page.body.contains("5.9 KiB"));
+    // The retention preview: the next commit removes the oldest kept version.
+    let row2 = page.body.split("data-version=\"2\"").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(row2.contains("class=\"evict\""), "{row2}");
+    // The chart: one point per kept version, with a tooltip.
+    let chart = page.body.split("<svg class=\"chart\"").nth(1).unwrap().split("</svg>").next().unwrap();
+    assert_eq!(chart.matches("<circle").count(), 5);
+    assert!(chart.contains("<title>version 6: 5.9 KiB"));
+    // The stylesheet it links is served, cacheable.
+    let css_path = page.body.split("rel=\"stylesheet\" href=\"").nth(1).unwrap().split('"').next().unwrap();
+    let css = send(state, Method::GET, css_path, None, None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.headers[header::CACHE_CONTROL].to_str().unwrap().contains("max-age"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_form_shares_the_api_logins_rate_limit() {
+    let mut config = support::dashboard_config();
+    config.args_mut().rate_auth_limit = 3;
+    let server = spawn(config).await.unwrap();
+    let state = &server.state;
+    let page = send(state, Method::GET, "/ui/login", None, None).await;
+    let login_cookie = pair(&page.set_cookie("backup_ui_login").unwrap());
+    let wrong = form(&[("username", "alice"), ("password", "guess"), ("csrf", &page.csrf())]);
+    // One API login and two form logins use up this address's three per minute.
+    api_token(state, "alice", "alicealice").await;
+    for _ in 0..2 {
+        let answer = send(state, Method::POST, "/ui/login", Some(&login_cookie), Some(&wrong)).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let right = form(&[("username", "alice"), ("password", "alicealice"), ("csrf", &page.csrf())]);
+    let limited = send(state, Method::POST, "/ui/login", Some(&login_cookie), Some(&right)).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{}", limited.body);
+    assert!(limited.headers.contains_key(header::RETRY_AFTER));
+    assert!(limited.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"), "a page, not JSON");
+    assert!(limited.set_cookie("backup_ui").is_none());
+    server.shutdown().await;
+}
