@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use backup_core::{Actor, Collection};
 use serde_json::json;
 
 use crate::caller::Caller;
@@ -11,20 +12,31 @@ use crate::model;
 use crate::state::AppState;
 
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let (all, _) = visible_collections(&state, &caller.actor, usize::MAX)
+        .await
+        .map_err(|e| ApiError::from_core(&e, "not authorized to list collections"))?;
+    Ok(ok(json!({ "collections": all.iter().map(model::collection).collect::<Vec<_>>() })))
+}
+
+/// The collections `actor` may see, by id, a page at a time from the engine (which decides
+/// per collection), stopping once `max` are read; `true` when more were left.
+///
+/// # Errors
+/// The engine's.
+pub(crate) async fn visible_collections(
+    state: &AppState,
+    actor: &Actor,
+    max: usize,
+) -> backup_core::Result<(Vec<Collection>, bool)> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
-        let page = state
-            .inner
-            .engine
-            .list_collections(&caller.actor, after.as_ref(), 1000)
-            .await
-            .map_err(|e| ApiError::from_core(&e, "not authorized to list collections"))?;
-        all.extend(page.items.iter().map(model::collection));
+        let page = state.inner.engine.list_collections(actor, after.as_ref(), 1000).await?;
+        all.extend(page.items);
         match page.next {
+            Some(_) if all.len() >= max => return Ok((all, true)),
             Some(next) => after = Some(next),
-            None => break,
+            None => return Ok((all, false)),
         }
     }
-    Ok(ok(json!({ "collections": all })))
 }

@@ -3,10 +3,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use backup_core::Collection;
 use maud::{Markup, html};
 
 use crate::assessment::{Assessment, assess};
+use crate::routes::collections::visible_collections;
 use crate::state::AppState;
 use crate::ui::session::UiSession;
 use crate::ui::{format, layout};
@@ -16,26 +16,11 @@ pub(crate) const MAX_COLLECTIONS: usize = 1000;
 
 /// `GET /ui/`.
 pub(crate) async fn overview(State(state): State<AppState>, session: UiSession) -> Response {
-    let engine = &state.inner.engine;
     // The engine lists only what this user may read: the same call as the API's listing.
-    let mut collections: Vec<Collection> = Vec::new();
-    let mut after = None;
-    let mut truncated = false;
-    loop {
-        let page = match engine.list_collections(&session.caller.actor, after.as_ref(), 200).await {
-            Ok(page) => page,
-            Err(e) => return failure(&session, &e),
-        };
-        collections.extend(page.items);
-        match page.next {
-            Some(_) if collections.len() >= MAX_COLLECTIONS => {
-                truncated = true;
-                break;
-            }
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let (collections, truncated) = match visible_collections(&state, &session.caller.actor, MAX_COLLECTIONS).await {
+        Ok(listed) => listed,
+        Err(e) => return failure(&session, &e),
+    };
     let mut rows = Vec::with_capacity(collections.len());
     for c in &collections {
         match assess(&state, &c.id).await {
