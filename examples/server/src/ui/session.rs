@@ -13,6 +13,7 @@ use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
 use crate::caller::{Caller, client_addr};
+use crate::json::ApiError;
 use crate::state::AppState;
 use crate::ui::layout;
 
@@ -117,16 +118,26 @@ pub(crate) fn session_cookie_removed(tls: bool) -> HeaderValue {
 /// The session of a request, if its cookie holds a valid browser-session token that is
 /// admitted as the API admits tokens (user active, key present, password unchanged, address
 /// allowed).
-pub(crate) async fn session_of(parts: &Parts, state: &AppState) -> Option<UiSession> {
-    let raw = cookie_value(&parts.headers, SESSION_COOKIE).filter(|v| !v.is_empty())?;
+///
+/// # Errors
+/// The session registry could not be asked: whether the session is valid is not known (its
+/// cookie must then be kept).
+pub(crate) async fn session_of(parts: &Parts, state: &AppState) -> Result<Option<UiSession>, ApiError> {
+    let Some(raw) = cookie_value(&parts.headers, SESSION_COOKIE).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
     let addr = client_addr(&parts.extensions, &parts.headers, &state.inner.trusted_proxies);
-    let caller = Caller::admit(&raw, addr, state).await.ok()?;
+    let caller = match Caller::admit(&raw, addr, state).await {
+        Ok(caller) => caller,
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => return Err(e),
+        Err(_) => return Ok(None),
+    };
     // An API token copied into the cookie is not a dashboard session: it was never given to
     // a browser, and the page's protections were not made for it.
     if !caller.token.is_browser_session() {
-        return None;
+        return Ok(None);
     }
-    Some(UiSession { csrf: csrf_of(&raw), caller })
+    Ok(Some(UiSession { csrf: csrf_of(&raw), caller }))
 }
 
 /// Without a valid session, a page sends the browser to the login form (and drops a stale
@@ -135,8 +146,18 @@ impl FromRequestParts<AppState> for UiSession {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(session) = session_of(parts, state).await {
-            return Ok(session);
+        match session_of(parts, state).await {
+            Ok(Some(session)) => return Ok(session),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e.message, "dashboard: the session registry is unavailable");
+                return Err(layout::error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "Try again in a moment",
+                    "The server cannot check sessions right now. You are still logged in.",
+                ));
+            }
         }
         let tls = over_tls(parts, state);
         let stale = cookie_value(&parts.headers, SESSION_COOKIE).is_some();
@@ -165,7 +186,8 @@ impl FromRequestParts<AppState> for MaybeSession {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(MaybeSession(session_of(parts, state).await))
+        // Without the registry, a page that serves visitors anyway serves one.
+        Ok(MaybeSession(session_of(parts, state).await.ok().flatten()))
     }
 }
 
