@@ -495,3 +495,33 @@ async fn the_login_form_shares_the_api_logins_rate_limit() {
     assert!(limited.set_cookie("backup_ui").is_none());
     server.shutdown().await;
 }
+
+/// A session registry that cannot answer (its table gone for a moment, on a real PostgreSQL)
+/// neither lets anyone in nor logs the browser out: pages answer 503 and keep the cookie, and
+/// the same cookie works once the registry is back.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_keeps_the_session_and_lets_no_one_in() {
+    let test = "a_registry_outage_keeps_the_session_and_lets_no_one_in";
+    let Some(database) = support::database_url(test) else { return };
+    let schema = support::fresh_schema("ui_outage");
+    let mut config = support::dashboard_config();
+    config.args_mut().catalog_url =
+        Some(format!("{database}{}schema={schema}", if database.contains('?') { '&' } else { '?' }));
+    let server = spawn(config).await.unwrap();
+    let state = &server.state;
+    let alice = log_in(state, "alice", "alicealice").await;
+    let (db, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    db.batch_execute(&format!("ALTER TABLE \"{schema}\".sessions RENAME TO sessions_away")).await.unwrap();
+    let during = send(state, Method::GET, "/ui/", Some(&alice), None).await;
+    let stranger = send(state, Method::GET, "/ui/", Some("backup_ui=not.a.token"), None).await;
+    db.batch_execute(&format!("ALTER TABLE \"{schema}\".sessions_away RENAME TO sessions")).await.unwrap();
+    assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE, "{}", during.body);
+    assert!(during.set_cookie("backup_ui").is_none(), "the cookie is kept");
+    assert_eq!(stranger.status, StatusCode::SEE_OTHER, "a token that fails its signature needs no registry");
+    let after = send(state, Method::GET, "/ui/", Some(&alice), None).await;
+    assert_eq!(after.status, StatusCode::OK);
+    server.shutdown().await;
+    db.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+}
