@@ -51,7 +51,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/ui/collections/{id}/versions/{number}/download", get(collection::download))
         .route("/ui/collections/{id}/versions/{number}/delete", post(collection::delete))
         .route("/ui/collections/{id}/versions/{number}/restore", post(collection::restore))
-        .route(layout::STYLESHEET, get(stylesheet))
+        .route(layout::stylesheet_path(), get(stylesheet))
         .route("/ui/{*rest}", any(not_found))
         .route_layer(limit(Bucket::Default))
         .route_layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, PAGE_TIMEOUT));
@@ -117,7 +117,7 @@ async fn same_origin_posts(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// The stylesheet, cached for a day (its address changes with the server's version).
+/// The stylesheet, cached for a day (its address changes with its content).
 async fn stylesheet() -> Response {
     let mut response = layout::STYLESHEET_TEXT.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));

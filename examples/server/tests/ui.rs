@@ -260,8 +260,11 @@ async fn forms_without_this_sessions_token_or_from_another_site_change_nothing()
         let answer = send(state, Method::POST, delete, Some(&alice), Some(&fields)).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{fields}");
     }
-    // The right token from another site's page.
+    // This page's token with a cookie from another session (of the same user, even).
     let own_form = form(&[("csrf", &own)]);
+    let answer = send(state, Method::POST, delete, Some(&alice_again), Some(&own_form)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "a cookie from another session");
+    // The right token from another site's page.
     for header in [("sec-fetch-site", "cross-site"), ("origin", "http://evil.example")] {
         let answer = send_with(state, Method::POST, delete, Some(&alice), Some(&own_form), &[header]).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{header:?}");

@@ -11,11 +11,19 @@ use crate::ui::session::UiSession;
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The stylesheet's address: its content's version in the name, so it can be cached for long.
-pub(crate) const STYLESHEET: &str = concat!("/ui/static/style-", env!("CARGO_PKG_VERSION"), ".css");
-
 /// The stylesheet.
 pub(crate) const STYLESHEET_TEXT: &str = include_str!("style.css");
+
+/// The stylesheet's address: a digest of its content in the name, so it can be cached for
+/// long and a changed stylesheet is fetched at once.
+pub(crate) fn stylesheet_path() -> &'static str {
+    static PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(STYLESHEET_TEXT.as_bytes());
+        format!("/ui/static/style-{}.css", hex::encode(&digest[..6]))
+    });
+    &PATH
+}
 
 /// The headers every dashboard answer carries: the policy above, no sniffing, no referrer
 /// (addresses carry collection names), and pages are never stored (they show what a
@@ -41,7 +49,7 @@ pub(crate) fn page(status: StatusCode, title: &str, session: Option<&UiSession>,
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · backup-server" }
-                link rel="stylesheet" href=(STYLESHEET);
+                link rel="stylesheet" href=(stylesheet_path());
             }
             body {
                 header.top {
