@@ -2,7 +2,7 @@
 //! badge sums up, computed in one place so the three never disagree.
 
 use backup_core::catalog::CatalogExt;
-use backup_core::protocol::{Counters, VersionRange, VersionsNeeded};
+use backup_core::protocol::{CollectionState, Counters, VersionRange, VersionsNeeded};
 use backup_core::{Collection, CollectionId, Version, VersionQuery};
 use futures::TryStreamExt;
 
@@ -57,10 +57,38 @@ impl Assessment {
 /// # Errors
 /// The catalog's, [`backup_core::ErrorKind::NotFound`] for an unknown collection among them.
 pub(crate) async fn assess(state: &AppState, id: &CollectionId) -> backup_core::Result<Assessment> {
+    let st = snapshot(state, id).await?;
+    check(state, id, st).await
+}
+
+/// [`assess`] for an anonymous visitor: the collection is read first, then `opens` decides
+/// whether the visitor may see its health (`None` when not). A known collection whose code was
+/// wrong and an unknown one thus cost the same catalog read: the time of a refusal does not
+/// tell which it was.
+///
+/// # Errors
+/// As [`assess`].
+pub(crate) async fn assess_if(
+    state: &AppState,
+    id: &CollectionId,
+    opens: impl FnOnce() -> bool,
+) -> backup_core::Result<Option<Assessment>> {
+    let st = snapshot(state, id).await?;
+    if !opens() {
+        return Ok(None);
+    }
+    check(state, id, st).await.map(Some)
+}
+
+/// One snapshot: the spec, the counters and the newest version: one row, whatever the
+/// history.
+async fn snapshot(state: &AppState, id: &CollectionId) -> backup_core::Result<CollectionState> {
+    state.inner.catalog.collection_state_with(id, VersionsNeeded::Range(VersionRange::Newest(1))).await
+}
+
+/// The checks on a snapshot.
+async fn check(state: &AppState, id: &CollectionId, st: CollectionState) -> backup_core::Result<Assessment> {
     let catalog = &state.inner.catalog;
-    // One snapshot: the spec, the counters and the newest version: one row, whatever the
-    // history.
-    let st = catalog.collection_state_with(id, VersionsNeeded::Range(VersionRange::Newest(1))).await?;
     let policy = state.inner.directory.snapshot().collections.get(id).cloned().unwrap_or_default();
     let latest = st.committed.last().cloned();
     let mut checks = Vec::new();

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use backup_policy::Role;
 
-use crate::assessment::assess;
+use crate::assessment::assess_if;
 use crate::caller::Caller;
 use crate::json::{ApiError, json_response, ok};
 use crate::state::AppState;
@@ -173,11 +173,9 @@ pub(crate) async fn collection_health(
     // has a public health endpoint, by its manifest's choice.
     let refused = || ApiError::forbidden("not authorized - invalid value of 'code' parameter in query string");
     let id = CollectionId::new(collection).map_err(|_| refused())?;
-    if !code_opens(&state, &id, &collection_code(&q, &headers)) {
-        return Err(refused());
-    }
-    let assessment = match assess(&state, &id).await {
-        Ok(a) => a,
+    let assessment = match assess_if(&state, &id, || code_opens(&state, &id, &collection_code(&q, &headers))).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err(refused()),
         Err(e) if e.kind() == backup_core::ErrorKind::NotFound => return Err(refused()),
         Err(e) => return Err(ApiError::from_core(&e, "")),
     };

@@ -8,7 +8,7 @@ use backup_core::{Action, CollectionId};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::assessment::assess;
+use crate::assessment::assess_if;
 use crate::routes::health::code_opens;
 use crate::state::AppState;
 use crate::ui::layout;
@@ -67,18 +67,16 @@ pub(crate) async fn badge(
                 None => false,
             };
             personal = by_session;
-            if by_session || code_opens(&state, &id, q.code.as_deref().unwrap_or_default()) {
-                match assess(&state, &id).await {
-                    Ok(a) if a.healthy() => Health::Healthy,
-                    Ok(_) => Health::Failing,
-                    Err(e) if e.kind() == backup_core::ErrorKind::NotFound => Health::Unknown,
-                    Err(e) => {
-                        tracing::error!(error = %e, "badge: the collection's health could not be read");
-                        Health::Unknown
-                    }
+            let opens = || by_session || code_opens(&state, &id, q.code.as_deref().unwrap_or_default());
+            match assess_if(&state, &id, opens).await {
+                Ok(Some(a)) if a.healthy() => Health::Healthy,
+                Ok(Some(_)) => Health::Failing,
+                Ok(None) => Health::Unknown,
+                Err(e) if e.kind() == backup_core::ErrorKind::NotFound => Health::Unknown,
+                Err(e) => {
+                    tracing::error!(error = %e, "badge: the collection's health could not be read");
+                    Health::Unknown
                 }
-            } else {
-                Health::Unknown
             }
         }
     };
