@@ -528,3 +528,37 @@ async fn a_registry_outage_keeps_the_session_and_lets_no_one_in() {
     server.shutdown().await;
     db.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_key_logs_in_and_sees_only_the_buttons_its_roles_allow() {
+    let config =
+        support::dashboard_config().access_key("alice", "reader", "readerreader", &[("db", &["backupDownloader"])]);
+    let server = spawn(config).await.unwrap();
+    let state = &server.state;
+    let token = api_token(state, "alice", "alicealice").await;
+    upload(state, &token, "db", b"downloadable".to_vec()).await;
+    let key = log_in(state, "alice$reader", "readerreader").await;
+    let overview = send(state, Method::GET, "/ui/", Some(&key), None).await;
+    assert!(overview.body.contains("alice") && overview.body.contains("(key reader)"), "the header names the key");
+    assert!(overview.body.contains("data-collection=\"db\""));
+    assert!(!overview.body.contains("data-collection=\"web\""), "the key's access is db only");
+    assert!(overview.body.contains("12 B, 0% of the 1.0 MiB soft limit"), "the last upload against the soft limit");
+    let page = send(state, Method::GET, "/ui/collections/db", Some(&key), None).await;
+    assert!(page.body.contains("/ui/collections/db/versions/1/download"), "a downloader downloads");
+    assert!(!page.body.contains("/versions/1/delete"), "but sees no delete button");
+    let download = send(state, Method::GET, "/ui/collections/db/versions/1/download", Some(&key), None).await;
+    assert_eq!((download.status, download.body.as_str()), (StatusCode::OK, "downloadable"));
+    // A forged delete is refused by the engine, as through the API.
+    let refused = send(
+        state,
+        Method::POST,
+        "/ui/collections/db/versions/1/delete",
+        Some(&key),
+        Some(&form(&[("csrf", &page.csrf())])),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let still = send(state, Method::GET, "/ui/collections/db", Some(&key), None).await;
+    assert!(still.body.contains("data-version=\"1\" data-state=\"committed\""));
+    server.shutdown().await;
+}

@@ -69,7 +69,10 @@ fn row(a: &Assessment) -> Markup {
                 @match &a.latest {
                     Some(v) => {
                         time datetime=(format::machine_time(v.created_at)) { (format::time(v.created_at)) }
-                        div.muted { (format::bytes(v.size)) }
+                        div.muted {
+                            (format::bytes(v.size)) ", " (format::percent(v.size, limits.max_version_size))
+                            "% of the " (format::bytes(limits.max_version_size)) " soft limit"
+                        }
                     }
                     None => span.muted { "never" },
                 }
