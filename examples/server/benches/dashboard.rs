@@ -23,7 +23,7 @@ async fn server(collections: usize) -> RunningServer {
     }
     let server = spawn(config).await.expect("the server starts");
     let http = reqwest::Client::new();
-    let token = api_token(&http, &server).await;
+    let token = server.token("alice", PASSWORD).await.expect("alice logs in");
     for i in 0..collections {
         for v in 0..3u8 {
             let r = http
@@ -37,19 +37,6 @@ async fn server(collections: usize) -> RunningServer {
         }
     }
     server
-}
-
-async fn api_token(http: &reqwest::Client, server: &RunningServer) -> String {
-    let body: serde_json::Value = http
-        .post(server.url("/api/stable/auth/login"))
-        .json(&serde_json::json!({ "username": "alice", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["data"]["token"].as_str().unwrap().to_owned()
 }
 
 /// The `name=value` of a response's `Set-Cookie` for `name`.
@@ -127,7 +114,7 @@ async fn main() {
     let collections = 20;
     let big = server(collections).await;
     let session = ui_session(&http, &big).await;
-    let token = api_token(&http, &big).await;
+    let token = big.token("alice", PASSWORD).await.expect("alice logs in");
     let budget = Duration::from_secs(5);
     let (ui_url, api_url) = (big.url("/ui/"), big.url("/api/stable/repository/collection"));
     let api = rate(budget, || async {

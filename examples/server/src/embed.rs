@@ -362,6 +362,31 @@ impl RunningServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A token for `login` (`user`, or `user$key` for an access key) and its password, checked
+    /// and registered as `POST /api/stable/auth/login` does for a client on loopback, so a test
+    /// can call the API without logging in over HTTP first:
+    ///
+    /// ```no_run
+    /// # async fn call(server: backup_server::RunningServer) -> Result<(), String> {
+    /// let token = server.token("alice", "a password").await?;
+    /// let authorization = format!("Bearer {token}");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Why the login is refused (an unknown name or a wrong password, a deactivated user, an
+    /// address restriction that excludes loopback), or the session could not be registered.
+    pub async fn token(&self, login: &str, password: &str) -> Result<String, String> {
+        let name: backup_policy::LoginName = login.parse().map_err(|e| format!("login {login:?}: {e}"))?;
+        let loopback = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
+        let inner = &self.state.inner;
+        let who = inner.directory.authenticate(&name, password, Some(loopback)).await.map_err(|e| e.to_string())?;
+        let request = backup_policy::TokenRequest::login().from_addr(loopback.to_string());
+        let issued =
+            inner.tokens.issue(&who.user, who.access_key.as_deref(), request).await.map_err(|e| e.to_string())?;
+        Ok(issued.token)
+    }
+
     /// Stops it gracefully (requests in flight get `--shutdown-timeout`), waits for the
     /// clean-ups of cancelled uploads, and returns.
     pub async fn shutdown(mut self) {

@@ -94,20 +94,11 @@ fn screenshot_dir() -> PathBuf {
 /// Uploads each body as the next version of `collection`, through the API.
 async fn upload_all(server: &RunningServer, user: &str, password: &str, collection: &str, bodies: &[Vec<u8>]) {
     let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(server.url("/api/stable/auth/login"))
-        .json(&json!({ "username": user, "password": password }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["data"]["token"].as_str().unwrap();
+    let token = server.token(user, password).await.unwrap();
     for body in bodies {
         let r = http
             .post(server.url(&format!("/api/alpha/repository/collection/{collection}/version")))
-            .bearer_auth(token)
+            .bearer_auth(&token)
             .body(body.clone())
             .send()
             .await
