@@ -234,6 +234,16 @@ impl Engine {
         self.authorized_collection(actor, id, action).await.map(|_| ())
     }
 
+    /// Whether `actor` may do `action` on `collection`, one the caller has read already (with
+    /// [`Engine::collection`]): the authorizer's decision without another catalog read, for a
+    /// page that shows only the actions its user may take. The action itself decides again.
+    ///
+    /// # Errors
+    /// The authorizer's denial.
+    pub async fn allows(&self, actor: &Actor, collection: &Collection, action: Action) -> Result<()> {
+        self.authorize(actor, action, Some(collection)).await.map(|_| ())
+    }
+
     /// Checks a spec against the validation rules and the engine's registries.
     fn validate_spec(&self, spec: &CollectionSpec) -> Result<()> {
         spec.validate()?;

@@ -186,6 +186,21 @@ async fn every_operation_asks_the_authorizer_first() {
 }
 
 #[tokio::test]
+async fn allows_asks_the_authorizer_about_a_collection_read_before() {
+    let deny = Arc::new(Deny { action: Some(Action::DeleteVersion), ..Deny::default() });
+    let engine = Engine::builder().authorizer(deny.clone()).build().unwrap();
+    let actor = Actor::user("mallory");
+    let id: CollectionId = "c".parse().unwrap();
+    engine.create_collection(&actor, &id, spec()).await.unwrap();
+    let collection = engine.collection(&actor, &id).await.unwrap();
+    let asked = deny.asked.load(Ordering::SeqCst);
+    engine.allows(&actor, &collection, Action::Download).await.unwrap();
+    let e = engine.allows(&actor, &collection, Action::DeleteVersion).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(deny.asked.load(Ordering::SeqCst), asked + 2, "one question each");
+}
+
+#[tokio::test]
 async fn denied_upload_reserves_nothing() {
     let deny = Arc::new(Deny { action: Some(Action::Upload), ..Deny::default() });
     let engine = Engine::builder().authorizer(deny).build().unwrap();

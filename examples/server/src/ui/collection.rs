@@ -7,7 +7,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_core::rotation::{Mark, RotationDecision};
-use backup_core::{Action, CollectionId, Version, VersionQuery, VersionSelector, VersionState};
+use backup_core::{Action, Collection, CollectionId, Version, VersionQuery, VersionSelector, VersionState};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -46,8 +46,9 @@ struct Allowed {
     restore: bool,
 }
 
-async fn allowed(state: &AppState, session: &UiSession, id: &CollectionId) -> Allowed {
-    let may = |action| async move { state.inner.engine.check_access(&session.caller.actor, id, action).await.is_ok() };
+async fn allowed(state: &AppState, session: &UiSession, collection: &Collection) -> Allowed {
+    let may =
+        |action| async move { state.inner.engine.allows(&session.caller.actor, collection, action).await.is_ok() };
     Allowed {
         list: may(Action::ListVersions).await,
         download: may(Action::Download).await,
@@ -84,7 +85,7 @@ pub(crate) async fn page(
         Ok(a) => a,
         Err(e) => return failure(&session, &e),
     };
-    let may = allowed(&state, &session, &id).await;
+    let may = allowed(&state, &session, &collection).await;
     let (versions, decisions) = if may.list {
         let versions = match all_versions(&state, &session, &id).await {
             Ok(v) => v,
