@@ -155,10 +155,13 @@ pub(crate) async fn page(
 /// inject).
 fn notice(q: &PageQuery) -> Option<String> {
     let n = q.version?;
-    match q.done.as_deref()? {
-        "deleted" => Some(format!("Version {n} was deleted: it is in the trash, restorable for the trash retention.")),
-        "restored" => Some(format!("Version {n} was restored.")),
-        _ => None,
+    let done = q.done.as_deref()?;
+    if done == VersionAction::Delete.done() {
+        Some(format!("Version {n} was deleted: it is in the trash, restorable for the trash retention."))
+    } else if done == VersionAction::Restore.done() {
+        Some(format!("Version {n} was restored."))
+    } else {
+        None
     }
 }
 
@@ -281,6 +284,23 @@ pub(crate) async fn download(
     }
 }
 
+/// What a version's form does.
+#[derive(Debug, Clone, Copy)]
+enum VersionAction {
+    Delete,
+    Restore,
+}
+
+impl VersionAction {
+    /// The word the redirect's `done=` carries, which [`notice`] reads back.
+    fn done(self) -> &'static str {
+        match self {
+            VersionAction::Delete => "deleted",
+            VersionAction::Restore => "restored",
+        }
+    }
+}
+
 /// `POST /ui/collections/{id}/versions/{n}/delete`.
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -288,7 +308,7 @@ pub(crate) async fn delete(
     Path((raw, number)): Path<(String, u64)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    act(&state, &session, &raw, number, &form, "deleted").await
+    act(&state, &session, &raw, number, &form, VersionAction::Delete).await
 }
 
 /// `POST /ui/collections/{id}/versions/{n}/restore`.
@@ -298,24 +318,32 @@ pub(crate) async fn restore(
     Path((raw, number)): Path<(String, u64)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    act(&state, &session, &raw, number, &form, "restored").await
+    act(&state, &session, &raw, number, &form, VersionAction::Restore).await
 }
 
 /// A delete or a restore, after the CSRF check, then back to the collection's page.
-async fn act(state: &AppState, session: &UiSession, raw: &str, number: u64, form: &CsrfForm, done: &str) -> Response {
+async fn act(
+    state: &AppState,
+    session: &UiSession,
+    raw: &str,
+    number: u64,
+    form: &CsrfForm,
+    action: VersionAction,
+) -> Response {
     if !session.csrf_matches(&form.csrf) {
         return csrf_refused(Some(session));
     }
     let Ok(id) = CollectionId::new(raw) else { return not_open(session, raw) };
     let engine = &state.inner.engine;
     let actor = &session.caller.actor;
-    let result = if done == "deleted" {
-        engine.delete_version(actor, &id, number).await
-    } else {
-        engine.restore_version(actor, &id, number).await
+    let result = match action {
+        VersionAction::Delete => engine.delete_version(actor, &id, number).await,
+        VersionAction::Restore => engine.restore_version(actor, &id, number).await,
     };
     match result {
-        Ok(_) => layout::redirect_to(format!("/ui/collections/{}?done={done}&version={number}", id.as_str())),
+        Ok(_) => {
+            layout::redirect_to(format!("/ui/collections/{}?done={}&version={number}", id.as_str(), action.done()))
+        }
         Err(e) => api_error_page(session, ApiError::from_core(&e, "you may not do this in this collection")),
     }
 }
