@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use backup_core::rotation::{Mark, RotationDecision};
 use backup_core::{Action, Collection, CollectionId, Version, VersionQuery, VersionSelector, VersionState};
 use maud::{Markup, html};
@@ -280,7 +280,7 @@ pub(crate) async fn download(
         Ok(response) => response,
         // As the page: a collection the user may not download from is not there.
         Err(e) if e.status == StatusCode::FORBIDDEN => not_open(&session, id.as_str()),
-        Err(e) => api_error_page(&session, e),
+        Err(e) => layout::api_error_page(&session, e),
     }
 }
 
@@ -344,15 +344,6 @@ async fn act(
         Ok(_) => {
             layout::redirect_to(format!("/ui/collections/{}?done={}&version={number}", id.as_str(), action.done()))
         }
-        Err(e) => api_error_page(session, ApiError::from_core(&e, "you may not do this in this collection")),
+        Err(e) => layout::api_error_page(session, ApiError::from_core(&e, "you may not do this in this collection")),
     }
-}
-
-fn api_error_page(session: &UiSession, e: ApiError) -> Response {
-    let title = if e.status == StatusCode::NOT_FOUND { "Not found" } else { "Refused" };
-    let mut response = layout::error_page(e.status, Some(session), title, &e.message);
-    if let Some(secs) = e.retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, secs.into());
-    }
-    response.into_response()
 }

@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
+use crate::json::ApiError;
 use crate::ui::session::UiSession;
 
 /// Nothing but our own stylesheet and images, no script at all, forms only to us, never in a
@@ -86,6 +87,21 @@ pub(crate) fn error_page(status: StatusCode, session: Option<&UiSession>, title:
             }
         },
     )
+}
+
+/// The page of an error the API would answer as JSON: its status, its message (server errors
+/// are logged, not shown, by [`ApiError::from_core`]) and its `Retry-After`.
+pub(crate) fn api_error_page(session: &UiSession, e: ApiError) -> Response {
+    let title = match e.status {
+        StatusCode::NOT_FOUND => "Not found",
+        s if s.is_server_error() => "Something went wrong",
+        _ => "Refused",
+    };
+    let mut response = error_page(e.status, Some(session), title, &e.message);
+    if let Some(secs) = e.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// `303 See Other` to `to` (after a form, the browser asks for the page anew).

@@ -110,6 +110,5 @@ pub(crate) fn quota(used: u64, limit: u64) -> Markup {
 
 /// An engine error as a page.
 pub(crate) fn failure(session: &UiSession, e: &backup_core::Error) -> Response {
-    let api = crate::json::ApiError::from_core(e, "you may not see this");
-    layout::error_page(api.status, Some(session), "Something went wrong", &api.message)
+    layout::api_error_page(session, crate::json::ApiError::from_core(e, "you may not see this"))
 }
