@@ -44,7 +44,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// # }
 /// ```
 pub fn app(state: AppState) -> Router {
-    let limit = |bucket| middleware::from_fn_with_state((state.clone(), bucket), rate_limit);
+    let refuse: Refusal = IntoResponse::into_response;
+    let limit = |bucket| middleware::from_fn_with_state((state.clone(), bucket, refuse), rate_limit);
     let login = Router::new()
         .route(path("login"), post(auth::login))
         .route(path("refresh"), get(auth::refresh))
@@ -103,11 +104,19 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A token bucket per client address; `X-RateLimit-*` headers on the way out.
-async fn rate_limit(State((state, bucket)): State<(AppState, Bucket)>, req: Request, next: Next) -> Response {
+/// How a refusal is answered: the API's JSON envelope, or the dashboard's page.
+pub(crate) type Refusal = fn(ApiError) -> Response;
+
+/// A token bucket per client address; `X-RateLimit-*` headers on the way out, a refusal
+/// answered by `refuse`.
+pub(crate) async fn rate_limit(
+    State((state, bucket, refuse)): State<(AppState, Bucket, Refusal)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let addr = client_addr(req.extensions(), req.headers(), &state.inner.trusted_proxies);
     match state.inner.rate_limits.check(bucket, &RateKey::Addr(addr)) {
-        Err(e) => ApiError::from_policy(&e, "").into_response(),
+        Err(e) => refuse(ApiError::from_policy(&e, "")),
         Ok(info) => {
             let mut response = next.run(req).await;
             if let Some(info) = info {

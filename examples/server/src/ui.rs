@@ -18,15 +18,16 @@ pub(crate) mod session;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use backup_policy::{Bucket, RateKey};
+use backup_policy::Bucket;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::caller::client_addr;
+use crate::app::{Refusal, rate_limit};
+use crate::json::ApiError;
 use crate::state::AppState;
 
 /// How long a page may take until its answer starts.
@@ -37,7 +38,8 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// The dashboard's routes, with their limits.
 pub(crate) fn routes(state: &AppState) -> Router<AppState> {
-    let limit = |bucket| middleware::from_fn_with_state((state.clone(), bucket), rate_limit);
+    let refuse: Refusal = too_many;
+    let limit = |bucket| middleware::from_fn_with_state((state.clone(), bucket, refuse), rate_limit);
     let login = Router::new()
         .route("/ui/login", post(login::login))
         .route_layer(limit(Bucket::Login))
@@ -65,25 +67,18 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn(same_origin_posts))
 }
 
-/// A token bucket per client address, as for the API; a refusal is a page.
-async fn rate_limit(State((state, bucket)): State<(AppState, Bucket)>, req: Request, next: Next) -> Response {
-    let addr = client_addr(req.extensions(), req.headers(), &state.inner.trusted_proxies);
-    match state.inner.rate_limits.check(bucket, &RateKey::Addr(addr)) {
-        Ok(_) => next.run(req).await,
-        Err(e) => {
-            let api = crate::json::ApiError::from_policy(&e, "");
-            let mut page = layout::error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                None,
-                "Too many requests",
-                "This address sent too many requests. Wait a moment and try again.",
-            );
-            if let Some(secs) = api.retry_after {
-                page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-            page
-        }
+/// The page of a rate-limit refusal (the API's bucket, per address), with its `Retry-After`.
+fn too_many(api: ApiError) -> Response {
+    let mut page = layout::error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "Too many requests",
+        "This address sent too many requests. Wait a moment and try again.",
+    );
+    if let Some(secs) = api.retry_after {
+        page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    page
 }
 
 /// Refuses a form posted from another site, whatever its cookies: by the browser's

@@ -489,6 +489,7 @@ async fn the_login_form_shares_the_api_logins_rate_limit() {
     for _ in 0..2 {
         let answer = send(state, Method::POST, "/ui/login", Some(&login_cookie), Some(&wrong)).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.headers["x-ratelimit-limit"], "3", "the API's rate headers");
     }
     let right = form(&[("username", "alice"), ("password", "alicealice"), ("csrf", &page.csrf())]);
     let limited = send(state, Method::POST, "/ui/login", Some(&login_cookie), Some(&right)).await;
