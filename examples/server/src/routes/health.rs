@@ -20,8 +20,9 @@ use crate::json::{ApiError, json_response, ok};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
+/// `?code=`: a health code.
 pub(crate) struct CodeQuery {
-    code: Option<String>,
+    pub(crate) code: Option<String>,
 }
 
 fn authorization(headers: &HeaderMap) -> Option<String> {

@@ -6,10 +6,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use backup_core::{Action, CollectionId};
 use maud::{Markup, html};
-use serde::Deserialize;
 
 use crate::assessment::assess_if;
-use crate::routes::health::code_opens;
+use crate::routes::health::{CodeQuery, code_opens};
 use crate::state::AppState;
 use crate::ui::layout;
 use crate::ui::session::MaybeSession;
@@ -43,11 +42,6 @@ impl Health {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct BadgeQuery {
-    code: Option<String>,
-}
-
 /// `GET /ui/badge/{collection}.svg`: open as the collection's health route is (no code for a
 /// collection without a health secret, else `?code=`), and to a dashboard session that may
 /// read the collection.
@@ -55,7 +49,7 @@ pub(crate) async fn badge(
     State(state): State<AppState>,
     MaybeSession(session): MaybeSession,
     Path(file): Path<String>,
-    Query(q): Query<BadgeQuery>,
+    Query(q): Query<CodeQuery>,
 ) -> Response {
     let id = file.strip_suffix(".svg").and_then(|name| CollectionId::new(name).ok());
     let mut personal = false;
