@@ -81,7 +81,12 @@ async fn a_scheduled_snapshot_plus_the_storage_bring_the_catalog_back() {
     let first = armored(10_000, 1);
     assert_eq!(upload(&c, &server, &uploader, "iwa-ait", first.clone(), None).await.0, 200);
     let snapshots = data.path().join("blobs/_backup-server/.catalog-snapshots");
-    let count = || std::fs::read_dir(&snapshots).map_or(0, |d| d.count());
+    // Snapshots only: a snapshot being written is a staging file `<key>#<n>` beside them.
+    let count = || {
+        std::fs::read_dir(&snapshots).map_or(0, |d| {
+            d.filter(|e| e.as_ref().is_ok_and(|e| !e.file_name().to_string_lossy().contains('#'))).count()
+        })
+    };
     assert!(eventually(Duration::from_secs(10), || async { (count() >= 2).then_some(()) }).await.is_some());
     assert!(server.stop().success());
     assert_eq!(count(), 2, "only the newest two are kept");
