@@ -104,7 +104,8 @@ impl Schedule {
 #[derive(Debug, Clone)]
 pub(crate) struct Repository {
     pub(crate) name: String,
-    /// A local path or a URL git can fetch.
+    /// A URL git can fetch, or a local path made absolute at load (relative to the
+    /// configuration file's folder), so that no git command depends on the current folder.
     pub(crate) source: String,
     pub(crate) collection: CollectionId,
     pub(crate) schedule: Schedule,
@@ -112,6 +113,40 @@ pub(crate) struct Repository {
     pub(crate) credentials_env: Option<String>,
     /// The collection's spec (embedded destinations create and update it).
     pub(crate) spec: CollectionSpec,
+}
+
+/// Whether git reads `source` as a local path: not a URL (`scheme://`) and not the scp-like
+/// `host:path` (a colon before any slash), as git's own `url_is_local_not_ssh` decides.
+fn is_local_path(source: &str) -> bool {
+    if source.contains("://") {
+        return false;
+    }
+    match (source.find(':'), source.find('/')) {
+        (None, _) => true,
+        (Some(colon), Some(slash)) => slash < colon,
+        (Some(_), None) => false,
+    }
+}
+
+/// Whether a URL names this machine (`localhost`, `127.0.0.0/8`, `[::1]`): plain HTTP there
+/// crosses no network.
+fn is_loopback_url(source: &str) -> bool {
+    let Some((_, rest)) = source.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `path` made absolute against `base` (the configuration file's folder), without touching
+/// the file system: a source that is missing at load fails its run, not the whole file.
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+    // `absolute` drops `.` components and never fails for a path that is already absolute.
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// Whether a URL carries a password (`https://user:secret@host/…`): credentials come from
@@ -132,16 +167,23 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Reads and checks the file; relative paths are relative to the current folder.
+    /// Reads and checks the file. Relative paths in it (`cache_dir`, `data_dir`, a local
+    /// `source`) are relative to the file's own folder, whatever the current folder is, as
+    /// it is under cron or a service manager.
     ///
     /// # Errors
     /// The file cannot be read, is not TOML of this shape, or a field is wrong (named).
     pub(crate) fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let folder = std::path::absolute(path)
+            .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        Config::parse(&text, &folder).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    pub(crate) fn parse(text: &str) -> Result<Config, String> {
+    /// Checks a file's text; relative paths in it are resolved against `folder`.
+    pub(crate) fn parse(text: &str, folder: &Path) -> Result<Config, String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
         let tz: Tz = match &file.timezone {
             None => Tz::UTC,
@@ -164,16 +206,17 @@ impl Config {
             (storage, None) => {
                 let s = storage.unwrap_or(StorageFile { data_dir: None, store_url: None, catalog_url: None });
                 Destination::Embedded {
-                    data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("./data/git-backup")),
+                    data_dir: resolve(folder, &s.data_dir.unwrap_or_else(|| PathBuf::from("data/git-backup"))),
                     store_url: s.store_url,
                     catalog_url: s.catalog_url,
                 }
             }
         };
-        let cache_dir = file.cache_dir.unwrap_or_else(|| match &destination {
-            Destination::Embedded { data_dir, .. } => data_dir.join("cache"),
-            Destination::Server { .. } => PathBuf::from("./data/git-backup-cache"),
-        });
+        let cache_dir = match (file.cache_dir, &destination) {
+            (Some(dir), _) => resolve(folder, &dir),
+            (None, Destination::Embedded { data_dir, .. }) => data_dir.join("cache"),
+            (None, Destination::Server { .. }) => resolve(folder, Path::new("data/git-backup-cache")),
+        };
         if let Some(hook) = &file.webhook
             && !(hook.starts_with("http://") || hook.starts_with("https://"))
         {
@@ -201,6 +244,28 @@ impl Config {
             if has_password(&r.source) {
                 return Err(format!("{}: has a password in it; put it in credentials_env's variable", at("source")));
             }
+            if r.source.starts_with('-') {
+                return Err(format!(
+                    "{}: {:?} starts with '-', which git would read as an option",
+                    at("source"),
+                    r.source
+                ));
+            }
+            if r.credentials_env.is_some()
+                && r.source.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+                && !is_loopback_url(&r.source)
+            {
+                return Err(format!(
+                    "{}: {:?} is plain http://, which would send the credentials in clear; use https://",
+                    at("source"),
+                    r.source
+                ));
+            }
+            let source = if is_local_path(&r.source) {
+                resolve(folder, Path::new(&r.source)).to_string_lossy().into_owned()
+            } else {
+                r.source
+            };
             let collection_name = r.collection.clone().unwrap_or_else(|| format!("git-{}", r.name));
             let collection: CollectionId = collection_name.parse().map_err(|e| format!("{}: {e}", at("collection")))?;
             let schedule = match (&r.schedule, &default_schedule) {
@@ -245,7 +310,7 @@ impl Config {
             }
             repositories.push(Repository {
                 name: r.name,
-                source: r.source,
+                source,
                 collection,
                 schedule,
                 credentials_env: r.credentials_env,
@@ -283,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_small_file_reads_with_defaults() {
-        let c = Config::parse(BASE).unwrap();
+        let c = Config::parse(BASE, Path::new("/etc/git-backup")).unwrap();
         assert!(
             matches!(&c.destination, Destination::Embedded { data_dir, .. } if data_dir.ends_with("data/git-backup"))
         );
@@ -293,8 +358,52 @@ mod tests {
     }
 
     #[test]
+    fn relative_paths_are_relative_to_the_file_not_the_current_folder() {
+        let text = "cache_dir = \"cache\"\nschedule = \"0 3 * * *\"\n[storage]\ndata_dir = \"../data\"\n\
+                    [[repository]]\nname = \"here\"\nsource = \".\"\n\
+                    [[repository]]\nname = \"up\"\nsource = \"../../project\"\n\
+                    [[repository]]\nname = \"abs\"\nsource = \"/srv/git/a.git\"\n\
+                    [[repository]]\nname = \"url\"\nsource = \"https://example.org/a.git\"\n\
+                    [[repository]]\nname = \"scp\"\nsource = \"git@example.org:me/a.git\"\n\
+                    [[repository]]\nname = \"colon\"\nsource = \"./odd:name\"\n";
+        let c = Config::parse(text, Path::new("/etc/git-backup")).unwrap();
+        let sources: Vec<&str> = c.repositories.iter().map(|r| r.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "/etc/git-backup",
+                "/etc/git-backup/../../project",
+                "/srv/git/a.git",
+                "https://example.org/a.git",
+                "git@example.org:me/a.git",
+                "/etc/git-backup/odd:name",
+            ]
+        );
+        assert_eq!(c.cache_dir, Path::new("/etc/git-backup/cache"));
+        assert!(
+            matches!(&c.destination, Destination::Embedded { data_dir, .. } if data_dir == Path::new("/etc/git-backup/../data"))
+        );
+    }
+
+    #[test]
+    fn credentials_travel_over_plain_http_only_to_this_machine() {
+        for (source, ok) in [
+            ("http://127.0.0.1:8080/r.git", true),
+            ("http://localhost/r.git", true),
+            ("http://[::1]:9/r.git", true),
+            ("HTTP://example.org/r.git", false),
+            ("http://127.0.0.1.example.org/r.git", false),
+            ("https://example.org/r.git", true),
+        ] {
+            let text =
+                format!("{BASE}credentials_env = \"T\"\n").replace("source = \".\"", &format!("source = \"{source}\""));
+            assert_eq!(Config::parse(&text, Path::new("/")).is_ok(), ok, "{source}");
+        }
+    }
+
+    #[test]
     fn time_zones_move_the_runs() {
-        let c = Config::parse(&format!("timezone = \"Europe/Warsaw\"\n{BASE}")).unwrap();
+        let c = Config::parse(&format!("timezone = \"Europe/Warsaw\"\n{BASE}"), Path::new("/")).unwrap();
         let t = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(c.repositories[0].schedule.next_after(t).unwrap().to_rfc3339(), "2026-12-02T02:00:00+00:00");
     }
@@ -312,11 +421,17 @@ mod tests {
             (format!("{BASE}[[repository]]\nname = \"r\"\nsource = \"x\"\n"), "named twice"),
             (BASE.replace("source = \".\"", "source = \"https://me:secret@example.org/r.git\""), "credentials_env"),
             (format!("webhook = \"ftp://x\"\n{BASE}"), "webhook"),
+            (BASE.replace("source = \".\"", "source = \"--upload-pack=touch /tmp/x\""), "as an option"),
+            (
+                format!("{BASE}credentials_env = \"T\"\n")
+                    .replace("source = \".\"", "source = \"http://example.org/r.git\""),
+                "plain http://",
+            ),
             ("schedule = \"0 3 * * *\"\n".to_owned(), "no [[repository]]"),
             (format!("{BASE}[repository.retention]\nstrategy = \"gfs\"\nkeepDaily = [1]\n"), "retention"),
         ];
         for (text, field) in cases {
-            let e = Config::parse(&text).unwrap_err();
+            let e = Config::parse(&text, Path::new("/")).unwrap_err();
             assert!(e.contains(field), "{field:?} not in {e:?} for\n{text}");
         }
     }

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_run_missed_while_down_is_due_at_once() {
-        let config = Config::parse("schedule = \"0 3 * * *\"\n[[repository]]\nname = \"a\"\nsource = \".\"\n[[repository]]\nname = \"b\"\nsource = \".\"\n").unwrap();
+        let config = Config::parse("schedule = \"0 3 * * *\"\n[[repository]]\nname = \"a\"\nsource = \".\"\n[[repository]]\nname = \"b\"\nsource = \".\"\n", std::path::Path::new("/")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut state = State::load(dir.path()).unwrap();
         let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z").unwrap().with_timezone(&Utc);

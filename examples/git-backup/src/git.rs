@@ -30,24 +30,89 @@ impl Refs {
     }
 }
 
-/// Runs git; its standard output, or an error with what it printed on standard error.
-async fn git<I, S>(args: I, credentials: Option<&str>) -> Result<String, String>
+/// The environment variables git may see: what it needs to find itself, its configuration,
+/// the user's SSH agent and keys, proxies and certificates. Everything else (a backup token,
+/// the forge token of another repository, `GIT_DIR` or `GIT_CONFIG_*` set by a caller) stays
+/// out of git and of every program it starts (ssh, credential helpers, hooks).
+const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "XDG_CONFIG_HOME",
+    "SSH_AUTH_SOCK",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The transports git may use: `ext::` and `fd::` (which run commands) are not among them,
+/// whatever a source, a redirect or a submodule asks for.
+const ALLOWED_PROTOCOLS: &str = "file:git:http:https:ssh";
+
+/// Credentials for one source: a bearer token sent only to the source's own address.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Credentials<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) token: &'a str,
+}
+
+/// The configuration git gets on its environment (never in a file, never on its command line).
+fn config_env(credentials: Option<Credentials<'_>>) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    if let Some(c) = credentials {
+        // The header is scoped to the source's URL, and redirects are not followed: git
+        // would otherwise send the header to wherever the source redirects (another host).
+        pairs.push((format!("http.{}.extraHeader", c.source), format!("Authorization: Bearer {}", c.token)));
+        pairs.push(("http.followRedirects".to_owned(), "false".to_owned()));
+    }
+    let mut env = vec![("GIT_CONFIG_COUNT".to_owned(), pairs.len().to_string())];
+    for (i, (key, value)) in pairs.into_iter().enumerate() {
+        env.push((format!("GIT_CONFIG_KEY_{i}"), key));
+        env.push((format!("GIT_CONFIG_VALUE_{i}"), value));
+    }
+    env
+}
+
+/// Runs git with a cleared environment (plus [`INHERITED_ENV`]); its standard output, or an
+/// error with what it printed on standard error.
+async fn git<I, S>(args: I, credentials: Option<Credentials<'_>>) -> Result<String, String>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     let mut cmd = Command::new("git");
-    // A token goes in a header for this command only: never into the mirror's config, the
-    // command line of a process listing, or a log.
-    if let Some(token) = credentials {
-        cmd.env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Bearer {token}"));
+    cmd.env_clear();
+    for name in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
     }
+    cmd.envs(config_env(credentials))
+        .env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "")
+        .env("SSH_ASKPASS", "")
+        .env("GCM_INTERACTIVE", "never");
     let out = cmd
         .args(&args)
-        .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -67,7 +132,7 @@ pub(crate) async fn mirror(
     source: &str,
     cache: &Path,
     name: &str,
-    credentials: Option<&str>,
+    credentials: Option<Credentials<'_>>,
 ) -> Result<PathBuf, String> {
     let mirror = cache.join(format!("{name}.git"));
     if mirror.join("HEAD").exists() {
@@ -77,6 +142,7 @@ pub(crate) async fn mirror(
                 mirror.as_os_str(),
                 OsStr::new("remote"),
                 OsStr::new("set-url"),
+                OsStr::new("--"),
                 OsStr::new("origin"),
                 OsStr::new(source),
             ],
@@ -102,7 +168,14 @@ pub(crate) async fn mirror(
     let partial = cache.join(format!(".{name}.git.partial"));
     let _ = tokio::fs::remove_dir_all(&partial).await;
     let cloned = git(
-        [OsStr::new("clone"), OsStr::new("--mirror"), OsStr::new("--quiet"), OsStr::new(source), partial.as_os_str()],
+        [
+            OsStr::new("clone"),
+            OsStr::new("--mirror"),
+            OsStr::new("--quiet"),
+            OsStr::new("--"),
+            OsStr::new(source),
+            partial.as_os_str(),
+        ],
         credentials,
     )
     .await;
@@ -112,6 +185,22 @@ pub(crate) async fn mirror(
     }
     tokio::fs::rename(&partial, &mirror).await.map_err(|e| format!("cannot rename the new mirror: {e}"))?;
     Ok(mirror)
+}
+
+/// The refs the source itself advertises (`git ls-remote`), in the form of [`refs`]: what a
+/// mirror that is up to date holds. `HEAD` and the peeled `^{}` lines are not refs of their own.
+pub(crate) async fn advertised_refs(source: &str, credentials: Option<Credentials<'_>>) -> Result<String, String> {
+    let listed =
+        git([OsStr::new("ls-remote"), OsStr::new("--quiet"), OsStr::new("--"), OsStr::new(source)], credentials)
+            .await?;
+    let mut lines: Vec<String> = listed
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, name)| name.starts_with("refs/") && !name.ends_with("^{}"))
+        .map(|(object, name)| format!("{object} {name}\n"))
+        .collect();
+    lines.sort_unstable();
+    Ok(lines.concat())
 }
 
 /// The refs of a repository (a mirror or a restored one).

@@ -8,6 +8,21 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The last version this tool itself stored for a repository: what a later run may skip
+/// against. A version someone else uploaded into the collection, whatever its metadata
+/// claims, is never a reason to skip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredVersion {
+    /// The version's unique id (numbers are unique too, but an id also tells a version from
+    /// one of a collection that was deleted and created again).
+    pub(crate) id: String,
+    pub(crate) number: u64,
+    /// Who uploaded it, as the destination reported.
+    pub(crate) user: String,
+    /// The SHA-256 of the refs it holds.
+    pub(crate) refs_sha256: String,
+}
+
 /// One repository's record.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct RepoState {
@@ -22,6 +37,9 @@ pub(crate) struct RepoState {
     pub(crate) failures: u32,
     /// When a run last started.
     pub(crate) last_attempt: Option<DateTime<Utc>>,
+    /// The last version this tool stored.
+    #[serde(default)]
+    pub(crate) stored: Option<StoredVersion>,
 }
 
 /// The file.

@@ -19,6 +19,10 @@ use crate::config::{Destination, Repository};
 /// What the tool needs to know of a version.
 #[derive(Debug, Clone)]
 pub(crate) struct VersionInfo {
+    /// The version's unique id: a later upload never has the same one.
+    pub(crate) id: String,
+    /// Who uploaded it (the user the token or the embedded actor is).
+    pub(crate) user: String,
     pub(crate) number: u64,
     pub(crate) size: u64,
     pub(crate) committed_at: Option<DateTime<Utc>>,
@@ -28,6 +32,8 @@ pub(crate) struct VersionInfo {
 impl From<&Version> for VersionInfo {
     fn from(v: &Version) -> Self {
         VersionInfo {
+            id: v.id.to_string(),
+            user: v.uploader.user.clone(),
             number: v.number,
             size: v.size,
             committed_at: Some(v.committed_at.to_datetime()),
@@ -291,6 +297,8 @@ impl Target {
 }
 fn info_of(v: &Value) -> VersionInfo {
     VersionInfo {
+        id: v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        user: v.get("user").and_then(Value::as_str).unwrap_or_default().to_owned(),
         number: v.get("versionNumber").and_then(Value::as_u64).unwrap_or(0),
         size: v.get("filesize").and_then(Value::as_u64).unwrap_or(0),
         committed_at: v

@@ -84,6 +84,26 @@ fn run(config: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// Runs git-backup from `cwd` with `env` added.
+fn run_in(cwd: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_git-backup"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("GIT_BACKUP_CONFIG")
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .output()
+        .expect("git-backup runs");
+    eprintln!(
+        "git-backup {args:?} in {}: {}\n{}",
+        cwd.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -215,18 +235,21 @@ fn a_vanished_repository_fails_alone_and_is_reported() {
 fn the_daemon_runs_on_its_schedule_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let source = source_repo(dir.path());
-    // Every two seconds (six fields: seconds first).
-    let config = write_config(dir.path(), "*/2 * * * * *", "", &[("proj", &source)]);
+    std::fs::rename(&source, dir.path().join("project")).unwrap();
+    let source = dir.path().join("project");
+    // Every two seconds (six fields: seconds first); the source is relative to the file, and
+    // the daemon runs from another folder.
+    let config = relative_config(dir.path(), "*/2 * * * * *");
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_git-backup"))
         .args(["daemon", "--config"])
         .arg(&config)
-        .current_dir(dir.path())
+        .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let state = || -> serde_json::Value {
-        let text = std::fs::read_to_string(dir.path().join("cache/state.json")).unwrap_or_default();
+        let text = std::fs::read_to_string(dir.path().join("conf/cache/state.json")).unwrap_or_default();
         serde_json::from_str(&text).unwrap_or_default()
     };
     let wait_until = |what: &str, done: &dyn Fn(&serde_json::Value) -> bool| {
@@ -239,9 +262,11 @@ fn the_daemon_runs_on_its_schedule_and_stops_on_sigterm() {
     wait_until("version 1", &|s| s["proj"]["last_version"].as_u64() >= Some(1));
     commit(&source, "next", "more\n");
     wait_until("version 2", &|s| s["proj"]["last_version"].as_u64() >= Some(2));
+    commit(&source, "again", "and more\n");
+    wait_until("version 3", &|s| s["proj"]["last_version"].as_u64() >= Some(3));
     // One more tick, which finds nothing new.
     let stored_at = state()["proj"]["last_success"].clone();
-    wait_until("a tick after version 2", &|s| s["proj"]["last_success"] != stored_at);
+    wait_until("a tick after version 3", &|s| s["proj"]["last_success"] != stored_at);
     let term = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
     assert!(term.success());
     let start = Instant::now();
@@ -361,4 +386,258 @@ async fn through_a_backup_server_with_a_token() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("HTTP 401"), "{}", stderr(&out));
     server.shutdown().await;
+}
+
+/// A configuration in `dir/conf` whose paths are all relative to it: the source is
+/// `../project`, the data `data`, the cache `cache`.
+fn relative_config(dir: &Path, schedule: &str) -> PathBuf {
+    let conf = dir.join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    let path = conf.join("git-backup.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "cache_dir = \"cache\"\nschedule = \"{schedule}\"\n[storage]\ndata_dir = \"data\"\n\
+             [[repository]]\nname = \"proj\"\nsource = \"../project\"\nmax_versions = 10\nmax_version_size = \"50MiB\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A relative source keeps being backed up at every change: the mirror follows the source's
+/// resolved path, not the folder it was cloned from (it used to fetch from itself for ever
+/// and report "unchanged" while the source moved on).
+#[test]
+fn a_relative_source_is_backed_up_at_every_change_from_any_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    git(&project, &["init", "--quiet", "-b", "main"]);
+    commit(&project, "README", "first\n");
+    let config = relative_config(dir.path(), "0 3 * * *");
+    // Another folder, which is itself a git repository: nothing may be taken from it.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    git(&elsewhere, &["init", "--quiet", "-b", "main"]);
+    commit(&elsewhere, "OTHER", "not the project\n");
+    let run_once = || run_in(&elsewhere, &config, &["run-once"], &[]);
+
+    assert!(stdout(&run_once()).contains("stored version 1"));
+    assert!(stdout(&run_once()).contains("unchanged since version 1, skipped"));
+    for (n, file) in [(2, "a"), (3, "b")] {
+        commit(&project, file, "change\n");
+        let out = run_once();
+        assert!(out.status.success());
+        assert!(stdout(&out).contains(&format!("stored version {n}")), "a commit is a new version: {}", stdout(&out));
+        assert!(stdout(&run_once()).contains(&format!("unchanged since version {n}")));
+    }
+    assert!(dir.path().join("conf/data/catalog.db").exists(), "data_dir is relative to the file");
+    assert!(dir.path().join("conf/cache/state.json").exists(), "cache_dir is relative to the file");
+
+    let restored = dir.path().join("restored");
+    let out = run_in(&elsewhere, &config, &["restore", "proj", "latest", restored.to_str().unwrap()], &[]);
+    assert!(out.status.success());
+    assert_eq!(refs(&restored), refs(&project));
+    assert_eq!(log(&restored), log(&project));
+
+    // The source goes away: the run fails, it does not report an unchanged backup.
+    std::fs::rename(&project, dir.path().join("moved")).unwrap();
+    let out = run_once();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("proj: failed"), "{}", stderr(&out));
+    let s: serde_json::Value =
+        serde_json::from_slice(&run_in(&elsewhere, &config, &["status", "--json"], &[]).stdout).unwrap();
+    assert_eq!(s["repositories"][0]["failing"], true, "{s}");
+}
+
+/// A mirror that does not follow its source is caught before a run says "unchanged".
+#[test]
+fn a_skip_is_proven_against_what_the_source_advertises() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_repo(dir.path());
+    let (hook, received) = webhook();
+    let config = write_config(dir.path(), "0 3 * * *", &format!("webhook = \"{hook}\""), &[("proj", &source)]);
+    assert!(stdout(&run(&config, &["run-once"])).contains("stored version 1"));
+    // The mirror stops following the source (as a mirror cloned from "." did): its refs stay
+    // those of version 1 while the source moves on.
+    let mirror = dir.path().join("cache/proj.git");
+    git(&mirror, &["config", "remote.origin.url", mirror.to_str().unwrap()]);
+    git(&mirror, &["config", "remote.origin.fetch", "+refs/nothing/*:refs/nothing/*"]);
+    commit(&source, "later", "a change the mirror will not see\n");
+
+    let out = run(&config, &["run-once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("unchanged"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("differ from those"), "{}", stderr(&out));
+    let request = received.join().unwrap();
+    assert!(request.contains("backup.failed") && request.contains("differ from those"), "{request}");
+    let s = status(&config);
+    assert_eq!(s["repositories"][0]["failing"], true, "{s}");
+    assert!(s["repositories"][0]["lastError"].as_str().unwrap().contains("refs/heads/main"), "{s}");
+}
+
+/// An account that may only upload stores garbage tagged with the current refs digest: runs
+/// keep backing up (they trust only what this tool stored), and `restore latest` works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_forged_with_the_current_digest_is_no_reason_to_skip() {
+    use backup_core::{Actor, Engine, UploadOptions, VersionSelector};
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_repo(dir.path());
+    let config = write_config(dir.path(), "0 3 * * *", "", &[("proj", &source)]);
+    let run_blocking = |args: &'static [&'static str]| {
+        let config = config.clone();
+        async move { tokio::task::spawn_blocking(move || run(&config, args)).await.unwrap() }
+    };
+    assert!(stdout(&run_blocking(&["run-once"]).await).contains("stored version 1"));
+
+    // The intruder writes through the same engine, as any uploader of the collection could.
+    {
+        let data = dir.path().join("data");
+        let blobs = data.join("blobs");
+        let engine = Engine::builder()
+            .store(backup_store::local_disk_store(&blobs).unwrap())
+            .description_store(backup_store::local_disk::description_store(&blobs).unwrap())
+            .catalog(std::sync::Arc::new(backup_store::SqliteCatalog::open(data.join("catalog.db")).await.unwrap()))
+            .build()
+            .unwrap();
+        let id = "git-proj".parse().unwrap();
+        let ours =
+            engine.download(&Actor::user("git-backup"), &id, VersionSelector::Latest).await.unwrap().into_parts().0;
+        let mut options = UploadOptions::new();
+        for (k, v) in &ours.metadata {
+            options = options.metadata(k.clone(), v.clone());
+        }
+        let garbage = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"not a bundle"))]);
+        let forged = engine.begin_upload(&Actor::user("intruder"), &id, garbage, options).await.unwrap();
+        assert_eq!(forged.commit().await.unwrap().number, 2);
+    }
+
+    let out = run_blocking(&["run-once"]).await;
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("stored version 3"), "the forged version is no reason to skip: {}", stdout(&out));
+    assert!(stdout(&run_blocking(&["run-once"]).await).contains("unchanged since version 3"));
+    let restored = dir.path().join("restored");
+    let dest = restored.to_str().unwrap().to_owned();
+    let config2 = config.clone();
+    let out = tokio::task::spawn_blocking(move || run(&config2, &["restore", "proj", "latest", &dest])).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(refs(&restored), refs(&source));
+}
+
+/// A loopback HTTP server that answers every request with `answer` and keeps the requests'
+/// heads.
+fn http_recorder(answer: String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            kept.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            let _ = conn.write_all(answer.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+/// The forge token goes to the configured source only: a source that redirects elsewhere
+/// does not get it sent on (git followed the redirect with the header before).
+#[test]
+fn the_forge_token_is_not_sent_where_the_source_redirects() {
+    let (other, other_seen) =
+        http_recorder("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into());
+    let (forge, forge_seen) = http_recorder(format!(
+        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{other}/moved.git/info/refs?service=git-upload-pack\r\n\
+         content-length: 0\r\nconnection: close\r\n\r\n"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("git-backup.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "cache_dir = \"cache\"\nschedule = \"0 3 * * *\"\n[storage]\ndata_dir = \"data\"\n\
+             [[repository]]\nname = \"forge\"\nsource = \"http://127.0.0.1:{forge}/repo.git\"\n\
+             credentials_env = \"GIT_BACKUP_TEST_FORGE_TOKEN\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run_in(dir.path(), &path, &["run-once"], &[("GIT_BACKUP_TEST_FORGE_TOKEN", "forge-secret-123")]);
+    assert_eq!(out.status.code(), Some(1), "the redirect is not followed: {}", stdout(&out));
+    let to_forge = forge_seen.lock().unwrap().join("\n");
+    assert!(to_forge.contains("forge-secret-123"), "the configured source gets the token: {to_forge}");
+    let to_other = other_seen.lock().unwrap().join("\n");
+    assert!(!to_other.contains("forge-secret-123"), "the token went to the redirect's host: {to_other}");
+}
+
+/// git runs with a cleared environment: a backup token (or anything else of the caller's)
+/// never reaches it, and only safe transports are allowed.
+#[cfg(unix)]
+#[test]
+fn git_sees_only_what_it_needs_of_the_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_repo(dir.path());
+    let config = write_config(dir.path(), "0 3 * * *", "", &[("proj", &source)]);
+    let real_git = String::from_utf8(Command::new("sh").args(["-c", "command -v git"]).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let dump = dir.path().join("git-env.txt");
+    let wrapper = bin.join("git");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nenv >> '{}'\nexec '{real_git}' \"$@\"\n", dump.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = run_in(
+        dir.path(),
+        &config,
+        &["run-once"],
+        &[("PATH", &path), ("BACKUP_TOKEN", "backup-secret-456"), ("GIT_DIR", "/nonexistent")],
+    );
+    assert!(out.status.success(), "a caller's GIT_DIR does not reach git either");
+    let seen = std::fs::read_to_string(&dump).expect("git ran through the wrapper");
+    assert!(!seen.contains("backup-secret-456"), "{seen}");
+    assert!(!seen.contains("GIT_DIR="), "{seen}");
+    assert!(seen.contains("GIT_ALLOW_PROTOCOL=file:git:http:https:ssh"), "{seen}");
+}
+
+/// The README's example, as shipped, in a fresh clone: `run-once --config
+/// examples/git-backup/example.toml` from the clone's root backs the clone up, skips when
+/// nothing changed, stores a new version after a commit, and restores the latest with the
+/// same refs.
+#[test]
+fn the_shipped_example_backs_up_its_own_workspace_at_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let clone = dir.path().join("workspace");
+    std::fs::create_dir_all(clone.join("examples/git-backup")).unwrap();
+    git(&clone, &["init", "--quiet", "-b", "main"]);
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example.toml")).unwrap();
+    std::fs::write(clone.join("examples/git-backup/example.toml"), &example).unwrap();
+    std::fs::write(clone.join(".gitignore"), "/data\n").unwrap();
+    git(&clone, &["add", "."]);
+    git(&clone, &["commit", "--quiet", "-m", "the workspace"]);
+    let config = Path::new("examples/git-backup/example.toml");
+
+    let out = run_in(&clone, config, &["run-once"], &[]);
+    assert!(stdout(&out).contains("stored version 1"), "{}", stdout(&out));
+    assert!(clone.join("data/git-backup/catalog.db").exists(), "the data lands in the workspace's ./data");
+    assert!(stdout(&run_in(&clone, config, &["run-once"], &[])).contains("unchanged since version 1"));
+    commit(&clone, "NEWS", "a change\n");
+    assert!(stdout(&run_in(&clone, config, &["run-once"], &[])).contains("stored version 2"));
+    let restored = dir.path().join("restored");
+    let out = run_in(&clone, config, &["restore", "backup-engine", "latest", restored.to_str().unwrap()], &[]);
+    assert!(out.status.success());
+    assert_eq!(refs(&restored), refs(&clone));
 }
