@@ -113,10 +113,14 @@ pub(crate) struct Download {
     #[arg(default_value = "latest")]
     pub(crate) version: String,
     /// Where to write: a file (default: the version's file name in the current folder) or
-    /// `-` for standard output. An existing file is replaced only once the download is
+    /// `-` for standard output. A file named here is replaced only once the download is
     /// complete and verified.
     #[arg(long, short)]
     pub(crate) output: Option<PathBuf>,
+    /// Replace an existing file whose name the server chose (no `-o FILE`); without it such a
+    /// download is refused before it starts, as `curl -J` does.
+    #[arg(long)]
+    pub(crate) force: bool,
     /// Decrypt with this OpenPGP secret key (ASCII-armored or binary) while downloading.
     #[arg(long, value_name = "KEY")]
     pub(crate) decrypt_with: Option<PathBuf>,

@@ -25,7 +25,13 @@ use crate::pipe::{self, ChunkReader, TransferCut};
 /// Where the bytes go.
 enum Target {
     Stdout,
-    File { path: PathBuf, tmp: NamedTempFile },
+    /// `replace`: whether an existing file under `path` may be replaced (the user named the
+    /// file, or gave `--force`); otherwise the name came from the server or the default.
+    File {
+        path: PathBuf,
+        tmp: NamedTempFile,
+        replace: bool,
+    },
 }
 
 /// What the transfer checked.
@@ -111,8 +117,8 @@ pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<
     verify(&received, length, announced.as_ref())?;
     let written = match target {
         Target::Stdout => "-".to_owned(),
-        Target::File { path, tmp } => {
-            commit(tmp, &path)?;
+        Target::File { path, tmp, replace } => {
+            commit(tmp, &path, replace)?;
             path.display().to_string()
         }
     };
@@ -248,12 +254,16 @@ fn open_target(output: Option<&Path>, server_name: Option<&str>, args: &Download
             _ => name,
         }
     };
-    let path = match output {
+    let (path, named_by_user) = match output {
         Some(p) if p.as_os_str() == "-" => return Ok(Target::Stdout),
-        Some(p) if p.is_dir() => p.join(default_name()),
-        Some(p) => p.to_path_buf(),
-        None => PathBuf::from(default_name()),
+        Some(p) if p.is_dir() => (p.join(default_name()), false),
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(default_name()), false),
     };
+    let replace = named_by_user || args.force;
+    if !replace && std::fs::symlink_metadata(&path).is_ok() {
+        return Err(refuse_to_replace(&path));
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -264,7 +274,15 @@ fn open_target(output: Option<&Path>, server_name: Option<&str>, args: &Download
         .suffix(".partial")
         .tempfile_in(&dir)
         .map_err(|e| CliError::local("create a file in", &dir, e))?;
-    Ok(Target::File { path, tmp })
+    Ok(Target::File { path, tmp, replace })
+}
+
+/// The refusal to replace a file whose name the user did not give.
+fn refuse_to_replace(path: &Path) -> CliError {
+    CliError::usage(format!(
+        "{} exists and its name came from the server: give --force to replace it, or -o to name the file",
+        path.display()
+    ))
 }
 
 /// Writes what arrives (decrypted when asked) on the blocking thread.
@@ -317,10 +335,18 @@ fn verify(received: &Received, length: Option<u64>, announced: Option<&Digest>) 
     Ok(())
 }
 
-/// Makes the verified file durable, then gives it the target name.
-fn commit(tmp: NamedTempFile, path: &Path) -> Result<()> {
+/// Makes the verified file durable, then gives it the target name: replacing a file there
+/// only when `replace`; otherwise atomically refused if one appeared during the download.
+fn commit(tmp: NamedTempFile, path: &Path, replace: bool) -> Result<()> {
     tmp.as_file().sync_all().map_err(|e| CliError::local("write", tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| CliError::local("rename the download to", path, e.error))?;
+    if replace {
+        tmp.persist(path).map_err(|e| CliError::local("rename the download to", path, e.error))?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => refuse_to_replace(path),
+            _ => CliError::local("rename the download to", path, e.error),
+        })?;
+    }
     // The rename itself survives a crash once the folder is synced (where folders open).
     #[cfg(unix)]
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()).or(Some(Path::new(".")))

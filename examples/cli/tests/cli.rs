@@ -51,6 +51,14 @@ async fn files_of_0_1_and_100_mib_round_trip_through_a_private_token() {
     let down = env.run(&["download", "db"], b"").await;
     assert_ok(&down);
     assert_eq!(std::fs::read(env.path("db-4")).unwrap(), b"from a pipe", "the server's file name, latest");
+    // A file under the name the server chooses is never replaced silently (as curl -J).
+    std::fs::write(env.path("db-4"), b"precious").unwrap();
+    let again = env.run(&["download", "db", "4"], b"").await;
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(env.path("db-4")).unwrap(), b"precious", "left as it was");
+    assert_ok(&env.run(&["download", "db", "4", "--force"], b"").await);
+    assert_eq!(std::fs::read(env.path("db-4")).unwrap(), b"from a pipe", "--force replaces it");
     let piped = env.run(&["download", "db", "v4", "-o", "-", "--quiet"], b"").await;
     assert_ok(&piped);
     assert_eq!(piped.stdout, b"from a pipe");
