@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use backup_core::{Engine, MemoryCatalog, SystemClock};
+//! use backup_core::{Engine, ManualClock, MemoryCatalog, SystemClock};
 //! use backup_policy::{Directory, OpenPgpRule, PolicyAuthorizer, TokenKey, TokenRequest, TokenService, manifest};
 //! use bytes::Bytes;
 //! use futures::stream;
@@ -35,7 +35,11 @@
 //! let directory = Arc::new(Directory::new(manifests.policy_set()));
 //! let catalog = Arc::new(MemoryCatalog::new());
 //! let tokens = TokenService::new(TokenKey::hs256(b"a long and random secret", None)?, catalog.clone(), Arc::new(SystemClock))?;
+//! // The example collection accepts uploads in 30-minute windows from every full and half
+//! // hour; this engine's clock stands inside one (a real one uses `SystemClock`).
+//! let clock = Arc::new(ManualClock::new("2026-12-07T10:15:00Z".parse()?));
 //! let engine = Engine::builder()
+//!     .clock(clock)
 //!     .catalog(catalog)
 //!     .authorizer(Arc::new(PolicyAuthorizer::new(directory.clone())))
 //!     .content_rule(Arc::new(OpenPgpRule))
@@ -52,9 +56,8 @@
 //! let body = stream::iter([Ok::<_, std::io::Error>(Bytes::from(
 //!     "-----BEGIN PGP MESSAGE-----\n\nhQEMA\n-----END PGP MESSAGE-----\n",
 //! ))]);
-//! # // The example collection has a backup window; its minute is almost always open.
-//! # let result = engine.upload(&actor, &"iwa-ait".parse()?, body).await;
-//! # assert!(result.is_ok() || result.as_ref().unwrap_err().kind() == backup_core::ErrorKind::OutsideWindow);
+//! let version = engine.upload(&actor, &"iwa-ait".parse()?, body).await?;
+//! assert_eq!(version.number, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!

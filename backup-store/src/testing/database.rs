@@ -17,9 +17,36 @@ pub fn database_url(test: &str) -> Option<String> {
     }
 }
 
-/// Reports a skipped test on the real stderr (not captured by the test harness).
+/// Reports a skipped test on the real stderr (not captured by the test harness). Under
+/// `CI=true` it panics instead, so that a test compiled without the feature or the tool it
+/// needs fails there: CI configures and builds everything, and nothing may pass by skipping.
+///
+/// # Panics
+/// Under `CI=true`.
 pub fn skipped(test: &str, why: &str) {
+    skip_or_fail(test, why, std::env::var("CI").ok().as_deref());
+}
+
+fn skip_or_fail(test: &str, why: &str, ci: Option<&str>) {
+    assert!(ci != Some("true"), "{test} would be skipped ({why}), and CI=true forbids skipping");
     let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_or_fail;
+
+    #[test]
+    #[should_panic(expected = "CI=true forbids skipping")]
+    fn a_skip_fails_under_ci() {
+        skip_or_fail("some_test", "built without the `postgres` feature", Some("true"));
+    }
+
+    #[test]
+    fn a_skip_is_reported_elsewhere() {
+        skip_or_fail("some_test", "no TEST_DATABASE_URL", None);
+        skip_or_fail("some_test", "no TEST_DATABASE_URL", Some("false"));
+    }
 }
 
 /// A fresh, random PostgreSQL schema name, so tests can share one database.
