@@ -119,8 +119,8 @@
 //! ## Why it is built this way
 //!
 //! - **Streams all the way.** An upload flows through a [`QuotaStream`] (count, digest and
-//!   content rule in one pass) into a multipart put; memory is bounded by the part size
-//!   whatever the upload size. Downloads stream and verify as they flow.
+//!   content rule in one pass) into the store: one PUT for a body that fits in a part, a
+//!   multipart put beyond; memory is bounded by the part size whatever the upload size. Downloads stream and verify as they flow.
 //! - **The upload protocol keeps its invariants under faults.** A reservation (a pending row
 //!   with a lease) is taken atomically before any byte is stored; the body goes to a fresh,
 //!   never reused key; the commit assigns the number and applies the rotation in one catalog

@@ -40,14 +40,18 @@ pub fn is_internal_key(prefix: &Path, key: &Path) -> bool {
 
 /// Removes what a store keeps of an upload that never completed, beyond its object, found by
 /// the object's key: the staging file of a local-disk store (`<key>#<n>`, renamed into place
-/// only on completion). (Open multipart uploads of object stores are aborted by the id the
-/// catalog recorded: [`crate::EngineBuilder::multipart_store`].)
+/// only on completion), the open multipart uploads of an S3 bucket under that key (its
+/// `ListMultipartUploads`; those whose id the catalog recorded are also aborted by that id:
+/// [`crate::EngineBuilder::multipart_store`]).
 ///
 /// `object_store` removes these itself when an upload fails in-process; a killed process
 /// leaves them, invisible to listings. [`crate::Engine::recover`] calls this for every object
 /// the catalog recorded as released (a tombstone of an upload that never committed), so
 /// leftovers go at the next maintenance run after the upload is released, by the catalog's
-/// own records; nothing else is touched. Set it with
+/// own records; nothing else is touched. With a multipart store, the engine also calls it for
+/// the key of every version whose multipart upload completed, so that an upload opened twice
+/// for it (a create request retried by the store's client) is not left open: an
+/// implementation must leave a completed object alone. Set it with
 /// [`crate::EngineBuilder::upload_leftovers`].
 #[async_trait]
 pub trait UploadLeftovers: Debug + Send + Sync + 'static {

@@ -89,6 +89,70 @@ async fn one_upload_makes_three_catalog_calls() {
     );
 }
 
+/// A body that fits in one part (1,000 bytes against parts of 1,024) is one PUT: no
+/// multipart upload (three requests, and an open upload left if the process dies).
+#[tokio::test]
+async fn a_small_upload_is_one_put() {
+    let rig = rig_with_two_versions(Backend::Memory).await;
+    rig.faults.reset();
+    rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, 1000), 300)).await.unwrap();
+    assert_eq!(
+        rig.faults.log(),
+        [
+            "get_collection",
+            "reserve",
+            // The body.
+            "put",
+            "commit",
+            // The evicted version's description, then its object.
+            "delete",
+            "delete",
+            // The new version's description.
+            "put"
+        ],
+    );
+    // Announced as small, it is one PUT too; announced as large, a multipart upload at once.
+    for (len, first_store_call) in [(1000usize, "put"), (3500, "put_multipart")] {
+        rig.faults.reset();
+        let options = UploadOptions::new().expected_size(len as u64);
+        rig.engine.upload_with(&rig.actor, &rig.id, body_of(pattern(4, len), 300), options).await.unwrap();
+        assert_eq!(rig.faults.log()[2], first_store_call, "{len} bytes announced");
+    }
+}
+
+/// Every call of a small upload (one PUT) fails in turn, before and after its work.
+async fn enumerate_small_upload_faults(backend: fn() -> Backend) {
+    let rig = rig_with_two_versions(backend()).await;
+    rig.faults.reset();
+    rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, 1000), 300)).await.unwrap();
+    let (calls, log) = (rig.faults.calls(), rig.faults.log());
+    assert!(log.contains(&"put") && !log.contains(&"put_multipart"), "{log:?}");
+    for mode in [FaultMode::Before, FaultMode::After] {
+        for n in 1..=calls {
+            let mut rig = rig_with_two_versions(backend()).await;
+            rig.arm(n, mode);
+            let result = rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, 1000), 300)).await;
+            let when = format!("small upload, {mode:?} call {n} ({})", log[(n - 1) as usize]);
+            assert!(rig.faults.fired(), "{when}: the fault did not fire");
+            match result {
+                Ok(v) => rig.acknowledge(v),
+                Err(e) => assert_ne!(e.kind(), ErrorKind::Internal, "{when}: {e}"),
+            }
+            rig.recover_and_check(&when).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_of_a_small_upload_fails_in_turn_memory() {
+    enumerate_small_upload_faults(|| Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_of_a_small_upload_fails_in_turn_local_disk() {
+    enumerate_small_upload_faults(|| Backend::LocalDisk).await;
+}
+
 /// A lost reply to the commit is not a failure: the engine asks again and acknowledges.
 #[tokio::test]
 async fn lost_commit_reply_still_acknowledges() {

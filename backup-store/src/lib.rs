@@ -16,8 +16,11 @@
 //! What a killed process leaves of its uploads goes at the next `recover()` when the engine
 //! knows how to find it: on local disk the staging files ([`local_disk::StagingFiles`] for
 //! [`backup_core::EngineBuilder::upload_leftovers`]), on S3, GCS and Azure the open multipart
-//! uploads ([`open_store`] gives the store's [`OpenedStore::multipart`] for
-//! [`backup_core::EngineBuilder::multipart_store`]). The example below wires the first.
+//! uploads by the id the catalog recorded ([`open_store`] gives the store's
+//! [`OpenedStore::multipart`] for [`backup_core::EngineBuilder::multipart_store`]), and on S3
+//! also those whose id was never recorded, found by the bucket's listing (`S3OpenUploads`, in
+//! [`OpenedStore::leftovers`]). [`OpenedStore::configure`] wires all of them; the example
+//! below wires local disk by hand.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -58,6 +61,8 @@ mod object_store_url;
 mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "aws")]
+mod s3_uploads;
 pub mod snapshot;
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -69,4 +74,6 @@ pub use object_store_url::{OpenedStore, StoreOptions, object_store_from_url, ope
 pub use open::open_catalog;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresCatalog, PostgresCatalogBuilder};
+#[cfg(feature = "aws")]
+pub use s3_uploads::S3OpenUploads;
 pub use sqlite::SqliteCatalog;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use backup_core::{Error, Result};
+use backup_core::{EngineBuilder, Error, Result, UploadLeftovers};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;
@@ -104,6 +104,37 @@ pub struct OpenedStore {
     /// ([`backup_core::EngineBuilder::description_store`]): copies of the catalog's records,
     /// which a scrub writes again if a power cut lost one.
     pub descriptions: Option<Arc<dyn ObjectStore>>,
+    /// What finds an unfinished upload's remains by its key
+    /// ([`backup_core::EngineBuilder::upload_leftovers`]): the staging files of local disk,
+    /// the open multipart uploads of S3 (also those whose id was never recorded).
+    pub leftovers: Option<Arc<dyn UploadLeftovers>>,
+}
+
+impl OpenedStore {
+    /// Gives `builder` the store and everything opened with it (multipart store,
+    /// description store, leftovers), so that no part is forgotten.
+    ///
+    /// ```
+    /// use backup_store::{StoreOptions, open_store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let opened = open_store(&format!("file://{}", dir.path().display()), &StoreOptions::default())?;
+    /// let engine = opened.configure(backup_core::Engine::builder()).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn configure(self, builder: EngineBuilder) -> EngineBuilder {
+        let mut builder = builder.store(self.store);
+        if let Some(multipart) = self.multipart {
+            builder = builder.multipart_store(multipart);
+        }
+        if let Some(descriptions) = self.descriptions {
+            builder = builder.description_store(descriptions);
+        }
+        if let Some(leftovers) = self.leftovers {
+            builder = builder.upload_leftovers(leftovers);
+        }
+        builder
+    }
 }
 
 impl std::fmt::Debug for OpenedStore {
@@ -112,6 +143,7 @@ impl std::fmt::Debug for OpenedStore {
             .field("store", &self.store)
             .field("multipart", &self.multipart.is_some())
             .field("descriptions", &self.descriptions.is_some())
+            .field("leftovers", &self.leftovers)
             .finish()
     }
 }
@@ -139,12 +171,19 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<OpenedStore> {
     match parsed.scheme() {
         // A process that dies takes its memory along; local disk leaves staging files, which
         // `local_disk::StagingFiles` removes.
-        "memory" => Ok(OpenedStore { store: Arc::new(InMemory::new()), multipart: None, descriptions: None }),
+        "memory" => {
+            Ok(OpenedStore { store: Arc::new(InMemory::new()), multipart: None, descriptions: None, leftovers: None })
+        }
         "file" => {
             let path = parsed.to_file_path().map_err(|()| invalid(url, "expected file:///absolute/path"))?;
             let store = crate::local_disk::local_disk_store(&path)?;
             let descriptions = crate::local_disk::description_store(&path)?;
-            Ok(OpenedStore { store, multipart: None, descriptions: Some(descriptions) })
+            Ok(OpenedStore {
+                store,
+                multipart: None,
+                descriptions: Some(descriptions),
+                leftovers: Some(Arc::new(crate::local_disk::StagingFiles::new(path))),
+            })
         }
         "s3" | "s3a" => s3(url, &parsed, options),
         "gs" => gcs(url, &parsed, options),
@@ -171,15 +210,15 @@ fn settings(parsed: &url::Url, options: &StoreOptions) -> Vec<(String, String)> 
 }
 
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-fn with_prefix<T: ObjectStore + MultipartStore>(store: T, prefix: Option<Path>) -> OpenedStore {
-    let store = Arc::new(store);
+fn with_prefix<T: ObjectStore + MultipartStore>(store: Arc<T>, prefix: Option<Path>) -> OpenedStore {
     match prefix {
         Some(p) => OpenedStore {
             store: Arc::new(PrefixStore::new(store.clone() as Arc<dyn ObjectStore>, p.clone())),
             multipart: Some(Arc::new(PrefixedMultipart { inner: store, prefix: p })),
             descriptions: None,
+            leftovers: None,
         },
-        None => OpenedStore { store: store.clone(), multipart: Some(store), descriptions: None },
+        None => OpenedStore { store: store.clone(), multipart: Some(store), descriptions: None, leftovers: None },
     }
 }
 
@@ -251,7 +290,9 @@ fn s3(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedStor
             }
         }
     }
-    Ok(with_prefix(builder.build().map_err(|e| invalid(url, e))?, prefix))
+    let s3 = Arc::new(builder.build().map_err(|e| invalid(url, e))?);
+    let leftovers = crate::s3_uploads::S3OpenUploads::new(s3.clone(), prefix.clone());
+    Ok(OpenedStore { leftovers: Some(Arc::new(leftovers)), ..with_prefix(s3, prefix) })
 }
 
 #[cfg(not(feature = "aws"))]
@@ -268,7 +309,7 @@ fn gcs(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedSto
         let key: GoogleConfigKey = key.parse().map_err(|e| invalid(url, e))?;
         builder = builder.with_config(key, value);
     }
-    Ok(with_prefix(builder.build().map_err(|e| invalid(url, e))?, prefix))
+    Ok(with_prefix(Arc::new(builder.build().map_err(|e| invalid(url, e))?), prefix))
 }
 
 #[cfg(not(feature = "gcp"))]
@@ -285,7 +326,7 @@ fn azure(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedS
         let key: AzureConfigKey = key.parse().map_err(|e| invalid(url, e))?;
         builder = builder.with_config(key, value);
     }
-    Ok(with_prefix(builder.build().map_err(|e| invalid(url, e))?, prefix))
+    Ok(with_prefix(Arc::new(builder.build().map_err(|e| invalid(url, e))?), prefix))
 }
 
 #[cfg(not(feature = "azure"))]

@@ -131,7 +131,7 @@ impl Engine {
         };
         match copied {
             Ok(()) if size == version.size => {
-                writer.finish().await?;
+                writer.finish(&crate::engine::upload::LastWrite::default()).await?;
             }
             Ok(()) => {
                 writer.abort().await;

@@ -11,6 +11,7 @@ use object_store::path::Path;
 use object_store::{MultipartId, MultipartUpload, PutPayload, PutPayloadMut, PutResult, UploadPart};
 use tokio::task::JoinSet;
 
+use crate::engine::upload::LastWrite;
 use crate::error::{Error, Result};
 
 #[derive(Debug)]
@@ -70,28 +71,32 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Sends the last part, waits for all parts and completes the upload. On failure the
-    /// upload is aborted.
-    pub(crate) async fn finish(mut self) -> Result<PutResult> {
-        let result = async {
+    /// Sends the last part, waits for all parts and completes the upload through
+    /// `last_write` (so the completion has an end a clean-up can wait for, even if this
+    /// future is dropped). On failure the upload is aborted.
+    pub(crate) async fn finish(mut self, last_write: &LastWrite) -> Result<PutResult> {
+        let sent = async {
             if !self.buffer.is_empty() {
                 self.send_part().await?;
             }
-            self.wait_for_capacity(0).await?;
-            let upload = self.upload.as_mut().ok_or_else(|| Error::internal("part writer finished twice"))?;
-            upload.complete().await.map_err(|e| Error::store("complete", &self.key, e))
+            self.wait_for_capacity(0).await
         }
         .await;
-        match result {
-            Ok(put) => {
-                self.upload = None;
-                Ok(put)
-            }
-            Err(e) => {
-                self.abort().await;
-                Err(e)
-            }
+        if let Err(e) = sent {
+            self.abort().await;
+            return Err(e);
         }
+        let mut upload = self.upload.take().ok_or_else(|| Error::internal("part writer finished twice"))?;
+        let completed = last_write
+            .run(async move {
+                let completed = upload.complete().await;
+                if completed.is_err() {
+                    let _ = upload.abort().await;
+                }
+                completed
+            })
+            .await?;
+        completed.map_err(|e| Error::store("complete", &self.key, e))
     }
 
     /// Stops the parts in flight and aborts the upload. Best effort: what it cannot remove

@@ -255,22 +255,25 @@ impl Engine {
         }
     }
 
-    /// Removes what the store kept of a released upload beyond its object: its staging files,
-    /// its multipart upload (by the id the catalog recorded). A multipart upload already gone
-    /// (aborted when the upload failed in-process) is not an error.
+    /// Removes what the store kept of a released upload beyond its object: its multipart
+    /// upload (by the id the catalog recorded), then whatever the store's leftovers find under
+    /// its key (staging files; open multipart uploads whose id was never recorded, where the
+    /// store can list them). A multipart upload already gone (aborted when the upload failed
+    /// in-process) is not an error. The recorded id goes first: some stores refuse to abort an
+    /// id a listing has just aborted.
     async fn remove_leftovers(&self, t: &Tombstone, report: &mut RecoveryReport) {
         let key = Path::from(t.object_key.as_str());
-        if let Some(leftovers) = &self.inner.leftovers {
-            match leftovers.remove(&key).await {
-                Ok(n) => report.leftovers_removed += n,
-                Err(e) => report.failures.push(format!("remove leftovers of {key}: {e}")),
-            }
-        }
         if let (Some(multipart), Some(id)) = (&self.inner.multipart, &t.staging) {
             match multipart.0.abort_multipart(&key, id).await {
                 Ok(()) => report.leftovers_removed += 1,
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => report.failures.push(format!("abort multipart upload {id} of {key}: {e}")),
+            }
+        }
+        if let Some(leftovers) = &self.inner.leftovers {
+            match leftovers.remove(&key).await {
+                Ok(n) => report.leftovers_removed += n,
+                Err(e) => report.failures.push(format!("remove leftovers of {key}: {e}")),
             }
         }
     }

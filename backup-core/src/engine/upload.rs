@@ -1,11 +1,12 @@
 //! The upload protocol: authorize, reserve, stream, then commit or clean up.
 
 use std::pin::pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayloadMut};
 
 use crate::authz::{Action, Actor, Permit};
 use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt};
@@ -139,7 +140,8 @@ impl Engine {
         .with_max_live(inner.config.max_uploads_per_collection);
         let pending = inner.catalog.reserve(&request, &inner.strategies).await?;
         // From here on, dropping this future or failing releases the reservation.
-        let mut guard = CleanupGuard { engine: self.clone(), id, key: key.clone(), armed: true };
+        let mut guard =
+            CleanupGuard { engine: self.clone(), id, key: key.clone(), armed: true, last_write: LastWrite::default() };
         let mut lease = LeaseKeeper::spawn(self, id);
 
         // An announced size is reserved exactly and capped here; an unknown one is capped by
@@ -152,7 +154,7 @@ impl Engine {
             body = body.with_content_rule(rule);
         }
         let mut reservation = Reservation { pending };
-        match self.stream_to_store(&key, body, &mut reservation, &mut lease).await {
+        match self.stream_to_store(&key, body, &mut reservation, &mut lease, &guard.last_write).await {
             Ok(summary) => Ok(StagedUpload {
                 engine: self.clone(),
                 spec: coll.spec.clone(),
@@ -192,22 +194,36 @@ impl Engine {
         }
     }
 
-    /// Step 3: body → quota stream → reservation → multipart put, for as long as the lease
-    /// is kept. No byte is stored before the reservation covers it.
+    /// Step 3: body → quota stream → reservation → store, for as long as the lease is kept.
+    /// No byte is stored before the reservation covers it.
+    ///
+    /// A body that fits in one part (announced so, or ending before its first part is full)
+    /// is written with one PUT: one request where a multipart upload costs three (create,
+    /// part, complete), and nothing left open on the store if the process dies meanwhile.
+    /// A larger body goes as a multipart upload, opened when the first part is full (or at
+    /// once when the announced size says it will be). Memory stays bounded by the part size
+    /// either way.
     async fn stream_to_store<S, E>(
         &self,
         key: &Path,
         body: QuotaStream<S>,
         reservation: &mut Reservation,
         lease: &mut LeaseKeeper,
+        last_write: &LastWrite,
     ) -> Result<StreamSummary>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: Into<BoxError>,
     {
         let inner = &self.inner;
-        let upload = self.open_multipart(key, reservation).await?;
-        let mut writer = PartWriter::new(upload, key.clone(), inner.config.part_size, inner.config.parts_in_flight);
+        let part_size = inner.config.part_size;
+        let mut writer = None;
+        if reservation.pending.announced.is_some_and(|n| n > part_size as u64) {
+            let upload = self.open_multipart(key, reservation).await?;
+            writer = Some(PartWriter::new(upload, key.clone(), part_size, inner.config.parts_in_flight));
+        }
+        // The first part, held until it is known whether the body fits in one PUT.
+        let mut first = PutPayloadMut::new();
         let mut body = pin!(body);
         let streamed: Result<()> = async {
             loop {
@@ -224,18 +240,64 @@ impl Engine {
                         lost = lease.lost() => return Err(lost),
                     }
                 }
-                writer.put(chunk).await?;
+                match &mut writer {
+                    Some(w) => w.put(chunk).await?,
+                    None => {
+                        first.push(chunk);
+                        if first.content_length() >= part_size {
+                            let upload = self.open_multipart(key, reservation).await?;
+                            let w = writer.insert(PartWriter::new(
+                                upload,
+                                key.clone(),
+                                part_size,
+                                inner.config.parts_in_flight,
+                            ));
+                            for bytes in std::mem::take(&mut first).freeze() {
+                                w.put(bytes).await?;
+                            }
+                        }
+                    }
+                }
             }
         }
         .await;
         if let Err(e) = streamed {
-            writer.abort().await;
+            if let Some(mut w) = writer {
+                w.abort().await;
+            }
             return Err(e);
         }
         let summary = body.summary().ok_or_else(|| Error::internal("quota stream ended without a summary"))?;
-        writer.finish().await?;
+        // The body ended: it needs exactly its bytes from now on. Settled before the last
+        // write, which can take a while (a PUT of a whole part to S3), so that the room it
+        // reserved ahead for bytes that never came goes to the uploads still running at once.
         reservation.settle(self, summary.size).await;
+        match writer {
+            Some(w) => {
+                w.finish(last_write).await?;
+                self.remove_stray_multiparts(key).await;
+            }
+            None => {
+                let (store, at, payload) = (inner.store.clone(), key.clone(), first.freeze());
+                last_write
+                    .run(async move { store.put(&at, payload).await })
+                    .await?
+                    .map_err(|e| Error::store("put", key, e))?;
+            }
+        }
         Ok(summary)
+    }
+
+    /// After a multipart upload completed: aborts any other upload still open under its key
+    /// (a create request the store's client retried while the store stalled opens a second
+    /// one, whose id nobody recorded). Only with a multipart store and leftovers that can
+    /// list them; best effort, as the version is already whole.
+    async fn remove_stray_multiparts(&self, key: &Path) {
+        if let (Some(_), Some(leftovers)) = (&self.inner.multipart, &self.inner.leftovers)
+            && let Err(e) = leftovers.remove(key).await
+        {
+            tracing::debug!(%key, "could not look for stray multipart uploads: {e}");
+        }
     }
 
     /// Opens the multipart upload the body is written to. Through the engine's
@@ -366,6 +428,8 @@ struct CleanupGuard {
     id: VersionId,
     key: Path,
     armed: bool,
+    /// The write that makes the object whole, if it started.
+    last_write: LastWrite,
 }
 
 impl Drop for CleanupGuard {
@@ -375,9 +439,44 @@ impl Drop for CleanupGuard {
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let (engine, id, key) = (self.engine.clone(), self.id, self.key.clone());
-            let task = self.engine.inner.tasks.track_future(async move { engine.release(id, &key).await });
+            let last_write = self.last_write.take();
+            let task = self.engine.inner.tasks.track_future(async move {
+                // The object's last write goes on without the dropped upload (a local disk
+                // renames its staging file on a blocking thread): the object is deleted after
+                // it, never before, so that no late write brings it back.
+                if let Some(write) = last_write {
+                    let _ = write.await;
+                }
+                engine.release(id, &key).await
+            });
             handle.spawn(task);
         }
+    }
+}
+
+/// The write that makes an upload's object whole (the single PUT, or the completion of a
+/// multipart upload), run as its own task so that it has an end the clean-up of a dropped
+/// upload can wait for: a store may finish such a write after the future that asked for it
+/// is gone.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LastWrite(Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>);
+
+impl LastWrite {
+    /// Runs `write` to its end, even if the caller is dropped meanwhile; its output.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        write: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _ = tx.send(write.await);
+        });
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        rx.await.map_err(|_| Error::internal("the task writing the object ended without an answer"))
+    }
+
+    fn take(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 

@@ -32,6 +32,11 @@ fn skip_or_fail(test: &str, why: &str, ci: Option<&str>) {
     let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
 }
 
+/// A fresh, random PostgreSQL schema name, so tests can share one database.
+pub fn fresh_schema(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
 #[cfg(test)]
 mod tests {
     use super::skip_or_fail;
@@ -47,9 +52,4 @@ mod tests {
         skip_or_fail("some_test", "no TEST_DATABASE_URL", None);
         skip_or_fail("some_test", "no TEST_DATABASE_URL", Some("false"));
     }
-}
-
-/// A fresh, random PostgreSQL schema name, so tests can share one database.
-pub fn fresh_schema(prefix: &str) -> String {
-    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }

@@ -69,13 +69,7 @@ impl Target {
                     Some(url) => {
                         let opened =
                             backup_store::open_store(url, &backup_store::StoreOptions::default()).map_err(e)?;
-                        builder = builder.store(opened.store);
-                        if let Some(m) = opened.multipart {
-                            builder = builder.multipart_store(m);
-                        }
-                        if let Some(d) = opened.descriptions {
-                            builder = builder.description_store(d);
-                        }
+                        builder = opened.configure(builder);
                     }
                     None => {
                         let blobs = data_dir.join("blobs");

@@ -167,21 +167,11 @@ fn engine(
     }
     let opened = open_store(storage_url, &StoreOptions::default()).map_err(|e| format!("storage: {e}"))?;
     // What a killed process left of its uploads (local staging files, open multipart uploads
-    // of an object store) goes when the restarted instance or the next maintenance run
-    // releases them.
-    let mut builder = Engine::builder();
-    if let Some(root) = storage_url.strip_prefix("file://") {
-        builder = builder.upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(root)));
-    }
-    if let Some(multipart) = opened.multipart {
-        builder = builder.multipart_store(multipart);
-    }
-    if let Some(descriptions) = opened.descriptions {
-        builder = builder.description_store(descriptions);
-    }
-    builder
+    // of an object store, by recorded id and by S3's listing) goes when the restarted
+    // instance or the next maintenance run releases them.
+    opened
+        .configure(Engine::builder())
         .catalog(catalog)
-        .store(opened.store)
         .clock(clock)
         .authorizer(Arc::new(PolicyAuthorizer::new(directory)))
         .content_rule(Arc::new(OpenPgpRule))
