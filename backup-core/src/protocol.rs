@@ -67,8 +67,8 @@ pub use state::{
     VersionsNeeded,
 };
 pub use upload::{
-    AbortCondition, AbortOutcome, CommitRequest, Committed, GROWTH_STEP, GrowRequest, Growth, ReserveRequest, SizeHint,
-    decide_abort, decide_commit, decide_growth, decide_renewal, decide_reservation, decide_staging,
+    AbortCondition, AbortOutcome, CommitRequest, Committed, GROWTH_STEP, GrowRequest, Growth, Renewal, ReserveRequest,
+    SizeHint, decide_abort, decide_commit, decide_growth, decide_renewal, decide_reservation, decide_staging,
 };
 pub use versions::{decide_purge, decide_restore, decide_trash};
 

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backup_core::Clock;
 use backup_core::catalog::CatalogExt;
 use backup_core::testing::{body_of, pattern};
 use backup_core::{
@@ -317,9 +318,9 @@ async fn leases_are_renewed_on_a_timer_while_the_upload_lives() {
     assert_eq!(staged.commit().await.unwrap().number, 3);
 }
 
-/// A lease that expired anyway (the process froze: the clock moved, no timer fired) is never
+/// A lease that expired anyway (the process froze: both clocks moved, no timer fired) is never
 /// revived: the upload fails clearly instead of committing by chance, and nothing stays.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_expired_lease_fails_the_upload() {
     let clock = Arc::new(ManualClock::starting_now());
     let engine = Engine::builder().clock(clock.clone()).lease(Duration::from_secs(60)).build().unwrap();
@@ -328,6 +329,7 @@ async fn an_expired_lease_fails_the_upload() {
     engine.create_collection(&actor, &id, spec()).await.unwrap();
     let staged = engine.begin_upload(&actor, &id, body_of(pattern(1, 10), 5), UploadOptions::default()).await.unwrap();
     clock.advance(chrono::Duration::seconds(61));
+    tokio::time::advance(Duration::from_secs(61)).await;
     let e = staged.commit().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("expired"), "{e}");
@@ -336,10 +338,66 @@ async fn an_expired_lease_fails_the_upload() {
     assert_eq!(state.counters.versions, 0);
 }
 
+/// A step of the wall clock (an NTP correction of two minutes, forward) is not a frozen
+/// process: the keeper renews at once, the lease that ran out by the clock is renewed while
+/// its room is free, and the uploads in flight commit, one mid-body and one staged.
+#[tokio::test]
+async fn a_step_of_the_wall_clock_does_not_fail_uploads_in_flight() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let engine = Engine::builder().clock(clock.clone()).lease(Duration::from_secs(60)).build().unwrap();
+    let actor = Actor::user("u");
+    let id: CollectionId = "c".parse().unwrap();
+    engine.create_collection(&actor, &id, spec()).await.unwrap();
+    let staged = engine.begin_upload(&actor, &id, body_of(pattern(1, 10), 5), UploadOptions::default()).await.unwrap();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
+    tx.unbounded_send(Ok(pattern(2, 10))).unwrap();
+    let streaming = {
+        let (engine, actor, id) = (engine.clone(), actor.clone(), id.clone());
+        tokio::spawn(async move { engine.upload(&actor, &id, rx).await })
+    };
+    while engine.catalog().collection_state(&id).await.unwrap().pending.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    clock.advance(chrono::Duration::minutes(2));
+    // The keeper notices within its tick and renews the leases that ran out by the clock.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let state = engine.catalog().collection_state(&id).await.unwrap();
+    assert!(state.pending.iter().all(|p| p.is_live(clock.now())), "renewed after the step: {:?}", state.pending);
+    tx.unbounded_send(Ok(pattern(3, 10))).unwrap();
+    drop(tx);
+    assert_eq!(streaming.await.unwrap().unwrap().size, 20);
+    assert_eq!(staged.commit().await.unwrap().size, 10);
+}
+
+/// After a step, a lease that ran out by the clock is not renewed when its room went to
+/// another upload meanwhile (I2): its owner fails with the reason, the other keeps its room.
+#[tokio::test]
+async fn a_step_does_not_revive_a_lease_whose_room_went_to_another_upload() {
+    let clock = Arc::new(ManualClock::starting_now());
+    // Lease far longer than the test: no renewal happens on its own.
+    let engine = Engine::builder().clock(clock.clone()).lease(Duration::from_secs(3600)).build().unwrap();
+    let actor = Actor::user("u");
+    let id: CollectionId = "c".parse().unwrap();
+    // 2 versions of 100 bytes, 300 in all: 100 bytes of extra space.
+    let spec = CollectionSpec::new("c-${version}", Limits::new(2, 100, 300).unwrap());
+    engine.create_collection(&actor, &id, spec).await.unwrap();
+    let first = engine.begin_upload(&actor, &id, body_of(pattern(1, 180), 60), UploadOptions::default()).await.unwrap();
+    clock.advance(chrono::Duration::hours(2));
+    // The other upload takes the extra space the first one's lease, expired by the clock,
+    // no longer holds.
+    let second = engine.upload(&actor, &id, body_of(pattern(2, 190), 60)).await.unwrap();
+    assert_eq!(second.size, 190);
+    let e = first.commit().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("room went to other uploads"), "{e}");
+    let state = engine.catalog().collection_state(&id).await.unwrap();
+    assert!(state.pending.is_empty() && state.counters.versions == 1, "{state:?}");
+}
+
 /// A producer that pauses while its lease runs out (the process froze) gets the same clear
 /// refusal whether or not a maintenance run aborted the upload meanwhile: never a commit by
 /// chance.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_lease_that_ran_out_mid_body_fails_with_or_without_maintenance() {
     for maintenance in [false, true] {
         let clock = Arc::new(ManualClock::starting_now());
@@ -356,10 +414,12 @@ async fn a_lease_that_ran_out_mid_body_fails_with_or_without_maintenance() {
         while engine.catalog().collection_state(&id).await.unwrap().pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // The process froze for 4 s: the wall clock moved, and so did the monotonic one.
         clock.advance(chrono::Duration::seconds(4));
         if maintenance {
             assert_eq!(engine.recover().await.unwrap().aborted_uploads, 1, "maintenance aborts the expired upload");
         }
+        tokio::time::advance(Duration::from_secs(4)).await;
         // The producer resumes: the upload fails at the lease check, at the latest when the
         // keeper's next renewal (a second later) finds the lease gone.
         tx.unbounded_send(Ok(pattern(2, 10))).unwrap();

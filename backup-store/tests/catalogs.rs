@@ -100,6 +100,7 @@ macro_rules! every_backend {
                     live_uploads_are_capped,
                     multipart_ids_are_recorded_and_tombstoned,
                     leases_expire_and_are_never_revived,
+                    an_expired_lease_is_renewed_while_its_room_is_free,
                     abort_reports_what_it_found_and_leaves_a_tombstone,
                     tombstones_are_listed_classified_and_forgotten,
                     delete_collection_checks_first_and_tombstones_its_trash,

@@ -195,16 +195,38 @@ pub trait CatalogExt: Catalog {
         .await
     }
 
-    /// Extends the lease of a live pending upload.
+    /// Extends the lease of a pending upload, for its owner: a live one, or one that ran out
+    /// by the clock while its room is still free ([`protocol::decide_renewal`]).
     ///
     /// # Errors
-    /// [`Error::Conflict`] if it is not pending any more or its lease expired.
+    /// [`Error::Conflict`] if it is not pending any more, or its lease expired and its room
+    /// went to other uploads.
     async fn renew_lease(&self, id: &VersionId, lease_until: Timestamp, now: Timestamp) -> Result<PendingUpload> {
         let id = *id;
-        self.step(StateQuery::versions([id]).with_label("renew_lease").relaxed(), move |s| {
-            protocol::decide_renewal(s, &id, lease_until, now)
-        })
-        .await
+        let first = self
+            .step(StateQuery::versions([id]).with_label("renew_lease").relaxed(), move |s| {
+                protocol::decide_renewal(s, &id, lease_until, now)
+            })
+            .await?;
+        let collection = match first {
+            protocol::Renewal::Renewed(p) => return Ok(*p),
+            protocol::Renewal::NeedsCollection(c) => c,
+        };
+        // A lease that ran out by the clock (a rare path: after a step of the wall clock):
+        // asked again with its collection, whose room decides.
+        let mut query = StateQuery::collection(CollectionQuery::new(collection));
+        query.versions.push(id);
+        match self
+            .step(query.with_label("renew_lease").relaxed(), move |s| {
+                protocol::decide_renewal(s, &id, lease_until, now)
+            })
+            .await?
+        {
+            protocol::Renewal::Renewed(p) => Ok(*p),
+            protocol::Renewal::NeedsCollection(c) => {
+                Err(Error::conflict(format!("upload {id}: its collection {c} is gone, its lease cannot be renewed")))
+            }
+        }
     }
 
     /// Step 5: commits a pending upload with its rotation (and sessions).

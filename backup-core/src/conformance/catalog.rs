@@ -41,6 +41,7 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     multipart_ids_are_recorded_and_tombstoned(c).await;
     unknown_sizes_grow_as_their_bytes_arrive(catalog.clone()).await;
     leases_expire_and_are_never_revived(c).await;
+    an_expired_lease_is_renewed_while_its_room_is_free(c).await;
     abort_reports_what_it_found_and_leaves_a_tombstone(c).await;
     tombstones_are_listed_classified_and_forgotten(c).await;
     delete_collection_checks_first_and_tombstones_its_trash(c).await;
@@ -422,8 +423,30 @@ pub async fn multipart_ids_are_recorded_and_tombstoned(catalog: &dyn Catalog) {
     assert_eq!(e.kind(), ErrorKind::Conflict);
 }
 
-/// Expired leases stop counting, cannot commit, cannot be renewed (their share may be promised
-/// to another upload already), and are what recovery may abort.
+/// A lease that ran out by the clock (its owner's clock stepped forward) and that nobody
+/// aborted is renewed, and may grow and commit, while its room is still free.
+pub async fn an_expired_lease_is_renewed_while_its_room_is_free(catalog: &dyn Catalog) {
+    let id = create(catalog, "step", spec(2, 100, 300)).await;
+    let t0 = now();
+    let mine = catalog.reserve(&reserve_request(&id, SizeHint::unknown(), t0), &strategies()).await.expect("reserve");
+    let request = GrowRequest::new(mine.id, id.clone(), 150, t0);
+    let reserved = grown(catalog.grow_reservation(&request, &strategies()).await.expect("grow")).reserved;
+    assert!(reserved >= 150);
+    let stepped = t0 + Duration::hours(3);
+    let renewed = catalog.renew_lease(&mine.id, stepped + Duration::minutes(1), stepped).await.expect("renewed");
+    assert_eq!(renewed.lease_until, stepped + Duration::minutes(1));
+    assert_eq!(renewed.reserved, reserved, "the reservation is kept");
+    // Expired again by a second step: growth and commit go on while the room is free.
+    let again = stepped + Duration::hours(1);
+    let request = GrowRequest::new(mine.id, id.clone(), 160, again);
+    assert!(grown(catalog.grow_reservation(&request, &strategies()).await.expect("grow")).reserved >= 160);
+    let mut req = commit_request(&mine, 160);
+    req.now = again;
+    assert_eq!(commit(catalog, &req).await.expect("commit").version.size, 160);
+}
+
+/// Expired leases stop counting, cannot commit, cannot be renewed once their share was
+/// promised to another upload, and are what recovery may abort.
 pub async fn leases_expire_and_are_never_revived(catalog: &dyn Catalog) {
     let id = create(catalog, "lease", spec(2, 100, 300)).await;
     let t0 = now();

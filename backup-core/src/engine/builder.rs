@@ -144,7 +144,10 @@ impl EngineBuilder {
     /// reservation while its connection is open. When the process dies, the reservation is
     /// freed within one lease. A lease that expired anyway (the process stalled, the catalog
     /// was unreachable for a whole lease) is never revived: the upload fails clearly and
-    /// nothing is committed by chance.
+    /// nothing is committed by chance. That is judged on the monotonic clock: a step of the
+    /// wall clock (an NTP correction) is not a stall, the lease is renewed within a second
+    /// of it, and a lease that ran out by the wall clock is renewed if its room is still free
+    /// (if another upload took it meanwhile, the upload fails with the reason).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
         self

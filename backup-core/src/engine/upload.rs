@@ -142,7 +142,7 @@ impl Engine {
         // From here on, dropping this future or failing releases the reservation.
         let mut guard =
             CleanupGuard { engine: self.clone(), id, key: key.clone(), armed: true, last_write: LastWrite::default() };
-        let mut lease = LeaseKeeper::spawn(self, id);
+        let mut lease = LeaseKeeper::spawn(self, id, pending.lease_until);
 
         // An announced size is reserved exactly and capped here; an unknown one is capped by
         // its reservation, which grows as the bytes arrive.
@@ -235,6 +235,7 @@ impl Engine {
                 let chunk = chunk?;
                 let received = body.received();
                 if received > reservation.pending.reserved {
+                    lease.check()?;
                     tokio::select! {
                         covered = reservation.cover(self, received) => covered?,
                         lost = lease.lost() => return Err(lost),
@@ -528,6 +529,13 @@ impl StagedUpload {
     pub async fn commit(mut self) -> Result<Version> {
         let engine = self.engine.clone();
         let inner = &engine.inner;
+        // A whole lease without renewal (the process stalled) fails the upload, whatever the
+        // catalog would say: another instance may have released it meanwhile.
+        if let Err(lost) = self._lease.check() {
+            // What cannot be released now is released by recover().
+            let _ = self.abort().await;
+            return Err(lost);
+        }
         let request = CommitRequest::new(
             self.pending.id,
             self.pending.collection.clone(),

@@ -231,8 +231,9 @@ pub fn decide_growth(
     Ok(Decision::new(vec![Mutation::UpdatePending(grown.clone())], Growth::Grown(Box::new(grown))))
 }
 
-/// The pending row of an upload whose lease still runs: the one loaded (and locked) by id
-/// when the query asked for it, else the collection's.
+/// The pending row of an upload, for its owner (a growth, a commit): the one loaded (and
+/// locked) by id when the query asked for it, else the collection's. Its lease must still run
+/// at `now`, or its room must still be free (see [`room_is_free`]).
 fn live_pending<'a>(
     state: &'a LoadedState,
     cs: &'a crate::protocol::CollectionState,
@@ -252,57 +253,91 @@ fn live_pending<'a>(
                 "upload {id} to {collection} has no reservation any more (aborted, or expired and recovered)"
             ))
         })?;
-    if !pending.is_live(now) {
-        return Err(Error::conflict(format!(
-            "the lease of upload {id} to {collection} expired at {}",
-            pending.lease_until
-        )));
+    if !pending.is_live(now) && !room_is_free(cs, pending, now) {
+        return Err(expired_and_taken(pending));
     }
     Ok(pending)
 }
 
-/// Records the store's id of the multipart upload that writes a live upload's object, so
-/// that a release (even by another instance, after a crash) can abort it.
+/// Whether an upload whose lease ran out by the clock (and that nobody aborted yet) may go on
+/// for its owner: its room is still free beside the committed versions and the live
+/// reservations. Only the owner asks, and only while its own monotonic deadline holds (the
+/// engine's lease keeper): so a step of the wall clock (an NTP correction) does not fail an
+/// upload in flight, while a reservation whose room another upload was promised meanwhile is
+/// never revived (I2).
+fn room_is_free(cs: &crate::protocol::CollectionState, pending: &PendingUpload, now: Timestamp) -> bool {
+    let limits = &cs.collection.spec.limits;
+    let others = cs.live_pending(now).filter(|p| p.id != pending.id).map(|p| p.pool_share);
+    let allowance = quota::allowance_with_overage(limits, cs.counters.overage, others);
+    limits.max_version_size.saturating_add(pending.pool_share) <= allowance
+}
+
+fn expired_and_taken(pending: &PendingUpload) -> Error {
+    Error::conflict(format!(
+        "the lease of upload {} to {} expired at {} and its room went to other uploads",
+        pending.id, pending.collection, pending.lease_until
+    ))
+}
+
+/// Records the store's id of the multipart upload that writes a pending upload's object, so
+/// that a release (even by another instance, after a crash) can abort it. Its lease need not
+/// run: recording an id only helps whoever releases the upload.
 ///
 /// # Errors
-/// [`Error::Conflict`] when the upload is not pending any more, or its lease expired.
+/// [`Error::Conflict`] when the upload is not pending any more.
 pub fn decide_staging(
     state: &LoadedState,
     id: &VersionId,
     staging: String,
-    now: Timestamp,
+    _now: Timestamp,
 ) -> Result<Decision<PendingUpload>> {
     match state.version_row(id) {
-        Some(VersionRow::Pending(p)) if p.is_live(now) => {
+        Some(VersionRow::Pending(p)) => {
             let recorded = p.clone().with_staging(Some(staging));
             Ok(Decision::new(vec![Mutation::UpdatePending(recorded.clone())], recorded))
         }
-        _ => Err(Error::conflict(format!("upload {id} is not pending any more, or its lease expired"))),
+        _ => Err(Error::conflict(format!("upload {id} is not pending any more"))),
     }
 }
 
-/// Decides a lease renewal: only a pending upload whose lease still runs may renew it. An
-/// expired lease is never revived: its share of the extra space may be promised to another
-/// upload already.
+/// What [`decide_renewal`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Renewal {
+    /// The lease runs until the new time.
+    Renewed(Box<PendingUpload>),
+    /// The lease ran out by the clock, and nobody aborted the upload: whether it may be
+    /// renewed depends on its collection, which the state must hold (ask again with it).
+    NeedsCollection(CollectionId),
+}
+
+/// Decides a lease renewal by the upload's owner. A live lease is extended. A lease that ran
+/// out by the clock (a step of the wall clock looks the same to the catalog; the owner's own
+/// monotonic deadline tells a frozen process from a step, and it does not ask then) is
+/// extended only while its room is still free: its share of the extra space may have been
+/// promised to another upload already, and then it is never revived.
 ///
 /// # Errors
-/// [`Error::Conflict`] when the upload is not pending any more, or its lease expired.
+/// [`Error::Conflict`] when the upload is not pending any more, or its lease expired and its
+/// room went to other uploads.
 pub fn decide_renewal(
     state: &LoadedState,
     id: &VersionId,
     lease_until: Timestamp,
     now: Timestamp,
-) -> Result<Decision<PendingUpload>> {
+) -> Result<Decision<Renewal>> {
+    let renew = |p: &PendingUpload| {
+        let mut renewed = p.clone();
+        renewed.lease_until = lease_until.max(p.lease_until);
+        Decision::new(vec![Mutation::UpdatePending(renewed.clone())], Renewal::Renewed(Box::new(renewed)))
+    };
     match state.version_row(id) {
-        Some(VersionRow::Pending(p)) if p.is_live(now) => {
-            let mut renewed = p.clone();
-            renewed.lease_until = lease_until.max(p.lease_until);
-            Ok(Decision::new(vec![Mutation::UpdatePending(renewed.clone())], renewed))
-        }
-        Some(VersionRow::Pending(p)) => Err(Error::conflict(format!(
-            "the lease of upload {id} to {} expired at {}; it cannot be renewed",
-            p.collection, p.lease_until
-        ))),
+        Some(VersionRow::Pending(p)) if p.is_live(now) => Ok(renew(p)),
+        Some(VersionRow::Pending(p)) => match state.collection.as_ref().filter(|c| c.collection.id == p.collection) {
+            None => Ok(Decision::new(vec![], Renewal::NeedsCollection(p.collection.clone()))),
+            Some(cs) if room_is_free(cs, p, now) => Ok(renew(p)),
+            Some(_) => Err(expired_and_taken(p)),
+        },
         _ => Err(Error::conflict(format!("upload {id} is not pending any more"))),
     }
 }
