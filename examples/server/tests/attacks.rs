@@ -585,7 +585,10 @@ async fn forwarded_addresses_fail_closed() {
     let server = Server::start(&args(config.path(), data.path(), &with_defaults(&["--trusted-proxy", "127.0.0.1"])));
     let c = client();
     let (status, body) = try_login(&c, &server, "local-only", "admin", Some("bad:entry:here")).await;
-    assert_eq!(status, 403, "an unparsable client is not the proxy: {body}");
+    // Refused as a wrong password is (no answer tells a right one from a wrong one); the log
+    // has the reason.
+    assert_eq!(status, 401, "an unparsable client is not the proxy: {body}");
+    assert!(server.log().contains("user local-only may not log in from 0.0.0.0"), "{}", server.log());
     let (status, body) = try_login(&c, &server, "admin", "admin", Some("1.2.3.4:5555")).await;
     assert_eq!(status, 200, "{body}");
     let token = body["data"]["token"].as_str().unwrap();
@@ -599,4 +602,44 @@ async fn forwarded_addresses_fail_closed() {
     )
     .await;
     assert_eq!(me["data"]["grantedAccess"]["requesterIP"], Value::from("1.2.3.4"));
+}
+
+/// Issue 24 §2.2: a refused login answers alike for a right and a wrong password, and takes as
+/// long: for a user restricted by address (the examples' `admin`, from loopback) and for a
+/// deactivated user. The log has the real reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_do_not_tell_a_right_password_from_a_wrong_one() {
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    add_user(config.path(), "gone");
+    let file = config.path().join("backup-repository/backups.riotkit.org/v1alpha1/backupusers/gone.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("    roles: []", "    roles: []\n    deactivated: true");
+    std::fs::write(&file, text).unwrap();
+    let server = Server::start(&args(config.path(), data.path(), &with_defaults(&[])));
+    let c = client();
+    for user in ["admin", "gone"] {
+        let right = try_login(&c, &server, user, "admin", None).await;
+        let wrong = try_login(&c, &server, user, "wrong", None).await;
+        assert_eq!(right, wrong, "{user}: the right password answered apart from a wrong one");
+        assert_eq!((right.0, right.1["message"].as_str()), (401, Some("incorrect Username or Password")), "{user}");
+    }
+    // Both cost one password hash: interleaved samples, medians compared.
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..7 {
+        for (i, password) in ["admin", "wrong"].iter().enumerate() {
+            let started = Instant::now();
+            assert_eq!(try_login(&c, &server, "admin", password, None).await.0, 401);
+            times[i].push(started.elapsed());
+        }
+    }
+    let [right, wrong] = times.map(median);
+    println!("ATTACK refused-login medians: right {right:?}, wrong {wrong:?}");
+    let (lo, hi) = (right.min(wrong), right.max(wrong));
+    assert!(hi.as_secs_f64() < lo.as_secs_f64() * 1.5, "right {right:?}, wrong {wrong:?}");
+    let log = server.log();
+    assert!(log.contains("user admin may not log in from 127.0.0.1"), "the log has the reason: {log}");
+    // Still, from the allowed address, the right password works.
+    let other_data = tempfile::tempdir().unwrap();
+    let trusting =
+        Server::start(&args(config.path(), other_data.path(), &with_defaults(&["--trusted-proxy", "127.0.0.1"])));
+    login(&c, &trusting, "admin", "admin", Some("1.2.3.4")).await;
 }

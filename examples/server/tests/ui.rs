@@ -563,3 +563,87 @@ async fn an_access_key_logs_in_and_sees_only_the_buttons_its_roles_allow() {
     assert!(still.body.contains("data-version=\"1\" data-state=\"committed\""));
     server.shutdown().await;
 }
+
+/// A user manifest of `name` with alice's password and `extra` lines in its spec.
+fn user_manifest(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: {name}\nspec:\n    \
+         email: {name}@localhost\n    passwordFromRef:\n        name: server-config-passwords\n        entry: alice\n    \
+         roles: []\n{extra}    accessKeys:\n        - name: ci\n          passwordFromRef:\n              \
+         name: server-config-passwords\n              entry: alice\n          objects: []\n"
+    )
+}
+
+/// An API login from loopback: its status and body.
+async fn api_login(state: &AppState, user: &str, password: &str) -> (StatusCode, String) {
+    let mut request = Request::post("/api/stable/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::json!({ "username": user, "password": password }).to_string()))
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A dashboard login from loopback: its status and page (the form's fresh token blanked),
+/// and whether it set a session cookie.
+async fn form_login(state: &AppState, user: &str, password: &str) -> (StatusCode, String, bool) {
+    let page = send(state, Method::GET, "/ui/login", None, None).await;
+    let login_cookie = pair(&page.set_cookie("backup_ui_login").unwrap());
+    let fields = form(&[("username", user), ("password", password), ("csrf", &page.csrf())]);
+    let answer = send(state, Method::POST, "/ui/login", Some(&login_cookie), Some(&fields)).await;
+    let session = answer.set_cookie("backup_ui").is_some();
+    let body = if answer.body.contains("name=\"csrf\"") {
+        answer.body.replace(&answer.csrf(), "TOKEN")
+    } else {
+        answer.body.clone()
+    };
+    (answer.status, body, session)
+}
+
+/// Issue 24 §2.2: the API's and the dashboard's logins answer a right password as a wrong one
+/// when the login is refused anyway (an address outside the user's `restrictByIP`, a
+/// deactivated user, their access keys); the audit log has the real reason for users of the
+/// manifests, and nothing for names nobody configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_answers_alike_for_a_right_and_a_wrong_password() {
+    use backup_policy::manifest::DocumentKind;
+    let config = support::dashboard_config()
+        .manifest(DocumentKind::User, "carol", user_manifest("carol", "    restrictByIP: [\"10.0.0.0/8\"]\n"))
+        .manifest(DocumentKind::User, "dave", user_manifest("dave", "    deactivated: true\n"));
+    let server = spawn(config).await.unwrap();
+    let state = &server.state;
+    let (wrong_status, wrong_body) = api_login(state, "nobody-at-all", "alicealice").await;
+    assert_eq!(wrong_status, StatusCode::UNAUTHORIZED);
+    assert!(wrong_body.contains("incorrect Username or Password"), "{wrong_body}");
+    for login in ["carol", "carol$ci", "dave", "dave$ci"] {
+        let right = api_login(state, login, "alicealice").await;
+        let wrong = api_login(state, login, "a guess").await;
+        assert_eq!(right, wrong, "API, {login}: the right password answered apart from a wrong one");
+        assert_eq!(right, (wrong_status, wrong_body.clone()), "API, {login}: as an unknown name");
+        let right = form_login(state, login, "alicealice").await;
+        let wrong = form_login(state, login, "a guess").await;
+        assert!(!right.2, "dashboard, {login}: no session");
+        assert_eq!((right.0, right.2), (wrong.0, wrong.2), "dashboard, {login}");
+        assert_eq!(right.1, wrong.1, "dashboard, {login}");
+        assert!(right.1.contains("incorrect Username or Password"), "{}", right.1);
+    }
+    // The audit log has why, for the configured users only.
+    let refusals = support::eventually(std::time::Duration::from_secs(10), || async {
+        let events = state.engine().catalog().list_audit(None, 1000).await.unwrap();
+        let refusals: Vec<(String, String)> =
+            events.into_iter().filter(|e| e.action == "auth.login_refused").map(|e| (e.actor, e.detail)).collect();
+        (refusals.len() >= 16).then_some(refusals)
+    })
+    .await
+    .expect("every refusal of carol and dave is audited");
+    assert!(refusals.iter().all(|(actor, _)| actor == "carol" || actor == "dave"), "{refusals:?}");
+    let with = |actor: &str, text: &str| refusals.iter().filter(|(a, d)| a == actor && d.contains(text)).count();
+    assert_eq!(with("carol", "user carol may not log in from 127.0.0.1"), 4, "{refusals:?}");
+    assert_eq!(with("carol", "access key ci"), 4, "{refusals:?}");
+    assert_eq!(with("dave", "user dave is deactivated"), 4, "{refusals:?}");
+    assert_eq!(with("dave", "incorrect Username or Password"), 4, "{refusals:?}");
+    server.shutdown().await;
+}

@@ -47,7 +47,7 @@ pub(crate) const ROUTES: &[Route] = &[
         id: "login",
         method: "post",
         path: "/api/stable/auth/login",
-        summary: "Log in with user or user$accessKey and a password; optionally a scope (operationsScope) or a one-time upload token (singleUse)",
+        summary: "Log in with user or user$accessKey and a password; optionally a scope (operationsScope) or a one-time upload token (singleUse). Every refused login (unknown name, wrong password, deactivated user, address outside restrictByIP) answers 401 \"incorrect Username or Password\"",
         auth: Auth::None,
         request: Some("LoginRequest"),
         response: Body::Json("Login"),
