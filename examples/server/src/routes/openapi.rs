@@ -197,7 +197,7 @@ pub(crate) const ROUTES: &[Route] = &[
         id: "simulate_retention",
         method: "post",
         path: "/api/stable/retention/simulate",
-        summary: "A policy over any versions: {\"policy\": {strategy, keepLast…keepYearly, keepWithin, timezone, mode, minKeep, maxVersions}, \"now\": RFC 3339, \"versions\": [{number, createdAt}]}; at most 100,000 versions",
+        summary: "A policy over any versions: {\"policy\": {strategy, keepLast…keepYearly, keepWithin, timezone, mode, minKeep, maxVersions}, \"now\": RFC 3339, \"versions\": [{number, createdAt}]}; at most 100,000 versions (413 beyond). For callers who may read some collection's versions (backupDownloader, collectionManager or systemAdmin; 403 otherwise); one per user and two on the server at once until their answers are read (429 with Retry-After beyond); the answer streams",
         auth: Auth::Bearer,
         request: Some("SimulationRequest"),
         response: Body::Json("Simulation"),
