@@ -41,6 +41,8 @@ mod routes;
 mod serve;
 mod state;
 mod sync;
+#[cfg(test)]
+mod testing;
 mod throttle;
 mod ui;
 
