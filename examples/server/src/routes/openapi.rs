@@ -177,7 +177,7 @@ pub(crate) const ROUTES: &[Route] = &[
         id: "verify",
         method: "post",
         path: "/api/stable/repository/collection/{collectionId}/verify",
-        summary: "Read every committed version back and check its digest; damaged or missing ones are quarantined (listed, never served); collection managers, one verification at a time",
+        summary: "Read every committed version back and check its digest; damaged or missing ones are quarantined (listed, never served); collection managers, one verification at a time (429 with Retry-After while one runs)",
         auth: Auth::Bearer,
         request: None,
         response: Body::Json("Verification"),

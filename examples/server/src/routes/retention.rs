@@ -349,10 +349,14 @@ pub(crate) async fn protect(
     Ok(ok(json!({ "version": model::version(&v) })))
 }
 
+/// What the `Retry-After` of a verification refused while another runs says, in seconds (a
+/// verification reads a whole collection: minutes, typically).
+const VERIFY_RETRY_AFTER_SECS: u64 = 60;
+
 /// `POST /api/stable/repository/collection/{collectionId}/verify`: reads every committed
 /// version back now and checks its size and digest, recording the result (a damaged or
 /// missing one is quarantined). Collection managers; one verification at a time on a server
-/// (429 while one runs).
+/// (429 with `Retry-After` while one runs).
 pub(crate) async fn verify(
     State(state): State<AppState>,
     caller: Caller,
@@ -366,11 +370,52 @@ pub(crate) async fn verify(
         .await
         .map_err(|e| ApiError::from_core(&e, DENIED))?;
     let Ok(_running) = state.inner.verifying.clone().try_acquire_owned() else {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "a verification is running; try again when it ends"));
+        let mut busy =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "a verification is running; try again when it ends");
+        busy.retry_after = Some(VERIFY_RETRY_AFTER_SECS);
+        return Err(busy);
     };
     let checks = engine.verify_collection(&caller.actor, &id).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
     state.inner.metrics.checked(checks.iter());
     let versions: Vec<Value> =
         checks.iter().map(|c| json!({ "number": c.number, "ok": c.ok, "error": c.error })).collect();
     Ok(ok(json!({ "versions": versions })))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+    use crate::ServerConfig;
+    use crate::testing::{send, text};
+
+    /// A verification refused while another runs says when to come back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_verification_refused_while_another_runs_says_when_to_retry() {
+        let config = ServerConfig::for_tests().user("admin", "a password", &["systemAdmin"]).collection(
+            "db",
+            2,
+            "1M",
+            "2M",
+            &[("admin", &["collectionManager"])],
+        );
+        let state = crate::build_from(&config).await.unwrap();
+        let user = state.inner.directory.snapshot().users["admin"].clone();
+        let request = backup_policy::TokenRequest::login().from_addr("127.0.0.1".to_owned());
+        let token = state.inner.tokens.issue(&user, None, request).await.unwrap().token;
+        let verify = || {
+            Request::post("/api/stable/repository/collection/db/verify")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let running = state.inner.verifying.clone().try_acquire_owned().unwrap();
+        let refused = send(&state, verify()).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], VERIFY_RETRY_AFTER_SECS.to_string());
+        assert!(text(refused).await.contains("a verification is running"));
+        drop(running);
+        assert_eq!(send(&state, verify()).await.status(), StatusCode::OK);
+    }
 }
