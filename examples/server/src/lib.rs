@@ -33,6 +33,7 @@ mod embed;
 mod import;
 mod json;
 mod linger;
+mod local;
 mod manifests;
 mod metrics;
 mod model;
@@ -41,6 +42,8 @@ mod routes;
 mod serve;
 mod state;
 mod sync;
+#[cfg(test)]
+mod testing;
 mod throttle;
 mod ui;
 
@@ -74,10 +77,44 @@ pub async fn build(args: &Args) -> Result<AppState, String> {
 /// [`build`] from a [`ServerConfig`].
 pub(crate) async fn build_from(config: &ServerConfig) -> Result<AppState, String> {
     let args = config.args();
-    let Prepared { source, manifests, storage_url, catalog, clock, directory } = prepare(config).await?;
-    let engine = engine(args, &storage_url, catalog.clone(), clock.clone(), directory.clone(), args.adopt_storage)?;
-    // Before anything is written: a wrong catalog in front of this storage stops the start.
+    // A start refused before the repository is checked (a wrong or empty catalog in front of
+    // a repository's storage, a storage folder that holds none) leaves the folders as it found
+    // them: the catalog file and the folders it created go again. Past the check, a new
+    // repository's catalog and marker exist together, and stay.
+    let created = local::Created::before_opening(args);
+    let opened = match open_checked(config).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            created.undo();
+            return Err(e);
+        }
+    };
+    serve_state(args, opened).await
+}
+
+/// What [`open_checked`] opened: the catalog and storage of one repository.
+struct Opened {
+    prepared: Prepared,
+    engine: Engine,
+    repository: backup_core::RepositoryId,
+}
+
+/// Opens the catalog and the storage and checks that they belong to one repository, before
+/// anything is written to either.
+async fn open_checked(config: &ServerConfig) -> Result<Opened, String> {
+    let args = config.args();
+    let prepared = prepare(config).await?;
+    let p = &prepared;
+    let engine =
+        engine(args, &p.storage_url, p.catalog.clone(), p.clock.clone(), p.directory.clone(), args.adopt_storage)?;
     let repository = engine.open_repository().await.map_err(|e| format!("repository: {e}"))?;
+    Ok(Opened { prepared, engine, repository })
+}
+
+/// The state of a server on an opened repository: manifests declared, tokens, recovery run.
+async fn serve_state(args: &Args, opened: Opened) -> Result<AppState, String> {
+    let Opened { prepared, engine, repository } = opened;
+    let Prepared { source, manifests, storage_url, catalog, clock, directory } = prepared;
     tracing::info!(%repository, catalog = %catalog.location(), storage = %storage_url_shown(&storage_url), "serving repository");
     if args.adopt_storage {
         tracing::warn!(%repository, catalog = %catalog.location(), "--adopt-storage: the catalog and the storage are paired as this repository");

@@ -48,6 +48,10 @@ pub(crate) struct Shared {
     pub(crate) login_timeout: Duration,
     /// One verification (`POST …/verify`) at a time: each reads a whole collection back.
     pub(crate) verifying: Arc<tokio::sync::Semaphore>,
+    /// Retention simulations running (until their answers are read), on the server and per
+    /// user: each holds its request, plan and answer in memory.
+    pub(crate) simulations: Arc<tokio::sync::Semaphore>,
+    pub(crate) simulations_per_user: PerUser,
 }
 
 /// What [`AppState::new`] needs.
@@ -107,6 +111,11 @@ impl AppState {
                 storage_health_timeout: parts.storage_health_timeout,
                 metrics: Metrics::default(),
                 verifying: Arc::new(tokio::sync::Semaphore::new(1)),
+                simulations: Arc::new(tokio::sync::Semaphore::new(crate::routes::retention::MAX_SIMULATIONS)),
+                simulations_per_user: PerUser::new(
+                    crate::routes::retention::MAX_SIMULATIONS_PER_USER,
+                    "retention simulations",
+                ),
                 uploads_per_user: PerUser::new(parts.max_uploads_per_user, "uploads"),
                 downloads_per_user: PerUser::new(parts.max_downloads_per_user, "downloads"),
                 login_timeout: parts.login_timeout,

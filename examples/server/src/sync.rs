@@ -58,7 +58,23 @@ impl Background {
     }
 }
 
-/// Starts the maintenance schedule (`recover()`, rate limiter clean-up) and the manifest
+/// How old a readiness probe object must be before the maintenance deletes it: older than any
+/// probe still running.
+const PROBE_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Deletes the readiness probe objects that their probes did not (see
+/// [`crate::routes::health::sweep_probes`]).
+async fn sweep_probes(state: &AppState) {
+    let Ok(age) = chrono::Duration::from_std(PROBE_MAX_AGE) else { return };
+    match crate::routes::health::sweep_probes(&state.inner.store, state.inner.clock.now() - age).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "maintenance: readiness probe objects left behind deleted"),
+        Err(e) => tracing::warn!(error = %e, "maintenance: the readiness probe objects could not be listed"),
+    }
+}
+
+/// Starts the maintenance schedule (`recover()`, readiness probes left behind, rate limiter
+/// clean-up) and the manifest
 /// reloads (every interval, and on SIGHUP).
 pub(crate) fn background(state: AppState, args: &Args) -> Background {
     let mut tasks = Vec::new();
@@ -70,6 +86,7 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
                 Ok(report) => log_recovery(&report, "maintenance"),
                 Err(e) => tracing::error!(error = %e, "maintenance failed"),
             }
+            sweep_probes(&st).await;
             st.rate_limits().retain_recent();
         }
     }));

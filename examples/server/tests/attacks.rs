@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{
-    NO_RATE_LIMITS, PeakSampler, RawResponse, Server, Usage, add_plain_collection, add_user, args, armored, client,
-    config_copy, json, login, parse_raw, try_login, version_numbers,
+    NO_RATE_LIMITS, PeakSampler, RawResponse, Server, Usage, add_manifest, add_plain_collection, add_user, args,
+    armored, client, config_copy, json, login, parse_raw, try_login, version_numbers,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -585,7 +585,10 @@ async fn forwarded_addresses_fail_closed() {
     let server = Server::start(&args(config.path(), data.path(), &with_defaults(&["--trusted-proxy", "127.0.0.1"])));
     let c = client();
     let (status, body) = try_login(&c, &server, "local-only", "admin", Some("bad:entry:here")).await;
-    assert_eq!(status, 403, "an unparsable client is not the proxy: {body}");
+    // Refused as a wrong password is (no answer tells a right one from a wrong one); the log
+    // has the reason.
+    assert_eq!(status, 401, "an unparsable client is not the proxy: {body}");
+    assert!(server.log().contains("user local-only may not log in from 0.0.0.0"), "{}", server.log());
     let (status, body) = try_login(&c, &server, "admin", "admin", Some("1.2.3.4:5555")).await;
     assert_eq!(status, 200, "{body}");
     let token = body["data"]["token"].as_str().unwrap();
@@ -599,4 +602,192 @@ async fn forwarded_addresses_fail_closed() {
     )
     .await;
     assert_eq!(me["data"]["grantedAccess"]["requesterIP"], Value::from("1.2.3.4"));
+}
+
+/// Issue 24 §2.2: a refused login answers alike for a right and a wrong password, and takes as
+/// long: for a user restricted by address (the examples' `admin`, from loopback) and for a
+/// deactivated user. The log has the real reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_do_not_tell_a_right_password_from_a_wrong_one() {
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    add_user(config.path(), "gone");
+    let file = config.path().join("backup-repository/backups.riotkit.org/v1alpha1/backupusers/gone.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("    roles: []", "    roles: []\n    deactivated: true");
+    std::fs::write(&file, text).unwrap();
+    let server = Server::start(&args(config.path(), data.path(), &with_defaults(&[])));
+    let c = client();
+    for user in ["admin", "gone"] {
+        let right = try_login(&c, &server, user, "admin", None).await;
+        let wrong = try_login(&c, &server, user, "wrong", None).await;
+        assert_eq!(right, wrong, "{user}: the right password answered apart from a wrong one");
+        assert_eq!((right.0, right.1["message"].as_str()), (401, Some("incorrect Username or Password")), "{user}");
+    }
+    // Both cost one password hash: interleaved samples, medians compared.
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..7 {
+        for (i, password) in ["admin", "wrong"].iter().enumerate() {
+            let started = Instant::now();
+            assert_eq!(try_login(&c, &server, "admin", password, None).await.0, 401);
+            times[i].push(started.elapsed());
+        }
+    }
+    let [right, wrong] = times.map(median);
+    println!("ATTACK refused-login medians: right {right:?}, wrong {wrong:?}");
+    let (lo, hi) = (right.min(wrong), right.max(wrong));
+    assert!(hi.as_secs_f64() < lo.as_secs_f64() * 1.5, "right {right:?}, wrong {wrong:?}");
+    let log = server.log();
+    assert!(log.contains("user admin may not log in from 127.0.0.1"), "the log has the reason: {log}");
+    // Still, from the allowed address, the right password works.
+    let other_data = tempfile::tempdir().unwrap();
+    let trusting =
+        Server::start(&args(config.path(), other_data.path(), &with_defaults(&["--trusted-proxy", "127.0.0.1"])));
+    login(&c, &trusting, "admin", "admin", Some("1.2.3.4")).await;
+}
+
+/// A simulation of `count` versions, one every 90 minutes from 2009 on, as JSON.
+fn simulation_body(count: u64) -> Vec<u8> {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2009-06-01T00:00:00Z").unwrap();
+    let versions: Vec<Value> = (1..=count)
+        .map(|i| json!({ "number": i, "createdAt": (t0 + chrono::Duration::minutes(i as i64 * 90)).to_rfc3339() }))
+        .collect();
+    let policy = json!({ "keepDaily": 30, "keepMonthly": 12, "keepYearly": -1 });
+    serde_json::to_vec(&json!({ "policy": policy, "now": "2026-11-30T00:00:00Z", "versions": versions })).unwrap()
+}
+
+fn simulation_head(token: &str, length: usize) -> String {
+    format!(
+        "POST /api/stable/retention/simulate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+/// Issue 24 §2.1: retention simulations whose answers are never read keep the server's memory
+/// bounded. Callers without a role that reads versions (a user without roles, an upload-only
+/// key) are refused before their body is read; of the others, one simulation per user and two
+/// on the server run at once, until their answers are read (429 with `Retry-After` beyond);
+/// answers stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_simulations_whose_answers_are_never_read_stay_bounded() {
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    let readers = ["reader-1", "reader-2", "reader-3", "reader-4"];
+    let acl: String = readers
+        .iter()
+        .map(|r| format!("        - name: {r}\n          type: user\n          roles: [backupDownloader]\n"))
+        .collect();
+    add_manifest(
+        config.path(),
+        "backups.riotkit.org/v1alpha1/backupcollections/readable.yaml",
+        &format!(
+            "---\napiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: readable\n\
+             spec:\n    filenameTemplate: readable-${{version}}\n    maxBackupsCount: 2\n    maxOneVersionSize: 1M\n    \
+             maxCollectionSize: 2M\n    contentRule: none\n    accessControl:\n{acl}"
+        ),
+    );
+    for r in readers {
+        add_user(config.path(), r);
+    }
+    // Unread answers are held until the stall timeout: longer than the test.
+    let server = Server::start(&args(config.path(), data.path(), &with_defaults(&["--stall-timeout", "60s"])));
+    let c = client();
+    let unprivileged = login(&c, &server, "unprivileged", "admin", None).await;
+    let uploader = login(&c, &server, "some-user$uploader", "test", None).await;
+    let mut tokens = Vec::new();
+    for r in readers {
+        tokens.push((r, login(&c, &server, r, "admin", None).await));
+    }
+    let big = simulation_body(100_000);
+    let small = simulation_body(10);
+    let base = Usage::of(server.pid());
+    let sampler = PeakSampler::start(server.pid());
+    let started = Instant::now();
+
+    // The audit's attack: 30 simulations of 100,000 versions (the answer of each about 16 MiB)
+    // whose answers nobody reads, from a user without roles and from an upload-only key, all
+    // at once, each connection kept open. Each is refused before its body is read.
+    let mut refused = Vec::new();
+    for i in 0..30 {
+        let token = if i % 2 == 0 { &unprivileged } else { &uploader };
+        refused.push(held_request(&server, simulation_head(token, big.len()), big.clone()).await);
+    }
+    for held in &mut refused {
+        let (status, took) = held.status().await;
+        assert_eq!(status, 403, "refused, before its body is read");
+        assert!(took < Duration::from_secs(10), "refused before the body: {took:?}");
+    }
+
+    // The readers' part: five each, none read past the status line.
+    let mut held = Vec::new();
+    for (user, token) in &tokens {
+        for _ in 0..5 {
+            let mut request = held_request(&server, simulation_head(token, big.len()), big.clone()).await;
+            let (status, _) = request.status().await;
+            held.push((*user, status, request));
+        }
+    }
+    let statuses: Vec<(&str, u16)> = held.iter().map(|(u, s, _)| (*u, *s)).collect();
+    let running: Vec<&str> = statuses.iter().filter(|(_, s)| *s == 200).map(|(u, _)| *u).collect();
+    assert_eq!(running.len(), 2, "two run on the server: {statuses:?}");
+    assert_ne!(running[0], running[1], "one per user: {statuses:?}");
+    assert!(statuses.iter().all(|(_, s)| [200, 429, 0].contains(s)), "{statuses:?}");
+    // While those two answers wait for their readers: a third user, and one of the two.
+    let idle = readers.iter().find(|r| !running.contains(r)).unwrap();
+    let token = |user: &str| tokens.iter().find(|(u, _)| *u == user).unwrap().1.clone();
+    let url = server.url("/api/stable/retention/simulate");
+    let post = |token: String| {
+        c.post(&url).bearer_auth(token).header("content-type", "application/json").body(small.clone()).send()
+    };
+    let r = post(token(idle)).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert!(r.text().await.unwrap().contains("2 retention simulations are running"));
+    let r = post(token(running[0])).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("a retention simulation of yours is running"));
+    let peak = sampler.stop();
+    report("retention-simulations", base, peak);
+    assert!(started.elapsed() < Duration::from_secs(120), "{:?}", started.elapsed());
+    assert!(peak.rss_kib < base.rss_kib + 160 * 1024, "memory grew: {peak} from {base}");
+
+    // The readers go: their slots come back.
+    drop(held);
+    let again = support::eventually(Duration::from_secs(10), || {
+        let r = post(token(idle));
+        async move { (r.await.unwrap().status() == 200).then_some(()) }
+    })
+    .await;
+    assert!(again.is_some(), "the slots of closed answers were not released");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// A request whose connection stays open and whose answer is read no further than its status
+/// line: the body is written by a task of its own, which keeps the write side open.
+struct HeldRequest {
+    read: tokio::net::tcp::OwnedReadHalf,
+    _writer: tokio::task::JoinHandle<tokio::net::tcp::OwnedWriteHalf>,
+    sent: Instant,
+}
+
+async fn held_request(server: &Server, head: String, body: Vec<u8>) -> HeldRequest {
+    let (read, mut write) = TcpStream::connect(server.addr()).await.unwrap().into_split();
+    let sent = Instant::now();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(head.as_bytes()).await;
+        let _ = write.write_all(&body).await;
+        write
+    });
+    HeldRequest { read, _writer: writer, sent }
+}
+
+impl HeldRequest {
+    /// The answer's status (0 when the connection ends first) and when it came, reading
+    /// nothing more.
+    async fn status(&mut self) -> (u16, Duration) {
+        let mut head = [0u8; 12];
+        let status = match tokio::time::timeout(Duration::from_secs(60), self.read.read_exact(&mut head)).await {
+            Ok(Ok(_)) => String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0),
+            _ => 0,
+        };
+        (status, self.sent.elapsed())
+    }
 }

@@ -401,14 +401,14 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     let c = client();
     for spoof in ["1.2.3.4", "1.2.3.4, 127.0.0.1", "127.0.0.1, 1.2.3.4", "garbage, ;;; 1.2.3.4"] {
         let (status, body) = try_login(&c, &server, "admin", "admin", Some(spoof)).await;
-        assert_refused(spoof, status, &body, Some(403));
+        assert_refused(spoof, status, &body, Some(401));
     }
     // Trusting loopback: the rightmost untrusted address counts, so a client cannot prepend
     // the allowed one to what the proxy appends.
     let trusting_data = tempfile::tempdir().unwrap();
     let trusting = start(config.path(), trusting_data.path(), &["--trusted-proxy", "127.0.0.1/32"]);
     let (status, body) = try_login(&c, &trusting, "admin", "admin", Some("1.2.3.4, 6.6.6.6")).await;
-    assert_refused("the allowed address prepended by the client", status, &body, Some(403));
+    assert_refused("the allowed address prepended by the client", status, &body, Some(401));
     // The same with the client's forged line first and the proxy's own line after it.
     let r = c
         .post(trusting.url("/api/stable/auth/login"))
@@ -419,7 +419,11 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
         .await
         .unwrap();
     let (status, body) = json(r).await;
-    assert_refused("a forged X-Forwarded-For line before the proxy's", status, &body, Some(403));
+    assert_refused("a forged X-Forwarded-For line before the proxy's", status, &body, Some(401));
     login(&c, &trusting, "admin", "admin", Some("1.2.3.4")).await;
+    // Each refusal above was the address's (a right password answered as a wrong one): the log
+    // says so.
+    assert!(server.log().contains("user admin may not log in from 127.0.0.1"), "{}", server.log());
+    assert!(trusting.log().contains("user admin may not log in from 6.6.6.6"), "{}", trusting.log());
     assert_still_healthy(&server).await;
 }

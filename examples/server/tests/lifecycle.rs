@@ -143,6 +143,14 @@ async fn shutdown_cuts_a_stalled_upload_which_then_aborts() {
     assert!(status.success(), "exit status {status}: {}", server.log());
     assert!(started.elapsed() < Duration::from_secs(20), "the stalled client held the shutdown");
     assert!(server.log().contains("cutting them"), "the upload was not cut: {}", server.log());
+    // The cut upload was answered before its connection closed (issue 24 §5.7): 503, come back.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    let answer = support::parse_raw(&answer).expect("an answer before the close");
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.header("retry-after"), Some("30"), "{answer:?}");
+    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    assert!(answer.json()["error"].as_str().unwrap().contains("shutting down"), "{answer:?}");
     drop(socket);
 
     let server = Server::start(&server_args);
@@ -162,6 +170,40 @@ async fn shutdown_cuts_a_stalled_upload_which_then_aborts() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Issue 24 §5.7: an upload whose body stops coming is answered (408, `Connection: close`)
+/// before its connection is closed, and aborts: no version, nothing left in the storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_answered_before_its_connection_closes() {
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    let mut extra = vec!["--upload-confirm-grace", "0s", "--stall-timeout", "2s"];
+    extra.extend(NO_RATE_LIMITS);
+    let server = Server::start(&args(config.path(), data.path(), &extra));
+    let c = client();
+    let uploader = login(&c, &server, "some-user$uploader", "test", None).await;
+    let body = armored(1_000_000, 5);
+    let mut socket = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /api/alpha/repository/collection/iwa-ait/version HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {uploader}\r\nContent-Length: {}\r\n\r\n",
+        server.addr(),
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&body[..200_000]).await.unwrap();
+    // The client sends nothing more; the server answers within the stall time and closes.
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), socket.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = support::parse_raw(&answer).expect("an answer before the close");
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    assert_eq!(answer.json()["status"], serde_json::json!(false), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let manager = login(&c, &server, "some-user", "admin", None).await;
+    assert_eq!(version_numbers(&c, &server, &manager, "iwa-ait", None).await, Vec::<u64>::new());
+    let left = only_committed_blobs(data.path(), 0).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Starts the binary expecting it to refuse; returns its stderr.

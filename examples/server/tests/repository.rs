@@ -114,6 +114,55 @@ async fn an_empty_or_wrong_catalog_refuses_to_start_and_deletes_nothing() {
     assert!(log.contains(&id), "the log names the repository served: {log}");
 }
 
+/// Every folder and file under `dir`, by path.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            }
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 24 §5.7: a start refused because the catalog or the storage is not the
+/// repository's leaves the data folder as it found it: no empty catalog, no folder made for
+/// one, no empty storage folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_start_leaves_the_data_folder_as_it_found_it() {
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    let a = data.path().join("a.db");
+    let mut server = Server::start(&with_catalog(config.path(), data.path(), &a, &[]));
+    let uploader = login(&client(), &server, "some-user$uploader", "test", None).await;
+    let (status, reply) = upload(&client(), &server, &uploader, "iwa-ait", armored(5_000, 1), None).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(server.stop().success());
+    let before = tree(data.path());
+    assert!(before.contains(&a) && before.contains(&data.path().join("blobs")), "{before:?}");
+    // A new catalog, in a folder that does not exist and beside the repository's.
+    for catalog in [data.path().join("typo/deep/b.db"), data.path().join("b.db")] {
+        let err = Server::try_start(&with_catalog(config.path(), data.path(), &catalog, &[])).map(|_| ()).unwrap_err();
+        assert!(err.contains("repository mismatch"), "{err}");
+        assert_eq!(tree(data.path()), before, "{} was left behind", catalog.display());
+    }
+    // The repository's catalog in front of a storage folder that does not exist.
+    let typo = data.path().join("typo-blobs/inner");
+    let storage = format!("file://{}", typo.display());
+    let err = Server::try_start(&with_catalog(config.path(), data.path(), &a, &["--storage-url", &storage]))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.contains("no marker"), "{err}");
+    assert!(!data.path().join("typo-blobs").exists(), "the storage folder made for the start stays: {err}");
+    // And the repository still starts where it is.
+    let mut server = Server::start(&with_catalog(config.path(), data.path(), &a, &[]));
+    assert!(server.stop().success());
+}
+
 fn chunked_head(addr: &str, token: &str) -> Vec<u8> {
     format!(
         "POST /api/alpha/repository/collection/iwa-ait/version HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"

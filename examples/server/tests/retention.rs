@@ -148,13 +148,22 @@ async fn simulate(c: &reqwest::Client, s: &Server, token: Option<&str>, body: &V
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_user_simulates_a_policy_within_limits() {
+async fn a_reader_simulates_a_policy_within_limits() {
     let (server, _config, _data) = start();
     let c = client();
-    // A user without any collection may simulate.
-    let token = login(&c, &server, "unprivileged", "admin", None).await;
-    // One version a day at noon for 14 days: keepDaily 7, keepWeekly 2, in Warsaw, cascade.
+    // Only a caller who may read some collection's versions simulates (issue 24 §2.1): not a
+    // user without roles, not an upload-only access key.
     let days = (1..=14).map(|d| (d, format!("2026-11-{d:02}T12:00:00Z")));
+    for (who, password) in [("unprivileged", "admin"), ("some-user$uploader", "test")] {
+        let other = login(&c, &server, who, password, None).await;
+        let (status, body) =
+            simulate(&c, &server, Some(&other), &simulation(days.clone(), json!({ "keepLast": 1 }))).await;
+        assert_eq!(status, 403, "{who}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("a role that reads some collection's versions"), "{body}");
+    }
+    // A downloader of db may.
+    let token = login(&c, &server, "uploader", "admin", None).await;
+    // One version a day at noon for 14 days: keepDaily 7, keepWeekly 2, in Warsaw, cascade.
     let policy = json!({ "keepDaily": 7, "keepWeekly": "2", "timezone": "Europe/Warsaw", "mode": "independent" });
     let (status, body) = simulate(&c, &server, Some(&token), &simulation(days.clone(), policy)).await;
     assert_eq!(status, 200, "{body}");

@@ -162,6 +162,10 @@ async fn the_login_sets_a_strict_http_only_cookie_and_pages_carry_a_strict_polic
     server.shutdown().await;
 }
 
+/// Over TLS (here behind a trusted proxy) the cookies are `__Host-` cookies: `Secure`,
+/// `Path=/`, no `Domain` (issue 24 §2.8). Each transport reads only its own names: over TLS a
+/// plain `backup_ui` cookie (which anyone on the network could have planted over HTTP) opens
+/// nothing, and over plain HTTP a `__Host-` one opens nothing either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_tls_proxy_the_cookie_is_secure() {
     let mut config = support::dashboard_config();
@@ -170,11 +174,40 @@ async fn behind_a_trusted_tls_proxy_the_cookie_is_secure() {
     let state = &server.state;
     let tls = [("x-forwarded-proto", "https")];
     let page = send_with(state, Method::GET, "/ui/login", None, None, &tls).await;
-    let login_cookie = page.set_cookie("backup_ui_login").unwrap();
+    assert!(page.set_cookie("backup_ui_login").is_none(), "no plain name over TLS");
+    let login_cookie = page.set_cookie("__Host-backup_ui_login").unwrap();
     assert!(login_cookie.contains("Secure"), "{login_cookie}");
+    for attribute in ["Secure", "Path=/;", "HttpOnly", "SameSite=Strict"] {
+        assert!(format!("{login_cookie};").contains(attribute), "{attribute} missing: {login_cookie}");
+    }
+    assert!(!login_cookie.contains("Domain"), "{login_cookie}");
+    // The plain login cookie does not carry the form over TLS.
     let fields = form(&[("username", "alice"), ("password", "alicealice"), ("csrf", &page.csrf())]);
+    let plain = pair(&login_cookie).replace("__Host-", "");
+    let refused = send_with(state, Method::POST, "/ui/login", Some(&plain), Some(&fields), &tls).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     let answer = send_with(state, Method::POST, "/ui/login", Some(&pair(&login_cookie)), Some(&fields), &tls).await;
-    assert!(answer.set_cookie("backup_ui").unwrap().contains("Secure"));
+    assert!(answer.set_cookie("backup_ui").is_none(), "no plain name over TLS");
+    let session = answer.set_cookie("__Host-backup_ui").unwrap();
+    assert!(session.contains("Secure"));
+    for attribute in ["Secure", "Path=/;", "HttpOnly", "SameSite=Strict", "Max-Age="] {
+        assert!(format!("{session};").contains(attribute), "{attribute} missing: {session}");
+    }
+    assert!(!session.contains("Domain"), "{session}");
+    let cookie = pair(&session);
+    let overview = send_with(state, Method::GET, "/ui/", Some(&cookie), None, &tls).await;
+    assert_eq!(overview.status, StatusCode::OK, "the __Host- cookie opens the dashboard over TLS");
+    // The same token under the other transport's name opens nothing.
+    let plain = cookie.replace("__Host-", "");
+    let over_tls = send_with(state, Method::GET, "/ui/", Some(&plain), None, &tls).await;
+    assert_eq!((over_tls.status, over_tls.location()), (StatusCode::SEE_OTHER, "/ui/login"));
+    let over_http = send(state, Method::GET, "/ui/", Some(&cookie), None).await;
+    assert_eq!((over_http.status, over_http.location()), (StatusCode::SEE_OTHER, "/ui/login"));
+    // Logging out drops the __Host- cookie.
+    let csrf = overview.csrf();
+    let out = send_with(state, Method::POST, "/ui/logout", Some(&cookie), Some(&form(&[("csrf", &csrf)])), &tls).await;
+    let dropped = out.set_cookie("__Host-backup_ui").expect("the cookie is dropped");
+    assert!(dropped.contains("Max-Age=0") && dropped.contains("Secure") && dropped.contains("Path=/"), "{dropped}");
     server.shutdown().await;
 }
 
@@ -561,5 +594,159 @@ async fn an_access_key_logs_in_and_sees_only_the_buttons_its_roles_allow() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let still = send(state, Method::GET, "/ui/collections/db", Some(&key), None).await;
     assert!(still.body.contains("data-version=\"1\" data-state=\"committed\""));
+    server.shutdown().await;
+}
+
+/// A user manifest of `name` with alice's password and `extra` lines in its spec.
+fn user_manifest(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: {name}\nspec:\n    \
+         email: {name}@localhost\n    passwordFromRef:\n        name: server-config-passwords\n        entry: alice\n    \
+         roles: []\n{extra}    accessKeys:\n        - name: ci\n          passwordFromRef:\n              \
+         name: server-config-passwords\n              entry: alice\n          objects: []\n"
+    )
+}
+
+/// An API login from loopback: its status and body.
+async fn api_login(state: &AppState, user: &str, password: &str) -> (StatusCode, String) {
+    let mut request = Request::post("/api/stable/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::json!({ "username": user, "password": password }).to_string()))
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A dashboard login from loopback: its status and page (the form's fresh token blanked),
+/// and whether it set a session cookie.
+async fn form_login(state: &AppState, user: &str, password: &str) -> (StatusCode, String, bool) {
+    let page = send(state, Method::GET, "/ui/login", None, None).await;
+    let login_cookie = pair(&page.set_cookie("backup_ui_login").unwrap());
+    let fields = form(&[("username", user), ("password", password), ("csrf", &page.csrf())]);
+    let answer = send(state, Method::POST, "/ui/login", Some(&login_cookie), Some(&fields)).await;
+    let session = answer.set_cookie("backup_ui").is_some();
+    let body = if answer.body.contains("name=\"csrf\"") {
+        answer.body.replace(&answer.csrf(), "TOKEN")
+    } else {
+        answer.body.clone()
+    };
+    (answer.status, body, session)
+}
+
+/// Issue 24 §2.2: the API's and the dashboard's logins answer a right password as a wrong one
+/// when the login is refused anyway (an address outside the user's `restrictByIP`, a
+/// deactivated user, their access keys); the audit log has the real reason for users of the
+/// manifests, and nothing for names nobody configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_answers_alike_for_a_right_and_a_wrong_password() {
+    use backup_policy::manifest::DocumentKind;
+    let config = support::dashboard_config()
+        .manifest(DocumentKind::User, "carol", user_manifest("carol", "    restrictByIP: [\"10.0.0.0/8\"]\n"))
+        .manifest(DocumentKind::User, "dave", user_manifest("dave", "    deactivated: true\n"));
+    let server = spawn(config).await.unwrap();
+    let state = &server.state;
+    let (wrong_status, wrong_body) = api_login(state, "nobody-at-all", "alicealice").await;
+    assert_eq!(wrong_status, StatusCode::UNAUTHORIZED);
+    assert!(wrong_body.contains("incorrect Username or Password"), "{wrong_body}");
+    for login in ["carol", "carol$ci", "dave", "dave$ci"] {
+        let right = api_login(state, login, "alicealice").await;
+        let wrong = api_login(state, login, "a guess").await;
+        assert_eq!(right, wrong, "API, {login}: the right password answered apart from a wrong one");
+        assert_eq!(right, (wrong_status, wrong_body.clone()), "API, {login}: as an unknown name");
+        let right = form_login(state, login, "alicealice").await;
+        let wrong = form_login(state, login, "a guess").await;
+        assert!(!right.2, "dashboard, {login}: no session");
+        assert_eq!((right.0, right.2), (wrong.0, wrong.2), "dashboard, {login}");
+        assert_eq!(right.1, wrong.1, "dashboard, {login}");
+        assert!(right.1.contains("incorrect Username or Password"), "{}", right.1);
+    }
+    // The audit log has why, for the configured users only.
+    let refusals = support::eventually(std::time::Duration::from_secs(10), || async {
+        let events = state.engine().catalog().list_audit(None, 1000).await.unwrap();
+        let refusals: Vec<(String, String)> =
+            events.into_iter().filter(|e| e.action == "auth.login_refused").map(|e| (e.actor, e.detail)).collect();
+        (refusals.len() >= 16).then_some(refusals)
+    })
+    .await
+    .expect("every refusal of carol and dave is audited");
+    assert!(refusals.iter().all(|(actor, _)| actor == "carol" || actor == "dave"), "{refusals:?}");
+    let with = |actor: &str, text: &str| refusals.iter().filter(|(a, d)| a == actor && d.contains(text)).count();
+    assert_eq!(with("carol", "user carol may not log in from 127.0.0.1"), 4, "{refusals:?}");
+    assert_eq!(with("carol", "access key ci"), 4, "{refusals:?}");
+    assert_eq!(with("dave", "user dave is deactivated"), 4, "{refusals:?}");
+    assert_eq!(with("dave", "incorrect Username or Password"), 4, "{refusals:?}");
+    server.shutdown().await;
+}
+
+/// Issue 24 §2.5: the dashboard's download, delete and restore answer a collection the user
+/// may not see exactly as one that does not exist, as its page does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_on_a_hidden_collection_answer_as_on_a_missing_one() {
+    let server = server().await;
+    let state = &server.state;
+    let bob_token = api_token(state, "bob", "bobbob").await;
+    upload(state, &bob_token, "other", b"bob's secret".to_vec()).await;
+    upload(state, &bob_token, "other", b"bob's second".to_vec()).await;
+    let bob = log_in(state, "bob", "bobbob").await;
+    let bobs_csrf = send(state, Method::GET, "/ui/collections/other", Some(&bob), None).await.csrf();
+    let deleted = send(
+        state,
+        Method::POST,
+        "/ui/collections/other/versions/2/delete",
+        Some(&bob),
+        Some(&form(&[("csrf", &bobs_csrf)])),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "version 2 is in the trash, restorable");
+    let alice = log_in(state, "alice", "alicealice").await;
+    let csrf = send(state, Method::GET, "/ui/", Some(&alice), None).await.csrf();
+    let page = |collection: &str| format!("/ui/collections/{collection}");
+    let actions: [(&str, Method, &str); 3] = [
+        ("download", Method::GET, "1/download"),
+        ("delete", Method::POST, "1/delete"),
+        ("restore", Method::POST, "2/restore"),
+    ];
+    let hidden_page = send(state, Method::GET, &page("other"), Some(&alice), None).await;
+    for (what, method, tail) in actions {
+        let fields = (method == Method::POST).then(|| form(&[("csrf", &csrf)]));
+        let hidden =
+            send(state, method.clone(), &format!("{}/versions/{tail}", page("other")), Some(&alice), fields.as_deref())
+                .await;
+        let missing =
+            send(state, method, &format!("{}/versions/{tail}", page("nothing")), Some(&alice), fields.as_deref()).await;
+        assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{what}: {}", hidden.body);
+        assert_eq!((hidden.status, &hidden.body), (missing.status, &missing.body), "{what}: the same answer");
+        assert_eq!(hidden.body, hidden_page.body, "{what}: the page's answer");
+        assert!(!hidden.body.contains("bob's") && !hidden.body.contains("\"other\""), "{what}: {}", hidden.body);
+    }
+    // Nothing changed in bob's collection.
+    let still = send(state, Method::GET, &page("other"), Some(&bob), None).await;
+    assert!(still.body.contains("data-version=\"1\" data-state=\"committed\""));
+    assert!(still.body.contains("data-version=\"2\" data-state=\"trashed\""));
+    server.shutdown().await;
+}
+
+/// Issue 24 §2.8: a download from the dashboard carries the pages' security headers: never
+/// stored, never sniffed, never loaded by another site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_downloads_carry_the_pages_security_headers() {
+    let server = server().await;
+    let state = &server.state;
+    let token = api_token(state, "alice", "alicealice").await;
+    upload(state, &token, "db", b"a dump".to_vec()).await;
+    let alice = log_in(state, "alice", "alicealice").await;
+    let download = send(state, Method::GET, "/ui/collections/db/versions/1/download", Some(&alice), None).await;
+    assert_eq!((download.status, download.body.as_str()), (StatusCode::OK, "a dump"));
+    assert_eq!(download.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(download.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(download.headers["cross-origin-resource-policy"], "same-origin");
+    assert!(download.headers[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    let page = send(state, Method::GET, "/ui/collections/db", Some(&alice), None).await;
+    for name in ["cache-control", "x-content-type-options", "cross-origin-resource-policy", "referrer-policy"] {
+        assert_eq!(download.headers.get(name), page.headers.get(name), "{name} as on the pages");
+    }
     server.shutdown().await;
 }

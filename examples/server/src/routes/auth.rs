@@ -233,9 +233,15 @@ pub(crate) async fn tokens(
 /// dashboard alike: the password is checked, then the per-user limit is charged for an address
 /// the user has not logged in from lately; a success remembers the address.
 ///
+/// Every refused login gets the same answer, whatever refused it: an unknown name or key, a
+/// wrong password, a deactivated user, an address outside the user's `restrictByIP`. A
+/// different answer for the last two would tell a right password from a wrong one (the
+/// allow-listed account could be guessed from anywhere). The real reason goes to the log and,
+/// for a user of the manifests, to the audit log (`auth.login_refused`).
+///
 /// # Errors
-/// The refusal in backup-repository's words (401 for wrong or missing credentials, 403 for an
-/// address outside the user's allow-list, 429 past the per-user limit).
+/// 401 "incorrect Username or Password" for every refused login, 401 "missing Username or
+/// Password" for an empty field (backup-repository's texts), 429 past the per-user limit.
 pub(crate) async fn check_login(
     state: &AppState,
     addr: std::net::IpAddr,
@@ -246,13 +252,13 @@ pub(crate) async fn check_login(
     else {
         return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, "missing Username or Password"));
     };
-    let incorrect = || ApiError::jwt(StatusCode::UNAUTHORIZED, "incorrect Username or Password");
-    let login: LoginName = username.parse().map_err(|_| incorrect())?;
-    // The password is always checked (as long for unknown names as for known ones), then,
-    // from an address this user has not logged in from lately, the user's own limit is
-    // charged whatever the outcome: guessing one user's password from many addresses is
-    // limited, the answer does not tell whether the guess was right, and the user logging in
-    // from a known address is never locked out by someone else's guesses.
+    let login: LoginName = username.parse().map_err(|_| refused_login())?;
+    // The password is always checked (as long for unknown names as for known ones, and for
+    // deactivated or address-restricted users as for the others), then, from an address this
+    // user has not logged in from lately, the user's own limit is charged whatever the
+    // outcome: guessing one user's password from many addresses is limited, the answer does
+    // not tell whether the guess was right, and the user logging in from a known address is
+    // never locked out by someone else's guesses.
     let outcome = state.inner.directory.authenticate(&login, &password, Some(addr)).await;
     if !state.inner.known_logins.knows(&login.user, addr) {
         state
@@ -263,17 +269,50 @@ pub(crate) async fn check_login(
     }
     let who = match outcome {
         Ok(w) => w,
+        // A right password from an address outside the allow-list.
         Err(backup_policy::Error::Core(backup_core::Error::PermissionDenied { reason })) => {
-            return Err(ApiError::jwt(StatusCode::FORBIDDEN, reason));
+            tracing::warn!(user = %login.user, access_key = ?login.access_key, client = %addr, "login refused: {reason}");
+            record_refused_login(state, &login, addr, &reason);
+            return Err(refused_login());
         }
-        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { reason }))
-            if reason.contains("deactivated") =>
-        {
-            return Err(ApiError::jwt(StatusCode::UNAUTHORIZED, reason));
+        // An unknown name or key, a wrong password, a deactivated user.
+        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { reason })) => {
+            tracing::info!(user = %login.user, access_key = ?login.access_key, client = %addr, "login refused: {reason}");
+            record_refused_login(state, &login, addr, &reason);
+            return Err(refused_login());
         }
-        Err(backup_policy::Error::Core(backup_core::Error::Unauthenticated { .. })) => return Err(incorrect()),
         Err(e) => return Err(ApiError::from_policy(&e, "")),
     };
     state.inner.known_logins.remember(&login.user, addr);
     Ok(who)
 }
+
+/// The one answer of every refused login (backup-repository's text for a wrong password).
+fn refused_login() -> ApiError {
+    ApiError::jwt(StatusCode::UNAUTHORIZED, "incorrect Username or Password")
+}
+
+/// The real reason of a refused login of a user of the manifests, in the audit log (the
+/// caller logs it). The audit event is written in the background, so a refusal of a
+/// known user takes no longer to answer than one of an unknown name.
+fn record_refused_login(state: &AppState, login: &LoginName, addr: std::net::IpAddr, reason: &str) {
+    // Names nobody configured stay out of the audit log: anyone could fill it with them.
+    if !state.inner.directory.snapshot().users.contains_key(&login.user) {
+        return;
+    }
+    let detail = match &login.access_key {
+        Some(k) => format!("{reason} (access key {k}, from {addr})"),
+        None => format!("{reason} (from {addr})"),
+    };
+    let event =
+        backup_core::AuditEvent::new(state.inner.clock.now(), login.user.clone(), LOGIN_REFUSED).with_detail(detail);
+    let catalog = state.inner.catalog.clone();
+    tokio::spawn(async move {
+        if let Err(e) = catalog.append_audit(&event).await {
+            tracing::warn!(error = %e, "the refused login could not be written to the audit log");
+        }
+    });
+}
+
+/// The audit action of a refused login; its detail holds the reason.
+pub(crate) const LOGIN_REFUSED: &str = "auth.login_refused";

@@ -1,12 +1,16 @@
 //! `/health`, `/ready`, a collection's health, and `/metrics`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_core::CollectionId;
-use object_store::ObjectStoreExt;
+use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -123,24 +127,7 @@ pub(crate) async fn ready(State(state): State<AppState>, _: Operator) -> Respons
         .await
         .map(|_| ())
         .map_err(|e| hidden("DbValidator")(e.to_string()));
-    let storage = tokio::time::timeout(state.inner.storage_health_timeout, async {
-        let key = ObjectPath::from(format!(".health/{}", uuid::Uuid::new_v4()));
-        let store = &state.inner.store;
-        store.put(&key, "ok".into()).await.map_err(|e| e.to_string())?;
-        let read = match store.get(&key).await {
-            Ok(got) => got.bytes().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        // Deleted whatever the read gave, so no probe stays behind.
-        let deleted = store.delete(&key).await.map_err(|e| e.to_string());
-        if read? != "ok" {
-            return Err("read back something else than was written".to_owned());
-        }
-        deleted
-    })
-    .await
-    .unwrap_or_else(|_| Err("timed out".into()))
-    .map_err(hidden("StorageAvailabilityValidator"));
+    let storage = probe_storage(&state).await.map_err(hidden("StorageAvailabilityValidator"));
     // The manifests load and validate as they would at a reload.
     let config = state.inner.manifests.load_async().await.map(|_| ()).map_err(hidden("ConfigurationProviderValidator"));
     // The catalog and the storage still belong to the repository served since the start.
@@ -158,6 +145,77 @@ pub(crate) async fn ready(State(state): State<AppState>, _: Operator) -> Respons
         ],
         Some(("repository", id)),
     )
+}
+
+/// Where `/ready` writes its probe objects (at the bucket's root, beside the server's prefix).
+pub(crate) const PROBE_PREFIX: &str = ".health";
+
+/// How long the deletion of a probe object may take, apart from the probe's own timeout.
+const PROBE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes a probe object, reads it back and deletes it, within `--storage-health-timeout`.
+/// The deletion runs in a task of its own (with its own bound): a timeout that cuts the probe
+/// after its write must not leave the object behind. What a deletion still misses (the process
+/// killed meanwhile, the store failing) the maintenance sweeps ([`sweep_probes`]).
+async fn probe_storage(state: &AppState) -> Result<(), String> {
+    let key = ObjectPath::from(format!("{PROBE_PREFIX}/{}", uuid::Uuid::new_v4()));
+    let store = state.inner.store.clone();
+    let deadline = tokio::time::Instant::now() + state.inner.storage_health_timeout;
+    let probe = async {
+        store.put(&key, "ok".into()).await.map_err(|e| e.to_string())?;
+        let read = store.get(&key).await.map_err(|e| e.to_string())?.bytes().await.map_err(|e| e.to_string())?;
+        if read != "ok" {
+            return Err("read back something else than was written".to_owned());
+        }
+        Ok(())
+    };
+    let probed = tokio::time::timeout_at(deadline, probe).await.unwrap_or_else(|_| Err("timed out".into()));
+    // Deleted whatever the probe gave (a write cut by the timeout may still have landed).
+    let deletion = tokio::spawn(async move {
+        match tokio::time::timeout(PROBE_DELETE_TIMEOUT, store.delete(&key)).await {
+            Ok(Ok(())) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(Err(e)) => Err(format!("deleting {key}: {e}")),
+            Err(_) => Err(format!("deleting {key}: timed out")),
+        }
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "readiness probe: the object stays until the maintenance sweeps it"),
+        )
+    });
+    probed?;
+    // A probe that worked reports its deletion too, if it ends in time.
+    match tokio::time::timeout_at(deadline, deletion).await {
+        Ok(Ok(deleted)) => deleted,
+        Ok(Err(_)) => Err("the deletion task failed".into()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Deletes the probe objects of `/ready` written before `before`: what a probe's own deletion
+/// missed. Run by the maintenance; returns how many it deleted.
+///
+/// # Errors
+/// The store's listing failed (a failed deletion is logged and left for the next run).
+pub(crate) async fn sweep_probes(
+    store: &Arc<dyn ObjectStore>,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, object_store::Error> {
+    let prefix = ObjectPath::from(PROBE_PREFIX);
+    let mut listed = store.list(Some(&prefix));
+    let mut old = Vec::new();
+    while let Some(meta) = listed.next().await {
+        let meta = meta?;
+        if meta.last_modified < before {
+            old.push(meta.location);
+        }
+    }
+    let mut deleted = 0;
+    for key in old {
+        match store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+            Err(e) => tracing::warn!(%key, error = %e, "maintenance: a readiness probe object could not be deleted"),
+        }
+    }
+    Ok(deleted)
 }
 
 /// `GET /api/stable/repository/collection/{collectionId}/health[?code=…]`: the last backup
@@ -210,4 +268,178 @@ pub(crate) async fn metrics(State(state): State<AppState>, _: Operator) -> Respo
 /// A JSON 404 for routes that do not exist.
 pub(crate) async fn not_found() -> Response {
     json_response(StatusCode::NOT_FOUND, &json!({ "data": {}, "error": "route not found", "status": false }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutOptions,
+        PutPayload, PutResult, RenameOptions,
+    };
+
+    use super::*;
+    use crate::testing::{HEALTH_CODE, send, state_on, text};
+
+    /// A memory store on which reads of the readiness probe's objects never end (a storage
+    /// that stalls after the probe's write), and their deletions fail while `fail_deletes`;
+    /// every deletion attempt of a probe object is signalled.
+    #[derive(Debug, Default)]
+    struct StallingProbes {
+        inner: Arc<InMemory>,
+        fail_deletes: AtomicBool,
+        delete_attempted: Arc<tokio::sync::Notify>,
+    }
+
+    fn is_probe(location: &ObjectPath) -> bool {
+        location.as_ref().starts_with(PROBE_PREFIX)
+    }
+
+    impl fmt::Display for StallingProbes {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "StallingProbes({})", self.inner)
+        }
+    }
+
+    #[backup_core::async_trait]
+    impl ObjectStore for StallingProbes {
+        async fn put_opts(
+            &self,
+            location: &ObjectPath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjectPath,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(&self, location: &ObjectPath, options: GetOptions) -> object_store::Result<GetResult> {
+            if is_probe(location) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+        ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+            let (inner, fail, attempted) =
+                (self.inner.clone(), self.fail_deletes.load(Ordering::SeqCst), self.delete_attempted.clone());
+            locations
+                .then(move |location| {
+                    let (inner, attempted) = (inner.clone(), attempted.clone());
+                    async move {
+                        let location = location?;
+                        let probe = is_probe(&location);
+                        let result = if probe && fail {
+                            Err(object_store::Error::Generic { store: "StallingProbes", source: "refused".into() })
+                        } else {
+                            inner.delete(&location).await.map(|()| location)
+                        };
+                        if probe {
+                            attempted.notify_one();
+                        }
+                        result
+                    }
+                })
+                .boxed()
+        }
+
+        fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &ObjectPath,
+            to: &ObjectPath,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+
+        async fn rename_opts(
+            &self,
+            from: &ObjectPath,
+            to: &ObjectPath,
+            options: RenameOptions,
+        ) -> object_store::Result<()> {
+            self.inner.rename_opts(from, to, options).await
+        }
+    }
+
+    async fn probes(store: &StallingProbes) -> Vec<ObjectPath> {
+        let listed: Vec<ObjectMeta> =
+            store.inner.list(Some(&ObjectPath::from(PROBE_PREFIX))).map(Result::unwrap).collect().await;
+        listed.into_iter().map(|m| m.location).collect()
+    }
+
+    /// `/ready` on a store that stalls after the probe's write: the storage check fails
+    /// (timed out), and the probe's object is deleted all the same.
+    async fn ready_times_out(store: &Arc<StallingProbes>) {
+        let state = state_on(store.clone(), Duration::from_millis(200)).await;
+        let request =
+            Request::get(format!("/ready?code={}", HEALTH_CODE.replace(' ', "%20"))).body(Body::empty()).unwrap();
+        let answer = send(&state, request).await;
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: Value = serde_json::from_str(&text(answer).await).unwrap();
+        let storage = body["data"]["health"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "StorageAvailabilityValidator")
+            .cloned()
+            .unwrap();
+        assert_eq!(storage["status"], json!(false), "{body}");
+        // The deletion runs after the answer, in its own task: await its attempt.
+        tokio::time::timeout(Duration::from_secs(10), store.delete_attempted.notified())
+            .await
+            .expect("the probe's object was not deleted after the timeout cut the probe");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_probe_cut_by_its_timeout_after_the_write_deletes_its_object() {
+        let store = Arc::new(StallingProbes::default());
+        ready_times_out(&store).await;
+        assert_eq!(probes(&store).await, Vec::<ObjectPath>::new(), "nothing left behind");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_maintenance_sweeps_probe_objects_left_behind() {
+        let store = Arc::new(StallingProbes::default());
+        store.fail_deletes.store(true, Ordering::SeqCst);
+        ready_times_out(&store).await;
+        assert_eq!(probes(&store).await.len(), 1, "the failed deletion left the object");
+        store.fail_deletes.store(false, Ordering::SeqCst);
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        // Younger than the cut-off: a probe that may still run; it stays.
+        let young = chrono::Utc::now() - chrono::Duration::minutes(5);
+        assert_eq!(sweep_probes(&dyn_store, young).await.unwrap(), 0);
+        assert_eq!(probes(&store).await.len(), 1);
+        // Older: swept. The repository's own objects are not touched.
+        let before: Vec<ObjectMeta> = store.inner.list(None).map(Result::unwrap).collect().await;
+        let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+        assert_eq!(sweep_probes(&dyn_store, later).await.unwrap(), 1);
+        assert_eq!(probes(&store).await, Vec::<ObjectPath>::new(), "nothing left after the sweep");
+        let after: Vec<ObjectMeta> = store.inner.list(None).map(Result::unwrap).collect().await;
+        assert_eq!(after.len(), before.len() - 1, "only the probe went: {after:?}");
+    }
 }

@@ -1,14 +1,15 @@
 //! Retention (ours): what the next commit would keep and why, a policy simulated over any
 //! versions, and holds and protection deadlines on versions.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use backup_core::protocol::ProtectionChange;
 use backup_core::rotation::{Mark, RotationDecision, VersionSummary};
 use backup_core::{CollectionSpec, Error, Limits, RetentionSpec, Timestamp, VersionId, VersionSelector};
-use serde::Deserialize;
+use backup_policy::{Asker, COLLECTION, Permission, Subject, decide};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::caller::Caller;
@@ -112,14 +113,66 @@ fn policy_spec(policy: &Map<String, Value>) -> Result<CollectionSpec, ApiError> 
     Ok(CollectionSpec::new("simulated-${version}", limits).with_retention(retention))
 }
 
-/// `POST /api/stable/retention/simulate`, for any authenticated caller: a policy over the
-/// given versions at `now` (default: the server's time), each decision with its reasons.
-/// At most 100,000 versions (413 beyond).
+/// Simulations running at once on a server. Each holds its request (up to 16 MiB), the plan
+/// and the answer being sent until the client has read it: a few at a time bound the memory.
+pub(crate) const MAX_SIMULATIONS: usize = 2;
+
+/// Simulations running at once for one user.
+pub(crate) const MAX_SIMULATIONS_PER_USER: u32 = 1;
+
+/// What a refused simulation's `Retry-After` says, in seconds.
+const SIMULATION_RETRY_AFTER_SECS: u64 = 5;
+
+/// Decisions per chunk of a streamed answer (about 64 KiB of JSON).
+const DECISIONS_PER_CHUNK: usize = 512;
+
+/// Whether the caller may simulate: it holds a role that reads some collection's versions
+/// (`backupDownloader` or `collectionManager` on a collection, through its token's key and
+/// scope, or such a global role, `systemAdmin` included). An upload-only access key, a user
+/// without roles, a one-time upload token may not: a simulation is CPU and memory for
+/// whoever plans retention, not for every account.
+fn may_simulate(state: &AppState, caller: &Caller) -> bool {
+    let set = state.inner.directory.snapshot();
+    let key = caller.token.access_key().and_then(|k| caller.user.access_key(k));
+    let asker = Asker { user: &caller.user, access_key: key, scope: Some(caller.token.scope()) };
+    decide(&asker, None, Permission::Download).is_ok()
+        || set.collections.iter().any(|(id, policy)| {
+            let subject = Subject { kind: COLLECTION, name: id.as_str(), acl: &policy.acl };
+            decide(&asker, Some(&subject), Permission::Download).is_ok()
+        })
+}
+
+/// `POST /api/stable/retention/simulate`: a policy over the given versions at `now` (default:
+/// the server's time), each decision with its reasons. At most 100,000 versions (413
+/// beyond). Only for callers who may read some collection's versions ([`may_simulate`]; 403
+/// otherwise); at most [`MAX_SIMULATIONS_PER_USER`] per user and [`MAX_SIMULATIONS`] on the
+/// server at once, until their answers are read (429 with `Retry-After` beyond, before the
+/// body is read). The answer streams as it is written.
 pub(crate) async fn simulate(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
+    if !may_simulate(&state, &caller) {
+        return Err(ApiError::forbidden(
+            "not authorized to simulate retention: it takes a role that reads some collection's versions \
+             (backupDownloader, collectionManager or systemAdmin)",
+        ));
+    }
+    let busy = |mut e: ApiError| {
+        e.retry_after = Some(SIMULATION_RETRY_AFTER_SECS);
+        e
+    };
+    let mine = state.inner.simulations_per_user.acquire(&caller.user.name).map_err(|mut e| {
+        e.message = "a retention simulation of yours is running; try again when its answer is read".to_owned();
+        busy(e)
+    })?;
+    let Ok(running) = state.inner.simulations.clone().try_acquire_owned() else {
+        return Err(busy(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{MAX_SIMULATIONS} retention simulations are running; try again in a moment"),
+        )));
+    };
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,6 +184,25 @@ pub(crate) async fn simulate(
     };
     let body =
         axum::body::to_bytes(Body::new(request.into_body()), MAX_SIMULATION_BYTES).await.map_err(|_| too_large())?;
+    let now = Timestamp::from(state.inner.engine.clock().now());
+    let strategies = state.inner.engine.strategies().clone();
+    // Parsing and planning 100,000 versions is CPU work: off the request threads.
+    let decisions = tokio::task::spawn_blocking(move || plan_simulation(body, now, &strategies))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the simulation failed"))??;
+    // The slots are held until the answer's last byte is sent or the client goes (a client
+    // that stops reading is cut by the stall timeout).
+    let mut response = Body::from_stream(simulation_answer(decisions, (mine, running))).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    Ok(response)
+}
+
+/// Parses a simulation request (dropped once parsed) and runs its policy.
+fn plan_simulation(
+    body: Bytes,
+    now: Timestamp,
+    strategies: &backup_core::rotation::RotationStrategies,
+) -> Result<Vec<RotationDecision>, ApiError> {
     let sim: Simulation =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid simulation: {e}")))?;
     drop(body);
@@ -149,21 +221,70 @@ pub(crate) async fn simulate(
         .iter()
         .map(|v| VersionSummary::new(VersionId::generate(), v.number, 0, v.created_at).with_protected(v.protected))
         .collect();
+    let now = sim.now.unwrap_or(now);
+    drop(sim);
     versions.sort_by_key(|v| v.number);
     if let Some(w) = versions.windows(2).find(|w| w[0].number == w[1].number) {
         return Err(ApiError::bad_request(format!("versions: number {} appears twice", w[0].number)));
     }
-    let now = sim.now.unwrap_or_else(|| Timestamp::from(state.inner.engine.clock().now()));
-    let strategies = state.inner.engine.strategies().clone();
-    // A plan of 100,000 versions is CPU work: off the request threads.
-    let planned = tokio::task::spawn_blocking(move || strategies.plan(&spec, &versions, None, now))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the simulation failed"))?;
-    let decisions = planned.map_err(|e| match e {
+    strategies.plan(&spec, &versions, None, now).map_err(|e| match e {
         Error::InvalidSpec { field, reason } => ApiError::bad_request(format!("{}: {reason}", policy_field(field))),
         e => ApiError::from_core(&e, ""),
-    })?;
-    Ok(ok(json!({ "versions": decisions_json(&decisions) })))
+    })
+}
+
+/// One decision as the answer shows it (keys in Gin's sorted order).
+#[derive(Serialize)]
+struct DecisionJson<'a> {
+    keep: bool,
+    number: u64,
+    reasons: &'a [String],
+}
+
+/// The answer `{"data": {"versions": [...]}, "status": true}`, pretty-printed as every other
+/// answer, written [`DECISIONS_PER_CHUNK`] decisions at a time as the client reads; `held`
+/// lives until the last chunk is taken or the stream is dropped.
+fn simulation_answer<H: Send + 'static>(
+    decisions: Vec<RotationDecision>,
+    held: H,
+) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    let total = decisions.len();
+    let mut decisions = decisions.into_iter().enumerate().peekable();
+    let mut started = false;
+    let mut held = Some(held);
+    futures::stream::iter(std::iter::from_fn(move || {
+        held.as_ref()?;
+        let mut out = Vec::with_capacity(64 * 1024);
+        if !started {
+            started = true;
+            out.extend_from_slice(b"{\n    \"data\": {\n        \"versions\": [");
+        }
+        for _ in 0..DECISIONS_PER_CHUNK {
+            let Some((i, d)) = decisions.next() else { break };
+            out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+            let item = DecisionJson { keep: d.mark == Mark::Keep, number: d.number, reasons: &d.reasons };
+            let mut text = Vec::with_capacity(256);
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            if item.serialize(&mut serde_json::Serializer::with_formatter(&mut text, formatter)).is_err() {
+                text = b"{}".to_vec();
+            }
+            for (n, line) in text.split(|b| *b == b'\n').enumerate() {
+                if n > 0 {
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(b"            ");
+                out.extend_from_slice(line);
+            }
+        }
+        if decisions.peek().is_none() {
+            if total > 0 {
+                out.extend_from_slice(b"\n        ");
+            }
+            out.extend_from_slice(b"]\n    },\n    \"status\": true\n}");
+            held = None;
+        }
+        Some(Ok(Bytes::from(out)))
+    }))
 }
 
 /// The policy field behind a spec field the engine names.
@@ -228,10 +349,14 @@ pub(crate) async fn protect(
     Ok(ok(json!({ "version": model::version(&v) })))
 }
 
+/// What the `Retry-After` of a verification refused while another runs says, in seconds (a
+/// verification reads a whole collection: minutes, typically).
+const VERIFY_RETRY_AFTER_SECS: u64 = 60;
+
 /// `POST /api/stable/repository/collection/{collectionId}/verify`: reads every committed
 /// version back now and checks its size and digest, recording the result (a damaged or
 /// missing one is quarantined). Collection managers; one verification at a time on a server
-/// (429 while one runs).
+/// (429 with `Retry-After` while one runs).
 pub(crate) async fn verify(
     State(state): State<AppState>,
     caller: Caller,
@@ -245,11 +370,52 @@ pub(crate) async fn verify(
         .await
         .map_err(|e| ApiError::from_core(&e, DENIED))?;
     let Ok(_running) = state.inner.verifying.clone().try_acquire_owned() else {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "a verification is running; try again when it ends"));
+        let mut busy =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "a verification is running; try again when it ends");
+        busy.retry_after = Some(VERIFY_RETRY_AFTER_SECS);
+        return Err(busy);
     };
     let checks = engine.verify_collection(&caller.actor, &id).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
     state.inner.metrics.checked(checks.iter());
     let versions: Vec<Value> =
         checks.iter().map(|c| json!({ "number": c.number, "ok": c.ok, "error": c.error })).collect();
     Ok(ok(json!({ "versions": versions })))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+    use crate::ServerConfig;
+    use crate::testing::{send, text};
+
+    /// A verification refused while another runs says when to come back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_verification_refused_while_another_runs_says_when_to_retry() {
+        let config = ServerConfig::for_tests().user("admin", "a password", &["systemAdmin"]).collection(
+            "db",
+            2,
+            "1M",
+            "2M",
+            &[("admin", &["collectionManager"])],
+        );
+        let state = crate::build_from(&config).await.unwrap();
+        let user = state.inner.directory.snapshot().users["admin"].clone();
+        let request = backup_policy::TokenRequest::login().from_addr("127.0.0.1".to_owned());
+        let token = state.inner.tokens.issue(&user, None, request).await.unwrap().token;
+        let verify = || {
+            Request::post("/api/stable/repository/collection/db/verify")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let running = state.inner.verifying.clone().try_acquire_owned().unwrap();
+        let refused = send(&state, verify()).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], VERIFY_RETRY_AFTER_SECS.to_string());
+        assert!(text(refused).await.contains("a verification is running"));
+        drop(running);
+        assert_eq!(send(&state, verify()).await.status(), StatusCode::OK);
+    }
 }

@@ -27,14 +27,29 @@ const MAX_VERSIONS_READ: usize = 10_000;
 /// The most rows of the versions table.
 const MAX_ROWS: usize = 1000;
 
-/// The same answer for a collection that does not exist and one the user may not see.
-fn not_open(session: &UiSession, id: &str) -> Response {
+/// The same answer for a collection that does not exist and one the user may not see, on the
+/// page and for every action: the same status and the same page, which does not repeat the
+/// name asked for.
+fn not_open(session: &UiSession) -> Response {
     layout::error_page(
         StatusCode::NOT_FOUND,
         Some(session),
         "No such collection",
-        &format!("No collection named {id:?} is open to you."),
+        "There is no collection of that name open to you.",
     )
+}
+
+/// The collection `raw` names, if the user may see it; else the answer of [`not_open`], so an
+/// action tells no more than the page about which collections exist.
+async fn visible(state: &AppState, session: &UiSession, raw: &str) -> Result<Collection, Response> {
+    let Ok(id) = CollectionId::new(raw) else { return Err(not_open(session)) };
+    match state.inner.engine.collection(&session.caller.actor, &id).await {
+        Ok(c) => Ok(c),
+        Err(e) if matches!(e.kind(), backup_core::ErrorKind::NotFound | backup_core::ErrorKind::PermissionDenied) => {
+            Err(not_open(session))
+        }
+        Err(e) => Err(failure(session, &e)),
+    }
 }
 
 /// What the user may do here: each decided by the engine's authorizer, as the API does.
@@ -71,16 +86,13 @@ pub(crate) async fn page(
     Query(q): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(id) = CollectionId::new(&raw) else { return not_open(&session, &raw) };
+    let collection = match visible(&state, &session, &raw).await {
+        Ok(c) => c,
+        Err(answer) => return answer,
+    };
+    let id = collection.id.clone();
     let engine = &state.inner.engine;
     let actor = &session.caller.actor;
-    let collection = match engine.collection(actor, &id).await {
-        Ok(c) => c,
-        Err(e) if matches!(e.kind(), backup_core::ErrorKind::NotFound | backup_core::ErrorKind::PermissionDenied) => {
-            return not_open(&session, id.as_str());
-        }
-        Err(e) => return failure(&session, &e),
-    };
     let assessment = match assess(&state, &id).await {
         Ok(a) => a,
         Err(e) => return failure(&session, &e),
@@ -269,17 +281,20 @@ fn decision_cell(decision: Option<&RotationDecision>) -> Markup {
     }
 }
 
-/// `GET /ui/collections/{id}/versions/{n}/download`: the API's download, for this session.
+/// `GET /ui/collections/{id}/versions/{n}/download`: the API's download, for this session,
+/// with the pages' security headers (never stored, never sniffed, never embedded by another
+/// site).
 pub(crate) async fn download(
     State(state): State<AppState>,
     session: UiSession,
     Path((raw, number)): Path<(String, u64)>,
 ) -> Response {
-    let Ok(id) = CollectionId::new(&raw) else { return not_open(&session, &raw) };
-    match stream_version(&state, &session.caller, &id, VersionSelector::Number(number)).await {
-        Ok(response) => response,
-        // As the page: a collection the user may not download from is not there.
-        Err(e) if e.status == StatusCode::FORBIDDEN => not_open(&session, id.as_str()),
+    let collection = match visible(&state, &session, &raw).await {
+        Ok(c) => c,
+        Err(answer) => return answer,
+    };
+    match stream_version(&state, &session.caller, &collection.id, VersionSelector::Number(number)).await {
+        Ok(response) => layout::secure(response, "no-store"),
         Err(e) => layout::api_error_page(&session, e),
     }
 }
@@ -333,7 +348,10 @@ async fn act(
     if !session.csrf_matches(&form.csrf) {
         return csrf_refused(Some(session));
     }
-    let Ok(id) = CollectionId::new(raw) else { return not_open(session, raw) };
+    let id = match visible(state, session, raw).await {
+        Ok(c) => c.id,
+        Err(answer) => return answer,
+    };
     let engine = &state.inner.engine;
     let actor = &session.caller.actor;
     let result = match action {

@@ -12,13 +12,7 @@ use crate::caller::ClientAddr;
 use crate::routes::auth::check_login;
 use crate::state::AppState;
 use crate::ui::layout;
-use crate::ui::session::{
-    LOGIN_COOKIE, MaybeSession, Tls, UiSession, cookie_value, csrf_refused, session_cookie, session_cookie_removed,
-    set_cookie,
-};
-
-/// Where the login form's CSRF cookie is sent.
-const LOGIN_PATH: &str = "/ui/login";
+use crate::ui::session::{Cookies, MaybeSession, Transport, UiSession, cookie_value, csrf_refused};
 
 /// How long a login form may stay open before it must be reloaded.
 const LOGIN_FORM_SECS: i64 = 3600;
@@ -32,18 +26,24 @@ pub(crate) struct LoginPageQuery {
 /// `GET /ui/login`: the form, or the dashboard for a browser already logged in.
 pub(crate) async fn form(
     MaybeSession(session): MaybeSession,
-    Tls(tls): Tls,
+    Transport(cookies): Transport,
     Query(q): Query<LoginPageQuery>,
 ) -> Response {
     if session.is_some() {
         return layout::redirect("/ui/");
     }
     let notice = q.ended.is_some().then_some("You are logged out.");
-    login_page(StatusCode::OK, notice, None, "", tls)
+    login_page(StatusCode::OK, notice, None, "", cookies)
 }
 
 /// The form with a fresh CSRF value, in its cookie and in the form.
-fn login_page(status: StatusCode, notice: Option<&str>, error: Option<&str>, username: &str, tls: bool) -> Response {
+fn login_page(
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+    username: &str,
+    cookies: Cookies,
+) -> Response {
     let csrf = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let body = html! {
         section.login {
@@ -64,9 +64,7 @@ fn login_page(status: StatusCode, notice: Option<&str>, error: Option<&str>, use
         }
     };
     let mut response = layout::page(status, "Log in", None, body);
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &csrf, LOGIN_PATH, LOGIN_FORM_SECS, tls));
+    response.headers_mut().append(header::SET_COOKIE, cookies.login_set(&csrf, LOGIN_FORM_SECS));
     response
 }
 
@@ -86,25 +84,25 @@ pub(crate) struct LoginForm {
 pub(crate) async fn login(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
-    Tls(tls): Tls,
+    Transport(cookies): Transport,
     headers: axum::http::HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     // The form must come from a login page this browser was given (no login forced on a
     // browser by another site).
-    let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
+    let expected = cookie_value(&headers, cookies.login()).unwrap_or_default();
     if expected.is_empty() || form.csrf.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
         return login_page(
             StatusCode::FORBIDDEN,
             None,
             Some("The login form expired or did not come from this server. Try again."),
             "",
-            tls,
+            cookies,
         );
     }
     let who = match check_login(&state, addr, Some(form.username.clone()), Some(form.password)).await {
         Ok(who) => who,
-        Err(e) => return login_page(e.status, None, Some(&e.message), &form.username, tls),
+        Err(e) => return login_page(e.status, None, Some(&e.message), &form.username, cookies),
     };
     let mut request = TokenRequest::login().browser_session().from_addr(addr.to_string());
     request.description = "Dashboard".into();
@@ -117,15 +115,15 @@ pub(crate) async fn login(
                 None,
                 Some("The session could not be registered; the server log has the details."),
                 &form.username,
-                tls,
+                cookies,
             );
         }
     };
     let lifetime = (issued.session.expires_at.to_datetime() - state.inner.clock.now()).num_seconds();
     let mut response = layout::redirect("/ui/");
     let headers = response.headers_mut();
-    headers.append(header::SET_COOKIE, session_cookie(&issued.token, lifetime, tls));
-    headers.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", LOGIN_PATH, 0, tls));
+    headers.append(header::SET_COOKIE, cookies.session_set(&issued.token, lifetime));
+    headers.append(header::SET_COOKIE, cookies.login_set("", 0));
     response
 }
 
@@ -140,7 +138,7 @@ pub(crate) struct CsrfForm {
 pub(crate) async fn logout(
     State(state): State<AppState>,
     session: UiSession,
-    Tls(tls): Tls,
+    Transport(cookies): Transport,
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if !session.csrf_matches(&form.csrf) {
@@ -157,6 +155,6 @@ pub(crate) async fn logout(
         );
     }
     let mut response = layout::redirect("/ui/login?ended=1");
-    response.headers_mut().append(header::SET_COOKIE, session_cookie_removed(tls));
+    response.headers_mut().append(header::SET_COOKIE, cookies.session_removed());
     response
 }

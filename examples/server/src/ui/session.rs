@@ -17,15 +17,80 @@ use crate::json::ApiError;
 use crate::state::AppState;
 use crate::ui::layout;
 
-/// The session cookie. The API reads only its own `jwt` cookie, and refuses this cookie's
-/// token anywhere else (it is marked a browser session's).
+/// The session cookie over plain HTTP. The API reads only its own `jwt` cookie, and refuses
+/// this cookie's token anywhere else (it is marked a browser session's).
 pub(crate) const SESSION_COOKIE: &str = "backup_ui";
 
-/// The login form's CSRF cookie: a random value the form must repeat.
+/// The session cookie over TLS: the `__Host-` prefix makes browsers refuse it unless it is
+/// `Secure`, has `Path=/` and no `Domain`, so neither a sibling subdomain nor a plain-HTTP
+/// page of the same host can set or replace it.
+pub(crate) const TLS_SESSION_COOKIE: &str = "__Host-backup_ui";
+
+/// The login form's CSRF cookie over plain HTTP: a random value the form must repeat.
 pub(crate) const LOGIN_COOKIE: &str = "backup_ui_login";
 
-/// Where the session cookie is sent: the dashboard only.
+/// The login form's CSRF cookie over TLS (see [`TLS_SESSION_COOKIE`]).
+pub(crate) const TLS_LOGIN_COOKIE: &str = "__Host-backup_ui_login";
+
+/// Where the session cookie is sent over plain HTTP: the dashboard only. (`__Host-` cookies
+/// are sent everywhere, `Path=/`; the API reads none of them.)
 const COOKIE_PATH: &str = "/ui";
+
+/// Where the login form's cookie is sent over plain HTTP.
+const LOGIN_PATH: &str = "/ui/login";
+
+/// The dashboard's cookies on one transport. Over TLS they carry the `__Host-` prefix; over
+/// plain HTTP (a loopback deployment, where a `Secure` cookie would never come back) they
+/// cannot, and keep the plain names under `/ui`. Each transport reads only its own names: a
+/// plain cookie that a network attacker planted over HTTP is ignored by the TLS dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cookies {
+    tls: bool,
+}
+
+impl Cookies {
+    pub(crate) fn new(tls: bool) -> Self {
+        Cookies { tls }
+    }
+
+    /// The session cookie's name.
+    pub(crate) fn session(self) -> &'static str {
+        if self.tls { TLS_SESSION_COOKIE } else { SESSION_COOKIE }
+    }
+
+    /// The login form's cookie's name.
+    pub(crate) fn login(self) -> &'static str {
+        if self.tls { TLS_LOGIN_COOKIE } else { LOGIN_COOKIE }
+    }
+
+    /// The session cookie for a token that lives `max_age_secs`.
+    pub(crate) fn session_set(self, token: &str, max_age_secs: i64) -> HeaderValue {
+        self.build(self.session(), token, COOKIE_PATH, max_age_secs)
+    }
+
+    /// The session cookie deleted.
+    pub(crate) fn session_removed(self) -> HeaderValue {
+        self.build(self.session(), "", COOKIE_PATH, 0)
+    }
+
+    /// The login form's cookie with `value`, for `max_age_secs` (zero deletes it).
+    pub(crate) fn login_set(self, value: &str, max_age_secs: i64) -> HeaderValue {
+        self.build(self.login(), value, LOGIN_PATH, max_age_secs)
+    }
+
+    /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`; over TLS `Secure` and `Path=/` (as
+    /// `__Host-` requires), else under `plain_path`; `max_age` zero deletes it.
+    fn build(self, name: &str, value: &str, plain_path: &str, max_age_secs: i64) -> HeaderValue {
+        let cookie = Cookie::build((name, value))
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .path(if self.tls { "/" } else { plain_path })
+            .secure(self.tls)
+            .max_age(cookie::time::Duration::seconds(max_age_secs.max(0)));
+        // Names and values are ours: base64url, digits and `.`, all valid in a header.
+        HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
 
 /// A logged-in dashboard user: the same [`Caller`] the API builds from a bearer token, so
 /// every page asks the engine with the same actor and permissions.
@@ -75,7 +140,7 @@ pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Whether the browser reached us over TLS: the request's own scheme, or what a trusted proxy
-/// in front says in `X-Forwarded-Proto`. Cookies are then `Secure`.
+/// in front says in `X-Forwarded-Proto`. Cookies are then `Secure` and `__Host-` named.
 pub(crate) fn over_tls(parts: &Parts, state: &AppState) -> bool {
     if parts.uri.scheme_str() == Some("https") {
         return true;
@@ -92,29 +157,6 @@ pub(crate) fn over_tls(parts: &Parts, state: &AppState) -> bool {
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
-/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, under `path`, `Secure` over TLS;
-/// `max_age` zero deletes it.
-pub(crate) fn set_cookie(name: &str, value: &str, path: &str, max_age_secs: i64, tls: bool) -> HeaderValue {
-    let cookie = Cookie::build((name, value))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path(path)
-        .secure(tls)
-        .max_age(cookie::time::Duration::seconds(max_age_secs.max(0)));
-    // Names and values are ours: base64url, digits and `.`, all valid in a header.
-    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// The session cookie for a token that lives `max_age_secs`.
-pub(crate) fn session_cookie(token: &str, max_age_secs: i64, tls: bool) -> HeaderValue {
-    set_cookie(SESSION_COOKIE, token, COOKIE_PATH, max_age_secs, tls)
-}
-
-/// The session cookie deleted.
-pub(crate) fn session_cookie_removed(tls: bool) -> HeaderValue {
-    set_cookie(SESSION_COOKIE, "", COOKIE_PATH, 0, tls)
-}
-
 /// The session of a request, if its cookie holds a valid browser-session token that is
 /// admitted as the API admits tokens (user active, key present, password unchanged, address
 /// allowed).
@@ -123,7 +165,8 @@ pub(crate) fn session_cookie_removed(tls: bool) -> HeaderValue {
 /// The session registry could not be asked: whether the session is valid is not known (its
 /// cookie must then be kept).
 pub(crate) async fn session_of(parts: &Parts, state: &AppState) -> Result<Option<UiSession>, ApiError> {
-    let Some(raw) = cookie_value(&parts.headers, SESSION_COOKIE).filter(|v| !v.is_empty()) else {
+    let cookies = Cookies::new(over_tls(parts, state));
+    let Some(raw) = cookie_value(&parts.headers, cookies.session()).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
     let addr = client_addr(&parts.extensions, &parts.headers, &state.inner.trusted_proxies);
@@ -159,8 +202,8 @@ impl FromRequestParts<AppState> for UiSession {
                 ));
             }
         }
-        let tls = over_tls(parts, state);
-        let stale = cookie_value(&parts.headers, SESSION_COOKIE).is_some();
+        let cookies = Cookies::new(over_tls(parts, state));
+        let stale = cookie_value(&parts.headers, cookies.session()).is_some();
         let mut response = if parts.method == Method::GET || parts.method == Method::HEAD {
             layout::redirect(if stale { "/ui/login?ended=1" } else { "/ui/login" })
         } else {
@@ -172,7 +215,7 @@ impl FromRequestParts<AppState> for UiSession {
             )
         };
         if stale {
-            response.headers_mut().append(header::SET_COOKIE, session_cookie_removed(tls));
+            response.headers_mut().append(header::SET_COOKIE, cookies.session_removed());
         }
         Err(response)
     }
@@ -191,15 +234,15 @@ impl FromRequestParts<AppState> for MaybeSession {
     }
 }
 
-/// Whether the request is over TLS, for handlers that set cookies.
+/// The cookies of the request's transport, for handlers that set them.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Tls(pub(crate) bool);
+pub(crate) struct Transport(pub(crate) Cookies);
 
-impl FromRequestParts<AppState> for Tls {
+impl FromRequestParts<AppState> for Transport {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(Tls(over_tls(parts, state)))
+        Ok(Transport(Cookies::new(over_tls(parts, state))))
     }
 }
 
