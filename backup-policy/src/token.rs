@@ -125,15 +125,24 @@ impl TokenKey {
         })
     }
 
-    /// An Ed25519 (EdDSA) key pair from PEM files, to sign and check.
+    /// An Ed25519 (EdDSA) key pair from PEM files (`openssl genpkey -algorithm ed25519` and
+    /// `openssl pkey -pubout`), to sign and check. The pair is checked at once: a signature
+    /// made with the private key must verify with the public one.
     ///
     /// # Errors
-    /// [`backup_core::Error::InvalidInput`] for keys that do not parse.
+    /// [`backup_core::Error::InvalidInput`] for keys that do not parse, or do not belong
+    /// together.
     pub fn ed25519_pem(kid: &str, private_pem: &[u8], public_pem: &[u8]) -> Result<Self> {
-        let encoding =
-            EncodingKey::from_ed_pem(private_pem).map_err(|e| Error::invalid("Ed25519 private key", e.to_string()))?;
-        let decoding =
-            DecodingKey::from_ed_pem(public_pem).map_err(|e| Error::invalid("Ed25519 public key", e.to_string()))?;
+        install_crypto_provider();
+        let encoding = EncodingKey::from_ed_der(&ed25519_private_der(private_pem)?);
+        let decoding = DecodingKey::from_ed_der(&ed25519_public_key(public_pem)?);
+        let probe = b"backup-policy key check";
+        let signature = jsonwebtoken::crypto::sign(probe, &encoding, Algorithm::EdDSA)
+            .map_err(|e| Error::invalid("Ed25519 private key", e.to_string()))?;
+        match jsonwebtoken::crypto::verify(&signature, probe, &decoding, Algorithm::EdDSA) {
+            Ok(true) => {}
+            _ => return Err(Error::invalid("Ed25519 key pair", "the public key does not match the private key")),
+        }
         Ok(TokenKey { kid: kid.to_owned(), algorithm: Algorithm::EdDSA, encoding: Some(encoding), decoding })
     }
 
@@ -142,14 +151,43 @@ impl TokenKey {
     /// # Errors
     /// [`backup_core::Error::InvalidInput`] for a key that does not parse.
     pub fn ed25519_public_pem(kid: &str, public_pem: &[u8]) -> Result<Self> {
-        let decoding =
-            DecodingKey::from_ed_pem(public_pem).map_err(|e| Error::invalid("Ed25519 public key", e.to_string()))?;
+        let decoding = DecodingKey::from_ed_der(&ed25519_public_key(public_pem)?);
         Ok(TokenKey { kid: kid.to_owned(), algorithm: Algorithm::EdDSA, encoding: None, decoding })
     }
 
     /// The key id.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+}
+
+/// The PKCS#8 document of an Ed25519 private key in PEM (`PRIVATE KEY`), which
+/// jsonwebtoken's signer reads itself.
+fn ed25519_private_der(pem_text: &[u8]) -> Result<Vec<u8>> {
+    let what = "Ed25519 private key";
+    let pem = pem::parse(pem_text).map_err(|e| Error::invalid(what, e.to_string()))?;
+    if pem.tag() != "PRIVATE KEY" {
+        return Err(Error::invalid(what, format!("a PEM `PRIVATE KEY` (PKCS#8), not `{}`", pem.tag())));
+    }
+    Ok(pem.into_contents())
+}
+
+/// The DER of an Ed25519 `SubjectPublicKeyInfo` is always these 12 bytes (SEQUENCE,
+/// AlgorithmIdentifier with OID 1.3.101.112 and no parameters, BIT STRING of 33 bytes with
+/// no unused bits) and then the 32-byte key (RFC 8410 §4).
+const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// The 32 bytes of an Ed25519 public key in PEM (`PUBLIC KEY`), as jsonwebtoken's verifier
+/// takes it.
+fn ed25519_public_key(pem_text: &[u8]) -> Result<Vec<u8>> {
+    let what = "Ed25519 public key";
+    let pem = pem::parse(pem_text).map_err(|e| Error::invalid(what, e.to_string()))?;
+    if pem.tag() != "PUBLIC KEY" {
+        return Err(Error::invalid(what, format!("a PEM `PUBLIC KEY`, not `{}`", pem.tag())));
+    }
+    match pem.contents().strip_prefix(&ED25519_SPKI_PREFIX[..]) {
+        Some(key) if key.len() == 32 => Ok(key.to_vec()),
+        _ => Err(Error::invalid(what, "not an Ed25519 SubjectPublicKeyInfo (RFC 8410)")),
     }
 }
 

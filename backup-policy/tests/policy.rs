@@ -466,3 +466,44 @@ async fn plain_text_is_refused_by_the_openpgp_rule() {
     assert!(none.content_rule.is_none());
     let _ = Duration::ZERO;
 }
+
+/// `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout`: test keys only.
+const ED_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEID7QFqHIbvWWx0IUZrwrRH6C9b8MSyj5FLnMO2W5u1UF\n-----END PRIVATE KEY-----\n";
+const ED_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAhLAwq4jIj/X/q7OUT/+5te2Q12OWSpPe7mr/XTJBM24=\n-----END PUBLIC KEY-----\n";
+/// Another Ed25519 key's public half, and a P-256 public key.
+const ED_OTHER_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAlyssLypENMhYU2O8I8fFL6B6wY18DmKzer1QViL/3kI=\n-----END PUBLIC KEY-----\n";
+const P256_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdpGQpy9fYM1uKERPB4UwxFSu8Cw/\n63cnA5MVM37U7D4w5uUzlOfpzTqcX0dK1+qGsu8uplc5LTRuhL1hEi0iLg==\n-----END PUBLIC KEY-----\n";
+
+/// EdDSA keys from PEM: tokens signed by one instance verify on another holding only the
+/// public key, and keys that do not parse or do not belong together are refused at load.
+#[tokio::test]
+async fn ed25519_keys_from_pem_sign_and_verify() {
+    let w = world().await;
+    let key = TokenKey::ed25519_pem("ed-1", ED_PRIVATE.as_bytes(), ED_PUBLIC.as_bytes()).unwrap();
+    let signer = TokenService::new(key, w.catalog.clone(), w.clock.clone()).unwrap();
+    let auth = w.directory.authenticate(&"some-user".parse().unwrap(), "admin", Some(ip("10.0.0.1"))).await.unwrap();
+    let issued = signer.issue(&auth.user, None, TokenRequest::login()).await.unwrap();
+    let header = jsonwebtoken::decode_header(&issued.token).unwrap();
+    assert_eq!((header.alg, header.kid.as_deref()), (Algorithm::EdDSA, Some("ed-1")));
+    signer.verify(&issued.token).await.unwrap();
+    let checker = TokenService::new(TokenKey::hs256(SECRET, None).unwrap(), w.catalog.clone(), w.clock.clone())
+        .unwrap()
+        .accepting(TokenKey::ed25519_public_pem("ed-1", ED_PUBLIC.as_bytes()).unwrap());
+    checker.verify(&issued.token).await.unwrap();
+    let other = TokenService::new(TokenKey::hs256(SECRET, None).unwrap(), w.catalog.clone(), w.clock.clone())
+        .unwrap()
+        .accepting(TokenKey::ed25519_public_pem("ed-1", ED_OTHER_PUBLIC.as_bytes()).unwrap());
+    assert!(other.verify(&issued.token).await.is_err(), "another key's public half refuses the signature");
+
+    for (private, public, why) in [
+        (ED_PRIVATE, ED_OTHER_PUBLIC, "does not match"),
+        (ED_PRIVATE, P256_PUBLIC, "not an Ed25519"),
+        (ED_PUBLIC, ED_PUBLIC, "PRIVATE KEY"),
+        (ED_PRIVATE, ED_PRIVATE, "PUBLIC KEY"),
+        ("not a key", ED_PUBLIC, "Ed25519 private key"),
+    ] {
+        let e = TokenKey::ed25519_pem("ed-1", private.as_bytes(), public.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), backup_core::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains(why), "{why}: {e}");
+    }
+}

@@ -114,7 +114,7 @@ pub struct Args {
     pub trash_retention: Duration,
     /// When `recover()` runs (6-field cron, seconds first: the default is every five minutes).
     #[arg(long, default_value = "0 */5 * * * *", value_parser = schedule)]
-    pub maintenance_schedule: cron::Schedule,
+    pub maintenance_schedule: croner::Cron,
     /// How often manifests are re-read (0 turns it off; SIGHUP re-reads too).
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub config_reload_interval: Duration,
@@ -208,7 +208,7 @@ pub struct Args {
 
 /// A schedule that may be off.
 #[derive(Debug, Clone)]
-pub struct Schedule(pub Option<cron::Schedule>);
+pub struct Schedule(pub Option<croner::Cron>);
 
 /// A 6-field cron expression, or `off`.
 fn optional_schedule(s: &str) -> Result<Schedule, String> {
@@ -243,9 +243,17 @@ fn byte_rate(s: &str) -> Result<u64, String> {
     backup_policy::parse_size(s).map_err(|e| e.to_string())
 }
 
-/// A 6-field cron expression (seconds first).
-fn schedule(s: &str) -> Result<cron::Schedule, String> {
-    s.parse().map_err(|e| format!("{e} (six fields, seconds first: \"0 */5 * * * *\")"))
+/// A 6-field cron expression (seconds first), read as the manifests' windows are (croner:
+/// day of week 0-7, Sunday 0 or 7, or names).
+fn schedule(s: &str) -> Result<croner::Cron, String> {
+    if s.split_whitespace().count() != 6 {
+        return Err(format!("{s:?}: six fields, seconds first: \"0 */5 * * * *\""));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(s)
+        .map_err(|e| format!("{e} (six fields, seconds first: \"0 */5 * * * *\")"))
 }
 
 /// A part size: backup-repository's size grammar, from 64 KiB to 1 GiB.

@@ -35,11 +35,16 @@ fn main() {
             std::process::exit(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
+            .with(filter)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -71,8 +76,8 @@ fn main() {
 }
 
 /// logrus's level names (backup-repository's `--log-level`) as a tracing filter; other
-/// values are tracing filter directives (`info,backup_core=debug`).
-fn tracing_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+/// values are per-target levels (`info,backup_core=debug`).
+fn tracing_filter(level: &str) -> Result<tracing_subscriber::filter::Targets, String> {
     let directive = match level.to_ascii_lowercase().as_str() {
         "panic" | "fatal" | "error" => "error",
         "warning" | "warn" => "warn",
@@ -81,5 +86,20 @@ fn tracing_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> 
         "trace" => "trace",
         _ => level,
     };
-    tracing_subscriber::EnvFilter::try_new(directive).map_err(|e| e.to_string())
+    directive.parse().map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tracing_filter;
+
+    #[test]
+    fn log_levels_are_logrus_names_or_per_target_levels() {
+        for ok in ["warning", "fatal", "INFO", "info,backup_core=debug", "backup_server=trace"] {
+            assert!(tracing_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["info,backup_core=shouting", "a=b=c"] {
+            assert!(tracing_filter(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -133,15 +133,19 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
 }
 
 /// Runs `work` at every time of `schedule`, one run at a time, until aborted.
-fn on_schedule<F, Fut>(schedule: cron::Schedule, work: F) -> JoinHandle<()>
+fn on_schedule<F, Fut>(schedule: croner::Cron, work: F) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     tokio::spawn(async move {
-        for next in schedule.upcoming(chrono::Utc) {
+        // The next time after the previous one (never the same one twice, even if a run
+        // ended within its second), or after now when a run took past its next time.
+        let mut after = chrono::Utc::now();
+        while let Ok(next) = schedule.find_next_occurrence(&after, false) {
             tokio::time::sleep((next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;
             work().await;
+            after = next.max(chrono::Utc::now());
         }
     })
 }
