@@ -40,6 +40,9 @@ pub enum ErrorKind {
     Interrupted,
     /// A backend (object store, catalog) is unreachable or failed; retrying may help.
     Unavailable,
+    /// The disk (or the quota of the account) under the object store or the catalog is full:
+    /// nothing more can be written until space is freed or added.
+    StorageFull,
     /// A bug or a broken contract inside the engine or one of its plug-ins.
     Internal,
 }
@@ -72,6 +75,7 @@ impl ErrorKind {
             ErrorKind::Corrupted => Io::InvalidData,
             ErrorKind::Interrupted => Io::Interrupted,
             ErrorKind::Unavailable => Io::ConnectionRefused,
+            ErrorKind::StorageFull => Io::StorageFull,
             ErrorKind::Internal => Io::Other,
         }
     }
@@ -305,8 +309,12 @@ impl Error {
                 object_store::Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
                 object_store::Error::Precondition { .. } => ErrorKind::Conflict,
                 object_store::Error::InvalidPath { .. } => ErrorKind::InvalidInput,
+                other if disk_full(other) => ErrorKind::StorageFull,
                 _ => ErrorKind::Unavailable,
             },
+            Error::Backend { kind, source, .. } if *kind == ErrorKind::Unavailable && disk_full(source.as_ref()) => {
+                ErrorKind::StorageFull
+            }
             Error::Backend { kind, .. } => *kind,
             Error::Internal { .. } => ErrorKind::Internal,
         }
@@ -343,6 +351,25 @@ impl Error {
     }
 }
 
+/// Whether an I/O error in `e`'s source chain says the disk (or a disk quota) is full: a
+/// local-disk store reports `ENOSPC` inside its own error types.
+fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        next = e.source();
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) {
+                return true;
+            }
+            // An I/O error wrapping another one: its `source()` skips the wrapped error.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+            }
+        }
+    }
+    false
+}
+
 /// An [`Error`] as an I/O error of the closest kind, the error kept as the source: for
 /// callers that move versions through `std::io` (a `Read` of a download, a `tokio` copy).
 impl From<Error> for std::io::Error {
@@ -354,6 +381,33 @@ impl From<Error> for std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_anywhere_in_the_chain_is_storage_full() {
+        let enospc = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let wrapped: BoxError = Box::new(std::io::Error::other(enospc));
+        let e = Error::store(
+            "put",
+            &object_store::path::Path::from("a/b"),
+            object_store::Error::Generic { store: "LocalFileSystem", source: wrapped },
+        );
+        assert_eq!(e.kind(), ErrorKind::StorageFull);
+        let other: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        let e = Error::store(
+            "put",
+            &object_store::path::Path::from("a"),
+            object_store::Error::Generic { store: "x", source: other },
+        );
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let sqlite_like = Error::backend(
+            ErrorKind::Unavailable,
+            "sqlite",
+            "write",
+            std::io::Error::from(std::io::ErrorKind::QuotaExceeded),
+        );
+        assert_eq!(sqlite_like.kind(), ErrorKind::StorageFull);
+        assert_eq!(ErrorKind::StorageFull.to_io(), std::io::ErrorKind::StorageFull);
+    }
 
     #[test]
     fn store_not_found_is_not_found() {

@@ -3,14 +3,13 @@
 use backup_core::{Error, ErrorKind};
 
 /// Maps a SQLite error: busy and locked databases and I/O failures are `Unavailable` (a retry
-/// may help); everything else is `Internal`.
+/// may help), a full disk is `StorageFull`; everything else is `Internal`.
 pub(crate) fn sqlite_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |e| {
         use rusqlite::ErrorCode::*;
         let kind = match e.sqlite_error_code() {
-            Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen | OutOfMemory) => {
-                ErrorKind::Unavailable
-            }
+            Some(DiskFull) => ErrorKind::StorageFull,
+            Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | CannotOpen | OutOfMemory) => ErrorKind::Unavailable,
             Some(ConstraintViolation) => ErrorKind::Conflict,
             _ => ErrorKind::Internal,
         };

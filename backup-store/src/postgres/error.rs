@@ -6,13 +6,14 @@ use tokio_postgres::error::SqlState;
 use super::BACKEND;
 
 /// Maps a PostgreSQL error: connection failures, serialisation failures and deadlocks are
-/// `Unavailable` (a retry may help), a unique violation is a `Conflict` (by SQLSTATE, never by
-/// message), everything else `Internal`.
+/// `Unavailable` (a retry may help), a unique violation is a `Conflict` and a full disk
+/// `StorageFull` (by SQLSTATE, never by message), everything else `Internal`.
 pub(crate) fn pg_error(operation: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |e| {
         let kind = match e.code() {
             None => ErrorKind::Unavailable,
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => ErrorKind::Conflict,
+            Some(c) if *c == SqlState::DISK_FULL => ErrorKind::StorageFull,
             Some(c)
                 if *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED

@@ -95,6 +95,7 @@ pub fn app(state: AppState) -> Router {
         .route(path("openapi"), get(openapi::serve))
         .merge(crate::ui::routes(&state))
         .fallback(health::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), give_back_space_when_full))
         .layer(middleware::from_fn(refusals_as_json))
         .layer(middleware::from_fn(header_guard))
         .layer(CatchPanicLayer::custom(|_| {
@@ -143,6 +144,16 @@ async fn header_guard(req: Request, next: Next) -> Response {
 
 /// Every client error in the envelope: axum's own refusals (a path that is not UTF-8, a bad
 /// query, a wrong method) are plain text; they become `{"data": {}, "error": …}`.
+/// A request that met a full disk (`507`) gives the disk reserve back, so that the next
+/// login or deletion has room (see `space`).
+async fn give_back_space_when_full(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if response.status() == StatusCode::INSUFFICIENT_STORAGE {
+        tokio::task::spawn_blocking(move || state.inner.space.release());
+    }
+    response
+}
+
 async fn refusals_as_json(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();

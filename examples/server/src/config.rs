@@ -112,6 +112,10 @@ pub struct Args {
     /// How long deleted and rotated-out versions stay restorable before their bytes go.
     #[arg(long, default_value = "0s", value_parser = duration)]
     pub trash_retention: Duration,
+    /// Disk space kept in reserve beside the SQLite catalog (or the local storage) and given
+    /// back when the disk fills, so that logins and deletions still work (`0`: none).
+    #[arg(long, default_value = "64MiB", value_parser = byte_rate)]
+    pub disk_reserve: u64,
     /// When `recover()` runs (6-field cron, seconds first: the default is every five minutes).
     #[arg(long, default_value = "0 */5 * * * *", value_parser = schedule)]
     pub maintenance_schedule: croner::Cron,

@@ -66,6 +66,17 @@ impl ApiError {
 
     /// Maps an engine error; `denied` is backup-repository's text for a permission denial of
     /// this route.
+    /// `507 Insufficient Storage`: the server's disk is full. Said plainly, with when to try
+    /// again; deletions and logins keep working (see `space`).
+    pub(crate) fn storage_full() -> Self {
+        let mut e = ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the server's storage is full: delete versions to free space, or ask its operator for more",
+        );
+        e.retry_after = Some(60);
+        e
+    }
+
     pub(crate) fn from_core(e: &backup_core::Error, denied: &str) -> Self {
         let status = match e.kind() {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -79,6 +90,7 @@ impl ApiError {
             ErrorKind::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Interrupted => StatusCode::BAD_REQUEST,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::StorageFull => return ApiError::storage_full(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match e {

@@ -40,6 +40,7 @@ mod model;
 mod recovery;
 mod routes;
 mod serve;
+mod space;
 mod state;
 mod sync;
 #[cfg(test)]
@@ -147,22 +148,40 @@ async fn serve_state(args: &Args, opened: Opened) -> Result<AppState, String> {
                 .map_err(|e| format!("storage: {e}"))?;
         tracing::info!(removed, "stale staging files removed");
     }
-    Ok(AppState::new(StateParts {
-        engine,
-        directory,
-        tokens,
-        rate_limits,
-        trusted_proxies: args.trusted_proxies.clone(),
-        health_key: args.health_check_key.clone(),
-        manifests: source,
-        upload_grace: args.upload_confirm_grace,
-        upload_timeout: args.http_upload_timeout.min(args.storage_io_timeout),
-        download_timeout: args.http_download_timeout,
-        storage_health_timeout: args.storage_health_timeout,
-        max_uploads_per_user: args.max_uploads_per_user,
-        max_downloads_per_user: args.max_downloads_per_user,
-        login_timeout: args.login_timeout,
-    }))
+    let space = match space_reserve_folder(args, &storage_url) {
+        Some(folder) => crate::space::SpaceReserve::keep_in(&folder, args.disk_reserve),
+        None => crate::space::SpaceReserve::none(),
+    };
+    Ok(AppState::with_space(
+        StateParts {
+            engine,
+            directory,
+            tokens,
+            rate_limits,
+            trusted_proxies: args.trusted_proxies.clone(),
+            health_key: args.health_check_key.clone(),
+            manifests: source,
+            upload_grace: args.upload_confirm_grace,
+            upload_timeout: args.http_upload_timeout.min(args.storage_io_timeout),
+            download_timeout: args.http_download_timeout,
+            storage_health_timeout: args.storage_health_timeout,
+            max_uploads_per_user: args.max_uploads_per_user,
+            max_downloads_per_user: args.max_downloads_per_user,
+            login_timeout: args.login_timeout,
+        },
+        space,
+    ))
+}
+
+/// Where the disk reserve goes: beside the SQLite catalog, else in the local storage's folder;
+/// none when both live elsewhere (PostgreSQL, an object store).
+fn space_reserve_folder(args: &Args, storage_url: &str) -> Option<std::path::PathBuf> {
+    let catalog = args.catalog();
+    if let Some(path) = catalog.strip_prefix("sqlite://") {
+        let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+        return path.parent().map(std::path::Path::to_path_buf);
+    }
+    storage_url.strip_prefix("file://").map(std::path::PathBuf::from)
 }
 
 /// What every mode reads first: the manifests, the storage URL, the catalog.

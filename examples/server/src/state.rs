@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     /// user: each holds its request, plan and answer in memory.
     pub(crate) simulations: Arc<tokio::sync::Semaphore>,
     pub(crate) simulations_per_user: PerUser,
+    /// Disk space given back when the disk fills (see `space`).
+    pub(crate) space: crate::space::SpaceReserve,
 }
 
 /// What [`AppState::new`] needs.
@@ -91,6 +93,11 @@ pub struct StateParts {
 impl AppState {
     /// The state of a server.
     pub fn new(parts: StateParts) -> Self {
+        AppState::with_space(parts, crate::space::SpaceReserve::none())
+    }
+
+    /// The state of a server whose local disk has a space reserve.
+    pub(crate) fn with_space(parts: StateParts, space: crate::space::SpaceReserve) -> Self {
         let engine = parts.engine;
         AppState {
             inner: Arc::new(Shared {
@@ -119,6 +126,7 @@ impl AppState {
                 uploads_per_user: PerUser::new(parts.max_uploads_per_user, "uploads"),
                 downloads_per_user: PerUser::new(parts.max_downloads_per_user, "downloads"),
                 login_timeout: parts.login_timeout,
+                space,
             }),
         }
     }

@@ -88,6 +88,8 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
             }
             sweep_probes(&st).await;
             st.rate_limits().retain_recent();
+            let space = st.clone();
+            let _ = tokio::task::spawn_blocking(move || space.inner.space.restore()).await;
         }
     }));
     if let Some(schedule) = args.scrub_schedule.0.clone() {

@@ -64,6 +64,12 @@ pub(crate) async fn upload(
         metrics.refused(label, e.reason);
         return e.error.into_response();
     }
+    // The disk filled and its reserve was given back for logins and deletions: uploads wait
+    // until the maintenance finds room again.
+    if state.inner.space.is_low() {
+        metrics.refused(label, "storage_full");
+        return ApiError::storage_full().into_response();
+    }
     let _slot = match state.inner.uploads_per_user.acquire(&caller.user.name) {
         Ok(slot) => slot,
         Err(busy) => {
