@@ -199,6 +199,6 @@ pub use spec::{CollectionSpec, FilenameTemplate, Limits, RetentionSpec};
 pub use store::{DESCRIPTION_SUFFIX, UploadLeftovers, described_object, description_key, is_internal_key, object_key};
 pub use time::Timestamp;
 pub use version::{
-    Collection, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, Metadata, PendingUpload, Tombstone, TombstoneKind, Uploader,
-    Version, VersionSelector, VersionState, check_metadata,
+    Collection, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_VERSION_NUMBER, Metadata, PendingUpload, Tombstone,
+    TombstoneKind, Uploader, Version, VersionSelector, VersionState, check_metadata, check_version_number,
 };

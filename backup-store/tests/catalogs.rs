@@ -117,6 +117,7 @@ macro_rules! every_backend {
                     a_failing_step_writes_nothing,
                     repository_id_is_claimed_once,
                     import_refuses_bad_snapshots,
+                    version_numbers_stay_in_range,
                 ]
                 concurrent [
                     concurrent_reservations_are_atomic,

@@ -49,6 +49,7 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     pending_uploads_are_listed_by_owner_and_expiry(c).await;
     held_versions_stay(c).await;
     metadata_is_kept_with_the_version(c).await;
+    version_numbers_stay_in_range(c).await;
     gfs_rotation_runs_in_the_commit(c).await;
     single_use_session_is_consumed_by_commit(c).await;
     required_session_must_be_active_at_commit(c).await;
@@ -1017,8 +1018,42 @@ pub async fn repository_id_is_claimed_once(catalog: &dyn Catalog) {
     catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
 }
 
-/// Snapshots without a header, with a foreign header, or with a version of an unknown
-/// collection are refused and leave the catalog empty.
+/// Version numbers stay in `1..=MAX_VERSION_NUMBER` whatever a catalog is given: adopting
+/// versions numbered 0 or beyond the highest is refused for each of them (the others are
+/// adopted), the highest number is adopted with its next number stored, and a commit in a
+/// collection that has given out every number is refused with a clear error, writing nothing.
+pub async fn version_numbers_stay_in_range(catalog: &dyn Catalog) {
+    let id = create(catalog, "range", spec(3, 100, 300)).await;
+    let top = crate::MAX_VERSION_NUMBER;
+    let version_of = |number: u64| {
+        let vid = VersionId::generate();
+        let digest = Digest::of(DigestAlgorithm::Blake3, b"x");
+        Version::new(vid, id.clone(), number, format!("conformance/{id}/{vid}"), 1, digest).with_filename("f")
+    };
+    let offered: Vec<Version> = [0, top + 1, u64::MAX, 7].into_iter().map(version_of).collect();
+    let adopted = catalog.adopt_versions(&id, offered, &audit("version.import")).await.expect("adopt");
+    assert_eq!(adopted.inserted, [7], "{adopted:?}");
+    assert_eq!(adopted.refused.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [0, top + 1, u64::MAX], "{adopted:?}");
+    assert!(adopted.refused.iter().all(|(_, why)| why.contains("out of range")), "{adopted:?}");
+    assert_eq!(catalog.collection_state(&id).await.expect("state").counters.next_number, 8);
+
+    let adopted = catalog.adopt_versions(&id, vec![version_of(top)], &audit("version.import")).await.expect("adopt");
+    assert_eq!(adopted.inserted, [top], "{adopted:?}");
+    let before = catalog.collection_state(&id).await.expect("state").counters;
+    assert_eq!((before.next_number, before.versions), (top + 1, 2), "{before:?}");
+    let latest = catalog.get_version(&id, VersionSelector::Latest).await.expect("latest");
+    assert_eq!(latest.number, top);
+
+    let p = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let e = commit(catalog, &commit_request(&p, 1)).await.expect_err("no number is left");
+    assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}");
+    assert!(e.to_string().contains("every version number"), "{e}");
+    assert_eq!(catalog.collection_state(&id).await.expect("state").counters, before, "nothing written");
+    catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
+}
+
+/// Snapshots without a header, with a foreign header, with a version of an unknown
+/// collection, or with numbers out of range are refused and leave the catalog empty.
 pub async fn import_refuses_bad_snapshots(empty: &dyn Catalog) {
     let records = |r: Vec<CatalogRecord>| futures::stream::iter(r.into_iter().map(Ok)).boxed();
     let c = Collection::new(unique_collection("import"), spec(2, 100, 300), now());
@@ -1052,6 +1087,22 @@ pub async fn import_refuses_bad_snapshots(empty: &dyn Catalog) {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(empty.list_collections(None, 10).await.expect("list").is_empty(), "a failed import leaves nothing");
     assert_eq!(empty.repository().await.expect("repository").id, None, "not even the repository id");
+    // Numbers no catalog can hold: a next number past the last one, a version numbered 0 or
+    // beyond the highest. Refused as such, never a backend's conversion error.
+    let version_of = |number: u64| {
+        let vid = VersionId::generate();
+        let digest = Digest::of(DigestAlgorithm::Blake3, b"x");
+        Version::new(vid, c.id.clone(), number, format!("conformance/{}/{vid}", c.id), 1, digest)
+    };
+    let top = crate::MAX_VERSION_NUMBER;
+    for (next_number, number) in [(top + 2, None), (u64::MAX, None), (top + 1, Some(0)), (top + 1, Some(u64::MAX))] {
+        let mut bad =
+            vec![CatalogRecord::header(now()), CatalogRecord::Collection { collection: c.clone(), next_number }];
+        bad.extend(number.map(|n| CatalogRecord::Version(version_of(n))));
+        let e = empty.import(records(bad)).await.expect_err("a number out of range");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "next {next_number}, version {number:?}: {e}");
+        assert!(empty.list_collections(None, 10).await.expect("list").is_empty(), "a failed import leaves nothing");
+    }
     let failing = futures::stream::iter(vec![
         Ok(CatalogRecord::header(now())),
         Ok(CatalogRecord::Collection { collection: c, next_number: 1 }),

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStore;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::unique_collection;
 use crate::authz::Actor;
@@ -159,4 +160,94 @@ pub async fn disaster_recovery_drill(store: Arc<dyn ObjectStore>, new_catalog: N
     check_same(&rebuilt, &caught_up, &ids, &actor, "from the snapshot and the store").await;
     let again = caught_up.rebuild_catalog(&RebuildOptions::add_missing()).await.expect("again");
     assert_eq!((again.versions, again.trashed), (0, 0), "a second run adds nothing: {}", again.summary());
+}
+
+/// The description of `v` as JSON, to forge others from.
+async fn description_json(store: &Arc<dyn ObjectStore>, v: &Version) -> serde_json::Value {
+    let got = store.get(&crate::store::description_key(&v.object_key)).await.expect("the description");
+    serde_json::from_slice(&got.bytes().await.expect("its bytes")).expect("a description is JSON")
+}
+
+/// Writes an object of `size` bytes for a new version id of `collection` under `prefix`, and
+/// next to it a description made from `template` saying it is version `number`; returns the
+/// description's key.
+async fn forge(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    template: &serde_json::Value,
+    collection: &CollectionId,
+    number: u64,
+    spec: Option<serde_json::Value>,
+) -> String {
+    let id = crate::id::VersionId::generate();
+    let key = format!("{prefix}/{collection}/{id}");
+    let mut d = template.clone();
+    let size = d["version"]["size"].as_u64().expect("a size");
+    d["version"]["id"] = serde_json::json!(id.to_string());
+    d["version"]["collection"] = serde_json::json!(collection.as_str());
+    d["version"]["object_key"] = serde_json::json!(key);
+    d["version"]["number"] = serde_json::json!(number);
+    if let Some(spec) = spec {
+        d["spec"] = spec;
+    }
+    store.put(&Path::from(key.as_str()), PutPayload::from(vec![7u8; size as usize])).await.expect("put object");
+    let description = crate::store::description_key(&key);
+    store.put(&description, PutPayload::from(serde_json::to_vec(&d).expect("json"))).await.expect("put description");
+    description.to_string()
+}
+
+/// Descriptions whose numbers no catalog can hold (0, 2^63, 2^64 − 1), and a collection known
+/// only from descriptions whose spec this engine cannot use, are left out and reported; the
+/// rest of the repository is rebuilt (into an empty catalog, and into the catalog that has it),
+/// and the numbering goes on after the last valid number.
+pub async fn out_of_range_numbers_and_unusable_specs_are_skipped(
+    store: Arc<dyn ObjectStore>,
+    new_catalog: NewCatalog<'_>,
+) {
+    let prefix = format!("numbers-{}", uuid::Uuid::new_v4().simple());
+    let actor = Actor::user("drill");
+    let original = engine_on(&store, new_catalog().await, &prefix, false);
+    let db = unique_collection("db");
+    let spec = CollectionSpec::new("db-${version}.sql", Limits::new(5, 10_000, 100_000).expect("limits"));
+    original.create_collection(&actor, &db, spec).await.expect("create");
+    let mut versions = Vec::new();
+    for i in 0..3 {
+        versions.push(original.upload(&actor, &db, body_of(pattern(i, 500), 100)).await.expect("upload"));
+    }
+    let template = description_json(&store, &versions[2]).await;
+    let mut forged = Vec::new();
+    for number in [0, 1 << 63, u64::MAX] {
+        forged.push((number, forge(&store, &prefix, &template, &db, number, None).await));
+    }
+    let odd = unique_collection("odd");
+    let mut unusable = template["spec"].clone();
+    unusable["retention"] = serde_json::json!({ "strategy": "no-such-strategy" });
+    forge(&store, &prefix, &template, &odd, 1, Some(unusable)).await;
+
+    let check = |report: &crate::engine::RebuildReport, when: &str| {
+        let summary = report.summary();
+        for (number, key) in &forged {
+            assert!(
+                summary.lines().any(|l| l.contains(key.as_str()) && l.contains(&format!("version number {number}"))),
+                "{when}: description {key} with number {number} is reported: {summary}"
+            );
+        }
+        assert!(
+            summary.lines().any(|l| l.contains(&format!("collection {odd}")) && l.contains("no-such-strategy")),
+            "{when}: the unusable spec of {odd} is reported: {summary}"
+        );
+    };
+    // Into the catalog that has the repository: nothing is added, nothing fails.
+    let report = original.rebuild_catalog(&RebuildOptions::add_missing()).await.expect("add missing");
+    assert_eq!((report.versions, report.already_present), (0, 3), "{}", report.summary());
+    check(&report, "add missing");
+
+    let rebuilt = engine_on(&store, new_catalog().await, &prefix, true);
+    let report = rebuilt.rebuild_catalog(&RebuildOptions::empty_catalog()).await.expect("rebuild");
+    assert_eq!((report.collections, report.versions), (1, 3), "{}", report.summary());
+    check(&report, "rebuild");
+    let e = rebuilt.catalog().get_collection(&odd).await.expect_err("not rebuilt");
+    assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
+    let next = rebuilt.upload(&actor, &db, body_of(pattern(9, 10), 5)).await.expect("upload after the rebuild");
+    assert_eq!(next.number, 4, "the numbering goes on after the last valid number");
 }

@@ -11,7 +11,7 @@ use crate::id::RepositoryId;
 use crate::spec::CollectionSpec;
 use crate::store::description_key;
 use crate::time::Timestamp;
-use crate::version::Version;
+use crate::version::{Version, check_version_number};
 
 /// The format name in a description.
 pub(crate) const DESCRIPTION_FORMAT: &str = "backup-engine-version";
@@ -42,6 +42,8 @@ impl Description {
         if d.format != DESCRIPTION_FORMAT || d.format_version > DESCRIPTION_VERSION {
             return Err(format!("format {:?} version {} is unknown", d.format, d.format_version));
         }
+        // A number no catalog can hold was never given out by an engine.
+        check_version_number(d.version.number).map_err(|e| e.to_string())?;
         let expected = description_key(&d.version.object_key);
         if &expected != key {
             return Err(format!("it describes the object {}, which it is not next to", d.version.object_key));

@@ -1,7 +1,7 @@
 //! A catalog rebuilt from the store alone, from the descriptions next to the versions'
 //! objects.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -18,7 +18,7 @@ use crate::protocol::Verification;
 use crate::spec::CollectionSpec;
 use crate::store::{described_object, is_internal_key};
 use crate::time::Timestamp;
-use crate::version::{Collection, Version, VersionState};
+use crate::version::{Collection, Version, VersionState, number_after};
 
 /// Descriptions read at once.
 const READS_IN_FLIGHT: usize = 16;
@@ -103,8 +103,9 @@ pub struct RebuildReport {
     pub purged: u64,
     /// Versions restored quarantined: their object is missing, or has other bytes.
     pub quarantined: Vec<String>,
-    /// Objects and descriptions left out, each with the reason: objects without a
-    /// description, unreadable or foreign descriptions, versions claimed twice, numbers taken.
+    /// Objects, descriptions and collections left out, each with the reason: objects without
+    /// a description, unreadable or foreign descriptions, numbers out of range, versions
+    /// claimed twice, numbers taken, undeclared collections whose spec cannot be used.
     pub skipped: Vec<String>,
 }
 
@@ -161,10 +162,12 @@ impl Engine {
     ///
     /// Checks, each reported by name and never turned into a guess: an object without a
     /// description is left out; an unreadable, truncated, misplaced or foreign (another
-    /// repository's) description is left out; versions claimed by two objects are all left
-    /// out; a version whose object is missing or has another size (or, with
-    /// [`RebuildOptions::verify_digests`], other bytes) comes back quarantined, keeping its
-    /// number.
+    /// repository's) description is left out, and so is one whose number no catalog can hold
+    /// (outside `1..=`[`crate::MAX_VERSION_NUMBER`]); versions claimed by two objects are all
+    /// left out; a collection that is not declared and whose descriptions carry a spec this
+    /// engine cannot use is left out with its versions; a version whose object is missing or
+    /// has another size (or, with [`RebuildOptions::verify_digests`], other bytes) comes back
+    /// quarantined, keeping its number.
     ///
     /// Build the engine with [`crate::EngineBuilder::adopt_store`] so that it pairs the
     /// rebuilt catalog with the store afterwards. Run it while nothing else uses the
@@ -197,7 +200,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::Conflict`] for a catalog that is not empty in [`RebuildMode::EmptyCatalog`];
-    /// [`Error::InvalidSpec`] for a collection whose spec this engine cannot use;
+    /// [`Error::InvalidSpec`] for a declared collection whose spec this engine cannot use;
     /// [`Error::RepositoryMismatch`] in [`RebuildMode::AddMissing`]; store and catalog errors
     /// (an empty catalog then stays empty).
     pub async fn rebuild_catalog(&self, options: &RebuildOptions) -> Result<RebuildReport> {
@@ -222,26 +225,21 @@ impl Engine {
         }
         let repository = self.read_marker().await?;
         let mut scan = self.scan(repository, options.verify_digests).await?;
-        let mut report = RebuildReport {
-            repository,
-            quarantined: scan
-                .quarantined
-                .drain(..)
-                .map(|(c, n, reason)| format!("version {n} of {c}: {reason}"))
-                .collect(),
-            skipped: std::mem::take(&mut scan.skipped),
-            ..RebuildReport::default()
-        };
+        let mut report =
+            RebuildReport { repository, skipped: std::mem::take(&mut scan.skipped), ..RebuildReport::default() };
+        let collections = self.collections_to_create(options, &mut scan, &Default::default(), &mut report);
+        report.quarantined =
+            scan.quarantined.drain(..).map(|(c, n, reason)| format!("version {n} of {c}: {reason}")).collect();
         let now = self.now();
         let mut records = vec![Ok(CatalogRecord::header(now))];
         if let Some(id) = repository {
             records.push(Ok(CatalogRecord::Repository { id }));
         }
-        let collections = self.collections_to_create(options, &scan, &mut report)?;
         for (id, spec) in collections {
             let versions = scan.versions.get(&id).map(Vec::as_slice).unwrap_or_default();
             let created = versions.iter().map(|v| v.created_at).min().unwrap_or(now);
-            let next_number = versions.last().map_or(1, |v| v.number + 1);
+            // Descriptions hold numbers in range only: the one after the last fits.
+            let next_number = versions.last().map_or(Ok(1), |v| number_after(v.number))?;
             records.push(Ok(CatalogRecord::Collection { collection: Collection::new(id, spec, created), next_number }));
             report.collections += 1;
         }
@@ -263,27 +261,27 @@ impl Engine {
     async fn add_missing(&self, options: &RebuildOptions) -> Result<RebuildReport> {
         let repository = self.open_repository().await?;
         let mut scan = self.scan(Some(repository), options.verify_digests).await?;
-        // Reported below for the versions this adds; those the catalog has are the
-        // reconciliation's to report.
-        let damaged = std::mem::take(&mut scan.quarantined);
         let mut report = RebuildReport {
             repository: Some(repository),
             skipped: std::mem::take(&mut scan.skipped),
             ..RebuildReport::default()
         };
         let catalog = &self.inner.catalog;
-        let existing: std::collections::HashSet<CollectionId> = catalog
+        let existing: HashSet<CollectionId> = catalog
             .collection_pages(self.inner.config.batch)
             .map_ok(|page| futures::stream::iter(page.into_iter().map(|c| Ok(c.id))))
             .try_flatten()
             .try_collect()
             .await?;
-        for (id, spec) in self.collections_to_create(options, &scan, &mut report)? {
+        for (id, spec) in self.collections_to_create(options, &mut scan, &existing, &mut report) {
             if !existing.contains(&id) {
                 self.declare_collection(&id, spec, "catalog rebuild").await?;
                 report.collections += 1;
             }
         }
+        // Reported below for the versions this adds; those the catalog has are the
+        // reconciliation's to report.
+        let damaged = std::mem::take(&mut scan.quarantined);
         let audit = AuditEvent::new(self.now(), "rebuild", "catalog.rebuild");
         self.reconcile(&scan, &mut report).await?;
         for (id, versions) in scan.versions {
@@ -368,32 +366,41 @@ impl Engine {
         Ok(())
     }
 
-    /// Every collection the rebuild creates, with its spec: declared ones, then those only
-    /// descriptions know.
+    /// Every collection the rebuild creates or declares, with its spec: declared ones, then
+    /// those only descriptions know (and the catalog does not: `existing`). One whose
+    /// descriptions carry a spec this engine cannot use is left out with its versions, and
+    /// reported: declared, it comes back in a later rebuild.
     fn collections_to_create(
         &self,
         options: &RebuildOptions,
-        scan: &Scan,
+        scan: &mut Scan,
+        existing: &HashSet<CollectionId>,
         report: &mut RebuildReport,
-    ) -> Result<BTreeMap<CollectionId, CollectionSpec>> {
+    ) -> BTreeMap<CollectionId, CollectionSpec> {
         let mut out: BTreeMap<CollectionId, CollectionSpec> = options.collections.iter().cloned().collect();
+        let mut unusable = Vec::new();
         for id in scan.versions.keys() {
-            if out.contains_key(id) {
+            if out.contains_key(id) || existing.contains(id) {
                 continue;
             }
             let Some((_, spec)) = scan.specs.get(id) else { continue };
-            self.validate_spec(spec).map_err(|e| {
-                Error::invalid(
-                    "collection",
-                    format!(
-                        "{id}: the spec of its versions' descriptions cannot be used ({e}); declare the collection"
-                    ),
-                )
-            })?;
-            report.collections_from_descriptions.push(id.clone());
-            out.insert(id.clone(), spec.clone());
+            match self.validate_spec(spec) {
+                Ok(()) => {
+                    report.collections_from_descriptions.push(id.clone());
+                    out.insert(id.clone(), spec.clone());
+                }
+                Err(e) => unusable.push((id.clone(), e)),
+            }
         }
-        Ok(out)
+        for (id, e) in unusable {
+            let left_out = scan.versions.remove(&id).map_or(0, |v| v.len());
+            scan.quarantined.retain(|(c, _, _)| c != &id);
+            report.skipped.push(format!(
+                "collection {id}: not declared, and the spec of its versions' descriptions cannot be used ({e}); \
+                 its {left_out} versions are left out: declare the collection to rebuild them"
+            ));
+        }
+        out
     }
 
     /// Lists the store, reads every description, and checks each against its object.
@@ -422,7 +429,7 @@ impl Engine {
             .collect::<Vec<_>>()
             .await;
         let mut claims: HashMap<(CollectionId, u64), Vec<(Path, Version)>> = HashMap::new();
-        let mut described: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut described: HashSet<String> = HashSet::new();
         for (key, found) in read {
             let d = match found? {
                 Ok(d) => d,

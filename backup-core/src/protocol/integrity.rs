@@ -8,7 +8,7 @@ use crate::protocol::mutation::Mutation;
 use crate::protocol::state::LoadedState;
 use crate::protocol::versions::counters_after;
 use crate::protocol::{Decision, collection_of};
-use crate::version::{Version, VersionState};
+use crate::version::{Version, VersionState, number_after};
 
 /// What reading a version back found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +74,8 @@ pub struct Adoption {
     pub inserted: Vec<u64>,
     /// Already in the catalog with the same id: nothing to do.
     pub present: Vec<u64>,
-    /// Refused, by number, with the reason: the number is taken by another version, or the
-    /// version is not committed or trashed.
+    /// Refused, by number, with the reason: the number is taken by another version, is out
+    /// of range ([`crate::check_version_number`]), or the version is not committed or trashed.
     pub refused: Vec<(u64, String)>,
 }
 
@@ -112,10 +112,17 @@ pub fn decide_adopt_versions(
             out.present.push(v.number);
             continue;
         }
-        if !matches!(v.state, VersionState::Committed | VersionState::Trashed) || v.number == 0 {
+        if !matches!(v.state, VersionState::Committed | VersionState::Trashed) {
             out.refused.push((v.number, format!("a {} version cannot be adopted", v.state.name())));
             continue;
         }
+        let after = match number_after(v.number) {
+            Ok(after) => after,
+            Err(e) => {
+                out.refused.push((v.number, e.to_string()));
+                continue;
+            }
+        };
         if !taken.insert(v.number) {
             out.refused.push((v.number, "another version has this number".to_owned()));
             continue;
@@ -124,7 +131,7 @@ pub fn decide_adopt_versions(
             counters = counters_after(&counters, &cs.collection.spec, Some(v), &[]);
             counters.last_committed_at = counters.last_committed_at.max(Some(v.committed_at));
         }
-        counters.next_number = counters.next_number.max(v.number.saturating_add(1));
+        counters.next_number = counters.next_number.max(after);
         mutations.push(Mutation::InsertVersion(v.clone()));
         out.inserted.push(v.number);
     }

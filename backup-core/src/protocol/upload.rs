@@ -11,7 +11,9 @@ use crate::protocol::{Decision, collection_of};
 use crate::quota;
 use crate::rotation::{Incoming, RotationStrategies};
 use crate::time::Timestamp;
-use crate::version::{PendingUpload, Tombstone, TombstoneKind, Uploader, Version, VersionState};
+use crate::version::{
+    MAX_VERSION_NUMBER, PendingUpload, Tombstone, TombstoneKind, Uploader, Version, VersionState, number_after,
+};
 
 /// What an upload announces about its size (a `Content-Length`, say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -393,8 +395,9 @@ pub struct Committed {
 ///
 /// # Errors
 /// [`Error::Conflict`] when the reservation is gone or its lease expired, or a session is no
-/// longer active; [`Error::QuotaExceeded`] when the size does not fit; errors of the
-/// retention strategy.
+/// longer active; [`Error::QuotaExceeded`] when the size does not fit;
+/// [`Error::CollectionFull`] when the collection has given out every number up to
+/// [`MAX_VERSION_NUMBER`]; errors of the retention strategy.
 pub fn decide_commit(
     state: &LoadedState,
     req: &CommitRequest,
@@ -430,6 +433,10 @@ pub fn decide_commit(
     }
     let counters = &cs.counters;
     let number = counters.next_number;
+    let next = number_after(number).map_err(|_| Error::CollectionFull {
+        collection: req.collection.clone(),
+        reason: format!("it has given out every version number (the highest is {MAX_VERSION_NUMBER})"),
+    })?;
     // Commits are serialised per collection; keep their times in the same order even when
     // the callers' clocks read a little apart.
     let committed_at = counters.last_committed_at.map_or(req.now, |last| req.now.max(last));
@@ -448,7 +455,7 @@ pub fn decide_commit(
         evicted_out.push(gone);
     }
     let mut after = counters_after(counters, spec, Some(&version), &evicted);
-    after.next_number = number + 1;
+    after.next_number = next;
     after.last_committed_at = Some(committed_at);
     mutations.push(Mutation::SetCounters { collection: req.collection.clone(), counters: after });
     Ok(Decision::new(mutations, Committed { version, evicted: evicted_out }))
