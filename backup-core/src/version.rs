@@ -229,7 +229,10 @@ pub type Metadata = BTreeMap<String, String>;
 pub const MAX_METADATA_ENTRIES: usize = 64;
 
 /// The most bytes a version's metadata may have, names and texts together: it lives in the
-/// catalog's row and in the version's description, not in the object.
+/// catalog's row and in the version's description, not in the object. A description has room
+/// for the most metadata this allows, whatever its characters (JSON escapes a control
+/// character in six bytes), so every version that passes [`check_metadata`] comes back in a
+/// rebuild.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 /// Checks a version's metadata: at most [`MAX_METADATA_ENTRIES`] entries and

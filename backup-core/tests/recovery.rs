@@ -22,3 +22,8 @@ fn store() -> Arc<dyn ObjectStore> {
 async fn out_of_range_numbers_and_unusable_specs_are_skipped() {
     recovery::out_of_range_numbers_and_unusable_specs_are_skipped(store(), &memory_catalogs).await;
 }
+
+#[tokio::test]
+async fn maximal_metadata_survives_a_rebuild() {
+    recovery::maximal_metadata_survives_a_rebuild(store(), &memory_catalogs).await;
+}

@@ -122,4 +122,4 @@ macro_rules! recovery_checks {
     };
 }
 
-recovery_checks!(out_of_range_numbers_and_unusable_specs_are_skipped,);
+recovery_checks!(out_of_range_numbers_and_unusable_specs_are_skipped, maximal_metadata_survives_a_rebuild);

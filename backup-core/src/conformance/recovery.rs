@@ -251,3 +251,45 @@ pub async fn out_of_range_numbers_and_unusable_specs_are_skipped(
     let next = rebuilt.upload(&actor, &db, body_of(pattern(9, 10), 5)).await.expect("upload after the rebuild");
     assert_eq!(next.number, 4, "the numbering goes on after the last valid number");
 }
+
+/// A version with the most metadata [`crate::check_metadata`] allows (64 entries with the
+/// longest names, the whole byte budget, in characters JSON escapes six times over) is
+/// described at its commit, comes back from its description in a rebuild, and a scrub finds
+/// nothing to rewrite.
+pub async fn maximal_metadata_survives_a_rebuild(store: Arc<dyn ObjectStore>, new_catalog: NewCatalog<'_>) {
+    use crate::version::{MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, Metadata};
+    let prefix = format!("metadata-{}", uuid::Uuid::new_v4().simple());
+    let actor = Actor::user("drill");
+    let original = engine_on(&store, new_catalog().await, &prefix, false);
+    let id = unique_collection("meta");
+    let spec = CollectionSpec::new("m-${version}", Limits::new(3, 10_000, 100_000).expect("limits"));
+    original.create_collection(&actor, &id, spec).await.expect("create");
+    let name_len = 64;
+    let text_len = (MAX_METADATA_BYTES - MAX_METADATA_ENTRIES * name_len) / MAX_METADATA_ENTRIES;
+    let metadata: Metadata =
+        (0..MAX_METADATA_ENTRIES).map(|i| (format!("m{i:0>63}"), "\u{1}".repeat(text_len))).collect();
+    assert_eq!(metadata.iter().map(|(n, t)| n.len() + t.len()).sum::<usize>(), MAX_METADATA_BYTES);
+    crate::check_metadata(&metadata).expect("the most metadata allowed");
+    let mut options = crate::engine::UploadOptions::new();
+    for (name, text) in &metadata {
+        options = options.metadata(name.clone(), text.clone());
+    }
+    let v = original
+        .begin_upload(&actor, &id, body_of(pattern(1, 300), 100), options)
+        .await
+        .expect("upload")
+        .commit()
+        .await
+        .expect("commit");
+    assert_eq!(v.metadata, metadata);
+    for _ in 0..2 {
+        let report = original.scrub(&crate::engine::ScrubOptions::all()).await.expect("scrub");
+        assert_eq!((report.checked, report.descriptions_written), (1, 0), "nothing to rewrite: {report:?}");
+    }
+    let rebuilt = engine_on(&store, new_catalog().await, &prefix, true);
+    let report = rebuilt.rebuild_catalog(&RebuildOptions::empty_catalog()).await.expect("rebuild");
+    assert_eq!(report.versions, 1, "{}", report.summary());
+    assert!(report.skipped.is_empty(), "{}", report.summary());
+    let back = rebuilt.version(&actor, &id, VersionSelector::Number(1)).await.expect("rebuilt");
+    assert!(same(&v, &back) && back.metadata == metadata, "{back:?}");
+}

@@ -11,14 +11,29 @@ use crate::id::RepositoryId;
 use crate::spec::CollectionSpec;
 use crate::store::description_key;
 use crate::time::Timestamp;
-use crate::version::{Version, check_version_number};
+use crate::version::{MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, Version, check_version_number};
 
 /// The format name in a description.
 pub(crate) const DESCRIPTION_FORMAT: &str = "backup-engine-version";
 /// The format version this build writes and reads.
 pub(crate) const DESCRIPTION_VERSION: u32 = 1;
-/// Descriptions are a few hundred bytes; anything this large is not one.
-pub(crate) const MAX_DESCRIPTION: u64 = 64 << 10;
+/// The most a version's metadata takes in its description: [`MAX_METADATA_BYTES`] of names
+/// and texts, every byte of them escaped in six (a control character becomes `\u0001`), and per
+/// entry two pairs of quotes, a colon and a comma, in braces.
+const MAX_METADATA_JSON: u64 = 6 * MAX_METADATA_BYTES as u64 + 6 * MAX_METADATA_ENTRIES as u64 + 2;
+
+/// What the rest of a description may take: the spec (its description at most
+/// [`crate::spec::MAX_DESCRIPTION_LEN`] bytes, 24 KiB escaped; a template of at most
+/// [`crate::spec::MAX_TEMPLATE_LEN`] bytes; names of at most 64), the filename, object key,
+/// digest, times, uploader and reasons: a few KiB, a KiB or so without a spec description.
+/// The margin is for what an embedder chooses (uploader names, a key prefix, a strategy's
+/// options); a description that would pass [`MAX_DESCRIPTION`] is refused when written.
+const MAX_RECORD_JSON: u64 = 256 << 10;
+
+/// The largest description written or read (about 640 KiB): a version with the most
+/// metadata [`crate::check_metadata`] allows is always described, and comes back in a rebuild.
+/// Typical descriptions are under a KiB; anything larger than this is not one.
+pub(crate) const MAX_DESCRIPTION: u64 = MAX_METADATA_JSON + MAX_RECORD_JSON;
 
 /// What a version's description object holds: the version's record as the catalog had it when
 /// it last changed (number, filename, size, digest, uploader, times, state, protection,
@@ -85,6 +100,19 @@ impl Engine {
             spec: spec.clone(),
         };
         let body = serde_json::to_vec(&description).map_err(|e| Error::internal(e.to_string()))?;
+        if body.len() as u64 > MAX_DESCRIPTION {
+            // Written, it would be skipped by a rebuild and rewritten by every scrub.
+            return Err(Error::invalid(
+                "description",
+                format!(
+                    "the description of version {} of {} would take {} bytes, more than the {MAX_DESCRIPTION} \
+                     a rebuild reads (its uploader, key or reasons are too long)",
+                    version.number,
+                    version.collection,
+                    body.len()
+                ),
+            ));
+        }
         let key = description_key(&version.object_key);
         self.inner.descriptions.put(&key, PutPayload::from(body)).await.map_err(|e| Error::store("put", &key, e))?;
         Ok(())
@@ -103,5 +131,60 @@ impl Engine {
         let Ok(found) = Description::parse(&key, &bytes) else { return Ok(false) };
         let comparable = |v: &Version| v.clone().with_verification(None, v.quarantined.clone());
         Ok(found.repository == self.open_repository().await? && comparable(&found.version) == comparable(version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{Digest, DigestAlgorithm};
+    use crate::spec::{Limits, MAX_DESCRIPTION_LEN, MAX_TEMPLATE_LEN};
+    use crate::version::{Metadata, Uploader, VersionState};
+
+    /// The worst case the limits allow, every text in characters JSON escapes six times over,
+    /// fits a description with the margin to spare.
+    #[test]
+    fn the_largest_version_the_limits_allow_fits_a_description() {
+        let name_len = 64;
+        let text_len = (MAX_METADATA_BYTES - MAX_METADATA_ENTRIES * name_len) / MAX_METADATA_ENTRIES;
+        let metadata: Metadata =
+            (0..MAX_METADATA_ENTRIES).map(|i| (format!("m{i:0>63}"), "\u{1}".repeat(text_len))).collect();
+        crate::check_metadata(&metadata).unwrap();
+        let template = format!("{}${{version}}", "é".repeat((MAX_TEMPLATE_LEN - 10) / 2));
+        let spec = CollectionSpec::new(template, Limits::new(u32::MAX, 1, u64::from(u32::MAX)).unwrap())
+            .with_description("\u{1}".repeat(MAX_DESCRIPTION_LEN))
+            .with_content_rule("r".repeat(64))
+            .with_max_held_versions(u32::MAX - 1);
+        spec.validate().unwrap();
+        let id = crate::id::VersionId::generate();
+        let collection: crate::id::CollectionId = "c".repeat(crate::id::MAX_COLLECTION_ID_LEN).parse().unwrap();
+        let version = Version::new(
+            id,
+            collection.clone(),
+            crate::MAX_VERSION_NUMBER,
+            format!("a-prefix/{collection}/{id}"),
+            u64::MAX,
+            Digest::of(DigestAlgorithm::Sha256, b""),
+        )
+        .with_filename(spec.filename_template.render(crate::MAX_VERSION_NUMBER))
+        .with_uploader(Uploader::user("u".repeat(1024)).with_access_key(Some("k".repeat(1024))))
+        .with_state(
+            VersionState::Trashed,
+            Some((Timestamp::UNIX_EPOCH, "deleted by ".to_owned() + &"u".repeat(1024))),
+            None,
+        )
+        .with_verification(Some(Timestamp::UNIX_EPOCH), Some("\u{1}".repeat(4096)))
+        .with_metadata(metadata);
+        let description = Description {
+            format: DESCRIPTION_FORMAT.to_owned(),
+            format_version: DESCRIPTION_VERSION,
+            repository: RepositoryId::generate(),
+            described_at: Timestamp::UNIX_EPOCH,
+            version,
+            spec,
+        };
+        let len = serde_json::to_vec(&description).unwrap().len() as u64;
+        assert!(len <= MAX_DESCRIPTION, "{len} bytes > {MAX_DESCRIPTION}");
+        assert!(MAX_DESCRIPTION - len > 128 << 10, "a margin for what embedders choose: {len} of {MAX_DESCRIPTION}");
     }
 }
