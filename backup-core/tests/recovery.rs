@@ -27,3 +27,13 @@ async fn out_of_range_numbers_and_unusable_specs_are_skipped() {
 async fn maximal_metadata_survives_a_rebuild() {
     recovery::maximal_metadata_survives_a_rebuild(store(), &memory_catalogs).await;
 }
+
+#[tokio::test]
+async fn recovery_describes_a_version_committed_without_its_description() {
+    recovery::recovery_describes_a_version_committed_without_its_description(store(), &memory_catalogs).await;
+}
+
+#[tokio::test]
+async fn a_rebuild_never_reuses_a_number() {
+    recovery::a_rebuild_never_reuses_a_number(store(), &memory_catalogs).await;
+}

@@ -122,4 +122,9 @@ macro_rules! recovery_checks {
     };
 }
 
-recovery_checks!(out_of_range_numbers_and_unusable_specs_are_skipped, maximal_metadata_survives_a_rebuild);
+recovery_checks!(
+    out_of_range_numbers_and_unusable_specs_are_skipped,
+    maximal_metadata_survives_a_rebuild,
+    recovery_describes_a_version_committed_without_its_description,
+    a_rebuild_never_reuses_a_number
+);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::id::RepositoryId;
+use crate::id::{CollectionId, RepositoryId, VersionId};
 use crate::spec::CollectionSpec;
 use crate::store::description_key;
 use crate::time::Timestamp;
@@ -50,6 +50,83 @@ pub(crate) struct Description {
     pub(crate) spec: CollectionSpec,
 }
 
+/// The format name of an upload's intent, written where the description goes.
+pub(crate) const INTENT_FORMAT: &str = "backup-engine-commit-intent";
+
+/// What stands at a version's description key from the start of its upload until its
+/// description replaces it: an upload of `collection` may be committed, with a number not yet
+/// known. A process killed between the commit and the description leaves it; a rebuild then
+/// knows that a number may have been given out that no description holds, and resumes the
+/// collection's numbering past it ([`Engine::rebuild_catalog`]). An upload that is released
+/// loses it with its object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Intent {
+    pub(crate) format: String,
+    pub(crate) format_version: u32,
+    /// The repository it was written for.
+    pub(crate) repository: RepositoryId,
+    /// When it was written.
+    pub(crate) written_at: Timestamp,
+    /// The upload (the version's id, if it commits).
+    pub(crate) id: VersionId,
+    /// Its collection.
+    pub(crate) collection: CollectionId,
+    /// Its object.
+    pub(crate) object_key: String,
+}
+
+/// What a description key holds.
+#[derive(Debug, Clone)]
+pub(crate) enum Found {
+    /// A version's description.
+    Description(Box<Description>),
+    /// An upload's intent: a version may have been committed without its description.
+    Intent(Intent),
+}
+
+#[derive(Deserialize)]
+struct FormatOnly {
+    format: String,
+}
+
+/// Whether an object at `object_key` may hold version `id` of `collection`, and its
+/// description sit at `key`.
+fn check_placement(
+    key: &Path,
+    object_key: &str,
+    id: &VersionId,
+    collection: &CollectionId,
+) -> std::result::Result<(), String> {
+    if &description_key(object_key) != key {
+        return Err(format!("it describes the object {object_key}, which it is not next to"));
+    }
+    let object = Path::from(object_key);
+    let mut parts = object.parts().collect::<Vec<_>>().into_iter().rev();
+    let (last, folder) = (parts.next(), parts.next());
+    if last.as_ref().map(AsRef::as_ref) != Some(id.to_string().as_str())
+        || folder.as_ref().map(AsRef::as_ref) != Some(collection.as_str())
+    {
+        return Err(format!("upload {id} of {collection} cannot be stored at {object}"));
+    }
+    Ok(())
+}
+
+impl Found {
+    /// Reads and checks what a description key holds: a description, or an upload's intent.
+    pub(crate) fn parse(key: &Path, bytes: &[u8]) -> std::result::Result<Found, String> {
+        let format: FormatOnly = serde_json::from_slice(bytes).map_err(|e| format!("unreadable: {e}"))?;
+        if format.format != INTENT_FORMAT {
+            return Description::parse(key, bytes).map(|d| Found::Description(Box::new(d)));
+        }
+        let i: Intent = serde_json::from_slice(bytes).map_err(|e| format!("unreadable: {e}"))?;
+        if i.format_version > DESCRIPTION_VERSION {
+            return Err(format!("format {:?} version {} is unknown", i.format, i.format_version));
+        }
+        check_placement(key, &i.object_key, &i.id, &i.collection)?;
+        Ok(Found::Intent(i))
+    }
+}
+
 impl Description {
     /// Reads and checks a description's bytes found at `key`.
     pub(crate) fn parse(key: &Path, bytes: &[u8]) -> std::result::Result<Description, String> {
@@ -59,33 +136,26 @@ impl Description {
         }
         // A number no catalog can hold was never given out by an engine.
         check_version_number(d.version.number).map_err(|e| e.to_string())?;
-        let expected = description_key(&d.version.object_key);
-        if &expected != key {
-            return Err(format!("it describes the object {}, which it is not next to", d.version.object_key));
-        }
-        let object = Path::from(d.version.object_key.as_str());
-        let mut parts = object.parts().collect::<Vec<_>>().into_iter().rev();
-        let (id, collection) = (parts.next(), parts.next());
-        if id.as_ref().map(AsRef::as_ref) != Some(d.version.id.to_string().as_str())
-            || collection.as_ref().map(AsRef::as_ref) != Some(d.version.collection.as_str())
-        {
-            return Err(format!(
-                "version {} of {} ({}) cannot be stored at {object}",
-                d.version.number, d.version.collection, d.version.id
-            ));
-        }
+        let v = &d.version;
+        check_placement(key, &v.object_key, &v.id, &v.collection)
+            .map_err(|e| format!("version {} of {}: {e}", v.number, v.collection))?;
         Ok(d)
     }
 }
 
 impl Engine {
-    /// Writes (or rewrites) the description of `version` next to its object. Best effort: the
-    /// catalog stays the authority, and a scrub rewrites a description that is missing or
-    /// stale; a failure is logged, never returned.
-    pub(crate) async fn describe(&self, version: &Version, spec: &CollectionSpec) {
-        if let Err(e) = self.try_describe(version, spec).await {
-            tracing::warn!(collection = %version.collection, version = version.number, error = %e,
-                "the version's description was not written; the next scrub writes it");
+    /// Writes (or rewrites) the description of `version` next to its object; whether it did.
+    /// Best effort: the catalog stays the authority, and marked the version in the step that
+    /// changed it, so the next `recover()` writes a description that is missing (a scrub, one
+    /// that is stale); a failure is logged, never returned.
+    pub(crate) async fn describe(&self, version: &Version, spec: &CollectionSpec) -> bool {
+        match self.try_describe(version, spec).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(collection = %version.collection, version = version.number, error = %e,
+                    "the version's description was not written; the next recover() writes it");
+                false
+            }
         }
     }
 
@@ -114,6 +184,27 @@ impl Engine {
             ));
         }
         let key = description_key(&version.object_key);
+        self.inner.descriptions.put(&key, PutPayload::from(body)).await.map_err(|e| Error::store("put", &key, e))?;
+        Ok(())
+    }
+
+    /// Writes an upload's intent where its description goes, before anything of it is
+    /// committed (see [`Intent`]).
+    ///
+    /// # Errors
+    /// Store errors: the upload must not go on without it.
+    pub(crate) async fn write_intent(&self, id: VersionId, collection: &CollectionId, object_key: &str) -> Result<()> {
+        let intent = Intent {
+            format: INTENT_FORMAT.to_owned(),
+            format_version: DESCRIPTION_VERSION,
+            repository: self.open_repository().await?,
+            written_at: self.now(),
+            id,
+            collection: collection.clone(),
+            object_key: object_key.to_owned(),
+        };
+        let body = serde_json::to_vec(&intent).map_err(|e| Error::internal(e.to_string()))?;
+        let key = description_key(object_key);
         self.inner.descriptions.put(&key, PutPayload::from(body)).await.map_err(|e| Error::store("put", &key, e))?;
         Ok(())
     }

@@ -162,6 +162,9 @@ impl Engine {
         .with_filename(version.filename.clone())
         .with_times(version.created_at, version.created_at)
         .with_uploader(version.uploader.clone());
+        // As for a commit: a catalog lost before the description is written is rebuilt without
+        // giving the number out again.
+        self.write_intent(version.id, &version.collection, key.as_ref()).await?;
         let audit = AuditEvent::new(self.now(), "import", "version.import").with_version(version.number);
         let adopted = self.inner.catalog.adopt_versions(&version.collection, vec![imported.clone()], &audit).await?;
         if let Some((_, reason)) = adopted.refused.first() {

@@ -4,6 +4,7 @@
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, VersionId};
+use crate::protocol::descriptions::mark_undescribed;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::state::LoadedState;
 use crate::protocol::versions::counters_after;
@@ -133,6 +134,7 @@ pub fn decide_adopt_versions(
         }
         counters.next_number = counters.next_number.max(after);
         mutations.push(Mutation::InsertVersion(v.clone()));
+        mutations.push(mark_undescribed(v, audit.at));
         out.inserted.push(v.number);
     }
     if !out.inserted.is_empty() {
@@ -141,6 +143,44 @@ pub fn decide_adopt_versions(
         mutations.push(Mutation::AppendAudit(audit.clone().with_collection(collection).with_detail(detail)));
     }
     Ok(Decision::new(mutations, out))
+}
+
+/// Decides that `collection`'s next number is at least `next`: a rebuild found evidence in the
+/// store (number marks, the intents of commits whose descriptions were never written) that
+/// numbers below it were given out, which no version in the catalog holds. The next number
+/// never goes down; the change is audited (`audit`'s actor, time and action). Returns the
+/// next number before, if it changed.
+///
+/// # Errors
+/// [`Error::CollectionNotFound`]; [`Error::InvalidInput`] for a `next` past the number after
+/// [`crate::MAX_VERSION_NUMBER`].
+pub fn decide_resume_numbering(
+    state: &LoadedState,
+    collection: &CollectionId,
+    next: u64,
+    audit: &AuditEvent,
+) -> Result<Decision<Option<u64>>> {
+    let cs = collection_of(state, collection)?;
+    if next > crate::MAX_VERSION_NUMBER + 1 {
+        return Err(Error::invalid("next version number", format!("{next} is past the last version number")));
+    }
+    let before = cs.counters.next_number;
+    if next <= before {
+        return Ok(Decision::new(vec![], None));
+    }
+    let counters = crate::protocol::Counters { next_number: next, ..cs.counters };
+    Ok(Decision::new(
+        vec![
+            Mutation::SetCounters { collection: collection.clone(), counters },
+            Mutation::AppendAudit(
+                audit
+                    .clone()
+                    .with_collection(collection)
+                    .with_detail(format!("numbering resumes at {next}, not {before}")),
+            ),
+        ],
+        Some(before),
+    ))
 }
 
 /// `1, 2, 5` (at most twenty, then `…`).

@@ -3,6 +3,7 @@
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
+use crate::protocol::descriptions::mark_undescribed;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::retention::{allowance_beside, held_space_reason, plan_retention};
 use crate::protocol::state::{LoadedState, VersionRow};
@@ -448,6 +449,8 @@ pub fn decide_commit(
             .with_metadata(req.metadata.clone());
     version.state = VersionState::Committed;
     mutations.push(Mutation::CommitVersion(version.clone()));
+    // Its description is written after this step: until then, recover() knows it is missing.
+    mutations.push(mark_undescribed(&version, req.now));
     let evicted: Vec<&Version> = outcome.evicted(cs).collect();
     let mut evicted_out = Vec::with_capacity(evicted.len());
     for (v, d) in evicted.iter().zip(outcome.decisions.iter().filter(|d| d.mark == crate::rotation::Mark::Evict)) {
