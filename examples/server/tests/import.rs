@@ -159,10 +159,11 @@ async fn backup_repositorys_versions_are_imported_once_with_their_numbers() {
         "version 5 of iwa-ait (iwa-ait-5.tar.gz): its object iwa-ait/iwa-ait-5.tar.gz has",
         "version 6 of iwa-ait: 2 rows claim it",
         "version 1 of other (other-1.tar.gz): the collection is not declared",
-        &format!("version {} of iwa-ait ({huge}): version number {} is out of range", i64::MAX, i64::MAX),
     ] {
         assert!(stdout.lines().any(|l| l.contains(expected)), "{expected:?} in\n{stdout}");
     }
+    let (row, why) = (format!("version {} of iwa-ait ({huge}): ", i64::MAX), format!("{} is out of range", i64::MAX));
+    assert!(stdout.lines().any(|l| l.contains(&row) && l.contains(&why)), "{row:?} {why:?} in\n{stdout}");
     assert!(!stdout.contains("iwa-ait-3"), "soft-deleted rows are not imported: {stdout}");
     // Nothing was copied for what was skipped: the three imported versions' objects only.
     let copied = files_under(&bucket.join("_backup-server").join("iwa-ait"));
