@@ -464,7 +464,7 @@ impl Engine {
         if purge {
             // Best effort: the tombstone stays, so recover() finishes this if it fails now. The
             // number mark first: its description may be the only one that holds this number.
-            if self.mark_numbers_given(id, gone.number.saturating_add(1)).await.is_ok() {
+            if self.mark_numbers_of(&[&gone]).await.0.is_empty() {
                 let _ = self.delete_object(&gone.object_key).await;
             }
         } else {
@@ -547,19 +547,7 @@ impl Engine {
         let marked = self.inner.catalog.mark_purged(&trashed, self.now()).await?;
         // The number marks first: these descriptions may be the only ones that hold the
         // numbers. Where one cannot be written, the objects wait for the next run.
-        let mut highest: std::collections::BTreeMap<&CollectionId, u64> = std::collections::BTreeMap::new();
-        for v in &marked {
-            let h = highest.entry(&v.collection).or_insert(0);
-            *h = (*h).max(v.number);
-        }
-        let mut first_error = None;
-        let mut unmarked = std::collections::HashSet::new();
-        for (collection, number) in highest {
-            if let Err(e) = self.mark_numbers_given(collection, number.saturating_add(1)).await {
-                unmarked.insert(collection);
-                first_error.get_or_insert(e);
-            }
-        }
+        let (unmarked, mut first_error) = self.mark_numbers_of(&marked.iter().collect::<Vec<_>>()).await;
         for v in marked.iter().filter(|v| !unmarked.contains(&v.collection)) {
             if let Err(e) = self.delete_object(&v.object_key).await {
                 first_error.get_or_insert(e);

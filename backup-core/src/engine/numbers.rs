@@ -23,12 +23,13 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::id::CollectionId;
 use crate::time::Timestamp;
+use crate::version::Version;
 
 /// The folder of the number marks under the key prefix (a dot: no collection id starts so).
 pub(crate) const NUMBERS_FOLDER: &str = ".numbers";
@@ -79,6 +80,25 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// [`Engine::mark_numbers_given`] for versions being purged, one mark per collection (past
+    /// its highest number among them): the collections whose mark could not be written (the
+    /// descriptions of their versions must stay), and the first error.
+    pub(crate) async fn mark_numbers_of(&self, purged: &[&Version]) -> (HashSet<CollectionId>, Option<Error>) {
+        let mut highest: BTreeMap<&CollectionId, u64> = BTreeMap::new();
+        for v in purged {
+            let h = highest.entry(&v.collection).or_insert(0);
+            *h = (*h).max(v.number);
+        }
+        let (mut unmarked, mut first_error) = (HashSet::new(), None);
+        for (collection, number) in highest {
+            if let Err(e) = self.mark_numbers_given(collection, number.saturating_add(1)).await {
+                unmarked.insert(collection.clone());
+                first_error.get_or_insert(e);
+            }
+        }
+        (unmarked, first_error)
     }
 
     /// Deletes the marks of a deleted collection (best effort: one left behind only makes a

@@ -188,13 +188,10 @@ impl Engine {
                 match catalog.apply_retention(&c.id, &self.inner.strategies, purge, &audit).await {
                     Ok(gone) => {
                         report.aged_out += gone.len() as u64;
-                        let purged = gone.iter().filter(|v| v.state == crate::VersionState::Purged);
                         // The number mark before the descriptions go (a time-based plan may
                         // evict the newest); without it, the garbage step deletes them later.
-                        let marked = match purged.clone().map(|v| v.number).max() {
-                            Some(highest) => self.mark_numbers_given(&c.id, highest.saturating_add(1)).await.is_ok(),
-                            None => true,
-                        };
+                        let purged: Vec<_> = gone.iter().filter(|v| v.state == crate::VersionState::Purged).collect();
+                        let marked = self.mark_numbers_of(&purged).await.0.is_empty();
                         for v in &gone {
                             if v.state != crate::VersionState::Purged {
                                 self.describe(v, &c.spec).await;

@@ -289,12 +289,7 @@ impl Engine {
     async fn after_commit(&self, committed: &protocol::Committed, spec: &crate::spec::CollectionSpec) {
         let described = self.describe(&committed.version, spec).await;
         let purged: Vec<&Version> = committed.evicted.iter().filter(|v| v.state == VersionState::Purged).collect();
-        let marked = match purged.iter().map(|v| v.number).max() {
-            Some(highest) if !described => {
-                self.mark_numbers_given(&committed.version.collection, highest.saturating_add(1)).await.is_ok()
-            }
-            _ => true,
-        };
+        let marked = described || self.mark_numbers_of(&purged).await.0.is_empty();
         if marked {
             for v in purged {
                 let _ = self.delete_object(&v.object_key).await;
