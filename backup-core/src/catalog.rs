@@ -8,7 +8,7 @@ use futures::stream::BoxStream;
 
 use crate::audit::AuditEvent;
 use crate::error::Result;
-use crate::id::{CollectionId, RepositoryId};
+use crate::id::{CollectionId, RepositoryId, VersionId};
 use crate::protocol::{LoadedState, Mutation, StateQuery};
 use crate::session::Session;
 use crate::time::Timestamp;
@@ -94,6 +94,24 @@ pub enum KeyClass {
     Garbage,
     /// Nothing refers to it: not this catalog's; reported, never deleted.
     Unknown,
+}
+
+/// A version whose description is not written yet for its current record (see
+/// [`crate::protocol::Mutation::MarkUndescribed`]), with its mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undescribed {
+    /// The version as the catalog holds it.
+    pub version: Version,
+    /// The mark to name when clearing it.
+    pub mark: u64,
+}
+
+impl Undescribed {
+    /// From its parts (for catalog implementations).
+    pub fn new(version: Version, mark: u64) -> Self {
+        Undescribed { version, mark }
+    }
 }
 
 /// The catalog's repository identity, and whether it holds any version.
@@ -202,6 +220,14 @@ pub trait Catalog: Debug + Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Tombstone>>;
+
+    /// Versions marked as not described yet ([`crate::protocol::Mutation::MarkUndescribed`]),
+    /// of every collection and in any state but pending, ordered by id, after `after`: from
+    /// an index of the marked versions, never a scan of the history.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn list_undescribed(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<Undescribed>>;
 
     /// What the catalog knows of each key, in the order given.
     ///

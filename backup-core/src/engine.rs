@@ -26,6 +26,7 @@ mod describe;
 mod download;
 mod import;
 mod lease;
+mod numbers;
 mod part_writer;
 mod rebuild;
 mod recover;
@@ -384,7 +385,9 @@ impl Engine {
         self.authorized_collection(actor, id, Action::DeleteCollection).await?;
         let audit = self.audit(actor, Action::DeleteCollection, id);
         self.inner.catalog.delete_collection(id, &audit).await?;
-        // Best effort: the tombstones stay until recover() confirms the objects gone.
+        // Best effort: the tombstones stay until recover() confirms the objects gone. Its
+        // numbers go with it (one created again under the id starts at 1).
+        self.forget_number_marks(id).await;
         let mut after: Option<String> = None;
         loop {
             let batch = self.inner.catalog.list_tombstones(Some(id), after.as_deref(), self.inner.config.batch).await?;
@@ -459,8 +462,11 @@ impl Engine {
         let reason = format!("deleted by {}", actor.user);
         let gone = self.inner.catalog.trash_version(id, number, &reason, purge, &audit).await?;
         if purge {
-            // Best effort: the tombstone stays, so recover() finishes this if it fails now.
-            let _ = self.delete_object(&gone.object_key).await;
+            // Best effort: the tombstone stays, so recover() finishes this if it fails now. The
+            // number mark first: its description may be the only one that holds this number.
+            if self.mark_numbers_of(&[&gone]).await.0.is_empty() {
+                let _ = self.delete_object(&gone.object_key).await;
+            }
         } else {
             self.describe(&gone, &collection.spec).await;
         }
@@ -539,8 +545,10 @@ impl Engine {
             return Ok(0);
         }
         let marked = self.inner.catalog.mark_purged(&trashed, self.now()).await?;
-        let mut first_error = None;
-        for v in &marked {
+        // The number marks first: these descriptions may be the only ones that hold the
+        // numbers. Where one cannot be written, the objects wait for the next run.
+        let (unmarked, mut first_error) = self.mark_numbers_of(&marked.iter().collect::<Vec<_>>()).await;
+        for v in marked.iter().filter(|v| !unmarked.contains(&v.collection)) {
             if let Err(e) = self.delete_object(&v.object_key).await {
                 first_error.get_or_insert(e);
             }

@@ -108,6 +108,15 @@
 //! catalog restored from a snapshot up to date; its example is the whole drill.
 //! [`Engine::import_version`] brings versions of another system in, keeping their numbers.
 //!
+//! A description is written after the catalog step that changes its version (a commit, a
+//! deletion, a restore, a hold, a rotation), so a process can die in between. The step marks
+//! the version in its own transaction, and [`Engine::recover`] writes the description of every
+//! marked version, found from an index of the marks (the cost follows them, not the history).
+//! A catalog lost in that window is still rebuilt without giving a number out twice: an
+//! upload's intent stands where its description goes from its start, and the description of a
+//! purged version goes only once a number mark or a newer description holds its number (see
+//! [`Engine::rebuild_catalog`]).
+//!
 //! ## Your own catalog
 //!
 //! A catalog provides storage and atomicity, not rules: [`Catalog::transact`] loads what a
@@ -133,7 +142,8 @@
 //!   - **I3** a version is visible only once committed, and a download returns exactly the
 //!     committed bytes or fails loudly;
 //!   - **I4** version numbers are unique and increasing, in commit order, without gaps left
-//!     by failed uploads;
+//!     by failed uploads, from 1 to [`MAX_VERSION_NUMBER`]; a catalog rebuilt from the store
+//!     after a loss gives out none of them again;
 //!   - **I5** after `recover()` no expired pending upload and no orphan object older than the
 //!     grace remains.
 //! - **The arithmetic lives in one place.** Catalogs provide atomicity; the decisions of
@@ -199,6 +209,6 @@ pub use spec::{CollectionSpec, FilenameTemplate, Limits, RetentionSpec};
 pub use store::{DESCRIPTION_SUFFIX, UploadLeftovers, described_object, description_key, is_internal_key, object_key};
 pub use time::Timestamp;
 pub use version::{
-    Collection, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, Metadata, PendingUpload, Tombstone, TombstoneKind, Uploader,
-    Version, VersionSelector, VersionState, check_metadata,
+    Collection, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_VERSION_NUMBER, Metadata, PendingUpload, Tombstone,
+    TombstoneKind, Uploader, Version, VersionSelector, VersionState, check_metadata, check_version_number,
 };

@@ -36,6 +36,7 @@
 //! ```
 
 mod collections;
+mod descriptions;
 mod import;
 mod integrity;
 mod mutation;
@@ -51,8 +52,9 @@ pub use collections::{
     CollectionChange, decide_create_collection, decide_delete_collection, decide_put_collection,
     decide_update_collection, update_needs,
 };
+pub use descriptions::{decide_described, description_mark};
 pub use import::ImportCheck;
-pub use integrity::{Adoption, Verification, decide_adopt_versions, decide_verification};
+pub use integrity::{Adoption, Verification, decide_adopt_versions, decide_resume_numbering, decide_verification};
 pub use mutation::Mutation;
 pub use protection::{ProtectionChange, decide_protect};
 pub use repository::decide_claim_repository;

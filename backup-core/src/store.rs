@@ -17,8 +17,9 @@ pub fn object_key(prefix: &Path, collection: &CollectionId, id: &VersionId) -> P
 }
 
 /// What the key of a version's description ends with: `<object key>.version.json` (see
-/// [`crate::Engine::rebuild_catalog`]). Version ids never contain a dot, so no object key
-/// ends like this.
+/// [`crate::Engine::rebuild_catalog`]); from the start of an upload until its description is
+/// written, the upload's intent stands there. Version ids never contain a dot, so no object
+/// key ends like this.
 pub const DESCRIPTION_SUFFIX: &str = ".version.json";
 
 /// The key of the description of the version stored at `object_key`.
@@ -32,7 +33,8 @@ pub fn described_object(key: &str) -> Option<&str> {
 }
 
 /// Whether `key` is one of the engine's own records under `prefix` rather than a version's
-/// object or description: the repository marker, catalog snapshots, a scrub's progress. They
+/// object or description: the repository marker, catalog snapshots, a scrub's progress, the
+/// number marks of collections. They
 /// live under names starting with a dot, which no collection id can have.
 pub fn is_internal_key(prefix: &Path, key: &Path) -> bool {
     key.prefix_match(prefix).and_then(|mut rest| rest.next()).is_some_and(|first| first.as_ref().starts_with('.'))

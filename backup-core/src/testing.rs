@@ -1,6 +1,6 @@
 //! Tools to break the engine on purpose (feature `testing`): fault-injecting wrappers for the
 //! object store and the catalog, bodies that fail at a chosen byte, and checks of the
-//! invariants I1–I5.
+//! invariants I1–I5 (and of the descriptions that keep I4 across a lost catalog).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -25,5 +25,5 @@ mod store;
 pub use body::{body_of, failing_body, pattern};
 pub use catalog::FaultyCatalog;
 pub use faults::{FaultMode, Faults};
-pub use invariants::{Violation, check_invariants, check_limits, check_recovered};
+pub use invariants::{Violation, check_described, check_invariants, check_limits, check_recovered};
 pub use store::FaultyStore;

@@ -180,6 +180,48 @@ pub struct Version {
     pub metadata: Metadata,
 }
 
+/// The highest version number: `i64::MAX − 1`. Numbers start at 1; every catalog stores
+/// them (SQL catalogs as signed 64-bit integers), and the number after the highest, which a
+/// collection records as its next one, fits as well. A description, an import or a snapshot
+/// naming a number outside `1..=MAX_VERSION_NUMBER` is refused ([`check_version_number`]); a
+/// collection that has given out every number refuses further commits.
+pub const MAX_VERSION_NUMBER: u64 = i64::MAX as u64 - 1;
+
+/// Checks a version number that comes from outside the engine's own numbering (a description
+/// read back, a version imported from another system, a catalog snapshot).
+///
+/// ```
+/// use backup_core::{MAX_VERSION_NUMBER, check_version_number};
+/// assert!(check_version_number(1).is_ok() && check_version_number(MAX_VERSION_NUMBER).is_ok());
+/// for bad in [0, MAX_VERSION_NUMBER + 1, u64::MAX] {
+///     assert!(check_version_number(bad).is_err());
+/// }
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming the number when it is 0 or above [`MAX_VERSION_NUMBER`].
+pub fn check_version_number(number: u64) -> Result<(), Error> {
+    if (1..=MAX_VERSION_NUMBER).contains(&number) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "version number",
+            format!("version number {number} is out of range (1 to {MAX_VERSION_NUMBER})"),
+        ))
+    }
+}
+
+/// The number after `number`, if `number` is a version number: what a collection records as
+/// its next number once `number` is given out (it never overflows: numbers stop below
+/// `u64::MAX`).
+///
+/// # Errors
+/// As [`check_version_number`].
+pub(crate) fn number_after(number: u64) -> Result<u64, Error> {
+    check_version_number(number)?;
+    number.checked_add(1).ok_or_else(|| Error::internal("a version number in range has a successor"))
+}
+
 /// A version's metadata: names to texts (see [`check_metadata`] for the limits).
 pub type Metadata = BTreeMap<String, String>;
 
@@ -187,7 +229,10 @@ pub type Metadata = BTreeMap<String, String>;
 pub const MAX_METADATA_ENTRIES: usize = 64;
 
 /// The most bytes a version's metadata may have, names and texts together: it lives in the
-/// catalog's row and in the version's description, not in the object.
+/// catalog's row and in the version's description, not in the object. A description has room
+/// for the most metadata this allows, whatever its characters (JSON escapes a control
+/// character in six bytes), so every version that passes [`check_metadata`] comes back in a
+/// rebuild.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 /// Checks a version's metadata: at most [`MAX_METADATA_ENTRIES`] entries and

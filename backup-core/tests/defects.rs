@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::catalog::{
-    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, VersionQuery,
+    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
 use backup_core::protocol::{LoadedState, StateQuery};
 use backup_core::testing::{body_of, pattern};
@@ -211,6 +211,13 @@ impl Catalog for Recording {
     }
     async fn classify_object_keys(&self, keys: &[String]) -> backup_core::Result<Vec<KeyClass>> {
         self.inner.classify_object_keys(keys).await
+    }
+    async fn list_undescribed(
+        &self,
+        after: Option<backup_core::VersionId>,
+        limit: usize,
+    ) -> backup_core::Result<Vec<Undescribed>> {
+        self.inner.list_undescribed(after, limit).await
     }
     async fn repository(&self) -> backup_core::Result<RepositoryInfo> {
         self.inner.repository().await

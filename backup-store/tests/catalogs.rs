@@ -118,6 +118,8 @@ macro_rules! every_backend {
                     a_failing_step_writes_nothing,
                     repository_id_is_claimed_once,
                     import_refuses_bad_snapshots,
+                    version_numbers_stay_in_range,
+                    description_marks_are_set_listed_and_cleared,
                 ]
                 concurrent [
                     concurrent_reservations_are_atomic,

@@ -63,3 +63,68 @@ async fn drill_on_local_disk_with_postgres() {
 fn drill_on_local_disk_with_postgres() {
     backup_store::testing::skipped("drill_on_local_disk_with_postgres", "built without the `postgres` feature");
 }
+
+/// Fresh PostgreSQL catalogs, each in a schema of its own; `None` (reported as skipped) without
+/// a database.
+#[cfg(feature = "postgres")]
+fn postgres_catalogs(test: &str) -> Option<impl Fn() -> BoxFuture<'static, Arc<dyn Catalog>> + Sync + use<>> {
+    use backup_store::testing::{database_url, fresh_schema};
+    let url = database_url(test)?;
+    Some(move || -> BoxFuture<'static, Arc<dyn Catalog>> {
+        let (url, schema) = (url.clone(), fresh_schema("recovery"));
+        Box::pin(async move {
+            let catalog = backup_store::PostgresCatalog::builder(&url).schema(&schema).build().await.expect("postgres");
+            Arc::new(catalog) as Arc<dyn Catalog>
+        })
+    })
+}
+
+/// The checks of `backup_core::conformance::recovery` beyond the drill, each on SQLite with
+/// local disk and on PostgreSQL with local disk.
+macro_rules! recovery_checks {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite_local_disk {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = backup_store::local_disk_store(dir.path().join("blobs")).unwrap();
+                    backup_core::conformance::recovery::$check(store, &sqlite_catalogs(dir.path())).await;
+                }
+            )*
+        }
+        mod postgres_local_disk {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[cfg(feature = "postgres")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let Some(catalogs) = postgres_catalogs(concat!("postgres_local_disk::", stringify!($check))) else {
+                        return;
+                    };
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = backup_store::local_disk_store(dir.path()).unwrap();
+                    backup_core::conformance::recovery::$check(store, &catalogs).await;
+                }
+
+                #[cfg(not(feature = "postgres"))]
+                #[test]
+                fn $check() {
+                    backup_store::testing::skipped(
+                        concat!("postgres_local_disk::", stringify!($check)),
+                        "built without the `postgres` feature",
+                    );
+                }
+            )*
+        }
+    };
+}
+
+recovery_checks!(
+    out_of_range_numbers_and_unusable_specs_are_skipped,
+    maximal_metadata_survives_a_rebuild,
+    recovery_describes_a_version_committed_without_its_description,
+    a_rebuild_never_reuses_a_number
+);

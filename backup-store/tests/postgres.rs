@@ -62,7 +62,7 @@ mod with_postgres {
         client.batch_execute(&format!("UPDATE \"{schema}\".schema_version SET version = 99")).await.unwrap();
         let e = PostgresCatalog::builder(&url).schema(&schema).build().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal);
-        assert!(e.to_string().contains("schema version 99, newer than the 4 this build knows"), "{e}");
+        assert!(e.to_string().contains("schema version 99, newer than the 5 this build knows"), "{e}");
     }
 
     /// A database written by the first release (schema 1) is migrated with its rows, and the
@@ -118,6 +118,128 @@ mod with_postgres {
         assert_eq!((c.next_number, c.versions, c.bytes, c.overage), (4, 2, 220, 80), "{c:?}");
         assert_eq!(state.committed.iter().map(|v| v.number).collect::<Vec<_>>(), [2, 3]);
     }
+
+    /// A database written by the release before description marks (schema 4) is migrated
+    /// with its rows; its versions are not marked; a version committed after the upgrade is
+    /// marked, and `recover()` describes it and clears the mark.
+    #[tokio::test]
+    async fn a_schema_4_database_is_migrated_to_description_marks() {
+        use backup_core::catalog::CatalogExt;
+        use backup_core::{Actor, CollectionSpec, Engine, Limits, VersionQuery};
+        let Some(url) = database_url("a_schema_4_database_is_migrated_to_description_marks") else { return };
+        let schema = fresh_schema("schema4");
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let spec =
+            serde_json::to_string(&CollectionSpec::new("o-${version}", Limits::new(3, 100, 400).unwrap())).unwrap();
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA \"{schema}\"; SET search_path = \"{schema}\"; {SCHEMA_1} {SCHEMA_2_TO_4} \
+                 CREATE TABLE schema_version (version BIGINT NOT NULL); INSERT INTO schema_version VALUES (4);"
+            ))
+            .await
+            .unwrap();
+        let repository = backup_core::RepositoryId::generate();
+        client
+            .execute(&format!("INSERT INTO \"{schema}\".repository VALUES (1, $1)"), &[&repository.as_uuid()])
+            .await
+            .unwrap();
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO \"{schema}\".collections (id, spec, created_at, updated_at, revision, next_number, \
+                     committed_versions, committed_bytes) VALUES ('old', $1, now(), now(), 1, 3, 1, 40)"
+                ),
+                &[&spec],
+            )
+            .await
+            .unwrap();
+        for (n, size, state, metadata) in
+            [(1i64, 150i64, "trashed", None), (2, 40, "committed", Some(r#"{"git.head":"main"}"#))]
+        {
+            let id = uuid::Uuid::now_v7();
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO \"{schema}\".versions (id, collection, state, number, filename, object_key, size, \
+                         digest, created_at, committed_at, trashed_at, uploader_user, metadata) \
+                         VALUES ($1, 'old', $2, $3, 'f', $4, $5, $6, now(), now(), \
+                         CASE WHEN $2 = 'trashed' THEN now() END, 'u', $7)"
+                    ),
+                    &[
+                        &id,
+                        &state,
+                        &n,
+                        &format!("data/old/{id}"),
+                        &size,
+                        &format!("blake3:{}", "0".repeat(64)),
+                        &metadata,
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        let catalog = Arc::new(PostgresCatalog::builder(&url).schema(&schema).build().await.unwrap());
+        assert!(catalog.list_undescribed(None, 10).await.unwrap().is_empty(), "nothing from before is marked");
+        let id = "old".parse().unwrap();
+        let listed = catalog.list_versions(&id, &VersionQuery::first(10).with_trashed()).await.unwrap();
+        assert_eq!(listed.iter().map(|v| v.number).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(listed[1].metadata.get("git.head").map(String::as_str), Some("main"));
+        assert_eq!(catalog.collection_state(&id).await.unwrap().counters.next_number, 3);
+        let engine = Engine::builder().catalog(catalog.clone()).adopt_store(true).build().unwrap();
+        assert_eq!(engine.open_repository().await.unwrap(), repository);
+        let v3 = engine
+            .upload(&Actor::user("u"), &id, futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("x"))]))
+            .await
+            .unwrap();
+        assert_eq!(v3.number, 3);
+        let marked = catalog.list_undescribed(None, 10).await.unwrap();
+        assert_eq!(marked.iter().map(|u| u.version.number).collect::<Vec<_>>(), [3], "the new version is marked");
+        let report = engine.recover().await.unwrap();
+        assert!(catalog.list_undescribed(None, 10).await.unwrap().is_empty(), "recover cleared it: {report:?}");
+        let version: i64 =
+            client.query_one(&format!("SELECT version FROM \"{schema}\".schema_version"), &[]).await.unwrap().get(0);
+        assert_eq!(version, 5);
+    }
+
+    /// The schema changes of migrations 2 to 4 as they shipped (their updates of existing rows
+    /// aside), on top of [`SCHEMA_1`].
+    const SCHEMA_2_TO_4: &str = r#"
+    ALTER TABLE collections
+        ADD COLUMN committed_versions BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN committed_bytes BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN committed_overage BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN protected_versions BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN held_versions BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN last_committed_at TIMESTAMPTZ;
+    ALTER TABLE versions
+        ADD COLUMN announced BIGINT,
+        ADD COLUMN owner TEXT,
+        ADD COLUMN held BOOLEAN NOT NULL DEFAULT false,
+        ADD COLUMN protected_until TIMESTAMPTZ,
+        ADD COLUMN verified_at TIMESTAMPTZ,
+        ADD COLUMN quarantined TEXT;
+    CREATE INDEX versions_by_owner ON versions (owner) WHERE state = 'pending';
+    CREATE TABLE tombstones (
+        object_key  TEXT COLLATE "C" PRIMARY KEY,
+        collection  TEXT COLLATE "C" NOT NULL,
+        version     UUID NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('released', 'purged')),
+        recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX tombstones_by_collection ON tombstones (collection, object_key);
+    CREATE TABLE repository (
+        singleton INT PRIMARY KEY CHECK (singleton = 1),
+        id        UUID NOT NULL
+    );
+    ALTER TABLE sessions
+        ADD COLUMN credential TEXT,
+        ADD COLUMN chain_started_at TIMESTAMPTZ;
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+    ALTER TABLE versions ADD COLUMN staging TEXT;
+    ALTER TABLE tombstones ADD COLUMN staging TEXT;
+    ALTER TABLE versions ADD COLUMN metadata TEXT;
+    "#;
 
     /// The first release's schema, as it shipped.
     const SCHEMA_1: &str = r#"

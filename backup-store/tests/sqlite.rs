@@ -59,7 +59,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     rusqlite::Connection::open(&path).unwrap().execute("UPDATE schema_version SET version = 99", []).unwrap();
     let e = SqliteCatalog::open(&path).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Internal);
-    assert!(e.to_string().contains("schema version 99, newer than the 4 this build knows"), "{e}");
+    assert!(e.to_string().contains("schema version 99, newer than the 5 this build knows"), "{e}");
 }
 
 /// Writes that wait for the writer share one transaction and one sync (group commit); each
@@ -153,6 +153,130 @@ async fn a_schema_1_catalog_is_migrated_with_its_counters() {
         .unwrap();
     assert_eq!(v.number, 4);
 }
+
+/// A catalog written by the release before description marks (schema 4: counters, tombstones,
+/// multipart ids, metadata) opens, is migrated, and keeps every row; its versions are not
+/// marked (those from before are the scrubs' to check, as before); a version committed after
+/// the upgrade is marked, and `recover()` describes it and clears the mark.
+#[tokio::test]
+async fn a_schema_4_catalog_is_migrated_to_description_marks() {
+    use backup_core::catalog::{CatalogExt, PendingFilter};
+    use backup_core::{Actor, CollectionSpec, Engine, Limits, VersionQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema4.db");
+    let repository = backup_core::RepositoryId::generate();
+    let (v1, v2, pending) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_1).unwrap();
+        conn.execute_batch(SCHEMA_2_TO_4).unwrap();
+        let spec =
+            serde_json::to_string(&CollectionSpec::new("o-${version}", Limits::new(3, 100, 400).unwrap())).unwrap();
+        conn.execute("INSERT INTO repository (singleton, id) VALUES (1, ?1)", [repository.to_string()]).unwrap();
+        conn.execute(
+            "INSERT INTO collections (id, spec, created_at, updated_at, revision, next_number, committed_versions, \
+             committed_bytes, committed_overage, protected_versions, held_versions, last_committed_at) \
+             VALUES ('old', ?1, 0, 0, 1, 3, 1, 40, 0, 0, 0, 2000)",
+            [spec],
+        )
+        .unwrap();
+        let digest = format!("blake3:{}", "0".repeat(64));
+        conn.execute(
+            "INSERT INTO versions (id, collection, state, number, filename, object_key, size, digest, created_at, \
+             committed_at, trashed_at, trash_reason, uploader_user) \
+             VALUES (?1, 'old', 'trashed', 1, 'o-1', ?2, 150, ?3, 1000, 1000, 1500, 'rotated', 'u')",
+            rusqlite::params![v1.to_string(), format!("data/old/{v1}"), digest],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO versions (id, collection, state, number, filename, object_key, size, digest, created_at, \
+             committed_at, uploader_user, metadata) \
+             VALUES (?1, 'old', 'committed', 2, 'o-2', ?2, 40, ?3, 2000, 2000, 'u', '{\"git.head\":\"main\"}')",
+            rusqlite::params![v2.to_string(), format!("data/old/{v2}"), digest],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO versions (id, collection, state, object_key, reserved, pool_share, lease_until, created_at, \
+             uploader_user, owner, staging) VALUES (?1, 'old', 'pending', ?2, 10, 0, 3000, 3000, 'u', 'a', 'mp-1')",
+            rusqlite::params![pending.to_string(), format!("data/old/{pending}")],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT; INSERT INTO schema_version VALUES (4);",
+        )
+        .unwrap();
+    }
+    let catalog = Arc::new(SqliteCatalog::open(&path).await.unwrap());
+    assert!(catalog.list_undescribed(None, 10).await.unwrap().is_empty(), "nothing from before is marked");
+    let id = "old".parse().unwrap();
+    let listed = catalog.list_versions(&id, &VersionQuery::first(10).with_trashed()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|v| (v.number, v.state.name())).collect::<Vec<_>>(),
+        [(1, "trashed"), (2, "committed")]
+    );
+    assert_eq!(listed[1].metadata.get("git.head").map(String::as_str), Some("main"));
+    let staged = catalog.list_pending(&PendingFilter::default(), 10).await.unwrap();
+    assert_eq!((staged.len(), staged[0].staging.as_deref()), (1, Some("mp-1")));
+    assert_eq!(catalog.collection_state(&id).await.unwrap().counters.next_number, 3);
+
+    let engine = Engine::builder().catalog(catalog.clone()).adopt_store(true).build().unwrap();
+    assert_eq!(engine.open_repository().await.unwrap(), repository);
+    let me = Actor::user("u");
+    let v3 = engine
+        .upload(&me, &id, futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("x"))]))
+        .await
+        .unwrap();
+    assert_eq!(v3.number, 3);
+    let marked = catalog.list_undescribed(None, 10).await.unwrap();
+    assert_eq!(marked.iter().map(|u| u.version.number).collect::<Vec<_>>(), [3], "the new version is marked");
+    let report = engine.recover().await.unwrap();
+    assert!(catalog.list_undescribed(None, 10).await.unwrap().is_empty(), "recover cleared it: {report:?}");
+    drop((engine, catalog));
+    // Opened again: already at the new schema.
+    let again = SqliteCatalog::open(&path).await.unwrap();
+    assert_eq!(again.list_versions(&id, &VersionQuery::first(10)).await.unwrap().len(), 2);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
+}
+
+/// The schema changes of migrations 2 to 4 as they shipped (their updates of existing rows
+/// aside), on top of [`SCHEMA_1`].
+const SCHEMA_2_TO_4: &str = r#"
+    ALTER TABLE collections ADD COLUMN committed_versions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN committed_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN committed_overage INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN protected_versions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN held_versions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN last_committed_at INTEGER;
+    ALTER TABLE versions ADD COLUMN announced INTEGER;
+    ALTER TABLE versions ADD COLUMN owner TEXT;
+    ALTER TABLE versions ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE versions ADD COLUMN protected_until INTEGER;
+    ALTER TABLE versions ADD COLUMN verified_at INTEGER;
+    ALTER TABLE versions ADD COLUMN quarantined TEXT;
+    CREATE INDEX versions_by_owner ON versions (owner) WHERE state = 'pending';
+    CREATE TABLE tombstones (
+        object_key  TEXT PRIMARY KEY NOT NULL,
+        collection  TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('released', 'purged')),
+        recorded_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX tombstones_by_collection ON tombstones (collection, object_key);
+    CREATE TABLE repository (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        id        TEXT NOT NULL
+    ) STRICT;
+    ALTER TABLE sessions ADD COLUMN credential TEXT;
+    ALTER TABLE sessions ADD COLUMN chain_started_at INTEGER;
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+    ALTER TABLE versions ADD COLUMN staging TEXT;
+    ALTER TABLE tombstones ADD COLUMN staging TEXT;
+    ALTER TABLE versions ADD COLUMN metadata TEXT;
+"#;
 
 /// The first release's schema, as it shipped.
 const SCHEMA_1: &str = r#"

@@ -377,6 +377,28 @@ pub trait CatalogExt: Catalog {
         .await
     }
 
+    /// Clears the marks of `collection`'s versions whose descriptions are written, each with
+    /// the mark it had (a version marked again since keeps its new mark).
+    ///
+    /// # Errors
+    /// As [`protocol::decide_described`].
+    async fn mark_described(&self, collection: &CollectionId, described: &[(VersionId, u64)]) -> Result<()> {
+        let (c, described) = (collection.clone(), described.to_vec());
+        let query = StateQuery::collection(CollectionQuery::new(c.clone())).with_label("mark_described");
+        self.step(query, move |s| protocol::decide_described(s, &c, &described)).await
+    }
+
+    /// Raises a collection's next number to at least `next` (never lowers it); the next
+    /// number before, if it changed.
+    ///
+    /// # Errors
+    /// As [`protocol::decide_resume_numbering`].
+    async fn resume_numbering(&self, collection: &CollectionId, next: u64, audit: &AuditEvent) -> Result<Option<u64>> {
+        let (c, audit) = (collection.clone(), audit.clone());
+        let query = StateQuery::collection(CollectionQuery::new(c.clone())).with_label("resume_numbering");
+        self.step(query, move |s| protocol::decide_resume_numbering(s, &c, next, &audit)).await
+    }
+
     /// Forgets the tombstones of objects confirmed deleted.
     ///
     /// # Errors

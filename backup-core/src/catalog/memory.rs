@@ -8,7 +8,7 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use crate::audit::AuditEvent;
 use crate::catalog::{
-    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, VersionQuery,
+    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
@@ -43,6 +43,8 @@ struct Inner {
     tombstones: BTreeMap<String, Tombstone>,
     sessions: BTreeMap<SessionId, Session>,
     audit: Vec<AuditEvent>,
+    /// Versions whose descriptions are not written yet, with their marks.
+    undescribed: BTreeMap<VersionId, u64>,
 }
 
 #[derive(Debug)]
@@ -184,6 +186,12 @@ impl Inner {
                     }
                     exists(&v.collection, &created)
                 }
+                Mutation::MarkUndescribed { id, .. } => {
+                    // Committed in this step (still pending in the state), inserted in it, or
+                    // there already.
+                    self.version_index.contains_key(id) || self.pending.contains_key(id) || ids.contains(id)
+                }
+                Mutation::ClearUndescribed { collection, .. } => exists(collection, &created),
                 Mutation::InsertTombstone(_) | Mutation::ForgetTombstone(_) => true,
                 Mutation::InsertSession(s) => {
                     if self.sessions.contains_key(&s.id) || !sessions.insert(&s.id) {
@@ -225,6 +233,7 @@ impl Inner {
                 if let Some(row) = self.collections.remove(&id) {
                     for v in row.versions.into_values() {
                         self.version_index.remove(&v.id);
+                        self.undescribed.remove(&v.id);
                         if v.state == VersionState::Trashed {
                             let t = Tombstone::new(v.object_key, id.clone(), v.id, TombstoneKind::Purged, at);
                             self.tombstones.insert(t.object_key.clone(), t);
@@ -249,6 +258,15 @@ impl Inner {
                 self.put_version(v);
             }
             Mutation::UpdateVersion(v) | Mutation::InsertVersion(v) => self.put_version(v),
+            Mutation::MarkUndescribed { id, mark } => {
+                self.undescribed.insert(id, mark);
+            }
+            Mutation::ClearUndescribed { collection, id, mark } => {
+                let of_collection = self.version_index.get(&id).is_some_and(|(c, _)| *c == collection);
+                if of_collection && self.undescribed.get(&id) == Some(&mark) {
+                    self.undescribed.remove(&id);
+                }
+            }
             Mutation::InsertTombstone(t) => {
                 self.tombstones.insert(t.object_key.clone(), t);
             }
@@ -410,6 +428,18 @@ impl Catalog for MemoryCatalog {
             .filter(|t| collection.is_none_or(|c| &t.collection == c))
             .take(limit)
             .cloned()
+            .collect())
+    }
+
+    async fn list_undescribed(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<Undescribed>> {
+        let inner = self.lock();
+        let range = match after {
+            Some(a) => inner.undescribed.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => inner.undescribed.range(..),
+        };
+        Ok(range
+            .filter_map(|(id, mark)| inner.version(id).map(|v| Undescribed::new(v.clone(), *mark)))
+            .take(limit)
             .collect())
     }
 

@@ -50,6 +50,8 @@ pub async fn run_all(catalog: Arc<dyn Catalog>) {
     pending_uploads_are_listed_by_owner_and_expiry(c).await;
     held_versions_stay(c).await;
     metadata_is_kept_with_the_version(c).await;
+    version_numbers_stay_in_range(c).await;
+    description_marks_are_set_listed_and_cleared(c).await;
     gfs_rotation_runs_in_the_commit(c).await;
     single_use_session_is_consumed_by_commit(c).await;
     required_session_must_be_active_at_commit(c).await;
@@ -663,6 +665,96 @@ pub async fn pending_uploads_are_listed_by_owner_and_expiry(catalog: &dyn Catalo
     }
 }
 
+/// The marked versions of `id` ([`Catalog::list_undescribed`], paged through with its cursor
+/// from the start): number, mark, state.
+async fn marks_of(catalog: &dyn Catalog, id: &CollectionId) -> Vec<(u64, u64, VersionState)> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = catalog.list_undescribed(after, 3).await.expect("list undescribed");
+        let mut ids: Vec<VersionId> = page.iter().map(|u| u.version.id).collect();
+        ids.dedup();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids.len() == page.len(), "ordered by id, each once");
+        if let (Some(a), Some(first)) = (after, ids.first()) {
+            assert!(*first > a, "after the cursor");
+        }
+        out.extend(page.iter().filter(|u| &u.version.collection == id).map(|u| {
+            assert!(u.mark <= i64::MAX as u64, "a mark fits 63 bits");
+            (u.version.number, u.mark, u.version.state)
+        }));
+        match page.last() {
+            Some(last) if page.len() == 3 => after = Some(last.version.id),
+            _ => break,
+        }
+    }
+    out.sort_unstable_by_key(|m| (m.0, m.1));
+    out
+}
+
+/// Every step that changes what a version's description says marks the version in its own
+/// transaction (a commit and the versions it rotates into the trash, a deletion into the
+/// trash, a restore, a change of protection, an adoption); the marked versions are listed by
+/// id with their marks, whatever else the catalog holds; a mark is cleared only by its own
+/// value (a version marked again since keeps its new mark), and only in its collection.
+pub async fn description_marks_are_set_listed_and_cleared(catalog: &dyn Catalog) {
+    let id = create(catalog, "marks", spec(2, 100, 300)).await;
+    let other = create(catalog, "marks-other", spec(2, 100, 300)).await;
+    let (v1, v2) = (upload(catalog, &id, 5).await, upload(catalog, &id, 6).await);
+    let o1 = upload(catalog, &other, 5).await;
+    let marked = marks_of(catalog, &id).await;
+    let committed = VersionState::Committed;
+    assert_eq!(marked.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(), [(1, committed), (2, committed)]);
+    let mark = |n: u64, marked: &[(u64, u64, VersionState)]| marked.iter().find(|m| m.0 == n).expect("marked").1;
+    let (m1, m2) = (mark(1, &marked), mark(2, &marked));
+
+    // Cleared by its own value only, in its own collection only.
+    catalog.mark_described(&id, &[(v1.id, m1 ^ 1)]).await.expect("a wrong mark is no error");
+    catalog.mark_described(&other, &[(v2.id, m2)]).await.expect("another collection's is no error");
+    assert_eq!(marks_of(catalog, &id).await, marked, "nothing cleared");
+    catalog.mark_described(&id, &[(v1.id, m1), (v2.id, m2)]).await.expect("described");
+    assert!(marks_of(catalog, &id).await.is_empty());
+    assert_eq!(marks_of(catalog, &other).await.len(), 1, "the other collection's mark stays");
+    let e = catalog.mark_described(&unique_collection("gone"), &[(o1.id, 1)]).await.expect_err("no collection");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+
+    // A commit marks the new version and the one it rotates into the trash.
+    upload(catalog, &id, 7).await;
+    let marked = marks_of(catalog, &id).await;
+    assert_eq!(
+        marked.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(),
+        [(1, VersionState::Trashed), (3, committed)],
+        "{marked:?}"
+    );
+    // Marked again by a later change: clearing the earlier mark leaves the later one.
+    let m3 = mark(3, &marked);
+    catalog.protect_version(&id, 3, ProtectionChange::hold(), &audit("version.protect")).await.expect("hold");
+    let again = mark(3, &marks_of(catalog, &id).await);
+    assert_ne!(again, m3, "a new mark");
+    let v3 = catalog.get_version(&id, VersionSelector::Number(3)).await.expect("v3");
+    catalog.mark_described(&id, &[(v3.id, m3), (v1.id, mark(1, &marked))]).await.expect("described");
+    assert_eq!(marks_of(catalog, &id).await.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(), [(3, again)]);
+    catalog.mark_described(&id, &[(v3.id, again)]).await.expect("described");
+
+    // A deletion into the trash, a restore, an adoption.
+    catalog.trash_version(&id, 2, "deleted by conformance", false, &audit("version.delete")).await.expect("trash");
+    catalog.restore_version(&id, 1, &audit("version.restore")).await.expect("restore");
+    let digest = Digest::of(DigestAlgorithm::Blake3, b"x");
+    let vid = VersionId::generate();
+    let adopted = Version::new(vid, id.clone(), 9, format!("conformance/{id}/{vid}"), 1, digest)
+        .with_filename("f")
+        .with_state(VersionState::Trashed, Some((now(), "imported".into())), None);
+    catalog.adopt_versions(&id, vec![adopted], &audit("version.import")).await.expect("adopt");
+    let marked = marks_of(catalog, &id).await;
+    assert_eq!(
+        marked.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(),
+        [(1, committed), (2, VersionState::Trashed), (9, VersionState::Trashed)],
+        "{marked:?}"
+    );
+    let listed = catalog.list_undescribed(None, 100_000).await.expect("list");
+    let v2 = listed.iter().find(|u| u.version.id == v2.id).expect("listed").version.clone();
+    assert_eq!(v2.trash_reason.as_deref(), Some("deleted by conformance"), "listed as the catalog holds it");
+}
+
 /// A held version stays whatever FIFO wants, and cannot be deleted; an upload that cannot
 /// fit because held versions take the places is refused with a message that says so.
 pub async fn held_versions_stay(catalog: &dyn Catalog) {
@@ -1040,8 +1132,42 @@ pub async fn repository_id_is_claimed_once(catalog: &dyn Catalog) {
     catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
 }
 
-/// Snapshots without a header, with a foreign header, or with a version of an unknown
-/// collection are refused and leave the catalog empty.
+/// Version numbers stay in `1..=MAX_VERSION_NUMBER` whatever a catalog is given: adopting
+/// versions numbered 0 or beyond the highest is refused for each of them (the others are
+/// adopted), the highest number is adopted with its next number stored, and a commit in a
+/// collection that has given out every number is refused with a clear error, writing nothing.
+pub async fn version_numbers_stay_in_range(catalog: &dyn Catalog) {
+    let id = create(catalog, "range", spec(3, 100, 300)).await;
+    let top = crate::MAX_VERSION_NUMBER;
+    let version_of = |number: u64| {
+        let vid = VersionId::generate();
+        let digest = Digest::of(DigestAlgorithm::Blake3, b"x");
+        Version::new(vid, id.clone(), number, format!("conformance/{id}/{vid}"), 1, digest).with_filename("f")
+    };
+    let offered: Vec<Version> = [0, top + 1, u64::MAX, 7].into_iter().map(version_of).collect();
+    let adopted = catalog.adopt_versions(&id, offered, &audit("version.import")).await.expect("adopt");
+    assert_eq!(adopted.inserted, [7], "{adopted:?}");
+    assert_eq!(adopted.refused.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [0, top + 1, u64::MAX], "{adopted:?}");
+    assert!(adopted.refused.iter().all(|(_, why)| why.contains("out of range")), "{adopted:?}");
+    assert_eq!(catalog.collection_state(&id).await.expect("state").counters.next_number, 8);
+
+    let adopted = catalog.adopt_versions(&id, vec![version_of(top)], &audit("version.import")).await.expect("adopt");
+    assert_eq!(adopted.inserted, [top], "{adopted:?}");
+    let before = catalog.collection_state(&id).await.expect("state").counters;
+    assert_eq!((before.next_number, before.versions), (top + 1, 2), "{before:?}");
+    let latest = catalog.get_version(&id, VersionSelector::Latest).await.expect("latest");
+    assert_eq!(latest.number, top);
+
+    let p = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let e = commit(catalog, &commit_request(&p, 1)).await.expect_err("no number is left");
+    assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}");
+    assert!(e.to_string().contains("every version number"), "{e}");
+    assert_eq!(catalog.collection_state(&id).await.expect("state").counters, before, "nothing written");
+    catalog.abort(&p.id, AbortCondition::Always, now()).await.expect("abort");
+}
+
+/// Snapshots without a header, with a foreign header, with a version of an unknown
+/// collection, or with numbers out of range are refused and leave the catalog empty.
 pub async fn import_refuses_bad_snapshots(empty: &dyn Catalog) {
     let records = |r: Vec<CatalogRecord>| futures::stream::iter(r.into_iter().map(Ok)).boxed();
     let c = Collection::new(unique_collection("import"), spec(2, 100, 300), now());
@@ -1075,6 +1201,22 @@ pub async fn import_refuses_bad_snapshots(empty: &dyn Catalog) {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(empty.list_collections(None, 10).await.expect("list").is_empty(), "a failed import leaves nothing");
     assert_eq!(empty.repository().await.expect("repository").id, None, "not even the repository id");
+    // Numbers no catalog can hold: a next number past the last one, a version numbered 0 or
+    // beyond the highest. Refused as such, never a backend's conversion error.
+    let version_of = |number: u64| {
+        let vid = VersionId::generate();
+        let digest = Digest::of(DigestAlgorithm::Blake3, b"x");
+        Version::new(vid, c.id.clone(), number, format!("conformance/{}/{vid}", c.id), 1, digest)
+    };
+    let top = crate::MAX_VERSION_NUMBER;
+    for (next_number, number) in [(top + 2, None), (u64::MAX, None), (top + 1, Some(0)), (top + 1, Some(u64::MAX))] {
+        let mut bad =
+            vec![CatalogRecord::header(now()), CatalogRecord::Collection { collection: c.clone(), next_number }];
+        bad.extend(number.map(|n| CatalogRecord::Version(version_of(n))));
+        let e = empty.import(records(bad)).await.expect_err("a number out of range");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "next {next_number}, version {number:?}: {e}");
+        assert!(empty.list_collections(None, 10).await.expect("list").is_empty(), "a failed import leaves nothing");
+    }
     let failing = futures::stream::iter(vec![
         Ok(CatalogRecord::header(now())),
         Ok(CatalogRecord::Collection { collection: c, next_number: 1 }),

@@ -59,7 +59,12 @@ pub async fn run_all_with(
     let memory_catalogs = || -> futures::future::BoxFuture<'static, Arc<dyn Catalog>> {
         Box::pin(async { Arc::new(crate::MemoryCatalog::new()) as Arc<dyn Catalog> })
     };
-    super::recovery::disaster_recovery_drill(store, &memory_catalogs).await;
+    super::recovery::disaster_recovery_drill(store.clone(), &memory_catalogs).await;
+    super::recovery::out_of_range_numbers_and_unusable_specs_are_skipped(store.clone(), &memory_catalogs).await;
+    super::recovery::maximal_metadata_survives_a_rebuild(store.clone(), &memory_catalogs).await;
+    super::recovery::recovery_describes_a_version_committed_without_its_description(store.clone(), &memory_catalogs)
+        .await;
+    super::recovery::a_rebuild_never_reuses_a_number(store, &memory_catalogs).await;
 }
 
 /// An engine over the store under a fresh key prefix, with a manual clock.

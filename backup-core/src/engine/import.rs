@@ -14,7 +14,7 @@ use crate::id::{CollectionId, VersionId};
 use crate::protocol::StateQuery;
 use crate::store::object_key;
 use crate::time::Timestamp;
-use crate::version::{Uploader, Version};
+use crate::version::{Uploader, Version, check_version_number};
 
 /// A version as another system recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,9 @@ impl Engine {
     /// overwrites and registers.
     ///
     /// # Errors
-    /// [`Error::CollectionNotFound`]; [`Error::Conflict`] if another version has the number;
+    /// [`Error::InvalidInput`] for a number out of range ([`crate::check_version_number`]),
+    /// before anything is copied; [`Error::CollectionNotFound`]; [`Error::Conflict`] if another
+    /// version has the number;
     /// [`Error::Corrupted`] if the bytes are not `version.size` long (nothing is registered);
     /// [`Error::Body`] for a failing body; store and catalog errors.
     pub async fn import_version<S, E>(&self, version: &ImportedVersion, body: S) -> Result<ImportOutcome>
@@ -99,6 +101,9 @@ impl Engine {
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: Into<BoxError>,
     {
+        // Refused before a byte is copied: a number no catalog can hold would be refused at
+        // the registration, after the copy.
+        check_version_number(version.number)?;
         self.open_repository().await?;
         let collection = self.inner.catalog.get_collection(&version.collection).await?;
         if self.knows_version(version.id).await? {
@@ -157,6 +162,9 @@ impl Engine {
         .with_filename(version.filename.clone())
         .with_times(version.created_at, version.created_at)
         .with_uploader(version.uploader.clone());
+        // As for a commit: a catalog lost before the description is written is rebuilt without
+        // giving the number out again.
+        self.write_intent(version.id, &version.collection, key.as_ref()).await?;
         let audit = AuditEvent::new(self.now(), "import", "version.import").with_version(version.number);
         let adopted = self.inner.catalog.adopt_versions(&version.collection, vec![imported.clone()], &audit).await?;
         if let Some((_, reason)) = adopted.refused.first() {

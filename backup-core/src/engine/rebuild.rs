@@ -1,7 +1,7 @@
 //! A catalog rebuilt from the store alone, from the descriptions next to the versions'
 //! objects.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -10,7 +10,7 @@ use object_store::path::Path;
 use crate::audit::AuditEvent;
 use crate::authz::Action;
 use crate::catalog::{CatalogExt, CatalogRecord, VersionQuery};
-use crate::engine::describe::{Description, MAX_DESCRIPTION};
+use crate::engine::describe::{Found, Intent, MAX_DESCRIPTION};
 use crate::engine::{Engine, ScrubReport};
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, RepositoryId};
@@ -18,7 +18,7 @@ use crate::protocol::Verification;
 use crate::spec::CollectionSpec;
 use crate::store::{described_object, is_internal_key};
 use crate::time::Timestamp;
-use crate::version::{Collection, Version, VersionState};
+use crate::version::{Collection, Version, VersionState, number_after};
 
 /// Descriptions read at once.
 const READS_IN_FLIGHT: usize = 16;
@@ -103,9 +103,14 @@ pub struct RebuildReport {
     pub purged: u64,
     /// Versions restored quarantined: their object is missing, or has other bytes.
     pub quarantined: Vec<String>,
-    /// Objects and descriptions left out, each with the reason: objects without a
-    /// description, unreadable or foreign descriptions, versions claimed twice, numbers taken.
+    /// Objects, descriptions and collections left out, each with the reason: objects without
+    /// a description, unreadable or foreign descriptions, numbers out of range, versions
+    /// claimed twice, numbers taken, undeclared collections whose spec cannot be used.
     pub skipped: Vec<String>,
+    /// Collections whose numbering resumes past the highest number restored, each with the
+    /// reason: numbers the store shows were given out that no restored version holds (see
+    /// [`Engine::rebuild_catalog`]).
+    pub numbering: Vec<String>,
 }
 
 impl RebuildReport {
@@ -131,6 +136,7 @@ impl RebuildReport {
             .iter()
             .map(|l| format!("quarantined: {l}"))
             .chain(self.skipped.iter().map(|l| format!("skipped: {l}")))
+            .chain(self.numbering.iter().cloned())
         {
             out.push('\n');
             out.push_str(&line);
@@ -151,6 +157,45 @@ struct Scan {
     skipped: Vec<String>,
     /// Every object key (descriptions aside) with its size.
     objects: HashMap<String, u64>,
+    /// The highest number any description of each collection holds, restored or not.
+    highest: HashMap<CollectionId, u64>,
+    /// Intents left by each collection's uploads (see [`Intent`]).
+    intents: HashMap<CollectionId, u64>,
+    /// The highest number mark of each collection ([`crate::engine::numbers`]).
+    marks: HashMap<CollectionId, u64>,
+}
+
+impl Scan {
+    /// Where `collection`'s numbering resumes so that no number given out before is given
+    /// again: past the highest number a description holds and below the highest mark, plus
+    /// one for each upload's intent (each may be a version whose number no description holds;
+    /// such numbers follow the last described or purged one). Capped at the number after the
+    /// last: a collection there takes no more versions.
+    fn resume_at(&self, collection: &CollectionId) -> u64 {
+        let described = self.highest.get(collection).map_or(1, |n| n.saturating_add(1));
+        let marked = self.marks.get(collection).copied().unwrap_or(0);
+        let intents = self.intents.get(collection).copied().unwrap_or(0);
+        described.max(marked).saturating_add(intents).min(crate::MAX_VERSION_NUMBER + 1)
+    }
+
+    /// Why the numbering of `collection` resumes at `next` rather than after `last`, the
+    /// highest number restored; `None` when it does not skip any.
+    fn why_resumed(&self, collection: &CollectionId, last: u64, next: u64) -> Option<String> {
+        if next <= last.saturating_add(1) {
+            return None;
+        }
+        let mut why = Vec::new();
+        if let Some(n) = self.highest.get(collection).filter(|n| **n > last) {
+            why.push(format!("number {n} is held by a description of a version not restored"));
+        }
+        if let Some(m) = self.marks.get(collection).filter(|m| **m > last.saturating_add(1)) {
+            why.push(format!("numbers up to {} were given out (versions purged since)", m - 1));
+        }
+        if let Some(k) = self.intents.get(collection) {
+            why.push(format!("{k} uploads began and never got their descriptions (each may have been committed)"));
+        }
+        Some(format!("collection {collection}: numbering resumes at {next}: {}", why.join("; ")))
+    }
 }
 
 impl Engine {
@@ -161,10 +206,23 @@ impl Engine {
     ///
     /// Checks, each reported by name and never turned into a guess: an object without a
     /// description is left out; an unreadable, truncated, misplaced or foreign (another
-    /// repository's) description is left out; versions claimed by two objects are all left
-    /// out; a version whose object is missing or has another size (or, with
-    /// [`RebuildOptions::verify_digests`], other bytes) comes back quarantined, keeping its
-    /// number.
+    /// repository's) description is left out, and so is one whose number no catalog can hold
+    /// (outside `1..=`[`crate::MAX_VERSION_NUMBER`]); versions claimed by two objects are all
+    /// left out; a collection that is not declared and whose descriptions carry a spec this
+    /// engine cannot use is left out with its versions; a version whose object is missing or
+    /// has another size (or, with [`RebuildOptions::verify_digests`], other bytes) comes back
+    /// quarantined, keeping its number.
+    ///
+    /// No number is given out twice across the loss, even for versions no description shows.
+    /// A version committed by a process killed before it wrote its description left the
+    /// upload's **intent** where its description goes (written as the upload began, replaced
+    /// by the description); a version purged with its object left a **number mark**
+    /// (`<prefix>/.numbers/<collection>/<n>`: numbers below `n` were given out), written before
+    /// its description was deleted unless a newer version's description stood already. A
+    /// collection's numbering resumes at `max(highest number any description holds + 1,
+    /// highest mark) + intents`: right after the last version when nothing was lost, with a
+    /// gap otherwise, each reported in [`RebuildReport::numbering`]. The objects of intents are
+    /// left out and reported (their numbers are not known).
     ///
     /// Build the engine with [`crate::EngineBuilder::adopt_store`] so that it pairs the
     /// rebuilt catalog with the store afterwards. Run it while nothing else uses the
@@ -197,7 +255,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::Conflict`] for a catalog that is not empty in [`RebuildMode::EmptyCatalog`];
-    /// [`Error::InvalidSpec`] for a collection whose spec this engine cannot use;
+    /// [`Error::InvalidSpec`] for a declared collection whose spec this engine cannot use;
     /// [`Error::RepositoryMismatch`] in [`RebuildMode::AddMissing`]; store and catalog errors
     /// (an empty catalog then stays empty).
     pub async fn rebuild_catalog(&self, options: &RebuildOptions) -> Result<RebuildReport> {
@@ -222,26 +280,23 @@ impl Engine {
         }
         let repository = self.read_marker().await?;
         let mut scan = self.scan(repository, options.verify_digests).await?;
-        let mut report = RebuildReport {
-            repository,
-            quarantined: scan
-                .quarantined
-                .drain(..)
-                .map(|(c, n, reason)| format!("version {n} of {c}: {reason}"))
-                .collect(),
-            skipped: std::mem::take(&mut scan.skipped),
-            ..RebuildReport::default()
-        };
+        let mut report =
+            RebuildReport { repository, skipped: std::mem::take(&mut scan.skipped), ..RebuildReport::default() };
+        let collections = self.collections_to_create(options, &mut scan, &Default::default(), &mut report);
+        report.quarantined =
+            scan.quarantined.drain(..).map(|(c, n, reason)| format!("version {n} of {c}: {reason}")).collect();
         let now = self.now();
         let mut records = vec![Ok(CatalogRecord::header(now))];
         if let Some(id) = repository {
             records.push(Ok(CatalogRecord::Repository { id }));
         }
-        let collections = self.collections_to_create(options, &scan, &mut report)?;
         for (id, spec) in collections {
             let versions = scan.versions.get(&id).map(Vec::as_slice).unwrap_or_default();
             let created = versions.iter().map(|v| v.created_at).min().unwrap_or(now);
-            let next_number = versions.last().map_or(1, |v| v.number + 1);
+            // Descriptions hold numbers in range only: the one after the last fits.
+            let after_last = versions.last().map_or(Ok(1), |v| number_after(v.number))?;
+            let next_number = after_last.max(scan.resume_at(&id));
+            report.numbering.extend(scan.why_resumed(&id, after_last - 1, next_number));
             records.push(Ok(CatalogRecord::Collection { collection: Collection::new(id, spec, created), next_number }));
             report.collections += 1;
         }
@@ -263,30 +318,32 @@ impl Engine {
     async fn add_missing(&self, options: &RebuildOptions) -> Result<RebuildReport> {
         let repository = self.open_repository().await?;
         let mut scan = self.scan(Some(repository), options.verify_digests).await?;
-        // Reported below for the versions this adds; those the catalog has are the
-        // reconciliation's to report.
-        let damaged = std::mem::take(&mut scan.quarantined);
         let mut report = RebuildReport {
             repository: Some(repository),
             skipped: std::mem::take(&mut scan.skipped),
             ..RebuildReport::default()
         };
         let catalog = &self.inner.catalog;
-        let existing: std::collections::HashSet<CollectionId> = catalog
+        let existing: HashSet<CollectionId> = catalog
             .collection_pages(self.inner.config.batch)
             .map_ok(|page| futures::stream::iter(page.into_iter().map(|c| Ok(c.id))))
             .try_flatten()
             .try_collect()
             .await?;
-        for (id, spec) in self.collections_to_create(options, &scan, &mut report)? {
+        for (id, spec) in self.collections_to_create(options, &mut scan, &existing, &mut report) {
             if !existing.contains(&id) {
                 self.declare_collection(&id, spec, "catalog rebuild").await?;
                 report.collections += 1;
             }
         }
+        // Reported below for the versions this adds; those the catalog has are the
+        // reconciliation's to report.
+        let damaged = std::mem::take(&mut scan.quarantined);
         let audit = AuditEvent::new(self.now(), "rebuild", "catalog.rebuild");
         self.reconcile(&scan, &mut report).await?;
-        for (id, versions) in scan.versions {
+        let numbered: BTreeSet<CollectionId> =
+            scan.versions.keys().chain(scan.marks.keys()).chain(scan.intents.keys()).cloned().collect();
+        for (id, versions) in std::mem::take(&mut scan.versions) {
             for batch in versions.chunks(ADOPT_BATCH) {
                 let adopted = catalog.adopt_versions(&id, batch.to_vec(), &audit).await?;
                 report.already_present += adopted.present.len() as u64;
@@ -300,6 +357,17 @@ impl Engine {
                         report.quarantined.push(format!("version {} of {id}: {reason}", v.number));
                     }
                 }
+            }
+        }
+        // Numbers given out after the snapshot that no version restored holds.
+        for id in numbered {
+            let next = scan.resume_at(&id);
+            let audit = AuditEvent::new(self.now(), "rebuild", "catalog.rebuild").with_collection(&id);
+            match catalog.resume_numbering(&id, next, &audit).await {
+                Ok(Some(before)) => report.numbering.extend(scan.why_resumed(&id, before - 1, next)),
+                Ok(None) => {}
+                Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(report)
@@ -368,32 +436,41 @@ impl Engine {
         Ok(())
     }
 
-    /// Every collection the rebuild creates, with its spec: declared ones, then those only
-    /// descriptions know.
+    /// Every collection the rebuild creates or declares, with its spec: declared ones, then
+    /// those only descriptions know (and the catalog does not: `existing`). One whose
+    /// descriptions carry a spec this engine cannot use is left out with its versions, and
+    /// reported: declared, it comes back in a later rebuild.
     fn collections_to_create(
         &self,
         options: &RebuildOptions,
-        scan: &Scan,
+        scan: &mut Scan,
+        existing: &HashSet<CollectionId>,
         report: &mut RebuildReport,
-    ) -> Result<BTreeMap<CollectionId, CollectionSpec>> {
+    ) -> BTreeMap<CollectionId, CollectionSpec> {
         let mut out: BTreeMap<CollectionId, CollectionSpec> = options.collections.iter().cloned().collect();
+        let mut unusable = Vec::new();
         for id in scan.versions.keys() {
-            if out.contains_key(id) {
+            if out.contains_key(id) || existing.contains(id) {
                 continue;
             }
             let Some((_, spec)) = scan.specs.get(id) else { continue };
-            self.validate_spec(spec).map_err(|e| {
-                Error::invalid(
-                    "collection",
-                    format!(
-                        "{id}: the spec of its versions' descriptions cannot be used ({e}); declare the collection"
-                    ),
-                )
-            })?;
-            report.collections_from_descriptions.push(id.clone());
-            out.insert(id.clone(), spec.clone());
+            match self.validate_spec(spec) {
+                Ok(()) => {
+                    report.collections_from_descriptions.push(id.clone());
+                    out.insert(id.clone(), spec.clone());
+                }
+                Err(e) => unusable.push((id.clone(), e)),
+            }
         }
-        Ok(out)
+        for (id, e) in unusable {
+            let left_out = scan.versions.remove(&id).map_or(0, |v| v.len());
+            scan.quarantined.retain(|(c, _, _)| c != &id);
+            report.skipped.push(format!(
+                "collection {id}: not declared, and the spec of its versions' descriptions cannot be used ({e}); \
+                 its {left_out} versions are left out: declare the collection to rebuild them"
+            ));
+        }
+        out
     }
 
     /// Lists the store, reads every description, and checks each against its object.
@@ -422,10 +499,20 @@ impl Engine {
             .collect::<Vec<_>>()
             .await;
         let mut claims: HashMap<(CollectionId, u64), Vec<(Path, Version)>> = HashMap::new();
-        let mut described: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut described: HashSet<String> = HashSet::new();
+        let mut intents: Vec<Intent> = Vec::new();
         for (key, found) in read {
             let d = match found? {
-                Ok(d) => d,
+                Ok(Found::Description(d)) => d,
+                Ok(Found::Intent(i)) => {
+                    if repository.is_none_or(|r| r == i.repository) {
+                        intents.push(i);
+                    } else {
+                        scan.skipped
+                            .push(format!("description {key}: written for another repository, {}", i.repository));
+                    }
+                    continue;
+                }
                 Err(reason) => {
                     // The object stays unaccounted for: it is reported below as well.
                     scan.skipped.push(format!("description {key}: {reason}"));
@@ -439,6 +526,9 @@ impl Engine {
                 continue;
             }
             described.insert(d.version.object_key.clone());
+            // Every number a description holds was given out, restored or not.
+            let highest = scan.highest.entry(d.version.collection.clone()).or_insert(0);
+            *highest = (*highest).max(d.version.number);
             let entry = scan.specs.entry(d.version.collection.clone()).or_insert((d.described_at, d.spec.clone()));
             if d.described_at > entry.0 {
                 *entry = (d.described_at, d.spec.clone());
@@ -467,25 +557,43 @@ impl Engine {
         for versions in scan.versions.values_mut() {
             versions.sort_by_key(|v| v.number);
         }
+        for i in intents {
+            // A version may hold it whose number no description has: counted, and its
+            // collection's numbering resumes past it.
+            *scan.intents.entry(i.collection.clone()).or_insert(0) += 1;
+            if !described.contains(&i.object_key) {
+                scan.skipped.push(format!(
+                    "object {}: an upload to {} that began and never got its description (its intent stands \
+                     there); it may be a version whose number no description holds: left out, and the \
+                     numbering resumes past it",
+                    i.object_key, i.collection
+                ));
+                described.insert(i.object_key);
+            }
+        }
         let mut lone: Vec<&String> = objects.keys().filter(|k| !described.contains(*k)).collect();
         lone.sort();
         for key in lone {
             scan.skipped.push(format!("object {key}: no description says which version it is"));
         }
+        let (marks, strange) = self.all_number_marks().await?;
+        scan.marks = marks;
+        scan.skipped.extend(strange);
         scan.skipped.sort();
         scan.objects = objects;
         Ok(scan)
     }
 
-    /// Reads and checks one description: what is wrong with it, or a store error (which stops
-    /// the rebuild: a description that could not be read is not a version to leave out).
-    async fn read_description(&self, key: &Path, size: u64) -> Result<std::result::Result<Description, String>> {
+    /// Reads and checks one description (or an upload's intent): what is wrong with it, or a
+    /// store error (which stops the rebuild: a description that could not be read is not a
+    /// version to leave out).
+    async fn read_description(&self, key: &Path, size: u64) -> Result<std::result::Result<Found, String>> {
         if size > MAX_DESCRIPTION {
             return Ok(Err(format!("{size} bytes is too large for a description")));
         }
         let got = self.inner.store.get(key).await.map_err(|e| Error::store("get", key, e))?;
         let bytes = got.bytes().await.map_err(|e| Error::store("get", key, e))?;
-        Ok(Description::parse(key, &bytes))
+        Ok(Found::parse(key, &bytes))
     }
 
     /// Why a described version's object cannot be trusted, if it cannot.

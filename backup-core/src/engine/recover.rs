@@ -5,10 +5,10 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt, KeyClass, PendingFilter};
+use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt, KeyClass, PendingFilter, Undescribed};
 use crate::engine::{Engine, chrono_duration};
 use crate::error::Result;
-use crate::id::VersionId;
+use crate::id::{CollectionId, VersionId};
 use crate::store::{described_object, is_internal_key};
 use crate::version::{Tombstone, TombstoneKind};
 
@@ -32,6 +32,9 @@ pub struct RecoveryReport {
     pub garbage_deleted: u64,
     /// Tombstones whose objects are confirmed gone, forgotten.
     pub tombstones_forgotten: u64,
+    /// Versions whose description the catalog marked as not written (a process stopped
+    /// between a step and its description), described now.
+    pub descriptions_written: u64,
     /// What stores kept of released uploads beyond their objects (staging files, open
     /// multipart uploads), removed; see [`crate::UploadLeftovers`].
     pub leftovers_removed: u64,
@@ -76,13 +79,18 @@ impl Engine {
     ///    and the retention of collections whose plan depends on time (a `keepWithin`) or
     ///    that hold protected versions is applied without waiting for an upload;
     /// 3. trashed versions past the trash retention are purged, with tombstones;
-    /// 4. the objects of every tombstone are deleted, with what the store kept of released
-    ///    uploads beyond them (see [`crate::EngineBuilder::upload_leftovers`]); tombstones
-    ///    older than the grace whose objects are gone are forgotten;
-    /// 5. the objects under the key prefix are listed: those the catalog records as garbage
+    /// 4. every version the catalog marked as not described (a step changed it, and the
+    ///    process stopped before its description was written) is described, found from an
+    ///    index of the marked versions: the cost follows them, not the history;
+    /// 5. the objects of every tombstone are deleted, with what the store kept of released
+    ///    uploads beyond them (see [`crate::EngineBuilder::upload_leftovers`]), after a number
+    ///    mark for a purged version whose description holds the collection's highest number
+    ///    (see [`Engine::rebuild_catalog`]); tombstones older than the grace whose objects are
+    ///    gone are forgotten;
+    /// 6. the objects under the key prefix are listed: those the catalog records as garbage
     ///    are deleted, those it does not know are counted in the report and **never
     ///    deleted**;
-    /// 6. sessions that expired more than a day ago are deleted (an expired session refuses
+    /// 7. sessions that expired more than a day ago are deleted (an expired session refuses
     ///    its token whether or not its row exists; the rows would only grow with every login).
     ///
     /// Safe to run at any time, from any number of engines sharing the catalog: it never
@@ -100,6 +108,7 @@ impl Engine {
         self.abort_expired(&mut report).await?;
         self.age_out(&mut report).await?;
         self.purge_trash(&mut report).await?;
+        self.describe_marked(&mut report).await?;
         self.delete_garbage(&mut report).await?;
         self.sweep(&mut report).await?;
         let expired_before = self.now() - chrono::Duration::days(1);
@@ -179,12 +188,16 @@ impl Engine {
                 match catalog.apply_retention(&c.id, &self.inner.strategies, purge, &audit).await {
                     Ok(gone) => {
                         report.aged_out += gone.len() as u64;
+                        // The number mark before the descriptions go (a time-based plan may
+                        // evict the newest); without it, the garbage step deletes them later.
+                        let purged: Vec<_> = gone.iter().filter(|v| v.state == crate::VersionState::Purged).collect();
+                        let marked = self.mark_numbers_of(&purged).await.0.is_empty();
                         for v in &gone {
-                            if v.state == crate::VersionState::Purged {
+                            if v.state != crate::VersionState::Purged {
+                                self.describe(v, &c.spec).await;
+                            } else if marked {
                                 // The tombstone stays until the garbage step confirms it gone.
                                 let _ = self.delete_object(&v.object_key).await;
-                            } else {
-                                self.describe(v, &c.spec).await;
                             }
                         }
                     }
@@ -219,6 +232,93 @@ impl Engine {
         }
     }
 
+    /// Describes the versions the catalog marked as not described, and clears their marks:
+    /// one that already has the right description (its writer stopped before the mark was
+    /// cleared, or in the usual case, since the engine leaves the clearing to this step) costs
+    /// a read; a purged one needs none. Versions stored outside this engine's key prefix are
+    /// another engine's to describe.
+    async fn describe_marked(&self, report: &mut RecoveryReport) -> Result<()> {
+        let catalog = &self.inner.catalog;
+        let mut after = None;
+        loop {
+            let batch = catalog.list_undescribed(after, self.inner.config.batch).await?;
+            let mut by_collection: std::collections::BTreeMap<CollectionId, Vec<Undescribed>> = Default::default();
+            for u in &batch {
+                let ours = Path::from(u.version.object_key.as_str()).prefix_match(&self.inner.key_prefix).is_some();
+                if ours {
+                    by_collection.entry(u.version.collection.clone()).or_default().push(u.clone());
+                }
+            }
+            for (collection, marked) in by_collection {
+                let spec = match catalog.get_collection(&collection).await {
+                    Ok(c) => c.spec,
+                    Err(e) if e.kind() == crate::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        report.failures.push(format!("describe the versions of {collection}: {e}"));
+                        continue;
+                    }
+                };
+                let mut described = Vec::new();
+                for u in marked {
+                    let v = &u.version;
+                    if v.state == crate::VersionState::Purged || self.description_matches(v).await.unwrap_or(false) {
+                        described.push((v.id, u.mark));
+                        continue;
+                    }
+                    match self.try_describe(v, &spec).await {
+                        Ok(()) => {
+                            report.descriptions_written += 1;
+                            described.push((v.id, u.mark));
+                        }
+                        Err(e) => report.failures.push(format!("describe version {} of {collection}: {e}", v.number)),
+                    }
+                }
+                if let Err(e) = catalog.mark_described(&collection, &described).await
+                    && e.kind() != crate::ErrorKind::NotFound
+                {
+                    report.failures.push(format!("record the descriptions of {collection}: {e}"));
+                }
+            }
+            match batch.last() {
+                Some(last) if batch.len() == self.inner.config.batch => after = Some(last.version.id),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Before the garbage step deletes the description of a purged version (one whose
+    /// deletion failed or was left to it), makes sure a number mark covers its number: the
+    /// description may be the only one that holds the collection's highest number. `false`
+    /// when the mark could not be written (the description stays, for the next run).
+    async fn mark_before_purging(&self, t: &Tombstone, report: &mut RecoveryReport) -> bool {
+        let key = crate::store::description_key(&t.object_key);
+        match self.inner.store.head(&key).await {
+            Err(object_store::Error::NotFound { .. }) => return true,
+            Err(e) => {
+                report.failures.push(format!("read {key}: {e}"));
+                return false;
+            }
+            Ok(_) => {}
+        }
+        let row = self.inner.catalog.load(crate::protocol::StateQuery::versions([t.version])).await;
+        let number = match row.as_ref().map(|s| s.version_row(&t.version)) {
+            Ok(Some(crate::protocol::VersionRow::Version(v))) => v.number,
+            // No record of it: nothing to keep the description for.
+            Ok(_) => return true,
+            Err(e) => {
+                report.failures.push(format!("read the version of {}: {e}", t.object_key));
+                return false;
+            }
+        };
+        match self.mark_numbers_given(&t.collection, number.saturating_add(1)).await {
+            Ok(()) => true,
+            Err(e) => {
+                report.failures.push(format!("mark the numbers of {}: {e}", t.collection));
+                false
+            }
+        }
+    }
+
     async fn delete_garbage(&self, report: &mut RecoveryReport) -> Result<()> {
         let catalog = &self.inner.catalog;
         let forget_before = self.now() - chrono_duration(self.inner.config.grace);
@@ -229,6 +329,8 @@ impl Engine {
             for t in &batch {
                 if t.kind == TombstoneKind::Released {
                     self.remove_leftovers(t, report).await;
+                } else if !self.mark_before_purging(t, report).await {
+                    continue;
                 }
                 match self.delete_object(&t.object_key).await {
                     Ok(()) => {

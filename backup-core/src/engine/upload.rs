@@ -143,6 +143,14 @@ impl Engine {
         let mut guard =
             CleanupGuard { engine: self.clone(), id, key: key.clone(), armed: true, last_write: LastWrite::default() };
         let mut lease = LeaseKeeper::spawn(self, id, pending.lease_until);
+        // Where the description will go, before the first byte: this upload may be committed.
+        // Should the catalog be lost after its commit and before its description, a rebuild
+        // then knows that a number may have been given out (see Engine::rebuild_catalog).
+        if let Err(e) = self.write_intent(id, collection, key.as_ref()).await {
+            guard.armed = false;
+            self.release(id, &key).await;
+            return Err(e);
+        }
 
         // An announced size is reserved exactly and capped here; an unknown one is capped by
         // its reservation, which grows as the bytes arrive.
@@ -336,6 +344,26 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// What follows a commit: the new version's description first (while it stands, the
+    /// purged versions' descriptions may go without a number mark: a rebuild sees a higher
+    /// number), then the objects of the versions the commit purged, and the descriptions of
+    /// those it trashed.
+    async fn after_commit(&self, committed: &protocol::Committed, spec: &crate::spec::CollectionSpec) {
+        let described = self.describe(&committed.version, spec).await;
+        let purged: Vec<&Version> = committed.evicted.iter().filter(|v| v.state == VersionState::Purged).collect();
+        let marked = described || self.mark_numbers_of(&purged).await.0.is_empty();
+        if marked {
+            for v in purged {
+                let _ = self.delete_object(&v.object_key).await;
+            }
+        }
+        for v in committed.evicted.iter().filter(|v| v.state != VersionState::Purged) {
+            self.describe(v, spec).await;
+        }
+    }
+}
+
 /// An upload's reservation as the engine holds it: an announced size was reserved exactly;
 /// an unknown one grows in the catalog as the bytes arrive.
 #[derive(Debug)]
@@ -515,12 +543,15 @@ impl StagedUpload {
         self.pending.id
     }
 
-    /// Step 5: commits the version with its rotation in one catalog step, then deletes the
-    /// objects of the versions it evicted.
+    /// Step 5: commits the version with its rotation in one catalog step, then describes it
+    /// and deletes the objects of the versions it evicted.
     ///
-    /// If the catalog's answer is lost (the commit happened but the call failed), the engine
-    /// asks again and returns the committed version; the evicted objects are then left to
-    /// `recover()`.
+    /// The step marks the version as not described, so that `recover()` describes it if this
+    /// process dies first (the upload's intent, written where the description goes when it
+    /// began, tells a rebuild of a catalog lost meanwhile that a number may have been given
+    /// out: see [`Engine::rebuild_catalog`]). If the catalog's answer is lost (the commit
+    /// happened but the call failed), the engine asks again and returns the committed version;
+    /// the evicted objects are then left to `recover()`.
     ///
     /// # Errors
     /// [`Error::QuotaExceeded`] if the final size no longer fits (the limits changed);
@@ -551,17 +582,13 @@ impl StagedUpload {
         self.guard.armed = false;
         match result {
             Ok(committed) => {
-                // Purged in the commit, with tombstones: what fails to be deleted now is
-                // deleted by recover().
-                for v in committed.evicted.iter().filter(|v| v.state == VersionState::Purged) {
-                    let _ = engine.delete_object(&v.object_key).await;
-                }
-                // Then the descriptions (a scrub writes one that is missing).
-                engine.describe(&committed.version, &self.spec).await;
-                for v in committed.evicted.iter().filter(|v| v.state != VersionState::Purged) {
-                    engine.describe(v, &self.spec).await;
-                }
-                Ok(committed.version)
+                // In a task of its own, so that a caller that goes away now (the client hung
+                // up) does not leave it half done; what fails is done by recover(), which the
+                // catalog's marks and tombstones tell.
+                let (after, spec, version) = (engine.clone(), self.spec.clone(), committed.version.clone());
+                let finishing = inner.tasks.spawn(async move { after.after_commit(&committed, &spec).await });
+                let _ = finishing.await;
+                Ok(version)
             }
             Err(commit_error) => {
                 match inner.catalog.abort(&self.pending.id, AbortCondition::Finished, engine.now()).await {

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
 use crate::protocol::mutation::Mutation;
 use crate::protocol::state::Counters;
-use crate::version::VersionState;
+use crate::version::{MAX_VERSION_NUMBER, VersionState, check_version_number};
 
 /// Checks a snapshot record by record and says what to write for each; a catalog applies the
 /// mutations of the whole snapshot in one transaction, then those of [`ImportCheck::finish`]
@@ -52,7 +52,8 @@ impl ImportCheck {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming what is wrong: no header first, a second header, a
-    /// version of an unknown collection or out of sequence, anything twice.
+    /// version of an unknown collection or out of sequence, a number out of range
+    /// ([`crate::check_version_number`]), anything twice.
     pub fn record(&mut self, record: CatalogRecord) -> Result<Vec<Mutation>> {
         if !self.header {
             record.check_header()?;
@@ -69,8 +70,12 @@ impl ImportCheck {
                 vec![Mutation::SetRepository(id)]
             }
             CatalogRecord::Collection { collection, next_number } => {
-                if next_number == 0 {
-                    return Err(bad(format!("collection {} has next number 0", collection.id)));
+                if next_number == 0 || next_number > MAX_VERSION_NUMBER + 1 {
+                    return Err(bad(format!(
+                        "collection {} has next number {next_number}, out of range (1 to {})",
+                        collection.id,
+                        MAX_VERSION_NUMBER + 1
+                    )));
                 }
                 let counters = Counters { next_number, ..Counters::empty() };
                 if self.collections.insert(collection.id.clone(), (collection.spec.clone(), counters)).is_some() {
@@ -82,7 +87,10 @@ impl ImportCheck {
                 let Some((spec, counters)) = self.collections.get_mut(&v.collection) else {
                     return Err(bad(format!("version {} of unknown collection {}", v.number, v.collection)));
                 };
-                if v.number == 0 || v.number >= counters.next_number || v.state == VersionState::Pending {
+                if let Err(e) = check_version_number(v.number) {
+                    return Err(bad(format!("version {} of {}: {e}", v.number, v.collection)));
+                }
+                if v.number >= counters.next_number || v.state == VersionState::Pending {
                     return Err(bad(format!("version {} of {} is out of sequence", v.number, v.collection)));
                 }
                 if !self.version_ids.insert(v.id) || !self.numbers.insert((v.collection.clone(), v.number)) {

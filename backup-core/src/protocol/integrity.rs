@@ -4,11 +4,12 @@
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, VersionId};
+use crate::protocol::descriptions::mark_undescribed;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::state::LoadedState;
 use crate::protocol::versions::counters_after;
 use crate::protocol::{Decision, collection_of};
-use crate::version::{Version, VersionState};
+use crate::version::{Version, VersionState, number_after};
 
 /// What reading a version back found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +75,8 @@ pub struct Adoption {
     pub inserted: Vec<u64>,
     /// Already in the catalog with the same id: nothing to do.
     pub present: Vec<u64>,
-    /// Refused, by number, with the reason: the number is taken by another version, or the
-    /// version is not committed or trashed.
+    /// Refused, by number, with the reason: the number is taken by another version, is out
+    /// of range ([`crate::check_version_number`]), or the version is not committed or trashed.
     pub refused: Vec<(u64, String)>,
 }
 
@@ -112,10 +113,17 @@ pub fn decide_adopt_versions(
             out.present.push(v.number);
             continue;
         }
-        if !matches!(v.state, VersionState::Committed | VersionState::Trashed) || v.number == 0 {
+        if !matches!(v.state, VersionState::Committed | VersionState::Trashed) {
             out.refused.push((v.number, format!("a {} version cannot be adopted", v.state.name())));
             continue;
         }
+        let after = match number_after(v.number) {
+            Ok(after) => after,
+            Err(e) => {
+                out.refused.push((v.number, e.to_string()));
+                continue;
+            }
+        };
         if !taken.insert(v.number) {
             out.refused.push((v.number, "another version has this number".to_owned()));
             continue;
@@ -124,8 +132,9 @@ pub fn decide_adopt_versions(
             counters = counters_after(&counters, &cs.collection.spec, Some(v), &[]);
             counters.last_committed_at = counters.last_committed_at.max(Some(v.committed_at));
         }
-        counters.next_number = counters.next_number.max(v.number.saturating_add(1));
+        counters.next_number = counters.next_number.max(after);
         mutations.push(Mutation::InsertVersion(v.clone()));
+        mutations.push(mark_undescribed(v, audit.at));
         out.inserted.push(v.number);
     }
     if !out.inserted.is_empty() {
@@ -134,6 +143,44 @@ pub fn decide_adopt_versions(
         mutations.push(Mutation::AppendAudit(audit.clone().with_collection(collection).with_detail(detail)));
     }
     Ok(Decision::new(mutations, out))
+}
+
+/// Decides that `collection`'s next number is at least `next`: a rebuild found evidence in the
+/// store (number marks, the intents of commits whose descriptions were never written) that
+/// numbers below it were given out, which no version in the catalog holds. The next number
+/// never goes down; the change is audited (`audit`'s actor, time and action). Returns the
+/// next number before, if it changed.
+///
+/// # Errors
+/// [`Error::CollectionNotFound`]; [`Error::InvalidInput`] for a `next` past the number after
+/// [`crate::MAX_VERSION_NUMBER`].
+pub fn decide_resume_numbering(
+    state: &LoadedState,
+    collection: &CollectionId,
+    next: u64,
+    audit: &AuditEvent,
+) -> Result<Decision<Option<u64>>> {
+    let cs = collection_of(state, collection)?;
+    if next > crate::MAX_VERSION_NUMBER + 1 {
+        return Err(Error::invalid("next version number", format!("{next} is past the last version number")));
+    }
+    let before = cs.counters.next_number;
+    if next <= before {
+        return Ok(Decision::new(vec![], None));
+    }
+    let counters = crate::protocol::Counters { next_number: next, ..cs.counters };
+    Ok(Decision::new(
+        vec![
+            Mutation::SetCounters { collection: collection.clone(), counters },
+            Mutation::AppendAudit(
+                audit
+                    .clone()
+                    .with_collection(collection)
+                    .with_detail(format!("numbering resumes at {next}, not {before}")),
+            ),
+        ],
+        Some(before),
+    ))
 }
 
 /// `1, 2, 5` (at most twenty, then `…`).

@@ -53,6 +53,28 @@ pub enum Mutation {
     /// Fails with [`crate::Error::AlreadyExists`] if its id, or its number in its collection,
     /// is taken.
     InsertVersion(Version),
+    /// Marks a version (committed, trashed or purged; of this step or an earlier one) as not
+    /// described yet: the step changes what its description must say, and the description is
+    /// written after the step. `mark` is the value a [`Mutation::ClearUndescribed`] must name
+    /// (marking again replaces it). The marked versions are listed by
+    /// [`crate::Catalog::list_undescribed`], from an index, whatever the history.
+    MarkUndescribed {
+        /// The version.
+        id: VersionId,
+        /// Its mark ([`crate::protocol::description_mark`]).
+        mark: u64,
+    },
+    /// Clears the mark of a version of `collection` whose description was written, if the
+    /// mark is still `mark` (one set again since, by a later change, stays); a version not
+    /// marked, or marked otherwise, is not an error.
+    ClearUndescribed {
+        /// The collection (the step locks it).
+        collection: CollectionId,
+        /// The version.
+        id: VersionId,
+        /// The mark it had when its description was read or written.
+        mark: u64,
+    },
     /// Records that an object is garbage (inserting again replaces the record).
     InsertTombstone(Tombstone),
     /// Forgets the tombstone of an object that is confirmed deleted.

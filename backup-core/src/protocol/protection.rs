@@ -103,6 +103,7 @@ pub fn decide_protect(
     Ok(Decision::new(
         vec![
             Mutation::UpdateVersion(changed.clone()),
+            crate::protocol::descriptions::mark_undescribed(&changed, now),
             Mutation::SetCounters { collection: collection.clone(), counters },
             Mutation::AppendAudit(audit.clone()),
         ],

@@ -187,6 +187,7 @@ pub fn decide_apply_retention(
             let lifted = v.clone().with_protection(false, None);
             counters = crate::protocol::protection::recount_protection(&counters, v, &lifted);
             mutations.push(Mutation::UpdateVersion(lifted.clone()));
+            mutations.push(crate::protocol::descriptions::mark_undescribed(&lifted, now));
             *v = lifted;
         }
     }

@@ -3,6 +3,7 @@
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
+use crate::protocol::descriptions::mark_undescribed;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::retention::{allowance_beside, held_space_reason, plan_retention};
 use crate::protocol::state::{LoadedState, VersionRow};
@@ -11,7 +12,9 @@ use crate::protocol::{Decision, collection_of};
 use crate::quota;
 use crate::rotation::{Incoming, RotationStrategies};
 use crate::time::Timestamp;
-use crate::version::{PendingUpload, Tombstone, TombstoneKind, Uploader, Version, VersionState};
+use crate::version::{
+    MAX_VERSION_NUMBER, PendingUpload, Tombstone, TombstoneKind, Uploader, Version, VersionState, number_after,
+};
 
 /// What an upload announces about its size (a `Content-Length`, say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -428,8 +431,9 @@ pub struct Committed {
 ///
 /// # Errors
 /// [`Error::Conflict`] when the reservation is gone or its lease expired, or a session is no
-/// longer active; [`Error::QuotaExceeded`] when the size does not fit; errors of the
-/// retention strategy.
+/// longer active; [`Error::QuotaExceeded`] when the size does not fit;
+/// [`Error::CollectionFull`] when the collection has given out every number up to
+/// [`MAX_VERSION_NUMBER`]; errors of the retention strategy.
 pub fn decide_commit(
     state: &LoadedState,
     req: &CommitRequest,
@@ -465,6 +469,10 @@ pub fn decide_commit(
     }
     let counters = &cs.counters;
     let number = counters.next_number;
+    let next = number_after(number).map_err(|_| Error::CollectionFull {
+        collection: req.collection.clone(),
+        reason: format!("it has given out every version number (the highest is {MAX_VERSION_NUMBER})"),
+    })?;
     // Commits are serialised per collection; keep their times in the same order even when
     // the callers' clocks read a little apart.
     let committed_at = counters.last_committed_at.map_or(req.now, |last| req.now.max(last));
@@ -476,6 +484,8 @@ pub fn decide_commit(
             .with_metadata(req.metadata.clone());
     version.state = VersionState::Committed;
     mutations.push(Mutation::CommitVersion(version.clone()));
+    // Its description is written after this step: until then, recover() knows it is missing.
+    mutations.push(mark_undescribed(&version, req.now));
     let evicted: Vec<&Version> = outcome.evicted(cs).collect();
     let mut evicted_out = Vec::with_capacity(evicted.len());
     for (v, d) in evicted.iter().zip(outcome.decisions.iter().filter(|d| d.mark == crate::rotation::Mark::Evict)) {
@@ -483,7 +493,7 @@ pub fn decide_commit(
         evicted_out.push(gone);
     }
     let mut after = counters_after(counters, spec, Some(&version), &evicted);
-    after.next_number = number + 1;
+    after.next_number = next;
     after.last_committed_at = Some(committed_at);
     mutations.push(Mutation::SetCounters { collection: req.collection.clone(), counters: after });
     Ok(Decision::new(mutations, Committed { version, evicted: evicted_out }))

@@ -3,6 +3,7 @@
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, VersionId};
+use crate::protocol::descriptions::mark_undescribed;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::retention::protection_reason;
 use crate::protocol::state::{CollectionState, Counters, LoadedState, VersionRow};
@@ -39,8 +40,8 @@ pub(crate) fn counters_after(
     c
 }
 
-/// Appends the mutations that take `v` out of the collection: trashed, or purged with a
-/// tombstone at once; returns it as it becomes.
+/// Appends the mutations that take `v` out of the collection: trashed (its description to be
+/// written again), or purged with a tombstone at once; returns it as it becomes.
 pub(crate) fn give_up(v: &Version, now: Timestamp, reason: String, purge: bool, out: &mut Vec<Mutation>) -> Version {
     let gone = if purge {
         out.push(Mutation::InsertTombstone(tombstone_of(v, now)));
@@ -49,6 +50,9 @@ pub(crate) fn give_up(v: &Version, now: Timestamp, reason: String, purge: bool, 
         v.clone().with_state(VersionState::Trashed, Some((now, reason)), None)
     };
     out.push(Mutation::UpdateVersion(gone.clone()));
+    if !purge {
+        out.push(mark_undescribed(&gone, now));
+    }
     gone
 }
 
@@ -139,6 +143,7 @@ pub fn decide_restore(
     Ok(Decision::new(
         vec![
             Mutation::UpdateVersion(restored.clone()),
+            mark_undescribed(&restored, now),
             Mutation::SetCounters { collection: collection.clone(), counters: after },
             Mutation::AppendAudit(audit.clone()),
         ],

@@ -9,10 +9,10 @@ use futures::stream::BoxStream;
 use super::faults::{FaultMode, Faults};
 use crate::audit::AuditEvent;
 use crate::catalog::{
-    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, VersionQuery,
+    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::CollectionId;
+use crate::id::{CollectionId, VersionId};
 use crate::protocol::{LoadedState, StateQuery};
 use crate::session::Session;
 use crate::time::Timestamp;
@@ -85,6 +85,9 @@ impl Catalog for FaultyCatalog {
         limit: usize,
     ) -> Result<Vec<Tombstone>> {
         self.around("list_tombstones", self.inner.list_tombstones(collection, after, limit)).await
+    }
+    async fn list_undescribed(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<Undescribed>> {
+        self.around("list_undescribed", self.inner.list_undescribed(after, limit)).await
     }
     async fn classify_object_keys(&self, keys: &[String]) -> Result<Vec<KeyClass>> {
         self.around("classify_object_keys", self.inner.classify_object_keys(keys)).await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::testing::{
-    FaultMode, Faults, FaultyCatalog, FaultyStore, body_of, check_invariants, check_recovered, pattern,
+    FaultMode, Faults, FaultyCatalog, FaultyStore, body_of, check_described, check_invariants, check_recovered, pattern,
 };
 use backup_core::{Actor, Catalog, CollectionId, CollectionSpec, Engine, Limits, ManualClock, MemoryCatalog, Version};
 use object_store::ObjectStore;
@@ -114,6 +114,7 @@ impl Rig {
         check_recovered(&self.engine, chrono::Utc::now() + chrono::Duration::hours(1))
             .await
             .unwrap_or_else(|v| panic!("{when}: {v}"));
+        check_described(&self.engine).await.unwrap_or_else(|v| panic!("{when}: {v}"));
         let seed = 1000 + self.acknowledged;
         self.upload_ok(seed, 700).await;
         self.check(&format!("{when}, upload after recover")).await;

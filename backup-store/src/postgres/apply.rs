@@ -2,8 +2,10 @@
 //! statements of a step are sent together (pipelined); the first failure in order is the one
 //! reported.
 
+use std::collections::{HashMap, HashSet};
+
 use backup_core::protocol::Mutation;
-use backup_core::{Error, ErrorKind, PendingUpload, Result, Session, Version};
+use backup_core::{Error, ErrorKind, PendingUpload, Result, Session, Version, VersionId};
 use deadpool_postgres::GenericClient;
 
 use super::BACKEND;
@@ -13,13 +15,44 @@ use super::statements::Cached;
 use crate::metadata_column::metadata_text;
 
 /// Applies every mutation in order; fails with the first error.
+///
+/// The statements run concurrently, so one may not depend on another's row: a version's mark
+/// ([`Mutation::MarkUndescribed`]) of a step that writes the version's row (its commit, its
+/// insertion, a change of its state) is written by that row's statement instead, the last mark
+/// of the step in every one of them.
 pub(super) async fn apply_all(client: &impl GenericClient, mutations: &[Mutation]) -> Result<()> {
-    let results = futures::future::join_all(mutations.iter().map(|m| apply(client, m))).await;
+    let written: HashSet<VersionId> = mutations
+        .iter()
+        .filter_map(|m| match m {
+            Mutation::CommitVersion(v) | Mutation::InsertVersion(v) | Mutation::UpdateVersion(v) => Some(v.id),
+            _ => None,
+        })
+        .collect();
+    let mut marks: HashMap<VersionId, u64> = HashMap::new();
+    for m in mutations {
+        if let Mutation::MarkUndescribed { id, mark } = m
+            && written.contains(id)
+        {
+            marks.insert(*id, *mark);
+        }
+    }
+    let results = futures::future::join_all(mutations.iter().map(|m| match m {
+        Mutation::MarkUndescribed { id, .. } if marks.contains_key(id) => {
+            futures::future::Either::Left(async { Ok(()) })
+        }
+        Mutation::CommitVersion(v) | Mutation::InsertVersion(v) | Mutation::UpdateVersion(v) => {
+            futures::future::Either::Right(apply(client, m, marks.get(&v.id).copied()))
+        }
+        _ => futures::future::Either::Right(apply(client, m, None)),
+    }))
+    .await;
     results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
 }
 
-/// Applies `m`, failing with the error its documentation names when a key is taken.
-pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<()> {
+/// Applies `m`, failing with the error its documentation names when a key is taken; a write of
+/// a version's row also sets its mark to `mark`, if given (otherwise the mark stays as it is).
+async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> Result<()> {
+    let mark = mark.map(int).transpose()?;
     let e = pg_error("apply");
     let n = match m {
         Mutation::CreateCollection(c) => {
@@ -105,7 +138,8 @@ pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<(
             let r = client
                 .cexecute(
                     "UPDATE versions SET state = 'committed', number = $2, filename = $3, size = $4, digest = $5, \
-                     committed_at = $6, reserved = NULL, pool_share = NULL, lease_until = NULL, metadata = $8 \
+                     committed_at = $6, reserved = NULL, pool_share = NULL, lease_until = NULL, metadata = $8, \
+                     undescribed = coalesce($9, undescribed) \
                      WHERE id = $1 AND state = 'pending' AND collection = $7",
                     &[
                         &v.id.as_uuid(),
@@ -116,6 +150,7 @@ pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<(
                         &ts(v.committed_at),
                         &v.collection.as_str(),
                         &metadata_text(&v.metadata),
+                        &mark,
                     ],
                 )
                 .await;
@@ -132,7 +167,8 @@ pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<(
         Mutation::UpdateVersion(v) => client
             .cexecute(
                 "UPDATE versions SET state = $2, trashed_at = $3, trash_reason = $4, purged_at = $5, held = $6, \
-                 protected_until = $7, verified_at = $8, quarantined = $9 WHERE id = $1 AND state <> 'pending'",
+                 protected_until = $7, verified_at = $8, quarantined = $9, undescribed = coalesce($10, undescribed) \
+                 WHERE id = $1 AND state <> 'pending'",
                 &[
                     &v.id.as_uuid(),
                     &v.state.name(),
@@ -143,11 +179,30 @@ pub(super) async fn apply(client: &impl GenericClient, m: &Mutation) -> Result<(
                     &v.protected_until.map(ts),
                     &v.verified_at.map(ts),
                     &v.quarantined,
+                    &mark,
                 ],
             )
             .await
             .map_err(&e)?,
-        Mutation::InsertVersion(v) => insert_version(client, v).await?,
+        Mutation::InsertVersion(v) => insert_version(client, v, mark).await?,
+        Mutation::MarkUndescribed { id, mark } => client
+            .cexecute(
+                "UPDATE versions SET undescribed = $2 WHERE id = $1 AND state <> 'pending'",
+                &[&id.as_uuid(), &int(*mark)?],
+            )
+            .await
+            .map_err(&e)?,
+        Mutation::ClearUndescribed { collection, id, mark } => {
+            // A mark set again since stays: nothing to clear is not an error.
+            client
+                .cexecute(
+                    "UPDATE versions SET undescribed = NULL WHERE id = $1 AND collection = $2 AND undescribed = $3",
+                    &[&id.as_uuid(), &collection.as_str(), &int(*mark)?],
+                )
+                .await
+                .map_err(&e)?;
+            1
+        }
         Mutation::InsertTombstone(t) => client
             .cexecute(
                 &format!(
@@ -275,14 +330,14 @@ pub(super) async fn insert_pending(client: &impl GenericClient, p: &PendingUploa
         })
 }
 
-pub(super) async fn insert_version(client: &impl GenericClient, v: &Version) -> Result<u64> {
+pub(super) async fn insert_version(client: &impl GenericClient, v: &Version, mark: Option<i64>) -> Result<u64> {
     let (number, size) = (int(v.number)?, int(v.size)?);
     client
         .cexecute(
             &format!(
-                "INSERT INTO versions ({VERSION_COLUMNS}) VALUES \
+                "INSERT INTO versions ({VERSION_COLUMNS}, undescribed) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10, $11, $12, $13, $14, $15, $16, \
-                  NULL, NULL, $17, $18, $19, $20, NULL, $21)"
+                  NULL, NULL, $17, $18, $19, $20, NULL, $21, $22)"
             ),
             &[
                 &v.id.as_uuid(),
@@ -306,6 +361,7 @@ pub(super) async fn insert_version(client: &impl GenericClient, v: &Version) -> 
                 &v.verified_at.map(ts),
                 &v.quarantined,
                 &metadata_text(&v.metadata),
+                &mark,
             ],
         )
         .await

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use backup_core::catalog::{
-    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, VersionQuery,
+    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
 use backup_core::protocol::{LoadedState, StateQuery};
 use backup_core::{
     AuditEvent, Collection, CollectionId, Error, PendingUpload, Result, Session, Timestamp, Tombstone, Version,
-    VersionSelector,
+    VersionId, VersionSelector,
 };
 use futures::stream::BoxStream;
 use tokio_postgres::IsolationLevel;
@@ -189,6 +189,21 @@ impl Catalog for PostgresCatalog {
             .await
             .map_err(pg_error("list tombstones"))?;
         found.iter().map(rows::tombstone).collect()
+    }
+
+    async fn list_undescribed(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<Undescribed>> {
+        let client = self.client().await?;
+        let found = client
+            .cquery(
+                &format!(
+                    "SELECT {VERSION_COLUMNS}, undescribed FROM versions \
+                     WHERE undescribed IS NOT NULL AND ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+                ),
+                &[&after.map(|a| a.as_uuid()), &(limit as i64)],
+            )
+            .await
+            .map_err(pg_error("list undescribed"))?;
+        found.iter().map(rows::undescribed).collect()
     }
 
     async fn classify_object_keys(&self, keys: &[String]) -> Result<Vec<KeyClass>> {

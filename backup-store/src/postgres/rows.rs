@@ -112,6 +112,11 @@ pub(crate) fn version(row: &Row) -> Result<Version> {
     }
 }
 
+/// A version row followed by its `undescribed` mark.
+pub(crate) fn undescribed(row: &Row) -> Result<backup_core::catalog::Undescribed> {
+    Ok(backup_core::catalog::Undescribed::new(version(row)?, uint(g(row, 27)?)?))
+}
+
 pub(crate) fn pending(row: &Row) -> Result<PendingUpload> {
     match version_row(row)? {
         VersionRow::Pending(p) => Ok(p),

@@ -135,6 +135,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE versions ADD COLUMN metadata TEXT;
     "#,
+    // 5: the mark of a version whose description is not written yet for its current record
+    // (NULL: written), with an index of the marked versions only, so recover() finds them
+    // whatever the history. Versions from before are not marked: scrubs cover them, as before.
+    r#"
+    ALTER TABLE versions ADD COLUMN undescribed BIGINT;
+    CREATE INDEX versions_undescribed ON versions (id) WHERE undescribed IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -157,6 +157,19 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
             }
             other => other.map_err(&e)?,
         },
+        Mutation::MarkUndescribed { id, mark } => tx
+            .prepare_cached("UPDATE versions SET undescribed = ?2 WHERE id = ?1 AND state <> 'pending'")
+            .and_then(|mut st| st.execute(params![id.to_string(), int(*mark)?]))
+            .map_err(&e)?,
+        Mutation::ClearUndescribed { collection, id, mark } => {
+            // A mark set again since stays: nothing to clear is not an error.
+            tx.prepare_cached(
+                "UPDATE versions SET undescribed = NULL WHERE id = ?1 AND collection = ?2 AND undescribed = ?3",
+            )
+            .and_then(|mut st| st.execute(params![id.to_string(), collection.as_str(), int(*mark)?]))
+            .map_err(&e)?;
+            1
+        }
         Mutation::InsertTombstone(t) => tx
             .prepare_cached(&format!(
                 "INSERT OR REPLACE INTO tombstones ({TOMBSTONE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use backup_core::catalog::{
-    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, VersionQuery,
+    Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
 use backup_core::protocol::{LoadedState, StateQuery};
 use backup_core::{
     AuditEvent, Collection, CollectionId, Error, PendingUpload, Result, Session, Timestamp, Tombstone, Version,
-    VersionSelector,
+    VersionId, VersionSelector,
 };
 use futures::stream::BoxStream;
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -172,6 +172,21 @@ impl Catalog for SqliteCatalog {
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(sqlite_error("list tombstones"))
+        })
+        .await
+    }
+
+    async fn list_undescribed(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<Undescribed>> {
+        let after = after.map(|a| a.to_string());
+        self.read("list undescribed", move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS}, undescribed FROM versions \
+                 WHERE undescribed IS NOT NULL AND (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2"
+            ))
+            .and_then(|mut st| {
+                st.query_map(params![after, limit as i64], rows::undescribed)?.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(sqlite_error("list undescribed"))
         })
         .await
     }

@@ -131,6 +131,11 @@ pub(crate) fn version(row: &Row<'_>) -> rusqlite::Result<Version> {
     }
 }
 
+/// A version row followed by its `undescribed` mark.
+pub(crate) fn undescribed(row: &Row<'_>) -> rusqlite::Result<backup_core::catalog::Undescribed> {
+    Ok(backup_core::catalog::Undescribed::new(version(row)?, u64_at(row, 27)?))
+}
+
 #[derive(Debug)]
 struct PendingNotVersion;
 impl std::fmt::Display for PendingNotVersion {

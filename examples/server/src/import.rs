@@ -177,8 +177,8 @@ async fn import_row(
         outcome.skipped.push(format!("{}: a negative number or size", r.name()));
         return Ok(());
     };
-    if number == 0 {
-        outcome.skipped.push(format!("{}: version numbers start at 1", r.name()));
+    if let Err(e) = backup_core::check_version_number(number) {
+        outcome.skipped.push(format!("{}: {e}", r.name()));
         return Ok(());
     }
     let Ok(version_id) = r.id.parse::<VersionId>() else {

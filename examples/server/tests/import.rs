@@ -5,7 +5,9 @@ mod support;
 
 use std::process::Command;
 
-use support::{NO_RATE_LIMITS, Server, args, armored, client, config_copy, login, upload, version_numbers};
+use support::{
+    NO_RATE_LIMITS, Server, args, armored, client, config_copy, files_under, login, upload, version_numbers,
+};
 
 /// backup-repository's table, as its GORM model creates it.
 const SCHEMA: &str = "CREATE TABLE uploaded_versions (
@@ -89,6 +91,26 @@ async fn backup_repositorys_versions_are_imported_once_with_their_numbers() {
     )
     .await
     .unwrap();
+    // A number no catalog can hold (issue 24 §2.3: it made the whole import fail after its
+    // object was copied).
+    let huge = format!("iwa-ait-{}.tar.gz", i64::MAX);
+    put("iwa-ait", &huge, b"huge");
+    db.execute(
+        insert,
+        &[
+            &uuid::Uuid::new_v4().to_string(),
+            &"iwa-ait",
+            &i64::MAX,
+            &huge,
+            &4i64,
+            &"",
+            &"x",
+            &when(8),
+            &None::<chrono::DateTime<chrono::Utc>>,
+        ],
+    )
+    .await
+    .unwrap();
     put("other", "other-1.tar.gz", b"data");
     let other = uuid::Uuid::new_v4().to_string();
     db.execute(
@@ -140,7 +162,12 @@ async fn backup_repositorys_versions_are_imported_once_with_their_numbers() {
     ] {
         assert!(stdout.lines().any(|l| l.contains(expected)), "{expected:?} in\n{stdout}");
     }
+    let (row, why) = (format!("version {} of iwa-ait ({huge}): ", i64::MAX), format!("{} is out of range", i64::MAX));
+    assert!(stdout.lines().any(|l| l.contains(&row) && l.contains(&why)), "{row:?} {why:?} in\n{stdout}");
     assert!(!stdout.contains("iwa-ait-3"), "soft-deleted rows are not imported: {stdout}");
+    // Nothing was copied for what was skipped: the three imported versions' objects only.
+    let copied = files_under(&bucket.join("_backup-server").join("iwa-ait"));
+    assert_eq!(copied.len(), 3, "{copied:?}");
     let (ok, again, stderr) = helper(&args(config.path(), data.path(), &flags));
     assert!(
         ok && again.starts_with("import: 0 versions imported") && again.contains("3 already imported"),
