@@ -41,7 +41,9 @@ pub use rebuild::{RebuildMode, RebuildOptions, RebuildReport};
 pub use recover::RecoveryReport;
 pub use repository::REPOSITORY_MARKER;
 pub use scrub::{SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample, VersionCheck};
-pub use upload::{StagedUpload, UploadOptions};
+pub use upload::{
+    IDEMPOTENCY_KEY, IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LEN, StagedUpload, UploadOptions, check_idempotency_key,
+};
 
 /// The backup engine: a cheap-to-clone handle on a catalog, a blob store, an authorizer and a
 /// clock.

@@ -43,6 +43,10 @@ pub enum ErrorKind {
     /// The disk (or the quota of the account) under the object store or the catalog is full:
     /// nothing more can be written until space is freed or added.
     StorageFull,
+    /// Whether the operation took effect is not known: the backend failed and did not answer
+    /// the question afterwards. Find out (by the version's id, or an upload's idempotency
+    /// key) before trying again: a blind retry may do it twice.
+    OutcomeUnknown,
     /// A bug or a broken contract inside the engine or one of its plug-ins.
     Internal,
 }
@@ -76,6 +80,7 @@ impl ErrorKind {
             ErrorKind::Interrupted => Io::Interrupted,
             ErrorKind::Unavailable => Io::ConnectionRefused,
             ErrorKind::StorageFull => Io::StorageFull,
+            ErrorKind::OutcomeUnknown => Io::TimedOut,
             ErrorKind::Internal => Io::Other,
         }
     }
@@ -162,6 +167,18 @@ pub enum Error {
         reason: String,
         /// Whether the end of the body was refused (its start had passed).
         at_end: bool,
+    },
+    /// An upload's commit failed, and the catalog did not answer afterwards whether it had
+    /// committed it: the version may exist. Look for it (by [`Error::OutcomeUnknown::id`], or
+    /// the upload's idempotency key) before uploading again.
+    #[error("the outcome of upload {id} to {collection} is unknown: {source}")]
+    OutcomeUnknown {
+        /// The collection.
+        collection: CollectionId,
+        /// The id the version has, if it was committed.
+        id: crate::id::VersionId,
+        /// Why the commit failed.
+        source: Box<Error>,
     },
     /// Held or protected versions take the room an upload needs.
     #[error("collection {collection} is full: {reason}")]
@@ -304,6 +321,7 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Corrupted { .. } => ErrorKind::Corrupted,
             Error::Body { .. } => ErrorKind::Interrupted,
+            Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::Store { source, .. } => match source {
                 object_store::Error::NotFound { .. } => ErrorKind::NotFound,
                 object_store::Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,

@@ -197,6 +197,7 @@ pub use engine::{
     RebuildOptions, RebuildReport, RecoveryReport, SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample,
     StagedUpload, UploadOptions, Usage, VersionCheck,
 };
+pub use engine::{IDEMPOTENCY_KEY, IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LEN, check_idempotency_key};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use id::{CollectionId, IdRule, RepositoryId, SessionId, VersionId};
 /// The object store crate the engine's [`Engine::store`] comes from, re-exported so that

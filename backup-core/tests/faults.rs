@@ -172,6 +172,41 @@ async fn lost_commit_reply_still_acknowledges() {
     rig.recover_and_check("lost commit reply").await;
 }
 
+/// A lost reply to the commit while the catalog stays down for a while: the engine asks
+/// again with a growing pause until it answers, and acknowledges the version (it used to
+/// report the commit's failure, and a retrying client stored the backup twice).
+#[tokio::test(start_paused = true)]
+async fn a_lost_commit_reply_is_asked_again_while_the_catalog_is_down() {
+    let (_, log) = calls_of_one_upload(Backend::Memory).await;
+    let n = log.iter().position(|&c| c == "commit").unwrap() as u64 + 1;
+    let mut rig = rig_with_two_versions(Backend::Memory).await;
+    // The commit's reply and the next three questions are lost.
+    rig.faults.fail_calls(n, 4, FaultMode::After);
+    let v = rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, 3500), 512)).await.unwrap();
+    assert_eq!(v.number, 3);
+    assert_eq!(rig.faults.log().iter().filter(|&&c| c == "abort").count(), 4, "{:?}", rig.faults.log());
+    rig.acknowledge(v);
+    rig.recover_and_check("commit reply lost while the catalog was down").await;
+}
+
+/// When the catalog does not answer for the whole patience, the outcome is reported as
+/// unknown, distinctly, with the version's id; `recover()` later finds it committed.
+#[tokio::test(start_paused = true)]
+async fn a_commit_whose_outcome_cannot_be_learned_is_reported_as_unknown() {
+    let (_, log) = calls_of_one_upload(Backend::Memory).await;
+    let n = log.iter().position(|&c| c == "commit").unwrap() as u64 + 1;
+    let mut rig = rig_with_two_versions(Backend::Memory).await;
+    rig.faults.fail_calls(n, 10_000, FaultMode::After);
+    let e = rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, 3500), 512)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+    let backup_core::Error::OutcomeUnknown { id, .. } = &e else { panic!("{e:?}") };
+    rig.faults.reset();
+    let v = rig.engine.catalog().get_version(&rig.id, VersionSelector::Number(3)).await.unwrap();
+    assert_eq!(v.id, *id, "the version the error named was committed");
+    rig.acknowledge(v);
+    rig.recover_and_check("commit outcome unknown").await;
+}
+
 /// A body that fails at any byte leaves nothing behind.
 #[tokio::test]
 async fn body_failing_at_every_interesting_byte() {

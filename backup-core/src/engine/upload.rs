@@ -2,6 +2,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -118,6 +119,9 @@ impl Engine {
     {
         let inner = &self.inner;
         crate::check_metadata(&options.metadata)?;
+        if let Some(key) = options.metadata.get(IDEMPOTENCY_KEY) {
+            check_idempotency_key(key)?;
+        }
         self.open_repository().await?;
         let (coll, permit) = self.authorized_collection(actor, collection, Action::Upload).await?;
         let spec = &coll.spec;
@@ -406,6 +410,13 @@ impl Reservation {
     }
 }
 
+/// The first pause before asking the catalog again whether a failed commit happened.
+const OUTCOME_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between two such questions.
+const OUTCOME_MAX_PAUSE: Duration = Duration::from_secs(5);
+/// How long the engine keeps asking before it reports the outcome as unknown.
+const OUTCOME_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Options of an upload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -445,6 +456,103 @@ impl UploadOptions {
     pub fn metadata(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
         self.metadata.insert(name.into(), text.into());
         self
+    }
+
+    /// Records the client's idempotency key with the version (in its metadata, as
+    /// [`IDEMPOTENCY_KEY`]), so that a client which did not hear the answer can ask whether
+    /// this upload committed ([`Engine::version_with_idempotency_key`]) instead of storing
+    /// the backup twice. Checked by [`check_idempotency_key`] before a byte is read.
+    pub fn idempotency_key(self, key: impl Into<String>) -> Self {
+        self.metadata(IDEMPOTENCY_KEY, key)
+    }
+}
+
+/// The metadata name under which an upload's idempotency key is kept with its version.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// How many of a collection's newest versions [`Engine::version_with_idempotency_key`]
+/// looks at: a retry comes soon after the upload it repeats.
+pub const IDEMPOTENCY_WINDOW: u64 = 1000;
+
+/// Checks an idempotency key: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`] visible ASCII characters
+/// (what an HTTP header carries; a UUID is a good one).
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming the rule broken.
+pub fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            "idempotency key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters (a UUID, say)"),
+        ));
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// The version the `actor` uploaded with this idempotency key
+    /// ([`UploadOptions::idempotency_key`]), among the collection's
+    /// [`IDEMPOTENCY_WINDOW`] newest: how a client that lost the answer to an upload (or was
+    /// told [`Error::OutcomeUnknown`]) learns whether it committed, before it uploads again.
+    /// Only the actor's own uploads match. Allowed to whoever may list the collection's
+    /// versions or upload into it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use backup_core::{Actor, CollectionSpec, Engine, Limits, UploadOptions};
+    /// let engine = Engine::in_memory();
+    /// let (me, id) = (Actor::user("me"), "db".parse()?);
+    /// engine.create_collection(&me, &id, CollectionSpec::new("db-${version}", Limits::new(3, 100, 300)?)).await?;
+    /// let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("dump"))]);
+    /// let options = UploadOptions::new().idempotency_key("3f1c0d2e-nightly");
+    /// let stored = engine.begin_upload(&me, &id, body, options).await?.commit().await?;
+    /// // The answer was lost: ask before uploading again.
+    /// let found = engine.version_with_idempotency_key(&me, &id, "3f1c0d2e-nightly").await?;
+    /// assert_eq!(found.map(|v| v.number), Some(stored.number));
+    /// assert!(engine.version_with_idempotency_key(&me, &id, "another").await?.is_none());
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a malformed key; [`Error::CollectionNotFound`]; the
+    /// authorizer's denial; catalog errors.
+    pub async fn version_with_idempotency_key(
+        &self,
+        actor: &Actor,
+        collection: &CollectionId,
+        key: &str,
+    ) -> Result<Option<Version>> {
+        check_idempotency_key(key)?;
+        if let Err(e) = self.authorized_collection(actor, collection, Action::ListVersions).await {
+            if e.kind() != crate::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            self.authorized_collection(actor, collection, Action::Upload).await?;
+        }
+        let catalog = &self.inner.catalog;
+        let newest = match catalog.get_version(collection, crate::VersionSelector::Latest).await {
+            Ok(v) => v.number,
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut after = newest.saturating_sub(IDEMPOTENCY_WINDOW);
+        let mut found = None;
+        loop {
+            let query = crate::VersionQuery::first(1000).after(after);
+            let page = catalog.list_versions(collection, &query).await?;
+            found = page
+                .iter()
+                .rfind(|v| v.uploader.user == actor.user && v.metadata.get(IDEMPOTENCY_KEY).is_some_and(|k| k == key))
+                .cloned()
+                .or(found);
+            match page.last() {
+                Some(last) if page.len() == query.limit && last.number < newest => after = last.number,
+                _ => return Ok(found),
+            }
+        }
     }
 }
 
@@ -591,14 +699,36 @@ impl StagedUpload {
                 Ok(version)
             }
             Err(commit_error) => {
-                match inner.catalog.abort(&self.pending.id, AbortCondition::Finished, engine.now()).await {
-                    Ok(AbortOutcome::Committed(version)) => Ok(version),
-                    Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) => {
-                        let _ = engine.delete_object(&self.pending.object_key).await;
-                        Err(commit_error)
+                // Did the commit happen (its answer lost)? Asked again while the catalog does
+                // not answer, with a growing pause: reporting a failure for a committed
+                // version makes a retrying client store the backup twice.
+                let mut pause = OUTCOME_FIRST_PAUSE;
+                let mut waited = Duration::ZERO;
+                loop {
+                    match inner.catalog.abort(&self.pending.id, AbortCondition::Finished, engine.now()).await {
+                        Ok(AbortOutcome::Committed(version)) => return Ok(version),
+                        Ok(AbortOutcome::Released(_) | AbortOutcome::NotFound) => {
+                            let _ = engine.delete_object(&self.pending.object_key).await;
+                            return Err(commit_error);
+                        }
+                        // The row is still pending: the commit did not happen, and the row is
+                        // left to recover(), which decides by it.
+                        Ok(AbortOutcome::StillLive) => return Err(commit_error),
+                        Err(_) if waited < OUTCOME_PATIENCE => {
+                            tokio::time::sleep(pause).await;
+                            waited += pause;
+                            pause = (pause * 2).min(OUTCOME_MAX_PAUSE);
+                        }
+                        // Still no answer: say so, distinctly. The object stays for
+                        // recover(), which decides by the row.
+                        Err(_) => {
+                            return Err(Error::OutcomeUnknown {
+                                collection: self.pending.collection.clone(),
+                                id: self.pending.id,
+                                source: Box::new(commit_error),
+                            });
+                        }
                     }
-                    // Unknown state: leave the object to recover(), which decides by the row.
-                    Ok(AbortOutcome::StillLive) | Err(_) => Err(commit_error),
                 }
             }
         }

@@ -23,6 +23,8 @@ pub struct Faults {
 struct Inner {
     calls: AtomicU64,
     fail_at: AtomicU64,
+    /// The last call of the run that fails (`fail_at` alone for one call).
+    fail_until: AtomicU64,
     mode: Mutex<Option<FaultMode>>,
     fired: AtomicBool,
     log: Mutex<Vec<&'static str>>,
@@ -38,8 +40,15 @@ impl Faults {
 
     /// The `n`-th call from now (1-based) fails in `mode`; the count restarts at zero.
     pub fn fail_call(&self, n: u64, mode: FaultMode) {
+        self.fail_calls(n, 1, mode);
+    }
+
+    /// The `n`-th call from now and the `count - 1` after it fail in `mode` (a backend that
+    /// stays down); the count restarts at zero.
+    pub fn fail_calls(&self, n: u64, count: u64, mode: FaultMode) {
         self.reset();
         *lock(&self.inner.mode) = Some(mode);
+        self.inner.fail_until.store(n.saturating_add(count.saturating_sub(1)), Ordering::SeqCst);
         self.inner.fail_at.store(n, Ordering::SeqCst);
     }
 
@@ -57,6 +66,7 @@ impl Faults {
     /// Cancels planned faults and restarts the count and the log.
     pub fn reset(&self) {
         self.inner.fail_at.store(0, Ordering::SeqCst);
+        self.inner.fail_until.store(0, Ordering::SeqCst);
         *lock(&self.inner.mode) = None;
         self.inner.calls.store(0, Ordering::SeqCst);
         self.inner.fired.store(false, Ordering::SeqCst);
@@ -82,7 +92,8 @@ impl Faults {
     pub(crate) fn next(&self, op: &'static str) -> Option<FaultMode> {
         lock(&self.inner.log).push(op);
         let n = self.inner.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.inner.fail_at.load(Ordering::SeqCst) {
+        let first = self.inner.fail_at.load(Ordering::SeqCst);
+        if first != 0 && (first..=self.inner.fail_until.load(Ordering::SeqCst)).contains(&n) {
             self.inner.fired.store(true, Ordering::SeqCst);
             *lock(&self.inner.mode)
         } else {

@@ -103,6 +103,12 @@ pub(crate) struct Upload {
     /// `-`; stored in lower case); repeatable.
     #[arg(long = "meta", value_name = "NAME=VALUE")]
     pub(crate) metadata: Vec<String>,
+    /// The upload's idempotency key (default: a new UUID each run). When the answer is lost
+    /// after the whole body went out, the client asks the server by this key whether the
+    /// version was stored; give the same key to a job's retries and the server stores the
+    /// backup once.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

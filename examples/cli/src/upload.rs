@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,13 @@ impl Source {
 pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()> {
     client.require_token()?;
     let metadata = metadata_headers(&args.metadata)?;
+    let key = match &args.idempotency_key {
+        Some(key) => {
+            backup_core::check_idempotency_key(key).map_err(|e| CliError::usage(format!("--idempotency-key: {e}")))?;
+            key.clone()
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
     let recipient = args.encrypt_to.as_deref().map(Recipient::load).transpose()?;
     let source = Source::open(&args)?;
     let child = source.child();
@@ -94,7 +101,15 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
     let sent = Arc::new(AtomicU64::new(0));
     let counter = sent.clone();
     let progress = bar.clone();
-    let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).inspect(move |chunk| {
+    // Whether the request got as far as its body (a connection was made): only then can the
+    // server have stored anything.
+    let reached = Arc::new(AtomicBool::new(false));
+    let reached_body = reached.clone();
+    let body = futures::stream::poll_fn(move |cx| {
+        reached_body.store(true, Ordering::Relaxed);
+        rx.poll_recv(cx)
+    })
+    .inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             progress.inc(chunk.len() as u64);
@@ -111,7 +126,8 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
     for (name, value) in metadata {
         request = request.header(name, value);
     }
-    // Never retried: a lost answer does not mean that nothing was stored.
+    request = request.header(IDEMPOTENCY_KEY, &key);
+    // Never sent twice: a lost answer does not mean that nothing was stored (the key tells).
     let answer = match client.send_once(request).await {
         Ok(response) => read_json(response).await,
         Err(e) => Err(e),
@@ -135,6 +151,25 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
             }
         }
     };
+    // The whole body went out and the answer is missing or says the outcome is unknown: ask
+    // the server by the key whether the version was stored, before calling it a failure.
+    let answer = match (answer, &produced) {
+        (Err(e), Ok(())) if reached.load(Ordering::Relaxed) && outcome_unclear(&e) => {
+            match stored_under(client, &args.collection, &key).await {
+                Ok(Some(version)) => {
+                    out.note(&format!("the answer was lost ({e}); the server had stored the version"));
+                    Ok(json!({ "data": { "version": version } }))
+                }
+                Ok(None) => Err(e),
+                Err(asked) => Err(CliError::network(format!(
+                    "{e}; whether the server stored the version is unknown ({asked}): look for it with \
+                 `backup-cli list {}`, or upload again with --idempotency-key {key}",
+                    args.collection
+                ))),
+            }
+        }
+        (answer, _) => answer,
+    };
     match (answer, produced) {
         (Ok(value), Ok(())) => report(out, &args.collection, &value, sent.load(Ordering::Relaxed)),
         // The command's failure is the news, whatever the request then made of it.
@@ -149,6 +184,31 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
         (Err(_), Err(e)) => Err(e),
         (Err(e), Ok(())) => Err(e),
     }
+}
+
+/// The request header of an upload's idempotency key.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// Whether a failed upload may have been stored all the same: the connection broke after the
+/// body went out, or the server said it does not know (a 5xx).
+fn outcome_unclear(e: &CliError) -> bool {
+    match e {
+        CliError::Network(_) => true,
+        CliError::Refused { status, .. } => (500..=599).contains(status),
+        _ => false,
+    }
+}
+
+/// The version the server stored under this idempotency key, if any (asked again while the
+/// network fails).
+async fn stored_under(client: &Client, collection: &str, key: &str) -> Result<Option<Value>> {
+    let path = format!(
+        "/api/stable/repository/collection/{}/version?idempotencyKey={}",
+        segment(collection),
+        percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let found = client.get_json(&path).await?;
+    Ok(found.pointer("/data/versions/0").cloned())
 }
 
 /// `--meta NAME=VALUE` as the server's `X-Backup-Meta-NAME` headers, values

@@ -172,6 +172,44 @@ async fn a_failing_command_stores_nothing_even_after_its_output_ended() {
     env.server.shutdown().await;
 }
 
+/// An upload whose answer is lost after the whole body went out: the client asks the server
+/// by the upload's idempotency key, finds the version stored, and says so (exit 0; it used to
+/// exit 3, and a rerun stored the backup twice); a rerun with the same key stores nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_answer_is_lost_is_found_by_its_idempotency_key() {
+    let env = Env::start().await;
+    env.login("admin").await;
+    std::fs::write(env.path("dump"), noise(300_000, 9)).unwrap();
+    let token: Value =
+        serde_json::from_slice(&std::fs::read(env.config_dir.path().join("tokens.json")).unwrap()).unwrap();
+    let token = token["servers"][env.url().trim_end_matches('/')]["token"].as_str().unwrap().to_owned();
+    let proxy = answer_losing_proxy(env.server.addr).await;
+    let lost = run_cli(
+        &format!("http://{proxy}"),
+        env.config_dir.path(),
+        env.work.path(),
+        &["upload", "db", "dump", "--idempotency-key", "job-42"],
+        b"",
+        &[("BACKUP_TOKEN", &token)],
+    )
+    .await;
+    assert_ok(&lost);
+    assert_eq!(stdout(&lost).trim(), "1", "the stored version, found by its key");
+    assert!(stderr(&lost).contains("answer was lost"), "{}", stderr(&lost));
+    assert_eq!(numbers(&env, "db").await, [1]);
+    // The job runs again with the same key: the server answers with the stored version.
+    let rerun = env.run(&["upload", "db", "dump", "--idempotency-key", "job-42"], b"").await;
+    assert_ok(&rerun);
+    assert_eq!(stdout(&rerun).trim(), "1");
+    assert_eq!(numbers(&env, "db").await, [1], "stored once");
+    // Without --idempotency-key each run has its own key: a new version.
+    assert_ok(&env.run(&["upload", "db", "dump"], b"").await);
+    assert_eq!(numbers(&env, "db").await, [1, 2]);
+    let bad = env.run(&["upload", "db", "dump", "--idempotency-key", "two words"], b"").await;
+    assert_exit(&bad, 2, "idempotency");
+    env.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_cut_mid_way_leaves_no_file_under_the_target_name() {
     let env = Env::start().await;

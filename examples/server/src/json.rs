@@ -77,6 +77,24 @@ impl ApiError {
         e
     }
 
+    /// `503` for an upload whose commit may or may not have happened (the catalog did not
+    /// say): distinct from a failure, with the version's id and what to do.
+    pub(crate) fn outcome_unknown(e: &backup_core::Error) -> Self {
+        tracing::error!(error = %e, "an upload's outcome is unknown");
+        let id = match e {
+            backup_core::Error::OutcomeUnknown { id, .. } => Some(id.to_string()),
+            _ => None,
+        };
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the upload's outcome is unknown: the catalog did not answer whether it was committed. \
+             Retry with the same Idempotency-Key (or look for the version's id) before uploading again",
+        )
+        .with_data(json!({ "outcome": "unknown", "versionId": id }));
+        error.retry_after = Some(30);
+        error
+    }
+
     pub(crate) fn from_core(e: &backup_core::Error, denied: &str) -> Self {
         let status = match e.kind() {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -91,6 +109,7 @@ impl ApiError {
             ErrorKind::Interrupted => StatusCode::BAD_REQUEST,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::StorageFull => return ApiError::storage_full(),
+            ErrorKind::OutcomeUnknown => return ApiError::outcome_unknown(e),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match e {
@@ -150,5 +169,36 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_outcome_is_told_apart_from_a_failure() {
+        let e = backup_core::Error::OutcomeUnknown {
+            collection: "db".parse().unwrap(),
+            id: backup_core::VersionId::generate(),
+            source: Box::new(backup_core::Error::backend(ErrorKind::Unavailable, "catalog", "commit", "gone")),
+        };
+        let api = ApiError::from_core(&e, "");
+        assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(api.data["outcome"], "unknown");
+        assert!(api.data["versionId"].as_str().is_some_and(|id| id.len() == 36));
+        assert!(api.message.contains("Idempotency-Key"), "{}", api.message);
+        assert_eq!(api.retry_after, Some(30));
+        let full = ApiError::from_core(
+            &backup_core::Error::backend(
+                ErrorKind::Unavailable,
+                "sqlite",
+                "commit",
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ),
+            "",
+        );
+        assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(full.retry_after.is_some());
     }
 }

@@ -30,6 +30,7 @@ mod assessment;
 mod caller;
 mod config;
 mod embed;
+mod idempotency;
 mod import;
 mod json;
 mod linger;

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) simulations_per_user: PerUser,
     /// Disk space given back when the disk fills (see `space`).
     pub(crate) space: crate::space::SpaceReserve,
+    /// The idempotency keys of the uploads running here.
+    pub(crate) idempotent_uploads: crate::idempotency::InFlight,
 }
 
 /// What [`AppState::new`] needs.
@@ -127,6 +129,7 @@ impl AppState {
                 downloads_per_user: PerUser::new(parts.max_downloads_per_user, "downloads"),
                 login_timeout: parts.login_timeout,
                 space,
+                idempotent_uploads: crate::idempotency::InFlight::default(),
             }),
         }
     }

@@ -210,3 +210,37 @@ pub async fn cutting_proxy(upstream: std::net::SocketAddr, limit: usize) -> std:
     });
     addr
 }
+
+/// A proxy on loopback in front of `upstream` that passes requests whole and loses the
+/// answers to POSTs (uploads): once the server starts to answer one, the client's connection
+/// is closed. Other requests (a lookup) pass both ways.
+pub async fn answer_losing_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let mut method = [0u8; 4];
+                if client_read.read_exact(&mut method).await.is_err() || server_write.write_all(&method).await.is_err()
+                {
+                    return;
+                }
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                if &method == b"POST" {
+                    let mut buf = [0u8; 1];
+                    let _ = server_read.read(&mut buf).await;
+                } else {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                }
+                up.abort();
+                let _ = client_write.shutdown().await;
+            });
+        }
+    });
+    addr
+}

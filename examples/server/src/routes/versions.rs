@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_core::{Action, CollectionId, ErrorKind, StagedUpload, UploadOptions, VersionQuery, VersionSelector};
@@ -12,6 +12,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::caller::{Caller, UploadCaller};
+use crate::idempotency;
 use crate::json::{ApiError, ok};
 use crate::model;
 use crate::state::AppState;
@@ -70,6 +71,41 @@ pub(crate) async fn upload(
         metrics.refused(label, "storage_full");
         return ApiError::storage_full().into_response();
     }
+    // A retry of an upload that committed (its answer was lost) gets that version, before a
+    // byte of the body is read.
+    let idempotency = match idempotency::key_of(request.headers()) {
+        Ok(key) => key,
+        Err(e) => {
+            metrics.refused(label, "bad_request");
+            return e.into_response();
+        }
+    };
+    let _claim = match &idempotency {
+        None => None,
+        Some(key) => {
+            let claim = match state.inner.idempotent_uploads.claim(id.as_str(), &caller.user.name, key) {
+                Ok(claim) => claim,
+                Err(e) => {
+                    metrics.refused(label, "conflict");
+                    return e.into_response();
+                }
+            };
+            match state.inner.engine.version_with_idempotency_key(&caller.actor, &id, key).await {
+                Ok(Some(v)) => {
+                    let mut replay = ok(json!({ "version": model::version(&v) }));
+                    replay.headers_mut().insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
+                    return replay;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let e = UploadError::from(e);
+                    metrics.refused(label, e.reason);
+                    return e.error.into_response();
+                }
+            }
+            Some(claim)
+        }
+    };
     let _slot = match state.inner.uploads_per_user.acquire(&caller.user.name) {
         Ok(slot) => slot,
         Err(busy) => {
@@ -79,18 +115,18 @@ pub(crate) async fn upload(
     };
     // The timeout covers receiving the body, not the commit: a version committed after the
     // deadline must not be reported as a failure (a retry would store it twice).
-    let staged =
-        match tokio::time::timeout(state.inner.upload_timeout, upload_inner(&state, &caller, &id, request)).await {
-            Err(_elapsed) => {
-                metrics.refused(label, "timeout");
-                return ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request took too long").into_response();
-            }
-            Ok(Err(e)) => {
-                metrics.refused(label, e.reason);
-                return e.error.into_response();
-            }
-            Ok(Ok(staged)) => staged,
-        };
+    let upload = upload_inner(&state, &caller, &id, idempotency.as_deref(), request);
+    let staged = match tokio::time::timeout(state.inner.upload_timeout, upload).await {
+        Err(_elapsed) => {
+            metrics.refused(label, "timeout");
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request took too long").into_response();
+        }
+        Ok(Err(e)) => {
+            metrics.refused(label, e.reason);
+            return e.error.into_response();
+        }
+        Ok(Ok(staged)) => staged,
+    };
     match staged.commit().await {
         Ok(v) => {
             metrics.uploaded(&id, v.size);
@@ -141,10 +177,14 @@ async fn upload_inner(
     state: &AppState,
     caller: &Caller,
     id: &CollectionId,
+    idempotency: Option<&str>,
     request: Request,
 ) -> Result<StagedUpload, UploadError> {
     let engine = &state.inner.engine;
-    let metadata = metadata_headers(request.headers())?;
+    let mut metadata = metadata_headers(request.headers())?;
+    if let Some(key) = idempotency {
+        metadata = metadata.idempotency_key(key);
+    }
     let content_type =
         request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let staged = if content_type.starts_with("multipart/form-data") {
@@ -210,6 +250,15 @@ fn metadata_headers(headers: &axum::http::HeaderMap) -> Result<UploadOptions, Up
     let mut options = UploadOptions::new();
     for (name, value) in headers {
         let Some(key) = name.as_str().strip_prefix(METADATA_HEADER) else { continue };
+        if key == backup_core::IDEMPOTENCY_KEY {
+            return Err(UploadError {
+                error: ApiError::bad_request(format!(
+                    "{name}: the name {:?} is the server's own; send an Idempotency-Key header instead",
+                    backup_core::IDEMPOTENCY_KEY
+                )),
+                reason: "bad_request",
+            });
+        }
         let text = percent_encoding::percent_decode(value.as_bytes()).decode_utf8().map_err(|_| UploadError {
             error: ApiError::bad_request(format!("the value of {name} is not percent-encoded UTF-8")),
             reason: "bad_request",
@@ -329,8 +378,21 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(collection): Path<String>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let id = collection_id(&collection)?;
+    // Ours: the version an upload with this Idempotency-Key committed, if any (a client that
+    // lost the answer asks before it uploads again).
+    if let Some(key) = query.idempotency_key {
+        let found = state
+            .inner
+            .engine
+            .version_with_idempotency_key(&caller.actor, &id, &key)
+            .await
+            .map_err(|e| ApiError::from_core(&e, "not authorized to list versions"))?;
+        let versions: Vec<serde_json::Value> = found.iter().map(model::version).collect();
+        return Ok(ok(json!({ "versions": versions })));
+    }
     let mut versions = Vec::new();
     let mut query = VersionQuery::first(1000);
     loop {
@@ -347,6 +409,13 @@ pub(crate) async fn list(
         }
     }
     Ok(ok(json!({ "versions": versions })))
+}
+
+/// The listing's query.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListQuery {
+    idempotency_key: Option<String>,
 }
 
 async fn number_of(state: &AppState, caller: &Caller, id: &CollectionId, raw: &str) -> Result<u64, ApiError> {

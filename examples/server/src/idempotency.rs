@@ -1,0 +1,96 @@
+//! `Idempotency-Key` on uploads: a retry of an upload whose answer was lost gets the version
+//! already committed instead of a second copy.
+//!
+//! The key is recorded with the version (the engine's [`backup_core::IDEMPOTENCY_KEY`]
+//! metadata), so it survives restarts and rebuilds and any instance sharing the catalog finds
+//! it. Two requests with the same key at once on one instance: the second is refused with
+//! `409` while the first runs (it cannot know yet whether the first will commit).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+
+use crate::json::ApiError;
+
+/// The request header.
+pub(crate) const HEADER: &str = "idempotency-key";
+
+/// The answer's header on a replay.
+pub(crate) const REPLAYED: &str = "idempotent-replayed";
+
+/// The key a request carries, checked; `None` without one.
+///
+/// # Errors
+/// `400` for a malformed key, or more than one.
+pub(crate) fn key_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(HEADER).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request("more than one Idempotency-Key header"));
+    }
+    let key = value.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key is not visible ASCII"))?;
+    backup_core::check_idempotency_key(key).map_err(|e| ApiError::bad_request(format!("Idempotency-Key: {e}")))?;
+    Ok(Some(key.to_owned()))
+}
+
+/// The keys of the uploads running on this instance, per collection and user.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    keys: Arc<Mutex<HashSet<(String, String, String)>>>,
+}
+
+impl InFlight {
+    /// Claims `key` for `user`'s upload into `collection` until the claim is dropped.
+    ///
+    /// # Errors
+    /// `409` when an upload with that key is running already.
+    pub(crate) fn claim(&self, collection: &str, user: &str, key: &str) -> Result<Claim, ApiError> {
+        let entry = (collection.to_owned(), user.to_owned(), key.to_owned());
+        if !self.keys.lock().unwrap_or_else(|p| p.into_inner()).insert(entry.clone()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "an upload with this Idempotency-Key is in progress; ask again when it ends",
+            ));
+        }
+        Ok(Claim { keys: self.keys.clone(), entry })
+    }
+}
+
+/// A claimed key, released when dropped.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    keys: Arc<Mutex<HashSet<(String, String, String)>>>,
+    entry: (String, String, String),
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_and_claimed_once_at_a_time() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(key_of(&headers).unwrap(), None);
+        headers.insert(HEADER, "3f1c-nightly".parse().unwrap());
+        assert_eq!(key_of(&headers).unwrap().as_deref(), Some("3f1c-nightly"));
+        headers.insert(HEADER, "has space".parse().unwrap());
+        assert!(key_of(&headers).is_err());
+        headers.insert(HEADER, "a".parse().unwrap());
+        headers.append(HEADER, "b".parse().unwrap());
+        assert!(key_of(&headers).is_err());
+
+        let running = InFlight::default();
+        let first = running.claim("db", "alice", "k").unwrap();
+        assert_eq!(running.claim("db", "alice", "k").unwrap_err().status, StatusCode::CONFLICT);
+        let _other_user = running.claim("db", "bob", "k").unwrap();
+        drop(first);
+        assert!(running.claim("db", "alice", "k").is_ok());
+    }
+}
