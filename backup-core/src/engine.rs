@@ -25,6 +25,7 @@ mod builder;
 mod describe;
 mod download;
 mod import;
+mod last_write;
 mod lease;
 mod numbers;
 mod part_writer;

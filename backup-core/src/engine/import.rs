@@ -136,7 +136,7 @@ impl Engine {
         };
         match copied {
             Ok(()) if size == version.size => {
-                writer.finish(&crate::engine::upload::LastWrite::default()).await?;
+                writer.finish(&crate::engine::last_write::LastWrite::default()).await?;
             }
             Ok(()) => {
                 writer.abort().await;

@@ -11,7 +11,7 @@ use object_store::path::Path;
 use object_store::{MultipartId, MultipartUpload, PutPayload, PutPayloadMut, PutResult, UploadPart};
 use tokio::task::JoinSet;
 
-use crate::engine::upload::LastWrite;
+use crate::engine::last_write::LastWrite;
 use crate::error::{Error, Result};
 
 #[derive(Debug)]
