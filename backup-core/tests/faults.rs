@@ -31,16 +31,19 @@ async fn calls_of_one_upload(backend: Backend) -> (u64, Vec<&'static str>) {
     (rig.faults.calls(), rig.faults.log())
 }
 
-async fn enumerate_upload_faults(backend: fn() -> Backend) {
-    let (calls, log) = calls_of_one_upload(backend()).await;
-    assert!(log.contains(&"commit") && log.contains(&"put_part") && log.contains(&"delete"), "{log:?}");
-    assert!(calls >= 8, "an upload with rotation makes at least 8 calls: {log:?}");
+/// Fails every call that an upload of `len` bytes (in chunks of `chunk`) makes, in turn,
+/// before and after its work, and checks I1–I5 after each; the calls of a fault-free run.
+async fn enumerate_upload_faults_of(backend: fn() -> Backend, len: usize, chunk: usize) -> Vec<&'static str> {
+    let rig = rig_with_two_versions(backend()).await;
+    rig.faults.reset();
+    rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, len), chunk)).await.unwrap();
+    let (calls, log) = (rig.faults.calls(), rig.faults.log());
     for mode in [FaultMode::Before, FaultMode::After] {
         for n in 1..=calls {
             let mut rig = rig_with_two_versions(backend()).await;
             rig.arm(n, mode);
-            let result = rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, 3500), 512)).await;
-            let when = format!("upload, {mode:?} call {n} ({})", log[(n - 1) as usize]);
+            let result = rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, len), chunk)).await;
+            let when = format!("upload of {len} bytes, {mode:?} call {n} ({})", log[(n - 1) as usize]);
             assert!(rig.faults.fired(), "{when}: the fault did not fire");
             match result {
                 Ok(v) => rig.acknowledge(v),
@@ -49,6 +52,13 @@ async fn enumerate_upload_faults(backend: fn() -> Backend) {
             rig.recover_and_check(&when).await;
         }
     }
+    log
+}
+
+async fn enumerate_upload_faults(backend: fn() -> Backend) {
+    let log = enumerate_upload_faults_of(backend, 3500, 512).await;
+    assert!(log.contains(&"commit") && log.contains(&"put_part") && log.contains(&"delete"), "{log:?}");
+    assert!(log.len() >= 8, "an upload with rotation makes at least 8 calls: {log:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,25 +138,8 @@ async fn a_small_upload_is_one_put() {
 
 /// Every call of a small upload (one PUT) fails in turn, before and after its work.
 async fn enumerate_small_upload_faults(backend: fn() -> Backend) {
-    let rig = rig_with_two_versions(backend()).await;
-    rig.faults.reset();
-    rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, 1000), 300)).await.unwrap();
-    let (calls, log) = (rig.faults.calls(), rig.faults.log());
+    let log = enumerate_upload_faults_of(backend, 1000, 300).await;
     assert!(log.contains(&"put") && !log.contains(&"put_multipart"), "{log:?}");
-    for mode in [FaultMode::Before, FaultMode::After] {
-        for n in 1..=calls {
-            let mut rig = rig_with_two_versions(backend()).await;
-            rig.arm(n, mode);
-            let result = rig.engine.upload(&rig.actor, &rig.id, body_of(pattern(3, 1000), 300)).await;
-            let when = format!("small upload, {mode:?} call {n} ({})", log[(n - 1) as usize]);
-            assert!(rig.faults.fired(), "{when}: the fault did not fire");
-            match result {
-                Ok(v) => rig.acknowledge(v),
-                Err(e) => assert_ne!(e.kind(), ErrorKind::Internal, "{when}: {e}"),
-            }
-            rig.recover_and_check(&when).await;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
