@@ -151,8 +151,8 @@ impl RepositoryInfo {
 ///
 /// Steps on the same collection must be serialised (also against other processes sharing
 /// the catalog); steps on different collections may run in parallel. The reads below see
-/// committed data only. [`CatalogExt`] gives every step a name; [`crate::conformance::catalog`]
-/// checks all of this, and every implementation must pass it.
+/// committed data only. [`CatalogExt`] gives every step a name; `conformance::catalog`
+/// (feature `conformance`) checks all of this, and every implementation must pass it.
 ///
 /// Implementations are `#[async_trait]`: an implementation outside this crate writes
 /// `#[backup_core::async_trait] impl Catalog for MyCatalog { … }`.

@@ -122,7 +122,7 @@
 //! A catalog provides storage and atomicity, not rules: [`Catalog::transact`] loads what a
 //! [`protocol::StateQuery`] asks for, runs the decision once, and applies the
 //! [`protocol::Mutation`]s it returns, all or nothing. The trait's documentation lists what
-//! each method must guarantee, and [`conformance::catalog`] (feature `conformance`) checks
+//! each method must guarantee, and `conformance::catalog` (feature `conformance`) checks
 //! it: every catalog of this workspace passes the same suite.
 //!
 //! ## Why it is built this way
@@ -144,8 +144,8 @@
 //!   - **I4** version numbers are unique and increasing, in commit order, without gaps left
 //!     by failed uploads, from 1 to [`MAX_VERSION_NUMBER`]; a catalog rebuilt from the store
 //!     after a loss gives out none of them again;
-//!   - **I5** after `recover()` no expired pending upload and no orphan object older than the
-//!     grace remains.
+//!   - **I5** after `recover()`, no abandoned upload and no object the catalog recorded as its
+//!     garbage remain; an object the catalog does not know is never deleted.
 //! - **The arithmetic lives in one place.** Catalogs provide atomicity; the decisions of
 //!   [`protocol`] say what to write, so every catalog enforces the same rules.
 //! - **Decisions are pure.** Rotation strategies and quota arithmetic are functions of their
@@ -155,9 +155,22 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `testing` | [`testing`]: fault-injecting store and catalog wrappers, invariant checks |
-//! | `conformance` | [`conformance`]: the suites every catalog and store must pass |
-
+#![cfg_attr(
+    feature = "testing",
+    doc = "| `testing` | [`testing`]: fault-injecting store and catalog wrappers, invariant checks |"
+)]
+#![cfg_attr(
+    not(feature = "testing"),
+    doc = "| `testing` | `testing`: fault-injecting store and catalog wrappers, invariant checks |"
+)]
+#![cfg_attr(
+    feature = "conformance",
+    doc = "| `conformance` | [`conformance`]: the suites every catalog and store must pass |"
+)]
+#![cfg_attr(
+    not(feature = "conformance"),
+    doc = "| `conformance` | `conformance`: the suites every catalog and store must pass |"
+)]
 #![deny(missing_docs)]
 
 pub mod audit;

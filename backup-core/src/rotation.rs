@@ -5,8 +5,8 @@
 //! it inside the commit (so what is evicted is decided atomically with the new version), and
 //! also for [`crate::Engine::usage`] (the space the next upload may take).
 //!
-//! Strategies are registered by name in a [`RotationStrategies`] registry (`fifo` is always
-//! there) and named by a collection's [`RetentionSpec`].
+//! Strategies are registered by name in a [`RotationStrategies`] registry (`fifo`,
+//! `fifo-plus-older` and `gfs` are always there) and named by a collection's [`RetentionSpec`].
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -273,7 +273,8 @@ impl Limits {
 /// Which rotation strategy a collection uses, by registered name, with its options.
 ///
 /// The engine resolves the name in its registry of [`crate::RotationStrategy`]s when a
-/// collection is created or updated; `fifo` is always registered.
+/// collection is created or updated; `fifo`, `fifo-plus-older` and `gfs` are always
+/// registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSpec {

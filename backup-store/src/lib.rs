@@ -50,8 +50,8 @@
 //! | `aws` | `s3://` object stores (Amazon S3 and compatible servers) |
 //! | `gcp` | `gs://` object stores |
 //! | `azure` | `az://` object stores |
-//! | `testing` | [`testing`]: test service URLs and an S3 server in-process |
-
+#![cfg_attr(feature = "testing", doc = "| `testing` | [`testing`]: test service URLs and an S3 server in-process |")]
+#![cfg_attr(not(feature = "testing"), doc = "| `testing` | `testing`: test service URLs and an S3 server in-process |")]
 #![deny(missing_docs)]
 
 mod error;

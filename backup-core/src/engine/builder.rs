@@ -104,7 +104,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Registers a rotation strategy collections can name (`fifo` is built in).
+    /// Registers a rotation strategy collections can name (`fifo`, `fifo-plus-older` and
+    /// `gfs` are built in; registering one of these names replaces it).
     pub fn rotation_strategy(mut self, strategy: Arc<dyn RotationStrategy>) -> Self {
         self.strategies.register(strategy);
         self

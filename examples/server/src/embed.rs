@@ -162,7 +162,7 @@ impl ServerConfig {
     }
 
     /// A collection of at most `max_versions` versions of `max_version_size` each and
-    /// `max_collection_size` in all (backup-repository's sizes: `1M`, `500Mi`, `2G`), FIFO,
+    /// `max_collection_size` in all (backup-repository's sizes: `1M`, `500MiB`, `2G`), FIFO,
     /// any content, files named `<id>-<N>`, and users with roles on it
     /// (`collectionManager`, `backupUploader`, `backupDownloader`, …). Anything else:
     /// [`ServerConfig::manifest`].
