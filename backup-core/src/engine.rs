@@ -125,7 +125,7 @@ impl Default for EngineConfig {
             part_size: 8 << 20,
             parts_in_flight: 2,
             lease: Duration::from_secs(60),
-            trash_retention: Duration::ZERO,
+            trash_retention: DEFAULT_TRASH_RETENTION,
             grace: Duration::from_secs(900),
             batch: 500,
             instance: None,
@@ -161,6 +161,11 @@ pub struct Usage {
     /// The latest committed version, if any.
     pub latest: Option<Version>,
 }
+
+/// How long a deleted or rotated-out version stays restorable unless the builder says
+/// otherwise ([`EngineBuilder::trash_retention`]): a day, long enough to undo a mistake
+/// noticed the next morning.
+pub const DEFAULT_TRASH_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
     // Bounded when the engine is built.
@@ -483,7 +488,7 @@ impl Engine {
     /// ([`CollectionSpec::held_cap`]).
     ///
     /// ```
-    /// use backup_core::protocol::ProtectionChange;
+    /// use backup_core::ProtectionChange;
     /// use backup_core::{Actor, CollectionSpec, Engine, ErrorKind, Limits};
     /// use bytes::Bytes;
     ///
@@ -520,9 +525,43 @@ impl Engine {
         Ok(protected)
     }
 
+    /// What the retention policy says of the collection as it is now, and why: a decision for
+    /// every committed version (keep or evict, with its reasons), computed by the same function
+    /// the maintenance runs. A version marked evicted here (a `keepWithin` that it outlived, a
+    /// protection that ended) goes at the next maintenance run or commit.
+    /// [`Engine::retention_preview`] tells what the next commit would do instead.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use backup_core::{Actor, CollectionSpec, Engine, Limits};
+    /// use backup_core::rotation::Mark;
+    /// let engine = Engine::in_memory();
+    /// let (me, id) = (Actor::user("me"), "db".parse()?);
+    /// engine.create_collection(&me, &id, CollectionSpec::new("db-${version}", Limits::new(2, 100, 200)?)).await?;
+    /// for body in ["one", "two"] {
+    ///     engine.upload(&me, &id, futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(body))])).await?;
+    /// }
+    /// // Now: both fit. At the next commit: the oldest makes room.
+    /// let now = engine.retention_status(&me, &id).await?;
+    /// assert!(now.iter().all(|d| d.mark == Mark::Keep));
+    /// let next = engine.retention_preview(&me, &id).await?;
+    /// assert_eq!(next.iter().filter(|d| d.mark == Mark::Evict).count(), 1);
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::CollectionNotFound`]; the authorizer's denial.
+    pub async fn retention_status(
+        &self,
+        actor: &Actor,
+        id: &CollectionId,
+    ) -> Result<Vec<crate::rotation::RotationDecision>> {
+        self.retention_plan(actor, id, false).await
+    }
+
     /// What the retention would do at the next commit, and why: a decision for every
     /// committed version (keep or evict, with its reasons), computed by the same function the
-    /// commit runs.
+    /// commit runs. [`Engine::retention_status`] tells what it says of the collection now.
     ///
     /// # Errors
     /// [`Error::CollectionNotFound`]; the authorizer's denial.
@@ -531,12 +570,21 @@ impl Engine {
         actor: &Actor,
         id: &CollectionId,
     ) -> Result<Vec<crate::rotation::RotationDecision>> {
+        self.retention_plan(actor, id, true).await
+    }
+
+    async fn retention_plan(
+        &self,
+        actor: &Actor,
+        id: &CollectionId,
+        with_incoming: bool,
+    ) -> Result<Vec<crate::rotation::RotationDecision>> {
         self.authorized_collection(actor, id, Action::ListVersions).await?;
         let all = protocol::VersionsNeeded::Range(protocol::VersionRange::All);
         let state = self.inner.catalog.collection_state_with(id, all).await?;
         let now = self.now();
-        let incoming = crate::rotation::Incoming::new(None, now);
-        Ok(protocol::plan_retention(&state, &self.inner.strategies, Some(incoming), now)?.decisions)
+        let incoming = with_incoming.then(|| crate::rotation::Incoming::new(None, now));
+        Ok(protocol::plan_retention(&state, &self.inner.strategies, incoming, now)?.decisions)
     }
 
     /// Purges trashed versions: marks them purged with tombstones first (so that no restore

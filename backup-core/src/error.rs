@@ -132,6 +132,20 @@ pub enum Error {
         /// The selector as given (`latest`, `3`, `v3`).
         selector: String,
     },
+    /// A version asked to be restored was deleted and its bytes are gone: it stayed in the
+    /// trash for the trash retention only.
+    #[error(
+        "version {number} of collection {collection} was deleted and purged at {purged_at}: a deleted version can be \
+         restored only during the trash retention (EngineBuilder::trash_retention)"
+    )]
+    VersionPurged {
+        /// The collection.
+        collection: CollectionId,
+        /// The version's number.
+        number: u64,
+        /// When its bytes went.
+        purged_at: crate::time::Timestamp,
+    },
     /// A session (token registration) does not exist.
     #[error("session {session} not found")]
     SessionNotFound {
@@ -307,9 +321,10 @@ impl Error {
             Error::InvalidCollectionId { .. } | Error::InvalidSpec { .. } | Error::InvalidInput { .. } => {
                 ErrorKind::InvalidInput
             }
-            Error::CollectionNotFound { .. } | Error::VersionNotFound { .. } | Error::SessionNotFound { .. } => {
-                ErrorKind::NotFound
-            }
+            Error::CollectionNotFound { .. }
+            | Error::VersionNotFound { .. }
+            | Error::VersionPurged { .. }
+            | Error::SessionNotFound { .. } => ErrorKind::NotFound,
             Error::CollectionExists { .. } | Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::QuotaExceeded { .. } | Error::CollectionFull { .. } => ErrorKind::QuotaExceeded,
             Error::VersionProtected { .. } | Error::RepositoryMismatch { .. } => ErrorKind::Conflict,

@@ -202,20 +202,26 @@ pub use audit::AuditEvent;
 pub use authz::{Action, Actor, AllowAll, Authorizer, AuthzRequest, Permit};
 pub use catalog::memory::MemoryCatalog;
 pub use catalog::{AbortCondition, AbortOutcome, Catalog, CatalogExt, VersionQuery};
+/// The date and time crate of [`Clock`] and [`Timestamp`], re-exported so that callers use the
+/// same version.
+pub use chrono;
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use content_rule::{ContentRule, ContentRules};
 pub use digest::{Digest, DigestAlgorithm};
+pub use engine::{
+    DEFAULT_TRASH_RETENTION, IDEMPOTENCY_KEY, IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LEN, check_idempotency_key,
+};
 pub use engine::{
     Download, Engine, EngineBuilder, ImportOutcome, ImportedVersion, Page, REPOSITORY_MARKER, RebuildMode,
     RebuildOptions, RebuildReport, RecoveryReport, SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample,
     StagedUpload, UploadOptions, Usage, VersionCheck,
 };
-pub use engine::{IDEMPOTENCY_KEY, IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LEN, check_idempotency_key};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use id::{CollectionId, IdRule, RepositoryId, SessionId, VersionId};
 /// The object store crate the engine's [`Engine::store`] comes from, re-exported so that
 /// callers build stores with the same version.
 pub use object_store;
+pub use protocol::ProtectionChange;
 pub use quota_stream::{QuotaStream, StreamSummary};
 pub use rotation::{Fifo, RotationStrategies, RotationStrategy};
 pub use session::Session;

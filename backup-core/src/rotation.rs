@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::id::VersionId;
-use crate::protocol::{Counters, VersionRange};
+/// What a strategy's [`RotationStrategy::needs`] reads and returns, here so that a strategy
+/// needs nothing from the catalog's interface.
+pub use crate::protocol::{Counters, VersionRange};
 use crate::spec::{CollectionSpec, RetentionSpec};
 use crate::time::Timestamp;
 use crate::version::Version;
@@ -213,23 +215,41 @@ impl RotationPlan {
 /// trait is synchronous.
 ///
 /// ```
-/// use backup_core::protocol::{Counters, VersionRange};
-/// use backup_core::rotation::{Mark, RotationDecision, RotationInput, RotationPlan, RotationStrategy};
+/// use backup_core::rotation::{
+///     Counters, Mark, PROTECTED, RotationDecision, RotationInput, RotationPlan, RotationStrategy, VersionRange,
+/// };
 /// use backup_core::CollectionSpec;
 ///
-/// /// Keeps everything: for a collection that is emptied by hand.
+/// /// Keeps the newest two versions (making room for an incoming one), and whatever is
+/// /// protected.
 /// #[derive(Debug)]
-/// struct KeepAll;
+/// struct KeepTwo;
 ///
-/// impl RotationStrategy for KeepAll {
-///     fn name(&self) -> &str { "keep-all" }
-///     fn needs(&self, _spec: &CollectionSpec, _counters: &Counters) -> VersionRange { VersionRange::None }
+/// impl RotationStrategy for KeepTwo {
+///     fn name(&self) -> &str { "keep-two" }
+///     // Every committed version: those it does not ask for would be kept. (A strategy
+///     // bounded by `max_versions` may ask for fewer: `VersionRange::Newest(n)`.)
+///     fn needs(&self, _spec: &CollectionSpec, _counters: &Counters) -> VersionRange { VersionRange::All }
 ///     fn plan(&self, input: &RotationInput<'_>) -> RotationPlan {
-///         RotationPlan::new(input.versions.iter().map(|v| RotationDecision::new(v.id, v.number, Mark::Keep, "keep-all")).collect())
+///         let room = if input.incoming.is_some() { 1 } else { 2 };
+///         let keep_from = input.versions.len().saturating_sub(room);
+///         RotationPlan::new(
+///             input.versions.iter().enumerate().map(|(i, v)| {
+///                 // A protected version must stay; PROTECTED lets the engine say how it is.
+///                 let (mark, why) = if v.protected {
+///                     (Mark::Keep, PROTECTED)
+///                 } else if i >= keep_from {
+///                     (Mark::Keep, "among the newest two")
+///                 } else {
+///                     (Mark::Evict, "older than the newest two")
+///                 };
+///                 RotationDecision::new(v.id, v.number, mark, why)
+///             }).collect(),
+///         )
 ///     }
 /// }
 ///
-/// let engine = backup_core::Engine::builder().rotation_strategy(std::sync::Arc::new(KeepAll)).build()?;
+/// let engine = backup_core::Engine::builder().rotation_strategy(std::sync::Arc::new(KeepTwo)).build()?;
 /// # Ok::<(), backup_core::Error>(())
 /// ```
 pub trait RotationStrategy: Debug + Send + Sync + 'static {

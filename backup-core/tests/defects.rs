@@ -138,7 +138,8 @@ impl ObjectStore for RacingStore {
 async fn a_download_racing_a_rotation_is_not_found_not_corrupted() {
     let store =
         Arc::new(RacingStore { inner: Arc::new(object_store::memory::InMemory::new()), before_get: Mutex::new(None) });
-    let engine = Engine::builder().store(store.clone()).build().unwrap();
+    // Purged at once, so the rotation deletes the object under the download.
+    let engine = Engine::builder().store(store.clone()).trash_retention(Duration::ZERO).build().unwrap();
     let me = Actor::user("u");
     let id: CollectionId = "c".parse().unwrap();
     engine.create_collection(&me, &id, spec(1)).await.unwrap();

@@ -531,3 +531,25 @@ async fn version_objects(engine: &Engine) -> Vec<String> {
     let all: Vec<_> = engine.store().list(Some(&"data/c".into())).try_collect().await.unwrap();
     all.into_iter().map(|m| m.location.to_string()).filter(|k| backup_core::described_object(k).is_none()).collect()
 }
+
+/// With the defaults, a deleted version can be restored for a day; once purged (here with no
+/// trash retention), a restore says why it cannot, instead of "no version 1".
+#[tokio::test]
+async fn a_deleted_version_is_restorable_by_default_and_a_purged_one_says_why() {
+    let actor = Actor::user("u");
+    let id: CollectionId = "c".parse().unwrap();
+    let engine = Engine::in_memory();
+    engine.create_collection(&actor, &id, spec()).await.unwrap();
+    engine.upload(&actor, &id, body_of(pattern(1, 10), 5)).await.unwrap();
+    engine.delete_version(&actor, &id, 1).await.unwrap();
+    assert_eq!(engine.restore_version(&actor, &id, 1).await.unwrap().number, 1, "restorable by default");
+
+    let engine = Engine::builder().trash_retention(Duration::ZERO).build().unwrap();
+    engine.create_collection(&actor, &id, spec()).await.unwrap();
+    engine.upload(&actor, &id, body_of(pattern(1, 10), 5)).await.unwrap();
+    engine.delete_version(&actor, &id, 1).await.unwrap();
+    let e = engine.restore_version(&actor, &id, 1).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(matches!(e, Error::VersionPurged { number: 1, .. }), "{e:?}");
+    assert!(e.to_string().contains("trash retention"), "{e}");
+}

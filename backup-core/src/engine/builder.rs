@@ -73,8 +73,9 @@ impl Default for EngineBuilder {
 
 impl EngineBuilder {
     /// A builder with the defaults: in-memory catalog and store, [`AllowAll`], the system
-    /// clock, FIFO retention, 8 MiB parts, two parts in flight, a one-minute lease, no trash
-    /// retention, a 15-minute grace, no instance name.
+    /// clock, FIFO retention, 8 MiB parts, two parts in flight, a one-minute lease, a day of
+    /// trash retention ([`crate::DEFAULT_TRASH_RETENTION`]), a 15-minute grace, no instance
+    /// name.
     pub fn new() -> Self {
         Self::default()
     }
@@ -162,8 +163,11 @@ impl EngineBuilder {
         self
     }
 
-    /// How long trashed versions keep their objects (and can be restored) before they are
-    /// purged (default zero: deleted right after the commit or deletion that trashed them).
+    /// How long trashed versions (deleted, or rotated out) keep their objects and can be
+    /// restored before they are purged (default: [`crate::DEFAULT_TRASH_RETENTION`], a day).
+    /// Zero purges them right after the commit or deletion that trashed them. Trashed
+    /// versions do not count against the collection's limits; their bytes stay on the store
+    /// until they are purged.
     pub fn trash_retention(mut self, retention: Duration) -> Self {
         self.config.trash_retention = retention;
         self

@@ -493,6 +493,45 @@ pub fn check_idempotency_key(key: &str) -> Result<()> {
 }
 
 impl Engine {
+    /// Uploads the file at `path` as a new version: streamed in 256 KiB reads (never held
+    /// whole in memory), its size announced so that the reservation is exact and a file that
+    /// changes size while it is read fails instead of storing something else.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use backup_core::{Actor, CollectionSpec, Engine, Limits, UploadOptions};
+    /// let engine = Engine::in_memory();
+    /// let (me, id) = (Actor::user("me"), "db".parse()?);
+    /// engine.create_collection(&me, &id, CollectionSpec::new("db-${version}.sql", Limits::new(3, 1 << 20, 3 << 20)?)).await?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let dump = dir.path().join("db.sql");
+    /// std::fs::write(&dump, "CREATE TABLE t (x int);").unwrap();
+    /// let version = engine.upload_file(&me, &id, &dump, UploadOptions::new().metadata("source", "nightly")).await?;
+    /// assert_eq!((version.number, version.size), (1, 23));
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the file cannot be opened or is not a regular file;
+    /// [`Error::Body`] when reading it fails or its size changes; as [`Engine::upload_with`].
+    pub async fn upload_file(
+        &self,
+        actor: &Actor,
+        collection: &CollectionId,
+        path: impl AsRef<std::path::Path>,
+        options: UploadOptions,
+    ) -> Result<Version> {
+        let path = path.as_ref();
+        let unreadable = |e: std::io::Error| Error::invalid("file", format!("{}: {e}", path.display()));
+        let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        let meta = file.metadata().await.map_err(unreadable)?;
+        if !meta.is_file() {
+            return Err(Error::invalid("file", format!("{} is not a regular file", path.display())));
+        }
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        self.upload_with(actor, collection, body, options.expected_size(meta.len())).await
+    }
+
     /// The version the `actor` uploaded with this idempotency key
     /// ([`UploadOptions::idempotency_key`]), among the collection's
     /// [`IDEMPOTENCY_WINDOW`] newest: how a client that lost the answer to an upload (or was

@@ -124,6 +124,13 @@ pub fn decide_restore(
 ) -> Result<Decision<Version>> {
     let cs = collection_of(state, collection)?;
     let now = audit.at;
+    if let Some(gone) = cs.version_numbered(number).filter(|v| v.state == VersionState::Purged) {
+        return Err(Error::VersionPurged {
+            collection: collection.clone(),
+            number,
+            purged_at: gone.purged_at.unwrap_or(now),
+        });
+    }
     let v = version_in_state(cs, collection, number, VersionState::Trashed)?;
     let limits = &cs.collection.spec.limits;
     let counters = &cs.counters;
