@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) simulations_per_user: PerUser,
     /// Disk space given back when the disk fills (see `space`).
     pub(crate) space: crate::space::SpaceReserve,
+    /// How often verifications log their progress (`--progress-interval`).
+    pub(crate) progress_interval: Duration,
 }
 
 /// What [`AppState::new`] needs.
@@ -93,11 +95,16 @@ pub struct StateParts {
 impl AppState {
     /// The state of a server.
     pub fn new(parts: StateParts) -> Self {
-        AppState::with_space(parts, crate::space::SpaceReserve::none())
+        AppState::with_space(parts, crate::space::SpaceReserve::none(), crate::progress::DEFAULT_INTERVAL)
     }
 
-    /// The state of a server whose local disk has a space reserve.
-    pub(crate) fn with_space(parts: StateParts, space: crate::space::SpaceReserve) -> Self {
+    /// The state of a server whose local disk has a space reserve, logging the progress of
+    /// verifications every `progress_interval`.
+    pub(crate) fn with_space(
+        parts: StateParts,
+        space: crate::space::SpaceReserve,
+        progress_interval: Duration,
+    ) -> Self {
         let engine = parts.engine;
         AppState {
             inner: Arc::new(Shared {
@@ -127,6 +134,7 @@ impl AppState {
                 downloads_per_user: PerUser::new(parts.max_downloads_per_user, "downloads"),
                 login_timeout: parts.login_timeout,
                 space,
+                progress_interval,
             }),
         }
     }
