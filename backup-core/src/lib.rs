@@ -107,6 +107,8 @@
 //! [`Engine::rebuild_catalog`] brings a lost catalog back from the store alone, or brings a
 //! catalog restored from a snapshot up to date; its example is the whole drill.
 //! [`Engine::import_version`] brings versions of another system in, keeping their numbers.
+//! These read every version, so a rebuild and [`Engine::verify_collection_with`] report their
+//! progress to a [`Progress`] of the caller's, at a bounded rate ([`progress`]).
 //!
 //! A description is written after the catalog step that changes its version (a commit, a
 //! deletion, a restore, a hold, a rotation), so a process can die in between. The step marks
@@ -182,6 +184,7 @@ pub mod digest;
 mod engine;
 pub mod error;
 pub mod id;
+pub mod progress;
 pub mod protocol;
 pub mod quota;
 mod quota_stream;
@@ -221,6 +224,7 @@ pub use id::{CollectionId, IdRule, RepositoryId, SessionId, VersionId};
 /// The object store crate the engine's [`Engine::store`] comes from, re-exported so that
 /// callers build stores with the same version.
 pub use object_store;
+pub use progress::{Progress, ProgressTracker, ProgressUpdate};
 pub use protocol::ProtectionChange;
 pub use quota_stream::{QuotaStream, StreamSummary};
 pub use rotation::{Fifo, RotationStrategies, RotationStrategy};

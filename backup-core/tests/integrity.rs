@@ -281,3 +281,58 @@ async fn a_restored_snapshot_reports_each_damaged_version_once() {
     let v1 = engine.catalog().get_version(&s.id, VersionSelector::Number(1)).await.unwrap();
     assert!(v1.quarantined.is_some());
 }
+
+/// Records every report, and reports every step.
+#[derive(Debug, Default)]
+struct Recorded(std::sync::Mutex<Vec<backup_core::ProgressUpdate>>);
+
+impl backup_core::Progress for Recorded {
+    fn report(&self, update: &backup_core::ProgressUpdate) {
+        self.0.lock().unwrap().push(update.clone());
+    }
+    fn interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+/// A verification and a rebuild report their progress (issue 24 §5.6): the versions and bytes
+/// done of the totals the catalog counts, the rebuild phase by phase; a verification without a
+/// progress behaves as before.
+#[tokio::test]
+async fn a_verification_and_a_rebuild_report_their_progress() {
+    let s = setup(4).await;
+    let total_bytes: u64 = s.versions.iter().map(|v| v.size).sum();
+    let recorded = Arc::new(Recorded::default());
+    let checks = s.engine.verify_collection_with(&s.actor, &s.id, Some(recorded.clone())).await.unwrap();
+    assert_eq!(checks, s.engine.verify_collection(&s.actor, &s.id).await.unwrap());
+    let seen: Vec<_> = recorded.0.lock().unwrap().drain(..).collect();
+    assert!(seen.iter().all(|u| u.phase == "verifying db" && u.total == Some(4) && u.total_bytes == Some(total_bytes)));
+    let (first, last) = (seen.first().unwrap(), seen.last().unwrap());
+    assert_eq!((first.done, first.bytes, first.finished), (0, 0, false));
+    assert_eq!((last.done, last.bytes, last.finished), (4, total_bytes, true));
+    assert!(seen.windows(2).all(|w| w[0].done <= w[1].done && w[0].bytes <= w[1].bytes), "figures only grow");
+    assert!(seen.len() > 4, "reported between the ends: {seen:#?}");
+
+    let rebuilt = Engine::builder()
+        .catalog(Arc::new(MemoryCatalog::new()))
+        .store(s.store.clone())
+        .adopt_store(true)
+        .build()
+        .unwrap();
+    let options = RebuildOptions::empty_catalog().verify_digests(true).progress(recorded.clone());
+    assert_eq!(rebuilt.rebuild_catalog(&options).await.unwrap().versions, 4);
+    let seen = recorded.0.lock().unwrap();
+    let ends: Vec<(&str, u64, Option<u64>, u64)> =
+        seen.iter().filter(|u| u.finished).map(|u| (u.phase.as_str(), u.done, u.total, u.bytes)).collect();
+    let descriptions: u64 = ends[1].3;
+    assert_eq!(
+        ends,
+        [
+            ("listing the store", ends[0].1, None, 0),
+            ("reading descriptions", 4, Some(4), descriptions),
+            ("checking objects", 4, Some(4), total_bytes),
+            ("writing the catalog", 4, Some(4), 0),
+        ]
+    );
+    assert!(ends[0].1 >= 8, "objects and descriptions listed: {}", ends[0].1);
+}

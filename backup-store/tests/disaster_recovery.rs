@@ -1,12 +1,12 @@
-//! The disaster-recovery drill (`backup_core::conformance::recovery`) with the durable
-//! catalogs: SQLite on local disk and on the in-process S3 server, PostgreSQL on local disk.
+//! The disaster-recovery suite (`backup_core::conformance::recovery`) with the durable
+//! catalogs: SQLite on local disk and on the in-process S3 server, PostgreSQL on local disk,
+//! one test per check and backend.
 //! The catalog is lost; a fresh one is rebuilt from the store alone, and another from a
 //! snapshot plus the store.
 
 use std::sync::Arc;
 
 use backup_core::Catalog;
-use backup_core::conformance::recovery::disaster_recovery_drill;
 use backup_store::SqliteCatalog;
 use futures::future::BoxFuture;
 
@@ -17,51 +17,6 @@ fn sqlite_catalogs(dir: &std::path::Path) -> impl Fn() -> BoxFuture<'static, Arc
         let path = dir.join(format!("catalog-{}.db", uuid::Uuid::new_v4().simple()));
         Box::pin(async move { Arc::new(SqliteCatalog::open(path).await.expect("sqlite")) as Arc<dyn Catalog> })
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drill_on_local_disk_with_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = backup_store::local_disk_store(dir.path().join("blobs")).unwrap();
-    disaster_recovery_drill(store, &sqlite_catalogs(dir.path())).await;
-}
-
-#[cfg(feature = "aws")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drill_on_s3_with_sqlite() {
-    let server = backup_store::testing::S3Server::start().await;
-    let store = backup_store::object_store_from_url(&server.url(), &backup_store::StoreOptions::default()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    disaster_recovery_drill(store, &sqlite_catalogs(dir.path())).await;
-}
-
-#[cfg(not(feature = "aws"))]
-#[test]
-fn drill_on_s3_with_sqlite() {
-    backup_store::testing::skipped("drill_on_s3_with_sqlite", "built without the `aws` feature");
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drill_on_local_disk_with_postgres() {
-    use backup_store::testing::{database_url, fresh_schema};
-    let Some(url) = database_url("drill_on_local_disk_with_postgres") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let store = backup_store::local_disk_store(dir.path()).unwrap();
-    let catalogs = move || -> BoxFuture<'static, Arc<dyn Catalog>> {
-        let (url, schema) = (url.clone(), fresh_schema("drill"));
-        Box::pin(async move {
-            let catalog = backup_store::PostgresCatalog::builder(&url).schema(&schema).build().await.expect("postgres");
-            Arc::new(catalog) as Arc<dyn Catalog>
-        })
-    };
-    disaster_recovery_drill(store, &catalogs).await;
-}
-
-#[cfg(not(feature = "postgres"))]
-#[test]
-fn drill_on_local_disk_with_postgres() {
-    backup_store::testing::skipped("drill_on_local_disk_with_postgres", "built without the `postgres` feature");
 }
 
 /// Fresh PostgreSQL catalogs, each in a schema of its own; `None` (reported as skipped) without
@@ -79,8 +34,9 @@ fn postgres_catalogs(test: &str) -> Option<impl Fn() -> BoxFuture<'static, Arc<d
     })
 }
 
-/// The checks of `backup_core::conformance::recovery` beyond the drill, each on SQLite with
-/// local disk and on PostgreSQL with local disk.
+/// Every check of `backup_core::conformance::recovery` (the suite's one list,
+/// `backup_core::for_each_recovery_check!`), each a test of its own on SQLite with local disk,
+/// SQLite with the in-process S3 server, and PostgreSQL with local disk.
 macro_rules! recovery_checks {
     ($($check:ident),* $(,)?) => {
         mod sqlite_local_disk {
@@ -91,6 +47,31 @@ macro_rules! recovery_checks {
                     let dir = tempfile::tempdir().unwrap();
                     let store = backup_store::local_disk_store(dir.path().join("blobs")).unwrap();
                     backup_core::conformance::recovery::$check(store, &sqlite_catalogs(dir.path())).await;
+                }
+            )*
+        }
+        mod sqlite_s3 {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[cfg(feature = "aws")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let server = backup_store::testing::S3Server::start().await;
+                    let store =
+                        backup_store::object_store_from_url(&server.url(), &backup_store::StoreOptions::default())
+                            .unwrap();
+                    let dir = tempfile::tempdir().unwrap();
+                    backup_core::conformance::recovery::$check(store, &sqlite_catalogs(dir.path())).await;
+                }
+
+                #[cfg(not(feature = "aws"))]
+                #[test]
+                fn $check() {
+                    backup_store::testing::skipped(
+                        concat!("sqlite_s3::", stringify!($check)),
+                        "built without the `aws` feature",
+                    );
                 }
             )*
         }
@@ -122,9 +103,4 @@ macro_rules! recovery_checks {
     };
 }
 
-recovery_checks!(
-    out_of_range_numbers_and_unusable_specs_are_skipped,
-    maximal_metadata_survives_a_rebuild,
-    recovery_describes_a_version_committed_without_its_description,
-    a_rebuild_never_reuses_a_number
-);
+backup_core::for_each_recovery_check!(recovery_checks);

@@ -2,15 +2,18 @@
 //!
 //! Each check is a `pub async fn` over `&dyn Catalog` that works in fresh, randomly named
 //! collections and sessions, so checks can run in parallel against one database. A backend
-//! runs [`run_all`] (or each check as a test case of its own, as `backup-store` does with one
-//! case per backend), and [`run_all_on_empty`] with catalogs of its own.
+//! runs [`run_all`] and [`run_all_on_empty`], or each check of [`CHECKS`] as a test case of its
+//! own ([`for_each_catalog_check!`](crate::for_each_catalog_check) names them all, as `backup-store` does with one case per
+//! check and backend).
 
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use super::unique_collection;
+use futures::future::BoxFuture;
+
+use super::{NewCatalog, unique_collection};
 use crate::audit::AuditEvent;
 use crate::catalog::{
     AbortCondition, AbortOutcome, Catalog, CatalogExt, CatalogRecord, KeyClass, PendingFilter, VersionQuery,
@@ -29,48 +32,219 @@ use crate::spec::{CollectionSpec, Limits, RetentionSpec};
 use crate::time::Timestamp;
 use crate::version::{Collection, PendingUpload, TombstoneKind, Uploader, Version, VersionSelector, VersionState};
 
-/// Runs every check of the suite that can share a catalog with others.
-pub async fn run_all(catalog: Arc<dyn Catalog>) {
-    let c = catalog.as_ref();
-    collections_crud(c).await;
-    list_collections_paginates(c).await;
-    reserve_commit_numbers_and_lists(c).await;
-    commit_applies_rotation_and_purge(c).await;
-    quota_is_enforced_at_reserve_and_commit(c).await;
-    live_uploads_are_capped(c).await;
-    multipart_ids_are_recorded_and_tombstoned(c).await;
-    unknown_sizes_grow_as_their_bytes_arrive(catalog.clone()).await;
-    leases_expire_and_are_never_revived(c).await;
-    an_expired_lease_is_renewed_while_its_room_is_free(c).await;
-    abort_reports_what_it_found_and_leaves_a_tombstone(c).await;
-    tombstones_are_listed_classified_and_forgotten(c).await;
-    delete_collection_checks_first_and_tombstones_its_trash(c).await;
-    counters_follow_every_step(c).await;
-    loads_choose_versions_by_range(c).await;
-    pending_uploads_are_listed_by_owner_and_expiry(c).await;
-    held_versions_stay(c).await;
-    metadata_is_kept_with_the_version(c).await;
-    version_numbers_stay_in_range(c).await;
-    description_marks_are_set_listed_and_cleared(c).await;
-    gfs_rotation_runs_in_the_commit(c).await;
-    single_use_session_is_consumed_by_commit(c).await;
-    required_session_must_be_active_at_commit(c).await;
-    sessions_register_list_revoke_expire(c).await;
-    audit_events_are_appended_in_order(c).await;
-    export_is_a_complete_consistent_snapshot(c).await;
-    restore_brings_back_a_trashed_version_if_it_fits(c).await;
-    a_failing_step_writes_nothing(c).await;
-    concurrent_reservations_are_atomic(catalog.clone()).await;
-    concurrent_commits_get_unique_numbers(catalog.clone()).await;
-    uploads_under_a_monitor_never_pass_the_hard_limit(catalog.clone(), Arc::new(object_store::memory::InMemory::new()))
-        .await;
+/// Calls `$callback!` with every check of the catalog suite, each as `name: kind`: the one
+/// list that [`CHECKS`], [`run_all`] and [`run_all_on_empty`] are made from. A backend's test
+/// file expands it into one test per check (as `backup-store`'s `tests/catalogs.rs` does on the
+/// memory, SQLite and PostgreSQL catalogs), so a check added here runs on every backend, with
+/// its own test name, and a `pub async fn` check of [`crate::conformance::catalog`] missing
+/// from this list fails `backup-core`'s tests.
+///
+/// `for_each_catalog_check!(callback)` expands to `callback! { name: kind, … }`, and
+/// `for_each_catalog_check!(callback, tokens…)` to `callback! { tokens… ; name: kind, … }`.
+/// The kind says how the check uses catalogs (see [`Check::run`]): `shared` takes a `&dyn
+/// Catalog` that other checks may use too, `shared_arc` an `Arc<dyn Catalog>` (it spawns
+/// tasks), `shared_with_store` an `Arc<dyn Catalog>` and an object store, `empty` a catalog of
+/// its own, empty at the start, and `source_and_empty` a catalog to export from and an empty
+/// one to import into.
+///
+/// ```
+/// use std::sync::Arc;
+/// use backup_core::{Catalog, MemoryCatalog};
+/// use futures::future::BoxFuture;
+///
+/// fn memory() -> BoxFuture<'static, Arc<dyn Catalog>> {
+///     Box::pin(async { Arc::new(MemoryCatalog::new()) as Arc<dyn Catalog> })
+/// }
+///
+/// macro_rules! one_test_per_check {
+///     ($($check:ident: $kind:ident),* $(,)?) => {
+///         $(
+///             #[tokio::test(flavor = "multi_thread")]
+///             async fn $check() {
+///                 backup_core::conformance::catalog::check(stringify!($check)).run(&memory).await;
+///             }
+///         )*
+///     };
+/// }
+/// backup_core::for_each_catalog_check!(one_test_per_check);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! for_each_catalog_check {
+    ($callback:ident) => {
+        $crate::for_each_catalog_check! { @list $callback {} }
+    };
+    ($callback:ident, $($extra:tt)*) => {
+        $crate::for_each_catalog_check! { @list $callback { $($extra)* ; } }
+    };
+    (@list $callback:ident { $($extra:tt)* }) => {
+        $callback! {
+            $($extra)*
+            collections_crud: shared,
+            list_collections_paginates: shared,
+            reserve_commit_numbers_and_lists: shared,
+            commit_applies_rotation_and_purge: shared,
+            quota_is_enforced_at_reserve_and_commit: shared,
+            live_uploads_are_capped: shared,
+            multipart_ids_are_recorded_and_tombstoned: shared,
+            unknown_sizes_grow_as_their_bytes_arrive: shared_arc,
+            leases_expire_and_are_never_revived: shared,
+            an_expired_lease_is_renewed_while_its_room_is_free: shared,
+            abort_reports_what_it_found_and_leaves_a_tombstone: shared,
+            tombstones_are_listed_classified_and_forgotten: shared,
+            delete_collection_checks_first_and_tombstones_its_trash: shared,
+            counters_follow_every_step: shared,
+            loads_choose_versions_by_range: shared,
+            pending_uploads_are_listed_by_owner_and_expiry: shared,
+            held_versions_stay: shared,
+            metadata_is_kept_with_the_version: shared,
+            version_numbers_stay_in_range: shared,
+            description_marks_are_set_listed_and_cleared: shared,
+            gfs_rotation_runs_in_the_commit: shared,
+            single_use_session_is_consumed_by_commit: shared,
+            required_session_must_be_active_at_commit: shared,
+            sessions_register_list_revoke_expire: shared,
+            audit_events_are_appended_in_order: shared,
+            export_is_a_complete_consistent_snapshot: shared,
+            restore_brings_back_a_trashed_version_if_it_fits: shared,
+            a_failing_step_writes_nothing: shared,
+            concurrent_reservations_are_atomic: shared_arc,
+            concurrent_commits_get_unique_numbers: shared_arc,
+            uploads_under_a_monitor_never_pass_the_hard_limit: shared_with_store,
+            repository_id_is_claimed_once: empty,
+            import_refuses_bad_snapshots: empty,
+            import_restores_an_export: source_and_empty,
+        }
+    };
 }
 
-/// The checks that need catalogs of their own, empty at the start.
-pub async fn run_all_on_empty(empty: Arc<dyn Catalog>, scratch: Arc<dyn Catalog>) {
-    repository_id_is_claimed_once(scratch.as_ref()).await;
-    import_refuses_bad_snapshots(empty.as_ref()).await;
-    import_restores_an_export(scratch.as_ref(), empty.as_ref()).await;
+/// One check of the suite: its name and how it uses catalogs.
+#[derive(Clone, Copy)]
+pub struct Check {
+    /// The check's name, the name of its function in this module.
+    pub name: &'static str,
+    run: Run,
+}
+
+/// A check that also takes an object store.
+type WithStore = fn(Arc<dyn Catalog>, Arc<dyn object_store::ObjectStore>) -> BoxFuture<'static, ()>;
+
+/// A check's function, by how it uses catalogs (the kinds of [`for_each_catalog_check!`](crate::for_each_catalog_check)).
+#[derive(Clone, Copy)]
+enum Run {
+    Shared(for<'a> fn(&'a dyn Catalog) -> BoxFuture<'a, ()>),
+    SharedArc(fn(Arc<dyn Catalog>) -> BoxFuture<'static, ()>),
+    SharedWithStore(WithStore),
+    Empty(for<'a> fn(&'a dyn Catalog) -> BoxFuture<'a, ()>),
+    SourceAndEmpty(for<'a> fn(&'a dyn Catalog, &'a dyn Catalog) -> BoxFuture<'a, ()>),
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check").field("name", &self.name).field("shares_a_catalog", &self.shares_a_catalog()).finish()
+    }
+}
+
+impl Check {
+    /// Whether the check can run in a catalog that other checks use too ([`run_all`] runs
+    /// those); the others need empty catalogs of their own ([`run_all_on_empty`]).
+    pub fn shares_a_catalog(&self) -> bool {
+        matches!(self.run, Run::Shared(_) | Run::SharedArc(_) | Run::SharedWithStore(_))
+    }
+
+    /// Runs the check on fresh catalogs from `new_catalog`: one, or two for an import (a
+    /// source and an empty target); one that needs an object store gets an in-memory one.
+    pub async fn run(&self, new_catalog: NewCatalog<'_>) {
+        match self.run {
+            Run::Shared(check) | Run::Empty(check) => check(new_catalog().await.as_ref()).await,
+            Run::SharedArc(_) | Run::SharedWithStore(_) => self.run_in(new_catalog().await).await,
+            Run::SourceAndEmpty(check) => {
+                let (source, empty) = (new_catalog().await, new_catalog().await);
+                check(source.as_ref(), empty.as_ref()).await;
+            }
+        }
+    }
+
+    /// Runs a check that [`Check::shares_a_catalog`] in `catalog`.
+    async fn run_in(&self, catalog: Arc<dyn Catalog>) {
+        match self.run {
+            Run::Shared(check) => check(catalog.as_ref()).await,
+            Run::SharedArc(check) => check(catalog).await,
+            Run::SharedWithStore(check) => check(catalog, Arc::new(object_store::memory::InMemory::new())).await,
+            Run::Empty(_) | Run::SourceAndEmpty(_) => {
+                unreachable!("{} needs catalogs of its own: run_all leaves it out", self.name)
+            }
+        }
+    }
+}
+
+/// Every check of the suite, in the order of [`for_each_catalog_check!`](crate::for_each_catalog_check).
+pub const CHECKS: &[Check] = boxed::CHECKS;
+
+/// The check called `name`.
+///
+/// # Panics
+/// If the suite has no such check: names come from [`for_each_catalog_check!`](crate::for_each_catalog_check).
+pub fn check(name: &str) -> &'static Check {
+    CHECKS.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("the catalog suite has no check called {name:?}"))
+}
+
+/// The checks as functions of one signature per kind, returning boxed futures.
+mod boxed {
+    use super::*;
+
+    macro_rules! table {
+        ($($check:ident: $kind:ident),* $(,)?) => {
+            $( table!(@boxed $kind $check); )*
+            pub(super) const CHECKS: &[Check] =
+                &[$( Check { name: stringify!($check), run: table!(@run $kind $check) } ),*];
+        };
+        (@boxed shared $check:ident) => {
+            fn $check(catalog: &dyn Catalog) -> BoxFuture<'_, ()> {
+                Box::pin(super::$check(catalog))
+            }
+        };
+        (@boxed empty $check:ident) => {
+            table!(@boxed shared $check);
+        };
+        (@boxed shared_arc $check:ident) => {
+            fn $check(catalog: Arc<dyn Catalog>) -> BoxFuture<'static, ()> {
+                Box::pin(super::$check(catalog))
+            }
+        };
+        (@boxed shared_with_store $check:ident) => {
+            fn $check(catalog: Arc<dyn Catalog>, store: Arc<dyn object_store::ObjectStore>) -> BoxFuture<'static, ()> {
+                Box::pin(super::$check(catalog, store))
+            }
+        };
+        (@boxed source_and_empty $check:ident) => {
+            fn $check<'a>(source: &'a dyn Catalog, empty: &'a dyn Catalog) -> BoxFuture<'a, ()> {
+                Box::pin(super::$check(source, empty))
+            }
+        };
+        (@run shared $check:ident) => { Run::Shared($check) };
+        (@run empty $check:ident) => { Run::Empty($check) };
+        (@run shared_arc $check:ident) => { Run::SharedArc($check) };
+        (@run shared_with_store $check:ident) => { Run::SharedWithStore($check) };
+        (@run source_and_empty $check:ident) => { Run::SourceAndEmpty($check) };
+    }
+
+    crate::for_each_catalog_check!(table);
+}
+
+/// Runs every check of the suite that can share a catalog with others, in `catalog`.
+pub async fn run_all(catalog: Arc<dyn Catalog>) {
+    for check in CHECKS.iter().filter(|c| c.shares_a_catalog()) {
+        check.run_in(catalog.clone()).await;
+    }
+}
+
+/// Runs the checks that need catalogs of their own, empty at the start, each on fresh ones
+/// from `new_catalog`.
+pub async fn run_all_on_empty(new_catalog: NewCatalog<'_>) {
+    for check in CHECKS.iter().filter(|c| !c.shares_a_catalog()) {
+        check.run(new_catalog).await;
+    }
 }
 
 /// Every record of a snapshot, the header's time left out, in a stable order: for comparing

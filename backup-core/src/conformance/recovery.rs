@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -20,8 +19,72 @@ use crate::spec::{CollectionSpec, Limits};
 use crate::testing::{body_of, pattern};
 use crate::version::{Version, VersionSelector, VersionState};
 
-/// Makes a fresh, empty catalog of the kind under test.
-pub type NewCatalog<'a> = &'a (dyn Fn() -> BoxFuture<'static, Arc<dyn Catalog>> + Sync);
+pub use super::NewCatalog;
+
+/// Calls `$callback!` with the name of every check of the disaster-recovery suite, each a
+/// `pub async fn(Arc<dyn ObjectStore>, NewCatalog<'_>)` of [`crate::conformance::recovery`]:
+/// the one list that [`run_all`] is made from, and that a backend's test file expands into one
+/// test per check (as `backup-store`'s `tests/disaster_recovery.rs` does with SQLite and
+/// PostgreSQL), so a check added here runs on every backend, and a `pub async fn` check missing
+/// from this list fails `backup-core`'s tests.
+///
+/// `for_each_recovery_check!(callback)` expands to `callback! { name, … }`, and
+/// `for_each_recovery_check!(callback, tokens…)` to `callback! { tokens… ; name, … }`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use backup_core::{Catalog, MemoryCatalog};
+/// use futures::future::BoxFuture;
+///
+/// fn memory() -> BoxFuture<'static, Arc<dyn Catalog>> {
+///     Box::pin(async { Arc::new(MemoryCatalog::new()) as Arc<dyn Catalog> })
+/// }
+///
+/// macro_rules! one_test_per_check {
+///     ($($check:ident),* $(,)?) => {
+///         $(
+///             #[tokio::test]
+///             async fn $check() {
+///                 let store = Arc::new(object_store::memory::InMemory::new());
+///                 backup_core::conformance::recovery::$check(store, &memory).await;
+///             }
+///         )*
+///     };
+/// }
+/// backup_core::for_each_recovery_check!(one_test_per_check);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! for_each_recovery_check {
+    ($callback:ident) => {
+        $crate::for_each_recovery_check! { @list $callback {} }
+    };
+    ($callback:ident, $($extra:tt)*) => {
+        $crate::for_each_recovery_check! { @list $callback { $($extra)* ; } }
+    };
+    (@list $callback:ident { $($extra:tt)* }) => {
+        $callback! {
+            $($extra)*
+            disaster_recovery_drill,
+            out_of_range_numbers_and_unusable_specs_are_skipped,
+            maximal_metadata_survives_a_rebuild,
+            recovery_describes_a_version_committed_without_its_description,
+            a_rebuild_never_reuses_a_number,
+        }
+    };
+}
+
+macro_rules! run_all {
+    ($($check:ident),* $(,)?) => {
+        /// Runs every check of the suite against `store`, each under a key prefix of its own,
+        /// with fresh catalogs from `new_catalog`.
+        pub async fn run_all(store: Arc<dyn ObjectStore>, new_catalog: NewCatalog<'_>) {
+            $( $check(store.clone(), new_catalog).await; )*
+        }
+    };
+}
+
+crate::for_each_recovery_check!(run_all);
 
 fn engine_on(store: &Arc<dyn ObjectStore>, catalog: Arc<dyn Catalog>, prefix: &str, adopt: bool) -> Engine {
     engine_with_clock(store, catalog, prefix, adopt, Arc::new(crate::clock::SystemClock))

@@ -2,6 +2,7 @@
 //! objects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -14,6 +15,7 @@ use crate::engine::describe::{Found, Intent, MAX_DESCRIPTION};
 use crate::engine::{Engine, ScrubReport};
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, RepositoryId};
+use crate::progress::{Progress, ProgressTracker};
 use crate::protocol::Verification;
 use crate::spec::CollectionSpec;
 use crate::store::{described_object, is_internal_key};
@@ -53,6 +55,12 @@ pub struct RebuildOptions {
     /// specs, even without versions. A collection only the descriptions know comes back with
     /// the spec its newest description carries.
     pub collections: Vec<(CollectionId, CollectionSpec)>,
+    /// Where the rebuild reports its progress (see [`crate::progress`]), phase by phase:
+    /// `listing the store` (objects, no total), `reading descriptions`, `checking objects`
+    /// (with [`RebuildOptions::verify_digests`], the bytes read of the bytes described), then
+    /// `writing the catalog` into an empty one, or `reconciling the catalog` and `adding
+    /// versions` to a restored one. Nothing is reported without one.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 impl RebuildOptions {
@@ -75,6 +83,12 @@ impl RebuildOptions {
     /// Declares a collection's spec.
     pub fn collection(mut self, id: CollectionId, spec: CollectionSpec) -> Self {
         self.collections.push((id, spec));
+        self
+    }
+
+    /// Reports the rebuild's progress to `progress`.
+    pub fn progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 }
@@ -262,13 +276,14 @@ impl Engine {
         for (_, spec) in &options.collections {
             self.validate_spec(spec)?;
         }
+        let progress = ProgressTracker::new(options.progress.clone(), self.inner.clock.clone());
         match options.mode {
-            RebuildMode::EmptyCatalog => self.rebuild_empty(options).await,
-            RebuildMode::AddMissing => self.add_missing(options).await,
+            RebuildMode::EmptyCatalog => self.rebuild_empty(options, &progress).await,
+            RebuildMode::AddMissing => self.add_missing(options, &progress).await,
         }
     }
 
-    async fn rebuild_empty(&self, options: &RebuildOptions) -> Result<RebuildReport> {
+    async fn rebuild_empty(&self, options: &RebuildOptions, progress: &ProgressTracker) -> Result<RebuildReport> {
         let catalog = &self.inner.catalog;
         let info = catalog.repository().await?;
         if info.id.is_some() || info.holds_versions || !catalog.list_collections(None, 1).await?.is_empty() {
@@ -279,7 +294,7 @@ impl Engine {
             )));
         }
         let repository = self.read_marker().await?;
-        let mut scan = self.scan(repository, options.verify_digests).await?;
+        let mut scan = self.scan(repository, options.verify_digests, progress).await?;
         let mut report =
             RebuildReport { repository, skipped: std::mem::take(&mut scan.skipped), ..RebuildReport::default() };
         let collections = self.collections_to_create(options, &mut scan, &Default::default(), &mut report);
@@ -311,13 +326,21 @@ impl Engine {
                 report.collections, report.versions
             )),
         )));
-        catalog.import(futures::stream::iter(records).boxed()).await?;
+        progress.start("writing the catalog", Some(report.versions), None);
+        let written = progress.clone();
+        let records = futures::stream::iter(records).inspect(move |r| {
+            if let Ok(CatalogRecord::Version(_)) = r {
+                written.advance(1, 0);
+            }
+        });
+        catalog.import(records.boxed()).await?;
+        progress.finish();
         Ok(report)
     }
 
-    async fn add_missing(&self, options: &RebuildOptions) -> Result<RebuildReport> {
+    async fn add_missing(&self, options: &RebuildOptions, progress: &ProgressTracker) -> Result<RebuildReport> {
         let repository = self.open_repository().await?;
-        let mut scan = self.scan(Some(repository), options.verify_digests).await?;
+        let mut scan = self.scan(Some(repository), options.verify_digests, progress).await?;
         let mut report = RebuildReport {
             repository: Some(repository),
             skipped: std::mem::take(&mut scan.skipped),
@@ -340,11 +363,15 @@ impl Engine {
         // reconciliation's to report.
         let damaged = std::mem::take(&mut scan.quarantined);
         let audit = AuditEvent::new(self.now(), "rebuild", "catalog.rebuild");
-        self.reconcile(&scan, &mut report).await?;
+        progress.start("reconciling the catalog", None, None);
+        self.reconcile(&scan, &mut report, progress).await?;
+        progress.finish();
         let numbered: BTreeSet<CollectionId> =
             scan.versions.keys().chain(scan.marks.keys()).chain(scan.intents.keys()).cloned().collect();
+        progress.start("adding versions", Some(scan.versions.values().map(|v| v.len() as u64).sum()), None);
         for (id, versions) in std::mem::take(&mut scan.versions) {
             for batch in versions.chunks(ADOPT_BATCH) {
+                progress.advance(batch.len() as u64, 0);
                 let adopted = catalog.adopt_versions(&id, batch.to_vec(), &audit).await?;
                 report.already_present += adopted.present.len() as u64;
                 for (number, reason) in adopted.refused {
@@ -359,6 +386,7 @@ impl Engine {
                 }
             }
         }
+        progress.finish();
         // Numbers given out after the snapshot that no version restored holds.
         for id in numbered {
             let next = scan.resume_at(&id);
@@ -378,7 +406,7 @@ impl Engine {
     /// trashed; a committed version whose object is gone (purged after the snapshot, or
     /// lost) is quarantined, never silently kept as downloadable; a trashed one whose object
     /// is gone is marked purged, never restorable.
-    async fn reconcile(&self, scan: &Scan, report: &mut RebuildReport) -> Result<()> {
+    async fn reconcile(&self, scan: &Scan, report: &mut RebuildReport, progress: &ProgressTracker) -> Result<()> {
         let catalog = &self.inner.catalog;
         let batch = self.inner.config.batch;
         let described: HashMap<_, _> = scan.versions.values().flatten().map(|v| (v.id, v)).collect();
@@ -389,6 +417,7 @@ impl Engine {
                 while let Some(versions) = versions.try_next().await? {
                     for v in versions {
                         self.reconcile_version(&v, described.get(&v.id).copied(), scan, report).await?;
+                        progress.advance(1, 0);
                     }
                 }
             }
@@ -474,12 +503,14 @@ impl Engine {
     }
 
     /// Lists the store, reads every description, and checks each against its object.
-    async fn scan(&self, repository: Option<RepositoryId>, verify: bool) -> Result<Scan> {
+    async fn scan(&self, repository: Option<RepositoryId>, verify: bool, progress: &ProgressTracker) -> Result<Scan> {
         let prefix = &self.inner.key_prefix;
         let mut objects: HashMap<String, u64> = HashMap::new();
         let mut descriptions: Vec<(Path, u64)> = Vec::new();
+        progress.start("listing the store", None, None);
         let mut listing = self.inner.store.list(Some(prefix));
         while let Some(meta) = listing.try_next().await.map_err(|e| Error::store("list", prefix, e))? {
+            progress.advance(1, 0);
             if is_internal_key(prefix, &meta.location) {
                 continue;
             }
@@ -489,15 +520,19 @@ impl Engine {
                 objects.insert(meta.location.to_string(), meta.size);
             }
         }
+        progress.finish();
         let mut scan = Scan::default();
+        progress.start("reading descriptions", Some(descriptions.len() as u64), None);
         let read = futures::stream::iter(descriptions)
             .map(|(key, size)| async move {
                 let found = self.read_description(&key, size).await;
+                progress.advance(1, size);
                 (key, found)
             })
             .buffer_unordered(READS_IN_FLIGHT)
             .collect::<Vec<_>>()
             .await;
+        progress.finish();
         let mut claims: HashMap<(CollectionId, u64), Vec<(Path, Version)>> = HashMap::new();
         let mut described: HashSet<String> = HashSet::new();
         let mut intents: Vec<Intent> = Vec::new();
@@ -535,6 +570,9 @@ impl Engine {
             }
             claims.entry((d.version.collection.clone(), d.version.number)).or_default().push((key, d.version));
         }
+        let (count, bytes) =
+            claims.values().filter(|c| c.len() == 1).fold((0, 0), |(n, b), c| (n + 1, b + c[0].1.size));
+        progress.start("checking objects", Some(count), verify.then_some(bytes));
         for ((collection, number), mut claimants) in claims {
             if claimants.len() > 1 {
                 let keys: Vec<String> = claimants.iter().map(|(k, _)| k.to_string()).collect();
@@ -546,7 +584,9 @@ impl Engine {
                 continue;
             }
             let Some((_, mut v)) = claimants.pop() else { continue };
-            if let Some(reason) = self.check_object(&v, objects.get(&v.object_key).copied(), verify).await? {
+            let checked = self.check_object(&v, objects.get(&v.object_key).copied(), verify, progress).await?;
+            progress.advance(1, 0);
+            if let Some(reason) = checked {
                 scan.quarantined.push((collection.clone(), number, reason.clone()));
                 if v.state == VersionState::Committed && v.quarantined.is_none() {
                     v = v.with_verification(Some(self.now()), Some(reason));
@@ -554,6 +594,7 @@ impl Engine {
             }
             scan.versions.entry(collection).or_default().push(v);
         }
+        progress.finish();
         for versions in scan.versions.values_mut() {
             versions.sort_by_key(|v| v.number);
         }
@@ -597,7 +638,13 @@ impl Engine {
     }
 
     /// Why a described version's object cannot be trusted, if it cannot.
-    async fn check_object(&self, v: &Version, size: Option<u64>, verify: bool) -> Result<Option<String>> {
+    async fn check_object(
+        &self,
+        v: &Version,
+        size: Option<u64>,
+        verify: bool,
+        progress: &ProgressTracker,
+    ) -> Result<Option<String>> {
         let key = Path::from(v.object_key.as_str());
         let Some(size) = size else { return Ok(Some(format!("its object {key} is missing"))) };
         if size != v.size {
@@ -607,7 +654,7 @@ impl Engine {
             return Ok(None);
         }
         // The scrub's verified read (fast on local disk), without a throttle.
-        match self.read_back(v, None, &mut ScrubReport::default()).await? {
+        match self.read_back(v, None, progress, &mut ScrubReport::default()).await? {
             Some(Verification::Damaged(reason)) => Ok(Some(reason)),
             Some(Verification::Intact) | None => Ok(None),
         }

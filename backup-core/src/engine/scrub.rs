@@ -2,6 +2,8 @@
 //! whose object is gone) are quarantined.
 
 use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -17,6 +19,7 @@ use crate::engine::download::Opened;
 use crate::engine::{Engine, chrono_duration};
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, VersionId};
+use crate::progress::{self, ProgressTracker};
 use crate::protocol::Verification;
 use crate::spec::CollectionSpec;
 use crate::time::Timestamp;
@@ -247,6 +250,7 @@ impl Engine {
             ScrubSample::NotVerifiedFor(d) => progress.started_at - chrono_duration(d),
         };
         let throttle = Throttle::new(options.bytes_per_second);
+        let no_progress = ProgressTracker::default();
         let batch = self.inner.config.batch;
         let catalog = &self.inner.catalog;
         let mut collections = catalog.collection_pages(batch);
@@ -263,7 +267,7 @@ impl Engine {
                         {
                             continue;
                         }
-                        self.scrub_version(&v, &c.spec, throttle.as_ref(), &mut report).await;
+                        self.scrub_version(&v, &c.spec, throttle.as_ref(), &no_progress, &mut report).await;
                     }
                 }
             }
@@ -285,18 +289,41 @@ impl Engine {
     /// role that manages the collection); catalog errors. Versions that could not be read are
     /// results with `ok: false`, not errors.
     pub async fn verify_collection(&self, actor: &Actor, id: &CollectionId) -> Result<Vec<VersionCheck>> {
+        self.verify_collection_with(actor, id, None).await
+    }
+
+    /// [`Engine::verify_collection`], reporting to `progress` (see [`crate::progress`]): one
+    /// phase, `verifying <collection>`, of the collection's committed versions and their bytes
+    /// as the catalog counts them when it starts (versions committed meanwhile may take `done`
+    /// past `total`).
+    ///
+    /// # Errors
+    /// As [`Engine::verify_collection`].
+    pub async fn verify_collection_with(
+        &self,
+        actor: &Actor,
+        id: &CollectionId,
+        progress: Option<Arc<dyn progress::Progress>>,
+    ) -> Result<Vec<VersionCheck>> {
         self.open_repository().await?;
         let (collection, _) = self.authorized_collection(actor, id, Action::VerifyVersions).await?;
+        let progress = ProgressTracker::new(progress, self.inner.clock.clone());
+        if progress.is_active() {
+            let counters = self.inner.catalog.collection_state(id).await?.counters;
+            progress.start(format!("verifying {id}"), Some(counters.versions), Some(counters.bytes));
+        }
         let mut results = Vec::new();
         let mut pages = self.inner.catalog.version_pages(id, VersionQuery::first(self.inner.config.batch));
         while let Some(page) = pages.try_next().await? {
             for v in page {
                 let mut report = ScrubReport::default();
-                if let Some(check) = self.scrub_version(&v, &collection.spec, None, &mut report).await {
+                if let Some(check) = self.scrub_version(&v, &collection.spec, None, &progress, &mut report).await {
                     results.push(check);
                 }
+                progress.advance(1, 0);
             }
         }
+        progress.finish();
         Ok(results)
     }
 
@@ -306,6 +333,7 @@ impl Engine {
         v: &Version,
         spec: &CollectionSpec,
         throttle: Option<&Throttle>,
+        progress: &ProgressTracker,
         report: &mut ScrubReport,
     ) -> Option<VersionCheck> {
         let check = |ok: bool, error: Option<String>| VersionCheck {
@@ -315,7 +343,7 @@ impl Engine {
             error,
             newly_quarantined: false,
         };
-        let found = match self.read_back(v, throttle, report).await {
+        let found = match self.read_back(v, throttle, progress, report).await {
             Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
@@ -355,23 +383,32 @@ impl Engine {
         }
     }
 
-    /// Reads a version's bytes through the download's verification; `None` if it was purged
-    /// meanwhile.
+    /// Reads a version's bytes through the download's verification, counting them into
+    /// `progress`; `None` if it was purged meanwhile.
     pub(crate) async fn read_back(
         &self,
         v: &Version,
         throttle: Option<&Throttle>,
+        progress: &ProgressTracker,
         report: &mut ScrubReport,
     ) -> Result<Option<Verification>> {
-        let pace = |n: usize| async move {
-            if let Some(t) = throttle {
-                t.wait(n).await;
+        // Bytes counted into `progress` so far (a local file's last segment is not paced).
+        let paced = AtomicU64::new(0);
+        let pace = |n: usize| {
+            let paced = &paced;
+            async move {
+                paced.fetch_add(n as u64, Ordering::Relaxed);
+                progress.advance(0, n as u64);
+                if let Some(t) = throttle {
+                    t.wait(n).await;
+                }
             }
         };
         let checked = match self.open_verified(v).await {
             // Local disk: read into one reused buffer, nothing handed on.
             Ok(Opened::File(file, key, verifier)) => {
                 let (read, checked) = self.verify_file(file, key, verifier, SEGMENT, pace).await;
+                progress.advance(0, read.saturating_sub(paced.load(Ordering::Relaxed)));
                 report.bytes += read;
                 checked
             }

@@ -239,7 +239,11 @@ pub(crate) async fn retention(client: &Client, out: Output, args: CollectionArg)
 /// `verify`: the server reads every version back. Exits 4 when one is damaged.
 pub(crate) async fn verify(client: &Client, out: Output, args: CollectionArg) -> Result<()> {
     client.require_token()?;
-    let answer = client.call_json(Method::POST, &format!("{}/verify", collection_path(&args.collection)), None).await?;
+    // The server reads the whole collection before it answers: minutes for a large one.
+    let waiting = out.waiting(&format!("the server is reading {} back", args.collection));
+    let answer = client.call_json(Method::POST, &format!("{}/verify", collection_path(&args.collection)), None).await;
+    waiting.finish_and_clear();
+    let answer = answer?;
     let versions = answer.pointer("/data/versions").and_then(Value::as_array).cloned().unwrap_or_default();
     out.result(&json!({ "versions": versions }), || {
         let rows: Vec<Vec<String>> = versions

@@ -39,6 +39,21 @@ impl Output {
         bar
     }
 
+    /// A spinner with the time so far, for a request the server answers only when done (it
+    /// reports no progress), drawn like [`Output::progress`].
+    pub(crate) fn waiting(&self, what: &str) -> ProgressBar {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        spinner.set_message(what.to_owned());
+        spinner.enable_steady_tick(Duration::from_millis(200));
+        spinner
+    }
+
     /// A message for people, on standard error, unless `--quiet` or `--json`.
     pub(crate) fn note(&self, text: &str) {
         if !self.quiet && !self.json {

@@ -208,6 +208,12 @@ pub struct Args {
     /// With `--import-backup-repository`: print what would be imported, change nothing.
     #[arg(long, default_value_t = false, requires = "import_backup_repository")]
     pub dry_run: bool,
+    /// How often `--rebuild-catalog`, `--import-backup-repository` and collection
+    /// verifications log their progress (done of total, bytes, rate, time left) between the
+    /// start and the end of each phase; `0s` logs every step. In a command-line mode whose
+    /// standard error is a terminal, a progress bar shows it instead.
+    #[arg(long, env = "BR_PROGRESS_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub progress_interval: Duration,
 }
 
 /// A schedule that may be off.

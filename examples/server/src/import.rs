@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::{CollectionId, Engine, ImportOutcome, ImportedVersion, SessionId, Timestamp, Uploader, VersionId};
+use backup_core::{
+    CollectionId, Engine, ImportOutcome, ImportedVersion, ProgressTracker, SessionId, Timestamp, Uploader, VersionId,
+};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -65,17 +67,28 @@ pub async fn import_backup_repository(args: &Args) -> Result<String, String> {
     let rows = read_rows(&source).await?;
     let declared: std::collections::HashSet<&CollectionId> = manifests.collections.iter().map(|c| &c.id).collect();
     let mut outcome = Outcome::default();
-    for (collection, rows) in group(rows, &mut outcome) {
+    let grouped = group(rows, &mut outcome);
+    let progress = ProgressTracker::new(
+        Some(crate::progress::for_command_line("import", args.progress_interval)),
+        engine.clock().clone(),
+    );
+    let (count, bytes) = grouped.values().flatten().fold((0, 0), |(n, b), r| (n + 1, b + r.size.max(0) as u64));
+    let phase = if args.dry_run { "checking versions (dry run)" } else { "importing versions" };
+    progress.start(phase, Some(count), (!args.dry_run).then_some(bytes));
+    for (collection, rows) in grouped {
         let Some(id) = CollectionId::new(collection.clone()).ok().filter(|id| declared.contains(id)) else {
             for r in rows {
                 outcome.skipped.push(format!("{}: the collection is not declared in the manifests", r.name()));
+                progress.advance(1, 0);
             }
             continue;
         };
         for r in rows {
-            import_row(&engine, &id, &r, args.dry_run, &mut outcome).await?;
+            import_row(&engine, &id, &r, args.dry_run, &mut outcome, &progress).await?;
+            progress.advance(1, 0);
         }
     }
+    progress.finish();
     let mut lines = vec![format!(
         "{}: {} versions imported ({} bytes), {} already imported, {} skipped",
         if args.dry_run { "dry run" } else { "import" },
@@ -172,6 +185,7 @@ async fn import_row(
     r: &Row,
     dry_run: bool,
     outcome: &mut Outcome,
+    progress: &ProgressTracker,
 ) -> Result<(), String> {
     let (Ok(number), Ok(size)) = (u64::try_from(r.number), u64::try_from(r.size)) else {
         outcome.skipped.push(format!("{}: a negative number or size", r.name()));
@@ -225,6 +239,7 @@ async fn import_row(
         .await
         .map_err(|e| format!("storage: reading {key}: {e}"))?
         .into_stream()
+        .inspect_ok(|chunk| progress.advance(0, chunk.len() as u64))
         .map_err(std::io::Error::other);
     match engine.import_version(&imported, body).await {
         Ok(ImportOutcome::Imported(v)) => {

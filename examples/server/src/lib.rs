@@ -38,6 +38,7 @@ mod local;
 mod manifests;
 mod metrics;
 mod model;
+mod progress;
 mod recovery;
 mod routes;
 mod serve;
@@ -171,6 +172,7 @@ async fn serve_state(args: &Args, opened: Opened) -> Result<AppState, String> {
             login_timeout: args.login_timeout,
         },
         space,
+        args.progress_interval,
     ))
 }
 

@@ -47,7 +47,9 @@ pub async fn rebuild_catalog(args: &Args) -> Result<String, String> {
             RebuildOptions::add_missing()
         }
     };
-    let mut options = options.verify_digests(args.verify);
+    let mut options = options
+        .verify_digests(args.verify)
+        .progress(crate::progress::for_command_line("rebuild", args.progress_interval));
     for c in &manifests.collections {
         options = options.collection(c.id.clone(), c.spec.clone());
     }

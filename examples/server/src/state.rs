@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) space: crate::space::SpaceReserve,
     /// The idempotency keys of the uploads running here.
     pub(crate) idempotent_uploads: crate::idempotency::InFlight,
+    /// How often verifications log their progress (`--progress-interval`).
+    pub(crate) progress_interval: Duration,
 }
 
 /// What [`AppState::new`] needs.
@@ -95,11 +97,16 @@ pub struct StateParts {
 impl AppState {
     /// The state of a server.
     pub fn new(parts: StateParts) -> Self {
-        AppState::with_space(parts, crate::space::SpaceReserve::none())
+        AppState::with_space(parts, crate::space::SpaceReserve::none(), crate::progress::DEFAULT_INTERVAL)
     }
 
-    /// The state of a server whose local disk has a space reserve.
-    pub(crate) fn with_space(parts: StateParts, space: crate::space::SpaceReserve) -> Self {
+    /// The state of a server whose local disk has a space reserve, logging the progress of
+    /// verifications every `progress_interval`.
+    pub(crate) fn with_space(
+        parts: StateParts,
+        space: crate::space::SpaceReserve,
+        progress_interval: Duration,
+    ) -> Self {
         let engine = parts.engine;
         AppState {
             inner: Arc::new(Shared {
@@ -130,6 +137,7 @@ impl AppState {
                 login_timeout: parts.login_timeout,
                 space,
                 idempotent_uploads: crate::idempotency::InFlight::default(),
+                progress_interval,
             }),
         }
     }

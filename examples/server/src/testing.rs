@@ -61,3 +61,40 @@ pub(crate) async fn send(state: &AppState, mut request: Request<Body>) -> Respon
 pub(crate) async fn text(response: Response<Body>) -> String {
     String::from_utf8_lossy(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).into_owned()
 }
+
+/// Collects the progress lines (`backup_server::progress`) logged on this thread while the
+/// guard lives.
+pub(crate) fn progress_lines() -> (Arc<std::sync::Mutex<Vec<String>>>, tracing::subscriber::DefaultGuard) {
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let guard = tracing::subscriber::set_default(Collect(lines.clone()));
+    (lines, guard)
+}
+
+/// Records the messages of `backup_server::progress` events.
+pub(crate) struct Collect(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Collect {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        m.target() == "backup_server::progress"
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.0.lock().unwrap().push(message.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}

@@ -9,7 +9,7 @@
 mod badge;
 mod chart;
 mod collection;
-mod format;
+pub(crate) mod format;
 pub(crate) mod layout;
 mod login;
 mod overview;

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    NO_RATE_LIMITS, Server, args, armored, client, config_copy, eventually, files_under, json, login, upload,
-    version_numbers,
+    NO_RATE_LIMITS, Server, add_plain_collection, args, armored, client, config_copy, eventually, files_under, json,
+    login, upload, version_numbers,
 };
 
 fn with(config: &Path, data: &Path, extra: &[&str]) -> Vec<String> {
@@ -69,6 +69,63 @@ async fn a_lost_catalog_is_rebuilt_from_the_storage() {
     let uploader = login(&c, &server, "some-user$uploader", "test", None).await;
     let (status, reply) = upload(&c, &server, &uploader, "iwa-ait", armored(1000, 9), None).await;
     assert_eq!((status, reply["data"]["version"]["versionNumber"].as_u64()), (200, Some(4)), "{reply}");
+}
+
+/// A long rebuild is not silent (issue 24 §5.6): with standard error not a terminal it logs
+/// each phase's progress (done of total, bytes, rate, time left) when the phase starts and ends,
+/// and every `--progress-interval` between: every step with `BR_PROGRESS_INTERVAL=0s`, only the
+/// ends with the default 5 s for a rebuild this short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_logs_its_progress_when_not_on_a_terminal() {
+    const VERSIONS: usize = 300;
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    add_plain_collection(config.path(), "many", 1000, "1KB", "1MB");
+    let c = client();
+    let mut server = Server::start(&with(config.path(), data.path(), &[]));
+    let manager = login(&c, &server, "some-user", "admin", None).await;
+    for i in 0..VERSIONS {
+        let (status, reply) = upload(&c, &server, &manager, "many", vec![i as u8; 100], None).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    assert!(server.stop().success());
+
+    let rebuild = |interval: Option<&str>| {
+        std::fs::remove_file(data.path().join("catalog.db")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_backup-server"));
+        command.args(args(config.path(), data.path(), &["--rebuild-catalog", "--verify"]));
+        match interval {
+            Some(interval) => command.env("BR_PROGRESS_INTERVAL", interval),
+            None => command.env_remove("BR_PROGRESS_INTERVAL"),
+        };
+        let out = command.output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains(&format!("{VERSIONS} versions restored")), "{stdout}");
+        stderr.into_owned()
+    };
+    let phase = |stderr: &str, phase: &str| -> Vec<String> {
+        stderr.lines().filter(|l| l.contains(&format!("rebuild: {phase}: "))).map(str::to_owned).collect()
+    };
+
+    let stderr = rebuild(Some("0s"));
+    let reading = phase(&stderr, "reading descriptions");
+    assert!(reading.len() >= VERSIONS + 2, "a line per description, the start and the end:\n{stderr}");
+    assert!(reading[0].contains(&format!("0 of {VERSIONS} (0%)")), "{}", reading[0]);
+    assert!(reading.iter().any(|l| l.contains("/s") && l.contains("left")), "rates and time left:\n{stderr}");
+    let end = reading.last().unwrap();
+    assert!(end.contains(&format!("{VERSIONS} of {VERSIONS} (100%)")) && end.contains("done in"), "{end}");
+    // With --verify the objects' bytes are read: 300 × 100 bytes.
+    let checking = phase(&stderr, "checking objects");
+    let end = checking.last().unwrap();
+    assert!(end.contains(&format!("{VERSIONS} of {VERSIONS}")) && end.contains("29.3 KiB of 29.3 KiB"), "{end}");
+    for other in ["listing the store", "writing the catalog"] {
+        assert!(phase(&stderr, other).last().is_some_and(|l| l.contains("done in")), "{other}:\n{stderr}");
+    }
+
+    // The default interval: the ends of each phase, not a line per step.
+    let stderr = rebuild(None);
+    let reading = phase(&stderr, "reading descriptions");
+    assert!((2..10).contains(&reading.len()), "{reading:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

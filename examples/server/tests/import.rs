@@ -24,8 +24,13 @@ const SCHEMA: &str = "CREATE TABLE uploaded_versions (
 );
 CREATE INDEX idx_uploaded_versions_deleted_at ON uploaded_versions (deleted_at);";
 
+/// Runs the binary, its progress logged at every step.
 fn helper(args: &[String]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_backup-server")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_backup-server"))
+        .args(args)
+        .env("BR_PROGRESS_INTERVAL", "0s")
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -150,10 +155,17 @@ async fn backup_repositorys_versions_are_imported_once_with_their_numbers() {
     assert!(ok, "{stdout}\n{stderr}");
     assert_eq!(stdout.lines().filter(|l| l.starts_with("would import: ")).count(), 3, "{stdout}");
     assert!(stdout.contains("dry run: 0 versions imported"), "{stdout}");
+    // Seven rows to look at (the soft-deleted one and the two claiming 6 are left out first).
+    assert!(stderr.lines().any(|l| l.contains("import: checking versions (dry run): 7 of 7 (100%)")), "{stderr}");
 
     let (ok, stdout, stderr) = helper(&args(config.path(), data.path(), &flags));
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.starts_with("import: 3 versions imported"), "{stdout}");
+    // Progress, logged (standard error is not a terminal): the start, each row, the end.
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.contains("import: importing versions: ")).collect();
+    assert!(progress.len() >= 9, "{stderr}");
+    assert!(progress[0].contains("0 of 7 (0%)"), "{}", progress[0]);
+    assert!(progress.last().is_some_and(|l| l.contains("7 of 7 (100%)") && l.contains("done in")), "{stderr}");
     for expected in [
         "version 4 of iwa-ait (iwa-ait-4.tar.gz): its object iwa-ait/iwa-ait-4.tar.gz is missing",
         "version 5 of iwa-ait (iwa-ait-5.tar.gz): its object iwa-ait/iwa-ait-5.tar.gz has",

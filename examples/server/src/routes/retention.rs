@@ -375,7 +375,11 @@ pub(crate) async fn verify(
         busy.retry_after = Some(VERIFY_RETRY_AFTER_SECS);
         return Err(busy);
     };
-    let checks = engine.verify_collection(&caller.actor, &id).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
+    let progress = crate::progress::LogProgress::new("verify", state.inner.progress_interval);
+    let checks = engine
+        .verify_collection_with(&caller.actor, &id, Some(std::sync::Arc::new(progress)))
+        .await
+        .map_err(|e| ApiError::from_core(&e, DENIED))?;
     state.inner.metrics.checked(checks.iter());
     let versions: Vec<Value> =
         checks.iter().map(|c| json!({ "number": c.number, "ok": c.ok, "error": c.error })).collect();
@@ -417,5 +421,38 @@ mod tests {
         assert!(text(refused).await.contains("a verification is running"));
         drop(running);
         assert_eq!(send(&state, verify()).await.status(), StatusCode::OK);
+    }
+
+    /// A verification logs its progress on the server (issue 24 §5.6): when it starts and
+    /// ends, and every `--progress-interval` between.
+    #[tokio::test]
+    async fn a_verification_logs_its_progress() {
+        let config = ServerConfig::for_tests().user("admin", "a password", &["systemAdmin"]).collection(
+            "db",
+            2,
+            "1M",
+            "2M",
+            &[("admin", &["collectionManager"])],
+        );
+        let state = crate::build_from(&config).await.unwrap();
+        let (admin, id) = (backup_core::Actor::user("admin"), "db".parse().unwrap());
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"a version"))]);
+        state.engine().upload(&admin, &id, body).await.unwrap();
+        let user = state.inner.directory.snapshot().users["admin"].clone();
+        let request = backup_policy::TokenRequest::login().from_addr("127.0.0.1".to_owned());
+        let token = state.inner.tokens.issue(&user, None, request).await.unwrap().token;
+        let (lines, _guard) = crate::testing::progress_lines();
+        let verify = Request::post("/api/stable/repository/collection/db/verify")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&state, verify).await.status(), StatusCode::OK);
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.first().map(String::as_str), Some("verify: verifying db: 0 of 1 (0%), 0 B of 9 B"));
+        let last = lines.last().unwrap();
+        assert!(
+            last.starts_with("verify: verifying db: 1 of 1 (100%), 9 B of 9 B") && last.contains("done in"),
+            "{last}"
+        );
     }
 }
