@@ -3,26 +3,17 @@
 
 use std::io::IsTerminal;
 
-use reqwest::Method;
+use backup_client::{Client, LoginRequest};
 use serde_json::{Value, json};
 
 use crate::cli::{CollectionArg, Health, Login, VersionArg};
-use crate::client::{Client, read_json, segment};
-use crate::download::check_selector;
 use crate::error::{CliError, Result};
 use crate::output::{Output, cell, size, table};
-use crate::token_store::{StoredToken, TokenStore};
+use crate::{require_token, token_store};
 
-fn collection_path(collection: &str) -> String {
-    format!("/api/stable/repository/collection/{}", segment(collection))
-}
-
-/// A `COLLECTION=ROLE[,ROLE…]` scope as backup-repository's `operationsScope`.
-fn scope(raw: &[String]) -> Result<Option<Value>> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let mut elements = Vec::new();
+/// `COLLECTION=ROLE[,ROLE…]` scopes, checked.
+fn scopes(raw: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    let mut scopes = Vec::new();
     for s in raw {
         let Some((name, roles)) = s.split_once('=') else {
             return Err(CliError::usage(format!("--scope {s:?} is not COLLECTION=ROLE[,ROLE…]")));
@@ -31,9 +22,9 @@ fn scope(raw: &[String]) -> Result<Option<Value>> {
         if name.trim().is_empty() || roles.is_empty() {
             return Err(CliError::usage(format!("--scope {s:?} names no collection or no role")));
         }
-        elements.push(json!({ "type": "collection", "name": name.trim(), "roles": roles }));
+        scopes.push((name.trim().to_owned(), roles.into_iter().map(str::to_owned).collect()));
     }
-    Ok(Some(json!({ "elements": elements })))
+    Ok(scopes)
 }
 
 fn password(args: &Login) -> Result<String> {
@@ -53,28 +44,17 @@ fn password(args: &Login) -> Result<String> {
 /// `login`: stores the token for this server.
 pub(crate) async fn login(client: &Client, out: Output, args: Login) -> Result<()> {
     // Flags are checked before a password is asked for.
-    let scope = scope(&args.scopes)?;
-    let password = password(&args)?;
-    let mut body = json!({ "username": args.username, "password": password });
-    if let Some(scope) = scope {
-        body["operationsScope"] = scope;
+    let scopes = scopes(&args.scopes)?;
+    let mut request = LoginRequest::new(&args.username, password(&args)?);
+    for (collection, roles) in scopes {
+        request = request.scope(collection, roles);
     }
     // Never retried: each login is a session.
-    let answer = client.call_json(Method::POST, "/api/stable/auth/login", Some(&body)).await?;
-    let data = answer.get("data").cloned().unwrap_or(Value::Null);
-    let Some(token) = data.get("token").and_then(Value::as_str) else {
-        return Err(CliError::network(format!("the server's login answer has no token: {answer}")));
-    };
-    let stored = StoredToken {
-        token: token.to_owned(),
-        username: args.username.clone(),
-        session_id: cell(&data, "sessionId"),
-        expire: cell(&data, "expire"),
-    };
-    TokenStore::open()?.put(client.server(), stored.clone())?;
+    let session = client.login(&request).await?;
+    token_store()?.put(client.server(), &session)?;
     out.confirm(
-        &json!({ "server": client.server(), "username": stored.username, "sessionId": stored.session_id, "expire": stored.expire }),
-        &format!("logged in to {} as {} until {}", client.server(), stored.username, stored.expire),
+        &json!({ "server": client.server(), "username": session.username, "sessionId": session.session_id, "expire": session.expire }),
+        &format!("logged in to {} as {} until {}", client.server(), session.username, session.expire),
     );
     Ok(())
 }
@@ -82,13 +62,13 @@ pub(crate) async fn login(client: &Client, out: Output, args: Login) -> Result<(
 /// `logout`: revokes the token and forgets it; a token the server no longer accepts is
 /// forgotten all the same.
 pub(crate) async fn logout(client: &Client, out: Output) -> Result<()> {
-    client.require_token()?;
-    let revoked = match client.call_json(Method::DELETE, "/api/stable/auth/logout", None).await {
-        Ok(_) => true,
+    require_token(client)?;
+    let revoked = match client.logout().await.map_err(CliError::from) {
+        Ok(()) => true,
         Err(CliError::Refused { status: 401, .. }) => false,
         Err(e) => return Err(e),
     };
-    let forgotten = TokenStore::open()?.remove(client.server())?;
+    let forgotten = token_store()?.remove(client.server())?;
     out.confirm(
         &json!({ "server": client.server(), "revoked": revoked, "forgotten": forgotten }),
         &format!(
@@ -102,9 +82,8 @@ pub(crate) async fn logout(client: &Client, out: Output) -> Result<()> {
 
 /// `collections`.
 pub(crate) async fn collections(client: &Client, out: Output) -> Result<()> {
-    client.require_token()?;
-    let answer = client.get_json("/api/stable/repository/collection").await?;
-    let list = answer.pointer("/data/collections").and_then(Value::as_array).cloned().unwrap_or_default();
+    require_token(client)?;
+    let list = client.collections().await?;
     out.result(&json!({ "collections": list }), || {
         let rows: Vec<Vec<String>> = list
             .iter()
@@ -139,9 +118,8 @@ const VERSION_HEADERS: [&str; 6] = ["VERSION", "FILE", "SIZE", "RECEIVED", "USER
 
 /// `list`.
 pub(crate) async fn list(client: &Client, out: Output, args: CollectionArg) -> Result<()> {
-    client.require_token()?;
-    let answer = client.get_json(&format!("{}/version", collection_path(&args.collection))).await?;
-    let versions = answer.pointer("/data/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    require_token(client)?;
+    let versions: Vec<Value> = client.versions(&args.collection).await?.iter().map(|v| v.json().clone()).collect();
     out.result(&json!({ "versions": versions }), || {
         let rows: Vec<Vec<String>> = versions.iter().map(version_row).collect();
         table(&VERSION_HEADERS, &rows);
@@ -152,43 +130,26 @@ pub(crate) async fn list(client: &Client, out: Output, args: CollectionArg) -> R
 /// `delete` and `restore`: one request each, never repeated (a lost answer may hide a
 /// deletion that happened).
 pub(crate) async fn change_version(client: &Client, out: Output, args: VersionArg, restore: bool) -> Result<()> {
-    client.require_token()?;
-    check_selector(&args.version)?;
-    let base = format!("{}/version/{}", collection_path(&args.collection), segment(&args.version));
-    let answer = if restore {
-        client.call_json(Method::POST, &format!("{base}/restore"), None).await?
+    require_token(client)?;
+    backup_client::check_version_selector(&args.version)?;
+    let version = if restore {
+        client.restore_version(&args.collection, &args.version).await?
     } else {
-        client.call_json(Method::DELETE, &base, None).await?
+        client.delete_version(&args.collection, &args.version).await?
     };
-    let version = answer.pointer("/data/version").cloned().unwrap_or(Value::Null);
     out.confirm(
-        &json!({ "version": version }),
-        &format!(
-            "{} version {} of {}",
-            if restore { "restored" } else { "deleted" },
-            cell(&version, "versionNumber"),
-            args.collection
-        ),
+        &json!({ "version": version.json() }),
+        &format!("{} version {} of {}", if restore { "restored" } else { "deleted" }, version.number, args.collection),
     );
     Ok(())
 }
 
 /// `health`: the checks; exits 1 when one fails.
 pub(crate) async fn health(client: &Client, out: Output, args: Health) -> Result<()> {
-    let mut path = format!("{}/health", collection_path(&args.collection));
-    if let Some(code) = &args.code {
-        path = format!("{path}?code={}", segment(code));
-    }
     // The route takes no token: the collection's health secret, if any, is the key.
-    let anonymous = Client::new(client.server().to_owned(), None, client.attempts())?;
-    let response = anonymous.send_idempotent_raw(|| anonymous.request(Method::GET, &path)).await?;
-    let status = response.status();
-    let body: Value = read_json(response).await?;
-    let Some(checks) = body.pointer("/data/health").and_then(Value::as_array).cloned() else {
-        let message = body.get("error").and_then(Value::as_str).unwrap_or("no checks in the answer").to_owned();
-        return Err(CliError::Refused { status: status.as_u16(), message });
-    };
-    let healthy = status.is_success() && checks.iter().all(|c| c.get("status") == Some(&Value::Bool(true)));
+    let health = client.health(&args.collection, args.code.as_deref()).await?;
+    let checks: Vec<Value> = health.checks.iter().map(|c| c.json().clone()).collect();
+    let healthy = health.is_healthy();
     out.result(&json!({ "collection": args.collection, "healthy": healthy, "checks": checks }), || {
         let rows: Vec<Vec<String>> = checks
             .iter()
@@ -207,15 +168,14 @@ pub(crate) async fn health(client: &Client, out: Output, args: Health) -> Result
             .filter(|c| c.get("status") != Some(&Value::Bool(true)))
             .map(|c| format!("{}: {}", cell(c, "name"), cell(c, "message")))
             .collect();
-        Err(CliError::Refused { status: status.as_u16(), message: format!("unhealthy: {}", failed.join("; ")) })
+        Err(CliError::Refused { status: health.status, message: format!("unhealthy: {}", failed.join("; ")) })
     }
 }
 
 /// `retention`: the preview of the next rotation.
 pub(crate) async fn retention(client: &Client, out: Output, args: CollectionArg) -> Result<()> {
-    client.require_token()?;
-    let answer = client.get_json(&format!("{}/retention", collection_path(&args.collection))).await?;
-    let data = answer.get("data").cloned().unwrap_or(Value::Null);
+    require_token(client)?;
+    let data = client.retention(&args.collection).await?;
     out.result(&data, || {
         let versions = data.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
         let rows: Vec<Vec<String>> = versions
@@ -238,13 +198,13 @@ pub(crate) async fn retention(client: &Client, out: Output, args: CollectionArg)
 
 /// `verify`: the server reads every version back. Exits 4 when one is damaged.
 pub(crate) async fn verify(client: &Client, out: Output, args: CollectionArg) -> Result<()> {
-    client.require_token()?;
+    require_token(client)?;
     // The server reads the whole collection before it answers: minutes for a large one.
     let waiting = out.waiting(&format!("the server is reading {} back", args.collection));
-    let answer = client.call_json(Method::POST, &format!("{}/verify", collection_path(&args.collection)), None).await;
+    let checked = client.verify(&args.collection).await;
     waiting.finish_and_clear();
-    let answer = answer?;
-    let versions = answer.pointer("/data/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let checked = checked?;
+    let versions: Vec<Value> = checked.iter().map(|v| v.json().clone()).collect();
     out.result(&json!({ "versions": versions }), || {
         let rows: Vec<Vec<String>> = versions
             .iter()
@@ -255,8 +215,7 @@ pub(crate) async fn verify(client: &Client, out: Output, args: CollectionArg) ->
             .collect();
         table(&["VERSION", "STATUS", "ERROR"], &rows);
     });
-    let damaged: Vec<String> =
-        versions.iter().filter(|v| v.get("ok") != Some(&Value::Bool(true))).map(|v| cell(v, "number")).collect();
+    let damaged: Vec<String> = checked.iter().filter(|v| !v.ok).map(|v| cell(v.json(), "number")).collect();
     if damaged.is_empty() {
         Ok(())
     } else {

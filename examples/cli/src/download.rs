@@ -6,21 +6,18 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use backup_core::Digest;
+use backup_client::Client;
 use futures::StreamExt;
-use reqwest::Method;
-use reqwest::header::{CONTENT_DISPOSITION, HeaderMap};
 use serde_json::json;
 use tempfile::NamedTempFile;
 
 use crate::cli::Download;
-use crate::client::{Client, segment};
 use crate::error::{CliError, Result};
 use crate::openpgp::Decryptor;
 use crate::output::{Output, size};
 use crate::pipe::{self, ChunkReader, TransferCut};
+use crate::require_token;
 
 /// Where the bytes go.
 enum Target {
@@ -34,40 +31,23 @@ enum Target {
     },
 }
 
-/// What the transfer checked.
-struct Received {
-    bytes: u64,
-    digest: Option<Digest>,
-}
-
-/// Checks `latest`, `N` or `vN` before asking the server.
-pub(crate) fn check_selector(raw: &str) -> Result<()> {
-    let number = raw.strip_prefix('v').unwrap_or(raw);
-    if raw == "latest" || (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())) {
-        Ok(())
-    } else {
-        Err(CliError::usage(format!("{raw:?} is not a version: give latest, N or vN")))
-    }
-}
-
 /// Downloads; prints where the version went.
 pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<()> {
-    client.require_token()?;
-    check_selector(&args.version)?;
+    require_token(client)?;
+    backup_client::check_version_selector(&args.version)?;
     let passphrase = if args.passphrase_stdin {
         Some(crate::read_stdin_line("passphrase")?)
     } else {
         std::env::var("BACKUP_PASSPHRASE").ok()
     };
     let decryptor = args.decrypt_with.as_deref().map(|key| Decryptor::load(key, passphrase)).transpose()?;
-    let path =
-        format!("/api/alpha/repository/collection/{}/version/{}", segment(&args.collection), segment(&args.version));
-    let response = client.send_idempotent(|| client.request(Method::GET, &path)).await?;
-    let length = response.content_length();
-    let announced = announced_digest(response.headers())?;
-    let server_name = attachment_name(response.headers());
+    // Retried until the server answers; the size and digest it announces are checked by the
+    // library as the bytes stream.
+    let mut download = client.download(&args.collection, &args.version).await?;
+    let length = download.content_length();
+    let digest = download.digest().map(ToString::to_string);
 
-    let target = open_target(args.output.as_deref(), server_name.as_deref(), &args, decryptor.is_some())?;
+    let target = open_target(args.output.as_deref(), download.file_name(), &args, decryptor.is_some())?;
     let sink: Box<dyn Write + Send> = match &target {
         Target::Stdout => Box::new(BufWriter::with_capacity(pipe::CHUNK, std::io::stdout())),
         Target::File { tmp, .. } => {
@@ -81,14 +61,12 @@ pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<
     };
 
     let bar = out.progress(length, &format!("downloading {} {}", args.collection, args.version));
-    let (tx, reader) = pipe::download_channel(announced.map(|d| d.algorithm()));
+    let (mut tx, reader) = pipe::download_channel();
     let sink_name = what.clone();
     let consumer = tokio::task::spawn_blocking(move || consume(reader, sink, decryptor.as_ref(), &sink_name));
-    let mut body = response.bytes_stream();
-    let mut tx = tx;
     let progress = bar.clone();
     let pump = async move {
-        while let Some(chunk) = body.next().await {
+        while let Some(chunk) = download.next().await {
             match chunk {
                 Ok(c) => {
                     progress.inc(c.len() as u64);
@@ -97,7 +75,13 @@ pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<
                     }
                 }
                 Err(e) => {
-                    tx.cut(TransferCut(format!("the download was cut: {}", CliError::from(e)))).await;
+                    let e = match CliError::from(e) {
+                        CliError::Integrity(why) => {
+                            CliError::Integrity(format!("{why}; nothing was written under the target name"))
+                        }
+                        e => e,
+                    };
+                    tx.cut(TransferCut(e)).await;
                     return;
                 }
             }
@@ -114,7 +98,6 @@ pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<
     bar.finish_and_clear();
     // Any error drops `target`, and with it the temporary file.
     let received = outcome?;
-    verify(&received, length, announced.as_ref())?;
     let written = match target {
         Target::Stdout => "-".to_owned(),
         Target::File { path, tmp, replace } => {
@@ -122,13 +105,12 @@ pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<
             path.display().to_string()
         }
     };
-    let digest = received.digest.map(|d| d.to_string());
     out.result(
         &json!({
             "collection": args.collection,
             "version": args.version,
             "file": written,
-            "size": received.bytes,
+            "size": received,
             "digest": digest,
             "decrypted": args.decrypt_with.is_some(),
         }),
@@ -142,7 +124,7 @@ pub(crate) async fn run(client: &Client, out: Output, args: Download) -> Result<
         "downloaded {} {} to {what}: {}, {}",
         args.collection,
         args.version,
-        size(received.bytes),
+        size(received),
         digest.as_deref().map_or("no digest announced".to_owned(), |d| format!("{d} verified"))
     ));
     Ok(())
@@ -224,26 +206,6 @@ async fn stopped() -> &'static str {
     "interrupted"
 }
 
-/// The digest the server announces (`X-Backup-Digest`; backup-repository sends none).
-fn announced_digest(headers: &HeaderMap) -> Result<Option<Digest>> {
-    let Some(raw) = headers.get("x-backup-digest") else { return Ok(None) };
-    let text = raw.to_str().map_err(|_| CliError::integrity("the server's X-Backup-Digest is not text"))?;
-    Digest::from_str(text)
-        .map(Some)
-        .map_err(|e| CliError::integrity(format!("the server's X-Backup-Digest {text:?} does not parse: {e}")))
-}
-
-/// The file name in `Content-Disposition: attachment; filename="…"`, reduced to a plain
-/// name (a server cannot make the client write outside the folder it was given).
-fn attachment_name(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(CONTENT_DISPOSITION)?.to_str().ok()?;
-    let start = value.find("filename=")? + "filename=".len();
-    let name = value[start..].trim_start_matches('"');
-    let name = name.split('"').next()?.trim();
-    let name = Path::new(name).file_name()?.to_str()?;
-    (!name.is_empty() && name != "." && name != ".." && !name.starts_with('.')).then(|| name.to_owned())
-}
-
 /// Resolves the target, and creates the temporary file beside it.
 fn open_target(output: Option<&Path>, server_name: Option<&str>, args: &Download, decrypting: bool) -> Result<Target> {
     let default_name = || {
@@ -291,7 +253,7 @@ fn consume(
     mut sink: Box<dyn Write + Send>,
     decryptor: Option<&Decryptor>,
     what: &str,
-) -> Result<Received> {
+) -> Result<u64> {
     let write_failed = |e: std::io::Error| CliError::usage(format!("cannot write {what}: {e}"));
     match decryptor {
         None => {
@@ -304,35 +266,14 @@ fn consume(
         }
     }
     sink.flush().map_err(write_failed)?;
-    let (bytes, digest) = reader.finish().map_err(read_failure)?;
-    Ok(Received { bytes, digest })
+    reader.finish().map_err(read_failure)
 }
 
 fn read_failure(e: std::io::Error) -> CliError {
     match e.get_ref().and_then(|inner| inner.downcast_ref::<TransferCut>()) {
-        Some(cut) => CliError::network(cut),
+        Some(cut) => cut.0.clone(),
         None => CliError::network(format!("the download was cut: {e}")),
     }
-}
-
-/// The size and digest against what the server announced.
-fn verify(received: &Received, length: Option<u64>, announced: Option<&Digest>) -> Result<()> {
-    if let Some(n) = length
-        && n != received.bytes
-    {
-        return Err(CliError::integrity(format!(
-            "received {} bytes of {n}; nothing was written under the target name",
-            received.bytes
-        )));
-    }
-    if let (Some(want), Some(got)) = (announced, &received.digest)
-        && want != got
-    {
-        return Err(CliError::integrity(format!(
-            "the bytes received have digest {got}, the server announced {want}; nothing was written under the target name"
-        )));
-    }
-    Ok(())
 }
 
 /// Makes the verified file durable, then gives it the target name: replacing a file there

@@ -20,7 +20,7 @@ pub(crate) enum ExitCode {
 }
 
 /// An error of a command, with the exit code it leads to.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum CliError {
     /// The server answered with an error status.
     #[error("the server refused: {message} (HTTP {status}){hint}", hint = hint(*status))]
@@ -74,41 +74,22 @@ impl CliError {
             CliError::CommandFailed(_) => ExitCode::CommandFailed,
         }
     }
-
-    /// Whether a retry of an idempotent request may succeed: the network, or a server that
-    /// said it is busy or unavailable for now.
-    pub(crate) fn is_transient(&self) -> bool {
-        match self {
-            CliError::Network(_) => true,
-            CliError::Refused { status, .. } => matches!(status, 429 | 502 | 503 | 504),
-            _ => false,
-        }
-    }
 }
 
-impl From<reqwest::Error> for CliError {
-    fn from(e: reqwest::Error) -> Self {
-        // reqwest's Display leaves out the cause ("error sending request for url …"); the
-        // innermost error says what actually happened (refused, reset, timed out).
-        let mut cause = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            cause = s.to_string();
-            source = s.source();
+impl From<backup_client::Error> for CliError {
+    /// The library's kinds onto the documented exit codes.
+    fn from(e: backup_client::Error) -> Self {
+        use backup_client::ErrorKind;
+        match e {
+            backup_client::Error::Refused { status, message } => CliError::Refused { status, message },
+            e => match e.kind() {
+                ErrorKind::Network | ErrorKind::Protocol | ErrorKind::OutcomeUnknown => {
+                    CliError::Network(e.to_string())
+                }
+                ErrorKind::Integrity => CliError::Integrity(e.to_string()),
+                _ => CliError::Usage(e.to_string()),
+            },
         }
-        let server = e.url().map(|u| u.origin().ascii_serialization()).unwrap_or_else(|| "the server".to_owned());
-        let text = if e.is_connect() {
-            format!("cannot connect to {server}: {cause}")
-        } else if e.is_timeout() {
-            format!("{server} did not answer in time: {cause}")
-        } else if e.is_body() || e.is_decode() {
-            format!("the transfer from {server} was cut: {cause}")
-        } else if e.is_request() {
-            format!("the request to {server} failed (the transfer was cut): {cause}")
-        } else {
-            format!("{e}: {cause}")
-        };
-        CliError::Network(text)
     }
 }
 

@@ -2,25 +2,23 @@
 //! commands, a cron job and the exit codes.
 
 mod cli;
-mod client;
 mod commands;
 mod download;
 mod error;
 mod openpgp;
 mod output;
 mod pipe;
-mod token_store;
 mod upload;
 
 use std::io::BufRead;
+use std::path::PathBuf;
 
+use backup_client::{Client, TokenStore};
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::client::{Client, normalize_server};
 use crate::error::{CliError, Result};
 use crate::output::Output;
-use crate::token_store::TokenStore;
 
 fn main() {
     // clap exits with 2 on usage errors itself, as documented.
@@ -56,13 +54,22 @@ async fn run(cli: Cli) -> Result<()> {
     let Some(raw_server) = cli.global.server.as_deref() else {
         return Err(CliError::usage("no server: give --server URL or set BACKUP_SERVER"));
     };
-    let server = normalize_server(raw_server)?;
+    let server =
+        backup_client::normalize_server_url(raw_server).map_err(|e| CliError::usage(format!("--server {e}")))?;
     let token = match (&cli.command, cli.global.token.clone()) {
         (Command::Login(_), _) => None,
         (_, Some(token)) if !token.is_empty() => Some(token),
-        _ => TokenStore::open()?.get(&server)?.map(|t| t.token),
+        _ => token_store()?.get(&server)?.map(|t| t.token),
     };
-    let client = Client::new(server, token, cli.global.attempts)?;
+    let mut builder = Client::builder()
+        .with_server(server)
+        .with_attempts(cli.global.attempts)
+        .with_user_agent(concat!("backup-cli/", env!("CARGO_PKG_VERSION")))
+        .with_retry_notifier(|e, pause| eprintln!("note: {e}; trying again in {pause:.1?}"));
+    if let Some(token) = token {
+        builder = builder.with_token(token);
+    }
+    let client = builder.build()?;
     match cli.command {
         Command::Login(args) => commands::login(&client, out, args).await,
         Command::Logout => commands::logout(&client, out).await,
@@ -90,4 +97,25 @@ pub(crate) fn read_stdin_line(what: &str) -> Result<String> {
         return Err(CliError::usage(format!("the {what} on standard input is empty")));
     }
     Ok(line)
+}
+
+/// The token file: `tokens.json` in `BACKUP_CLI_CONFIG_DIR`, or in the user's config folder.
+pub(crate) fn token_store() -> Result<TokenStore> {
+    let path = match std::env::var_os("BACKUP_CLI_CONFIG_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("tokens.json"),
+        _ => TokenStore::default_path("backup-cli")
+            .ok_or_else(|| CliError::usage("cannot find your config folder: set BACKUP_CLI_CONFIG_DIR"))?,
+    };
+    Ok(TokenStore::new(path))
+}
+
+/// The token, or an error that says how to get one.
+pub(crate) fn require_token(client: &Client) -> Result<()> {
+    match client.token() {
+        Some(_) => Ok(()),
+        None => Err(CliError::usage(format!(
+            "not logged in to {}: run `backup-cli login --username USER`, or set BACKUP_TOKEN",
+            client.server()
+        ))),
+    }
 }

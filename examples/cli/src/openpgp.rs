@@ -91,17 +91,26 @@ impl Recipient {
         }
         builder.to_armored_writer(&mut rng, ArmorOptions::default(), output).map_err(|e| match io_cause(&e) {
             // The reader's or writer's own error (the producer, the network) says more.
-            Some(text) => CliError::network(text),
+            Some(cause) => cause,
             None => failed(e),
         })
     }
 }
 
 /// The I/O error under an rPGP error, if that is what it is.
-fn io_cause(e: &pgp::errors::Error) -> Option<String> {
+fn io_cause(e: &pgp::errors::Error) -> Option<CliError> {
     match e {
-        pgp::errors::Error::IO { source, .. } => Some(source.to_string()),
+        pgp::errors::Error::IO { source, .. } => Some(read_failure_of_transfer(source)),
         _ => None,
+    }
+}
+
+/// The transfer's own error when it failed (cut, or a size or digest that does not match),
+/// otherwise the network's.
+fn read_failure_of_transfer(source: &std::io::Error) -> CliError {
+    match source.get_ref().and_then(|inner| inner.downcast_ref::<crate::pipe::TransferCut>()) {
+        Some(cut) => cut.0.clone(),
+        None => CliError::network(source),
     }
 }
 
@@ -161,7 +170,7 @@ impl Decryptor {
 
 fn not_a_message(e: &pgp::errors::Error) -> CliError {
     match io_cause(e) {
-        Some(text) => CliError::network(text),
+        Some(cause) => cause,
         None => CliError::integrity(format!("the download is not an OpenPGP message: {e}")),
     }
 }
@@ -170,7 +179,7 @@ fn not_a_message(e: &pgp::errors::Error) -> CliError {
 /// own check (a modification detected, a truncated message).
 fn read_failure(e: std::io::Error) -> CliError {
     if let Some(cut) = e.get_ref().and_then(|inner| inner.downcast_ref::<crate::pipe::TransferCut>()) {
-        return CliError::network(cut);
+        return cut.0.clone();
     }
     CliError::integrity(format!("the OpenPGP message failed its integrity check: {e}"))
 }

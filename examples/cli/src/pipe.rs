@@ -5,10 +5,10 @@
 use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
 
-use backup_core::digest::Hasher;
-use backup_core::{Digest, DigestAlgorithm};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
+
+use crate::error::CliError;
 
 /// The size of the chunks handed across.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -16,11 +16,12 @@ pub(crate) const CHUNK: usize = 256 * 1024;
 /// How many chunks may wait in a channel.
 const IN_FLIGHT: usize = 8;
 
-/// The transfer was cut: the network's error, carried through a reader so that whoever
-/// reads can tell it from a failure of its own.
+/// The transfer failed: cut, or its bytes did not match what the server announced. The
+/// error, carried through a reader so that whoever reads can tell it from a failure of its
+/// own.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct TransferCut(pub(crate) String);
+pub(crate) struct TransferCut(pub(crate) CliError);
 
 /// A channel for an upload's body: the blocking side writes, the HTTP body streams.
 pub(crate) fn upload_channel() -> (ChunkWriter, mpsc::Receiver<io::Result<Bytes>>) {
@@ -142,11 +143,11 @@ impl Drop for Pooled {
     }
 }
 
-/// A channel for a download's body: the async side sends what arrives, the blocking side
-/// reads, counting and hashing every byte.
-pub(crate) fn download_channel(digest: Option<DigestAlgorithm>) -> (ChunkSender, ChunkReader) {
+/// A channel for a download's body: the async side sends what arrives (verified by the
+/// client library), the blocking side reads, counting every byte.
+pub(crate) fn download_channel() -> (ChunkSender, ChunkReader) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
-    let reader = ChunkReader { rx, current: Bytes::new(), hasher: digest.map(DigestAlgorithm::hasher), count: 0 };
+    let reader = ChunkReader { rx, current: Bytes::new(), count: 0 };
     (ChunkSender { tx, pool: Arc::default(), filling: Vec::new() }, reader)
 }
 
@@ -196,7 +197,7 @@ impl ChunkSender {
         }
     }
 
-    /// Ends the body with the network's error.
+    /// Ends the body with the transfer's error.
     pub(crate) async fn cut(self, cut: TransferCut) {
         let _ = self.tx.send(Err(cut)).await;
     }
@@ -207,7 +208,6 @@ impl ChunkSender {
 pub(crate) struct ChunkReader {
     rx: mpsc::Receiver<Result<Bytes, TransferCut>>,
     current: Bytes,
-    hasher: Option<Hasher>,
     count: u64,
 }
 
@@ -222,19 +222,16 @@ impl ChunkReader {
             Some(Err(cut)) => Err(io::Error::other(cut)),
             Some(Ok(chunk)) => {
                 self.count += chunk.len() as u64;
-                if let Some(h) = &mut self.hasher {
-                    h.update(&chunk);
-                }
                 Ok(Some(chunk))
             }
         }
     }
 
-    /// Reads what is left (a decryptor may stop before trailing bytes) and returns how many
-    /// bytes arrived in all and their digest.
-    pub(crate) fn finish(mut self) -> io::Result<(u64, Option<Digest>)> {
+    /// Reads what is left (a decryptor may stop before trailing bytes, and the verdict on
+    /// the size and digest comes after the last one) and returns how many bytes arrived.
+    pub(crate) fn finish(mut self) -> io::Result<u64> {
         while self.next_chunk()?.is_some() {}
-        Ok((self.count, self.hasher.map(|h| h.finalize())))
+        Ok(self.count)
     }
 }
 

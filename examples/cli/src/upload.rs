@@ -9,21 +9,20 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backup_client::{Client, UploadOptions, Version};
 use futures::StreamExt;
-use reqwest::Method;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cli::Upload;
-use crate::client::{Client, read_json, segment};
 use crate::error::{CliError, Result};
 use crate::openpgp::Recipient;
 use crate::output::{Output, size};
 use crate::pipe::{self, ChunkWriter, is_upload_stopped};
+use crate::require_token;
 
 /// Where the bytes come from.
 enum Source {
@@ -80,20 +79,24 @@ impl Source {
 
 /// Uploads; prints the new version's number (or the version as JSON).
 pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()> {
-    client.require_token()?;
-    let metadata = metadata_headers(&args.metadata)?;
-    let key = match &args.idempotency_key {
-        Some(key) => {
-            backup_core::check_idempotency_key(key).map_err(|e| CliError::usage(format!("--idempotency-key: {e}")))?;
-            key.clone()
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    require_token(client)?;
+    // Flags are checked before a command runs.
+    let mut options = UploadOptions::new();
+    for (name, value) in metadata(&args.metadata)? {
+        options = options.metadata(name, value);
+    }
+    if let Some(key) = &args.idempotency_key {
+        backup_core::check_idempotency_key(key).map_err(|e| CliError::usage(format!("--idempotency-key: {e}")))?;
+        options = options.idempotency_key(key);
+    }
     let recipient = args.encrypt_to.as_deref().map(Recipient::load).transpose()?;
     let source = Source::open(&args)?;
     let child = source.child();
     // Encryption changes the length: only a plain file's is known up front.
     let length = if recipient.is_none() { source.size() } else { None };
+    if let Some(n) = length {
+        options = options.content_length(n);
+    }
     let bar = out.progress(length, &format!("uploading to {}", args.collection));
 
     let (writer, mut rx) = pipe::upload_channel();
@@ -101,37 +104,20 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
     let sent = Arc::new(AtomicU64::new(0));
     let counter = sent.clone();
     let progress = bar.clone();
-    // Whether the request got as far as its body (a connection was made): only then can the
-    // server have stored anything.
-    let reached = Arc::new(AtomicBool::new(false));
-    let reached_body = reached.clone();
-    let body = futures::stream::poll_fn(move |cx| {
-        reached_body.store(true, Ordering::Relaxed);
-        rx.poll_recv(cx)
-    })
-    .inspect(move |chunk| {
+    let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             progress.inc(chunk.len() as u64);
         }
     });
-    let path = format!("/api/alpha/repository/collection/{}/version", segment(&args.collection));
-    let mut request = client
-        .request(Method::POST, &path)
-        .header(CONTENT_TYPE, "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(body));
-    if let Some(n) = length {
-        request = request.header(CONTENT_LENGTH, n);
-    }
-    for (name, value) in metadata {
-        request = request.header(name, value);
-    }
-    request = request.header(IDEMPOTENCY_KEY, &key);
-    // Never sent twice: a lost answer does not mean that nothing was stored (the key tells).
-    let answer = match client.send_once(request).await {
-        Ok(response) => read_json(response).await,
-        Err(e) => Err(e),
-    };
+    // Sent once; a lost answer is settled by the library, which asks the server by the key.
+    let answer = client.upload(&args.collection, body, options).await.map_err(|e| match e {
+        backup_client::Error::OutcomeUnknown { ref key, .. } => CliError::network(format!(
+            "{e}: look for it with `backup-cli list {}`, or upload again with --idempotency-key {key}",
+            args.collection
+        )),
+        e => CliError::from(e),
+    });
     bar.finish_and_clear();
     let produced = match &answer {
         // The body ended, so the producer has (or is about to) finish.
@@ -151,31 +137,17 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
             }
         }
     };
-    // The whole body went out and the answer is missing or says the outcome is unknown: ask
-    // the server by the key whether the version was stored, before calling it a failure.
-    let answer = match (answer, &produced) {
-        (Err(e), Ok(())) if reached.load(Ordering::Relaxed) && outcome_unclear(&e) => {
-            match stored_under(client, &args.collection, &key).await {
-                Ok(Some(version)) => {
-                    out.note(&format!("the answer was lost ({e}); the server had stored the version"));
-                    Ok(json!({ "data": { "version": version } }))
-                }
-                Ok(None) => Err(e),
-                Err(asked) => Err(CliError::network(format!(
-                    "{e}; whether the server stored the version is unknown ({asked}): look for it with \
-                 `backup-cli list {}`, or upload again with --idempotency-key {key}",
-                    args.collection
-                ))),
-            }
-        }
-        (answer, _) => answer,
-    };
     match (answer, produced) {
-        (Ok(value), Ok(())) => report(out, &args.collection, &value, sent.load(Ordering::Relaxed)),
+        (Ok(uploaded), Ok(())) => {
+            if let Some(lost) = &uploaded.lost_answer {
+                out.note(&format!("the answer was lost ({lost}); the server had stored the version"));
+            }
+            report(out, &args.collection, &uploaded.version, sent.load(Ordering::Relaxed))
+        }
         // The command's failure is the news, whatever the request then made of it.
-        (Ok(value), Err(CliError::CommandFailed(why))) => Err(CliError::CommandFailed(format!(
+        (Ok(uploaded), Err(CliError::CommandFailed(why))) => Err(CliError::CommandFailed(format!(
             "{why}, but the server stored version {} anyway: delete it",
-            cell_number(&value)
+            uploaded.version.number
         ))),
         (Ok(_), Err(e)) => Err(e),
         // A refusal came first (the command was then stopped because of it).
@@ -186,71 +158,29 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
     }
 }
 
-/// The request header of an upload's idempotency key.
-const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
-
-/// Whether a failed upload may have been stored all the same: the connection broke after the
-/// body went out, or the server said it does not know (a 5xx).
-fn outcome_unclear(e: &CliError) -> bool {
-    match e {
-        CliError::Network(_) => true,
-        CliError::Refused { status, .. } => (500..=599).contains(status),
-        _ => false,
-    }
-}
-
-/// The version the server stored under this idempotency key, if any (asked again while the
-/// network fails).
-async fn stored_under(client: &Client, collection: &str, key: &str) -> Result<Option<Value>> {
-    let path = format!(
-        "/api/stable/repository/collection/{}/version?idempotencyKey={}",
-        segment(collection),
-        percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC)
-    );
-    let found = client.get_json(&path).await?;
-    Ok(found.pointer("/data/versions/0").cloned())
-}
-
-/// `--meta NAME=VALUE` as the server's `X-Backup-Meta-NAME` headers, values
-/// percent-encoded (so that any text, new lines too, fits in a header).
-fn metadata_headers(raw: &[String]) -> Result<Vec<(String, String)>> {
+/// `--meta NAME=VALUE`, checked by the engine's own rules before the upload starts.
+fn metadata(raw: &[String]) -> Result<backup_core::Metadata> {
     let mut metadata = backup_core::Metadata::new();
     for entry in raw {
         let (name, value) =
             entry.split_once('=').ok_or_else(|| CliError::usage(format!("--meta {entry:?} is not NAME=VALUE")))?;
         metadata.insert(name.to_owned(), value.to_owned());
     }
-    // The engine's own rules, checked before the upload starts.
     backup_core::check_metadata(&metadata).map_err(|e| CliError::usage(format!("--meta: {e}")))?;
-    Ok(metadata
-        .iter()
-        .map(|(name, value)| {
-            let value = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
-            (format!("x-backup-meta-{name}"), value)
-        })
-        .collect())
-}
-
-fn cell_number(value: &Value) -> String {
-    value.pointer("/data/version/versionNumber").map(Value::to_string).unwrap_or_else(|| "?".to_owned())
+    Ok(metadata)
 }
 
 /// Checks the server's account of what it stored against what was sent, and shows it.
-fn report(out: Output, collection: &str, value: &Value, sent: u64) -> Result<()> {
-    let version = value.pointer("/data/version").cloned().unwrap_or(Value::Null);
-    let number = version.get("versionNumber").and_then(Value::as_u64);
-    let stored = version.get("filesize").and_then(Value::as_u64);
-    let Some(number) = number else {
-        return Err(CliError::network(format!("the server's answer has no version number: {value}")));
-    };
-    if stored != Some(sent) {
+fn report(out: Output, collection: &str, version: &Version, sent: u64) -> Result<()> {
+    let number = version.number;
+    if version.size != sent {
         return Err(CliError::integrity(format!(
             "sent {sent} bytes but the server stored version {number} with {} bytes",
-            stored.map_or("an unknown number of".to_owned(), |n| n.to_string())
+            version.size
         )));
     }
-    let digest = version.get("digest").and_then(Value::as_str).unwrap_or("-").to_owned();
-    out.result(&json!({ "version": version }), || {
+    let digest = version.digest.as_ref().map_or("-".to_owned(), ToString::to_string);
+    out.result(&json!({ "version": version.json() }), || {
         println!("{number}");
     });
     out.note(&format!("stored version {number} of {collection}: {}, {digest}", size(sent)));

@@ -257,6 +257,41 @@ async fn a_download_cut_mid_way_leaves_no_file_under_the_target_name() {
     env.server.shutdown().await;
 }
 
+/// A download damaged in transit: every byte arrives, the digest does not match, the client
+/// exits 4 and nothing is left under the target name (an older file there stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_damaged_in_transit_exits_4_and_leaves_no_file() {
+    let env = Env::start().await;
+    env.login("admin").await;
+    std::fs::write(env.path("in"), noise(1 << 20, 11)).unwrap();
+    assert_ok(&env.run(&["upload", "db", "in"], b"").await);
+    std::fs::write(env.path("previous"), b"the previous backup").unwrap();
+    let token: Value =
+        serde_json::from_slice(&std::fs::read(env.config_dir.path().join("tokens.json")).unwrap()).unwrap();
+    let token = token["servers"][env.url().trim_end_matches('/')]["token"].as_str().unwrap().to_owned();
+    let proxy = flipping_proxy(env.server.addr, 700_000).await;
+    for target in ["previous", "fresh"] {
+        let damaged = run_cli(
+            &format!("http://{proxy}"),
+            env.config_dir.path(),
+            env.work.path(),
+            &["download", "db", "1", "-o", target],
+            b"",
+            &[("BACKUP_TOKEN", &token)],
+        )
+        .await;
+        assert_exit(&damaged, 4, "digest");
+        assert!(stderr(&damaged).contains("nothing was written under the target name"), "{}", stderr(&damaged));
+    }
+    assert_eq!(std::fs::read(env.path("previous")).unwrap(), b"the previous backup", "the old file is untouched");
+    let left: Vec<String> = std::fs::read_dir(env.work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.iter().any(|n| n == "fresh" || n.ends_with(".partial")), "nothing left behind: {left:?}");
+    env.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_failures_say_why_with_their_exit_codes() {
     let env = Env::start().await;

@@ -4,14 +4,10 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use backup_core::{
-    Actor, CollectionId, Digest, Engine, Metadata, UploadOptions, Version, VersionQuery, VersionSelector,
-};
+use backup_core::{Actor, CollectionId, Engine, Metadata, UploadOptions, Version, VersionQuery, VersionSelector};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{Destination, Repository};
@@ -42,6 +38,19 @@ impl From<&Version> for VersionInfo {
     }
 }
 
+impl From<backup_client::Version> for VersionInfo {
+    fn from(v: backup_client::Version) -> Self {
+        VersionInfo {
+            id: v.id,
+            user: v.user,
+            number: v.number,
+            size: v.size,
+            committed_at: v.created_at,
+            metadata: v.metadata,
+        }
+    }
+}
+
 /// The collection's versions, as `status` shows them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Summary {
@@ -54,7 +63,7 @@ pub(crate) struct Summary {
 #[derive(Debug)]
 pub(crate) enum Target {
     Embedded { engine: Engine, actor: Actor },
-    Server { http: reqwest::Client, url: String, token: String },
+    Server { client: backup_client::Client },
 }
 
 impl Target {
@@ -99,12 +108,14 @@ impl Target {
                     .ok()
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| format!("server: no token in the environment variable {token_env}"))?;
-                let http = reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .read_timeout(Duration::from_secs(300))
+                let client = backup_client::Client::builder()
+                    .with_server(url)
+                    .with_token(token)
+                    .with_user_agent(concat!("git-backup/", env!("CARGO_PKG_VERSION")))
+                    .with_retry_notifier(|e, pause| tracing::warn!("{e}; trying again in {pause:.1?}"))
                     .build()
-                    .map_err(|e| e.to_string())?;
-                Ok(Target::Server { http, url: url.clone(), token })
+                    .map_err(|e| format!("server: {e}"))?;
+                Ok(Target::Server { client })
             }
         }
     }
@@ -172,23 +183,16 @@ impl Target {
                     engine.begin_upload(actor, collection, stream, options).await.map_err(|e| e.to_string())?;
                 staged.commit().await.map(|v| VersionInfo::from(&v)).map_err(|e| e.to_string())
             }
-            Target::Server { http, url, token } => {
-                let mut request = http
-                    .post(format!("{url}/api/alpha/repository/collection/{collection}/version"))
-                    .bearer_auth(token)
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(stream));
-                for (k, v) in &metadata {
-                    let value =
-                        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string();
-                    request = request.header(format!("x-backup-meta-{k}"), value);
+            Target::Server { client } => {
+                let mut options = backup_client::UploadOptions::new().content_length(size);
+                for (k, v) in metadata {
+                    options = options.metadata(k, v);
                 }
-                let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
-                let body = answer(response).await?;
-                body.pointer("/data/version")
-                    .map(info_of)
-                    .ok_or_else(|| format!("the server's answer has no version: {body}"))
+                let uploaded = client.upload(collection.as_str(), stream, options).await.map_err(|e| e.to_string())?;
+                if let Some(lost) = &uploaded.lost_answer {
+                    tracing::warn!("the answer was lost ({lost}); the server had stored the version");
+                }
+                Ok(VersionInfo::from(uploaded.version))
             }
         }
     }
@@ -225,7 +229,7 @@ impl Target {
         which: &str,
         file: &mut tokio::fs::File,
     ) -> Result<VersionInfo, String> {
-        let Target::Server { http, url, token } = self else { unreachable!("only for servers") };
+        let Target::Server { client } = self else { unreachable!("only for servers") };
         // The version's number and metadata come from the listing.
         let versions = self.server_versions(collection).await?;
         let info = match which {
@@ -240,82 +244,25 @@ impl Target {
             }
         };
         let number = info.number;
-        let response = http
-            .get(format!("{url}/api/alpha/repository/collection/{collection}/version/{number}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(answer(response).await.err().unwrap_or_default());
-        }
-        let announced = response
-            .headers()
-            .get("x-backup-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Digest::from_str(v).ok());
-        let mut hasher = announced.map(|d| d.algorithm().hasher());
+        // The library checks the announced size and digest as the bytes stream: damage fails
+        // at the end, before the bundle is used.
+        let mut download = client.download(collection.as_str(), number).await.map_err(|e| e.to_string())?;
         let mut received = 0u64;
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| format!("the download of version {number} was cut: {e}"))?;
+        while let Some(chunk) = download.next().await {
+            let chunk = chunk.map_err(|e| format!("version {number} of {collection}: {e}"))?;
             received += chunk.len() as u64;
-            if let Some(h) = &mut hasher {
-                h.update(&chunk);
-            }
             file.write_all(&chunk).await.map_err(|e| e.to_string())?;
         }
         if received != info.size {
             return Err(format!("version {number}: received {received} bytes of {}", info.size));
-        }
-        if let (Some(want), Some(h)) = (announced, hasher)
-            && h.finalize() != want
-        {
-            return Err(format!("version {number}: the bytes received do not match the digest {want}"));
         }
         Ok(info)
     }
 
     /// A server's listing of the collection's versions, by number.
     async fn server_versions(&self, collection: &CollectionId) -> Result<Vec<VersionInfo>, String> {
-        let Target::Server { http, url, token } = self else { unreachable!("only for servers") };
-        let response = http
-            .get(format!("{url}/api/stable/repository/collection/{collection}/version"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let body = answer(response).await?;
-        Ok(body.pointer("/data/versions").and_then(Value::as_array).into_iter().flatten().map(info_of).collect())
+        let Target::Server { client } = self else { unreachable!("only for servers") };
+        let versions = client.versions(collection.as_str()).await.map_err(|e| e.to_string())?;
+        Ok(versions.into_iter().map(VersionInfo::from).collect())
     }
-}
-fn info_of(v: &Value) -> VersionInfo {
-    VersionInfo {
-        id: v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        user: v.get("user").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        number: v.get("versionNumber").and_then(Value::as_u64).unwrap_or(0),
-        size: v.get("filesize").and_then(Value::as_u64).unwrap_or(0),
-        committed_at: v
-            .get("CreatedAt")
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc)),
-        metadata: v.get("metadata").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default(),
-    }
-}
-
-/// A server's JSON answer, or its reason for refusing.
-async fn answer(response: reqwest::Response) -> Result<Value, String> {
-    let status = response.status();
-    let body: Value = response.json().await.map_err(|e| format!("the server's answer is not JSON: {e}"))?;
-    if status.is_success() {
-        return Ok(body);
-    }
-    let reason = body
-        .get("error")
-        .or_else(|| body.get("message"))
-        .and_then(Value::as_str)
-        .unwrap_or("no reason given")
-        .to_owned();
-    Err(format!("the server refused (HTTP {}): {reason}", status.as_u16()))
 }

@@ -244,3 +244,47 @@ pub async fn answer_losing_proxy(upstream: std::net::SocketAddr) -> std::net::So
     });
     addr
 }
+
+/// A proxy on loopback in front of `upstream` that passes requests whole and flips one bit
+/// of each answer's body at `offset`: a download damaged in transit.
+pub async fn flipping_proxy(upstream: std::net::SocketAddr, offset: usize) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut seen = Vec::new();
+                let mut body_start = None;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let from = seen.len();
+                    seen.extend_from_slice(&buf[..n]);
+                    if body_start.is_none() {
+                        body_start = seen.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+                    }
+                    if let Some(at) = body_start.map(|start| start + offset)
+                        && (from..seen.len()).contains(&at)
+                    {
+                        buf[at - from] ^= 0x01;
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+                let _ = client_write.shutdown().await;
+            });
+        }
+    });
+    addr
+}
