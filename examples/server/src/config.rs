@@ -1,4 +1,8 @@
-//! The command line: backup-repository's flags and environment variables, plus ours.
+//! The command line: backup-repository's flags and environment variables, plus ours; where
+//! manifests come from; what a refused start must leave as it found.
+
+pub(crate) mod local;
+pub(crate) mod manifests;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -7,6 +11,9 @@ use std::time::Duration;
 use backup_core::ScrubSample;
 use clap::Parser;
 use ipnet::IpNet;
+
+/// How often progress is logged unless `--progress-interval` says otherwise.
+pub(crate) const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A drop-in backup-repository server: same flags, same manifests, same HTTP API.
 #[derive(Debug, Clone, Parser)]

@@ -10,8 +10,8 @@ use backup_policy::manifest::{Document, DocumentKind};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::config::manifests::ManifestSource;
 use crate::config::{Args, Schedule};
-use crate::manifests::ManifestSource;
 use crate::state::AppState;
 
 /// Everything a server needs: the settings of its command line and its manifests, from
@@ -453,8 +453,8 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, String> {
     let (stop, stopped) = oneshot::channel::<()>();
     let served = state.clone();
     let task = tokio::spawn(async move {
-        let background = crate::sync::background(served.clone(), &args);
-        let limits = crate::serve::ConnectionLimits {
+        let background = crate::ops::sync::background(served.clone(), &args);
+        let limits = crate::http::serve::ConnectionLimits {
             max: args.max_connections,
             per_address: args.max_connections_per_address,
             idle: args.idle_timeout,
@@ -465,7 +465,7 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, String> {
         let shutdown = async {
             let _ = stopped.await;
         };
-        crate::serve::serve(listener, crate::app(served.clone()), limits, shutdown, args.shutdown_timeout).await;
+        crate::http::serve::serve(listener, crate::app(served.clone()), limits, shutdown, args.shutdown_timeout).await;
         background.abort();
         if tokio::time::timeout(Duration::from_secs(30), served.engine().wait_for_cleanups()).await.is_err() {
             tracing::warn!("clean-ups did not finish; recover() finishes them at the next start");

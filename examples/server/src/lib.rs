@@ -25,29 +25,16 @@
 
 #![deny(missing_docs)]
 
+mod api;
 mod app;
-mod assessment;
-mod caller;
 mod config;
 mod embed;
-mod idempotency;
-mod import;
-mod json;
-mod linger;
-mod local;
-mod manifests;
-mod metrics;
-mod model;
-mod progress;
-mod recovery;
-mod routes;
-mod serve;
-mod space;
+mod format;
+mod http;
+mod ops;
 mod state;
-mod sync;
 #[cfg(test)]
 mod testing;
-mod throttle;
 mod ui;
 
 use std::sync::Arc;
@@ -60,11 +47,11 @@ use backup_policy::{
 use backup_store::{StoreOptions, open_catalog, open_store};
 
 pub use app::app;
+pub use config::manifests::ManifestSource;
 pub use config::{Args, Schedule};
 pub use embed::{RunningServer, ServerConfig, spawn};
-pub use import::import_backup_repository;
-pub use manifests::ManifestSource;
-pub use recovery::rebuild_catalog;
+pub use ops::import::import_backup_repository;
+pub use ops::recovery::rebuild_catalog;
 pub use state::{AppState, StateParts};
 
 /// Builds everything from the command line: catalog, store, manifests (validated; errors stop
@@ -84,7 +71,7 @@ pub(crate) async fn build_from(config: &ServerConfig) -> Result<AppState, String
     // a repository's storage, a storage folder that holds none) leaves the folders as it found
     // them: the catalog file and the folders it created go again. Past the check, a new
     // repository's catalog and marker exist together, and stay.
-    let created = local::Created::before_opening(args);
+    let created = config::local::Created::before_opening(args);
     let opened = match open_checked(config).await {
         Ok(opened) => opened,
         Err(e) => {
@@ -122,7 +109,7 @@ async fn serve_state(args: &Args, opened: Opened) -> Result<AppState, String> {
     if args.adopt_storage {
         tracing::warn!(%repository, catalog = %catalog.location(), "--adopt-storage: the catalog and the storage are paired as this repository");
     }
-    sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
+    ops::sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
     let key = match &args.jwt_secret_key {
         Some(secret) => TokenKey::hs256(secret.as_bytes(), None).map_err(|e| format!("--jwt-secret-key: {e}"))?,
         None => {
@@ -143,7 +130,7 @@ async fn serve_state(args: &Args, opened: Opened) -> Result<AppState, String> {
         ..RateLimitConfig::default()
     });
     let report = engine.recover().await.map_err(|e| format!("recover: {e}"))?;
-    sync::log_recovery(&report, "start-up recovery");
+    ops::sync::log_recovery(&report, "start-up recovery");
     if let Some(root) = storage_url.strip_prefix("file://") {
         let removed =
             backup_store::local_disk::remove_stale_staging_files(std::path::Path::new(root), Duration::from_secs(900))
@@ -151,8 +138,8 @@ async fn serve_state(args: &Args, opened: Opened) -> Result<AppState, String> {
         tracing::info!(removed, "stale staging files removed");
     }
     let space = match space_reserve_folder(args, &storage_url) {
-        Some(folder) => crate::space::SpaceReserve::keep_in(&folder, args.disk_reserve),
-        None => crate::space::SpaceReserve::none(),
+        Some(folder) => crate::state::space::SpaceReserve::keep_in(&folder, args.disk_reserve),
+        None => crate::state::space::SpaceReserve::none(),
     };
     Ok(AppState::with_space(
         StateParts {

@@ -1,4 +1,9 @@
-//! What every handler shares.
+//! What every handler shares: the engine, the policy, the limits, and their parts.
+
+pub(crate) mod in_flight;
+pub(crate) mod metrics;
+pub(crate) mod per_user;
+pub(crate) mod space;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +13,16 @@ use backup_policy::{Directory, KnownLogins, RateLimits, TokenService};
 use ipnet::IpNet;
 use object_store::ObjectStore;
 
-use crate::metrics::Metrics;
-use crate::throttle::PerUser;
+use metrics::Metrics;
+use per_user::PerUser;
+
+/// Retention simulations running at once on the server. Each holds its request (up to 16
+/// MiB), the plan and the answer being sent until the client has read it: a few at a time
+/// bound the memory.
+pub(crate) const MAX_SIMULATIONS: usize = 2;
+
+/// Retention simulations running at once per user.
+pub(crate) const MAX_SIMULATIONS_PER_USER: u32 = 1;
 
 /// How long a successful login from an address exempts the user's later logins from there
 /// from the per-user limit.
@@ -53,9 +66,9 @@ pub(crate) struct Shared {
     pub(crate) simulations: Arc<tokio::sync::Semaphore>,
     pub(crate) simulations_per_user: PerUser,
     /// Disk space given back when the disk fills (see `space`).
-    pub(crate) space: crate::space::SpaceReserve,
+    pub(crate) space: crate::state::space::SpaceReserve,
     /// The idempotency keys of the uploads running here.
-    pub(crate) idempotent_uploads: crate::idempotency::InFlight,
+    pub(crate) idempotent_uploads: crate::state::in_flight::InFlight,
     /// How often verifications log their progress (`--progress-interval`).
     pub(crate) progress_interval: Duration,
 }
@@ -97,14 +110,14 @@ pub struct StateParts {
 impl AppState {
     /// The state of a server.
     pub fn new(parts: StateParts) -> Self {
-        AppState::with_space(parts, crate::space::SpaceReserve::none(), crate::progress::DEFAULT_INTERVAL)
+        AppState::with_space(parts, crate::state::space::SpaceReserve::none(), crate::config::DEFAULT_PROGRESS_INTERVAL)
     }
 
     /// The state of a server whose local disk has a space reserve, logging the progress of
     /// verifications every `progress_interval`.
     pub(crate) fn with_space(
         parts: StateParts,
-        space: crate::space::SpaceReserve,
+        space: crate::state::space::SpaceReserve,
         progress_interval: Duration,
     ) -> Self {
         let engine = parts.engine;
@@ -127,16 +140,13 @@ impl AppState {
                 storage_health_timeout: parts.storage_health_timeout,
                 metrics: Metrics::default(),
                 verifying: Arc::new(tokio::sync::Semaphore::new(1)),
-                simulations: Arc::new(tokio::sync::Semaphore::new(crate::routes::retention::MAX_SIMULATIONS)),
-                simulations_per_user: PerUser::new(
-                    crate::routes::retention::MAX_SIMULATIONS_PER_USER,
-                    "retention simulations",
-                ),
+                simulations: Arc::new(tokio::sync::Semaphore::new(MAX_SIMULATIONS)),
+                simulations_per_user: PerUser::new(MAX_SIMULATIONS_PER_USER, "retention simulations"),
                 uploads_per_user: PerUser::new(parts.max_uploads_per_user, "uploads"),
                 downloads_per_user: PerUser::new(parts.max_downloads_per_user, "downloads"),
                 login_timeout: parts.login_timeout,
                 space,
-                idempotent_uploads: crate::idempotency::InFlight::default(),
+                idempotent_uploads: crate::state::in_flight::InFlight::default(),
                 progress_interval,
             }),
         }

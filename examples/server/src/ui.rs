@@ -9,7 +9,6 @@
 mod badge;
 mod chart;
 mod collection;
-pub(crate) mod format;
 pub(crate) mod layout;
 mod login;
 mod overview;
@@ -26,8 +25,8 @@ use axum::routing::{any, get, post};
 use backup_policy::Bucket;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::{Refusal, rate_limit};
-use crate::json::ApiError;
+use crate::http::json::ApiError;
+use crate::http::middleware::{Refusal, rate_limit};
 use crate::state::AppState;
 
 /// How long a page may take until its answer starts.

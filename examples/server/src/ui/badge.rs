@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use backup_core::{Action, CollectionId};
 use maud::{Markup, html};
 
-use crate::assessment::assess_if;
-use crate::routes::health::{CodeQuery, code_opens};
+use crate::api::assessment::assess_if;
+use crate::api::health::{CodeQuery, code_opens};
 use crate::state::AppState;
 use crate::ui::layout;
 use crate::ui::session::MaybeSession;

@@ -4,7 +4,7 @@
 use backup_core::Version;
 use maud::{Markup, html};
 
-use crate::ui::format;
+use crate::format;
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 220.0;

@@ -11,15 +11,16 @@ use backup_core::{Action, Collection, CollectionId, Version, VersionQuery, Versi
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::assessment::assess;
-use crate::json::ApiError;
-use crate::routes::versions::stream_version;
+use crate::api::assessment::assess;
+use crate::api::versions::stream_version;
+use crate::format;
+use crate::http::json::ApiError;
 use crate::state::AppState;
 use crate::ui::chart::sizes_chart;
+use crate::ui::layout;
 use crate::ui::login::CsrfForm;
 use crate::ui::overview::{failure, health_badges, quota};
 use crate::ui::session::{UiSession, csrf_refused};
-use crate::ui::{format, layout};
 
 /// The most versions (committed and trashed) read for one page; the newest are shown.
 const MAX_VERSIONS_READ: usize = 10_000;

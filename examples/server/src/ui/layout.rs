@@ -4,8 +4,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use crate::json::ApiError;
-use crate::ui::session::UiSession;
+use crate::http::json::ApiError;
+
+/// Who a page is shown to, as its header shows them (a dashboard session is one).
+pub(crate) trait Viewer {
+    /// The user's name.
+    fn user(&self) -> &str;
+    /// The access key the user logged in with, if any.
+    fn access_key(&self) -> Option<&str>;
+    /// The CSRF token of the viewer's forms.
+    fn csrf(&self) -> &str;
+}
 
 /// Nothing but our own stylesheet and images, no script at all, forms only to us, never in a
 /// frame. Inline SVG is markup, not a resource, so the charts need nothing more.
@@ -42,7 +51,7 @@ pub(crate) fn secure(mut response: Response, cache: &'static str) -> Response {
 }
 
 /// A page: the header with the user and a logout button, then `body`.
-pub(crate) fn page(status: StatusCode, title: &str, session: Option<&UiSession>, body: Markup) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, session: Option<&dyn Viewer>, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -61,7 +70,7 @@ pub(crate) fn page(status: StatusCode, title: &str, session: Option<&UiSession>,
                             @if let Some(key) = s.access_key() { " (key " (key) ")" }
                         }
                         form.logout method="post" action="/ui/logout" {
-                            input type="hidden" name="csrf" value=(s.csrf);
+                            input type="hidden" name="csrf" value=(s.csrf());
                             button type="submit" { "Log out" }
                         }
                     }
@@ -74,7 +83,7 @@ pub(crate) fn page(status: StatusCode, title: &str, session: Option<&UiSession>,
 }
 
 /// A page that says what went wrong, with a way back.
-pub(crate) fn error_page(status: StatusCode, session: Option<&UiSession>, title: &str, message: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, session: Option<&dyn Viewer>, title: &str, message: &str) -> Response {
     page(
         status,
         title,
@@ -91,7 +100,7 @@ pub(crate) fn error_page(status: StatusCode, session: Option<&UiSession>, title:
 
 /// The page of an error the API would answer as JSON: its status, its message (server errors
 /// are logged, not shown, by [`ApiError::from_core`]) and its `Retry-After`.
-pub(crate) fn api_error_page(session: &UiSession, e: ApiError) -> Response {
+pub(crate) fn api_error_page(session: &dyn Viewer, e: ApiError) -> Response {
     let title = match e.status {
         StatusCode::NOT_FOUND => "Not found",
         s if s.is_server_error() => "Something went wrong",

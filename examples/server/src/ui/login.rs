@@ -8,8 +8,8 @@ use maud::html;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::caller::ClientAddr;
-use crate::routes::auth::check_login;
+use crate::api::auth::check_login;
+use crate::http::caller::ClientAddr;
 use crate::state::AppState;
 use crate::ui::layout;
 use crate::ui::session::{Cookies, MaybeSession, Transport, UiSession, cookie_value, csrf_refused};

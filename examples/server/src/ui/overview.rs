@@ -5,11 +5,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use crate::assessment::{Assessment, assess};
-use crate::routes::collections::visible_collections;
+use crate::api::assessment::{Assessment, assess};
+use crate::api::collections::visible_collections;
+use crate::format;
 use crate::state::AppState;
+use crate::ui::layout;
 use crate::ui::session::UiSession;
-use crate::ui::{format, layout};
 
 /// The most collections listed on one page.
 pub(crate) const MAX_COLLECTIONS: usize = 1000;
@@ -110,5 +111,5 @@ pub(crate) fn quota(used: u64, limit: u64) -> Markup {
 
 /// An engine error as a page.
 pub(crate) fn failure(session: &UiSession, e: &backup_core::Error) -> Response {
-    layout::api_error_page(session, crate::json::ApiError::from_core(e, "you may not see this"))
+    layout::api_error_page(session, crate::http::json::ApiError::from_core(e, "you may not see this"))
 }

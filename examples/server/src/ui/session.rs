@@ -12,8 +12,8 @@ use cookie::{Cookie, SameSite};
 use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
-use crate::caller::{Caller, client_addr};
-use crate::json::ApiError;
+use crate::http::caller::{Caller, client_addr};
+use crate::http::json::ApiError;
 use crate::state::AppState;
 use crate::ui::layout;
 
@@ -115,6 +115,20 @@ impl UiSession {
     /// The access key the session was opened with, if any.
     pub(crate) fn access_key(&self) -> Option<&str> {
         self.caller.token.access_key()
+    }
+}
+
+impl layout::Viewer for UiSession {
+    fn user(&self) -> &str {
+        UiSession::user(self)
+    }
+
+    fn access_key(&self) -> Option<&str> {
+        UiSession::access_key(self)
+    }
+
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
 }
 
@@ -250,7 +264,7 @@ impl FromRequestParts<AppState> for Transport {
 pub(crate) fn csrf_refused(session: Option<&UiSession>) -> Response {
     layout::error_page(
         StatusCode::FORBIDDEN,
-        session,
+        session.map(|s| s as &dyn layout::Viewer),
         "Form refused",
         "This form did not come from your dashboard page (its security token is missing or belongs to another \
          session). Reload the page and try again.",

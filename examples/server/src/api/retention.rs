@@ -12,11 +12,12 @@ use backup_policy::{Asker, COLLECTION, Permission, Subject, decide};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::caller::Caller;
-use crate::json::{ApiError, ok};
-use crate::model;
-use crate::routes::versions::{collection_id, selector};
+use crate::api::model;
+use crate::api::versions::{collection_id, selector};
+use crate::http::caller::Caller;
+use crate::http::json::{ApiError, ok};
 use crate::state::AppState;
+use crate::state::MAX_SIMULATIONS;
 
 /// The most versions one simulation takes.
 pub(crate) const MAX_SIMULATED_VERSIONS: usize = 100_000;
@@ -113,13 +114,6 @@ fn policy_spec(policy: &Map<String, Value>) -> Result<CollectionSpec, ApiError> 
     Ok(CollectionSpec::new("simulated-${version}", limits).with_retention(retention))
 }
 
-/// Simulations running at once on a server. Each holds its request (up to 16 MiB), the plan
-/// and the answer being sent until the client has read it: a few at a time bound the memory.
-pub(crate) const MAX_SIMULATIONS: usize = 2;
-
-/// Simulations running at once for one user.
-pub(crate) const MAX_SIMULATIONS_PER_USER: u32 = 1;
-
 /// What a refused simulation's `Retry-After` says, in seconds.
 const SIMULATION_RETRY_AFTER_SECS: u64 = 5;
 
@@ -163,9 +157,11 @@ pub(crate) async fn simulate(
         e.retry_after = Some(SIMULATION_RETRY_AFTER_SECS);
         e
     };
-    let mine = state.inner.simulations_per_user.acquire(&caller.user.name).map_err(|mut e| {
-        e.message = "a retention simulation of yours is running; try again when its answer is read".to_owned();
-        busy(e)
+    let mine = state.inner.simulations_per_user.acquire(&caller.user.name).map_err(|_| {
+        busy(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "a retention simulation of yours is running; try again when its answer is read",
+        ))
     })?;
     let Ok(running) = state.inner.simulations.clone().try_acquire_owned() else {
         return Err(busy(ApiError::new(
@@ -375,7 +371,7 @@ pub(crate) async fn verify(
         busy.retry_after = Some(VERIFY_RETRY_AFTER_SECS);
         return Err(busy);
     };
-    let progress = crate::progress::LogProgress::new("verify", state.inner.progress_interval);
+    let progress = crate::ops::progress::LogProgress::new("verify", state.inner.progress_interval);
     let checks = engine
         .verify_collection_with(&caller.actor, &id, Some(std::sync::Arc::new(progress)))
         .await

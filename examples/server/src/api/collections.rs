@@ -6,9 +6,9 @@ use axum::response::Response;
 use backup_core::{Actor, Collection};
 use serde_json::json;
 
-use crate::caller::Caller;
-use crate::json::{ApiError, ok};
-use crate::model;
+use crate::api::model;
+use crate::http::caller::Caller;
+use crate::http::json::{ApiError, ok};
 use crate::state::AppState;
 
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {

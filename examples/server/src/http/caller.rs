@@ -9,7 +9,7 @@ use backup_core::Actor;
 use backup_policy::{Rejection, User, VerifiedToken, client_address};
 use ipnet::IpNet;
 
-use crate::json::ApiError;
+use crate::http::json::ApiError;
 use crate::state::AppState;
 
 /// The client's address: the peer, or what a trusted proxy says in `X-Forwarded-For`.

@@ -4,10 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use crate::json::ApiError;
 
 /// At most `per_user` `what`s (uploads, downloads) at once for each user. Only authenticated
 /// users get here, so the map holds at most one entry per user of the manifests.
@@ -26,14 +23,9 @@ impl PerUser {
     /// A slot of `user`'s, held until the permit is dropped.
     ///
     /// # Errors
-    /// A 429 saying so when all of `user`'s slots are taken.
-    pub(crate) fn acquire(&self, user: &str) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.try_acquire(user).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("{} {} of yours are in progress already; retry when one ends", self.per_user, self.what),
-            )
-        })
+    /// [`Busy`] when all of `user`'s slots are taken (the API answers it 429).
+    pub(crate) fn acquire(&self, user: &str) -> Result<OwnedSemaphorePermit, Busy> {
+        self.try_acquire(user).ok_or(Busy { per_user: self.per_user, what: self.what })
     }
 
     /// A slot of `user`'s, held until the permit is dropped; `None` when all are taken.
@@ -43,6 +35,19 @@ impl PerUser {
             slots.entry(user.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.per_user as usize))).clone()
         };
         semaphore.try_acquire_owned().ok()
+    }
+}
+
+/// All of a user's slots are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Busy {
+    per_user: u32,
+    what: &'static str,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} of yours are in progress already; retry when one ends", self.per_user, self.what)
     }
 }
 
@@ -61,7 +66,6 @@ mod tests {
         assert!(caps.try_acquire("a").is_some(), "a slot came back");
         let _a3 = caps.try_acquire("a").unwrap();
         let e = caps.acquire("a").unwrap_err();
-        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(e.message, "2 uploads of yours are in progress already; retry when one ends");
+        assert_eq!(e.to_string(), "2 uploads of yours are in progress already; retry when one ends");
     }
 }

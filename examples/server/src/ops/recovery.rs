@@ -49,7 +49,7 @@ pub async fn rebuild_catalog(args: &Args) -> Result<String, String> {
     };
     let mut options = options
         .verify_digests(args.verify)
-        .progress(crate::progress::for_command_line("rebuild", args.progress_interval));
+        .progress(crate::ops::progress::for_command_line("rebuild", args.progress_interval));
     for c in &manifests.collections {
         options = options.collection(c.id.clone(), c.spec.clone());
     }

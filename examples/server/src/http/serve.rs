@@ -45,7 +45,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-/// How many header lines hyper parses; the router refuses more than [`crate::app::MAX_HEADERS`]
+/// How many header lines hyper parses; the router refuses more than [`crate::http::middleware::MAX_HEADERS`]
 /// with a JSON reason, so this is only the hard stop.
 const HYPER_MAX_HEADERS: usize = 512;
 
@@ -301,7 +301,7 @@ async fn signalled(rx: &mut tokio::sync::watch::Receiver<bool>) {
 /// The answer of a request cut before its handler answered: the JSON envelope, and on HTTP/1
 /// `Connection: close` (the rest of its body will not be read).
 fn cut_answer(status: StatusCode, message: &str, retry_after: Option<u64>, version: Version) -> Response<Body> {
-    let mut error = crate::json::ApiError::new(status, message);
+    let mut error = crate::http::json::ApiError::new(status, message);
     error.retry_after = retry_after;
     let mut response = axum::response::IntoResponse::into_response(error);
     if version < Version::HTTP_2 {

@@ -11,10 +11,10 @@ use backup_core::{Action, CollectionId, ErrorKind, StagedUpload, UploadOptions, 
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::caller::{Caller, UploadCaller};
-use crate::idempotency;
-use crate::json::{ApiError, ok};
-use crate::model;
+use crate::api::idempotency;
+use crate::api::model;
+use crate::http::caller::{Caller, UploadCaller};
+use crate::http::json::{ApiError, ok};
 use crate::state::AppState;
 
 pub(crate) fn collection_id(raw: &str) -> Result<CollectionId, ApiError> {
@@ -83,12 +83,13 @@ pub(crate) async fn upload(
     let _claim = match &idempotency {
         None => None,
         Some(key) => {
-            let claim = match state.inner.idempotent_uploads.claim(id.as_str(), &caller.user.name, key) {
-                Ok(claim) => claim,
-                Err(e) => {
-                    metrics.refused(label, "conflict");
-                    return e.into_response();
-                }
+            let Some(claim) = state.inner.idempotent_uploads.claim(id.as_str(), &caller.user.name, key) else {
+                metrics.refused(label, "conflict");
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "an upload with this Idempotency-Key is in progress; ask again when it ends",
+                )
+                .into_response();
             };
             match state.inner.engine.version_with_idempotency_key(&caller.actor, &id, key).await {
                 Ok(Some(v)) => {
@@ -110,7 +111,7 @@ pub(crate) async fn upload(
         Ok(slot) => slot,
         Err(busy) => {
             metrics.refused(label, "busy");
-            return busy.into_response();
+            return ApiError::from(busy).into_response();
         }
     };
     // The timeout covers receiving the body, not the commit: a version committed after the
@@ -345,7 +346,7 @@ pub(crate) async fn stream_version(
     sel: VersionSelector,
 ) -> Result<Response, ApiError> {
     const DENIED: &str = "not authorized to download versions from this collection";
-    let slot = state.inner.downloads_per_user.acquire(&caller.user.name)?;
+    let slot = state.inner.downloads_per_user.acquire(&caller.user.name).map_err(ApiError::from)?;
     let download =
         state.inner.engine.download(&caller.actor, id, sel).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
     let (v, mut stream) = download.into_parts();

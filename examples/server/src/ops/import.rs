@@ -62,14 +62,14 @@ pub async fn import_backup_repository(args: &Args) -> Result<String, String> {
     let engine = engine(args, &storage_url, catalog, clock, directory, args.adopt_storage)?;
     if !args.dry_run {
         engine.open_repository().await.map_err(|e| format!("repository: {e}"))?;
-        crate::sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
+        crate::ops::sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
     }
     let rows = read_rows(&source).await?;
     let declared: std::collections::HashSet<&CollectionId> = manifests.collections.iter().map(|c| &c.id).collect();
     let mut outcome = Outcome::default();
     let grouped = group(rows, &mut outcome);
     let progress = ProgressTracker::new(
-        Some(crate::progress::for_command_line("import", args.progress_interval)),
+        Some(crate::ops::progress::for_command_line("import", args.progress_interval)),
         engine.clock().clone(),
     );
     let (count, bytes) = grouped.values().flatten().fold((0, 0), |(n, b), r| (n + 1, b + r.size.max(0) as u64));

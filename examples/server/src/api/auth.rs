@@ -9,9 +9,9 @@ use backup_policy::{Authenticated, Bucket, LoginName, OperationsScope, Permissio
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::caller::{Caller, ClientAddr};
-use crate::json::{ApiError, json_response, ok};
-use crate::model::granted_access;
+use crate::api::model::granted_access;
+use crate::http::caller::{Caller, ClientAddr};
+use crate::http::json::{ApiError, json_response, ok};
 use crate::state::AppState;
 
 /// The login form, in whichever encoding the client sent it.

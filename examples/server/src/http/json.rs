@@ -150,6 +150,13 @@ impl ApiError {
     }
 }
 
+/// A user at the cap of their uploads, downloads or simulations in progress: 429.
+impl From<crate::state::per_user::Busy> for ApiError {
+    fn from(busy: crate::state::per_user::Busy) -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, busy.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = if self.jwt_form {

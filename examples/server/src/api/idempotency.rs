@@ -4,14 +4,12 @@
 //! The key is recorded with the version (the engine's [`backup_core::IDEMPOTENCY_KEY`]
 //! metadata), so it survives restarts and rebuilds and any instance sharing the catalog finds
 //! it. Two requests with the same key at once on one instance: the second is refused with
-//! `409` while the first runs (it cannot know yet whether the first will commit).
+//! `409` while the first runs (it cannot know yet whether the first will commit; the claims
+//! are [`crate::state::in_flight::InFlight`]).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use axum::http::HeaderMap;
 
-use axum::http::{HeaderMap, StatusCode};
-
-use crate::json::ApiError;
+use crate::http::json::ApiError;
 
 /// The request header.
 pub(crate) const HEADER: &str = "idempotency-key";
@@ -34,42 +32,6 @@ pub(crate) fn key_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// The keys of the uploads running on this instance, per collection and user.
-#[derive(Debug, Default)]
-pub(crate) struct InFlight {
-    keys: Arc<Mutex<HashSet<(String, String, String)>>>,
-}
-
-impl InFlight {
-    /// Claims `key` for `user`'s upload into `collection` until the claim is dropped.
-    ///
-    /// # Errors
-    /// `409` when an upload with that key is running already.
-    pub(crate) fn claim(&self, collection: &str, user: &str, key: &str) -> Result<Claim, ApiError> {
-        let entry = (collection.to_owned(), user.to_owned(), key.to_owned());
-        if !self.keys.lock().unwrap_or_else(|p| p.into_inner()).insert(entry.clone()) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "an upload with this Idempotency-Key is in progress; ask again when it ends",
-            ));
-        }
-        Ok(Claim { keys: self.keys.clone(), entry })
-    }
-}
-
-/// A claimed key, released when dropped.
-#[derive(Debug)]
-pub(crate) struct Claim {
-    keys: Arc<Mutex<HashSet<(String, String, String)>>>,
-    entry: (String, String, String),
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.entry);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,11 +48,11 @@ mod tests {
         headers.append(HEADER, "b".parse().unwrap());
         assert!(key_of(&headers).is_err());
 
-        let running = InFlight::default();
+        let running = crate::state::in_flight::InFlight::default();
         let first = running.claim("db", "alice", "k").unwrap();
-        assert_eq!(running.claim("db", "alice", "k").unwrap_err().status, StatusCode::CONFLICT);
+        assert!(running.claim("db", "alice", "k").is_none(), "one at a time");
         let _other_user = running.claim("db", "bob", "k").unwrap();
         drop(first);
-        assert!(running.claim("db", "alice", "k").is_ok());
+        assert!(running.claim("db", "alice", "k").is_some());
     }
 }

@@ -16,10 +16,7 @@ use std::time::Duration;
 
 use backup_core::{Progress, ProgressUpdate};
 
-use crate::ui::format::bytes;
-
-/// How often progress is logged unless `--progress-interval` says otherwise.
-pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+use crate::format::bytes;
 
 /// Progress as log lines.
 #[derive(Debug)]

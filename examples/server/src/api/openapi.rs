@@ -4,7 +4,7 @@
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use crate::json::json_response;
+use crate::http::json::json_response;
 
 /// How a route authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,10 +63,10 @@ impl Background {
 const PROBE_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Deletes the readiness probe objects that their probes did not (see
-/// [`crate::routes::health::sweep_probes`]).
+/// [`crate::ops::probes::sweep_probes`]).
 async fn sweep_probes(state: &AppState) {
     let Ok(age) = chrono::Duration::from_std(PROBE_MAX_AGE) else { return };
-    match crate::routes::health::sweep_probes(&state.inner.store, state.inner.clock.now() - age).await {
+    match crate::ops::probes::sweep_probes(&state.inner.store, state.inner.clock.now() - age).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "maintenance: readiness probe objects left behind deleted"),
         Err(e) => tracing::warn!(error = %e, "maintenance: the readiness probe objects could not be listed"),
