@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::audit::AuditEvent;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{CollectionId, RepositoryId, VersionId};
-use crate::protocol::{LoadedState, Mutation, StateQuery};
+use crate::protocol::{CollectionQuery, LoadedState, Mutation, StateQuery, VersionRange, VersionsNeeded};
 use crate::session::Session;
 use crate::time::Timestamp;
-use crate::version::{Collection, PendingUpload, Tombstone, Version, VersionSelector};
+use crate::version::{Collection, PendingUpload, Tombstone, Version, VersionSelector, VersionState};
 
 mod ext;
 pub mod memory;
@@ -175,9 +175,16 @@ pub trait Catalog: Debug + Send + Sync + 'static {
 
     /// Reads a collection.
     ///
+    /// Provided: a [`Catalog::load`] of the collection (which reads its pending uploads too);
+    /// a catalog may override it to read the collection row alone.
+    ///
     /// # Errors
     /// [`crate::Error::CollectionNotFound`].
-    async fn get_collection(&self, id: &CollectionId) -> Result<Collection>;
+    async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
+        let query = StateQuery::collection(CollectionQuery::new(id.clone())).with_label("get_collection");
+        let state = self.load(query).await?.collection;
+        state.map(|c| c.collection).ok_or_else(|| Error::CollectionNotFound { collection: id.clone() })
+    }
 
     /// Lists collections ordered by id, starting after `after`.
     ///
@@ -187,9 +194,28 @@ pub trait Catalog: Debug + Send + Sync + 'static {
 
     /// The committed version a selector names.
     ///
+    /// Provided: a [`Catalog::load`] of the newest committed version, or of the version by
+    /// number (which reads the collection's row and pending uploads too); a catalog may
+    /// override it to read its index alone.
+    ///
     /// # Errors
     /// [`crate::Error::CollectionNotFound`], [`crate::Error::VersionNotFound`].
-    async fn get_version(&self, collection: &CollectionId, selector: VersionSelector) -> Result<Version>;
+    async fn get_version(&self, collection: &CollectionId, selector: VersionSelector) -> Result<Version> {
+        let query = CollectionQuery::new(collection.clone());
+        let query = match selector {
+            VersionSelector::Latest => query.with_committed(VersionsNeeded::Range(VersionRange::Newest(1))),
+            VersionSelector::Number(n) => query.with_numbers([n]),
+        };
+        let state = self.load(StateQuery::collection(query).with_label("get_version")).await?.collection;
+        let state = state.ok_or_else(|| Error::CollectionNotFound { collection: collection.clone() })?;
+        let found = match selector {
+            VersionSelector::Latest => state.committed.into_iter().next_back(),
+            VersionSelector::Number(n) => {
+                state.by_number.into_iter().find(|v| v.number == n && v.state == VersionState::Committed)
+            }
+        };
+        found.ok_or_else(|| Error::VersionNotFound { collection: collection.clone(), selector: selector.to_string() })
+    }
 
     /// Versions ascending by number, from an index (never a scan of the history).
     ///

@@ -45,7 +45,7 @@ use backup_core::catalog::{
 use backup_core::protocol::{LoadedState, StateQuery};
 use backup_core::{
     AuditEvent, Collection, CollectionId, Error, PendingUpload, Result, Session, Timestamp, Tombstone, Version,
-    VersionId, VersionSelector,
+    VersionId,
 };
 use futures::stream::BoxStream;
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase};
@@ -150,19 +150,9 @@ impl Catalog for RedbCatalog {
         self.read(label(&query, "load"), move |tx| read::load(tx, &query)).await
     }
 
-    async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
-        let id = id.clone();
-        self.read("get collection", move |tx| read::get_collection(tx, &id)).await
-    }
-
     async fn list_collections(&self, after: Option<&CollectionId>, limit: usize) -> Result<Vec<Collection>> {
         let after = after.map(|a| a.as_str().to_owned());
         self.read("list collections", move |tx| read::list_collections(tx, after.as_deref(), limit)).await
-    }
-
-    async fn get_version(&self, collection: &CollectionId, selector: VersionSelector) -> Result<Version> {
-        let collection = collection.clone();
-        self.read("get version", move |tx| read::get_version(tx, &collection, selector)).await
     }
 
     async fn list_versions(&self, collection: &CollectionId, query: &VersionQuery) -> Result<Vec<Version>> {

@@ -4,7 +4,7 @@ use backup_core::catalog::{KeyClass, PendingFilter, RepositoryInfo, Undescribed,
 use backup_core::protocol::{CollectionQuery, CollectionState, LoadedState, StateQuery, VersionRange, VersionRow};
 use backup_core::{
     AuditEvent, Collection, CollectionId, Error, PendingUpload, RepositoryId, Session, Timestamp, Tombstone, Version,
-    VersionId, VersionSelector, VersionState,
+    VersionId, VersionState,
 };
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
@@ -96,7 +96,8 @@ fn collection_state(tx: &ReadTransaction, q: &CollectionQuery) -> Res<Option<Col
                 ids.push(entry?.1.value().to_owned());
             }
         }
-        _ => {}
+        VersionRange::None => {}
+        other => return Err(Error::internal(format!("{BACKEND}: a range this build does not know: {other:?}")).into()),
     }
     let committed = ids.iter().map(|id| version(&versions, id)).collect::<Res<Vec<_>>>()?;
     let mut wanted = q.numbers.clone();
@@ -155,24 +156,6 @@ pub(crate) fn list_collections(tx: &ReadTransaction, after: Option<&str>, limit:
         None => table.range::<&str>(..)?,
     };
     range.take(limit).map(|entry| Ok(from_json::<CollectionRow>(entry?.1.value())?.0)).collect()
-}
-
-/// The committed version a selector names.
-pub(crate) fn get_version(tx: &ReadTransaction, id: &CollectionId, selector: VersionSelector) -> Res<Version> {
-    let (states, c, committed) = (tx.open_table(STATES)?, id.as_str(), state_code(VersionState::Committed));
-    let found = match selector {
-        VersionSelector::Latest => {
-            states.range((c, committed, 0)..=(c, committed, u64::MAX))?.next_back().transpose()?.map(|e| e.1)
-        }
-        VersionSelector::Number(n) => states.get((c, committed, n))?,
-    };
-    match found {
-        Some(vid) => version(&tx.open_table(VERSIONS)?, vid.value()),
-        None => {
-            get_collection(tx, id)?;
-            Err(Error::VersionNotFound { collection: id.clone(), selector: selector.to_string() }.into())
-        }
-    }
 }
 
 /// Committed (and trashed) versions ascending by number: one range per state, merged.
