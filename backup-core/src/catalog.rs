@@ -1,5 +1,286 @@
 //! The [`Catalog`] trait: durable metadata, with atomic steps whose rules live in
 //! [`crate::protocol`]; and [`CatalogExt`], the steps by name.
+//!
+//! # Implementing a catalog
+//!
+//! A catalog stores rows and makes steps atomic; it decides nothing. The rules (quotas,
+//! numbering, rotation, leases, sessions) are the pure decisions of [`crate::protocol`], and
+//! [`CatalogExt`] runs every step of the engine through two methods of yours:
+//! [`Catalog::transact`] and [`Catalog::load`]. `examples/redb-catalog` in this repository
+//! implements the trait on [redb](https://www.redb.org) from this crate's public API alone,
+//! in about 1,200 lines, and passes the conformance suites; it is the example this guide
+//! refers to.
+//!
+//! ## What to write
+//!
+//! `#[backup_core::async_trait] impl Catalog for MyCatalog` (without the attribute rustc
+//! says E0195), with 15 methods: [`Catalog::location`], [`Catalog::transact`],
+//! [`Catalog::load`], ten reads and listings, [`Catalog::export`] and [`Catalog::import`].
+//! [`Catalog::get_collection`] and [`Catalog::get_version`] are provided (a
+//! [`Catalog::load`] each); override them if your store answers them more cheaply. Never
+//! implement the steps of [`CatalogExt`] yourself: they are the decisions, run by your
+//! `transact`. What you need lives in three places: the trait and its types here
+//! (`catalog::{Catalog, Decide, KeyClass, PendingFilter, RepositoryInfo, Undescribed,
+//! VersionQuery, CatalogRecord, ImportSummary}`), the state and the writes in
+//! [`crate::protocol`] (`StateQuery`, `LoadedState`, `CollectionState`, `Counters`,
+//! `VersionRange`, `VersionRow`, `Mutation`, `ImportCheck`), the rows at the crate root; and
+//! `futures` for the `BoxStream` of `export` and `import`.
+//!
+//! The shape of it, compiled with this crate (the redb example fills in the storage):
+//!
+//! ```no_run
+//! use backup_core::catalog::{
+//!     Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed,
+//!     VersionQuery,
+//! };
+//! use backup_core::protocol::{ImportCheck, LoadedState, Mutation, StateQuery};
+//! use backup_core::{
+//!     AuditEvent, Collection, CollectionId, Error, PendingUpload, Result, Session, Timestamp, Tombstone, Version,
+//!     VersionId,
+//! };
+//! use futures::stream::{BoxStream, TryStreamExt};
+//!
+//! /// One transaction of your store.
+//! struct Tx;
+//!
+//! impl Tx {
+//!     /// What `query` asks for, read in this transaction (see "What a load returns").
+//!     fn load(&self, query: &StateQuery) -> Result<LoadedState> { todo!() }
+//!     /// One write (see "What each mutation writes").
+//!     fn apply(&mut self, m: Mutation) -> Result<()> { todo!() }
+//!     /// Whether no row of any kind exists (an import needs that).
+//!     fn is_empty(&self) -> Result<bool> { todo!() }
+//!     /// Durable when it returns, unless the step was relaxed.
+//!     fn commit(self, relaxed: bool) -> Result<()> { todo!() }
+//! }
+//!
+//! #[derive(Debug)]
+//! struct MyCatalog;
+//!
+//! impl MyCatalog {
+//!     /// A transaction that keeps what it reads unchanged until it commits (a lock, a
+//!     /// single writer, `SELECT … FOR UPDATE`); dropped, it writes nothing.
+//!     fn write(&self) -> Result<Tx> { todo!() }
+//!     /// A consistent snapshot of committed data.
+//!     fn read(&self) -> Result<Tx> { todo!() }
+//! }
+//!
+//! #[backup_core::async_trait]
+//! impl Catalog for MyCatalog {
+//!     fn location(&self) -> String {
+//!         "my catalog /srv/catalog".into()
+//!     }
+//!
+//!     async fn transact(&self, query: StateQuery, decide: Decide) -> Result<()> {
+//!         let mut tx = self.write()?; // (a blocking store: all of this in spawn_blocking)
+//!         let state = tx.load(&query)?;
+//!         for m in decide(&state)? {
+//!             tx.apply(m)?; // the first error drops the transaction: nothing is written
+//!         }
+//!         tx.commit(query.relaxed)
+//!     }
+//!
+//!     async fn load(&self, query: StateQuery) -> Result<LoadedState> {
+//!         self.read()?.load(&query)
+//!     }
+//!
+//!     async fn import(&self, records: BoxStream<'static, Result<CatalogRecord>>) -> Result<ImportSummary> {
+//!         let mut tx = self.write()?;
+//!         if !tx.is_empty()? {
+//!             return Err(Error::conflict("import needs an empty catalog"));
+//!         }
+//!         let (mut records, mut check) = (records, ImportCheck::new());
+//!         while let Some(record) = records.try_next().await? {
+//!             for m in check.record(record)? {
+//!                 tx.apply(m)?;
+//!             }
+//!         }
+//!         let (counters, summary) = check.finish()?;
+//!         for m in counters {
+//!             tx.apply(m)?;
+//!         }
+//!         tx.commit(false)?;
+//!         Ok(summary)
+//!     }
+//!
+//!     // The reads: each from an index, see "The reads".
+//!     async fn list_collections(&self, after: Option<&CollectionId>, limit: usize) -> Result<Vec<Collection>> { todo!() }
+//!     async fn list_versions(&self, collection: &CollectionId, query: &VersionQuery) -> Result<Vec<Version>> { todo!() }
+//!     async fn list_pending(&self, filter: &PendingFilter, limit: usize) -> Result<Vec<PendingUpload>> { todo!() }
+//!     async fn list_trashed(&self, before: Timestamp, limit: usize) -> Result<Vec<Version>> { todo!() }
+//!     async fn list_tombstones(
+//!         &self,
+//!         collection: Option<&CollectionId>,
+//!         after: Option<&str>,
+//!         limit: usize,
+//!     ) -> Result<Vec<Tombstone>> {
+//!         todo!()
+//!     }
+//!     async fn list_undescribed(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<Undescribed>> { todo!() }
+//!     async fn classify_object_keys(&self, keys: &[String]) -> Result<Vec<KeyClass>> { todo!() }
+//!     async fn repository(&self) -> Result<RepositoryInfo> { todo!() }
+//!     async fn list_sessions(&self, user: Option<&str>, limit: usize) -> Result<Vec<Session>> { todo!() }
+//!     async fn list_audit(&self, after: Option<u64>, limit: usize) -> Result<Vec<AuditEvent>> { todo!() }
+//!     async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> { todo!() }
+//! }
+//! ```
+//!
+//! ## The rules of a step
+//!
+//! - **Load under the step's protection.** Nothing the step loads may change between its
+//!   load and its commit. Steps on the same collection are serialised, also against other
+//!   processes sharing the catalog; so are steps that load the same version rows by id
+//!   (`abort`, `renew_lease`, `record_staging`, `mark_purged`) or the same sessions. One
+//!   writer at a time (SQLite, redb) is enough; PostgreSQL locks the rows it loads.
+//! - **Decide once.** [`Decide`] is an `FnOnce`: a store that retries a transaction on a
+//!   serialisation failure cannot run it again, so it must lock instead of retrying.
+//! - **Apply in order, all or nothing.** The mutations depend on each other's order (a
+//!   version is committed, then marked). A decision's error, or any mutation's, leaves
+//!   nothing written: not the audit event before it, not the counters.
+//! - **Durable before `Ok`**, unless the query is [`StateQuery::relaxed`] (a reservation, a
+//!   renewal, an abort): those may be acknowledged before they are on disk, `recover()`
+//!   repairs their loss.
+//! - **Reads see committed data only**, and [`Catalog::load`] is one consistent snapshot.
+//! - **Never block the runtime**: a synchronous store runs in `tokio::task::spawn_blocking`.
+//! - **Bounded by the query, not the history.** Every load and listing below has an index
+//!   that answers it in the order asked; a collection of 100,000 versions costs a commit
+//!   what one of 10 costs. The redb example keeps an index table per question; the SQL
+//!   catalogs an index on `(collection, state, number)` and a few more.
+//!
+//! ## What a load returns
+//!
+//! For a [`StateQuery`], a [`LoadedState`] with what exists (a missing collection or row is
+//! absent, never an error):
+//!
+//! - `collection`: its row with the [`crate::protocol::Counters`] stored in it, **every**
+//!   pending upload of it (live or expired), the committed versions
+//!   [`crate::protocol::VersionsNeeded::resolve`] picks from the row (`Oldest(n)`,
+//!   `Newest(n)`, `All`, `None`; ascending by number), and the versions named by number in
+//!   any state but pending, ascending, once each;
+//! - `versions`: the rows with these ids, pending ones included;
+//! - `sessions`: the sessions with these ids, then the active (not revoked) sessions of
+//!   `sessions_of` not already listed;
+//! - `repository`: the repository id, when asked for and set.
+//!
+//! ## What each mutation writes
+//!
+//! As [`Mutation`] documents; the catalog checks keys only, with these errors:
+//!
+//! - `CreateCollection` with [`crate::protocol::Counters::empty`], or
+//!   [`crate::Error::CollectionExists`]; `InsertPending`, `InsertVersion` (its id, or its
+//!   number in the collection, whatever the state) and `InsertSession`, or
+//!   [`crate::Error::AlreadyExists`];
+//! - `CommitVersion`, `UpdatePending`, `RemovePending` on a row that is not pending any more,
+//!   and `CommitVersion` on a taken number: [`crate::Error::Conflict`];
+//! - `UpdateVersion` changes the listed fields only (state, trash, purge, protection,
+//!   verification); `UpdatePending` the reservation, lease and `staging`;
+//! - `DeleteCollection` removes every row of the collection, pending ones included, and
+//!   their marks, and leaves a tombstone (`Purged`, at the given time) for each trashed one;
+//! - `MarkUndescribed` replaces a mark; `ClearUndescribed` clears it only if it still has
+//!   that value and the version is of that collection, and never fails;
+//! - `InsertTombstone` replaces; `ForgetTombstone` of nothing is fine;
+//! - `RevokeSession` keeps the first revocation time; `DeleteSessionsExpiredBefore` deletes
+//!   those expiring strictly before;
+//! - `AppendAudit` with `seq` 0 takes the next number; with one (an import) it keeps it, and
+//!   later events follow it;
+//! - `SetRepository` of the same id is fine; of another, [`crate::Error::Conflict`] naming
+//!   the current one;
+//! - a write on a row that should be there and is not is a broken contract
+//!   ([`crate::Error::internal`]), and so is a mutation your build does not know:
+//!   [`Mutation`] is `#[non_exhaustive]`, so its `match` has a last arm, and that arm fails
+//!   the step. Never skip a write.
+//!
+//! ## The reads
+//!
+//! - `list_collections`: by id, strictly after `after`.
+//! - `list_versions`: ascending by number, strictly after `query.after` (`u64::MAX`: none),
+//!   committed ones (and trashed ones with `include_trashed`; never pending or purged);
+//!   [`crate::Error::CollectionNotFound`] for a missing collection.
+//! - `list_pending`: by lease end, then id; `expired_at` keeps leases ending **at or before**
+//!   it, `owner` those of that engine instance.
+//! - `list_trashed`: trashed strictly before `before`, oldest first (then by id), every
+//!   collection.
+//! - `list_tombstones`: by object key, strictly after `after`, of one collection or of all.
+//! - `list_undescribed`: the marked versions by id, strictly after `after`, each with its
+//!   mark, from an index of the marks.
+//! - `classify_object_keys`: in the order given, [`KeyClass::Live`] if a pending, committed or
+//!   trashed row has the key, else [`KeyClass::Garbage`] if a purged row or a tombstone does,
+//!   else [`KeyClass::Unknown`].
+//! - `repository`: the id, and whether any version row (pending included) exists.
+//! - `list_sessions`: newest first (then by id), revoked ones included, of one user or all.
+//! - `list_audit`: sequence numbers strictly above `after`, in order.
+//! - `export`: the snapshot **of the moment of the call** (pin it before returning the
+//!   stream): a header, the repository id, collections with their next number, versions
+//!   (a collection's after its record), tombstones, sessions, audit events.
+//! - `import`: into an empty catalog only (no row of any kind, no repository id), else
+//!   [`crate::Error::Conflict`]; each record through [`crate::protocol::ImportCheck`], its
+//!   mutations applied, then those of its `finish`, in one transaction; an error of the
+//!   stream or of the check leaves the catalog empty.
+//!
+//! ## Pitfalls met writing the redb catalog
+//!
+//! - redb loads outside the write transaction's tables (a read transaction begun after
+//!   `begin_write`): right only because redb has a single writer, so nothing else commits
+//!   until this step does. With several writers, load inside the transaction.
+//! - A row that changes moves in its indexes: a trashed version leaves the committed range
+//!   and enters the trash order, a renewed lease moves in the lease order. Remove the old
+//!   row's index entries before adding the new one's.
+//! - Numbers go up to [`crate::MAX_VERSION_NUMBER`], and a query may name any `u64`: an
+//!   impossible number is "not found", never a conversion error (the SQL catalogs store
+//!   `i64`).
+//! - The edges of time: a lease ending exactly at `expired_at` is expired; trashed and
+//!   expired-before are strict.
+//! - An export reads while its consumer is slow: pin the snapshot before returning the
+//!   stream, and release it before the stream ends, or a caller that closes the catalog
+//!   after reading finds it still open.
+//! - `Mutation`, `VersionRow` and `VersionRange` are `#[non_exhaustive]`: their last arms
+//!   must fail, not ignore.
+//! - Storing version rows as their [`CatalogRecord`]s (JSON) makes an export a copy of the
+//!   stored bytes, and leaves no column mapping to get wrong.
+//!
+//! ## Running the conformance suites from your crate
+//!
+//! Every catalog must pass `backup_core::conformance` (feature `conformance`). With
+//! `backup-core = { …, features = ["conformance"] }` and tokio's `rt-multi-thread` as
+//! dev-dependencies, a test file expands the catalog suite's list into one test per check
+//! (each on fresh catalogs from a factory of yours), runs the engine's suite with your
+//! catalog, and the disaster-recovery suite's checks with fresh catalogs of yours:
+//!
+//! ```ignore
+//! fn fresh() -> BoxFuture<'static, Arc<dyn Catalog>> {
+//!     Box::pin(async { Arc::new(MyCatalog::open_new().await.unwrap()) as Arc<dyn Catalog> })
+//! }
+//!
+//! macro_rules! catalog_checks {
+//!     ($($check:ident: $kind:ident),* $(,)?) => {$(
+//!         #[tokio::test(flavor = "multi_thread")]
+//!         async fn $check() {
+//!             backup_core::conformance::catalog::check(stringify!($check)).run(&fresh).await;
+//!         }
+//!     )*};
+//! }
+//! backup_core::for_each_catalog_check!(catalog_checks);
+//!
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn engine_suite() {
+//!     let store = Arc::new(backup_core::object_store::memory::InMemory::new());
+//!     backup_core::conformance::engine::run_all_with(store.clone(), Some(store), fresh().await).await;
+//! }
+//!
+//! macro_rules! recovery_checks {
+//!     ($($check:ident),* $(,)?) => {$(
+//!         #[tokio::test(flavor = "multi_thread")]
+//!         async fn $check() {
+//!             let store = Arc::new(backup_core::object_store::memory::InMemory::new());
+//!             backup_core::conformance::recovery::$check(store, &fresh).await;
+//!         }
+//!     )*};
+//! }
+//! backup_core::for_each_recovery_check!(recovery_checks);
+//! ```
+//!
+//! A check added to a suite then runs on your catalog with a name of its own; the redb
+//! example's `tests/conformance.rs` is this file, whole.
 
 use std::fmt::Debug;
 
@@ -7,12 +288,12 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::audit::AuditEvent;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{CollectionId, RepositoryId, VersionId};
-use crate::protocol::{LoadedState, Mutation, StateQuery};
+use crate::protocol::{CollectionQuery, LoadedState, Mutation, StateQuery, VersionRange, VersionsNeeded};
 use crate::session::Session;
 use crate::time::Timestamp;
-use crate::version::{Collection, PendingUpload, Tombstone, Version, VersionSelector};
+use crate::version::{Collection, PendingUpload, Tombstone, Version, VersionSelector, VersionState};
 
 mod ext;
 pub mod memory;
@@ -175,9 +456,16 @@ pub trait Catalog: Debug + Send + Sync + 'static {
 
     /// Reads a collection.
     ///
+    /// Provided: a [`Catalog::load`] of the collection (which reads its pending uploads too);
+    /// a catalog may override it to read the collection row alone.
+    ///
     /// # Errors
     /// [`crate::Error::CollectionNotFound`].
-    async fn get_collection(&self, id: &CollectionId) -> Result<Collection>;
+    async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
+        let query = StateQuery::collection(CollectionQuery::new(id.clone())).with_label("get_collection");
+        let state = self.load(query).await?.collection;
+        state.map(|c| c.collection).ok_or_else(|| Error::CollectionNotFound { collection: id.clone() })
+    }
 
     /// Lists collections ordered by id, starting after `after`.
     ///
@@ -187,9 +475,28 @@ pub trait Catalog: Debug + Send + Sync + 'static {
 
     /// The committed version a selector names.
     ///
+    /// Provided: a [`Catalog::load`] of the newest committed version, or of the version by
+    /// number (which reads the collection's row and pending uploads too); a catalog may
+    /// override it to read its index alone.
+    ///
     /// # Errors
     /// [`crate::Error::CollectionNotFound`], [`crate::Error::VersionNotFound`].
-    async fn get_version(&self, collection: &CollectionId, selector: VersionSelector) -> Result<Version>;
+    async fn get_version(&self, collection: &CollectionId, selector: VersionSelector) -> Result<Version> {
+        let query = CollectionQuery::new(collection.clone());
+        let query = match selector {
+            VersionSelector::Latest => query.with_committed(VersionsNeeded::Range(VersionRange::Newest(1))),
+            VersionSelector::Number(n) => query.with_numbers([n]),
+        };
+        let state = self.load(StateQuery::collection(query).with_label("get_version")).await?.collection;
+        let state = state.ok_or_else(|| Error::CollectionNotFound { collection: collection.clone() })?;
+        let found = match selector {
+            VersionSelector::Latest => state.committed.into_iter().next_back(),
+            VersionSelector::Number(n) => {
+                state.by_number.into_iter().find(|v| v.number == n && v.state == VersionState::Committed)
+            }
+        };
+        found.ok_or_else(|| Error::VersionNotFound { collection: collection.clone(), selector: selector.to_string() })
+    }
 
     /// Versions ascending by number, from an index (never a scan of the history).
     ///

@@ -123,9 +123,10 @@
 //!
 //! A catalog provides storage and atomicity, not rules: [`Catalog::transact`] loads what a
 //! [`protocol::StateQuery`] asks for, runs the decision once, and applies the
-//! [`protocol::Mutation`]s it returns, all or nothing. The trait's documentation lists what
-//! each method must guarantee, and `conformance::catalog` (feature `conformance`) checks
-//! it: every catalog of this workspace passes the same suite.
+//! [`protocol::Mutation`]s it returns, all or nothing. The guide in [`catalog`] ("Implementing
+//! a catalog") says what each method must guarantee, and `conformance::catalog` (feature
+//! `conformance`) checks it: every catalog of this workspace passes the same suite, and so
+//! does `examples/redb-catalog`, a catalog on redb written from the public API alone.
 //!
 //! ## Why it is built this way
 //!

@@ -40,11 +40,16 @@ pub enum Mutation {
     },
     /// Inserts a pending row. Fails with [`crate::Error::AlreadyExists`] if the id is taken.
     InsertPending(PendingUpload),
-    /// Replaces a pending row's reservation and lease.
+    /// Replaces a pending row's reservation (`reserved`, `pool_share`), lease and multipart
+    /// id (`staging`); the rest of the row never changes. Fails with
+    /// [`crate::Error::Conflict`] if the row is not pending any more.
     UpdatePending(PendingUpload),
-    /// Deletes a pending row (the upload was released; a tombstone goes with it).
+    /// Deletes a pending row (the upload was released; a tombstone goes with it). Fails with
+    /// [`crate::Error::Conflict`] if the row is not pending any more.
     RemovePending(VersionId),
-    /// Turns the pending row with the version's id into this committed version.
+    /// Turns the pending row with the version's id into this committed version. Fails with
+    /// [`crate::Error::Conflict`] if that row is not pending any more, or if the number is
+    /// taken in the collection.
     CommitVersion(Version),
     /// Replaces the state of an existing (non-pending) version row: state, trash and purge
     /// times, trash reason, protection, verification.
