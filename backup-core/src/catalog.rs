@@ -33,11 +33,9 @@
 //!     Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed,
 //!     VersionQuery,
 //! };
-//! use backup_core::protocol::{ImportCheck, LoadedState, Mutation, StateQuery};
-//! use backup_core::{
-//!     AuditEvent, Collection, CollectionId, Error, PendingUpload, Result, Session, Timestamp, Tombstone, Version,
-//!     VersionId,
-//! };
+//! use backup_core::catalog::protocol::ImportCheck;
+//! use backup_core::catalog::{LoadedState, Mutation, PendingUpload, StateQuery, Tombstone};
+//! use backup_core::{AuditEvent, Collection, CollectionId, Error, Result, Session, Timestamp, Version, VersionId};
 //! use futures::stream::{BoxStream, TryStreamExt};
 //!
 //! /// One transaction of your store.
@@ -290,17 +288,19 @@ use futures::stream::BoxStream;
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, RepositoryId, VersionId};
-use crate::protocol::{CollectionQuery, LoadedState, Mutation, StateQuery, VersionRange, VersionsNeeded};
+use crate::protocol::{CollectionQuery, VersionRange, VersionsNeeded};
 use crate::session::Session;
 use crate::time::Timestamp;
-use crate::version::{Collection, PendingUpload, Tombstone, Version, VersionSelector, VersionState};
+use crate::version::{Collection, Version, VersionSelector, VersionState};
 
 mod ext;
 pub mod memory;
+pub mod protocol;
 pub mod snapshot;
 
-pub use crate::protocol::{AbortCondition, AbortOutcome};
+pub use crate::version::{PendingUpload, Tombstone, TombstoneKind};
 pub use ext::CatalogExt;
+pub use protocol::{AbortCondition, AbortOutcome, LoadedState, Mutation, StateQuery, VersionRow};
 pub use snapshot::{CatalogRecord, ImportSummary};
 
 /// A decision run inside [`Catalog::transact`]: reads the loaded state, returns the writes.

@@ -1,4 +1,4 @@
-//! Conformance suites (feature `conformance`): every [`crate::Catalog`] implementation must
+//! Conformance suites (feature `conformance`): every [`crate::catalog::Catalog`] implementation must
 //! pass [`catalog::run_all`] and [`catalog::run_all_on_empty`], and every object store backend
 //! [`engine::run_all`] (which includes the disaster-recovery drill, [`recovery::run_all`]).
 //!
@@ -14,7 +14,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use backup_core::{Catalog, MemoryCatalog, conformance};
+//! use backup_core::catalog::Catalog;
+//! use backup_core::{MemoryCatalog, conformance};
 //! use futures::future::BoxFuture;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -34,7 +35,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::Catalog;
+use crate::catalog::Catalog;
 use crate::id::CollectionId;
 
 /// Makes a fresh, empty catalog of the kind under test (a new file, a new database schema).

@@ -293,7 +293,7 @@ impl Engine {
     ///
     /// ```
     /// use backup_core::{CollectionSpec, Engine, Limits};
-    /// use backup_core::protocol::CollectionChange;
+    /// use backup_core::catalog::protocol::CollectionChange;
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let engine = Engine::in_memory();

@@ -6,7 +6,7 @@
 //! old versions out; an [`Authorizer`] decides who may do what.
 //!
 //! Blobs go to any [`object_store::ObjectStore`] (memory, local disk, S3, GCS, Azure);
-//! metadata to a [`Catalog`]. This crate has the in-memory catalog; `backup-store` has the
+//! metadata to a [`Catalog`](catalog::Catalog). This crate has the in-memory catalog; `backup-store` has the
 //! embedded (SQLite) and PostgreSQL ones, `backup-policy` the users, tokens and windows.
 //!
 //! ## A first backup
@@ -49,7 +49,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use backup_core::protocol::ProtectionChange;
+//! use backup_core::catalog::protocol::ProtectionChange;
 //! use backup_core::rotation::Mark;
 //! use backup_core::{Actor, CollectionSpec, Engine, Limits, ManualClock, RetentionSpec};
 //! use bytes::Bytes;
@@ -103,12 +103,12 @@
 //! a percentage, or those not verified for a while; throttled; resumable after a restart)
 //! and **quarantines** a version whose bytes or object are gone: it stays listed, downloads
 //! refuse it with [`Error::Corrupted`], and the audit log says why. Next to every version's
-//! object the engine keeps a description ([`DESCRIPTION_SUFFIX`]), so
+//! object the engine keeps a description ([`store::DESCRIPTION_SUFFIX`]), so
 //! [`Engine::rebuild_catalog`] brings a lost catalog back from the store alone, or brings a
 //! catalog restored from a snapshot up to date; its example is the whole drill.
 //! [`Engine::import_version`] brings versions of another system in, keeping their numbers.
 //! These read every version, so a rebuild and [`Engine::verify_collection_with`] report their
-//! progress to a [`Progress`] of the caller's, at a bounded rate ([`progress`]).
+//! progress to a [`Progress`] of the caller's, at a bounded rate ([`ProgressTracker`]).
 //!
 //! A description is written after the catalog step that changes its version (a commit, a
 //! deletion, a restore, a hold, a rotation), so a process can die in between. The step marks
@@ -121,7 +121,7 @@
 //!
 //! ## Your own catalog
 //!
-//! A catalog provides storage and atomicity, not rules: [`Catalog::transact`] loads what a
+//! A catalog provides storage and atomicity, not rules: [`Catalog::transact`](catalog::Catalog::transact) loads what a
 //! [`protocol::StateQuery`] asks for, runs the decision once, and applies the
 //! [`protocol::Mutation`]s it returns, all or nothing. The guide in [`catalog`] ("Implementing
 //! a catalog") says what each method must guarantee, and `conformance::catalog` (feature
@@ -176,25 +176,27 @@
 )]
 #![deny(missing_docs)]
 
-pub mod audit;
-pub mod authz;
+mod audit;
+mod authz;
 pub mod catalog;
-pub mod clock;
-pub mod content_rule;
-pub mod digest;
+mod clock;
+mod content_rule;
+mod digest;
 mod engine;
-pub mod error;
-pub mod id;
-pub mod progress;
-pub mod protocol;
+mod error;
+mod id;
+mod progress;
 pub mod quota;
 mod quota_stream;
 pub mod rotation;
-pub mod session;
-pub mod spec;
-mod store;
-pub mod time;
-pub mod version;
+mod session;
+mod spec;
+pub mod store;
+mod time;
+mod version;
+
+/// The catalog's decisions, under their old path inside this crate.
+pub(crate) use catalog::protocol;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -204,36 +206,35 @@ pub mod testing;
 pub use async_trait::async_trait;
 pub use audit::AuditEvent;
 pub use authz::{Action, Actor, AllowAll, Authorizer, AuthzRequest, Permit};
+pub use catalog::VersionQuery;
 pub use catalog::memory::MemoryCatalog;
-pub use catalog::{AbortCondition, AbortOutcome, Catalog, CatalogExt, VersionQuery};
 /// The date and time crate of [`Clock`] and [`Timestamp`], re-exported so that callers use the
 /// same version.
 pub use chrono;
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
-pub use content_rule::{ContentRule, ContentRules};
-pub use digest::{Digest, DigestAlgorithm};
+pub use content_rule::{ContentRule, ContentRules, MAX_RULE_WINDOW};
+pub use digest::{Digest, DigestAlgorithm, Hasher};
 pub use engine::{
-    DEFAULT_TRASH_RETENTION, IDEMPOTENCY_KEY, IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LEN, check_idempotency_key,
-};
-pub use engine::{
-    Download, Engine, EngineBuilder, ImportOutcome, ImportedVersion, Page, REPOSITORY_MARKER, RebuildMode,
-    RebuildOptions, RebuildReport, RecoveryReport, SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample,
-    StagedUpload, UploadOptions, Usage, VersionCheck,
+    DEFAULT_TRASH_RETENTION, Download, Engine, EngineBuilder, IDEMPOTENCY_KEY, IDEMPOTENCY_WINDOW, ImportOutcome,
+    ImportedVersion, MAX_IDEMPOTENCY_KEY_LEN, Page, RebuildMode, RebuildOptions, RebuildReport, RecoveryReport,
+    ScrubOptions, ScrubReport, ScrubSample, StagedUpload, UploadOptions, Usage, VersionCheck, check_idempotency_key,
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use id::{CollectionId, IdRule, RepositoryId, SessionId, VersionId};
+pub use id::{CollectionId, IdRule, MAX_COLLECTION_ID_LEN, RepositoryId, SessionId, VersionId};
 /// The object store crate the engine's [`Engine::store`] comes from, re-exported so that
 /// callers build stores with the same version.
 pub use object_store;
 pub use progress::{Progress, ProgressTracker, ProgressUpdate};
 pub use protocol::ProtectionChange;
 pub use quota_stream::{QuotaStream, StreamSummary};
-pub use rotation::{Fifo, RotationStrategies, RotationStrategy};
+pub use rotation::RotationStrategy;
 pub use session::Session;
-pub use spec::{CollectionSpec, FilenameTemplate, Limits, RetentionSpec};
-pub use store::{DESCRIPTION_SUFFIX, UploadLeftovers, described_object, description_key, is_internal_key, object_key};
+pub use spec::{
+    CollectionSpec, FilenameTemplate, Limits, MAX_DESCRIPTION_LEN, MAX_SIZE, MAX_TEMPLATE_LEN, RetentionSpec,
+    VERSION_PLACEHOLDER,
+};
 pub use time::Timestamp;
 pub use version::{
-    Collection, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_VERSION_NUMBER, Metadata, PendingUpload, Tombstone,
-    TombstoneKind, Uploader, Version, VersionSelector, VersionState, check_metadata, check_version_number,
+    Collection, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_VERSION_NUMBER, Metadata, Uploader, Version,
+    VersionSelector, VersionState, check_metadata, check_version_number,
 };

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use backup_core::progress::{Progress, ProgressUpdate};
+//! use backup_core::{Progress, ProgressUpdate};
 //! use backup_core::{Actor, CollectionSpec, Engine, Limits, MemoryCatalog, RebuildOptions};
 //! use bytes::Bytes;
 //!
@@ -123,7 +123,7 @@ impl ProgressUpdate {
 /// ```
 /// use std::sync::{Arc, Mutex};
 /// use std::time::Duration;
-/// use backup_core::progress::{Progress, ProgressTracker, ProgressUpdate};
+/// use backup_core::{Progress, ProgressTracker, ProgressUpdate};
 /// use backup_core::ManualClock;
 ///
 /// #[derive(Debug, Default)]

@@ -17,6 +17,8 @@ use crate::id::VersionId;
 /// What a strategy's [`RotationStrategy::needs`] reads and returns, here so that a strategy
 /// needs nothing from the catalog's interface.
 pub use crate::protocol::{Counters, VersionRange};
+/// The name of the built-in first-in, first-out strategy, always registered.
+pub use crate::spec::FIFO;
 use crate::spec::{CollectionSpec, RetentionSpec};
 use crate::time::Timestamp;
 use crate::version::Version;

@@ -1,4 +1,6 @@
-//! The key layout the engine owns, and what stores leave behind of unfinished uploads.
+//! What the engine asks of a store beyond [`object_store::ObjectStore`]: removing what an
+//! unfinished upload left ([`UploadLeftovers`]), and the names of its own records in a
+//! repository's store. The key layout itself is the engine's, and private.
 
 use std::fmt::Debug;
 
@@ -8,11 +10,13 @@ use object_store::path::Path;
 use crate::error::Result;
 use crate::id::{CollectionId, VersionId};
 
+pub use crate::engine::{REPOSITORY_MARKER, SCRUB_PROGRESS};
+
 /// The object key of an upload: `<prefix>/<collection>/<version id>`.
 ///
 /// Every upload gets a fresh key (the version id is a new UUIDv7), so no upload can overwrite
 /// another's bytes, and a key never names two versions.
-pub fn object_key(prefix: &Path, collection: &CollectionId, id: &VersionId) -> Path {
+pub(crate) fn object_key(prefix: &Path, collection: &CollectionId, id: &VersionId) -> Path {
     prefix.clone().join(collection.as_str()).join(id.to_string())
 }
 
@@ -23,12 +27,12 @@ pub fn object_key(prefix: &Path, collection: &CollectionId, id: &VersionId) -> P
 pub const DESCRIPTION_SUFFIX: &str = ".version.json";
 
 /// The key of the description of the version stored at `object_key`.
-pub fn description_key(object_key: &str) -> Path {
+pub(crate) fn description_key(object_key: &str) -> Path {
     Path::from(format!("{object_key}{DESCRIPTION_SUFFIX}"))
 }
 
 /// The object key a description describes, if `key` is a description's key.
-pub fn described_object(key: &str) -> Option<&str> {
+pub(crate) fn described_object(key: &str) -> Option<&str> {
     key.strip_suffix(DESCRIPTION_SUFFIX)
 }
 
@@ -36,7 +40,7 @@ pub fn described_object(key: &str) -> Option<&str> {
 /// object or description: the repository marker, catalog snapshots, a scrub's progress, the
 /// number marks of collections. They
 /// live under names starting with a dot, which no collection id can have.
-pub fn is_internal_key(prefix: &Path, key: &Path) -> bool {
+pub(crate) fn is_internal_key(prefix: &Path, key: &Path) -> bool {
     key.prefix_match(prefix).and_then(|mut rest| rest.next()).is_some_and(|first| first.as_ref().starts_with('.'))
 }
 

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use backup_core::{Catalog, MemoryCatalog, conformance};
+use backup_core::catalog::Catalog;
+use backup_core::{MemoryCatalog, conformance};
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;

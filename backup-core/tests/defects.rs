@@ -4,14 +4,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backup_core::catalog::protocol::{LoadedState, StateQuery};
 use backup_core::catalog::{
     Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
-use backup_core::protocol::{LoadedState, StateQuery};
+use backup_core::catalog::{PendingUpload, Tombstone};
 use backup_core::testing::{body_of, pattern};
 use backup_core::{
-    Actor, AuditEvent, Collection, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, MemoryCatalog,
-    PendingUpload, Session, Timestamp, Tombstone, Version, VersionSelector,
+    Actor, AuditEvent, Collection, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, MemoryCatalog, Session,
+    Timestamp, Version, VersionSelector,
 };
 use futures::TryStreamExt;
 use futures::stream::BoxStream;

@@ -529,7 +529,10 @@ async fn recover_deletes_sessions_expired_a_day_ago() {
 /// The versions' objects under collection `c` (not their descriptions).
 async fn version_objects(engine: &Engine) -> Vec<String> {
     let all: Vec<_> = engine.store().list(Some(&"data/c".into())).try_collect().await.unwrap();
-    all.into_iter().map(|m| m.location.to_string()).filter(|k| backup_core::described_object(k).is_none()).collect()
+    all.into_iter()
+        .map(|m| m.location.to_string())
+        .filter(|k| !k.ends_with(backup_core::store::DESCRIPTION_SUFFIX))
+        .collect()
 }
 
 /// With the defaults, a deleted version can be restored for a day; once purged (here with no

@@ -4,16 +4,22 @@
 use std::sync::Arc;
 use std::task::Poll;
 
+use backup_core::catalog::Catalog;
 use backup_core::testing::{FaultMode, Faults, FaultyStore, body_of, pattern};
 use backup_core::{
-    Actor, Catalog, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, MemoryCatalog, RebuildOptions,
-    ScrubOptions, ScrubSample, Version, VersionSelector, description_key,
+    Actor, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, MemoryCatalog, RebuildOptions, ScrubOptions,
+    ScrubSample, Version, VersionSelector,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// Where a version's description is: its object's key and the documented suffix.
+fn description_key(object_key: &str) -> object_store::path::Path {
+    object_store::path::Path::from(format!("{object_key}{}", backup_core::store::DESCRIPTION_SUFFIX))
+}
 
 struct Setup {
     store: Arc<dyn ObjectStore>,

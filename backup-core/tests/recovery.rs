@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
+use backup_core::MemoryCatalog;
+use backup_core::catalog::Catalog;
 use backup_core::conformance::recovery;
-use backup_core::{Catalog, MemoryCatalog};
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
 

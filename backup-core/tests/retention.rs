@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use backup_core::protocol::ProtectionChange;
+use backup_core::catalog::protocol::ProtectionChange;
 use backup_core::rotation::{Mark, RotationDecision, VersionSummary, plan};
 use backup_core::testing::{body_of, pattern};
 use backup_core::{

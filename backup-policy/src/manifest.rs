@@ -90,7 +90,7 @@ impl Manifests {
     pub async fn declare_collections(
         &self,
         engine: &backup_core::Engine,
-    ) -> Result<Vec<backup_core::protocol::CollectionChange>> {
+    ) -> Result<Vec<backup_core::catalog::protocol::CollectionChange>> {
         let mut changes = Vec::with_capacity(self.collections.len());
         for c in &self.collections {
             let origin = c.file.display().to_string();

@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{AuditEvent, Catalog, CatalogExt, Clock, Session, SessionId};
+use backup_core::catalog::{Catalog, CatalogExt};
+use backup_core::{AuditEvent, Clock, Session, SessionId};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};

@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backup_core::catalog::Catalog;
 use backup_core::catalog::CatalogExt;
 use backup_core::{
-    Action, Actor, Authorizer, AuthzRequest, Catalog, CollectionSpec, Engine, ErrorKind, ManualClock, MemoryCatalog,
-    SessionId, UploadOptions, VersionSelector,
+    Action, Actor, Authorizer, AuthzRequest, CollectionSpec, Engine, ErrorKind, ManualClock, MemoryCatalog, SessionId,
+    UploadOptions, VersionSelector,
 };
 use backup_policy::manifest::{Manifests, load};
 use backup_policy::{

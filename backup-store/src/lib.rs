@@ -1,6 +1,6 @@
 //! # backup-store
 //!
-//! Where a repository lives: durable [`backup_core::Catalog`]s and object stores built from
+//! Where a repository lives: durable [`backup_core::catalog::Catalog`]s and object stores built from
 //! URLs.
 //!
 //! | catalog | when | URL |

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use backup_core::{Error, ErrorKind, Result, UploadLeftovers, async_trait};
+use backup_core::store::UploadLeftovers;
+use backup_core::{Error, ErrorKind, Result, async_trait};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 

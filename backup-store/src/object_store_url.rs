@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use backup_core::{EngineBuilder, Error, Result, UploadLeftovers};
+use backup_core::store::UploadLeftovers;
+use backup_core::{EngineBuilder, Error, Result};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;

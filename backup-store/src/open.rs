@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use backup_core::{Catalog, Error, MemoryCatalog, Result};
+use backup_core::catalog::Catalog;
+use backup_core::{Error, MemoryCatalog, Result};
 
 use crate::sqlite::SqliteCatalog;
 use crate::url::redact;

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::{Error, ErrorKind, Result, UploadLeftovers};
+use backup_core::store::UploadLeftovers;
+use backup_core::{Error, ErrorKind, Result};
 use object_store::aws::AmazonS3;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;

@@ -9,7 +9,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use backup_core::{Catalog, MemoryCatalog};
+//! use backup_core::MemoryCatalog;
+//! use backup_core::catalog::Catalog;
 //! use backup_store::snapshot;
 //! use object_store::{ObjectStore, memory::InMemory, path::Path};
 //!
@@ -27,8 +28,9 @@
 
 use std::sync::Arc;
 
+use backup_core::catalog::Catalog;
 use backup_core::catalog::{CatalogRecord, ImportSummary};
-use backup_core::{Catalog, Error, Result};
+use backup_core::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};

@@ -32,7 +32,8 @@ const BACKEND: &str = "sqlite catalog";
 /// syncs.
 ///
 /// ```
-/// use backup_core::{Catalog, Engine};
+/// use backup_core::Engine;
+/// use backup_core::catalog::Catalog;
 /// use backup_store::SqliteCatalog;
 /// use std::sync::Arc;
 ///

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use backup_core::{Catalog, MemoryCatalog, conformance};
+use backup_core::catalog::Catalog;
+use backup_core::{MemoryCatalog, conformance};
 use backup_store::SqliteCatalog;
 use futures::future::BoxFuture;
 

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use backup_core::Catalog;
+use backup_core::catalog::Catalog;
 use backup_store::SqliteCatalog;
 use futures::future::BoxFuture;
 

@@ -16,11 +16,10 @@ async fn two_engines_share_postgres_and_s3() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+    use backup_core::catalog::Catalog;
     use backup_core::catalog::CatalogExt;
     use backup_core::testing::{body_of, check_invariants, check_recovered, pattern};
-    use backup_core::{
-        Actor, Catalog, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, UploadOptions, Version,
-    };
+    use backup_core::{Actor, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, UploadOptions, Version};
     use backup_store::{PostgresCatalog, StoreOptions, object_store_from_url};
 
     let Some(url) = backup_store::testing::database_url("two_engines_share_postgres_and_s3") else { return };
@@ -66,7 +65,9 @@ async fn two_engines_share_postgres_and_s3() {
         let (catalog, id, stop, samples) = (catalogs[1].clone(), id.clone(), stop.clone(), samples.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
-                let all = backup_core::protocol::VersionsNeeded::Range(backup_core::protocol::VersionRange::All);
+                let all = backup_core::catalog::protocol::VersionsNeeded::Range(
+                    backup_core::catalog::protocol::VersionRange::All,
+                );
                 let state = catalog.collection_state_with(&id, all).await.unwrap();
                 let total: u64 = state.committed.iter().map(|v| v.size).sum();
                 assert_eq!(total, state.counters.bytes, "the counters follow the versions");

@@ -11,7 +11,8 @@ fn postgres_tests() {
 mod with_postgres {
     use std::sync::Arc;
 
-    use backup_core::{Catalog, ErrorKind, conformance};
+    use backup_core::catalog::Catalog;
+    use backup_core::{ErrorKind, conformance};
     use backup_store::PostgresCatalog;
 
     use backup_store::testing::{database_url, fresh_schema};
@@ -70,7 +71,7 @@ mod with_postgres {
     #[tokio::test]
     async fn a_schema_1_database_is_migrated_with_its_counters() {
         use backup_core::catalog::CatalogExt;
-        use backup_core::protocol::{VersionRange, VersionsNeeded};
+        use backup_core::catalog::protocol::{VersionRange, VersionsNeeded};
         use backup_core::{CollectionSpec, Limits};
         let Some(url) = database_url("a_schema_1_database_is_migrated_with_its_counters") else { return };
         let schema = fresh_schema("old");

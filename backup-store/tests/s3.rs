@@ -11,10 +11,10 @@ fn s3_tests() {
 mod with_s3 {
     use std::sync::Arc;
 
+    use backup_core::catalog::Catalog;
     use backup_core::testing::{body_of, pattern};
     use backup_core::{
-        Actor, Catalog, CollectionSpec, Engine, ErrorKind, Limits, MemoryCatalog, UploadOptions, VersionSelector,
-        conformance,
+        Actor, CollectionSpec, Engine, ErrorKind, Limits, MemoryCatalog, UploadOptions, VersionSelector, conformance,
     };
     use backup_store::{SqliteCatalog, StoreOptions, object_store_from_url, open_store};
     use futures::TryStreamExt;

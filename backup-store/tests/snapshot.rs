@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use backup_core::catalog::Catalog;
 use backup_core::catalog::CatalogExt;
 use backup_core::testing::{body_of, pattern};
 use backup_core::{
-    Actor, Catalog, CollectionSpec, Engine, Limits, Session, SessionId, UploadOptions, VersionQuery, conformance,
+    Actor, CollectionSpec, Engine, Limits, Session, SessionId, UploadOptions, VersionQuery, conformance,
 };
 use backup_store::{SqliteCatalog, snapshot};
 use object_store::ObjectStore;

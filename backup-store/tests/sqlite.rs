@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use backup_core::catalog::Catalog;
 use backup_core::catalog::CatalogExt;
-use backup_core::{Catalog, ErrorKind, conformance};
+use backup_core::{ErrorKind, conformance};
 use backup_store::SqliteCatalog;
 
 async fn fresh(dir: &tempfile::TempDir, name: &str) -> Arc<dyn Catalog> {
@@ -102,7 +103,7 @@ async fn grouped_writes_succeed_and_fail_alone() {
 /// row; the new counters are computed from its versions, and it takes uploads on.
 #[tokio::test]
 async fn a_schema_1_catalog_is_migrated_with_its_counters() {
-    use backup_core::protocol::{VersionRange, VersionsNeeded};
+    use backup_core::catalog::protocol::{VersionRange, VersionsNeeded};
     use backup_core::{Actor, CollectionSpec, Engine, Limits, VersionQuery};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use backup_benches::env_u64;
-use backup_core::{
-    Action, AuthzRequest, Catalog, Clock, Collection, CollectionSpec, Limits, MemoryCatalog, SystemClock,
-};
+use backup_core::catalog::Catalog;
+use backup_core::{Action, AuthzRequest, Clock, Collection, CollectionSpec, Limits, MemoryCatalog, SystemClock};
 use backup_policy::{
     AclEntry, BackupWindow, CollectionPolicy, Directory, ObjectGrant, OperationsScope, PolicyAuthorizer, PolicySet,
     Role, StoredPassword, TokenKey, TokenRequest, TokenService, User,

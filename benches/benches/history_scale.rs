@@ -25,11 +25,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use backup_benches::env_u64;
+use backup_core::catalog::Catalog;
 use backup_core::catalog::CatalogRecord;
 use backup_core::rotation::{Mark, VersionSummary, plan};
 use backup_core::{
-    Actor, Catalog, Collection, CollectionId, CollectionSpec, Digest, DigestAlgorithm, Engine, Limits, RetentionSpec,
-    Timestamp, UploadOptions, Uploader, Version, VersionId, VersionState,
+    Actor, Collection, CollectionId, CollectionSpec, Digest, DigestAlgorithm, Engine, Limits, RetentionSpec, Timestamp,
+    UploadOptions, Uploader, Version, VersionId, VersionState,
 };
 use backup_store::{PostgresCatalog, SqliteCatalog, local_disk_store};
 use bytes::Bytes;

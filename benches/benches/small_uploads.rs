@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backup_benches::env_u64;
-use backup_core::{Actor, Catalog, CollectionId, CollectionSpec, Engine, Limits, MemoryCatalog, UploadOptions};
+use backup_core::catalog::Catalog;
+use backup_core::{Actor, CollectionId, CollectionSpec, Engine, Limits, MemoryCatalog, UploadOptions};
 use backup_store::local_disk_store;
 use backup_store::{PostgresCatalog, SqliteCatalog};
 use bytes::Bytes;

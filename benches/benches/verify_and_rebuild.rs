@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_benches::{env_u64, mb_per_s, median, timed};
+use backup_core::catalog::Catalog;
 use backup_core::{
-    Actor, Catalog, CollectionId, CollectionSpec, DigestAlgorithm, Engine, Limits, MemoryCatalog, RebuildOptions,
-    ScrubOptions,
+    Actor, CollectionId, CollectionSpec, DigestAlgorithm, Engine, Limits, MemoryCatalog, RebuildOptions, ScrubOptions,
 };
 use backup_store::{SqliteCatalog, local_disk_store};
 use bytes::Bytes;

@@ -22,7 +22,8 @@ use crate::version::{Collection, PendingUpload, Tombstone, TombstoneKind, Versio
 /// A catalog held in memory: complete and atomic (one mutex), gone when dropped.
 ///
 /// ```
-/// use backup_core::{Catalog, MemoryCatalog};
+/// use backup_core::MemoryCatalog;
+/// use backup_core::catalog::Catalog;
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let catalog = MemoryCatalog::new();
 /// assert!(catalog.list_collections(None, 10).await?.is_empty());

@@ -49,7 +49,8 @@ use crate::version::{Collection, PendingUpload, TombstoneKind, Uploader, Version
 ///
 /// ```
 /// use std::sync::Arc;
-/// use backup_core::{Catalog, MemoryCatalog};
+/// use backup_core::MemoryCatalog;
+/// use backup_core::catalog::Catalog;
 /// use futures::future::BoxFuture;
 ///
 /// fn memory() -> BoxFuture<'static, Arc<dyn Catalog>> {

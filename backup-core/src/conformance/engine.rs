@@ -283,7 +283,7 @@ pub async fn recover_deletes_garbage_and_never_unknown_objects(ctx: &Ctx) {
     // An upload abandoned by a crash: a pending row and its object.
     let now = Timestamp::from(crate::clock::Clock::now(ctx.clock.as_ref()));
     let vid = crate::VersionId::generate();
-    let key = crate::object_key(ctx.engine.key_prefix(), &id, &vid);
+    let key = crate::store::object_key(ctx.engine.key_prefix(), &id, &vid);
     let req = ReserveRequest::new(
         vid,
         id.clone(),

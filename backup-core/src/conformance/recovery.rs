@@ -33,7 +33,8 @@ pub use super::NewCatalog;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use backup_core::{Catalog, MemoryCatalog};
+/// use backup_core::MemoryCatalog;
+/// use backup_core::catalog::Catalog;
 /// use futures::future::BoxFuture;
 ///
 /// fn memory() -> BoxFuture<'static, Arc<dyn Catalog>> {

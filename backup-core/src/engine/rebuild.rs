@@ -55,7 +55,7 @@ pub struct RebuildOptions {
     /// specs, even without versions. A collection only the descriptions know comes back with
     /// the spec its newest description carries.
     pub collections: Vec<(CollectionId, CollectionSpec)>,
-    /// Where the rebuild reports its progress (see [`crate::progress`]), phase by phase:
+    /// Where the rebuild reports its progress (see [`crate::ProgressTracker`]), phase by phase:
     /// `listing the store` (objects, no total), `reading descriptions`, `checking objects`
     /// (with [`RebuildOptions::verify_digests`], the bytes read of the bytes described), then
     /// `writing the catalog` into an empty one, or `reconciling the catalog` and `adding

@@ -36,7 +36,7 @@ pub struct RecoveryReport {
     /// between a step and its description), described now.
     pub descriptions_written: u64,
     /// What stores kept of released uploads beyond their objects (staging files, open
-    /// multipart uploads), removed; see [`crate::UploadLeftovers`].
+    /// multipart uploads), removed; see [`crate::store::UploadLeftovers`].
     pub leftovers_removed: u64,
     /// Objects under the key prefix, older than the grace, that the catalog does not know:
     /// not deleted (they may be another repository's, or versions a lost catalog knew).

@@ -292,7 +292,7 @@ impl Engine {
         self.verify_collection_with(actor, id, None).await
     }
 
-    /// [`Engine::verify_collection`], reporting to `progress` (see [`crate::progress`]): one
+    /// [`Engine::verify_collection`], reporting to `progress` (see [`crate::ProgressTracker`]): one
     /// phase, `verifying <collection>`, of the collection's committed versions and their bytes
     /// as the catalog counts them when it starts (versions committed meanwhile may take `done`
     /// past `total`).

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backup_core::catalog::Catalog;
 use backup_core::testing::{
     FaultMode, Faults, FaultyCatalog, FaultyStore, body_of, check_described, check_invariants, check_recovered, pattern,
 };
-use backup_core::{Actor, Catalog, CollectionId, CollectionSpec, Engine, Limits, ManualClock, MemoryCatalog, Version};
+use backup_core::{Actor, CollectionId, CollectionSpec, Engine, Limits, ManualClock, MemoryCatalog, Version};
 use object_store::ObjectStore;
 
 pub const LEASE: Duration = Duration::from_secs(60);

@@ -4,8 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use backup_core::protocol::Mutation;
-use backup_core::{Error, ErrorKind, PendingUpload, Result, Session, Version, VersionId};
+use backup_core::catalog::PendingUpload;
+use backup_core::catalog::protocol::Mutation;
+use backup_core::{Error, ErrorKind, Result, Session, Version, VersionId};
 use deadpool_postgres::GenericClient;
 
 use super::BACKEND;

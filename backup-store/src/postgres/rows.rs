@@ -1,10 +1,11 @@
 //! Rows of the PostgreSQL schema to and from the core types.
 
 use crate::metadata_column::metadata_from;
-use backup_core::protocol::{Counters, VersionRow};
+use backup_core::catalog::protocol::{Counters, VersionRow};
+use backup_core::catalog::{PendingUpload, Tombstone, TombstoneKind};
 use backup_core::{
-    AuditEvent, Collection, CollectionId, CollectionSpec, Error, ErrorKind, PendingUpload, Result, Session, SessionId,
-    Timestamp, Tombstone, TombstoneKind, Uploader, Version, VersionId, VersionState,
+    AuditEvent, Collection, CollectionId, CollectionSpec, Error, ErrorKind, Result, Session, SessionId, Timestamp,
+    Uploader, Version, VersionId, VersionState,
 };
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;

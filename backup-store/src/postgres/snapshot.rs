@@ -1,7 +1,7 @@
 //! Export and import: a consistent snapshot as records, and its load into an empty catalog.
 
+use backup_core::catalog::protocol::{ImportCheck, VersionRow};
 use backup_core::catalog::{CatalogRecord, ImportSummary};
-use backup_core::protocol::{ImportCheck, VersionRow};
 use backup_core::{Error, Result, Timestamp};
 use deadpool_postgres::Object;
 use futures::stream::BoxStream;

@@ -1,6 +1,6 @@
 //! Loading the state a step asks for, locking it inside a step.
 
-use backup_core::protocol::{CollectionState, LoadedState, StateQuery, VersionRange, VersionRow};
+use backup_core::catalog::protocol::{CollectionState, LoadedState, StateQuery, VersionRange, VersionRow};
 use backup_core::{RepositoryId, Result};
 use deadpool_postgres::GenericClient;
 

@@ -1,7 +1,8 @@
 //! Applying a step's mutations: storage only, the rules were applied by the decision.
 
-use backup_core::protocol::Mutation;
-use backup_core::{Error, ErrorKind, PendingUpload, Result, Session, Version};
+use backup_core::catalog::PendingUpload;
+use backup_core::catalog::protocol::Mutation;
+use backup_core::{Error, ErrorKind, Result, Session, Version};
 use rusqlite::{Transaction, params};
 
 use super::BACKEND;

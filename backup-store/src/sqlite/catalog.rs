@@ -1,13 +1,13 @@
 //! The [`Catalog`] implementation: steps on the writer, reads on the readers.
 
 use async_trait::async_trait;
+use backup_core::catalog::protocol::{LoadedState, StateQuery};
 use backup_core::catalog::{
     Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
-use backup_core::protocol::{LoadedState, StateQuery};
+use backup_core::catalog::{PendingUpload, Tombstone};
 use backup_core::{
-    AuditEvent, Collection, CollectionId, Error, PendingUpload, Result, Session, Timestamp, Tombstone, Version,
-    VersionId, VersionSelector,
+    AuditEvent, Collection, CollectionId, Error, Result, Session, Timestamp, Version, VersionId, VersionSelector,
 };
 use futures::stream::BoxStream;
 use rusqlite::{OptionalExtension, Transaction, params};

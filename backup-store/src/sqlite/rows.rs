@@ -1,10 +1,11 @@
 //! Rows of the SQLite schema to and from the core types.
 
 use crate::metadata_column::metadata_from;
-use backup_core::protocol::{Counters, VersionRow};
+use backup_core::catalog::protocol::{Counters, VersionRow};
+use backup_core::catalog::{PendingUpload, Tombstone, TombstoneKind};
 use backup_core::{
-    AuditEvent, Collection, CollectionId, CollectionSpec, Digest, PendingUpload, Session, SessionId, Timestamp,
-    Tombstone, TombstoneKind, Uploader, Version, VersionId, VersionState,
+    AuditEvent, Collection, CollectionId, CollectionSpec, Digest, Session, SessionId, Timestamp, Uploader, Version,
+    VersionId, VersionState,
 };
 use rusqlite::Row;
 use rusqlite::types::Type;

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use backup_core::catalog::protocol::ImportCheck;
 use backup_core::catalog::{CatalogRecord, ImportSummary};
-use backup_core::protocol::ImportCheck;
 use backup_core::{Error, Result, Timestamp};
 use futures::StreamExt;
 use futures::stream::BoxStream;

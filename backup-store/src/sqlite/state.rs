@@ -1,6 +1,6 @@
 //! Loading the state a step asks for.
 
-use backup_core::protocol::{CollectionState, LoadedState, StateQuery, VersionRange, VersionRow};
+use backup_core::catalog::protocol::{CollectionState, LoadedState, StateQuery, VersionRange, VersionRow};
 use backup_core::{Error, RepositoryId, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::task::{Context, Poll};
 
 use backup_core::Digest;
-use backup_core::digest::Hasher;
+use backup_core::Hasher;
 use bytes::Bytes;
 use futures::Stream;
 use futures::stream::BoxStream;

@@ -39,14 +39,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use backup_core::catalog::protocol::{LoadedState, StateQuery};
 use backup_core::catalog::{
     Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
-use backup_core::protocol::{LoadedState, StateQuery};
-use backup_core::{
-    AuditEvent, Collection, CollectionId, Error, PendingUpload, Result, Session, Timestamp, Tombstone, Version,
-    VersionId,
-};
+use backup_core::catalog::{PendingUpload, Tombstone};
+use backup_core::{AuditEvent, Collection, CollectionId, Error, Result, Session, Timestamp, Version, VersionId};
 use futures::stream::BoxStream;
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase};
 

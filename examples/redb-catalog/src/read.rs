@@ -1,10 +1,12 @@
 //! Reads: the state a [`StateQuery`] asks for, and the listings, each from its index.
 
+use backup_core::catalog::protocol::{
+    CollectionQuery, CollectionState, LoadedState, StateQuery, VersionRange, VersionRow,
+};
 use backup_core::catalog::{KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery};
-use backup_core::protocol::{CollectionQuery, CollectionState, LoadedState, StateQuery, VersionRange, VersionRow};
+use backup_core::catalog::{PendingUpload, Tombstone};
 use backup_core::{
-    AuditEvent, Collection, CollectionId, Error, PendingUpload, RepositoryId, Session, Timestamp, Tombstone, Version,
-    VersionId, VersionState,
+    AuditEvent, Collection, CollectionId, Error, RepositoryId, Session, Timestamp, Version, VersionId, VersionState,
 };
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 

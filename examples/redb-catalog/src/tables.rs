@@ -5,7 +5,7 @@
 //! costs what it returns, not the history.
 
 use backup_core::catalog::CatalogRecord;
-use backup_core::protocol::{Counters, VersionRow};
+use backup_core::catalog::protocol::{Counters, VersionRow};
 use backup_core::{Collection, Error, ErrorKind, Timestamp, VersionState};
 use redb::TableDefinition;
 use serde::Serialize;

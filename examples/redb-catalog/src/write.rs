@@ -1,8 +1,9 @@
 //! Writes: the [`Mutation`]s of a step, applied to the tables of one write transaction, with
 //! every index kept in step with its rows.
 
-use backup_core::protocol::{Counters, Mutation, VersionRow};
-use backup_core::{Collection, Error, Session, Tombstone, TombstoneKind, VersionState};
+use backup_core::catalog::protocol::{Counters, Mutation, VersionRow};
+use backup_core::catalog::{Tombstone, TombstoneKind};
+use backup_core::{Collection, Error, Session, VersionState};
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 use crate::read::{collection, repository_id, row, session};

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use backup_core::catalog::Catalog;
+use backup_core::conformance;
 use backup_core::object_store::memory::InMemory;
-use backup_core::{Catalog, conformance};
 use backup_redb_catalog::RedbCatalog;
 use futures::future::BoxFuture;
 

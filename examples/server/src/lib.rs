@@ -179,7 +179,7 @@ struct Prepared {
     source: ManifestSource,
     manifests: manifest::Manifests,
     storage_url: String,
-    catalog: Arc<dyn backup_core::Catalog>,
+    catalog: Arc<dyn backup_core::catalog::Catalog>,
     clock: Arc<dyn Clock>,
     directory: Arc<Directory>,
 }
@@ -202,7 +202,7 @@ async fn prepare(config: &ServerConfig) -> Result<Prepared, String> {
 fn engine(
     args: &Args,
     storage_url: &str,
-    catalog: Arc<dyn backup_core::Catalog>,
+    catalog: Arc<dyn backup_core::catalog::Catalog>,
     clock: Arc<dyn Clock>,
     directory: Arc<Directory>,
     adopt: bool,

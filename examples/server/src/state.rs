@@ -8,7 +8,8 @@ pub(crate) mod space;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{Catalog, Clock, Engine};
+use backup_core::catalog::Catalog;
+use backup_core::{Clock, Engine};
 use backup_policy::{Directory, KnownLogins, RateLimits, TokenService};
 use ipnet::IpNet;
 use object_store::ObjectStore;

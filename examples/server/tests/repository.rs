@@ -22,7 +22,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
                 continue;
             }
             let bytes = std::fs::read(e.path()).unwrap();
-            let seen = if e.file_name() == backup_core::REPOSITORY_MARKER {
+            let seen = if e.file_name() == backup_core::store::REPOSITORY_MARKER {
                 let marker: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
                 format!("marker of {}", marker["repository_id"].as_str().unwrap())
             } else {
@@ -61,7 +61,7 @@ async fn an_empty_or_wrong_catalog_refuses_to_start_and_deletes_nothing() {
     let blobs = data.path().join("blobs");
     let before = snapshot(&blobs);
     assert_eq!(before.len(), 3, "the version's object, its description and the repository marker: {before:?}");
-    let marker = before.iter().find(|(p, _)| p.ends_with(backup_core::REPOSITORY_MARKER)).expect("a marker");
+    let marker = before.iter().find(|(p, _)| p.ends_with(backup_core::store::REPOSITORY_MARKER)).expect("a marker");
     let id = marker.1.trim_start_matches("marker of ").to_owned();
 
     // An empty catalog: refused, named, nothing deleted (the maintenance would run every second).

@@ -2,7 +2,7 @@
 //! badge sums up, computed in one place so the three never disagree.
 
 use backup_core::catalog::CatalogExt;
-use backup_core::protocol::{CollectionState, Counters, VersionRange, VersionsNeeded};
+use backup_core::catalog::protocol::{CollectionState, Counters, VersionRange, VersionsNeeded};
 use backup_core::{Collection, CollectionId, Version, VersionQuery};
 use futures::TryStreamExt;
 
@@ -154,7 +154,7 @@ async fn check(state: &AppState, id: &CollectionId, st: CollectionState) -> back
 /// The committed versions `keep` picks, at most `limit`, read a page at a time (committed
 /// versions are bounded by the collection's `maxBackupsCount`).
 async fn committed_where(
-    catalog: &dyn backup_core::Catalog,
+    catalog: &dyn backup_core::catalog::Catalog,
     id: &CollectionId,
     limit: usize,
     keep: impl Fn(&Version) -> bool,

@@ -5,7 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use backup_core::protocol::ProtectionChange;
+use backup_core::catalog::protocol::ProtectionChange;
 use backup_core::rotation::{Mark, RotationDecision, VersionSummary};
 use backup_core::{CollectionSpec, Error, Limits, RetentionSpec, Timestamp, VersionId, VersionSelector};
 use backup_policy::{Asker, COLLECTION, Permission, Subject, decide};

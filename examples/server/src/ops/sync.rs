@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backup_core::protocol::CollectionChange;
+use backup_core::catalog::protocol::CollectionChange;
 use backup_core::{Engine, ScrubOptions};
 use backup_policy::manifest::Manifests;
 use tokio::task::JoinHandle;

@@ -3,8 +3,9 @@
 
 use std::sync::atomic::AtomicU64;
 
+use backup_core::CollectionId;
+use backup_core::catalog::Catalog;
 use backup_core::catalog::CatalogExt;
-use backup_core::{Catalog, CollectionId};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -390,7 +390,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         let name = e.file_name().to_string_lossy().into_owned();
         if p.is_dir() {
             out.extend(files_under(&p));
-        } else if name != backup_core::REPOSITORY_MARKER && !name.ends_with(backup_core::DESCRIPTION_SUFFIX) {
+        } else if name != backup_core::store::REPOSITORY_MARKER
+            && !name.ends_with(backup_core::store::DESCRIPTION_SUFFIX)
+        {
             out.push(p);
         }
     }

@@ -62,7 +62,7 @@ pub enum Mutation {
     /// described yet: the step changes what its description must say, and the description is
     /// written after the step. `mark` is the value a [`Mutation::ClearUndescribed`] must name
     /// (marking again replaces it). The marked versions are listed by
-    /// [`crate::Catalog::list_undescribed`], from an index, whatever the history.
+    /// [`crate::catalog::Catalog::list_undescribed`], from an index, whatever the history.
     MarkUndescribed {
         /// The version.
         id: VersionId,

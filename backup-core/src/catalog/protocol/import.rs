@@ -16,7 +16,7 @@ use crate::version::{MAX_VERSION_NUMBER, VersionState, check_version_number};
 ///
 /// ```
 /// use backup_core::catalog::CatalogRecord;
-/// use backup_core::protocol::ImportCheck;
+/// use backup_core::catalog::protocol::ImportCheck;
 /// use backup_core::Timestamp;
 ///
 /// let mut check = ImportCheck::new();

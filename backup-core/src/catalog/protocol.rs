@@ -2,7 +2,7 @@
 //! write, as [`Mutation`]s.
 //!
 //! Every atomic step of the engine (a reservation, a commit, a deletion, a session
-//! revocation, …) is a [`StateQuery`] and a decision. A [`crate::Catalog`] provides the
+//! revocation, …) is a [`StateQuery`] and a decision. A [`crate::catalog::Catalog`] provides the
 //! atomicity only: in one transaction (or under one lock) it loads what the query asks for,
 //! calls the decision, and applies the mutations it returns, all or nothing. So every catalog
 //! enforces the same rules, and a third-party catalog implements storage, not arithmetic.
@@ -15,7 +15,7 @@
 //! The decisions are plain functions, tested without any catalog:
 //!
 //! ```
-//! use backup_core::protocol::{self, CollectionState, Counters, LoadedState, Mutation, ReserveRequest, SizeHint};
+//! use backup_core::catalog::protocol::{self, CollectionState, Counters, LoadedState, Mutation, ReserveRequest, SizeHint};
 //! use backup_core::{Collection, CollectionSpec, Limits, Timestamp, Uploader, VersionId};
 //! use chrono::Duration;
 //!
