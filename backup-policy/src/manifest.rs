@@ -20,19 +20,28 @@
 //! ACL or access key naming a user or collection that does not exist. Optional fields of
 //! ours: `spec.timeZone` (windows), `spec.contentRule` (`openpgp`, the default, or `none`),
 //! `spec.digest` (`blake3` or `sha256`).
+//!
+//! Code can give the same as values instead of text: [`Definitions`] takes
+//! [`crate::User`]s and [`CollectionDefinition`]s built with their constructors, mixed with
+//! manifests as text if need be, and checks them with the same rules: a value a manifest
+//! could not say is refused with the manifest's field and reason, the file being the one its
+//! manifest would have under `<code>/` ([`code_file`]).
 
+mod definitions;
 mod model;
 mod yaml;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use backup_core::{CollectionId, CollectionSpec};
 
 use crate::directory::{CollectionPolicy, PolicySet};
 use crate::error::{Error, Result};
-use crate::identity::User;
-use yaml::{load_collection, load_secrets, load_user, stem};
+use crate::identity::{AclEntry, User};
+use crate::role::Role;
+use crate::window::BackupWindow;
+
+pub use definitions::Definitions;
 
 /// The API group of backup-repository's kinds.
 pub const API_GROUP: &str = "backups.riotkit.org";
@@ -44,6 +53,9 @@ pub const API_VERSIONS: [&str; 2] = ["v1alpha1", "v1"];
 pub const MAX_FILE: u64 = 1 << 20;
 
 /// A collection as its manifest defines it: the core's spec and the policy part.
+///
+/// Built as a value with [`CollectionDefinition::new`] and the `with_*` setters, it is
+/// checked by [`Definitions::load`] as its manifest would be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionDefinition {
     /// The id (`metadata.name`).
@@ -52,8 +64,46 @@ pub struct CollectionDefinition {
     pub spec: CollectionSpec,
     /// For the authorizer.
     pub policy: CollectionPolicy,
-    /// The file it came from.
+    /// The file it came from: named in errors, and the origin of the engine's audit event
+    /// when it is declared.
     pub file: PathBuf,
+}
+
+impl CollectionDefinition {
+    /// A collection given as a value: `spec` for the engine as it is (unlike a manifest's,
+    /// it has a content rule only when it names one, as
+    /// `spec.with_content_rule(OpenPgpRule::NAME)`), uploads at any time, no one on its ACL,
+    /// no health code, and [`code_file`] as its file.
+    pub fn new(id: CollectionId, spec: CollectionSpec) -> Self {
+        let file = code_file(DocumentKind::Collection, id.as_str());
+        CollectionDefinition { id, spec, policy: CollectionPolicy::default(), file }
+    }
+
+    /// Gives `user` these roles on the collection (`spec.accessControl`).
+    pub fn with_acl(mut self, user: impl Into<String>, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.policy.acl.push(AclEntry { user: user.into(), roles: roles.into_iter().collect() });
+        self
+    }
+
+    /// Adds a backup window (`spec.windows`): once a collection has one, uploads outside all
+    /// of them need `uploadsAnytime`.
+    pub fn with_window(mut self, window: BackupWindow) -> Self {
+        self.policy.windows.push(window);
+        self
+    }
+
+    /// Opens the collection's health endpoint to the code whose SHA-256 this is
+    /// (`spec.healthSecretRef`).
+    pub fn with_health_code_sha256(mut self, digest: [u8; 32]) -> Self {
+        self.policy.health_code_sha256 = Some(digest);
+        self
+    }
+
+    /// Names another file as its origin, in errors and audit events.
+    pub fn with_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.file = file.into();
+        self
+    }
 }
 
 /// Everything loaded from a namespace.
@@ -90,9 +140,7 @@ impl Manifests {
             let origin = c.file.display().to_string();
             match engine.declare_collection(&c.id, c.spec.clone(), &origin).await {
                 Ok(change) => changes.push(change),
-                Err(backup_core::Error::InvalidSpec { field, reason }) => {
-                    return Err(Error::Manifest { file: c.file.clone(), field: manifest_field(field), reason });
-                }
+                Err(e @ backup_core::Error::InvalidSpec { .. }) => return Err(spec_error(&c.file, e)),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -121,7 +169,20 @@ pub enum DocumentKind {
     Secret,
 }
 
-/// One manifest file's text, for [`load_documents`].
+/// The file a user or collection given by code says it comes from, in errors and audit
+/// events: the one its manifest would have, under `<code>/`
+/// (`<code>/backupusers/alice.yaml`, `<code>/backupcollections/db.yaml`,
+/// `<code>/secrets/passwords.yaml`).
+pub fn code_file(kind: DocumentKind, name: &str) -> PathBuf {
+    let folder = match kind {
+        DocumentKind::User => "backupusers",
+        DocumentKind::Collection => "backupcollections",
+        DocumentKind::Secret => "secrets",
+    };
+    PathBuf::from(format!("<code>/{folder}/{name}.yaml"))
+}
+
+/// One manifest file's text, for [`load_documents`] and [`Definitions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     /// Its path (named in errors; its stem must equal `metadata.name`).
@@ -168,15 +229,16 @@ pub fn load(root: &Path, namespace: &str) -> Result<Manifests> {
             }
         }
     }
-    load_into(&documents, errors)
+    definitions::assemble(&documents, &[], &[], errors)
 }
 
-/// Validates manifests given as text (for tests, fuzzing, or another source than folders).
+/// Validates manifests given as text (for tests, fuzzing, or another source than folders);
+/// [`Definitions`] takes values as well.
 ///
 /// # Errors
 /// As [`load`].
 pub fn load_documents(documents: &[Document]) -> Result<Manifests> {
-    load_into(documents, Errors::default())
+    definitions::assemble(documents, &[], &[], Errors::default())
 }
 
 fn read_text(file: &Path) -> std::io::Result<String> {
@@ -184,55 +246,6 @@ fn read_text(file: &Path) -> std::io::Result<String> {
         return Err(std::io::Error::other(format!("larger than {MAX_FILE} bytes")));
     }
     std::fs::read_to_string(file)
-}
-
-fn load_into(documents: &[Document], mut errors: Errors) -> Result<Manifests> {
-    let of = |kind| documents.iter().filter(move |d| d.kind == kind);
-    let secrets = load_secrets(of(DocumentKind::Secret), &mut errors);
-    let mut users: BTreeMap<String, User> = BTreeMap::new();
-    let mut user_files: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for doc in of(DocumentKind::User) {
-        if let Some(u) = load_user(doc, &secrets, &mut errors) {
-            if users.contains_key(&u.name) {
-                errors.at(&doc.file, "metadata.name", format!("user {} is defined twice", u.name));
-            } else {
-                user_files.insert(u.name.clone(), doc.file.clone());
-                users.insert(u.name.clone(), u);
-            }
-        }
-    }
-    // Every collection a file defines, valid or not: a broken collection is reported once, not
-    // again by each access key that names it.
-    let defined: Vec<String> = of(DocumentKind::Collection).map(|d| stem(&d.file)).collect();
-    let mut collections: BTreeMap<CollectionId, CollectionDefinition> = BTreeMap::new();
-    for doc in of(DocumentKind::Collection) {
-        if let Some(c) = load_collection(doc, &secrets, &users, &mut errors) {
-            if collections.contains_key(&c.id) {
-                errors.at(&doc.file, "metadata.name", format!("collection {} is defined twice", c.id));
-            } else {
-                collections.insert(c.id.clone(), c);
-            }
-        }
-    }
-    // Access keys may only name collections that exist.
-    for u in users.values() {
-        for (i, k) in u.access_keys.iter().enumerate() {
-            for (j, o) in k.objects.iter().enumerate() {
-                if !defined.contains(&o.name) {
-                    errors.at(
-                        &user_files[&u.name],
-                        format!("spec.accessKeys[{i}].objects[{j}].name"),
-                        format!("no collection named {:?}", o.name),
-                    );
-                }
-            }
-        }
-    }
-    match errors.0.len() {
-        0 => Ok(Manifests { collections: collections.into_values().collect(), users: users.into_values().collect() }),
-        1 => Err(errors.0.remove(0)),
-        _ => Err(Error::invalid("manifests", errors.0.iter().map(|e| format!("\n  {e}")).collect::<String>())),
-    }
 }
 
 /// The `.yaml`/`.yml` files of a folder, sorted; a missing folder has none.
@@ -253,7 +266,27 @@ fn yaml_files(dir: &Path, errors: &mut Errors) -> Vec<PathBuf> {
     files
 }
 
-/// The manifest field behind a field of the core's spec.
+/// Core's refusal of a collection's spec ([`backup_core::Error::InvalidSpec`]) as the
+/// refusal of its manifest in `file`, with the field as the manifest names it
+/// (`limits.max_versions` is `spec.maxBackupsCount`); any other error of core is reported
+/// for `spec` as a whole. For code that builds a spec, or its [`backup_core::Limits`], from
+/// a manifest's values.
+///
+/// ```
+/// use std::path::Path;
+///
+/// let e = backup_core::Limits::new(0, 1 << 20, 5 << 20).unwrap_err();
+/// let e = backup_policy::manifest::spec_error(Path::new("<code>/backupcollections/db.yaml"), e);
+/// assert_eq!(e.to_string(), "<code>/backupcollections/db.yaml: spec.maxBackupsCount: must be at least 1");
+/// ```
+pub fn spec_error(file: &Path, e: backup_core::Error) -> Error {
+    let (field, reason) = match e {
+        backup_core::Error::InvalidSpec { field, reason } => (manifest_field(field), reason),
+        other => ("spec".to_owned(), other.to_string()),
+    };
+    Error::Manifest { file: file.to_owned(), field, reason }
+}
+
 /// The manifest field of a spec field core names; an unknown one is shown as core names it.
 fn manifest_field(core: &str) -> String {
     match core {

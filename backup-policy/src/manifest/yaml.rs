@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use backup_core::rotation::{Fifo, RotationStrategies};
+use backup_core::rotation::Fifo;
 use backup_core::{CollectionId, CollectionSpec, DigestAlgorithm, Limits, RetentionSpec};
 use ipnet::IpNet;
 
+use super::definitions::{access_key_refusal, user_name_refusal};
 use super::model::{CollectionManifest, Head, SecretManifest, SecretRef, SizeValue, UserManifest};
-use super::{API_GROUP, API_VERSIONS, CollectionDefinition, Document, Errors, manifest_field};
+use super::{API_GROUP, API_VERSIONS, CollectionDefinition, Document, Errors, spec_error};
 use crate::directory::CollectionPolicy;
-use crate::identity::{AccessKey, AclEntry, COLLECTION, ObjectGrant, User};
+use crate::identity::{AccessKey, AclEntry, ObjectGrant, User};
 use crate::openpgp::OpenPgpRule;
 use crate::password::StoredPassword;
 use crate::role::Role;
@@ -129,12 +130,15 @@ fn roles(file: &Path, field: &str, names: &[String], errors: &mut Errors) -> Vec
     out
 }
 
+/// A `BackupUser` manifest as a [`User`], for [`super::definitions::check_user`]: what only
+/// YAML can get wrong (the document, secret references, roles and addresses as text) is
+/// reported here, every other rule there.
 pub(super) fn load_user(doc: &Document, secrets: &Secrets, errors: &mut Errors) -> Option<User> {
     let file = doc.file.as_path();
     let m: UserManifest = read(doc, "BackupUser", &crd_versions(), errors)?;
     let name = m.metadata.name;
-    if name.is_empty() || name.contains('$') || name.chars().any(char::is_control) || name.len() > 256 {
-        errors.at(file, "metadata.name", "a user name must be non-empty, at most 256 bytes, without '$'");
+    if let Some(reason) = user_name_refusal(&name) {
+        errors.at(file, "metadata.name", reason);
         return None;
     }
     if name != stem(file) {
@@ -153,12 +157,10 @@ pub(super) fn load_user(doc: &Document, secrets: &Secrets, errors: &mut Errors) 
     let mut access_keys: Vec<AccessKey> = Vec::new();
     for (i, k) in spec.access_keys.iter().enumerate() {
         let field = format!("spec.accessKeys[{i}]");
-        if k.name.is_empty() || k.name.contains('$') {
-            errors.at(file, format!("{field}.name"), "an access key name must be non-empty, without '$'");
-            continue;
-        }
-        if access_keys.iter().any(|o| o.name == k.name) {
-            errors.at(file, format!("{field}.name"), format!("access key {:?} is defined twice", k.name));
+        if access_key_refusal(&k.name, &access_keys).is_some() {
+            // Refused by its name, with one error, when the user is checked: its password
+            // and objects are not read.
+            access_keys.push(AccessKey::new(k.name.clone(), StoredPassword::Disabled));
             continue;
         }
         // For access keys an inline password wins over the reference (backup-repository).
@@ -171,17 +173,16 @@ pub(super) fn load_user(doc: &Document, secrets: &Secrets, errors: &mut Errors) 
             false,
             errors,
         );
-        let mut objects = Vec::new();
-        for (j, o) in k.objects.iter().enumerate() {
-            if o.kind != COLLECTION {
-                errors.at(file, format!("{field}.objects[{j}].type"), format!("{:?} is not \"collection\"", o.kind));
-                continue;
-            }
-            objects.push(ObjectGrant::collection(
-                o.name.clone(),
-                roles(file, &format!("{field}.objects[{j}].roles"), &o.roles, errors),
-            ));
-        }
+        let objects = k
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(j, o)| ObjectGrant {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                roles: roles(file, &format!("{field}.objects[{j}].roles"), &o.roles, errors),
+            })
+            .collect();
         access_keys.push(AccessKey { name: k.name.clone(), password: pw, objects });
     }
     let mut restrict_by_ip = Vec::new();
@@ -245,12 +246,12 @@ fn size(file: &Path, field: &str, v: &SizeValue, errors: &mut Errors) -> Option<
     }
 }
 
-pub(super) fn load_collection(
-    doc: &Document,
-    secrets: &Secrets,
-    users: &BTreeMap<String, User>,
-    errors: &mut Errors,
-) -> Option<CollectionDefinition> {
+/// A `BackupCollection` manifest as a [`CollectionDefinition`], for
+/// [`super::definitions::check_collection`]: what only YAML can get wrong (the document,
+/// sizes, names of strategies, rules, digests, windows and roles as text, the health secret's
+/// reference) is reported here, every other rule there. `None` when there is no collection to
+/// check (a name that is no id, a size that does not parse).
+pub(super) fn load_collection(doc: &Document, secrets: &Secrets, errors: &mut Errors) -> Option<CollectionDefinition> {
     let file = doc.file.as_path();
     let m: CollectionManifest = read(doc, "BackupCollection", &crd_versions(), errors)?;
     let id = match CollectionId::new(m.metadata.name.clone()) {
@@ -264,7 +265,6 @@ pub(super) fn load_collection(
         errors.at(file, "metadata.name", format!("{:?} does not match the file name", id.as_str()));
     }
     let s = m.spec;
-    let before = errors.0.len();
     let soft = size(file, "spec.maxOneVersionSize", &s.max_one_version_size, errors);
     let hard = size(file, "spec.maxCollectionSize", &s.max_collection_size, errors);
     let retention = retention(file, s.strategy_name.as_deref(), &s.strategy_spec, errors);
@@ -329,32 +329,25 @@ pub(super) fn load_collection(
             None
         }
     });
+    // Every entry is kept, so that the checks of the ACL name them by their place in the file.
     let mut acl: Vec<AclEntry> = Vec::new();
     for (i, entry) in s.access_control.iter().enumerate() {
         let field = format!("spec.accessControl[{i}]");
+        let user = entry.name.clone().or_else(|| entry.user_name.clone()).unwrap_or_default();
         if let Some(kind) = entry.kind.as_deref().filter(|k| *k != "user") {
             errors.at(file, format!("{field}.type"), format!("{kind:?} is not \"user\""));
+            acl.push(AclEntry { user, roles: Vec::new() });
             continue;
         }
-        let Some(user) = entry.name.clone().or_else(|| entry.user_name.clone()) else {
-            errors.at(file, format!("{field}.name"), "the user is missing (name, or userName)");
-            continue;
-        };
-        if !users.contains_key(&user) {
-            errors.at(file, format!("{field}.name"), format!("no user named {user:?}"));
-            continue;
-        }
-        acl.push(AclEntry { user, roles: roles(file, &format!("{field}.roles"), &entry.roles, errors) });
+        let roles =
+            if user.is_empty() { Vec::new() } else { roles(file, &format!("{field}.roles"), &entry.roles, errors) };
+        acl.push(AclEntry { user, roles });
     }
     let (Some(soft), Some(hard)) = (soft, hard) else { return None };
     let limits = match Limits::new(s.max_backups_count, soft, hard) {
         Ok(l) => l,
-        Err(backup_core::Error::InvalidSpec { field, reason }) => {
-            errors.at(file, manifest_field(field), reason);
-            return None;
-        }
         Err(e) => {
-            errors.at(file, "spec", e.to_string());
+            errors.0.push(spec_error(file, e));
             return None;
         }
     };
@@ -365,14 +358,6 @@ pub(super) fn load_collection(
     spec.content_rule = content_rule;
     if let Some(max) = s.max_held_versions {
         spec = spec.with_max_held_versions(max);
-    }
-    // The built-in strategies are the ones a manifest can name.
-    let checked = spec.validate().and_then(|()| RotationStrategies::default().validate(&spec));
-    if let Err(backup_core::Error::InvalidSpec { field, reason }) = checked {
-        errors.at(file, manifest_field(field), reason);
-    }
-    if errors.0.len() != before {
-        return None;
     }
     Some(CollectionDefinition {
         id,
