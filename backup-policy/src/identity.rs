@@ -90,6 +90,18 @@ pub struct AccessKey {
 }
 
 impl AccessKey {
+    /// A key named `name` (logins as `user$name`) with its own password, granting nothing
+    /// until [`AccessKey::with_collection`] adds a collection.
+    pub fn new(name: impl Into<String>, password: StoredPassword) -> Self {
+        AccessKey { name: name.into(), password, objects: Vec::new() }
+    }
+
+    /// Also grants `roles` on the collection `id` (and nothing else on it).
+    pub fn with_collection(mut self, id: impl Into<String>, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.objects.push(ObjectGrant::collection(id, roles.into_iter().collect::<Vec<_>>()));
+        self
+    }
+
     /// The roles this key has on an object (none when it does not name it).
     pub fn roles_on(&self, kind: &str, name: &str) -> Vec<Role> {
         self.objects.iter().filter(|o| o.names(kind, name)).flat_map(|o| o.roles.iter().copied()).collect()
@@ -116,6 +128,53 @@ pub struct User {
 }
 
 impl User {
+    /// An active user named `name` with `password` ([`StoredPassword::Disabled`]: no password
+    /// login), no e-mail address, no global roles, no access keys, allowed from anywhere: a
+    /// `BackupUser` manifest with only `metadata.name` and a password. Nothing is checked here;
+    /// [`crate::manifest::Definitions::load`] checks it as it checks a manifest.
+    pub fn new(name: impl Into<String>, password: StoredPassword) -> Self {
+        User {
+            name: name.into(),
+            email: String::new(),
+            roles: Vec::new(),
+            password,
+            access_keys: Vec::new(),
+            restrict_by_ip: Vec::new(),
+            deactivated: false,
+        }
+    }
+
+    /// Sets the e-mail address (`spec.email`).
+    pub fn with_email(mut self, email: impl Into<String>) -> Self {
+        self.email = email.into();
+        self
+    }
+
+    /// Sets the roles on everything (`spec.roles`).
+    pub fn with_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.roles = roles.into_iter().collect();
+        self
+    }
+
+    /// Adds an access key (`spec.accessKeys`).
+    pub fn with_access_key(mut self, key: AccessKey) -> Self {
+        self.access_keys.push(key);
+        self
+    }
+
+    /// Sets the addresses and ranges the user may connect from (`spec.restrictByIP`); none
+    /// means anywhere.
+    pub fn with_restrict_by_ip(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
+        self.restrict_by_ip = nets.into_iter().collect();
+        self
+    }
+
+    /// Deactivates the user, or not (`spec.deactivated`).
+    pub fn with_deactivated(mut self, deactivated: bool) -> Self {
+        self.deactivated = deactivated;
+        self
+    }
+
     /// The access key with this name.
     pub fn access_key(&self, name: &str) -> Option<&AccessKey> {
         self.access_keys.iter().find(|k| k.name == name)

@@ -9,7 +9,9 @@
 //! ## The pieces
 //!
 //! - [`manifest::load`] reads `BackupCollection`, `BackupUser` and `Secret` manifests from
-//!   backup-repository's folder layout and validates them (file and field named).
+//!   backup-repository's folder layout and validates them (file and field named);
+//!   [`manifest::Definitions`] takes the same users and collections as values, built in code,
+//!   and validates them alike.
 //! - [`Directory`] holds the users and collection policies in force (swap them on reload) and
 //!   checks logins ([`Directory::authenticate`]).
 //! - [`TokenService`] issues JWTs (HS256 or EdDSA, with key ids for rotation), registers each

@@ -20,25 +20,28 @@
 //! ACL or access key naming a user or collection that does not exist. Optional fields of
 //! ours: `spec.timeZone` (windows), `spec.contentRule` (`openpgp`, the default, or `none`),
 //! `spec.digest` (`blake3` or `sha256`).
+//!
+//! Code can give the same as values instead of text: [`Definitions`] takes
+//! [`crate::User`]s and [`CollectionDefinition`]s built with their constructors, mixed with
+//! manifests as text if need be, and checks them with the same rules: a value a manifest
+//! could not say is refused with the manifest's field and reason, the file being the one its
+//! manifest would have under `<code>/` ([`code_file`]).
 
+mod definitions;
 mod model;
+mod yaml;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use backup_core::rotation::{Fifo, RotationStrategies};
-use backup_core::{CollectionId, CollectionSpec, DigestAlgorithm, Limits, RetentionSpec};
-use ipnet::IpNet;
+use backup_core::{CollectionId, CollectionSpec};
 
 use crate::directory::{CollectionPolicy, PolicySet};
 use crate::error::{Error, Result};
-use crate::identity::{AccessKey, AclEntry, COLLECTION, ObjectGrant, User};
-use crate::openpgp::OpenPgpRule;
-use crate::password::StoredPassword;
+use crate::identity::{AclEntry, User};
 use crate::role::Role;
-use crate::size::parse_size;
 use crate::window::BackupWindow;
-use model::{CollectionManifest, Head, SecretManifest, SecretRef, SizeValue, UserManifest};
+
+pub use definitions::Definitions;
 
 /// The API group of backup-repository's kinds.
 pub const API_GROUP: &str = "backups.riotkit.org";
@@ -50,6 +53,9 @@ pub const API_VERSIONS: [&str; 2] = ["v1alpha1", "v1"];
 pub const MAX_FILE: u64 = 1 << 20;
 
 /// A collection as its manifest defines it: the core's spec and the policy part.
+///
+/// Built as a value with [`CollectionDefinition::new`] and the `with_*` setters, it is
+/// checked by [`Definitions::load`] as its manifest would be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionDefinition {
     /// The id (`metadata.name`).
@@ -58,8 +64,46 @@ pub struct CollectionDefinition {
     pub spec: CollectionSpec,
     /// For the authorizer.
     pub policy: CollectionPolicy,
-    /// The file it came from.
+    /// The file it came from: named in errors, and the origin of the engine's audit event
+    /// when it is declared.
     pub file: PathBuf,
+}
+
+impl CollectionDefinition {
+    /// A collection given as a value: `spec` for the engine as it is (unlike a manifest's,
+    /// it has a content rule only when it names one, as
+    /// `spec.with_content_rule(OpenPgpRule::NAME)`), uploads at any time, no one on its ACL,
+    /// no health code, and [`code_file`] as its file.
+    pub fn new(id: CollectionId, spec: CollectionSpec) -> Self {
+        let file = code_file(DocumentKind::Collection, id.as_str());
+        CollectionDefinition { id, spec, policy: CollectionPolicy::default(), file }
+    }
+
+    /// Gives `user` these roles on the collection (`spec.accessControl`).
+    pub fn with_acl(mut self, user: impl Into<String>, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.policy.acl.push(AclEntry { user: user.into(), roles: roles.into_iter().collect() });
+        self
+    }
+
+    /// Adds a backup window (`spec.windows`): once a collection has one, uploads outside all
+    /// of them need `uploadsAnytime`.
+    pub fn with_window(mut self, window: BackupWindow) -> Self {
+        self.policy.windows.push(window);
+        self
+    }
+
+    /// Opens the collection's health endpoint to the code whose SHA-256 this is
+    /// (`spec.healthSecretRef`).
+    pub fn with_health_code_sha256(mut self, digest: [u8; 32]) -> Self {
+        self.policy.health_code_sha256 = Some(digest);
+        self
+    }
+
+    /// Names another file as its origin, in errors and audit events.
+    pub fn with_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.file = file.into();
+        self
+    }
 }
 
 /// Everything loaded from a namespace.
@@ -96,9 +140,7 @@ impl Manifests {
             let origin = c.file.display().to_string();
             match engine.declare_collection(&c.id, c.spec.clone(), &origin).await {
                 Ok(change) => changes.push(change),
-                Err(backup_core::Error::InvalidSpec { field, reason }) => {
-                    return Err(Error::Manifest { file: c.file.clone(), field: manifest_field(field), reason });
-                }
+                Err(e @ backup_core::Error::InvalidSpec { .. }) => return Err(spec_error(&c.file, e)),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -127,7 +169,20 @@ pub enum DocumentKind {
     Secret,
 }
 
-/// One manifest file's text, for [`load_documents`].
+/// The file a user or collection given by code says it comes from, in errors and audit
+/// events: the one its manifest would have, under `<code>/`
+/// (`<code>/backupusers/alice.yaml`, `<code>/backupcollections/db.yaml`,
+/// `<code>/secrets/passwords.yaml`).
+pub fn code_file(kind: DocumentKind, name: &str) -> PathBuf {
+    let folder = match kind {
+        DocumentKind::User => "backupusers",
+        DocumentKind::Collection => "backupcollections",
+        DocumentKind::Secret => "secrets",
+    };
+    PathBuf::from(format!("<code>/{folder}/{name}.yaml"))
+}
+
+/// One manifest file's text, for [`load_documents`] and [`Definitions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     /// Its path (named in errors; its stem must equal `metadata.name`).
@@ -174,15 +229,16 @@ pub fn load(root: &Path, namespace: &str) -> Result<Manifests> {
             }
         }
     }
-    load_into(&documents, errors)
+    definitions::assemble(&documents, &[], &[], errors)
 }
 
-/// Validates manifests given as text (for tests, fuzzing, or another source than folders).
+/// Validates manifests given as text (for tests, fuzzing, or another source than folders);
+/// [`Definitions`] takes values as well.
 ///
 /// # Errors
 /// As [`load`].
 pub fn load_documents(documents: &[Document]) -> Result<Manifests> {
-    load_into(documents, Errors::default())
+    definitions::assemble(documents, &[], &[], Errors::default())
 }
 
 fn read_text(file: &Path) -> std::io::Result<String> {
@@ -190,55 +246,6 @@ fn read_text(file: &Path) -> std::io::Result<String> {
         return Err(std::io::Error::other(format!("larger than {MAX_FILE} bytes")));
     }
     std::fs::read_to_string(file)
-}
-
-fn load_into(documents: &[Document], mut errors: Errors) -> Result<Manifests> {
-    let of = |kind| documents.iter().filter(move |d| d.kind == kind);
-    let secrets = load_secrets(of(DocumentKind::Secret), &mut errors);
-    let mut users: BTreeMap<String, User> = BTreeMap::new();
-    let mut user_files: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for doc in of(DocumentKind::User) {
-        if let Some(u) = load_user(doc, &secrets, &mut errors) {
-            if users.contains_key(&u.name) {
-                errors.at(&doc.file, "metadata.name", format!("user {} is defined twice", u.name));
-            } else {
-                user_files.insert(u.name.clone(), doc.file.clone());
-                users.insert(u.name.clone(), u);
-            }
-        }
-    }
-    // Every collection a file defines, valid or not: a broken collection is reported once, not
-    // again by each access key that names it.
-    let defined: Vec<String> = of(DocumentKind::Collection).map(|d| stem(&d.file)).collect();
-    let mut collections: BTreeMap<CollectionId, CollectionDefinition> = BTreeMap::new();
-    for doc in of(DocumentKind::Collection) {
-        if let Some(c) = load_collection(doc, &secrets, &users, &mut errors) {
-            if collections.contains_key(&c.id) {
-                errors.at(&doc.file, "metadata.name", format!("collection {} is defined twice", c.id));
-            } else {
-                collections.insert(c.id.clone(), c);
-            }
-        }
-    }
-    // Access keys may only name collections that exist.
-    for u in users.values() {
-        for (i, k) in u.access_keys.iter().enumerate() {
-            for (j, o) in k.objects.iter().enumerate() {
-                if !defined.contains(&o.name) {
-                    errors.at(
-                        &user_files[&u.name],
-                        format!("spec.accessKeys[{i}].objects[{j}].name"),
-                        format!("no collection named {:?}", o.name),
-                    );
-                }
-            }
-        }
-    }
-    match errors.0.len() {
-        0 => Ok(Manifests { collections: collections.into_values().collect(), users: users.into_values().collect() }),
-        1 => Err(errors.0.remove(0)),
-        _ => Err(Error::invalid("manifests", errors.0.iter().map(|e| format!("\n  {e}")).collect::<String>())),
-    }
 }
 
 /// The `.yaml`/`.yml` files of a folder, sorted; a missing folder has none.
@@ -259,193 +266,27 @@ fn yaml_files(dir: &Path, errors: &mut Errors) -> Vec<PathBuf> {
     files
 }
 
-/// Parses a manifest: YAML, `apiVersion` and `kind`, then the typed document.
-fn read<T: serde::de::DeserializeOwned>(
-    doc: &Document,
-    kind: &str,
-    api_versions: &[String],
-    errors: &mut Errors,
-) -> Option<T> {
-    let file = &doc.file;
-    let head: Head = match serde_yaml_ng::from_str(&doc.text) {
-        Ok(h) => h,
-        Err(e) => {
-            errors.at(file, "", format!("not a manifest: {e}"));
-            return None;
-        }
+/// Core's refusal of a collection's spec ([`backup_core::Error::InvalidSpec`]) as the
+/// refusal of its manifest in `file`, with the field as the manifest names it
+/// (`limits.max_versions` is `spec.maxBackupsCount`); any other error of core is reported
+/// for `spec` as a whole. For code that builds a spec, or its [`backup_core::Limits`], from
+/// a manifest's values.
+///
+/// ```
+/// use std::path::Path;
+///
+/// let e = backup_core::Limits::new(0, 1 << 20, 5 << 20).unwrap_err();
+/// let e = backup_policy::manifest::spec_error(Path::new("<code>/backupcollections/db.yaml"), e);
+/// assert_eq!(e.to_string(), "<code>/backupcollections/db.yaml: spec.maxBackupsCount: must be at least 1");
+/// ```
+pub fn spec_error(file: &Path, e: backup_core::Error) -> Error {
+    let (field, reason) = match e {
+        backup_core::Error::InvalidSpec { field, reason } => (manifest_field(field), reason),
+        other => ("spec".to_owned(), other.to_string()),
     };
-    if head.kind != kind {
-        errors.at(file, "kind", format!("{:?} in a folder of {kind}", head.kind));
-        return None;
-    }
-    if !api_versions.contains(&head.api_version) {
-        errors.at(file, "apiVersion", format!("{:?} is not one of {}", head.api_version, api_versions.join(", ")));
-        return None;
-    }
-    match serde_yaml_ng::from_str(&doc.text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            errors.at(file, "", e.to_string());
-            None
-        }
-    }
+    Error::Manifest { file: file.to_owned(), field, reason }
 }
 
-fn stem(file: &Path) -> String {
-    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-fn crd_versions() -> Vec<String> {
-    API_VERSIONS.iter().map(|v| format!("{API_GROUP}/{v}")).collect()
-}
-
-/// Secret name → (file, entries).
-type Secrets = BTreeMap<String, (PathBuf, BTreeMap<String, String>)>;
-
-fn load_secrets<'a>(documents: impl Iterator<Item = &'a Document>, errors: &mut Errors) -> Secrets {
-    let mut secrets = Secrets::new();
-    for doc in documents {
-        let Some(s) = read::<SecretManifest>(doc, "Secret", &["v1".to_owned()], errors) else { continue };
-        let mut entries = s.string_data;
-        entries.extend(s.data);
-        if secrets.insert(s.metadata.name.clone(), (doc.file.clone(), entries)).is_some() {
-            errors.at(&doc.file, "metadata.name", format!("secret {} is defined twice", s.metadata.name));
-        }
-    }
-    secrets
-}
-
-fn resolve<'a>(secrets: &'a Secrets, r: &SecretRef) -> std::result::Result<&'a str, String> {
-    if r.name.is_empty() {
-        return Err("the secret's name is empty".into());
-    }
-    let (_, entries) = secrets.get(&r.name).ok_or_else(|| format!("no secret named {:?}", r.name))?;
-    entries.get(&r.entry).map(String::as_str).ok_or_else(|| format!("secret {:?} has no entry {:?}", r.name, r.entry))
-}
-
-/// A password: the reference wins over the inline value (backup-repository's order for users).
-fn password(
-    file: &Path,
-    field: &str,
-    inline: Option<&str>,
-    reference: Option<&SecretRef>,
-    secrets: &Secrets,
-    reference_wins: bool,
-    errors: &mut Errors,
-) -> StoredPassword {
-    let inline = inline.filter(|p| !p.is_empty());
-    let from_ref = |errors: &mut Errors, r: &SecretRef| match resolve(secrets, r) {
-        Ok(v) => StoredPassword::parse(v).unwrap_or_else(|e| {
-            errors.at(file, format!("{field}FromRef"), format!("secret {:?} entry {:?}: {e}", r.name, r.entry));
-            StoredPassword::Disabled
-        }),
-        Err(reason) => {
-            errors.at(file, format!("{field}FromRef"), reason);
-            StoredPassword::Disabled
-        }
-    };
-    let from_inline = |errors: &mut Errors, p: &str| {
-        StoredPassword::parse(p).unwrap_or_else(|e| {
-            errors.at(file, field, e.to_string());
-            StoredPassword::Disabled
-        })
-    };
-    match (inline, reference) {
-        (_, Some(r)) if reference_wins => from_ref(errors, r),
-        (Some(p), _) => from_inline(errors, p),
-        (None, Some(r)) => from_ref(errors, r),
-        (None, None) => StoredPassword::Disabled,
-    }
-}
-
-fn roles(file: &Path, field: &str, names: &[String], errors: &mut Errors) -> Vec<Role> {
-    let mut out = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        match name.parse::<Role>() {
-            Ok(r) if !out.contains(&r) => out.push(r),
-            Ok(_) => {}
-            Err(e) => errors.at(file, format!("{field}[{i}]"), e.to_string()),
-        }
-    }
-    out
-}
-
-fn load_user(doc: &Document, secrets: &Secrets, errors: &mut Errors) -> Option<User> {
-    let file = doc.file.as_path();
-    let m: UserManifest = read(doc, "BackupUser", &crd_versions(), errors)?;
-    let name = m.metadata.name;
-    if name.is_empty() || name.contains('$') || name.chars().any(char::is_control) || name.len() > 256 {
-        errors.at(file, "metadata.name", "a user name must be non-empty, at most 256 bytes, without '$'");
-        return None;
-    }
-    if name != stem(file) {
-        errors.at(file, "metadata.name", format!("{name:?} does not match the file name"));
-    }
-    let spec = m.spec;
-    let user_password = password(
-        file,
-        "spec.password",
-        spec.password.as_deref(),
-        spec.password_from_ref.as_ref(),
-        secrets,
-        true,
-        errors,
-    );
-    let mut access_keys: Vec<AccessKey> = Vec::new();
-    for (i, k) in spec.access_keys.iter().enumerate() {
-        let field = format!("spec.accessKeys[{i}]");
-        if k.name.is_empty() || k.name.contains('$') {
-            errors.at(file, format!("{field}.name"), "an access key name must be non-empty, without '$'");
-            continue;
-        }
-        if access_keys.iter().any(|o| o.name == k.name) {
-            errors.at(file, format!("{field}.name"), format!("access key {:?} is defined twice", k.name));
-            continue;
-        }
-        // For access keys an inline password wins over the reference (backup-repository).
-        let pw = password(
-            file,
-            &format!("{field}.password"),
-            k.password.as_deref(),
-            k.password_from_ref.as_ref(),
-            secrets,
-            false,
-            errors,
-        );
-        let mut objects = Vec::new();
-        for (j, o) in k.objects.iter().enumerate() {
-            if o.kind != COLLECTION {
-                errors.at(file, format!("{field}.objects[{j}].type"), format!("{:?} is not \"collection\"", o.kind));
-                continue;
-            }
-            objects.push(ObjectGrant::collection(
-                o.name.clone(),
-                roles(file, &format!("{field}.objects[{j}].roles"), &o.roles, errors),
-            ));
-        }
-        access_keys.push(AccessKey { name: k.name.clone(), password: pw, objects });
-    }
-    let mut restrict_by_ip = Vec::new();
-    for (i, entry) in spec.restrict_by_ip.iter().enumerate() {
-        match entry.parse::<IpNet>().or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from)) {
-            Ok(net) => restrict_by_ip.push(net),
-            Err(_) => {
-                errors.at(file, format!("spec.restrictByIP[{i}]"), format!("{entry:?} is not an address or CIDR range"))
-            }
-        }
-    }
-    Some(User {
-        roles: roles(file, "spec.roles", &spec.roles, errors),
-        name,
-        email: spec.email,
-        password: user_password,
-        access_keys,
-        restrict_by_ip,
-        deactivated: spec.deactivated,
-    })
-}
-
-/// The manifest field behind a field of the core's spec.
 /// The manifest field of a spec field core names; an unknown one is shown as core names it.
 fn manifest_field(core: &str) -> String {
     match core {
@@ -464,184 +305,6 @@ fn manifest_field(core: &str) -> String {
         other => return format!("spec ({other})"),
     }
     .to_owned()
-}
-
-/// The retention of `strategyName` and `strategySpec`: every option as text, `minKeep` as the
-/// floor of any strategy. backup-repository ignored `strategySpec` and its own examples set
-/// `fifo-plus-older`'s options next to `fifo`; `fifo` ignores those two still.
-fn retention(
-    file: &Path,
-    name: Option<&str>,
-    options: &BTreeMap<String, serde_yaml_ng::Value>,
-    errors: &mut Errors,
-) -> RetentionSpec {
-    use serde_yaml_ng::Value;
-    let strategy = name.unwrap_or(Fifo::NAME);
-    let mut r = RetentionSpec::named(strategy);
-    for (key, value) in options {
-        let field = format!("spec.strategySpec.{key}");
-        let text = match value {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => {
-                errors.at(file, field, "a number or a text (10d, 36h, Europe/Warsaw)");
-                continue;
-            }
-        };
-        match key.as_str() {
-            "minKeep" => match text.parse::<u32>() {
-                Ok(n) => r = r.with_min_keep(n),
-                Err(_) => errors.at(file, field, format!("{text:?} is not a count")),
-            },
-            "keepLastOlderNotMoreThan" | "maxOlderCopies" if strategy == Fifo::NAME => {}
-            _ => r = r.with_option(key.clone(), text),
-        }
-    }
-    r
-}
-
-fn size(file: &Path, field: &str, v: &SizeValue, errors: &mut Errors) -> Option<u64> {
-    match v {
-        SizeValue::Bytes(n) => Some(*n),
-        SizeValue::Text(t) => parse_size(t).map_err(|e| errors.at(file, field, e.to_string())).ok(),
-    }
-}
-
-fn load_collection(
-    doc: &Document,
-    secrets: &Secrets,
-    users: &BTreeMap<String, User>,
-    errors: &mut Errors,
-) -> Option<CollectionDefinition> {
-    let file = doc.file.as_path();
-    let m: CollectionManifest = read(doc, "BackupCollection", &crd_versions(), errors)?;
-    let id = match CollectionId::new(m.metadata.name.clone()) {
-        Ok(id) => id,
-        Err(e) => {
-            errors.at(file, "metadata.name", e.to_string());
-            return None;
-        }
-    };
-    if id.as_str() != stem(file) {
-        errors.at(file, "metadata.name", format!("{:?} does not match the file name", id.as_str()));
-    }
-    let s = m.spec;
-    let before = errors.0.len();
-    let soft = size(file, "spec.maxOneVersionSize", &s.max_one_version_size, errors);
-    let hard = size(file, "spec.maxCollectionSize", &s.max_collection_size, errors);
-    let retention = retention(file, s.strategy_name.as_deref(), &s.strategy_spec, errors);
-    let content_rule = match s.content_rule.as_deref() {
-        None | Some("openpgp") => Some(OpenPgpRule::NAME.to_owned()),
-        Some("none") => None,
-        Some(other) => {
-            errors.at(file, "spec.contentRule", format!("{other:?} is not openpgp or none"));
-            None
-        }
-    };
-    let digest = match s.digest.as_deref().map(str::parse::<DigestAlgorithm>) {
-        None => DigestAlgorithm::default(),
-        Some(Ok(d)) => d,
-        Some(Err(e)) => {
-            errors.at(file, "spec.digest", e.to_string());
-            DigestAlgorithm::default()
-        }
-    };
-    let mut windows = Vec::new();
-    for (i, w) in s.windows.iter().enumerate() {
-        match BackupWindow::parse(&w.from, &w.duration, s.time_zone.as_deref()) {
-            Ok(win) => windows.push(win),
-            Err(e) => {
-                // Told apart by the structured `what`, never by the message text.
-                let field = match e.as_core() {
-                    Some(backup_core::Error::InvalidInput { what: BackupWindow::TIME_ZONE, .. }) => {
-                        "spec.timeZone".to_owned()
-                    }
-                    Some(backup_core::Error::InvalidInput { what: BackupWindow::DURATION, .. }) => {
-                        format!("spec.windows[{i}].duration")
-                    }
-                    _ => format!("spec.windows[{i}].from"),
-                };
-                errors.at(file, field, e.to_string());
-            }
-        }
-    }
-    if s.windows.is_empty()
-        && let Some(tz) = &s.time_zone
-        && tz.parse::<chrono_tz::Tz>().is_err()
-    {
-        errors.at(file, "spec.timeZone", format!("{tz:?} is not an IANA time zone"));
-    }
-    let health_code_sha256 = s.health_secret_ref.as_ref().and_then(|r| match resolve(secrets, r) {
-        Ok(v) => {
-            let mut digest = [0u8; 32];
-            match hex::decode_to_slice(v.trim(), &mut digest) {
-                Ok(()) => Some(digest),
-                Err(_) => {
-                    errors.at(
-                        file,
-                        "spec.healthSecretRef",
-                        format!("secret {:?} entry {:?} is not a hex SHA-256", r.name, r.entry),
-                    );
-                    None
-                }
-            }
-        }
-        Err(reason) => {
-            errors.at(file, "spec.healthSecretRef", reason);
-            None
-        }
-    });
-    let mut acl: Vec<AclEntry> = Vec::new();
-    for (i, entry) in s.access_control.iter().enumerate() {
-        let field = format!("spec.accessControl[{i}]");
-        if let Some(kind) = entry.kind.as_deref().filter(|k| *k != "user") {
-            errors.at(file, format!("{field}.type"), format!("{kind:?} is not \"user\""));
-            continue;
-        }
-        let Some(user) = entry.name.clone().or_else(|| entry.user_name.clone()) else {
-            errors.at(file, format!("{field}.name"), "the user is missing (name, or userName)");
-            continue;
-        };
-        if !users.contains_key(&user) {
-            errors.at(file, format!("{field}.name"), format!("no user named {user:?}"));
-            continue;
-        }
-        acl.push(AclEntry { user, roles: roles(file, &format!("{field}.roles"), &entry.roles, errors) });
-    }
-    let (Some(soft), Some(hard)) = (soft, hard) else { return None };
-    let limits = match Limits::new(s.max_backups_count, soft, hard) {
-        Ok(l) => l,
-        Err(backup_core::Error::InvalidSpec { field, reason }) => {
-            errors.at(file, manifest_field(field), reason);
-            return None;
-        }
-        Err(e) => {
-            errors.at(file, "spec", e.to_string());
-            return None;
-        }
-    };
-    let mut spec = CollectionSpec::new(s.filename_template, limits)
-        .with_description(s.description)
-        .with_digest(digest)
-        .with_retention(retention);
-    spec.content_rule = content_rule;
-    if let Some(max) = s.max_held_versions {
-        spec = spec.with_max_held_versions(max);
-    }
-    // The built-in strategies are the ones a manifest can name.
-    let checked = spec.validate().and_then(|()| RotationStrategies::default().validate(&spec));
-    if let Err(backup_core::Error::InvalidSpec { field, reason }) = checked {
-        errors.at(file, manifest_field(field), reason);
-    }
-    if errors.0.len() != before {
-        return None;
-    }
-    Some(CollectionDefinition {
-        id,
-        spec,
-        policy: CollectionPolicy { windows, acl, health_code_sha256 },
-        file: file.to_owned(),
-    })
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! in-process on a free port ([`spawn`]), stopped on demand ([`RunningServer::shutdown`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
-use backup_policy::StoredPassword;
-use backup_policy::manifest::{Document, DocumentKind};
+use backup_core::{CollectionId, CollectionSpec, Limits, RetentionSpec};
+use backup_policy::manifest::{CollectionDefinition, Definitions, Document, DocumentKind, code_file, spec_error};
+use backup_policy::{AccessKey, Role, StoredPassword, User, parse_size};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -14,8 +15,9 @@ use crate::config::manifests::ManifestSource;
 use crate::config::{Args, Schedule};
 use crate::state::AppState;
 
-/// Everything a server needs: the settings of its command line and its manifests, from
-/// files or from code (validated by the same loader).
+/// Everything a server needs: the settings of its command line and its users and
+/// collections: manifests from files, or from code as values and as text (validated by the
+/// same rules).
 ///
 /// ```
 /// use backup_server::ServerConfig;
@@ -30,13 +32,12 @@ use crate::state::AppState;
 pub struct ServerConfig {
     args: Args,
     listen: Vec<SocketAddr>,
-    documents: Vec<Document>,
-    secrets: Vec<(String, String)>,
-    /// Users given by [`ServerConfig::user`], written as manifests when the server starts.
-    users: Vec<UserEntry>,
+    /// Users and collections given by code: values, and manifests as text.
+    definitions: Definitions,
     folder: bool,
-    /// Values given to [`ServerConfig::user`] or [`ServerConfig::collection`] that cannot go
-    /// into a manifest as they are: [`spawn`] refuses to start with them.
+    /// Values given to [`ServerConfig::user`], [`ServerConfig::access_key`] or
+    /// [`ServerConfig::collection`] that cannot be what they should: [`spawn`] refuses to
+    /// start with them.
     refused: Vec<String>,
 }
 
@@ -53,9 +54,7 @@ impl ServerConfig {
         ServerConfig {
             args,
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            documents: Vec::new(),
-            secrets: Vec::new(),
-            users: Vec::new(),
+            definitions: Definitions::new(),
             folder: false,
             refused: Vec::new(),
         }
@@ -68,15 +67,7 @@ impl ServerConfig {
     /// A `--listen` that is not `HOST:PORT` or `:PORT`.
     pub fn from_args(args: Args) -> Result<Self, String> {
         let listen = args.listen_addrs()?;
-        Ok(ServerConfig {
-            args,
-            listen,
-            documents: Vec::new(),
-            secrets: Vec::new(),
-            users: Vec::new(),
-            folder: true,
-            refused: Vec::new(),
-        })
+        Ok(ServerConfig { args, listen, definitions: Definitions::new(), folder: true, refused: Vec::new() })
     }
 
     /// **For tests only**: memory storage and catalog (nothing on disk, nothing kept), no
@@ -124,40 +115,30 @@ impl ServerConfig {
     /// `usersManager`, …). The password is hashed here (argon2id, 64 MiB: see the README's
     /// "for embedders" about debug builds).
     pub fn user(mut self, name: &str, password: &str, roles: &[&str]) -> Self {
-        self.check("user name", name, plain_name);
-        self.check_roles(roles);
-        let Some(encoded) = self.hashed(&format!("user {name:?}"), password) else { return self };
-        self.secrets.push((name.to_owned(), encoded));
         self.folder = false;
-        self.users.push(UserEntry {
-            name: name.to_owned(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            keys: Vec::new(),
-        });
+        let roles = self.roles(&code_file(DocumentKind::User, name), "spec.roles", roles);
+        let Some(password) = self.hashed(&format!("user {name:?}"), password) else { return self };
+        let user = User::new(name, password).with_email(format!("{name}@localhost")).with_roles(roles);
+        self.definitions.users.push(user);
         self
     }
 
     /// An access key of a user given before (log in as `user$key`), with its own password
     /// and roles on collections only (`backupUploader`, `backupDownloader`, …).
     pub fn access_key(mut self, user: &str, key: &str, password: &str, access: &[(&str, &[&str])]) -> Self {
-        self.check("access key name", key, plain_name);
-        for (collection, roles) in access {
-            self.check("collection id", collection, plain_name);
-            self.check_roles(roles);
-        }
-        let Some(encoded) = self.hashed(&format!("access key {key:?}"), password) else { return self };
-        let Some(owner) = self.users.iter_mut().find(|u| u.name == user) else {
+        let Some(owner) = self.definitions.users.iter().position(|u| u.name == user) else {
             self.refused.push(format!("access key {key:?}: no user {user:?} was given before it"));
             return self;
         };
-        owner.keys.push(KeyEntry {
-            name: key.to_owned(),
-            access: access
-                .iter()
-                .map(|(c, roles)| ((*c).to_owned(), roles.iter().map(|r| (*r).to_owned()).collect()))
-                .collect(),
-        });
-        self.secrets.push((format!("{user}--{key}"), encoded));
+        let file = code_file(DocumentKind::User, user);
+        let field = format!("spec.accessKeys[{}]", self.definitions.users[owner].access_keys.len());
+        let mut grants = Vec::new();
+        for (j, (collection, roles)) in access.iter().enumerate() {
+            grants.push((*collection, self.roles(&file, &format!("{field}.objects[{j}].roles"), roles)));
+        }
+        let Some(password) = self.hashed(&format!("access key {key:?}"), password) else { return self };
+        let key = grants.into_iter().fold(AccessKey::new(key, password), |k, (c, roles)| k.with_collection(c, roles));
+        self.definitions.users[owner].access_keys.push(key);
         self
     }
 
@@ -174,70 +155,69 @@ impl ServerConfig {
         max_collection_size: &str,
         access: &[(&str, &[&str])],
     ) -> Self {
-        self.check("collection id", id, plain_name);
-        for size in [max_version_size, max_collection_size] {
-            self.check("size", size, |s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+        self.folder = false;
+        let file = code_file(DocumentKind::Collection, id);
+        let parsed = CollectionId::new(id).map_err(|e| self.refuse(&file, "metadata.name", e.to_string())).ok();
+        let soft = self.size(&file, "spec.maxOneVersionSize", max_version_size);
+        let hard = self.size(&file, "spec.maxCollectionSize", max_collection_size);
+        let mut acl = Vec::new();
+        for (i, (user, roles)) in access.iter().enumerate() {
+            acl.push((*user, self.roles(&file, &format!("spec.accessControl[{i}].roles"), roles)));
         }
-        for (user, roles) in access {
-            self.check("user name", user, plain_name);
-            self.check_roles(roles);
-        }
-        let acl: String = access
-            .iter()
-            .map(|(user, roles)| {
-                let roles: String = roles.iter().map(|r| format!("\n              - {r}")).collect();
-                format!("\n        - name: {user}\n          type: user\n          roles:{roles}")
-            })
-            .collect();
-        let yaml = format!(
-            "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: {id}\nspec:\n    \
-             filenameTemplate: {id}-${{version}}\n    maxBackupsCount: {max_versions}\n    \
-             maxOneVersionSize: {max_version_size}\n    maxCollectionSize: {max_collection_size}\n    \
-             strategyName: fifo\n    contentRule: none\n    accessControl:{}\n",
-            if acl.is_empty() { " []".to_owned() } else { acl }
-        );
-        self.manifest(DocumentKind::Collection, id, yaml)
+        let (Some(id), Some(soft), Some(hard)) = (parsed, soft, hard) else { return self };
+        let limits = match Limits::new(max_versions, soft, hard) {
+            Ok(limits) => limits,
+            Err(e) => {
+                self.refused.push(spec_error(&file, e).to_string());
+                return self;
+            }
+        };
+        let spec =
+            CollectionSpec::new(format!("{id}-${{version}}"), limits).with_retention(RetentionSpec::named("fifo"));
+        let collection =
+            acl.into_iter().fold(CollectionDefinition::new(id, spec), |c, (user, roles)| c.with_acl(user, roles));
+        self.definitions.collections.push(collection);
+        self
     }
 
-    /// Notes the roles that are not a role's name (letters only).
-    fn check_roles(&mut self, roles: &[&str]) {
-        for r in roles {
-            self.check("role", r, |r| r.bytes().all(|b| b.is_ascii_alphabetic()));
+    /// The roles named, each name that is not a role noted as its manifest's loader reports
+    /// it (`field[i]`).
+    fn roles(&mut self, file: &Path, field: &str, names: &[&str]) -> Vec<Role> {
+        let mut roles = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            match name.parse::<Role>() {
+                Ok(role) => roles.push(role),
+                Err(e) => self.refuse(file, format!("{field}[{i}]"), e.to_string()),
+            }
         }
+        roles
     }
 
-    /// A password in backup-repository's stored form, or `None` after noting that `whose`
-    /// cannot have it.
-    fn hashed(&mut self, whose: &str, password: &str) -> Option<String> {
-        let encoded = StoredPassword::hash(password.as_bytes()).ok().and_then(|h| h.to_backup_repository_form());
-        if encoded.is_none() {
+    /// A size (`1M`), or `None` after noting it as its manifest's loader reports it.
+    fn size(&mut self, file: &Path, field: &str, text: &str) -> Option<u64> {
+        parse_size(text).map_err(|e| self.refuse(file, field, e.to_string())).ok()
+    }
+
+    /// A hashed password, or `None` after noting that `whose` cannot have it.
+    fn hashed(&mut self, whose: &str, password: &str) -> Option<StoredPassword> {
+        let hashed = StoredPassword::hash(password.as_bytes()).ok();
+        if hashed.is_none() {
             self.refused.push(format!("{whose}: the password cannot be hashed"));
         }
-        encoded
+        hashed
     }
 
-    /// Notes a value that cannot be written into a manifest as it is (it would change the
-    /// YAML around it); the manifest loader checks the rest.
-    fn check(&mut self, what: &str, value: &str, ok: impl Fn(&str) -> bool) {
-        if value.is_empty() || !ok(value) {
-            self.refused.push(format!("{what} {value:?}: letters, digits, '.', '-', '_' and '@' only"));
-        }
+    /// Notes a value refused as a manifest's loader would refuse it: file, field, reason.
+    fn refuse(&mut self, file: &Path, field: impl Into<String>, reason: String) {
+        let e = backup_policy::Error::Manifest { file: file.to_owned(), field: field.into(), reason };
+        self.refused.push(e.to_string());
     }
 
     /// A manifest as text (a `BackupUser`, `BackupCollection` or `Secret`, as in
     /// backup-repository's folders), named `name` (its `metadata.name`).
     pub fn manifest(mut self, kind: DocumentKind, name: &str, yaml: impl Into<String>) -> Self {
         self.folder = false;
-        let folder = match kind {
-            DocumentKind::User => "backupusers",
-            DocumentKind::Collection => "backupcollections",
-            DocumentKind::Secret => "secrets",
-        };
-        self.documents.push(Document {
-            file: PathBuf::from(format!("<code>/{folder}/{name}.yaml")),
-            kind,
-            text: yaml.into(),
-        });
+        self.definitions.documents.push(Document { file: code_file(kind, name), kind, text: yaml.into() });
         self
     }
 
@@ -246,22 +226,11 @@ impl ServerConfig {
         if self.folder {
             return ManifestSource::Folder { root: self.args.config_root(), namespace: self.args.namespace.clone() };
         }
-        let mut documents = self.documents.clone();
-        documents.extend(self.users.iter().map(UserEntry::document));
-        if !self.secrets.is_empty() {
-            let data: String = self.secrets.iter().map(|(k, v)| format!("\n    {k}: \"{v}\"")).collect();
-            documents.push(Document {
-                file: PathBuf::from(format!("<code>/secrets/{SECRETS}.yaml")),
-                kind: DocumentKind::Secret,
-                text: format!(
-                    "apiVersion: v1\nkind: Secret\nmetadata:\n    name: {SECRETS}\ntype: Opaque\ndata:{data}\n"
-                ),
-            });
-        }
-        ManifestSource::Documents(documents)
+        ManifestSource::Values(self.definitions.clone())
     }
 
-    /// The values [`ServerConfig::user`] and [`ServerConfig::collection`] refused.
+    /// The values [`ServerConfig::user`], [`ServerConfig::access_key`] and
+    /// [`ServerConfig::collection`] refused.
     pub(crate) fn check_values(&self) -> Result<(), String> {
         match self.refused.first() {
             None => Ok(()),
@@ -279,70 +248,6 @@ impl Default for ServerConfig {
         ServerConfig::new()
     }
 }
-
-/// A user given by code, written as a `BackupUser` manifest.
-#[derive(Debug, Clone)]
-struct UserEntry {
-    name: String,
-    roles: Vec<String>,
-    keys: Vec<KeyEntry>,
-}
-
-/// An access key of a [`UserEntry`].
-#[derive(Debug, Clone)]
-struct KeyEntry {
-    name: String,
-    /// Roles by collection.
-    access: Vec<(String, Vec<String>)>,
-}
-
-impl UserEntry {
-    fn document(&self) -> Document {
-        let list = |items: &[String], indent: &str| -> String {
-            if items.is_empty() { " []".to_owned() } else { items.iter().map(|i| format!("\n{indent}- {i}")).collect() }
-        };
-        let name = &self.name;
-        let keys: String = self
-            .keys
-            .iter()
-            .map(|k| {
-                let objects: String = k
-                    .access
-                    .iter()
-                    .map(|(c, roles)| {
-                        format!(
-                            "\n              - name: {c}\n                type: collection\n                roles:{}",
-                            list(roles, "                    ")
-                        )
-                    })
-                    .collect();
-                format!(
-                    "\n        - name: {}\n          passwordFromRef:\n              name: {SECRETS}\n              \
-                     entry: {name}--{}\n          objects:{}",
-                    k.name,
-                    k.name,
-                    if objects.is_empty() { " []".to_owned() } else { objects }
-                )
-            })
-            .collect();
-        let text = format!(
-            "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: {name}\nspec:\n    \
-             email: {name}@localhost\n    passwordFromRef:\n        name: {SECRETS}\n        entry: {name}\n    \
-             roles:{}{}\n",
-            list(&self.roles, "        "),
-            if keys.is_empty() { String::new() } else { format!("\n    accessKeys:{keys}") }
-        );
-        Document { file: PathBuf::from(format!("<code>/backupusers/{name}.yaml")), kind: DocumentKind::User, text }
-    }
-}
-
-/// A name as backup-repository's manifests have them (Kubernetes-style), safe in YAML.
-fn plain_name(name: &str) -> bool {
-    name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_@".contains(&b))
-}
-
-/// The secret that [`ServerConfig::user`]'s passwords are kept in.
-const SECRETS: &str = "server-config-passwords";
 
 /// A server running in this process; stop it with [`RunningServer::shutdown`] (dropping it
 /// stops it too, without waiting).
@@ -472,4 +377,55 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, String> {
         }
     });
     Ok(RunningServer { addr, state, stop: Some(stop), task: Some(task) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Users, keys and collections given by code are what the manifests written for them
+    /// before gave.
+    #[test]
+    fn values_from_code_load_as_their_manifests_did() {
+        let config = ServerConfig::for_tests()
+            .user("ci", "a password", &["usersManager"])
+            .access_key("ci", "pipeline", "a key password", &[("db", &["backupUploader"])])
+            .collection("db", 2, "1M", "5M", &[("ci", &["collectionManager"])]);
+        let values = config.manifest_source().load().unwrap();
+        let phc = |p: &StoredPassword| p.to_phc().unwrap();
+        let (user, key) = (phc(&values.users[0].password), phc(&values.users[0].access_keys[0].password));
+        let user = format!(
+            "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: ci\nspec:\n    \
+             email: ci@localhost\n    password: \"{user}\"\n    roles: [usersManager]\n    accessKeys:\n        \
+             - name: pipeline\n          password: \"{key}\"\n          objects:\n              - name: db\n                \
+             type: collection\n                roles: [backupUploader]\n"
+        );
+        let collection = "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: db\n\
+             spec:\n    filenameTemplate: db-${version}\n    maxBackupsCount: 2\n    maxOneVersionSize: 1M\n    \
+             maxCollectionSize: 5M\n    strategyName: fifo\n    contentRule: none\n    accessControl:\n        \
+             - name: ci\n          type: user\n          roles: [collectionManager]\n";
+        let text = ServerConfig::new()
+            .manifest(DocumentKind::User, "ci", user)
+            .manifest(DocumentKind::Collection, "db", collection)
+            .manifest_source()
+            .load()
+            .unwrap();
+        assert_eq!(values.users, text.users);
+        assert_eq!(values.collections, text.collections);
+    }
+
+    #[test]
+    fn values_that_cannot_be_are_refused_with_their_field() {
+        let refusal = |config: ServerConfig| config.check_values().unwrap_err();
+        let e = refusal(ServerConfig::for_tests().user("ci", "a password", &["root"]));
+        assert!(e.starts_with("configuration: <code>/backupusers/ci.yaml: spec.roles[0]: "), "{e}");
+        let e = refusal(ServerConfig::for_tests().access_key("ci", "k", "a password", &[]));
+        assert_eq!(e, "configuration: access key \"k\": no user \"ci\" was given before it");
+        let e = refusal(ServerConfig::for_tests().collection("db", 2, "lots", "5M", &[]));
+        assert!(e.starts_with("configuration: <code>/backupcollections/db.yaml: spec.maxOneVersionSize: "), "{e}");
+        let e = refusal(ServerConfig::for_tests().collection("db", 0, "1M", "5M", &[]));
+        assert_eq!(e, "configuration: <code>/backupcollections/db.yaml: spec.maxBackupsCount: must be at least 1");
+        let e = refusal(ServerConfig::for_tests().collection("../db", 2, "1M", "5M", &[("ci", &["owner"])]));
+        assert!(e.contains("metadata.name"), "{e}");
+    }
 }

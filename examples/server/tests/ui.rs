@@ -597,13 +597,25 @@ async fn an_access_key_logs_in_and_sees_only_the_buttons_its_roles_allow() {
     server.shutdown().await;
 }
 
-/// A user manifest of `name` with alice's password and `extra` lines in its spec.
+/// A user manifest of `name` with alice's password (from [`ALICES_PASSWORD`]) and `extra`
+/// lines in its spec.
 fn user_manifest(name: &str, extra: &str) -> String {
     format!(
         "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: {name}\nspec:\n    \
-         email: {name}@localhost\n    passwordFromRef:\n        name: server-config-passwords\n        entry: alice\n    \
+         email: {name}@localhost\n    passwordFromRef:\n        name: {ALICES_PASSWORD}\n        entry: alice\n    \
          roles: []\n{extra}    accessKeys:\n        - name: ci\n          passwordFromRef:\n              \
-         name: server-config-passwords\n              entry: alice\n          objects: []\n"
+         name: {ALICES_PASSWORD}\n              entry: alice\n          objects: []\n"
+    )
+}
+
+/// The secret [`user_manifest`] takes alice's password from.
+const ALICES_PASSWORD: &str = "alices-password";
+
+/// The [`ALICES_PASSWORD`] secret.
+fn alices_password() -> String {
+    let stored = backup_policy::StoredPassword::hash(b"alicealice").unwrap().to_backup_repository_form().unwrap();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n    name: {ALICES_PASSWORD}\ntype: Opaque\ndata:\n    alice: \"{stored}\"\n"
     )
 }
 
@@ -644,6 +656,7 @@ async fn form_login(state: &AppState, user: &str, password: &str) -> (StatusCode
 async fn a_refused_login_answers_alike_for_a_right_and_a_wrong_password() {
     use backup_policy::manifest::DocumentKind;
     let config = support::dashboard_config()
+        .manifest(DocumentKind::Secret, ALICES_PASSWORD, alices_password())
         .manifest(DocumentKind::User, "carol", user_manifest("carol", "    restrictByIP: [\"10.0.0.0/8\"]\n"))
         .manifest(DocumentKind::User, "dave", user_manifest("dave", "    deactivated: true\n"));
     let server = spawn(config).await.unwrap();

@@ -1,9 +1,9 @@
-//! Where the users and collections come from: manifest files in a folder, or manifests given
-//! by code (the same validation either way).
+//! Where the users and collections come from: manifest files in a folder, or users,
+//! collections and manifests given by code (the same validation either way).
 
 use std::path::PathBuf;
 
-use backup_policy::manifest::{self, Document, Manifests};
+use backup_policy::manifest::{self, Definitions, Document, Manifests};
 
 /// Where the server reads its manifests, at start, at every reload and for `/ready`.
 #[derive(Debug, Clone)]
@@ -18,6 +18,9 @@ pub enum ManifestSource {
     },
     /// Manifests given as text (see [`crate::ServerConfig::manifest`]); they never change.
     Documents(Vec<Document>),
+    /// Users and collections given by code, as values and as manifests in text (see
+    /// [`crate::ServerConfig::user`]); they never change: every reload gives the same.
+    Values(Definitions),
 }
 
 impl ManifestSource {
@@ -30,6 +33,7 @@ impl ManifestSource {
         match self {
             ManifestSource::Folder { root, namespace } => manifest::load(root, namespace),
             ManifestSource::Documents(documents) => manifest::load_documents(documents),
+            ManifestSource::Values(definitions) => definitions.load(),
         }
     }
 
