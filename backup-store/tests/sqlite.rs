@@ -79,7 +79,10 @@ async fn grouped_writes_succeed_and_fail_alone() {
             let spec = CollectionSpec::new("v-${version}", Limits::new(2, 100 + i, 1000).unwrap());
             tokio::spawn(async move {
                 let audit = AuditEvent::new(now, "test", "collection.create").with_collection(&id);
-                catalog.create_collection(&Collection::new(id, spec, now), &audit).await.map(|_| ())
+                catalog
+                    .create_collection(&Collection::new(id, spec, now), &Default::default(), &audit)
+                    .await
+                    .map(|_| ())
             })
         })
         .collect();

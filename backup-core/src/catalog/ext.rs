@@ -31,7 +31,8 @@ use crate::version::{Collection, PendingUpload, Version};
 /// let catalog = MemoryCatalog::new();
 /// let now = Timestamp::UNIX_EPOCH;
 /// let c = Collection::new("db".parse()?, CollectionSpec::new("db-${version}", Limits::new(2, 10, 30)?), now);
-/// catalog.create_collection(&c, &AuditEvent::new(now, "me", "collection.create")).await?;
+/// let rules = backup_core::catalog::protocol::SpecRules::default();
+/// catalog.create_collection(&c, &rules, &AuditEvent::new(now, "me", "collection.create")).await?;
 /// assert_eq!(catalog.collection_state(&c.id).await?.counters.next_number, 1);
 /// # Ok::<(), backup_core::Error>(()) }).unwrap();
 /// ```
@@ -105,15 +106,22 @@ pub trait CatalogExt: Catalog {
         self.collection_state_with(id, VersionsNeeded::Nothing).await
     }
 
-    /// Creates a collection.
+    /// Creates a collection whose spec `rules` accept.
     ///
     /// # Errors
-    /// [`Error::CollectionExists`].
-    async fn create_collection(&self, collection: &Collection, audit: &AuditEvent) -> Result<Collection> {
-        let (c, audit) = (collection.clone(), audit.clone());
+    /// [`Error::CollectionExists`]; [`Error::InvalidSpec`].
+    async fn create_collection(
+        &self,
+        collection: &Collection,
+        rules: &protocol::SpecRules,
+        audit: &AuditEvent,
+    ) -> Result<Collection> {
+        let (c, rules, audit) = (collection.clone(), rules.clone(), audit.clone());
         let query = StateQuery::collection(CollectionQuery::new(c.id.clone()));
-        self.step(query.with_label("create_collection"), move |s| protocol::decide_create_collection(s, &c, &audit))
-            .await
+        self.step(query.with_label("create_collection"), move |s| {
+            protocol::decide_create_collection(s, &c, &rules, &audit)
+        })
+        .await
     }
 
     /// Changes a collection's spec if its revision is still `expected_revision` (when
@@ -121,23 +129,24 @@ pub trait CatalogExt: Catalog {
     ///
     /// # Errors
     /// [`Error::CollectionNotFound`] (unless `create`); [`Error::Conflict`] if the revision
-    /// moved.
+    /// moved; [`Error::InvalidSpec`] for a spec `rules` refuse.
     async fn update_collection(
         &self,
         id: &CollectionId,
         spec: &CollectionSpec,
         expected_revision: Option<u64>,
         create: bool,
+        rules: &protocol::SpecRules,
         audit: &AuditEvent,
     ) -> Result<CollectionChange> {
-        let (id2, spec2, audit) = (id.clone(), spec.clone(), audit.clone());
+        let (id2, spec2, rules, audit) = (id.clone(), spec.clone(), rules.clone(), audit.clone());
         let query =
             StateQuery::collection(CollectionQuery::new(id.clone()).with_committed(protocol::update_needs(spec)));
         self.step(query.with_label("update_collection"), move |s| {
             if create && expected_revision.is_none() {
-                protocol::decide_put_collection(s, &id2, &spec2, audit.at, &audit)
+                protocol::decide_put_collection(s, &id2, &spec2, audit.at, &rules, &audit)
             } else {
-                protocol::decide_update_collection(s, &id2, &spec2, expected_revision, &audit)
+                protocol::decide_update_collection(s, &id2, &spec2, expected_revision, &rules, &audit)
             }
         })
         .await

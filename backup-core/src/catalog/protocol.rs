@@ -49,7 +49,7 @@ mod upload;
 mod versions;
 
 pub use collections::{
-    CollectionChange, decide_create_collection, decide_delete_collection, decide_put_collection,
+    CollectionChange, SpecRules, decide_create_collection, decide_delete_collection, decide_put_collection,
     decide_update_collection, update_needs,
 };
 pub use descriptions::{decide_described, description_mark};

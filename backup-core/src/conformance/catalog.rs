@@ -263,6 +263,11 @@ fn now() -> Timestamp {
     Timestamp::from(Utc::now())
 }
 
+/// The built-in strategies' rules, as an engine without extra registrations has them.
+fn rules() -> crate::protocol::SpecRules {
+    crate::protocol::SpecRules::default()
+}
+
 fn audit(action: &str) -> AuditEvent {
     AuditEvent::new(now(), "conformance", action)
 }
@@ -274,7 +279,10 @@ fn spec(max_versions: u32, soft: u64, hard: u64) -> CollectionSpec {
 async fn create(catalog: &dyn Catalog, prefix: &str, spec: CollectionSpec) -> CollectionId {
     let id = unique_collection(prefix);
     let c = Collection::new(id.clone(), spec, now());
-    catalog.create_collection(&c, &audit("collection.create").with_collection(&id)).await.expect("create collection");
+    catalog
+        .create_collection(&c, &rules(), &audit("collection.create").with_collection(&id))
+        .await
+        .expect("create collection");
     id
 }
 
@@ -322,21 +330,43 @@ pub async fn collections_crud(catalog: &dyn Catalog) {
     let id = create(catalog, "crud", spec(3, 10, 40).with_description("first")).await;
     let got = catalog.get_collection(&id).await.expect("get");
     assert_eq!((got.spec.description.as_str(), got.revision), ("first", 1));
+    // The spec rules are part of the decision: no step of the catalog stores a spec an
+    // upload would refuse, whichever path calls it.
+    let unknown = spec(1, 1, 1).with_content_rule("no-such-rule");
+    let refused = unique_collection("crud-refused");
+    let e = catalog
+        .create_collection(
+            &Collection::new(refused.clone(), unknown.clone(), now()),
+            &rules(),
+            &audit("collection.create"),
+        )
+        .await
+        .expect_err("a spec the rules refuse");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(catalog.get_collection(&refused).await.expect_err("nothing stored").kind(), ErrorKind::NotFound);
+    let e = catalog
+        .update_collection(&id, &unknown, None, true, &rules(), &audit("collection.put"))
+        .await
+        .expect_err("an update the rules refuse");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     let dup = Collection::new(id.clone(), spec(1, 1, 1), now());
-    let e = catalog.create_collection(&dup, &audit("collection.create")).await.expect_err("duplicate create");
+    let e = catalog.create_collection(&dup, &rules(), &audit("collection.create")).await.expect_err("duplicate create");
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
 
     let second = spec(4, 10, 40).with_description("second");
-    let change =
-        catalog.update_collection(&id, &second, Some(1), false, &audit("collection.update")).await.expect("update");
+    let change = catalog
+        .update_collection(&id, &second, Some(1), false, &rules(), &audit("collection.update"))
+        .await
+        .expect("update");
     assert!(matches!(&change, CollectionChange::Updated(c) if c.revision == 2), "{change:?}");
     assert_eq!(catalog.get_collection(&id).await.expect("get").spec.description, "second");
     let e = catalog
-        .update_collection(&id, &spec(5, 10, 50), Some(1), false, &audit("collection.update"))
+        .update_collection(&id, &spec(5, 10, 50), Some(1), false, &rules(), &audit("collection.update"))
         .await
         .expect_err("stale revision");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    let same = catalog.update_collection(&id, &second, None, true, &audit("collection.update")).await.expect("put");
+    let same =
+        catalog.update_collection(&id, &second, None, true, &rules(), &audit("collection.update")).await.expect("put");
     assert!(matches!(same, CollectionChange::Unchanged(_)), "{same:?}");
 
     let missing = unique_collection("missing");
@@ -348,11 +378,14 @@ pub async fn collections_crud(catalog: &dyn Catalog) {
         .expect_err("reserve in missing");
     assert_eq!(e.kind(), ErrorKind::NotFound);
     let e = catalog
-        .update_collection(&missing, &second, None, false, &audit("collection.update"))
+        .update_collection(&missing, &second, None, false, &rules(), &audit("collection.update"))
         .await
         .expect_err("update missing");
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let put = catalog.update_collection(&missing, &second, None, true, &audit("collection.put")).await.expect("put");
+    let put = catalog
+        .update_collection(&missing, &second, None, true, &rules(), &audit("collection.put"))
+        .await
+        .expect("put");
     assert!(matches!(put, CollectionChange::Created(_)), "{put:?}");
     catalog.delete_collection(&missing, &audit("collection.delete")).await.expect("delete");
     catalog.delete_collection(&id, &audit("collection.delete")).await.expect("delete empty");
@@ -368,7 +401,11 @@ pub async fn list_collections_paginates(catalog: &dyn Catalog) {
     for i in 0..5 {
         let id = CollectionId::new(format!("{prefix}-{i}")).expect("valid");
         catalog
-            .create_collection(&Collection::new(id.clone(), spec(1, 1, 1), now()), &audit("collection.create"))
+            .create_collection(
+                &Collection::new(id.clone(), spec(1, 1, 1), now()),
+                &rules(),
+                &audit("collection.create"),
+            )
             .await
             .expect("create");
         ids.push(id);
@@ -771,7 +808,10 @@ pub async fn counters_follow_every_step(catalog: &dyn Catalog) {
     assert_eq!(recount().await.versions, 2);
     catalog.restore_version(&id, 3, &audit("version.restore")).await.expect("restore");
     assert_eq!(recount().await.bytes, 180);
-    catalog.update_collection(&id, &spec(3, 40, 600), None, false, &audit("collection.update")).await.expect("update");
+    catalog
+        .update_collection(&id, &spec(3, 40, 600), None, false, &rules(), &audit("collection.update"))
+        .await
+        .expect("update");
     let c = recount().await;
     assert_eq!((c.overage, c.next_number), (10 + 80, 5), "overage recounted against the new soft limit");
 }

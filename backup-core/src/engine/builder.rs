@@ -257,6 +257,7 @@ impl EngineBuilder {
         }
         let started_at = crate::Timestamp::from(self.clock.now());
         let store: Arc<dyn ObjectStore> = self.store.unwrap_or_else(|| Arc::new(InMemory::new()));
+        let strategies = Arc::new(self.strategies);
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 catalog: self.catalog.unwrap_or_else(|| Arc::new(MemoryCatalog::new())),
@@ -264,7 +265,8 @@ impl EngineBuilder {
                 store,
                 authorizer: self.authorizer,
                 clock: self.clock,
-                strategies: Arc::new(self.strategies),
+                spec_rules: crate::protocol::SpecRules::new(strategies.clone(), self.content_rules.clone()),
+                strategies,
                 content_rules: self.content_rules,
                 leftovers: self.leftovers,
                 multipart: self.multipart,

@@ -31,15 +31,51 @@ impl CollectionChange {
     }
 }
 
-/// Decides the creation of a collection.
+/// What a collection's spec must satisfy beyond its own rules ([`CollectionSpec::validate`]):
+/// a retention strategy that is registered and takes its options, a content rule that is
+/// registered. Every decision that creates or changes a spec checks it, so no path (the
+/// engine, a [`crate::catalog::CatalogExt`] step, a manifest sync) can store one that an
+/// upload would then refuse.
+#[derive(Debug, Clone, Default)]
+pub struct SpecRules {
+    strategies: std::sync::Arc<crate::rotation::RotationStrategies>,
+    content_rules: crate::content_rule::ContentRules,
+}
+
+impl SpecRules {
+    /// The rules of these registries.
+    pub fn new(
+        strategies: std::sync::Arc<crate::rotation::RotationStrategies>,
+        content_rules: crate::content_rule::ContentRules,
+    ) -> Self {
+        SpecRules { strategies, content_rules }
+    }
+
+    /// Checks `spec`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpec`] naming the field, or [`Error::InvalidCollectionId`]-like errors of
+    /// the spec's own rules.
+    pub fn validate(&self, spec: &CollectionSpec) -> Result<()> {
+        spec.validate()?;
+        self.strategies.validate(spec)?;
+        self.content_rules.resolve(spec.content_rule.as_deref())?;
+        Ok(())
+    }
+}
+
+/// Decides the creation of a collection, its spec checked by `rules`.
 ///
 /// # Errors
-/// [`Error::CollectionExists`] if the id is taken.
+/// [`Error::CollectionExists`] if the id is taken; [`Error::InvalidSpec`] for a spec the
+/// rules refuse.
 pub fn decide_create_collection(
     state: &LoadedState,
     collection: &Collection,
+    rules: &SpecRules,
     audit: &AuditEvent,
 ) -> Result<Decision<Collection>> {
+    rules.validate(&collection.spec)?;
     if state.collection.is_some() {
         return Err(Error::CollectionExists { collection: collection.id.clone() });
     }
@@ -64,14 +100,17 @@ pub fn update_needs(spec: &CollectionSpec) -> VersionsNeeded {
 /// The state must be loaded with [`update_needs`].
 ///
 /// # Errors
-/// [`Error::CollectionNotFound`]; [`Error::Conflict`] if the revision moved.
+/// [`Error::CollectionNotFound`]; [`Error::Conflict`] if the revision moved;
+/// [`Error::InvalidSpec`] for a spec `rules` refuse.
 pub fn decide_update_collection(
     state: &LoadedState,
     id: &CollectionId,
     spec: &CollectionSpec,
     expected_revision: Option<u64>,
+    rules: &SpecRules,
     audit: &AuditEvent,
 ) -> Result<Decision<CollectionChange>> {
+    rules.validate(spec)?;
     let cs = collection_of(state, id)?;
     let stored = &cs.collection;
     if let Some(expected) = expected_revision
@@ -117,14 +156,15 @@ pub fn decide_put_collection(
     id: &CollectionId,
     spec: &CollectionSpec,
     now: Timestamp,
+    rules: &SpecRules,
     audit: &AuditEvent,
 ) -> Result<Decision<CollectionChange>> {
     if state.collection.is_none() {
         let c = Collection::new(id.clone(), spec.clone(), now);
-        let d = decide_create_collection(state, &c, audit)?;
+        let d = decide_create_collection(state, &c, rules, audit)?;
         return Ok(Decision::new(d.mutations, CollectionChange::Created(c)));
     }
-    decide_update_collection(state, id, spec, None, audit)
+    decide_update_collection(state, id, spec, None, rules, audit)
 }
 
 /// Decides the deletion of a collection: refused while it has a committed version or an
