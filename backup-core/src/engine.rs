@@ -89,6 +89,8 @@ struct EngineInner {
     clock: Arc<dyn Clock>,
     strategies: Arc<RotationStrategies>,
     content_rules: ContentRules,
+    /// What a spec must satisfy here (the two registries above), for the catalog's decisions.
+    spec_rules: protocol::SpecRules,
     /// Removes staging leftovers of released uploads, if the store has any.
     leftovers: Option<Arc<dyn crate::store::UploadLeftovers>>,
     /// Writes uploads with multipart ids the catalog records, when the store has them.
@@ -184,11 +186,48 @@ impl Engine {
         EngineBuilder::new().build().expect("the defaults are valid")
     }
 
-    /// The catalog. Reading it is harmless; writing to it directly bypasses every check of
-    /// the engine (authorization, spec validation, the repository identity, the audit log):
-    /// use the engine's methods, or [`CatalogExt`]'s steps, which keep the protocol's rules.
+    /// The catalog, **for tests only** (feature `testing`): a test inspects what the engine
+    /// wrote. Everything a host needs goes through the engine's methods, which keep the
+    /// protocol's rules (authorization, spec validation, the repository identity, the audit
+    /// log); a program that holds the catalog it built the engine with can still use it.
+    #[cfg(feature = "testing")]
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.inner.catalog
+    }
+
+    /// Appends an event of the host's to the audit log (a refused login, say). The engine's
+    /// own events are appended with the changes they record.
+    ///
+    /// # Errors
+    /// The catalog's.
+    pub async fn record_audit(&self, event: &crate::AuditEvent) -> Result<()> {
+        self.inner.catalog.append_audit(event).await
+    }
+
+    /// A consistent snapshot of the whole catalog as records (collections, versions,
+    /// sessions, audit events, tombstones), streamed: what catalog snapshots and exports
+    /// write (`backup_store::snapshot`).
+    ///
+    /// # Errors
+    /// The catalog's.
+    pub async fn export_catalog(
+        &self,
+    ) -> Result<futures::stream::BoxStream<'static, Result<crate::catalog::CatalogRecord>>> {
+        self.inner.catalog.export().await
+    }
+
+    /// Loads records (a snapshot, an export) into the engine's catalog, which must be empty;
+    /// all or nothing. Pair it with the store afterwards ([`EngineBuilder::adopt_store`]) or
+    /// rebuild on top of it ([`Engine::rebuild_catalog`]).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the catalog is not empty; [`Error::InvalidInput`] for records
+    /// that do not fit together; the catalog's.
+    pub async fn import_catalog(
+        &self,
+        records: futures::stream::BoxStream<'static, Result<crate::catalog::CatalogRecord>>,
+    ) -> Result<crate::catalog::ImportSummary> {
+        self.inner.catalog.import(records).await
     }
 
     /// The blob store. Writing under [`Engine::key_prefix`] directly creates objects the
@@ -255,10 +294,7 @@ impl Engine {
 
     /// Checks a spec against the validation rules and the engine's registries.
     fn validate_spec(&self, spec: &CollectionSpec) -> Result<()> {
-        spec.validate()?;
-        self.inner.strategies.validate(spec)?;
-        self.inner.content_rules.resolve(spec.content_rule.as_deref())?;
-        Ok(())
+        self.inner.spec_rules.validate(spec)
     }
 
     fn audit(&self, actor: &Actor, action: Action, collection: &CollectionId) -> AuditEvent {
@@ -282,7 +318,7 @@ impl Engine {
         self.validate_spec(&spec)?;
         let collection = Collection::new(id.clone(), spec, self.now());
         let audit = self.audit(actor, Action::CreateCollection, id);
-        self.inner.catalog.create_collection(&collection, &audit).await
+        self.inner.catalog.create_collection(&collection, &self.inner.spec_rules, &audit).await
     }
 
     /// Declares a collection from configuration (a manifest, a program's own setup): created
@@ -317,7 +353,7 @@ impl Engine {
         let audit = AuditEvent::new(self.now(), "configuration", "collection.declare")
             .with_collection(id)
             .with_detail(origin.to_owned());
-        self.inner.catalog.update_collection(id, &spec, None, true, &audit).await
+        self.inner.catalog.update_collection(id, &spec, None, true, &self.inner.spec_rules, &audit).await
     }
 
     /// Reads a collection.
@@ -377,7 +413,11 @@ impl Engine {
         let (current, _) = self.authorized_collection(actor, id, Action::UpdateCollection).await?;
         self.validate_spec(&spec)?;
         let audit = self.audit(actor, Action::UpdateCollection, id);
-        let change = self.inner.catalog.update_collection(id, &spec, Some(current.revision), false, &audit).await?;
+        let change = self
+            .inner
+            .catalog
+            .update_collection(id, &spec, Some(current.revision), false, &self.inner.spec_rules, &audit)
+            .await?;
         Ok(change.collection().clone())
     }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use backup_core::catalog::Catalog;
 use backup_core::catalog::{CatalogRecord, ImportSummary};
-use backup_core::{Error, Result};
+use backup_core::{Engine, Error, Result};
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -64,7 +64,15 @@ fn store_error<'a>(operation: &'static str, key: &'a Path) -> impl Fn(object_sto
 /// # Errors
 /// Catalog errors while reading the snapshot; store errors while writing it.
 pub async fn export_to(catalog: &dyn Catalog, store: &Arc<dyn ObjectStore>, key: &Path) -> Result<ExportSummary> {
-    let mut records = catalog.export().await?;
+    write_records(catalog.export().await?, store, key).await
+}
+
+/// Writes `records` to `key` as JSON lines; the object appears only when complete.
+async fn write_records(
+    mut records: BoxStream<'static, Result<CatalogRecord>>,
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+) -> Result<ExportSummary> {
     let upload = store.put_multipart(key).await.map_err(store_error("put_multipart", key))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
     let mut summary = ExportSummary::default();
@@ -106,10 +114,24 @@ pub async fn export_to(catalog: &dyn Catalog, store: &Arc<dyn ObjectStore>, key:
 /// [`MAX_LINE`] bytes, or a snapshot without header; [`Error::Conflict`] if the catalog is
 /// not empty; store errors.
 pub async fn import_from(store: &Arc<dyn ObjectStore>, key: &Path, catalog: &dyn Catalog) -> Result<ImportSummary> {
+    catalog.import(read_records(store, key).await?).await
+}
+
+/// [`import_from`] the engine's store into the engine's catalog (which must be empty): how a
+/// host restores a snapshot without a handle on the catalog.
+///
+/// # Errors
+/// As [`import_from`].
+pub async fn import_into(engine: &Engine, key: &Path) -> Result<ImportSummary> {
+    engine.import_catalog(read_records(engine.store(), key).await?).await
+}
+
+/// The records of the snapshot at `key`, as they are read.
+async fn read_records(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
     let bytes = store.get(key).await.map_err(store_error("get", key))?.into_stream();
     let err_key = key.clone();
     let bytes = bytes.map_err(move |e| Error::Store { operation: "read", key: err_key.to_string(), source: e }).boxed();
-    catalog.import(records(bytes)).await
+    Ok(records(bytes))
 }
 
 /// Splits a byte stream into lines and parses each as a record.
@@ -259,9 +281,29 @@ pub async fn take_scheduled(
     keep: usize,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ScheduledSnapshot> {
+    take_scheduled_from(catalog.export().await?, store, prefix, keep, now).await
+}
+
+/// [`take_scheduled`] of the engine's catalog into the engine's store, under its key prefix,
+/// at the engine's time: how a host takes snapshots without a handle on the catalog.
+///
+/// # Errors
+/// As [`take_scheduled`].
+pub async fn take_scheduled_of(engine: &Engine, keep: usize) -> Result<ScheduledSnapshot> {
+    let now = engine.clock().now();
+    take_scheduled_from(engine.export_catalog().await?, engine.store(), engine.key_prefix(), keep, now).await
+}
+
+async fn take_scheduled_from(
+    records: BoxStream<'static, Result<CatalogRecord>>,
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    keep: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ScheduledSnapshot> {
     let folder = prefix.clone().join(SNAPSHOTS_FOLDER);
     let key = folder.clone().join(format!("catalog-{}.jsonl", now.format("%Y%m%dT%H%M%S%.6fZ")));
-    let summary = export_to(catalog, store, &key).await?;
+    let summary = write_records(records, store, &key).await?;
     let all = list_scheduled(store, prefix).await?;
     let mut removed = Vec::new();
     for old in all.iter().rev().skip(keep.max(1)) {

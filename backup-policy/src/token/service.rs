@@ -194,6 +194,15 @@ impl TokenService {
         })
     }
 
+    /// The session a verified token belongs to, as the registry holds it now (its
+    /// description, address, expiry, revocation).
+    ///
+    /// # Errors
+    /// [`Error::Core`] with `NotFound` when the registry no longer has it; the catalog's.
+    pub async fn session_of(&self, token: &VerifiedToken) -> Result<Session> {
+        Ok(self.catalog.get_session(token.session()).await?)
+    }
+
     /// The sessions of `user` (the requester's own when `None`), newest first: a user sees
     /// their own, a `systemAdmin` anyone's, a narrowed token only its own session.
     ///

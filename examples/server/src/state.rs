@@ -12,7 +12,6 @@ use backup_core::catalog::Catalog;
 use backup_core::{Clock, Engine};
 use backup_policy::{Directory, KnownLogins, RateLimits, TokenService};
 use ipnet::IpNet;
-use object_store::ObjectStore;
 
 use metrics::Metrics;
 use per_user::PerUser;
@@ -42,7 +41,6 @@ pub struct AppState {
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) catalog: Arc<dyn Catalog>,
-    pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) directory: Arc<Directory>,
     pub(crate) tokens: TokenService,
@@ -125,7 +123,6 @@ impl AppState {
         AppState {
             inner: Arc::new(Shared {
                 catalog: engine.catalog().clone(),
-                store: engine.store().clone(),
                 clock: engine.clock().clone(),
                 engine,
                 directory: parts.directory,

@@ -4,7 +4,6 @@ use axum::extract::{Form, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use backup_core::SessionId;
-use backup_core::catalog::CatalogExt;
 use backup_policy::{Authenticated, Bucket, LoginName, OperationsScope, Permission, RateKey, TokenRequest, User};
 use serde::Deserialize;
 use serde_json::json;
@@ -143,8 +142,7 @@ fn roles(user: &User) -> Vec<&'static str> {
 
 /// `GET /api/stable/auth/whoami`.
 pub(crate) async fn whoami(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    let session =
-        state.inner.catalog.get_session(caller.token.session()).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    let session = state.inner.tokens.session_of(&caller.token).await.map_err(|e| ApiError::from_policy(&e, ""))?;
     Ok(ok(json!({
         "email": caller.user.email,
         "permissions": roles(&caller.user),
@@ -304,11 +302,11 @@ fn record_refused_login(state: &AppState, login: &LoginName, addr: std::net::IpA
         Some(k) => format!("{reason} (access key {k}, from {addr})"),
         None => format!("{reason} (from {addr})"),
     };
+    let engine = state.inner.engine.clone();
     let event =
-        backup_core::AuditEvent::new(state.inner.clock.now(), login.user.clone(), LOGIN_REFUSED).with_detail(detail);
-    let catalog = state.inner.catalog.clone();
+        backup_core::AuditEvent::new(engine.clock().now(), login.user.clone(), LOGIN_REFUSED).with_detail(detail);
     tokio::spawn(async move {
-        if let Err(e) = catalog.append_audit(&event).await {
+        if let Err(e) = engine.record_audit(&event).await {
             tracing::warn!(error = %e, "the refused login could not be written to the audit log");
         }
     });

@@ -21,7 +21,7 @@ const PROBE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 /// killed meanwhile, the store failing) the maintenance sweeps ([`sweep_probes`]).
 pub(crate) async fn probe_storage(state: &AppState) -> Result<(), String> {
     let key = ObjectPath::from(format!("{PROBE_PREFIX}/{}", uuid::Uuid::new_v4()));
-    let store = state.inner.store.clone();
+    let store = state.inner.engine.store().clone();
     let deadline = tokio::time::Instant::now() + state.inner.storage_health_timeout;
     let probe = async {
         store.put(&key, "ok".into()).await.map_err(|e| e.to_string())?;

@@ -18,7 +18,7 @@ pub async fn rebuild_catalog(args: &Args) -> Result<String, String> {
     let Prepared { manifests, storage_url, catalog, clock, directory, .. } =
         prepare(&ServerConfig::from_args(args.clone())?).await?;
     // Adopting: the rebuilt catalog is paired with the storage's repository.
-    let engine = engine(args, &storage_url, catalog.clone(), clock, directory, true)?;
+    let engine = engine(args, &storage_url, catalog, clock, directory, true)?;
     let mut lines = Vec::new();
     let options = match args.from_snapshot.as_deref() {
         None => RebuildOptions::empty_catalog(),
@@ -37,9 +37,8 @@ pub async fn rebuild_catalog(args: &Args) -> Result<String, String> {
             } else {
                 Path::from(which)
             };
-            let loaded = snapshot::import_from(engine.store(), &key, catalog.as_ref())
-                .await
-                .map_err(|e| format!("--from-snapshot {key}: {e}"))?;
+            let loaded =
+                snapshot::import_into(&engine, &key).await.map_err(|e| format!("--from-snapshot {key}: {e}"))?;
             lines.push(format!(
                 "snapshot {key} loaded: {} collections, {} versions, {} sessions, {} audit events",
                 loaded.collections, loaded.versions, loaded.sessions, loaded.audit_events

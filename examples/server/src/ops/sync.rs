@@ -66,7 +66,8 @@ const PROBE_MAX_AGE: Duration = Duration::from_secs(300);
 /// [`crate::ops::probes::sweep_probes`]).
 async fn sweep_probes(state: &AppState) {
     let Ok(age) = chrono::Duration::from_std(PROBE_MAX_AGE) else { return };
-    match crate::ops::probes::sweep_probes(&state.inner.store, state.inner.clock.now() - age).await {
+    let engine = state.engine();
+    match crate::ops::probes::sweep_probes(engine.store(), engine.clock().now() - age).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "maintenance: readiness probe objects left behind deleted"),
         Err(e) => tracing::warn!(error = %e, "maintenance: the readiness probe objects could not be listed"),
@@ -199,17 +200,7 @@ pub(crate) async fn scrub(state: &AppState, options: &ScrubOptions) {
 
 /// Exports the catalog into the storage, keeping the newest `keep` snapshots.
 pub(crate) async fn snapshot(state: &AppState, keep: usize) {
-    let engine = state.engine();
-    let now = engine.clock().now();
-    match backup_store::snapshot::take_scheduled(
-        engine.catalog().as_ref(),
-        engine.store(),
-        engine.key_prefix(),
-        keep,
-        now,
-    )
-    .await
-    {
+    match backup_store::snapshot::take_scheduled_of(state.engine(), keep).await {
         Ok(s) => tracing::info!(key = %s.key, records = s.summary.records, bytes = s.summary.bytes,
             removed = s.removed.len(), "catalog snapshot taken"),
         Err(e) => tracing::error!(error = %e, "catalog snapshot failed"),

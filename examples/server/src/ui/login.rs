@@ -119,7 +119,7 @@ pub(crate) async fn login(
             );
         }
     };
-    let lifetime = (issued.session.expires_at.to_datetime() - state.inner.clock.now()).num_seconds();
+    let lifetime = (issued.session.expires_at.to_datetime() - state.inner.engine.clock().now()).num_seconds();
     let mut response = layout::redirect("/ui/");
     let headers = response.headers_mut();
     headers.append(header::SET_COOKIE, cookies.session_set(&issued.token, lifetime));
