@@ -2,11 +2,13 @@
 
 use std::fmt::{self, Debug};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
+use crate::health::Window;
 use crate::id::SessionId;
 use crate::version::{Collection, Uploader};
 
@@ -228,6 +230,17 @@ pub trait Authorizer: Debug + Send + Sync + 'static {
     /// # Errors
     /// The denial, as above; or a backend error when the decision could not be made.
     async fn authorize(&self, request: &AuthzRequest<'_>) -> Result<Permit>;
+
+    /// The backup windows of `collection`, for the window check of its health
+    /// ([`crate::health`]): none by default, and then the health makes no window check. A
+    /// policy that keeps windows answers with them (`backup-policy`'s `PolicyAuthorizer` with
+    /// the windows of the collection's policy), the same windows it opens uploads by.
+    ///
+    /// # Errors
+    /// A backend error when the policy could not be read.
+    async fn backup_windows(&self, _collection: &Collection) -> Result<Vec<Arc<dyn Window>>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Allows everything: for hosts that authorize before calling the engine.

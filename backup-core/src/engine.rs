@@ -24,6 +24,7 @@ use crate::version::{Collection, Version, VersionSelector};
 mod builder;
 mod describe;
 mod download;
+mod health;
 mod import;
 mod last_write;
 mod lease;
@@ -162,6 +163,10 @@ pub struct Usage {
     pub allowed_next_upload: u64,
     /// The latest committed version, if any.
     pub latest: Option<Version>,
+    /// Committed versions in quarantine.
+    pub quarantined_versions: u64,
+    /// The collection's health, as [`Engine::health`] tells it.
+    pub health: crate::health::Health,
 }
 
 /// How long a deleted or rotated-out version stays restorable unless the builder says
@@ -449,7 +454,8 @@ impl Engine {
         }
     }
 
-    /// How full a collection is, and the largest upload allowed now.
+    /// How full a collection is, the largest upload allowed now, and its health (the checks
+    /// of [`Engine::health`]).
     ///
     /// # Errors
     /// [`Error::CollectionNotFound`]; the authorizer's denial.
@@ -463,6 +469,7 @@ impl Engine {
             0 => None,
             _ => Some(self.inner.catalog.get_version(id, VersionSelector::Latest).await?),
         };
+        let health = self.health_checks(&state.collection, &state.counters, latest.as_ref()).await?;
         Ok(Usage {
             versions: state.counters.versions,
             committed_bytes: state.counters.bytes,
@@ -470,6 +477,8 @@ impl Engine {
             uploads_in_flight: state.live_pending(now).count() as u64,
             allowed_next_upload,
             latest,
+            quarantined_versions: state.counters.quarantined,
+            health,
         })
     }
 

@@ -184,6 +184,7 @@ mod content_rule;
 mod digest;
 mod engine;
 mod error;
+pub mod health;
 mod id;
 mod progress;
 pub mod quota;

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backup_core::{Action, Authorizer, AuthzRequest, Permit};
+use backup_core::health::Window;
+use backup_core::{Action, Authorizer, AuthzRequest, Collection, Permit};
 
 use crate::decision::{Asker, Subject, decide};
 use crate::directory::{CollectionPolicy, Directory};
@@ -44,6 +45,14 @@ impl PolicyAuthorizer {
 impl Authorizer for PolicyAuthorizer {
     async fn authorize(&self, request: &AuthzRequest<'_>) -> backup_core::Result<Permit> {
         Ok(self.decide(request)?)
+    }
+
+    /// The windows of the collection's policy in the directory's current set: those that open
+    /// its uploads are those its health checks.
+    async fn backup_windows(&self, collection: &Collection) -> backup_core::Result<Vec<Arc<dyn Window>>> {
+        let set = self.directory.snapshot();
+        let windows = set.collections.get(&collection.id).map(|p| p.windows.as_slice()).unwrap_or_default();
+        Ok(windows.iter().map(|w| Arc::new(w.clone()) as Arc<dyn Window>).collect())
     }
 }
 

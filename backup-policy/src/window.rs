@@ -147,6 +147,14 @@ impl fmt::Display for BackupWindow {
     }
 }
 
+/// The window as a collection's health sees it ([`backup_core::health`]): its last slot, and
+/// its description.
+impl backup_core::health::Window for BackupWindow {
+    fn last_slot(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        BackupWindow::last_slot(self, now)
+    }
+}
+
 /// Whether uploads are allowed at `now` by the windows alone: no windows, or one open.
 pub fn any_open(windows: &[BackupWindow], now: DateTime<Utc>) -> bool {
     windows.is_empty() || windows.iter().any(|w| w.is_open(now))

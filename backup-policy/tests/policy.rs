@@ -171,6 +171,37 @@ async fn outside_the_window_only_uploads_anytime_may_upload() {
     w.upload(&su).await.unwrap();
 }
 
+/// A collection's health checks the windows of its policy, which the authorizer gives the
+/// engine: the same windows that open its uploads.
+#[tokio::test]
+async fn the_health_checks_the_windows_of_the_collections_policy() {
+    use backup_core::health::{CheckKind, Verdict};
+    let w = world().await;
+    let id = "iwa-ait".parse().unwrap();
+    let admin = w.login("admin", "admin", "1.2.3.4", TokenRequest::login()).await.unwrap();
+    w.upload(&w.actor(&admin, "1.2.3.4").await.unwrap()).await.unwrap(); // at 01:35
+    let window = |at| {
+        w.clock.set(at);
+        async {
+            let report = w.engine.health_if(&id, |_| true).await.unwrap().unwrap();
+            report.health.check(CheckKind::Window).cloned().expect("a collection with windows has a window check")
+        }
+    };
+    // 02:00 exactly: the last slot is 01:30 to 02:00, and the backup came in it.
+    let check = window(Utc.with_ymd_and_hms(2026, 1, 1, 2, 0, 0).unwrap()).await;
+    assert_eq!(check.verdict, Verdict::Pass, "{check:?}");
+    // 02:30 exactly: the last slot is 02:00 to 02:30, closed, without a backup.
+    let check = window(Utc.with_ymd_and_hms(2026, 1, 1, 2, 30, 0).unwrap()).await;
+    assert_eq!(
+        (check.verdict, check.reason.as_str()),
+        (
+            Verdict::Fail,
+            "previous backup was not executed in expected time slots: interval(*/30 * * * *) + 30m. Latest backup \
+             created at: 2026-01-01T01:35:00+00:00"
+        )
+    );
+}
+
 #[tokio::test]
 async fn a_removed_access_key_fails_closed_instead_of_widening() {
     let w = world().await;

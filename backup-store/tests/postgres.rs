@@ -63,7 +63,7 @@ mod with_postgres {
         client.batch_execute(&format!("UPDATE \"{schema}\".schema_version SET version = 99")).await.unwrap();
         let e = PostgresCatalog::builder(&url).schema(&schema).build().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal);
-        assert!(e.to_string().contains("schema version 99, newer than the 5 this build knows"), "{e}");
+        assert!(e.to_string().contains("schema version 99, newer than the 6 this build knows"), "{e}");
     }
 
     /// A database written by the first release (schema 1) is migrated with its rows, and the
@@ -200,8 +200,95 @@ mod with_postgres {
         assert!(catalog.list_undescribed(None, 10).await.unwrap().is_empty(), "recover cleared it: {report:?}");
         let version: i64 =
             client.query_one(&format!("SELECT version FROM \"{schema}\".schema_version"), &[]).await.unwrap().get(0);
-        assert_eq!(version, 5);
+        assert_eq!(version, 6);
     }
+
+    /// A database written by the release before the quarantine count (schema 5) is migrated,
+    /// and counts the committed versions in quarantine from its rows (a trashed one is not
+    /// counted): a collection's health reads the count and names the first one.
+    #[tokio::test]
+    async fn a_schema_5_database_is_migrated_with_its_quarantine_count() {
+        use backup_core::catalog::CatalogExt;
+        use backup_core::health::CheckKind;
+        use backup_core::{Actor, CollectionSpec, Engine, Limits};
+        let Some(url) = database_url("a_schema_5_database_is_migrated_with_its_quarantine_count") else { return };
+        let schema = fresh_schema("schema5");
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let spec =
+            serde_json::to_string(&CollectionSpec::new("o-${version}", Limits::new(3, 100, 400).unwrap())).unwrap();
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA \"{schema}\"; SET search_path = \"{schema}\"; {SCHEMA_1} {SCHEMA_2_TO_4} {SCHEMA_5} \
+                 CREATE TABLE schema_version (version BIGINT NOT NULL); INSERT INTO schema_version VALUES (5);"
+            ))
+            .await
+            .unwrap();
+        for (id, versions) in [("old", 2i64), ("clean", 1)] {
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO \"{schema}\".collections (id, spec, created_at, updated_at, revision, next_number, \
+                         committed_versions, committed_bytes) VALUES ($1, $2, now(), now(), 1, 4, $3, 30)"
+                    ),
+                    &[&id, &spec, &versions],
+                )
+                .await
+                .unwrap();
+        }
+        for (collection, n, state, quarantined) in [
+            ("old", 1i64, "trashed", Some("its object is missing")),
+            ("old", 2, "committed", Some("its bytes differ from the digest")),
+            ("old", 3, "committed", None),
+            ("clean", 3, "committed", None),
+        ] {
+            let id = uuid::Uuid::now_v7();
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO \"{schema}\".versions (id, collection, state, number, filename, object_key, size, \
+                         digest, created_at, committed_at, trashed_at, uploader_user, quarantined) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 10, $7, now(), now(), \
+                         CASE WHEN $3 = 'trashed' THEN now() END, 'u', $8)"
+                    ),
+                    &[
+                        &id,
+                        &collection,
+                        &state,
+                        &n,
+                        &format!("o-{n}"),
+                        &format!("data/{collection}/{id}"),
+                        &format!("blake3:{}", "0".repeat(64)),
+                        &quarantined,
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        let catalog = Arc::new(PostgresCatalog::builder(&url).schema(&schema).build().await.unwrap());
+        for (id, count) in [("old", 1), ("clean", 0)] {
+            let counters = catalog.collection_state(&id.parse().unwrap()).await.unwrap().counters;
+            assert_eq!(counters.quarantined, count, "{id}: {counters:?}");
+        }
+        let engine = Engine::builder().catalog(catalog.clone()).adopt_store(true).build().unwrap();
+        let report = engine.health(&Actor::user("u"), &"old".parse().unwrap()).await.unwrap();
+        assert_eq!(
+            report.health.check(CheckKind::Integrity).and_then(|c| c.failure()),
+            Some(
+                "1 versions are quarantined: their bytes are damaged or missing. First: version 2 (its bytes differ \
+                 from the digest)"
+            )
+        );
+        let version: i64 =
+            client.query_one(&format!("SELECT version FROM \"{schema}\".schema_version"), &[]).await.unwrap().get(0);
+        assert_eq!(version, 6);
+    }
+
+    /// Migration 5 as it shipped, on top of [`SCHEMA_2_TO_4`].
+    const SCHEMA_5: &str = r#"
+    ALTER TABLE versions ADD COLUMN undescribed BIGINT;
+    CREATE INDEX versions_undescribed ON versions (id) WHERE undescribed IS NOT NULL;
+    "#;
 
     /// The schema changes of migrations 2 to 4 as they shipped (their updates of existing rows
     /// aside), on top of [`SCHEMA_1`].

@@ -60,7 +60,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     rusqlite::Connection::open(&path).unwrap().execute("UPDATE schema_version SET version = 99", []).unwrap();
     let e = SqliteCatalog::open(&path).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Internal);
-    assert!(e.to_string().contains("schema version 99, newer than the 5 this build knows"), "{e}");
+    assert!(e.to_string().contains("schema version 99, newer than the 6 this build knows"), "{e}");
 }
 
 /// Writes that wait for the writer share one transaction and one sync (group commit); each
@@ -243,8 +243,93 @@ async fn a_schema_4_catalog_is_migrated_to_description_marks() {
         .unwrap()
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
+
+/// A catalog written by the release before the quarantine count (schema 5) opens, is
+/// migrated, and counts the committed versions in quarantine from its rows (a trashed one is
+/// not counted): a collection's health reads the count and names the first one.
+#[tokio::test]
+async fn a_schema_5_catalog_is_migrated_with_its_quarantine_count() {
+    use backup_core::health::CheckKind;
+    use backup_core::{Actor, CollectionSpec, Engine, Limits};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema5.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_1).unwrap();
+        conn.execute_batch(SCHEMA_2_TO_4).unwrap();
+        conn.execute_batch(SCHEMA_5).unwrap();
+        let spec =
+            serde_json::to_string(&CollectionSpec::new("o-${version}", Limits::new(3, 100, 400).unwrap())).unwrap();
+        for (id, versions) in [("old", 2), ("clean", 1)] {
+            conn.execute(
+                "INSERT INTO collections (id, spec, created_at, updated_at, revision, next_number, committed_versions, \
+                 committed_bytes, committed_overage, protected_versions, held_versions, last_committed_at) \
+                 VALUES (?1, ?2, 0, 0, 1, 4, ?3, 30, 0, 0, 0, 3000)",
+                rusqlite::params![id, spec, versions],
+            )
+            .unwrap();
+        }
+        let digest = format!("blake3:{}", "0".repeat(64));
+        for (collection, n, state, quarantined) in [
+            ("old", 1, "trashed", Some("its object is missing")),
+            ("old", 2, "committed", Some("its bytes differ from the digest")),
+            ("old", 3, "committed", None),
+            ("clean", 3, "committed", None),
+        ] {
+            let id = uuid::Uuid::now_v7();
+            conn.execute(
+                "INSERT INTO versions (id, collection, state, number, filename, object_key, size, digest, created_at, \
+                 committed_at, trashed_at, uploader_user, quarantined) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 10, ?7, ?8, ?8, CASE WHEN ?3 = 'trashed' THEN ?8 END, 'u', ?9)",
+                rusqlite::params![
+                    id.to_string(),
+                    collection,
+                    state,
+                    n,
+                    format!("o-{n}"),
+                    format!("data/{collection}/{id}"),
+                    digest,
+                    1000 * n,
+                    quarantined
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT; INSERT INTO schema_version VALUES (5);",
+        )
+        .unwrap();
+    }
+    let catalog = Arc::new(SqliteCatalog::open(&path).await.unwrap());
+    let counted = |id: &'static str| {
+        let catalog = catalog.clone();
+        async move { catalog.collection_state(&id.parse().unwrap()).await.unwrap().counters.quarantined }
+    };
+    assert_eq!((counted("old").await, counted("clean").await), (1, 0));
+    let engine = Engine::builder().catalog(catalog.clone()).adopt_store(true).build().unwrap();
+    let report = engine.health(&Actor::user("u"), &"old".parse().unwrap()).await.unwrap();
+    assert_eq!(report.quarantined_versions, 1);
+    assert_eq!(
+        report.health.check(CheckKind::Integrity).and_then(|c| c.failure()),
+        Some(
+            "1 versions are quarantined: their bytes are damaged or missing. First: version 2 (its bytes differ from \
+             the digest)"
+        )
+    );
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 6);
+}
+
+/// Migration 5 as it shipped, on top of [`SCHEMA_2_TO_4`].
+const SCHEMA_5: &str = r#"
+    ALTER TABLE versions ADD COLUMN undescribed INTEGER;
+    CREATE INDEX versions_undescribed ON versions (id) WHERE undescribed IS NOT NULL;
+"#;
 
 /// The schema changes of migrations 2 to 4 as they shipped (their updates of existing rows
 /// aside), on top of [`SCHEMA_1`].

@@ -95,6 +95,7 @@ macro_rules! for_each_catalog_check {
             tombstones_are_listed_classified_and_forgotten: shared,
             delete_collection_checks_first_and_tombstones_its_trash: shared,
             counters_follow_every_step: shared,
+            quarantines_are_counted: shared,
             loads_choose_versions_by_range: shared,
             pending_uploads_are_listed_by_owner_and_expiry: shared,
             held_versions_stay: shared,
@@ -816,6 +817,44 @@ pub async fn counters_follow_every_step(catalog: &dyn Catalog) {
     assert_eq!((c.overage, c.next_number), (10 + 80, 5), "overage recounted against the new soft limit");
 }
 
+/// The count of quarantined versions in the collection row follows every step that changes
+/// it: a scrub's finding (quarantine, release, the same finding again), a deletion and a
+/// restore (the version keeps its quarantine), a commit whose rotation evicts one.
+pub async fn quarantines_are_counted(catalog: &dyn Catalog) {
+    use crate::protocol::Verification;
+    let id = create(catalog, "quarantine", spec(3, 100, 600)).await;
+    let recount = || async {
+        let state = catalog.collection_state_with(&id, VersionsNeeded::Range(VersionRange::All)).await.expect("state");
+        let quarantined = state.committed.iter().filter(|v| v.quarantined.is_some()).count() as u64;
+        assert_eq!(state.counters.quarantined, quarantined, "the counter equals a recount: {:?}", state.counters);
+        quarantined
+    };
+    let v1 = upload(catalog, &id, 10).await;
+    let v2 = upload(catalog, &id, 20).await;
+    upload(catalog, &id, 30).await;
+    assert_eq!(recount().await, 0);
+    let damaged = Verification::Damaged("digest differs".into());
+    let found = |v: Version, finding: Verification| async move {
+        catalog.record_verification(&v, &finding, &audit("version.verify")).await.expect("record")
+    };
+    assert!(found(v1.clone(), damaged.clone()).await.is_some_and(|v| v.quarantined.is_some()));
+    assert_eq!(recount().await, 1, "quarantined");
+    found(v1.clone(), damaged.clone()).await;
+    assert_eq!(recount().await, 1, "found damaged again: counted once");
+    found(v2.clone(), damaged.clone()).await;
+    assert_eq!(recount().await, 2);
+    found(v2.clone(), Verification::Intact).await;
+    assert_eq!(recount().await, 1, "released");
+    catalog.trash_version(&id, 1, "x", false, &audit("version.delete")).await.expect("trash");
+    assert_eq!(recount().await, 0, "a trashed version is not counted");
+    assert!(found(v1.clone(), damaged.clone()).await.is_none(), "a trashed version is left alone");
+    let restored = catalog.restore_version(&id, 1, &audit("version.restore")).await.expect("restore");
+    assert!(restored.quarantined.is_some(), "restored with its quarantine");
+    assert_eq!(recount().await, 1);
+    upload(catalog, &id, 40).await; // FIFO evicts the oldest: the quarantined one
+    assert_eq!(recount().await, 0, "evicted by a commit");
+}
+
 /// A state query loads the oldest, newest or all committed versions, or none, chosen from the
 /// collection row; and versions by number and by id, in any state.
 pub async fn loads_choose_versions_by_range(catalog: &dyn Catalog) {
@@ -1451,6 +1490,9 @@ pub async fn import_restores_an_export(source: &dyn Catalog, empty: &dyn Catalog
         upload(source, &id, size).await;
     }
     source.trash_version(&id, 2, "deleted by conformance", false, &audit("version.delete")).await.expect("trash");
+    let v3 = source.get_version(&id, VersionSelector::Number(3)).await.expect("version 3");
+    let damaged = crate::protocol::Verification::Damaged("its object is missing".into());
+    source.record_verification(&v3, &damaged, &audit("version.verify")).await.expect("quarantine");
     let pending = reserve(source, &id, SizeHint::exact(4)).await;
     let released = reserve(source, &id, SizeHint::exact(1)).await;
     source.abort(&released.id, AbortCondition::Always, now()).await.expect("abort");
@@ -1471,6 +1513,7 @@ pub async fn import_restores_an_export(source: &dyn Catalog, empty: &dyn Catalog
         empty.collection_state(&id).await.expect("state").counters,
         "the counters are recomputed to the same values"
     );
+    assert_eq!(empty.collection_state(&id).await.expect("state").counters.quarantined, 1, "quarantines included");
     let e = commit(empty, &commit_request(&pending, 4)).await.expect("the pending upload commits in the copy");
     assert_eq!(e.version.number, 4, "numbers continue");
     let next = upload(empty, &id, 1).await;

@@ -83,6 +83,22 @@ impl Engine {
         self.inner.repository.get_or_try_init(|| self.check_repository()).await.copied()
     }
 
+    /// Reads from the catalog now (one collection's row at most): for a readiness probe that
+    /// must tell a catalog that stopped answering. Nothing is written.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let engine = backup_core::Engine::in_memory();
+    /// engine.check_catalog().await?;
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// The catalog's, as it failed.
+    pub async fn check_catalog(&self) -> Result<()> {
+        self.inner.catalog.list_collections(None, 1).await.map(drop)
+    }
+
     /// Checks again, now, that the store's marker and the catalog's id are the repository's
     /// this engine opened (for a readiness probe: a marker deleted while running shows here).
     ///

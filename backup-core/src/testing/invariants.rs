@@ -147,6 +147,10 @@ fn limits_hold(engine: &Engine, state: &CollectionState, now: Timestamp) -> Resu
     if (counters.protected, counters.held) != (protected, state.committed.iter().filter(|v| v.held).count() as u64) {
         return Err(violation("I2", format!("counters {counters:?} disagree with {protected} protected versions")));
     }
+    let quarantined = state.committed.iter().filter(|v| v.quarantined.is_some()).count() as u64;
+    if counters.quarantined != quarantined {
+        return Err(violation("I2", format!("counters {counters:?} disagree with {quarantined} quarantined versions")));
+    }
     if let Ok(outcome) = plan_retention(state, engine.strategies(), Some(Incoming::new(None, now)), now) {
         let shares: u64 = state.live_pending(now).map(|p| p.pool_share).sum();
         if outcome.kept_overage + shares > limits.extra_space() {

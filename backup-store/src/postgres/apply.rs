@@ -62,7 +62,7 @@ async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> 
                 .cexecute(
                     &format!(
                         "INSERT INTO collections ({COLLECTION_COLUMNS}) \
-                         VALUES ($1, $2, $3, $4, $5, 1, 0, 0, 0, 0, 0, NULL)"
+                         VALUES ($1, $2, $3, $4, $5, 1, 0, 0, 0, 0, 0, NULL, 0)"
                     ),
                     &[&c.id.as_str(), &spec, &ts(c.created_at), &ts(c.updated_at), &int(c.revision)?],
                 )
@@ -101,8 +101,8 @@ async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> 
         Mutation::SetCounters { collection, counters: c } => client
             .cexecute(
                 "UPDATE collections SET next_number = $2, committed_versions = $3, committed_bytes = $4, \
-                 committed_overage = $5, protected_versions = $6, held_versions = $7, last_committed_at = $8 \
-                 WHERE id = $1",
+                 committed_overage = $5, protected_versions = $6, held_versions = $7, last_committed_at = $8, \
+                 quarantined_versions = $9 WHERE id = $1",
                 &[
                     &collection.as_str(),
                     &int(c.next_number)?,
@@ -112,6 +112,7 @@ async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> 
                     &int(c.protected)?,
                     &int(c.held)?,
                     &c.last_committed_at.map(ts),
+                    &int(c.quarantined)?,
                 ],
             )
             .await

@@ -46,7 +46,8 @@ fn parse<T: std::str::FromStr<Err = Error>>(s: &str) -> Result<T> {
 }
 
 pub(crate) const COLLECTION_COLUMNS: &str = "id, spec, created_at, updated_at, revision, next_number, \
-     committed_versions, committed_bytes, committed_overage, protected_versions, held_versions, last_committed_at";
+     committed_versions, committed_bytes, committed_overage, protected_versions, held_versions, last_committed_at, \
+     quarantined_versions";
 
 pub(crate) fn collection(row: &Row) -> Result<(Collection, Counters)> {
     let spec: CollectionSpec = serde_json::from_str(g::<&str>(row, 1)?).map_err(corrupt)?;
@@ -61,6 +62,7 @@ pub(crate) fn collection(row: &Row) -> Result<(Collection, Counters)> {
     counters.protected = uint(g(row, 9)?)?;
     counters.held = uint(g(row, 10)?)?;
     counters.last_committed_at = opt_time(row, 11)?;
+    counters.quarantined = uint(g(row, 12)?)?;
     Ok((c, counters))
 }
 

@@ -142,6 +142,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE versions ADD COLUMN undescribed BIGINT;
     CREATE INDEX versions_undescribed ON versions (id) WHERE undescribed IS NOT NULL;
     "#,
+    // 6: the count of committed versions in quarantine, with the other counters in the
+    // collection row (a collection's health reads it instead of its versions), counted from
+    // the versions that are there.
+    r#"
+    ALTER TABLE collections ADD COLUMN quarantined_versions BIGINT NOT NULL DEFAULT 0;
+    UPDATE collections c SET quarantined_versions = s.n
+    FROM (
+        SELECT v.collection, count(*) AS n FROM versions v
+        WHERE v.state = 'committed' AND v.quarantined IS NOT NULL GROUP BY v.collection
+    ) s
+    WHERE s.collection = c.id;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -21,7 +21,7 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
             let spec = serde_json::to_string(&c.spec).map_err(|e| Error::internal(e.to_string()))?;
             let r = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO collections ({COLLECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, 0, 0, 0, 0, NULL)"
+                    "INSERT INTO collections ({COLLECTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, 0, 0, 0, 0, NULL, 0)"
                 ))
                 .and_then(|mut st| {
                     st.execute(params![
@@ -62,8 +62,8 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
         Mutation::SetCounters { collection, counters: c } => tx
             .prepare_cached(
                 "UPDATE collections SET next_number = ?2, committed_versions = ?3, committed_bytes = ?4, \
-                 committed_overage = ?5, protected_versions = ?6, held_versions = ?7, last_committed_at = ?8 \
-                 WHERE id = ?1",
+                 committed_overage = ?5, protected_versions = ?6, held_versions = ?7, last_committed_at = ?8, \
+                 quarantined_versions = ?9 WHERE id = ?1",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -75,6 +75,7 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
                     int(c.protected)?,
                     int(c.held)?,
                     c.last_committed_at.map(micros),
+                    int(c.quarantined)?,
                 ])
             })
             .map_err(&e)?,

@@ -65,7 +65,8 @@ where
 }
 
 pub(crate) const COLLECTION_COLUMNS: &str = "id, spec, created_at, updated_at, revision, next_number, \
-     committed_versions, committed_bytes, committed_overage, protected_versions, held_versions, last_committed_at";
+     committed_versions, committed_bytes, committed_overage, protected_versions, held_versions, last_committed_at, \
+     quarantined_versions";
 
 /// A collection row and its counters.
 pub(crate) fn collection(row: &Row<'_>) -> rusqlite::Result<(Collection, Counters)> {
@@ -82,6 +83,7 @@ pub(crate) fn collection(row: &Row<'_>) -> rusqlite::Result<(Collection, Counter
     counters.protected = u64_at(row, 9)?;
     counters.held = u64_at(row, 10)?;
     counters.last_committed_at = opt_time_at(row, 11)?;
+    counters.quarantined = u64_at(row, 12)?;
     Ok((c, counters))
 }
 

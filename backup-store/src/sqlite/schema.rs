@@ -134,6 +134,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE versions ADD COLUMN undescribed INTEGER;
     CREATE INDEX versions_undescribed ON versions (id) WHERE undescribed IS NOT NULL;
     "#,
+    // 6: the count of committed versions in quarantine, with the other counters in the
+    // collection row (a collection's health reads it instead of its versions), counted from
+    // the versions that are there.
+    r#"
+    ALTER TABLE collections ADD COLUMN quarantined_versions INTEGER NOT NULL DEFAULT 0;
+    UPDATE collections SET quarantined_versions = (SELECT count(*) FROM versions v
+        WHERE v.collection = collections.id AND v.state = 'committed' AND v.quarantined IS NOT NULL);
+    "#,
 ];
 
 /// The schema version this build writes.

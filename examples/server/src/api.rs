@@ -1,7 +1,6 @@
 //! The API's routes (backup-repository's and ours), by resource, and the JSON shapes they
 //! answer with. The router that serves them is [`crate::app`].
 
-pub(crate) mod assessment;
 pub(crate) mod auth;
 pub(crate) mod collections;
 pub(crate) mod health;

@@ -8,8 +8,7 @@ pub(crate) mod space;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::catalog::Catalog;
-use backup_core::{Clock, Engine};
+use backup_core::Engine;
 use backup_policy::{Directory, KnownLogins, RateLimits, TokenService};
 use ipnet::IpNet;
 
@@ -40,8 +39,6 @@ pub struct AppState {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
-    pub(crate) catalog: Arc<dyn Catalog>,
-    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) directory: Arc<Directory>,
     pub(crate) tokens: TokenService,
     pub(crate) rate_limits: RateLimits,
@@ -122,8 +119,6 @@ impl AppState {
         let engine = parts.engine;
         AppState {
             inner: Arc::new(Shared {
-                catalog: engine.catalog().clone(),
-                clock: engine.clock().clone(),
                 engine,
                 directory: parts.directory,
                 tokens: parts.tokens,

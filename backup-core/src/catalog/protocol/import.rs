@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
 use crate::protocol::mutation::Mutation;
 use crate::protocol::state::Counters;
+use crate::protocol::versions::counters_after;
 use crate::version::{MAX_VERSION_NUMBER, VersionState, check_version_number};
 
 /// Checks a snapshot record by record and says what to write for each; a catalog applies the
@@ -97,11 +98,8 @@ impl ImportCheck {
                     return Err(bad(format!("version {} of {} twice", v.number, v.collection)));
                 }
                 if v.state == VersionState::Committed {
-                    counters.versions += 1;
-                    counters.bytes = counters.bytes.saturating_add(v.size);
-                    counters.overage = counters.overage.saturating_add(spec.limits.overage(v.size));
-                    counters.protected += u64::from(v.held || v.protected_until.is_some());
-                    counters.held += u64::from(v.held);
+                    // The same count as every step's, so imported counters cannot drift.
+                    *counters = counters_after(counters, spec, Some(&v), &[]);
                     counters.last_committed_at = counters.last_committed_at.max(Some(v.committed_at));
                 }
                 vec![Mutation::InsertVersion(v)]

@@ -26,7 +26,8 @@ pub enum Verification {
 ///
 /// The version's `verified_at` becomes `at`; a damaged version is quarantined with the reason,
 /// an intact one leaves quarantine. Entering or leaving quarantine is audited (with `audit`'s
-/// actor and time, and the action `version.quarantine` or `version.release_quarantine`).
+/// actor and time, and the action `version.quarantine` or `version.release_quarantine`) and
+/// counted in the collection's [`Counters::quarantined`](crate::protocol::Counters::quarantined).
 ///
 /// # Errors
 /// [`Error::CollectionNotFound`].
@@ -64,6 +65,11 @@ pub fn decide_verification(
     }
     let recorded = v.clone().with_verification(Some(audit.at), quarantined);
     mutations.insert(0, Mutation::UpdateVersion(recorded.clone()));
+    if v.quarantined.is_some() != recorded.quarantined.is_some() {
+        // The version stays committed: only its quarantine is counted anew.
+        let counters = counters_after(&cs.counters, &cs.collection.spec, Some(&recorded), &[v]);
+        mutations.insert(1, Mutation::SetCounters { collection: collection.clone(), counters });
+    }
     Ok(Decision::new(mutations, Some(recorded)))
 }
 

@@ -188,6 +188,12 @@ pub struct Counters {
     pub protected: u64,
     /// Committed versions that are held.
     pub held: u64,
+    /// Committed versions carrying a quarantine (a scrub found their bytes damaged or their
+    /// object missing): what a collection's health reads instead of scanning the versions.
+    /// Absent from counters serialized before it existed: a catalog that kept those recounts
+    /// it from its versions when it upgrades.
+    #[serde(default)]
+    pub quarantined: u64,
     /// When the newest commit happened (commits keep their times in order).
     pub last_committed_at: Option<Timestamp>,
 }

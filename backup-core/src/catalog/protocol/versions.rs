@@ -29,6 +29,7 @@ pub(crate) fn counters_after(
         c.overage = c.overage.saturating_sub(soft.overage(v.size));
         c.protected = c.protected.saturating_sub(u64::from(protected(v)));
         c.held = c.held.saturating_sub(u64::from(v.held));
+        c.quarantined = c.quarantined.saturating_sub(u64::from(v.quarantined.is_some()));
     }
     if let Some(v) = added {
         c.versions += 1;
@@ -36,6 +37,7 @@ pub(crate) fn counters_after(
         c.overage = c.overage.saturating_add(soft.overage(v.size));
         c.protected += u64::from(protected(v));
         c.held += u64::from(v.held);
+        c.quarantined += u64::from(v.quarantined.is_some());
     }
     c
 }

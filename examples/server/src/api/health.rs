@@ -12,7 +12,6 @@ use subtle::ConstantTimeEq;
 
 use backup_policy::Role;
 
-use crate::api::assessment::assess_if;
 use crate::http::caller::Caller;
 use crate::http::json::{ApiError, json_response, ok};
 use crate::ops::probes::probe_storage;
@@ -115,13 +114,7 @@ fn hidden(check: &'static str) -> impl FnOnce(String) -> String {
 /// `GET /ready`: the catalog answers, the store takes a write, a read and a delete, the
 /// manifests load and validate.
 pub(crate) async fn ready(State(state): State<AppState>, _: Operator) -> Response {
-    let db = state
-        .inner
-        .catalog
-        .list_collections(None, 1)
-        .await
-        .map(|_| ())
-        .map_err(|e| hidden("DbValidator")(e.to_string()));
+    let db = state.inner.engine.check_catalog().await.map_err(|e| hidden("DbValidator")(e.to_string()));
     let storage = probe_storage(&state).await.map_err(hidden("StorageAvailabilityValidator"));
     // The manifests load and validate as they would at a reload.
     let config = state.inner.manifests.load_async().await.map(|_| ()).map_err(hidden("ConfigurationProviderValidator"));
@@ -156,13 +149,19 @@ pub(crate) async fn collection_health(
     // has a public health endpoint, by its manifest's choice.
     let refused = || ApiError::forbidden("not authorized - invalid value of 'code' parameter in query string");
     let id = CollectionId::new(collection).map_err(|_| refused())?;
-    let assessment = match assess_if(&state, &id, || code_opens(&state, &id, &collection_code(&q, &headers))).await {
+    let code = collection_code(&q, &headers);
+    let assessment = match state.inner.engine.health_if(&id, |_| code_opens(&state, &id, &code)).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err(refused()),
         Err(e) if e.kind() == backup_core::ErrorKind::NotFound => return Err(refused()),
         Err(e) => return Err(ApiError::from_core(&e, "")),
     };
-    let health = assessment.checks.into_iter().map(|c| check(c.name, c.result)).collect();
+    let health = assessment
+        .health
+        .checks
+        .iter()
+        .map(|c| check(c.kind.name(), c.failure().map_or(Ok(()), |why| Err(why.to_owned()))))
+        .collect();
     Ok(checks_response(health, None))
 }
 
@@ -178,7 +177,7 @@ pub(crate) fn code_opens(state: &AppState, id: &CollectionId, code: &str) -> boo
 
 /// `GET /metrics`: Prometheus text, for the health code or a `systemAdmin`'s token.
 pub(crate) async fn metrics(State(state): State<AppState>, _: Operator) -> Response {
-    match state.inner.metrics.render(state.inner.catalog.as_ref()).await {
+    match state.inner.metrics.render(&state.inner.engine).await {
         Ok(text) => {
             let mut r = (StatusCode::OK, text).into_response();
             r.headers_mut()

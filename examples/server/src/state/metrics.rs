@@ -4,8 +4,7 @@
 use std::sync::atomic::AtomicU64;
 
 use backup_core::CollectionId;
-use backup_core::catalog::Catalog;
-use backup_core::catalog::CatalogExt;
+use backup_core::Engine;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -66,44 +65,45 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the per-collection gauges read from the catalog now.
-    pub(crate) async fn render(&self, catalog: &dyn Catalog) -> backup_core::Result<String> {
+    /// The text exposition, with the per-collection gauges from the engine's health of every
+    /// collection now (one catalog row each, whatever the history).
+    pub(crate) async fn render(&self, engine: &Engine) -> backup_core::Result<String> {
         let versions = Family::<CollectionLabel, Gauge>::default();
         let bytes = Family::<CollectionLabel, Gauge>::default();
         let quota = Family::<CollectionLabel, Gauge<f64, AtomicU64>>::default();
         let max_bytes = Family::<CollectionLabel, Gauge>::default();
         let last_upload = Family::<CollectionLabel, Gauge<f64, AtomicU64>>::default();
+        let quarantined = Family::<CollectionLabel, Gauge>::default();
+        let healthy = Family::<CollectionLabel, Gauge>::default();
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut after: Option<CollectionId> = None;
         loop {
-            let page = catalog.list_collections(after.as_ref(), 500).await?;
-            for c in &page {
-                // The counters: one row, whatever the history.
-                let state = match catalog.collection_state(&c.id).await {
-                    Ok(s) => s,
-                    Err(e) if e.kind() == backup_core::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                let label = CollectionLabel { collection: c.id.to_string() };
-                let total = state.counters.bytes;
-                let limit = c.spec.limits.max_collection_size;
-                versions.get_or_create(&label).set(i64::try_from(state.counters.versions).unwrap_or(i64::MAX));
-                bytes.get_or_create(&label).set(i64::try_from(total).unwrap_or(i64::MAX));
-                max_bytes.get_or_create(&label).set(i64::try_from(limit).unwrap_or(i64::MAX));
-                quota.get_or_create(&label).set(total as f64 / limit.max(1) as f64);
-                if let Some(last) = state.counters.last_committed_at {
+            let page = engine.health_page(after.as_ref(), 500).await?;
+            for h in &page.items {
+                let label = CollectionLabel { collection: h.collection.id.to_string() };
+                let limit = h.collection.spec.limits.max_collection_size;
+                versions.get_or_create(&label).set(gauge(h.versions));
+                bytes.get_or_create(&label).set(gauge(h.committed_bytes));
+                max_bytes.get_or_create(&label).set(gauge(limit));
+                quota.get_or_create(&label).set(h.committed_bytes as f64 / limit.max(1) as f64);
+                quarantined.get_or_create(&label).set(gauge(h.quarantined_versions));
+                healthy.get_or_create(&label).set(i64::from(h.healthy()));
+                if let Some(last) = h.last_committed_at {
                     last_upload.get_or_create(&label).set(last.as_micros() as f64 / 1e6);
                 }
             }
-            if page.len() < 500 {
-                break;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
-            after = page.last().map(|c| c.id.clone());
         }
         let mut registry = Registry::with_prefix("backup");
         registry.register("collection_versions", "Committed versions", versions);
         registry.register("collection_bytes", "Bytes of committed versions", bytes);
         registry.register("collection_max_bytes", "The collection's hard limit in bytes", max_bytes);
         registry.register("collection_quota_used_ratio", "Committed bytes over the hard limit", quota);
+        registry.register("collection_quarantined_versions", "Committed versions in quarantine", quarantined);
+        registry.register("collection_healthy", "1 when every check of the collection's health passes", healthy);
         registry.register(
             "collection_last_upload_timestamp_seconds",
             "When the newest version was committed",

@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use backup_core::{Action, CollectionId};
 use maud::{Markup, html};
 
-use crate::api::assessment::assess_if;
 use crate::api::health::{CodeQuery, code_opens};
 use crate::state::AppState;
 use crate::ui::layout;
@@ -62,7 +61,7 @@ pub(crate) async fn badge(
             };
             personal = by_session;
             let opens = || by_session || code_opens(&state, &id, q.code.as_deref().unwrap_or_default());
-            match assess_if(&state, &id, opens).await {
+            match state.inner.engine.health_if(&id, |_| opens()).await {
                 Ok(Some(a)) if a.healthy() => Health::Healthy,
                 Ok(Some(_)) => Health::Failing,
                 Ok(None) => Health::Unknown,

@@ -11,7 +11,6 @@ use backup_core::{Action, Collection, CollectionId, Version, VersionQuery, Versi
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::api::assessment::assess;
 use crate::api::versions::stream_version;
 use crate::format;
 use crate::http::json::ApiError;
@@ -94,7 +93,7 @@ pub(crate) async fn page(
     let id = collection.id.clone();
     let engine = &state.inner.engine;
     let actor = &session.caller.actor;
-    let assessment = match assess(&state, &id).await {
+    let assessment = match engine.health(actor, &id).await {
         Ok(a) => a,
         Err(e) => return failure(&session, &e),
     };
@@ -134,9 +133,9 @@ pub(crate) async fn page(
             }
             div {
                 h2 { "Space" }
-                (quota(assessment.counters.bytes, spec.limits.max_collection_size))
+                (quota(assessment.committed_bytes, spec.limits.max_collection_size))
                 p.muted {
-                    (assessment.counters.versions) " of " (spec.limits.max_versions) " versions kept; "
+                    (assessment.versions) " of " (spec.limits.max_versions) " versions kept; "
                     "at most " (format::bytes(spec.limits.max_version_size)) " each"
                 }
             }

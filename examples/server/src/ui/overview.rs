@@ -5,12 +5,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use crate::api::assessment::{Assessment, assess};
 use crate::api::collections::visible_collections;
 use crate::format;
 use crate::state::AppState;
 use crate::ui::layout;
 use crate::ui::session::UiSession;
+use backup_core::health::CollectionHealth;
 
 /// The most collections listed on one page.
 pub(crate) const MAX_COLLECTIONS: usize = 1000;
@@ -24,7 +24,7 @@ pub(crate) async fn overview(State(state): State<AppState>, session: UiSession) 
     };
     let mut rows = Vec::with_capacity(collections.len());
     for c in &collections {
-        match assess(&state, &c.id).await {
+        match state.inner.engine.health(&session.caller.actor, &c.id).await {
             Ok(a) => rows.push(a),
             // Deleted between the listing and now: not shown.
             Err(e) if e.kind() == backup_core::ErrorKind::NotFound => {}
@@ -55,7 +55,7 @@ pub(crate) async fn overview(State(state): State<AppState>, session: UiSession) 
 }
 
 /// One collection's line.
-fn row(a: &Assessment) -> Markup {
+fn row(a: &CollectionHealth) -> Markup {
     let c = &a.collection;
     let limits = &c.spec.limits;
     let id = c.id.as_str();
@@ -78,21 +78,22 @@ fn row(a: &Assessment) -> Markup {
                     None => span.muted { "never" },
                 }
             }
-            td { (a.counters.versions) " of " (limits.max_versions) }
-            td { (quota(a.counters.bytes, limits.max_collection_size)) }
+            td { (a.versions) " of " (limits.max_versions) }
+            td { (quota(a.committed_bytes, limits.max_collection_size)) }
         }
     }
 }
 
 /// The health as one colored badge, and a chip per check, each with its reason on hover.
-pub(crate) fn health_badges(a: &Assessment) -> Markup {
+pub(crate) fn health_badges(a: &CollectionHealth) -> Markup {
     html! {
         @if a.healthy() { span.badge.ok { "healthy" } } @else { span.badge.fail { "failing" } }
         ul.checks {
-            @for check in &a.checks {
-                @match &check.result {
-                    Ok(()) => li.ok title=(format!("{}: OK", check.name)) { (check.label()) },
-                    Err(why) => li.fail title=(why) { (check.label()) },
+            @for check in &a.health.checks {
+                @if check.passed() {
+                    li.ok title=(format!("{}: OK, {}", check.kind.name(), check.reason)) { (check.kind.label()) }
+                } @else {
+                    li.fail title=(check.reason) { (check.kind.label()) }
                 }
             }
         }
