@@ -140,6 +140,7 @@ impl Default for EngineConfig {
 
 /// A page of results and the cursor of the next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Page<T, C> {
     /// The items.
     pub items: Vec<T>,

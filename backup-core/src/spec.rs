@@ -277,6 +277,7 @@ impl Limits {
 /// registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RetentionSpec {
     /// The strategy's name.
     pub strategy: String,

@@ -13,32 +13,36 @@
 //! (`memory://`, `file:///path`, `s3://`, `gs://`, `az://`). [`snapshot`] exports a catalog
 //! to the blob store as JSON lines and imports it into an empty catalog of either kind.
 //!
+//! A repository on local disk (the embedded default) is opened in one call,
+//! [`local_repository`]: the SQLite catalog, the fsync store, the descriptions and the clean-up
+//! of what a killed process left, in one folder. Hosts that choose each part by URL use
+//! [`open_catalog`] and [`open_store`], whose [`OpenedStore::configure`] wires what comes with
+//! the store.
+//!
 //! What a killed process leaves of its uploads goes at the next `recover()` when the engine
 //! knows how to find it: on local disk the staging files ([`local_disk::StagingFiles`] for
 //! [`backup_core::EngineBuilder::upload_leftovers`]), on S3, GCS and Azure the open multipart
 //! uploads by the id the catalog recorded ([`open_store`] gives the store's
 //! [`OpenedStore::multipart`] for [`backup_core::EngineBuilder::multipart_store`]), and on S3
 //! also those whose id was never recorded, found by the bucket's listing (`S3OpenUploads`, in
-//! [`OpenedStore::leftovers`]). [`OpenedStore::configure`] wires all of them; the example
-//! below wires local disk by hand.
+//! [`OpenedStore::leftovers`]).
 //!
 //! ```
-//! use std::sync::Arc;
-//! use backup_core::{Actor, CollectionSpec, Engine, Limits};
-//! use backup_store::{StoreOptions, object_store_from_url, open_catalog};
+//! use backup_core::{Actor, CollectionSpec, Limits};
+//! use backup_store::{StoreOptions, open_catalog, open_store};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
-//! let catalog = open_catalog(&format!("sqlite://{}/catalog.db", dir.path().display())).await?;
-//! let blobs = dir.path().join("blobs");
-//! let store = object_store_from_url(&format!("file://{}", blobs.display()), &StoreOptions::default())?;
-//! let engine = Engine::builder()
-//!     .catalog(catalog)
-//!     .store(store)
-//!     .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)))
-//!     .build()?;
+//! // The embedded default: everything in one folder.
+//! let engine = backup_store::local_repository(dir.path().join("repo")).await?.build()?;
 //! let id = "db".parse()?;
 //! engine.create_collection(&Actor::user("me"), &id, CollectionSpec::new("db-${version}", Limits::new(3, 100, 300)?)).await?;
+//!
+//! // Each part by URL (here the same kinds, elsewhere PostgreSQL and S3).
+//! let catalog = open_catalog(&format!("sqlite://{}/catalog.db", dir.path().display())).await?;
+//! let store = open_store(&format!("file://{}/blobs", dir.path().display()), &StoreOptions::default())?;
+//! let engine = store.configure(backup_core::Engine::builder().catalog(catalog)).build()?;
+//! # let _ = engine;
 //! # Ok::<(), backup_core::Error>(()) }).unwrap();
 //! ```
 //!
@@ -56,6 +60,7 @@
 
 mod error;
 pub mod local_disk;
+mod local_repository;
 mod metadata_column;
 mod object_store_url;
 mod open;
@@ -70,6 +75,7 @@ pub mod testing;
 mod url;
 
 pub use local_disk::local_disk_store;
+pub use local_repository::{BLOBS_FOLDER, CATALOG_FILE, STALE_STAGING_AGE, local_repository};
 pub use object_store_url::{OpenedStore, StoreOptions, object_store_from_url, open_store};
 pub use open::open_catalog;
 #[cfg(feature = "postgres")]

@@ -86,8 +86,9 @@ impl EngineBuilder {
         self
     }
 
-    /// The blob store (default: a fresh `InMemory`). Use `backup_store::local_disk_store` for a
-    /// durable local folder.
+    /// The blob store (default: a fresh `InMemory`). For a repository on local disk,
+    /// `backup_store::local_repository` gives a builder with the store, the catalog and the
+    /// rest of the folder's parts already set.
     pub fn store(mut self, store: Arc<dyn ObjectStore>) -> Self {
         self.store = Some(store);
         self

@@ -18,13 +18,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use backup_core::{
-    Actor, CollectionId, CollectionSpec, Engine, ErrorKind, Limits, UploadOptions, VersionQuery, VersionSelector,
+    Actor, CollectionId, CollectionSpec, ErrorKind, Limits, UploadOptions, VersionQuery, VersionSelector,
 };
-use backup_store::SqliteCatalog;
-use backup_store::local_disk_store;
 use clap::Parser;
 use futures::TryStreamExt;
-use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 /// Upload, rotate, list and download with the embedded engine on local disk.
@@ -61,25 +58,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.copies == 0 || args.keep == 0 {
         return Err("--copies and --keep must be at least 1".into());
     }
-    let blobs = args.data.join("blobs");
-    let store = local_disk_store(&blobs)?;
-    let catalog = SqliteCatalog::open(args.data.join("catalog.db")).await?;
     // One process at a time works in the folder: its uploads are its own, and what an
     // interrupted run left is released at once.
-    let engine = Engine::builder()
-        .store(store)
-        .description_store(backup_store::local_disk::description_store(&blobs)?)
-        .catalog(Arc::new(catalog))
-        .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)))
-        .instance("backup-embedded")
-        .build()?;
-    // Finish what an interrupted run left: uploads, trash, garbage, staging files.
+    let engine = backup_store::local_repository(&args.data).await?.instance("backup-embedded").build()?;
+    // Finish what an interrupted run left: uploads, trash, garbage, staging files (those of
+    // killed processes went when the folder was opened).
     let report = engine.recover().await?;
-    let staging = backup_store::local_disk::remove_stale_staging_files(&blobs, Duration::from_secs(900))?;
-    if report.released_own_uploads + report.aborted_uploads + report.purged_versions + report.garbage_deleted + staging
-        > 0
-    {
-        println!("recover: {report:?}, {staging} stale staging files removed");
+    if report.released_own_uploads + report.aborted_uploads + report.purged_versions + report.garbage_deleted > 0 {
+        println!("recover: {report:?}");
     }
     for warning in report.warnings() {
         eprintln!("warning: {warning}");

@@ -73,30 +73,35 @@ impl Target {
         match destination {
             Destination::Embedded { data_dir, store_url, catalog_url } => {
                 let e = |e: backup_core::Error| e.to_string();
-                let mut builder = Engine::builder().instance("git-backup");
-                match store_url {
-                    Some(url) => {
-                        let opened =
-                            backup_store::open_store(url, &backup_store::StoreOptions::default()).map_err(e)?;
-                        builder = opened.configure(builder);
-                    }
-                    None => {
-                        let blobs = data_dir.join("blobs");
-                        builder = builder
-                            .store(backup_store::local_disk_store(&blobs).map_err(e)?)
-                            .description_store(backup_store::local_disk::description_store(&blobs).map_err(e)?)
-                            .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)));
-                    }
-                }
-                let catalog = match catalog_url {
-                    Some(url) => backup_store::open_catalog(url).await.map_err(e)?,
-                    None => {
-                        std::fs::create_dir_all(data_dir)
-                            .map_err(|err| format!("cannot create {}: {err}", data_dir.display()))?;
-                        Arc::new(backup_store::SqliteCatalog::open(data_dir.join("catalog.db")).await.map_err(e)?)
+                let builder = match (store_url, catalog_url) {
+                    // The embedded default: the whole repository in the data folder.
+                    (None, None) => backup_store::local_repository(data_dir).await.map_err(e)?,
+                    (store_url, catalog_url) => {
+                        let builder = match store_url {
+                            Some(url) => backup_store::open_store(url, &backup_store::StoreOptions::default())
+                                .map_err(e)?
+                                .configure(Engine::builder()),
+                            None => {
+                                let blobs = data_dir.join(backup_store::BLOBS_FOLDER);
+                                Engine::builder()
+                                    .store(backup_store::local_disk_store(&blobs).map_err(e)?)
+                                    .description_store(backup_store::local_disk::description_store(&blobs).map_err(e)?)
+                                    .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)))
+                            }
+                        };
+                        let catalog = match catalog_url {
+                            Some(url) => backup_store::open_catalog(url).await.map_err(e)?,
+                            None => {
+                                std::fs::create_dir_all(data_dir)
+                                    .map_err(|err| format!("cannot create {}: {err}", data_dir.display()))?;
+                                let file = data_dir.join(backup_store::CATALOG_FILE);
+                                Arc::new(backup_store::SqliteCatalog::open(file).await.map_err(e)?)
+                            }
+                        };
+                        builder.catalog(catalog)
                     }
                 };
-                let engine = builder.catalog(catalog).build().map_err(e)?;
+                let engine = builder.instance("git-backup").build().map_err(e)?;
                 let report = engine.recover().await.map_err(e)?;
                 for warning in report.warnings() {
                     tracing::warn!("{warning}");

@@ -481,7 +481,7 @@ fn a_skip_is_proven_against_what_the_source_advertises() {
 /// keep backing up (they trust only what this tool stored), and `restore latest` works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_forged_with_the_current_digest_is_no_reason_to_skip() {
-    use backup_core::{Actor, Engine, UploadOptions, VersionSelector};
+    use backup_core::{Actor, UploadOptions, VersionSelector};
     let dir = tempfile::tempdir().unwrap();
     let source = source_repo(dir.path());
     let config = write_config(dir.path(), "0 3 * * *", "", &[("proj", &source)]);
@@ -493,14 +493,7 @@ async fn a_version_forged_with_the_current_digest_is_no_reason_to_skip() {
 
     // The intruder writes through the same engine, as any uploader of the collection could.
     {
-        let data = dir.path().join("data");
-        let blobs = data.join("blobs");
-        let engine = Engine::builder()
-            .store(backup_store::local_disk_store(&blobs).unwrap())
-            .description_store(backup_store::local_disk::description_store(&blobs).unwrap())
-            .catalog(std::sync::Arc::new(backup_store::SqliteCatalog::open(data.join("catalog.db")).await.unwrap()))
-            .build()
-            .unwrap();
+        let engine = backup_store::local_repository(dir.path().join("data")).await.unwrap().build().unwrap();
         let id = "git-proj".parse().unwrap();
         let ours =
             engine.download(&Actor::user("git-backup"), &id, VersionSelector::Latest).await.unwrap().into_parts().0;
