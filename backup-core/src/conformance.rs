@@ -7,6 +7,7 @@
 //! `object_store`'s own integration suite.
 //!
 //! Each suite's checks are listed once, in a table macro ([`for_each_catalog_check!`](crate::for_each_catalog_check),
+//! [`for_each_engine_check!`](crate::for_each_engine_check),
 //! [`for_each_recovery_check!`](crate::for_each_recovery_check)): the suite's `run_all` is made from it, and a backend's test
 //! file expands it into one test per check, so a check added to the suite runs on every backend
 //! with a test name of its own, and a `pub async fn` check left out of its table fails this
@@ -98,7 +99,7 @@ mod tests {
 
     #[test]
     fn every_engine_check_is_in_the_table() {
-        let table = super::engine::engine_checks!(names);
+        let table = crate::for_each_engine_check!(names);
         assert_listed(
             "conformance::engine",
             include_str!("conformance/engine.rs"),

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use backup_core::catalog::Catalog;
+use backup_core::conformance::engine::{self, Ctx};
 use backup_core::{MemoryCatalog, conformance};
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::MultipartStore;
 
 fn local_disk(dir: &tempfile::TempDir) -> Arc<dyn ObjectStore> {
     Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap().with_fsync(true))
@@ -30,14 +32,72 @@ async fn uploads_under_a_monitor_on_local_disk() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn engine_suite_on_memory_store() {
-    let catalog: Arc<dyn Catalog> = Arc::new(MemoryCatalog::new());
-    conformance::engine::run_all(Arc::new(object_store::memory::InMemory::new()), catalog).await;
+/// One test per check of the engine suite, on the stores the enclosing module's `stores`
+/// makes (the store and, if it has one, the same store as a `MultipartStore`).
+macro_rules! one_test_per_check {
+    ($($check:ident: $kind:ident),* $(,)?) => { $( one_test_per_check!(@test $kind $check); )* };
+    (@test ctx $check:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, multipart) = stores(&dir);
+            engine::$check(&Ctx::new(store, multipart, Arc::new(MemoryCatalog::new()))).await;
+        }
+    };
+    (@test multipart $check:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            let dir = tempfile::tempdir().unwrap();
+            if let (store, Some(multipart)) = stores(&dir) {
+                let ctx = Ctx::new(store, Some(multipart.clone()), Arc::new(MemoryCatalog::new()));
+                engine::$check(&ctx, multipart).await;
+            }
+        }
+    };
+    (@test store $check:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            let dir = tempfile::tempdir().unwrap();
+            engine::$check(stores(&dir).0).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn engine_suite_on_local_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    conformance::engine::run_all(local_disk(&dir), Arc::new(MemoryCatalog::new())).await;
+/// The disaster-recovery suite on the enclosing module's `stores`, with in-memory catalogs.
+macro_rules! recovery_suite {
+    () => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn recovery_suite() {
+            let dir = tempfile::tempdir().unwrap();
+            let memory_catalogs = || -> BoxFuture<'static, Arc<dyn Catalog>> {
+                Box::pin(async { Arc::new(MemoryCatalog::new()) as Arc<dyn Catalog> })
+            };
+            conformance::recovery::run_all(stores(&dir).0, &memory_catalogs).await;
+        }
+    };
+}
+
+type Stores = (Arc<dyn ObjectStore>, Option<Arc<dyn MultipartStore>>);
+
+mod engine_on_memory_store {
+    use super::*;
+
+    fn stores(_: &tempfile::TempDir) -> Stores {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        (store.clone(), Some(store))
+    }
+
+    backup_core::for_each_engine_check!(one_test_per_check);
+    recovery_suite!();
+}
+
+mod engine_on_local_disk {
+    use super::*;
+
+    fn stores(dir: &tempfile::TempDir) -> Stores {
+        (local_disk(dir), None)
+    }
+
+    backup_core::for_each_engine_check!(one_test_per_check);
+    recovery_suite!();
 }

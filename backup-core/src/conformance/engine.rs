@@ -54,9 +54,42 @@ pub async fn run_all_with(
 
 /// Calls `$callback!` with every check of the engine suite, each as `name: kind`: the one list
 /// [`run_all_with`] is made from (a `pub async fn` check missing from it fails this crate's
-/// tests). The kind says what the check takes: `ctx` a [`Ctx`], `multipart` a [`Ctx`] and the
-/// store as a [`MultipartStore`] (run only when there is one), `store` the bare store.
-macro_rules! engine_checks {
+/// tests), and what a backend's test file expands into one test per check, so that each runs,
+/// fails and is rerun on its own. The kind says what the check takes: `ctx` a [`Ctx`],
+/// `multipart` a [`Ctx`] and the store as a [`MultipartStore`] (run only when there is one),
+/// `store` the bare store.
+///
+/// ```
+/// use std::sync::Arc;
+/// use backup_core::conformance::engine::{self, Ctx};
+/// use backup_core::MemoryCatalog;
+/// use object_store::memory::InMemory;
+///
+/// fn ctx() -> (Ctx, Arc<InMemory>) {
+///     let store = Arc::new(InMemory::new());
+///     (Ctx::new(store.clone(), Some(store.clone()), Arc::new(MemoryCatalog::new())), store)
+/// }
+///
+/// macro_rules! one_test_per_check {
+///     ($($check:ident: $kind:ident),* $(,)?) => { $( one_test_per_check!(@test $kind $check); )* };
+///     (@test ctx $check:ident) => {
+///         #[tokio::test(flavor = "multi_thread")]
+///         async fn $check() { engine::$check(&ctx().0).await }
+///     };
+///     (@test multipart $check:ident) => {
+///         #[tokio::test(flavor = "multi_thread")]
+///         async fn $check() { let (ctx, store) = ctx(); engine::$check(&ctx, store).await }
+///     };
+///     (@test store $check:ident) => {
+///         #[tokio::test(flavor = "multi_thread")]
+///         async fn $check() { engine::$check(Arc::new(InMemory::new())).await }
+///     };
+/// }
+/// backup_core::for_each_engine_check!(one_test_per_check);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! for_each_engine_check {
     ($callback:ident) => {
         $callback! {
             multipart_round_trip_by_every_selector: ctx,
@@ -71,12 +104,10 @@ macro_rules! engine_checks {
         }
     };
 }
-#[cfg(test)]
-pub(crate) use engine_checks;
 
 macro_rules! run_checks {
     ($($check:ident: $kind:ident),* $(,)?) => {
-        /// Runs every check of [`engine_checks!`] in its order.
+        /// Runs every check of [`for_each_engine_check!`](crate::for_each_engine_check) in its order.
         async fn run_checks(ctx: &Ctx, multipart: Option<Arc<dyn MultipartStore>>) {
             $( run_checks!(@one $kind $check, ctx, multipart); )*
         }
@@ -94,9 +125,10 @@ macro_rules! run_checks {
     };
 }
 
-engine_checks!(run_checks);
+crate::for_each_engine_check!(run_checks);
 
-/// An engine over the store under a fresh key prefix, with a manual clock.
+/// An engine over the store under a fresh key prefix, with a manual clock: what a check of
+/// the suite works with.
 #[derive(Debug)]
 pub struct Ctx {
     engine: Engine,
@@ -105,7 +137,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn new(store: Arc<dyn ObjectStore>, multipart: Option<Arc<dyn MultipartStore>>, catalog: Arc<dyn Catalog>) -> Self {
+    /// An engine over `store` (its uploads written through `multipart` when given, the same
+    /// store as a [`MultipartStore`]) and `catalog`, under a fresh key prefix.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        multipart: Option<Arc<dyn MultipartStore>>,
+        catalog: Arc<dyn Catalog>,
+    ) -> Self {
         let clock = Arc::new(ManualClock::starting_now());
         let prefix = format!("conformance-{}", uuid::Uuid::new_v4().simple());
         let mut builder = Engine::builder();

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::catalog::CatalogExt;
 use crate::engine::{Engine, chrono_duration};
@@ -21,8 +20,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// flow or not: an upload whose connection is open keeps its reservation, and one whose
 /// process died loses it within one lease.
 ///
-/// Two clocks, each for what it can tell. Whether this process kept its lease is judged on
-/// the monotonic clock: a whole lease without a successful renewal (the process froze, or
+/// Two clocks, each for what it can tell, both the engine's [`crate::Clock`] (so a test moves
+/// them instead of waiting). Whether this process kept its lease is judged on the monotonic
+/// clock ([`crate::Clock::monotonic`], the keeper's timer waits on it): a whole lease without a successful renewal (the process froze, or
 /// could not reach the catalog) loses it for good, and [`LeaseKeeper::lost`] resolves with
 /// the reason. The lease in the catalog is wall-clock time, for other instances and the
 /// maintenance; when the wall clock steps (an NTP correction) the keeper renews at once, and
@@ -33,8 +33,9 @@ pub(crate) struct LeaseKeeper {
     task: JoinHandle<()>,
     lost: watch::Receiver<Option<Arc<Error>>>,
     /// When the last successful renewal (or the reservation) happened, monotonic.
-    renewed_at: Arc<Mutex<Instant>>,
+    renewed_at: Arc<Mutex<Duration>>,
     lease: Duration,
+    clock: Arc<dyn crate::Clock>,
 }
 
 impl LeaseKeeper {
@@ -42,16 +43,18 @@ impl LeaseKeeper {
     pub(crate) fn spawn(engine: &Engine, id: VersionId, lease_until: Timestamp) -> Self {
         let (tx, lost) = watch::channel(None);
         let lease = engine.inner.config.lease;
-        let renewed_at = Arc::new(Mutex::new(Instant::now()));
+        let clock = engine.inner.clock.clone();
+        let renewed_at = Arc::new(Mutex::new(clock.monotonic()));
         let engine = engine.clone();
+        let timer = clock.clone();
         let last = renewed_at.clone();
         let task = tokio::spawn(async move {
             let every = lease / 3;
             let tick = TICK.min(every);
             let mut until = lease_until;
             loop {
-                tokio::time::sleep(tick).await;
-                let since = last.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+                timer.sleep(tick).await;
+                let since = timer.monotonic().saturating_sub(*last.lock().unwrap_or_else(|p| p.into_inner()));
                 if since >= lease {
                     let why = format!(
                         "it expired, not renewed for {since:.0?} (the process stalled, or could not reach the catalog)"
@@ -66,7 +69,7 @@ impl LeaseKeeper {
                 if since < every && !stepped {
                     continue;
                 }
-                let asked = Instant::now();
+                let asked = timer.monotonic();
                 match engine.inner.catalog.renew_lease(&id, now + chrono_duration(lease), now).await {
                     Ok(renewed) => {
                         until = renewed.lease_until;
@@ -82,7 +85,7 @@ impl LeaseKeeper {
                 }
             }
         });
-        LeaseKeeper { task, lost, renewed_at, lease }
+        LeaseKeeper { task, lost, renewed_at, lease, clock }
     }
 
     /// Resolves when the lease is lost, with why; never resolves while it is kept.
@@ -104,7 +107,7 @@ impl LeaseKeeper {
         if let Some(e) = self.lost.borrow().as_ref() {
             return Err(Error::conflict(format!("the upload lost its lease: {e}")));
         }
-        let since = self.renewed_at.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        let since = self.clock.monotonic().saturating_sub(*self.renewed_at.lock().unwrap_or_else(|p| p.into_inner()));
         if since >= self.lease {
             return Err(Error::conflict(format!(
                 "the upload lost its lease: it expired, not renewed for {since:.0?} (the process stalled, or could not reach the catalog)"

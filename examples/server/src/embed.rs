@@ -3,9 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{CollectionId, CollectionSpec, Limits, RetentionSpec};
+use backup_core::{Clock, CollectionId, CollectionSpec, Limits, RetentionSpec};
 use backup_policy::manifest::{CollectionDefinition, Definitions, Document, DocumentKind, code_file, spec_error};
 use backup_policy::{AccessKey, Role, StoredPassword, User, parse_size};
 use tokio::sync::oneshot;
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     /// [`ServerConfig::collection`] that cannot be what they should: [`spawn`] refuses to
     /// start with them.
     refused: Vec<String>,
+    /// The engine's clock, when a test drives time ([`ServerConfig::clock`]).
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl ServerConfig {
@@ -57,6 +60,7 @@ impl ServerConfig {
             definitions: Definitions::new(),
             folder: false,
             refused: Vec::new(),
+            clock: None,
         }
     }
 
@@ -67,7 +71,14 @@ impl ServerConfig {
     /// A `--listen` that is not `HOST:PORT` or `:PORT`.
     pub fn from_args(args: Args) -> Result<Self, String> {
         let listen = args.listen_addrs()?;
-        Ok(ServerConfig { args, listen, definitions: Definitions::new(), folder: true, refused: Vec::new() })
+        Ok(ServerConfig {
+            args,
+            listen,
+            definitions: Definitions::new(),
+            folder: true,
+            refused: Vec::new(),
+            clock: None,
+        })
     }
 
     /// **For tests only**: memory storage and catalog (nothing on disk, nothing kept), no
@@ -92,6 +103,30 @@ impl ServerConfig {
         // Its own catalog: no other instance can share its name.
         a.instance_name = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
         config
+    }
+
+    /// The clock of the engine, the tokens and every schedule (maintenance, scrub, snapshots,
+    /// manifest reloads): the system's by default. A test gives a
+    /// [`ManualClock`](backup_core::ManualClock) and moves time instead of waiting: expired
+    /// tokens, closed backup windows, a trash retention run out, a maintenance run due.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use backup_core::ManualClock;
+    ///
+    /// let clock = Arc::new(ManualClock::starting_now());
+    /// let config = backup_server::ServerConfig::for_tests().clock(clock.clone());
+    /// // … spawn(config), then clock.advance(chrono::Duration::hours(1)) runs what was due.
+    /// # let _ = config;
+    /// ```
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The clock [`ServerConfig::clock`] set, or the system's.
+    pub(crate) fn engine_clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone().unwrap_or_else(|| Arc::new(backup_core::SystemClock))
     }
 
     /// Every other setting, by its flag's name (`args_mut().trash_retention = …`).

@@ -40,7 +40,7 @@ mod ui;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{Clock, Engine, SystemClock};
+use backup_core::{Clock, Engine};
 use backup_policy::{
     Directory, OpenPgpRule, PolicyAuthorizer, RateLimitConfig, RateLimits, TokenKey, TokenService, manifest,
 };
@@ -195,7 +195,7 @@ async fn prepare(config: &ServerConfig) -> Result<Prepared, String> {
     let storage_url = args.storage()?;
     let catalog = open_catalog(&args.catalog()).await.map_err(|e| format!("catalog: {e}"))?;
     let directory = Arc::new(Directory::new(manifests.policy_set()));
-    Ok(Prepared { source, manifests, storage_url, catalog, clock: Arc::new(SystemClock), directory })
+    Ok(Prepared { source, manifests, storage_url, catalog, clock: config.engine_clock(), directory })
 }
 
 /// The engine on the storage and catalog the flags name.

@@ -1,9 +1,10 @@
 //! Manifests into the catalog, reloads, and the maintenance schedule.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::catalog::protocol::CollectionChange;
-use backup_core::{Engine, ScrubOptions};
+use backup_core::{Clock, Engine, ScrubOptions};
 use backup_policy::manifest::Manifests;
 use tokio::task::JoinHandle;
 
@@ -80,7 +81,8 @@ async fn sweep_probes(state: &AppState) {
 pub(crate) fn background(state: AppState, args: &Args) -> Background {
     let mut tasks = Vec::new();
     let st = state.clone();
-    tasks.push(on_schedule(args.maintenance_schedule.clone(), move || {
+    let clock = state.engine().clock().clone();
+    tasks.push(on_schedule(clock.clone(), args.maintenance_schedule.clone(), move || {
         let st = st.clone();
         async move {
             match st.engine().recover().await {
@@ -96,7 +98,7 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
     if let Some(schedule) = args.scrub_schedule.0.clone() {
         let options = ScrubOptions::sample(args.scrub_sample).throttle(args.scrub_rate);
         let st = state.clone();
-        tasks.push(on_schedule(schedule, move || {
+        tasks.push(on_schedule(clock.clone(), schedule, move || {
             let st = st.clone();
             async move { scrub(&st, &options).await }
         }));
@@ -104,7 +106,7 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
     if let Some(schedule) = args.catalog_snapshot_schedule.0.clone() {
         let keep = args.catalog_snapshots_kept as usize;
         let st = state.clone();
-        tasks.push(on_schedule(schedule, move || {
+        tasks.push(on_schedule(clock.clone(), schedule, move || {
             let st = st.clone();
             async move { snapshot(&st, keep).await }
         }));
@@ -115,7 +117,7 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let tick = async {
-                if interval.is_zero() { std::future::pending::<()>().await } else { tokio::time::sleep(interval).await }
+                if interval.is_zero() { std::future::pending::<()>().await } else { clock.sleep(interval).await }
             };
             let hup = async {
                 match hangup.as_mut() {
@@ -135,8 +137,12 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
     Background { tasks }
 }
 
-/// Runs `work` at every time of `schedule`, one run at a time, until aborted.
-fn on_schedule<F, Fut>(schedule: croner::Cron, work: F) -> JoinHandle<()>
+/// The longest a schedule sleeps before it looks at the wall clock again: a step of the clock
+/// (an NTP correction, a suspended machine) delays a run by at most this.
+const SCHEDULE_RECHECK: Duration = Duration::from_secs(60);
+
+/// Runs `work` at every time of `schedule` on `clock`, one run at a time, until aborted.
+fn on_schedule<F, Fut>(clock: Arc<dyn Clock>, schedule: croner::Cron, work: F) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -144,11 +150,15 @@ where
     tokio::spawn(async move {
         // The next time after the previous one (never the same one twice, even if a run
         // ended within its second), or after now when a run took past its next time.
-        let mut after = chrono::Utc::now();
+        let mut after = clock.now();
         while let Ok(next) = schedule.find_next_occurrence(&after, false) {
-            tokio::time::sleep((next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)).await;
+            while let Ok(left) = (next - clock.now()).to_std()
+                && !left.is_zero()
+            {
+                clock.sleep(left.min(SCHEDULE_RECHECK)).await;
+            }
             work().await;
-            after = next.max(chrono::Utc::now());
+            after = next.max(clock.now());
         }
     })
 }
@@ -204,5 +214,49 @@ pub(crate) async fn snapshot(state: &AppState, keep: usize) {
         Ok(s) => tracing::info!(key = %s.key, records = s.summary.records, bytes = s.summary.bytes,
             removed = s.removed.len(), "catalog snapshot taken"),
         Err(e) => tracing::error!(error = %e, "catalog snapshot failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use backup_core::ManualClock;
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// The schedules run on the engine's clock: a test moves it and the run that came due
+    /// happens, without a real wait; a wall step back does not run anything twice.
+    #[tokio::test]
+    async fn schedules_run_when_the_clock_reaches_their_time() {
+        let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 30).unwrap()));
+        let runs = Arc::new(AtomicU32::new(0));
+        let (tx, mut ran) = tokio::sync::mpsc::unbounded_channel();
+        let every_five_minutes = crate::config::Args::defaults().maintenance_schedule; // 0 */5 * * * *
+        let counted = runs.clone();
+        let task = on_schedule(clock.clone(), every_five_minutes, move || {
+            let (runs, tx) = (counted.clone(), tx.clone());
+            async move {
+                let _ = tx.send(runs.fetch_add(1, Ordering::SeqCst) + 1);
+            }
+        });
+        // 00:05:00 is the first time: nothing before it.
+        clock.advance(chrono::Duration::minutes(4));
+        tokio::task::yield_now().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        clock.advance(chrono::Duration::seconds(31));
+        assert_eq!(next_run(&mut ran).await, 1);
+        // Ten minutes at once: the run that came due, then the next time after it.
+        clock.advance(chrono::Duration::minutes(10));
+        assert_eq!(next_run(&mut ran).await, 2);
+        clock.advance(chrono::Duration::minutes(5));
+        assert_eq!(next_run(&mut ran).await, 3);
+        task.abort();
+    }
+
+    /// The number of the next run, which must come without a real wait.
+    async fn next_run(ran: &mut tokio::sync::mpsc::UnboundedReceiver<u32>) -> u32 {
+        tokio::time::timeout(Duration::from_secs(10), ran.recv()).await.expect("a run came due").expect("a run")
     }
 }
