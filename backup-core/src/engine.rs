@@ -41,8 +41,7 @@ pub use download::Download;
 pub use import::{ImportOutcome, ImportedVersion};
 pub use rebuild::{RebuildMode, RebuildOptions, RebuildReport};
 pub use recover::RecoveryReport;
-pub use repository::REPOSITORY_MARKER;
-pub use scrub::{SCRUB_PROGRESS, ScrubOptions, ScrubReport, ScrubSample, VersionCheck};
+pub use scrub::{ScrubOptions, ScrubReport, ScrubSample, VersionCheck};
 pub use upload::{
     IDEMPOTENCY_KEY, IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LEN, StagedUpload, UploadOptions, check_idempotency_key,
 };

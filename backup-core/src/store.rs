@@ -10,7 +10,13 @@ use object_store::path::Path;
 use crate::error::Result;
 use crate::id::{CollectionId, VersionId};
 
-pub use crate::engine::{REPOSITORY_MARKER, SCRUB_PROGRESS};
+/// The repository marker's name under the key prefix. A collection id never starts with a
+/// dot, so no version object can be called this.
+pub const REPOSITORY_MARKER: &str = ".repository.json";
+
+/// The name of a scrub's progress record under the key prefix, kept while a scrub runs so
+/// that one interrupted by a restart resumes where it stopped.
+pub const SCRUB_PROGRESS: &str = ".scrub-progress.json";
 
 /// The object key of an upload: `<prefix>/<collection>/<version id>`.
 ///

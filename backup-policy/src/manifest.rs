@@ -29,6 +29,7 @@
 
 mod definitions;
 mod model;
+mod names;
 mod yaml;
 
 use std::path::{Path, PathBuf};

@@ -10,12 +10,9 @@ use crate::catalog::CatalogExt;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::id::RepositoryId;
+use crate::store::REPOSITORY_MARKER;
 use crate::time::Timestamp;
 use crate::version::VersionSelector;
-
-/// The marker's name under the key prefix. A collection id never starts with a dot, so no
-/// version object can be called this.
-pub const REPOSITORY_MARKER: &str = ".repository.json";
 
 const MARKER_FORMAT: &str = "backup-engine-repository";
 

@@ -22,12 +22,9 @@ use crate::id::{CollectionId, VersionId};
 use crate::progress::{self, ProgressTracker};
 use crate::protocol::Verification;
 use crate::spec::CollectionSpec;
+use crate::store::SCRUB_PROGRESS;
 use crate::time::Timestamp;
 use crate::version::Version;
-
-/// The name of a scrub's progress record under the key prefix, kept while a scrub runs so
-/// that one interrupted by a restart resumes where it stopped.
-pub const SCRUB_PROGRESS: &str = ".scrub-progress.json";
 
 /// Which committed versions a scrub reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

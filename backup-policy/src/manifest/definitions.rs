@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use backup_core::CollectionId;
 use backup_core::rotation::RotationStrategies;
 
+use super::names::{access_key_refusal, user_name_refusal};
 use super::yaml::{load_collection, load_secrets, load_user, stem};
 use super::{CollectionDefinition, Document, DocumentKind, Errors, Manifests, code_file, spec_error};
 use crate::error::Result;
@@ -180,20 +181,6 @@ struct Reference {
     file: PathBuf,
     field: String,
     collection: String,
-}
-
-/// Why `name` cannot be a user's name, if it cannot.
-pub(super) fn user_name_refusal(name: &str) -> Option<&'static str> {
-    let refused = name.is_empty() || name.contains('$') || name.chars().any(char::is_control) || name.len() > 256;
-    refused.then_some("a user name must be non-empty, at most 256 bytes, without '$' or control characters")
-}
-
-/// Why `name` cannot be the name of an access key next to `others`, if it cannot.
-pub(super) fn access_key_refusal(name: &str, others: &[AccessKey]) -> Option<String> {
-    if name.is_empty() || name.contains('$') {
-        return Some("an access key name must be non-empty, without '$'".to_owned());
-    }
-    others.iter().any(|o| o.name == name).then(|| format!("access key {name:?} is defined twice"))
 }
 
 /// The rules of a user, however it was given: its name, its access keys' names, the kinds of

@@ -8,8 +8,8 @@ use backup_core::rotation::Fifo;
 use backup_core::{CollectionId, CollectionSpec, DigestAlgorithm, Limits, RetentionSpec};
 use ipnet::IpNet;
 
-use super::definitions::{access_key_refusal, user_name_refusal};
 use super::model::{CollectionManifest, Head, SecretManifest, SecretRef, SizeValue, UserManifest};
+use super::names::{access_key_refusal, user_name_refusal};
 use super::{API_GROUP, API_VERSIONS, CollectionDefinition, Document, Errors, spec_error};
 use crate::directory::CollectionPolicy;
 use crate::identity::{AccessKey, AclEntry, ObjectGrant, User};

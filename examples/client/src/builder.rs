@@ -87,6 +87,15 @@ impl Default for ClientBuilder {
     }
 }
 
+/// Where a [`Client`] starts (here, beside what it builds, so that the client's module does not
+/// depend on its builder's).
+impl Client {
+    /// A builder: server, token, attempts, timeouts.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+}
+
 impl ClientBuilder {
     /// No server yet, no token, [`DEFAULT_ATTEMPTS`], [`DEFAULT_CONNECT_TIMEOUT`],
     /// [`DEFAULT_READ_TIMEOUT`], the user agent `backup-client/VERSION`.

@@ -6,7 +6,6 @@ use std::fmt;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
-use crate::builder::ClientBuilder;
 use crate::error::{Error, Result, is_transient_status};
 use crate::model::{Health, HealthCheck, LoginRequest, Session, Verification, Version};
 use crate::retry::RetryPolicy;
@@ -14,7 +13,7 @@ use crate::retry::RetryPolicy;
 /// A client of one backup server: cheap to clone (clones share the connection pool).
 ///
 /// Build one with [`Client::builder`]. Requests that change nothing (listings, a download's
-/// start, health) are tried again as [`ClientBuilder::with_attempts`] says; the others are
+/// start, health) are tried again as [`ClientBuilder::with_attempts`](crate::ClientBuilder::with_attempts) says; the others are
 /// sent once.
 #[derive(Clone)]
 pub struct Client {
@@ -35,11 +34,6 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A builder: server, token, attempts, timeouts.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::new()
-    }
-
     pub(crate) fn from_parts(http: reqwest::Client, server: String, token: Option<String>, retry: RetryPolicy) -> Self {
         Client { http, server, token, retry }
     }
