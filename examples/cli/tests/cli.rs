@@ -302,12 +302,13 @@ async fn refusals_and_failures_say_why_with_their_exit_codes() {
     assert_exit(&no_password, 2, "no password");
     assert_exit(&env.run(&["list", "db"], b"").await, 2, "not logged in");
 
-    // Tokens of a second server live a second.
-    let mut short = config();
+    // Tokens of a second server live a second, on a clock the test moves.
+    let clock = std::sync::Arc::new(backup_core::ManualClock::starting_now());
+    let mut short = config().clock(clock.clone());
     short.args_mut().token_lifetime = Duration::from_secs(1);
     let short = Env::with(short).await;
     short.login("admin").await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(backup_core::chrono::Duration::seconds(2));
     let expired = short.run(&["list", "db"], b"").await;
     assert_exit(&expired, 1, "log in again");
     short.server.shutdown().await;

@@ -347,6 +347,31 @@ impl Drop for RunningServer {
     }
 }
 
+/// The server's router on `config`, built as [`spawn`] builds it (catalog, storage,
+/// manifests, engine, recovery) but without a socket, a schedule or a reload: for tests of its
+/// answers that send requests through [`tower::ServiceExt::oneshot`]. Every request comes from
+/// `127.0.0.1` (IP allow-lists and rate limits see loopback).
+///
+/// ```
+/// use axum::body::Body;
+/// use axum::http::{Request, StatusCode};
+/// use tower::ServiceExt;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let app = backup_server::router(&backup_server::ServerConfig::for_tests()).await?;
+/// let health = app.oneshot(Request::get("/health").body(Body::empty())?).await?;
+/// assert_eq!(health.status(), StatusCode::OK);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+///
+/// # Errors
+/// As [`spawn`], but the address.
+pub async fn router(config: &ServerConfig) -> Result<axum::Router, String> {
+    let state = crate::build_from(config).await?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 40000));
+    Ok(crate::app(state).layer(axum::extract::connect_info::MockConnectInfo(loopback)))
+}
+
 /// Starts a server in this process on `config` and returns once it listens: builds it as
 /// [`crate::run`] does (catalog, storage, manifests, engine, recovery), binds (by default
 /// `127.0.0.1:0`), and serves with the client address of every connection known (IP

@@ -49,7 +49,7 @@ use backup_store::{StoreOptions, open_catalog, open_store};
 pub use app::app;
 pub use config::manifests::ManifestSource;
 pub use config::{Args, Schedule};
-pub use embed::{RunningServer, ServerConfig, spawn};
+pub use embed::{RunningServer, ServerConfig, router, spawn};
 pub use ops::import::import_backup_repository;
 pub use ops::recovery::rebuild_catalog;
 pub use state::{AppState, StateParts};

@@ -1,6 +1,7 @@
-//! The whole flow of backup-repository's API over real HTTP, with the real binary and the
-//! reference example manifests: logins, uploads, listing, downloads, rotation, quota, windows,
-//! logout, health, and our additions (delete, restore, collections, metrics, OpenAPI).
+//! The whole flow of backup-repository's API over real HTTP, with the server as the binary
+//! serves it (in this process) and the reference example manifests: logins, uploads, listing,
+//! downloads, rotation, quota, windows, logout, health, and our additions (delete, restore,
+//! collections, metrics, OpenAPI).
 
 mod support;
 
@@ -14,12 +15,12 @@ use support::{
 /// The admin's address allowed by its `restrictByIP`, sent through the trusted loopback proxy.
 const ADMIN_IP: &str = "1.2.3.4";
 
-fn start(extra: &[&str]) -> (Server, tempfile::TempDir, tempfile::TempDir) {
+async fn start(extra: &[&str]) -> (Server, tempfile::TempDir, tempfile::TempDir) {
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
     let mut all = vec!["--trusted-proxy", "127.0.0.1", "--upload-confirm-grace", "100ms"];
     all.extend(NO_RATE_LIMITS);
     all.extend(extra);
-    let server = Server::start(&args(config.path(), data.path(), &all));
+    let server = Server::in_process(&args(config.path(), data.path(), &all)).await;
     (server, config, data)
 }
 
@@ -42,7 +43,7 @@ async fn download(c: &reqwest::Client, s: &Server, token: &str, collection: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_flow_works_end_to_end() {
-    let (server, _config, _data) = start(&["--trash-retention", "1h", "--health-check-key", "ready-code"]);
+    let (server, _config, _data) = start(&["--trash-retention", "1h", "--health-check-key", "ready-code"]).await;
     let c = client();
 
     // Liveness and readiness.
@@ -247,7 +248,7 @@ async fn the_reference_flow_works_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoped_tokens_only_narrow() {
-    let (server, _config, _data) = start(&[]);
+    let (server, _config, _data) = start(&[]).await;
     let c = client();
     let login_scoped = |user: &'static str, roles: serde_json::Value| {
         let c = c.clone();
@@ -359,7 +360,7 @@ async fn backup_windows_refuse_uploads_except_for_uploads_anytime() {
     closed_window_manifests(config.path());
     let mut all = vec!["--upload-confirm-grace", "0s"];
     all.extend(NO_RATE_LIMITS);
-    let server = Server::start(&args(config.path(), data.path(), &all));
+    let server = Server::in_process(&args(config.path(), data.path(), &all)).await;
     let c = client();
     let keeper = login(&c, &server, "window-keeper", "admin", None).await;
     let anytime = login(&c, &server, "anytime", "admin", None).await;
@@ -377,7 +378,7 @@ async fn backup_windows_refuse_uploads_except_for_uploads_anytime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_rate_limited_with_a_json_reason() {
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
-    let server = Server::start(&args(config.path(), data.path(), &["--rate-auth-limit", "3"]));
+    let server = Server::in_process(&args(config.path(), data.path(), &["--rate-auth-limit", "3"])).await;
     let c = client();
     let mut statuses = Vec::new();
     for _ in 0..5 {

@@ -188,7 +188,7 @@ async fn backup_repositorys_versions_are_imported_once_with_their_numbers() {
 
     let mut extra = vec!["--upload-confirm-grace", "0s"];
     extra.extend(NO_RATE_LIMITS);
-    let server = Server::start(&args(config.path(), data.path(), &extra));
+    let server = Server::in_process(&args(config.path(), data.path(), &extra)).await;
     let c = client();
     let manager = login(&c, &server, "some-user", "admin", None).await;
     assert_eq!(version_numbers(&c, &server, &manager, "iwa-ait", None).await, [1, 2, 7]);

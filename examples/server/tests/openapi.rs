@@ -1,9 +1,28 @@
 //! `/api/openapi.json` describes every body: real requests and answers of every route, and
 //! their refusals, are validated against the schemas it serves (JSON Schema 2020-12, as
-//! OpenAPI 3.1 uses).
+//! OpenAPI 3.1 uses). Through the router (`oneshot`): nothing here needs a socket.
 
-use backup_server::{ServerConfig, spawn};
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, header};
+use backup_server::ServerConfig;
 use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// `request` through `app`: its status, headers and body.
+async fn send(app: &axum::Router, request: Request<Body>) -> (u16, HeaderMap, bytes::Bytes) {
+    let r = app.clone().oneshot(request).await.unwrap();
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    (status, headers, axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap())
+}
+
+/// A request, with a bearer token when given.
+fn request(method: Method, path: &str, token: Option<&str>, body: Body) -> Request<Body> {
+    let mut r = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        r = r.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    r.body(body).unwrap()
+}
 
 /// The schema the document gives for `method path` answering `status` (`200`, `4XX`, `5XX`),
 /// or for its request body with `status` `request`.
@@ -40,24 +59,20 @@ async fn every_answer_matches_the_served_schemas() {
         .user("admin", "a password", &["systemAdmin", "collectionManager"])
         .collection("db", 3, "1M", "5M", &[("admin", &["collectionManager"])]);
     config.args_mut().trash_retention = std::time::Duration::from_secs(3600);
-    let server = spawn(config).await.unwrap();
-    let http = reqwest::Client::new();
-    let doc: Value = http.get(server.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
-    let call = |method: reqwest::Method, path: String, token: Option<String>, body: Option<Value>| {
-        let mut req = http.request(method, server.url(&path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+    let app = backup_server::router(&config).await.unwrap();
+    let (_, _, doc) = send(&app, request(Method::GET, "/api/openapi.json", None, Body::empty())).await;
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    let call = |method: Method, path: String, token: Option<String>, body: Option<Value>| {
+        let mut r = request(method, &path, token.as_deref(), Body::from(body.as_ref().map(Value::to_string).unwrap_or_default()));
+        if body.is_some() {
+            r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
         }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
+        let app = &app;
         async move {
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap())
+            let (status, _, bytes) = send(app, r).await;
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
         }
     };
-    use reqwest::Method;
     let mut checked = 0;
     let mut expect = |template: &str, method: &str, (status, body): (u16, Value), want: u16| {
         assert_eq!(status, want, "{method} {template}: {body}");
@@ -104,25 +119,13 @@ async fn every_answer_matches_the_served_schemas() {
     );
     let upload = "/api/alpha/repository/collection/{collectionId}/version";
     for body in ["one", "two"] {
-        let r = http
-            .post(server.url("/api/alpha/repository/collection/db/version"))
-            .bearer_auth(t().unwrap())
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        expect(upload, "post", (status, r.json().await.unwrap()), 200);
+        let r = request(Method::POST, "/api/alpha/repository/collection/db/version", t().as_deref(), Body::from(body));
+        let (status, _, bytes) = send(&app, r).await;
+        expect(upload, "post", (status, serde_json::from_slice(&bytes).unwrap()), 200);
     }
-    let r = http
-        .post(server.url("/api/alpha/repository/collection/nope/version"))
-        .bearer_auth(t().unwrap())
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    expect(upload, "post", (status, r.json().await.unwrap()), 404);
+    let r = request(Method::POST, "/api/alpha/repository/collection/nope/version", t().as_deref(), Body::from("x"));
+    let (status, _, bytes) = send(&app, r).await;
+    expect(upload, "post", (status, serde_json::from_slice(&bytes).unwrap()), 404);
     expect(
         "/api/stable/repository/collection/{collectionId}/version",
         "get",
@@ -201,9 +204,9 @@ async fn every_answer_matches_the_served_schemas() {
         ),
         ("/metrics", "/metrics", "text/plain"),
     ] {
-        let r = http.get(server.url(path)).bearer_auth(t().unwrap()).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        let got = r.headers()["content-type"].to_str().unwrap().to_owned();
+        let (status, headers, _) = send(&app, request(Method::GET, path, t().as_deref(), Body::empty())).await;
+        assert_eq!(status, 200, "{path}");
+        let got = headers["content-type"].to_str().unwrap().to_owned();
         assert!(got.starts_with(media), "{path}: {got}");
         assert!(doc["paths"][template]["get"]["responses"]["200"]["content"][media].is_object(), "{template}");
     }
@@ -243,5 +246,4 @@ async fn every_answer_matches_the_served_schemas() {
         let validator = jsonschema::validator_for(&schema_of(&doc, path, method, "200")).unwrap();
         assert!(!validator.is_valid(&wrong), "{method} {path} accepted {wrong}");
     }
-    server.shutdown().await;
 }

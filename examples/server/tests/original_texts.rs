@@ -1,8 +1,9 @@
 //! backup-repository's response texts, route by route, as its source produces them
 //! (riotkit-org/backup-repository at d1460461: `pkg/http/*.go`, `pkg/storage/*.go`,
 //! `pkg/security/*.go`, `pkg/health/*.go`, and the gin-jwt and golang-jwt texts it passes
-//! through), against the real binary. Each row is one text a client can meet; the status is
-//! ours where the README documents the difference (refused uploads are 4xx, not 500).
+//! through), against the server as the binary serves it, over real HTTP. Each row is one text a
+//! client can meet; the status is ours where the README documents the difference (refused
+//! uploads are 4xx, not 500).
 //!
 //! Not here, because a client cannot meet them on this server: texts of its database, storage
 //! and Kubernetes errors, its panics (empty 500s), and its lock table ("cannot upload to same
@@ -60,7 +61,7 @@ async fn every_text_a_client_can_meet_is_the_originals() {
     let data = tempfile::tempdir().unwrap();
     let mut extra = vec!["--trusted-proxy", "127.0.0.1", "--upload-confirm-grace", "0s", "--health-check-key", "k"];
     extra.extend(NO_RATE_LIMITS);
-    let server = Server::start(&args(config.path(), data.path(), &extra));
+    let server = Server::in_process(&args(config.path(), data.path(), &extra)).await;
     let c = client();
     let url = |p: &str| server.url(p);
     let uploader = login(&c, &server, "some-user$uploader", "test", None).await;

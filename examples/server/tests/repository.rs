@@ -106,7 +106,17 @@ async fn an_empty_or_wrong_catalog_refuses_to_start_and_deletes_nothing() {
         file.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200)).unwrap();
     }
     let mut adopted = Server::start(&with_catalog(config.path(), data.path(), &b, &["--adopt-storage"]));
-    tokio::time::sleep(Duration::from_millis(2500)).await; // two maintenance runs
+    // Two maintenance runs (one a second) after the start-up recovery, each reporting the
+    // unknown objects: waited for in the log, not by the clock.
+    let maintenance_reports = |log: String| {
+        log.lines().filter(|l| l.contains("maintenance: ") && l.contains("unknown to the catalog")).count()
+    };
+    let two_runs = support::eventually(Duration::from_secs(30), || {
+        let n = maintenance_reports(adopted.log());
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    assert!(two_runs.is_some(), "two maintenance runs reported the unknown objects: {}", adopted.log());
     assert!(adopted.stop().success());
     assert_eq!(snapshot(&blobs), before, "nothing unknown is deleted");
     let log = adopted.log();

@@ -1,6 +1,6 @@
-//! Retention over real HTTP with the real binary: a `gfs` collection from a manifest, the
-//! preview of the next commit with its reasons, holds set and lifted by a collection manager
-//! only, and the simulation endpoint with its limits.
+//! Retention over real HTTP, the server in this process as the binary serves it: a `gfs`
+//! collection from a manifest, the preview of the next commit with its reasons, holds set and
+//! lifted by a collection manager only, and the simulation endpoint with its limits.
 
 mod support;
 
@@ -41,12 +41,12 @@ spec:
     }
 }
 
-fn start() -> (Server, tempfile::TempDir, tempfile::TempDir) {
+async fn start() -> (Server, tempfile::TempDir, tempfile::TempDir) {
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
     manifests(config.path());
     let mut all = vec!["--upload-confirm-grace", "0s"];
     all.extend(NO_RATE_LIMITS);
-    (Server::start(&args(config.path(), data.path(), &all)), config, data)
+    (Server::in_process(&args(config.path(), data.path(), &all)).await, config, data)
 }
 
 async fn upload(c: &reqwest::Client, s: &Server, token: &str, n: u8) {
@@ -77,7 +77,7 @@ async fn protect(c: &reqwest::Client, s: &Server, token: &str, version: &str, bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_and_holds_follow_the_policy() {
-    let (server, _config, _data) = start();
+    let (server, _config, _data) = start().await;
     let c = client();
     let manager = login(&c, &server, "manager", "admin", None).await;
     let uploader = login(&c, &server, "uploader", "admin", None).await;
@@ -149,7 +149,7 @@ async fn simulate(c: &reqwest::Client, s: &Server, token: Option<&str>, body: &V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_simulates_a_policy_within_limits() {
-    let (server, _config, _data) = start();
+    let (server, _config, _data) = start().await;
     let c = client();
     // Only a caller who may read some collection's versions simulates (issue 24 §2.1): not a
     // user without roles, not an upload-only access key.

@@ -1,4 +1,7 @@
-//! The real server binary on loopback, with a copy of the example manifests, and a client.
+//! The server on loopback, with a copy of the example manifests, and a client: in this
+//! process ([`Server::in_process`]) for tests of what it answers, or as the real binary
+//! ([`Server::start`]) for tests that need a process (signals, kills, restarts, its log, its
+//! descriptor limit).
 
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
@@ -73,15 +76,34 @@ spec:
     );
 }
 
-/// A running server process; stopped (SIGKILL) when dropped unless stopped before.
+/// A running server: a process (stopped with SIGKILL when dropped unless stopped before), or
+/// one in this process (stopped when dropped).
 pub struct Server {
     pub child: Option<Child>,
+    /// The server in this process, for [`Server::in_process`].
+    pub running: Option<backup_server::RunningServer>,
     pub base: String,
     pub data: PathBuf,
     pub stderr: PathBuf,
 }
 
 impl Server {
+    /// Starts the server in this process with `args` (the binary's flags, plus `--listen
+    /// 127.0.0.1:0`), as the binary would serve them, and returns once it listens: for tests of
+    /// its answers, which need a socket but no process.
+    pub async fn in_process(args: &[String]) -> Server {
+        use clap::Parser;
+        let argv = ["backup-server", "--listen", "127.0.0.1:0", "--log-level", "warn"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(args.iter().cloned());
+        let parsed = backup_server::Args::try_parse_from(argv).unwrap_or_else(|e| panic!("server arguments: {e}"));
+        let config = backup_server::ServerConfig::from_args(parsed).unwrap();
+        let running = backup_server::spawn(config).await.unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let base = running.url("");
+        Server { child: None, running: Some(running), base, data: data_dir(args), stderr: PathBuf::new() }
+    }
+
     /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`), waiting for it to listen.
     pub fn start(args: &[String]) -> Server {
         Self::try_start(args).unwrap_or_else(|e| panic!("server did not start: {e}"))
@@ -119,12 +141,8 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                let data = args
-                    .iter()
-                    .position(|a| a == "--data-dir")
-                    .map(|i| PathBuf::from(&args[i + 1]))
-                    .unwrap_or_default();
-                return Ok(Server { child: Some(child), base: format!("http://{addr}"), data, stderr: log });
+                let base = format!("http://{addr}");
+                return Ok(Server { child: Some(child), running: None, base, data: data_dir(args), stderr: log });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("exited with {status}: {}", std::fs::read_to_string(&log).unwrap_or_default()));
@@ -170,6 +188,11 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// The `--data-dir` of `args`.
+fn data_dir(args: &[String]) -> PathBuf {
+    args.iter().position(|a| a == "--data-dir").map(|i| PathBuf::from(&args[i + 1])).unwrap_or_default()
 }
 
 /// The standard arguments: the given configuration and data folders, a fixed secret.
