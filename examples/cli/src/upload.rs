@@ -142,7 +142,17 @@ pub(crate) async fn run(client: &Client, out: Output, args: Upload) -> Result<()
             if let Some(lost) = &uploaded.lost_answer {
                 out.note(&format!("the answer was lost ({lost}); the server had stored the version"));
             }
-            report(out, &args.collection, &uploaded.version, sent.load(Ordering::Relaxed))
+            if uploaded.replayed {
+                // The key's version was stored by an earlier run: the server answered with it
+                // as soon as it read the key, without this body (which it may not have read
+                // whole), so what was sent says nothing about what is stored.
+                out.note(&format!(
+                    "idempotency key {:?} already stored version {}: nothing was stored again",
+                    uploaded.idempotency_key, uploaded.version.number
+                ));
+                return report(out, &args.collection, &uploaded.version, None);
+            }
+            report(out, &args.collection, &uploaded.version, Some(sent.load(Ordering::Relaxed)))
         }
         // The command's failure is the news, whatever the request then made of it.
         (Ok(uploaded), Err(CliError::CommandFailed(why))) => Err(CliError::CommandFailed(format!(
@@ -170,10 +180,13 @@ fn metadata(raw: &[String]) -> Result<backup_core::Metadata> {
     Ok(metadata)
 }
 
-/// Checks the server's account of what it stored against what was sent, and shows it.
-fn report(out: Output, collection: &str, version: &Version, sent: u64) -> Result<()> {
+/// Checks the server's account of what it stored against what was sent (when this request
+/// stored it), and shows it.
+fn report(out: Output, collection: &str, version: &Version, sent: Option<u64>) -> Result<()> {
     let number = version.number;
-    if version.size != sent {
+    if let Some(sent) = sent
+        && version.size != sent
+    {
         return Err(CliError::integrity(format!(
             "sent {sent} bytes but the server stored version {number} with {} bytes",
             version.size
@@ -183,7 +196,7 @@ fn report(out: Output, collection: &str, version: &Version, sent: u64) -> Result
     out.result(&json!({ "version": version.json() }), || {
         println!("{number}");
     });
-    out.note(&format!("stored version {number} of {collection}: {}, {digest}", size(sent)));
+    out.note(&format!("stored version {number} of {collection}: {}, {digest}", size(version.size)));
     Ok(())
 }
 

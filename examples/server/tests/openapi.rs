@@ -63,7 +63,12 @@ async fn every_answer_matches_the_served_schemas() {
     let (_, _, doc) = send(&app, request(Method::GET, "/api/openapi.json", None, Body::empty())).await;
     let doc: Value = serde_json::from_slice(&doc).unwrap();
     let call = |method: Method, path: String, token: Option<String>, body: Option<Value>| {
-        let mut r = request(method, &path, token.as_deref(), Body::from(body.as_ref().map(Value::to_string).unwrap_or_default()));
+        let mut r = request(
+            method,
+            &path,
+            token.as_deref(),
+            Body::from(body.as_ref().map(Value::to_string).unwrap_or_default()),
+        );
         if body.is_some() {
             r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
         }
