@@ -29,7 +29,9 @@ pub fn fixture() -> &'static Fixture {
         let manifests = backup_policy::manifest::load(&root, "backup-repository").unwrap();
         let directory = Arc::new(Directory::new(manifests.policy_set()));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let catalog: Arc<dyn backup_core::catalog::Catalog> = Arc::new(backup_core::MemoryCatalog::new());
         let engine = Engine::builder()
+            .catalog(catalog.clone())
             .authorizer(Arc::new(PolicyAuthorizer::new(directory.clone())))
             .content_rule(Arc::new(OpenPgpRule))
             .clock(clock.clone())
@@ -37,7 +39,7 @@ pub fn fixture() -> &'static Fixture {
             .unwrap();
         rt.block_on(manifests.declare_collections(&engine)).unwrap();
         let key = TokenKey::hs256(b"fuzzing secret, long enough", None).unwrap();
-        let tokens = TokenService::new(key, engine.catalog().clone(), clock).unwrap();
+        let tokens = TokenService::new(key, catalog, clock).unwrap();
         let user = |name: &str| manifests.users.iter().find(|u| u.name == name).unwrap().clone();
         let issue = |name: &str, key: Option<&str>| {
             rt.block_on(tokens.issue(&user(name), key, TokenRequest::login())).unwrap().token
