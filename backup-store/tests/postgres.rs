@@ -66,26 +66,32 @@ mod with_postgres {
         assert!(e.to_string().contains("schema version 99, newer than the 6 this build knows"), "{e}");
     }
 
+    /// A schema as an older release left it (`ddl` run, `schema_version` at `version`), a
+    /// client on the database, and the spec of its collections as that release stored it.
+    async fn old_schema(url: &str, schema: &str, ddl: &str, version: i64) -> (tokio_postgres::Client, String) {
+        use backup_core::{CollectionSpec, Limits};
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA \"{schema}\"; SET search_path = \"{schema}\"; {ddl} \
+                 CREATE TABLE schema_version (version BIGINT NOT NULL); INSERT INTO schema_version VALUES ({version});"
+            ))
+            .await
+            .unwrap();
+        let spec = CollectionSpec::new("o-${version}", Limits::new(3, 100, 400).unwrap());
+        (client, serde_json::to_string(&spec).unwrap())
+    }
+
     /// A database written by the first release (schema 1) is migrated with its rows, and the
     /// counters are computed from its versions.
     #[tokio::test]
     async fn a_schema_1_database_is_migrated_with_its_counters() {
         use backup_core::catalog::CatalogExt;
         use backup_core::catalog::protocol::{VersionRange, VersionsNeeded};
-        use backup_core::{CollectionSpec, Limits};
         let Some(url) = database_url("a_schema_1_database_is_migrated_with_its_counters") else { return };
         let schema = fresh_schema("old");
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        let spec =
-            serde_json::to_string(&CollectionSpec::new("o-${version}", Limits::new(3, 100, 400).unwrap())).unwrap();
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA \"{schema}\"; SET search_path = \"{schema}\"; {SCHEMA_1} \
-                 CREATE TABLE schema_version (version BIGINT NOT NULL); INSERT INTO schema_version VALUES (1);"
-            ))
-            .await
-            .unwrap();
+        let (client, spec) = old_schema(&url, &schema, SCHEMA_1, 1).await;
         client
             .execute(&format!("INSERT INTO \"{schema}\".collections VALUES ('old', $1, now(), now(), 1, 4)"), &[&spec])
             .await
@@ -210,20 +216,10 @@ mod with_postgres {
     async fn a_schema_5_database_is_migrated_with_its_quarantine_count() {
         use backup_core::catalog::CatalogExt;
         use backup_core::health::CheckKind;
-        use backup_core::{Actor, CollectionSpec, Engine, Limits};
+        use backup_core::{Actor, Engine};
         let Some(url) = database_url("a_schema_5_database_is_migrated_with_its_quarantine_count") else { return };
         let schema = fresh_schema("schema5");
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        let spec =
-            serde_json::to_string(&CollectionSpec::new("o-${version}", Limits::new(3, 100, 400).unwrap())).unwrap();
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA \"{schema}\"; SET search_path = \"{schema}\"; {SCHEMA_1} {SCHEMA_2_TO_4} {SCHEMA_5} \
-                 CREATE TABLE schema_version (version BIGINT NOT NULL); INSERT INTO schema_version VALUES (5);"
-            ))
-            .await
-            .unwrap();
+        let (client, spec) = old_schema(&url, &schema, &format!("{SCHEMA_1} {SCHEMA_2_TO_4} {SCHEMA_5}"), 5).await;
         for (id, versions) in [("old", 2i64), ("clean", 1)] {
             client
                 .execute(
