@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use backup_client::testing::{Lose, answer_losing_proxy, cutting_proxy, flipping_proxy};
 use serde_json::Value;
 use support::*;
 
@@ -183,7 +184,7 @@ async fn an_upload_whose_answer_is_lost_is_found_by_its_idempotency_key() {
     let token: Value =
         serde_json::from_slice(&std::fs::read(env.config_dir.path().join("tokens.json")).unwrap()).unwrap();
     let token = token["servers"][env.url().trim_end_matches('/')]["token"].as_str().unwrap().to_owned();
-    let proxy = answer_losing_proxy(env.server.addr).await;
+    let proxy = answer_losing_proxy(env.server.addr, Lose::Posts).await;
     let lost = run_cli(
         &format!("http://{proxy}"),
         env.config_dir.path(),

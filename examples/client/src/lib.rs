@@ -125,6 +125,8 @@ mod download;
 mod error;
 mod model;
 mod retry;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod token_store;
 mod upload;
 

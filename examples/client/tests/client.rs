@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backup_client::testing::{Lose, answer_losing_proxy, flipping_proxy};
 use backup_client::{Client, Error, ErrorKind, LoginRequest, TokenStore, UploadOptions};
 use backup_server::{RunningServer, ServerConfig, spawn};
 use bytes::Bytes;
@@ -191,7 +192,7 @@ async fn a_lost_answer_is_settled_by_the_key_and_a_failed_body_stores_nothing() 
     let direct = client_of(&server.url(""), &server, "ci").await;
 
     // The upload's answer is lost after the body went out: the version is found by its key.
-    let proxy = answer_losing_proxy(server.addr, false).await;
+    let proxy = answer_losing_proxy(server.addr, Lose::Posts).await;
     let lossy = client_of(&format!("http://{proxy}"), &server, "ci").await;
     let uploaded = lossy.upload("db", body(&[b"the dump"]), UploadOptions::new()).await.unwrap();
     let lost = uploaded.lost_answer.expect("the answer was lost");
@@ -200,7 +201,7 @@ async fn a_lost_answer_is_settled_by_the_key_and_a_failed_body_stores_nothing() 
     assert_eq!(direct.versions("db").await.unwrap().len(), 1, "stored once");
 
     // Every answer is lost: the lookup fails too, and the outcome is unknown, with the key.
-    let proxy = answer_losing_proxy(server.addr, true).await;
+    let proxy = answer_losing_proxy(server.addr, Lose::All).await;
     let deaf = client_of(&format!("http://{proxy}"), &server, "ci").await;
     let unknown = deaf.upload("db", body(&[b"again"]), UploadOptions::new().idempotency_key("k-7")).await.unwrap_err();
     assert_eq!(unknown.kind(), ErrorKind::OutcomeUnknown, "{unknown}");
@@ -263,86 +264,6 @@ async fn only_idempotent_requests_are_retried_on_503() {
     let client = Client::builder().with_server(fake.url()).with_attempts(3).build().unwrap();
     assert!(client.versions("db").await.is_ok());
     assert_eq!(fake.take_methods(), ["GET"]);
-}
-
-/// A proxy on loopback in front of `upstream` that passes requests whole and flips one bit
-/// of each answer's body at `offset`.
-async fn flipping_proxy(upstream: SocketAddr, offset: usize) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(upstream).await else { return };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-                });
-                // The answer's head, then the body counted from its first byte.
-                let mut seen = Vec::new();
-                let mut body_start = None;
-                let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    let n = match server_read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let from = seen.len();
-                    seen.extend_from_slice(&buf[..n]);
-                    if body_start.is_none() {
-                        body_start = seen.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-                    }
-                    if let Some(start) = body_start {
-                        let at = start + offset;
-                        if (from..seen.len()).contains(&at) {
-                            buf[at - from] ^= 0x01;
-                        }
-                    }
-                    if client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                up.abort();
-                let _ = client_write.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
-/// A proxy on loopback in front of `upstream` that passes requests whole and loses the
-/// answers to POSTs (or, with `all`, to every request): once the server starts to answer,
-/// the client's connection is closed.
-async fn answer_losing_proxy(upstream: SocketAddr, all: bool) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(upstream).await else { return };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let mut method = [0u8; 4];
-                if client_read.read_exact(&mut method).await.is_err() || server_write.write_all(&method).await.is_err()
-                {
-                    return;
-                }
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-                });
-                if all || &method == b"POST" {
-                    let mut buf = [0u8; 1];
-                    let _ = server_read.read(&mut buf).await;
-                } else {
-                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                }
-                up.abort();
-                let _ = client_write.shutdown().await;
-            });
-        }
-    });
-    addr
 }
 
 /// A server on loopback that reads each request whole, records its method, and answers 503

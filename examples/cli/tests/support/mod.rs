@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use backup_policy::manifest::DocumentKind;
 use backup_server::{RunningServer, ServerConfig, spawn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 mod peak_rss;
 pub use peak_rss::PeakRss;
@@ -175,116 +175,4 @@ pub async fn numbers(env: &Env, collection: &str) -> Vec<u64> {
     assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["versions"].as_array().unwrap().iter().map(|v| v["versionNumber"].as_u64().unwrap()).collect()
-}
-
-/// A proxy on loopback in front of `upstream` that passes requests whole and answers only
-/// up to `limit` bytes, then closes: a download cut mid-way.
-pub async fn cutting_proxy(upstream: std::net::SocketAddr, limit: usize) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-                });
-                let mut passed = 0usize;
-                let mut buf = vec![0u8; 16 * 1024];
-                while passed < limit {
-                    let n = match server_read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n.min(limit - passed),
-                    };
-                    if client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    passed += n;
-                }
-                up.abort();
-                let _ = client_write.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
-/// A proxy on loopback in front of `upstream` that passes requests whole and loses the
-/// answers to POSTs (uploads): once the server starts to answer one, the client's connection
-/// is closed. Other requests (a lookup) pass both ways.
-pub async fn answer_losing_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let mut method = [0u8; 4];
-                if client_read.read_exact(&mut method).await.is_err() || server_write.write_all(&method).await.is_err()
-                {
-                    return;
-                }
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-                });
-                if &method == b"POST" {
-                    let mut buf = [0u8; 1];
-                    let _ = server_read.read(&mut buf).await;
-                } else {
-                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                }
-                up.abort();
-                let _ = client_write.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
-/// A proxy on loopback in front of `upstream` that passes requests whole and flips one bit
-/// of each answer's body at `offset`: a download damaged in transit.
-pub async fn flipping_proxy(upstream: std::net::SocketAddr, offset: usize) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-                });
-                let mut seen = Vec::new();
-                let mut body_start = None;
-                let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    let n = match server_read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let from = seen.len();
-                    seen.extend_from_slice(&buf[..n]);
-                    if body_start.is_none() {
-                        body_start = seen.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-                    }
-                    if let Some(at) = body_start.map(|start| start + offset)
-                        && (from..seen.len()).contains(&at)
-                    {
-                        buf[at - from] ^= 0x01;
-                    }
-                    if client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                up.abort();
-                let _ = client_write.shutdown().await;
-            });
-        }
-    });
-    addr
 }
