@@ -10,10 +10,9 @@ use crate::url::redact;
 
 /// Opens the catalog a URL names: `sqlite://PATH`, `postgres://…` (feature `postgres`) or
 /// `memory://`. Schemas are migrated on open. A PostgreSQL URL may name the schema to keep the
-/// tables in with a `schema=NAME` query parameter (see [`PostgresCatalogBuilder::schema`]), so
+/// tables in with a `schema=NAME` query parameter (see `PostgresCatalogBuilder::schema`), so
 /// several repositories can share one database.
-///
-/// [`PostgresCatalogBuilder::schema`]: crate::PostgresCatalogBuilder::schema
+#[cfg_attr(feature = "postgres", doc = "\nSee [`crate::PostgresCatalogBuilder::schema`].")]
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for another scheme (listing the supported ones) or a scheme whose
