@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use backup_core::{Engine, EngineBuilder, Error, Result};
 
-use crate::local_disk::{StagingFiles, description_store, local_disk_store, remove_stale_staging_files};
+use crate::local_disk::remove_stale_staging_files;
+use crate::object_store_url::OpenedStore;
 use crate::sqlite::SqliteCatalog;
 
 /// The catalog's file in a [`local_repository`] folder.
@@ -25,11 +26,11 @@ pub const STALE_STAGING_AGE: Duration = Duration::from_secs(15 * 60);
 /// strategies, instance name) and build:
 ///
 /// - the SQLite catalog in `folder/catalog.db`;
-/// - the blobs in `folder/blobs/`, written with fsync ([`local_disk_store`]), the versions'
-///   descriptions beside them without it ([`description_store`]);
+/// - the blobs in `folder/blobs/`, written with fsync ([`crate::local_disk_store`]), the versions'
+///   descriptions beside them without it ([`crate::local_disk::description_store`]);
 /// - the staging files of uploads a killed process left: those older than
 ///   [`STALE_STAGING_AGE`] are removed now, and the engine's `recover()` removes its own
-///   ([`StagingFiles`]).
+///   ([`crate::local_disk::StagingFiles`]).
 ///
 /// This is the one way to put a repository on local disk; [`crate::open_store`] with a
 /// `file://` URL wires the same store for hosts that keep their catalog elsewhere.
@@ -62,15 +63,10 @@ pub const STALE_STAGING_AGE: Duration = Duration::from_secs(15 * 60);
 pub async fn local_repository(folder: impl AsRef<Path>) -> Result<EngineBuilder> {
     let folder = folder.as_ref();
     let blobs = folder.join(BLOBS_FOLDER);
-    let store = local_disk_store(&blobs)?;
-    let descriptions = description_store(&blobs)?;
+    let store = OpenedStore::local_disk(&blobs)?;
     let catalog = SqliteCatalog::open(folder.join(CATALOG_FILE)).await?;
     remove_stale_staging_files(&blobs, STALE_STAGING_AGE).map_err(|e| {
         Error::invalid("local repository", format!("cannot clean the staging files in {}: {e}", blobs.display()))
     })?;
-    Ok(Engine::builder()
-        .store(store)
-        .description_store(descriptions)
-        .catalog(Arc::new(catalog))
-        .upload_leftovers(Arc::new(StagingFiles::new(&blobs))))
+    Ok(store.configure(Engine::builder().catalog(Arc::new(catalog))))
 }

@@ -112,6 +112,24 @@ pub struct OpenedStore {
 }
 
 impl OpenedStore {
+    /// A folder on local disk as a repository's store: the blobs written with fsync
+    /// ([`crate::local_disk_store`]), the descriptions beside them without it
+    /// ([`crate::local_disk::description_store`]), and the staging files a killed process left
+    /// as its leftovers ([`crate::local_disk::StagingFiles`]). What `open_store` gives for
+    /// `file://` URLs and [`crate::local_repository`] for its `blobs` folder.
+    ///
+    /// # Errors
+    /// [`backup_core::ErrorKind::InvalidInput`] when the folder cannot be created or opened.
+    pub fn local_disk(folder: impl AsRef<std::path::Path>) -> Result<OpenedStore> {
+        let folder = folder.as_ref();
+        Ok(OpenedStore {
+            store: crate::local_disk::local_disk_store(folder)?,
+            multipart: None,
+            descriptions: Some(crate::local_disk::description_store(folder)?),
+            leftovers: Some(Arc::new(crate::local_disk::StagingFiles::new(folder))),
+        })
+    }
+
     /// Gives `builder` the store and everything opened with it (multipart store,
     /// description store, leftovers), so that no part is forgotten.
     ///
@@ -177,14 +195,7 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<OpenedStore> {
         }
         "file" => {
             let path = parsed.to_file_path().map_err(|()| invalid(url, "expected file:///absolute/path"))?;
-            let store = crate::local_disk::local_disk_store(&path)?;
-            let descriptions = crate::local_disk::description_store(&path)?;
-            Ok(OpenedStore {
-                store,
-                multipart: None,
-                descriptions: Some(descriptions),
-                leftovers: Some(Arc::new(crate::local_disk::StagingFiles::new(path))),
-            })
+            OpenedStore::local_disk(path)
         }
         "s3" | "s3a" => s3(url, &parsed, options),
         "gs" => gcs(url, &parsed, options),

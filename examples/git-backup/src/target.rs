@@ -81,13 +81,9 @@ impl Target {
                             Some(url) => backup_store::open_store(url, &backup_store::StoreOptions::default())
                                 .map_err(e)?
                                 .configure(Engine::builder()),
-                            None => {
-                                let blobs = data_dir.join(backup_store::BLOBS_FOLDER);
-                                Engine::builder()
-                                    .store(backup_store::local_disk_store(&blobs).map_err(e)?)
-                                    .description_store(backup_store::local_disk::description_store(&blobs).map_err(e)?)
-                                    .upload_leftovers(Arc::new(backup_store::local_disk::StagingFiles::new(&blobs)))
-                            }
+                            None => backup_store::OpenedStore::local_disk(data_dir.join(backup_store::BLOBS_FOLDER))
+                                .map_err(e)?
+                                .configure(Engine::builder()),
                         };
                         let catalog = match catalog_url {
                             Some(url) => backup_store::open_catalog(url).await.map_err(e)?,
