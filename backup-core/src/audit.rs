@@ -62,6 +62,12 @@ impl AuditEvent {
         self
     }
 
+    /// Sets the action.
+    pub fn with_action(mut self, action: impl Into<String>) -> Self {
+        self.action = action.into();
+        self
+    }
+
     /// Sets the collection.
     pub fn with_collection(mut self, id: &CollectionId) -> Self {
         self.collection = Some(id.clone());

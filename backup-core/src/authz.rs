@@ -108,6 +108,13 @@ pub enum Action {
     ProtectVersion,
     /// Re-read versions and check their digests (a scrub).
     VerifyVersions,
+    /// Lengthen a version's retention lock (or lock a version).
+    LockVersion,
+    /// Lift or shorten a governance-mode lock, or weaken a governance lock policy, when the
+    /// caller asks to ([`crate::protocol::LockBypass`]). An authorizer should grant it only
+    /// by a dedicated permission, not as part of administration; compliance locks never give
+    /// way to anyone.
+    BypassGovernance,
 }
 
 impl Action {
@@ -126,6 +133,8 @@ impl Action {
             Action::RestoreVersion => "version.restore",
             Action::ProtectVersion => "version.protect",
             Action::VerifyVersions => "version.verify",
+            Action::LockVersion => "version.lock",
+            Action::BypassGovernance => "lock.bypass",
         }
     }
 }

@@ -93,6 +93,8 @@ struct EngineInner {
     spec_rules: protocol::SpecRules,
     /// Removes staging leftovers of released uploads, if the store has any.
     leftovers: Option<Arc<dyn crate::store::UploadLeftovers>>,
+    /// The store's own enforcement of version locks, if it has one.
+    object_locks: Option<Arc<dyn crate::lock::ObjectLocks>>,
     /// Writes uploads with multipart ids the catalog records, when the store has them.
     multipart: Option<part_writer::Multipart>,
     key_prefix: Path,
@@ -358,7 +360,44 @@ impl Engine {
         let audit = AuditEvent::new(self.now(), "configuration", "collection.declare")
             .with_collection(id)
             .with_detail(origin.to_owned());
-        self.inner.catalog.update_collection(id, &spec, None, true, &self.inner.spec_rules, &audit).await
+        // Configuration speaks for the operator: a governance policy may be weakened (audited
+        // as a bypass), a compliance one never.
+        let bypass = protocol::LockBypass::GOVERNANCE;
+        self.inner.catalog.update_collection(id, &spec, None, true, &self.inner.spec_rules, bypass, &audit).await
+    }
+
+    /// Whether [`Engine::declare_collection`] would accept `spec` for `id` now, without
+    /// changing anything: for a configuration reload that applies all of its collections or
+    /// none (a change that weakens a compliance lock policy is refused, say).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpec`]; [`Error::Locked`] for a change that weakens a compliance lock
+    /// policy; catalog errors.
+    pub async fn check_declaration(&self, id: &CollectionId, spec: &CollectionSpec) -> Result<()> {
+        self.validate_spec(spec)?;
+        match self.inner.catalog.collection_state(id).await {
+            Ok(state) => {
+                protocol::lock_policy_weakened(id, &state.collection.spec, spec, protocol::LockBypass::GOVERNANCE)
+                    .map(|_| ())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What `bypass` allows `actor` on `collection`: governance locks give way only when the
+    /// caller asks and the authorizer allows [`Action::BypassGovernance`].
+    async fn lock_bypass(
+        &self,
+        actor: &Actor,
+        collection: &Collection,
+        bypass: protocol::LockBypass,
+    ) -> Result<protocol::LockBypass> {
+        if !bypass.allows_governance() {
+            return Ok(protocol::LockBypass::NONE);
+        }
+        self.authorize(actor, Action::BypassGovernance, Some(collection)).await?;
+        Ok(protocol::LockBypass::GOVERNANCE)
     }
 
     /// Reads a collection.
@@ -414,14 +453,33 @@ impl Engine {
         id: &CollectionId,
         spec: CollectionSpec,
     ) -> Result<Collection> {
+        self.update_collection_with(actor, id, spec, protocol::LockBypass::NONE).await
+    }
+
+    /// [`Engine::update_collection`], asking with `bypass` to weaken a governance lock policy
+    /// (a shorter retention, governance kept): allowed when the authorizer grants
+    /// [`Action::BypassGovernance`], and audited (`lock.bypass`). A compliance policy never
+    /// weakens.
+    ///
+    /// # Errors
+    /// As [`Engine::update_collection`]; [`Error::Locked`] for a change that weakens a lock
+    /// policy without the bypass; the authorizer's denial of the bypass.
+    pub async fn update_collection_with(
+        &self,
+        actor: &Actor,
+        id: &CollectionId,
+        spec: CollectionSpec,
+        bypass: protocol::LockBypass,
+    ) -> Result<Collection> {
         self.open_repository().await?;
         let (current, _) = self.authorized_collection(actor, id, Action::UpdateCollection).await?;
         self.validate_spec(&spec)?;
+        let bypass = self.lock_bypass(actor, &current, bypass).await?;
         let audit = self.audit(actor, Action::UpdateCollection, id);
         let change = self
             .inner
             .catalog
-            .update_collection(id, &spec, Some(current.revision), false, &self.inner.spec_rules, &audit)
+            .update_collection(id, &spec, Some(current.revision), false, &self.inner.spec_rules, bypass, &audit)
             .await?;
         Ok(change.collection().clone())
     }
@@ -508,16 +566,33 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::VersionNotFound`] if no committed version has that number;
-    /// [`Error::VersionProtected`] if it is held or protected; [`Error::CollectionNotFound`];
-    /// the authorizer's denial. A failure to delete the object after the version left is not
-    /// an error: `recover()` deletes it.
+    /// [`Error::Locked`] if a retention lock holds it; [`Error::VersionProtected`] if it is
+    /// held or protected; [`Error::CollectionNotFound`]; the authorizer's denial. A failure to
+    /// delete the object after the version left is not an error: `recover()` deletes it.
     pub async fn delete_version(&self, actor: &Actor, id: &CollectionId, number: u64) -> Result<Version> {
+        self.delete_version_with(actor, id, number, protocol::LockBypass::NONE).await
+    }
+
+    /// [`Engine::delete_version`], asking with `bypass` to lift a governance lock: allowed
+    /// when the authorizer grants [`Action::BypassGovernance`], and audited (`lock.bypass`).
+    /// A compliance lock never gives way.
+    ///
+    /// # Errors
+    /// As [`Engine::delete_version`]; the authorizer's denial of the bypass.
+    pub async fn delete_version_with(
+        &self,
+        actor: &Actor,
+        id: &CollectionId,
+        number: u64,
+        bypass: protocol::LockBypass,
+    ) -> Result<Version> {
         self.open_repository().await?;
         let (collection, _) = self.authorized_collection(actor, id, Action::DeleteVersion).await?;
+        let bypass = self.lock_bypass(actor, &collection, bypass).await?;
         let audit = self.audit(actor, Action::DeleteVersion, id).with_version(number);
         let purge = self.inner.config.trash_retention.is_zero();
         let reason = format!("deleted by {}", actor.user);
-        let gone = self.inner.catalog.trash_version(id, number, &reason, purge, &audit).await?;
+        let gone = self.inner.catalog.trash_version(id, number, &reason, purge, bypass, &audit).await?;
         if purge {
             // Best effort: the tombstone stays, so recover() finishes this if it fails now. The
             // number mark first: its description may be the only one that holds this number.
@@ -572,6 +647,56 @@ impl Engine {
         let protected = self.inner.catalog.protect_version(id, number, change, &audit).await?;
         self.describe(&protected, &collection.spec).await;
         Ok(protected)
+    }
+
+    /// Lengthens a committed version's retention lock to end at `until` (or locks a version
+    /// committed without one, in `mode`); a lock never shortens, and its mode never weakens
+    /// (`mode` may make a governance lock compliance). With an [`crate::ObjectLocks`], the
+    /// store's retention of its object and description is lengthened too.
+    ///
+    /// ```
+    /// use backup_core::{Actor, CollectionSpec, Engine, ErrorKind, Limits, LockMode, LockPolicy};
+    /// use chrono::{Duration, Utc};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let engine = Engine::in_memory();
+    /// let (me, id) = (Actor::user("me"), "db".parse()?);
+    /// let spec = CollectionSpec::new("db-${version}", Limits::new(3, 100, 300)?)
+    ///     .with_lock(LockPolicy::new(LockMode::Compliance, Duration::days(7)));
+    /// engine.create_collection(&me, &id, spec).await?;
+    /// engine.upload(&me, &id, futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("x"))])).await?;
+    /// assert_eq!(engine.delete_version(&me, &id, 1).await.unwrap_err().kind(), ErrorKind::Conflict);
+    /// let until = Utc::now() + Duration::days(30);
+    /// let v = engine.lock_version(&me, &id, 1, LockMode::Compliance, until.into()).await?;
+    /// assert_eq!(v.lock.unwrap().until, until.into());
+    /// let shorter = Utc::now() + Duration::days(1);
+    /// assert!(engine.lock_version(&me, &id, 1, LockMode::Compliance, shorter.into()).await.is_err());
+    /// # Ok::<(), backup_core::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::VersionNotFound`]; [`Error::InvalidInput`] for an end in the past, or one that
+    /// would shorten or weaken the lock; the authorizer's denial ([`Action::LockVersion`]).
+    pub async fn lock_version(
+        &self,
+        actor: &Actor,
+        id: &CollectionId,
+        number: u64,
+        mode: crate::LockMode,
+        until: crate::Timestamp,
+    ) -> Result<Version> {
+        self.open_repository().await?;
+        let (collection, _) = self.authorized_collection(actor, id, Action::LockVersion).await?;
+        let audit = self.audit(actor, Action::LockVersion, id).with_version(number);
+        let lock = crate::VersionLock::new(mode, until);
+        let locked = self.inner.catalog.lock_version(id, number, lock, &audit).await?;
+        self.describe(&locked, &collection.spec).await;
+        Ok(locked)
+    }
+
+    /// The store's own enforcement of locks, if the engine has one.
+    pub fn object_locks(&self) -> Option<&Arc<dyn crate::ObjectLocks>> {
+        self.inner.object_locks.as_ref()
     }
 
     /// What the retention policy says of the collection as it is now, and why: a decision for

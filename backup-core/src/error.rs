@@ -212,6 +212,15 @@ pub enum Error {
         /// `held`, or `protected until …`.
         reason: String,
     },
+    /// A retention lock forbids it: removing a locked version (deleting, rotating out,
+    /// purging), deleting its collection, or weakening a lock policy. Nothing changed.
+    #[error("collection {collection}: {reason}")]
+    Locked {
+        /// The collection.
+        collection: CollectionId,
+        /// What the lock forbids, and until when.
+        reason: String,
+    },
     /// The catalog and the store belong to different repositories (or one of them is not
     /// what it should be): nothing was touched.
     #[error("repository mismatch between {catalog} and {store}: {reason}")]
@@ -327,7 +336,7 @@ impl Error {
             | Error::SessionNotFound { .. } => ErrorKind::NotFound,
             Error::CollectionExists { .. } | Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::QuotaExceeded { .. } | Error::CollectionFull { .. } => ErrorKind::QuotaExceeded,
-            Error::VersionProtected { .. } | Error::RepositoryMismatch { .. } => ErrorKind::Conflict,
+            Error::VersionProtected { .. } | Error::Locked { .. } | Error::RepositoryMismatch { .. } => ErrorKind::Conflict,
             Error::ContentRejected { .. } => ErrorKind::ContentRejected,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,

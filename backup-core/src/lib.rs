@@ -186,6 +186,7 @@ mod engine;
 mod error;
 pub mod health;
 mod id;
+pub mod lock;
 mod progress;
 pub mod quota;
 mod quota_stream;
@@ -234,6 +235,7 @@ pub use spec::{
     CollectionSpec, FilenameTemplate, Limits, MAX_DESCRIPTION_LEN, MAX_SIZE, MAX_TEMPLATE_LEN, RetentionSpec,
     VERSION_PLACEHOLDER,
 };
+pub use lock::{LockMode, LockPolicy, ObjectLocks, VersionLock};
 pub use time::Timestamp;
 pub use version::{
     Collection, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_VERSION_NUMBER, Metadata, Uploader, Version,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::DigestAlgorithm;
 use crate::error::{Error, Result};
+use crate::lock::LockPolicy;
 
 /// The placeholder a filename template must contain.
 pub const VERSION_PLACEHOLDER: &str = "${version}";
@@ -60,6 +61,11 @@ pub struct CollectionSpec {
     /// a forgotten hold cannot silently take the whole quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_held_versions: Option<u32>,
+    /// The retention lock of every version committed under this spec, if any: see
+    /// [`crate::lock`]. Once set, it can be lengthened but not shortened or removed
+    /// (in governance mode, only by a caller allowed to bypass it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockPolicy>,
 }
 
 impl CollectionSpec {
@@ -74,7 +80,14 @@ impl CollectionSpec {
             digest: DigestAlgorithm::default(),
             content_rule: None,
             max_held_versions: None,
+            lock: None,
         }
+    }
+
+    /// Locks every version committed from now on ([`LockPolicy`]).
+    pub fn with_lock(mut self, lock: LockPolicy) -> Self {
+        self.lock = Some(lock);
+        self
     }
 
     /// Sets the description.
@@ -138,6 +151,9 @@ impl CollectionSpec {
         }
         if let Some(rule) = &self.content_rule {
             check_name("content_rule", rule)?;
+        }
+        if let Some(lock) = &self.lock {
+            lock.validate()?;
         }
         Ok(())
     }

@@ -29,6 +29,12 @@ impl Timestamp {
     /// 1970-01-01T00:00:00Z.
     pub const UNIX_EPOCH: Timestamp = Timestamp(DateTime::UNIX_EPOCH);
 
+    /// 9999-12-31T23:59:59Z, the latest instant a record holds where a time must be
+    /// clamped (every catalog stores it).
+    pub fn end_of_time() -> Self {
+        Timestamp(Utc.timestamp_opt(253_402_300_799, 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC))
+    }
+
     /// The instant `micros` microseconds after the Unix epoch, if representable.
     pub fn from_micros(micros: i64) -> Option<Self> {
         Utc.timestamp_micros(micros).single().map(Timestamp)

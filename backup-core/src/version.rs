@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::id::{CollectionId, SessionId, VersionId};
+use crate::lock::VersionLock;
 use crate::spec::CollectionSpec;
 use crate::time::Timestamp;
 
@@ -167,6 +168,10 @@ pub struct Version {
     /// Protected from retention and deletion until this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_until: Option<Timestamp>,
+    /// Its retention lock ([`crate::lock`]): set at commit from the collection's
+    /// [`crate::LockPolicy`], lengthened on request, cleared by maintenance once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<VersionLock>,
     /// When a scrub last read it back and found its bytes intact or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<Timestamp>,
@@ -295,6 +300,7 @@ impl Version {
             purged_at: None,
             held: false,
             protected_until: None,
+            lock: None,
             verified_at: None,
             quarantined: None,
             metadata: Metadata::new(),
@@ -353,10 +359,27 @@ impl Version {
         self
     }
 
-    /// Whether retention and deletion must leave it alone at `now`: held, or protected until
+    /// Sets the retention lock.
+    pub fn with_lock(mut self, lock: Option<VersionLock>) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// Its lock, if it still holds at `now`.
+    pub fn lock_at(&self, now: Timestamp) -> Option<&VersionLock> {
+        self.lock.as_ref().filter(|l| l.holds_at(now))
+    }
+
+    /// Whether it counts among a collection's protected versions: held, with a protection
+    /// deadline or with a lock (ended or not, until maintenance clears them).
+    pub fn has_protection(&self) -> bool {
+        self.held || self.protected_until.is_some() || self.lock.is_some()
+    }
+
+    /// Whether retention and deletion must leave it alone at `now`: held, locked, or protected until
     /// a later time.
     pub fn is_protected(&self, now: Timestamp) -> bool {
-        self.held || self.protected_until.is_some_and(|until| now < until)
+        self.held || self.protected_until.is_some_and(|until| now < until) || self.lock_at(now).is_some()
     }
 }
 

@@ -125,11 +125,14 @@ pub trait CatalogExt: Catalog {
     }
 
     /// Changes a collection's spec if its revision is still `expected_revision` (when
-    /// given), or creates it with `create` (a manifest sync).
+    /// given), or creates it with `create` (a manifest sync); `bypass` says whether a
+    /// governance lock policy may be weakened.
     ///
     /// # Errors
     /// [`Error::CollectionNotFound`] (unless `create`); [`Error::Conflict`] if the revision
-    /// moved; [`Error::InvalidSpec`] for a spec `rules` refuse.
+    /// moved; [`Error::InvalidSpec`] for a spec `rules` refuse; [`Error::Locked`] for a
+    /// change that weakens a lock policy.
+    #[allow(clippy::too_many_arguments)]
     async fn update_collection(
         &self,
         id: &CollectionId,
@@ -137,6 +140,7 @@ pub trait CatalogExt: Catalog {
         expected_revision: Option<u64>,
         create: bool,
         rules: &protocol::SpecRules,
+        bypass: protocol::LockBypass,
         audit: &AuditEvent,
     ) -> Result<CollectionChange> {
         let (id2, spec2, rules, audit) = (id.clone(), spec.clone(), rules.clone(), audit.clone());
@@ -144,9 +148,9 @@ pub trait CatalogExt: Catalog {
             StateQuery::collection(CollectionQuery::new(id.clone()).with_committed(protocol::update_needs(spec)));
         self.step(query.with_label("update_collection"), move |s| {
             if create && expected_revision.is_none() {
-                protocol::decide_put_collection(s, &id2, &spec2, audit.at, &rules, &audit)
+                protocol::decide_put_collection(s, &id2, &spec2, audit.at, &rules, bypass, &audit)
             } else {
-                protocol::decide_update_collection(s, &id2, &spec2, expected_revision, &rules, &audit)
+                protocol::decide_update_collection(s, &id2, &spec2, expected_revision, &rules, bypass, &audit)
             }
         })
         .await
@@ -266,7 +270,8 @@ pub trait CatalogExt: Catalog {
         .await
     }
 
-    /// Deletes a committed version: trashed, or purged at once with `purge`.
+    /// Deletes a committed version: trashed, or purged at once with `purge`; `bypass` says
+    /// whether a governance lock gives way.
     ///
     /// # Errors
     /// As [`protocol::decide_trash`].
@@ -276,12 +281,13 @@ pub trait CatalogExt: Catalog {
         number: u64,
         reason: &str,
         purge: bool,
+        bypass: protocol::LockBypass,
         audit: &AuditEvent,
     ) -> Result<Version> {
         let (c, reason, audit) = (collection.clone(), reason.to_owned(), audit.clone());
         let query = StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers([number]));
         self.step(query.with_label("trash_version"), move |s| {
-            protocol::decide_trash(s, &c, number, &reason, purge, &audit)
+            protocol::decide_trash(s, &c, number, &reason, purge, bypass, &audit)
         })
         .await
     }
@@ -311,6 +317,23 @@ pub trait CatalogExt: Catalog {
         let query = StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers([number]))
             .with_label("protect_version");
         self.step(query, move |s| protocol::decide_protect(s, &c, number, change, &audit)).await
+    }
+
+    /// Lengthens a committed version's lock (or locks it).
+    ///
+    /// # Errors
+    /// As [`protocol::decide_lock`].
+    async fn lock_version(
+        &self,
+        collection: &CollectionId,
+        number: u64,
+        lock: crate::VersionLock,
+        audit: &AuditEvent,
+    ) -> Result<Version> {
+        let (c, audit) = (collection.clone(), audit.clone());
+        let query =
+            StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers([number])).with_label("lock_version");
+        self.step(query, move |s| protocol::decide_lock(s, &c, number, lock, &audit)).await
     }
 
     /// Applies what time alone changes in a collection: expired protection deadlines, and the

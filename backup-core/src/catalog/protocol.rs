@@ -56,7 +56,7 @@ pub use descriptions::{decide_described, description_mark};
 pub use import::ImportCheck;
 pub use integrity::{Adoption, Verification, decide_adopt_versions, decide_resume_numbering, decide_verification};
 pub use mutation::Mutation;
-pub use protection::{ProtectionChange, decide_protect};
+pub use protection::{ProtectionChange, decide_lock, decide_protect};
 pub use repository::decide_claim_repository;
 pub use retention::{
     RetentionOutcome, allowance_now, decide_apply_retention, held_space_reason, plan_retention, retention_needs,
@@ -72,7 +72,8 @@ pub use upload::{
     AbortCondition, AbortOutcome, CommitRequest, Committed, GROWTH_STEP, GrowRequest, Growth, Renewal, ReserveRequest,
     SizeHint, decide_abort, decide_commit, decide_growth, decide_renewal, decide_reservation, decide_staging,
 };
-pub use versions::{decide_purge, decide_restore, decide_trash};
+pub use collections::lock_policy_weakened;
+pub use versions::{LockBypass, decide_purge, decide_restore, decide_trash};
 
 /// A decision's answer: what to write, and what the caller learns.
 #[derive(Debug, Clone, PartialEq, Eq)]

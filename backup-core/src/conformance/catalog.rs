@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 
 use super::{NewCatalog, unique_collection};
 use crate::audit::AuditEvent;
+use crate::catalog::protocol::LockBypass;
 use crate::catalog::{
     AbortCondition, AbortOutcome, Catalog, CatalogExt, CatalogRecord, KeyClass, PendingFilter, VersionQuery,
 };
@@ -346,7 +347,7 @@ pub async fn collections_crud(catalog: &dyn Catalog) {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert_eq!(catalog.get_collection(&refused).await.expect_err("nothing stored").kind(), ErrorKind::NotFound);
     let e = catalog
-        .update_collection(&id, &unknown, None, true, &rules(), &audit("collection.put"))
+        .update_collection(&id, &unknown, None, true, &rules(), LockBypass::NONE, &audit("collection.put"))
         .await
         .expect_err("an update the rules refuse");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
@@ -356,18 +357,18 @@ pub async fn collections_crud(catalog: &dyn Catalog) {
 
     let second = spec(4, 10, 40).with_description("second");
     let change = catalog
-        .update_collection(&id, &second, Some(1), false, &rules(), &audit("collection.update"))
+        .update_collection(&id, &second, Some(1), false, &rules(), LockBypass::NONE, &audit("collection.update"))
         .await
         .expect("update");
     assert!(matches!(&change, CollectionChange::Updated(c) if c.revision == 2), "{change:?}");
     assert_eq!(catalog.get_collection(&id).await.expect("get").spec.description, "second");
     let e = catalog
-        .update_collection(&id, &spec(5, 10, 50), Some(1), false, &rules(), &audit("collection.update"))
+        .update_collection(&id, &spec(5, 10, 50), Some(1), false, &rules(), LockBypass::NONE, &audit("collection.update"))
         .await
         .expect_err("stale revision");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     let same =
-        catalog.update_collection(&id, &second, None, true, &rules(), &audit("collection.update")).await.expect("put");
+        catalog.update_collection(&id, &second, None, true, &rules(), LockBypass::NONE, &audit("collection.update")).await.expect("put");
     assert!(matches!(same, CollectionChange::Unchanged(_)), "{same:?}");
 
     let missing = unique_collection("missing");
@@ -379,12 +380,12 @@ pub async fn collections_crud(catalog: &dyn Catalog) {
         .expect_err("reserve in missing");
     assert_eq!(e.kind(), ErrorKind::NotFound);
     let e = catalog
-        .update_collection(&missing, &second, None, false, &rules(), &audit("collection.update"))
+        .update_collection(&missing, &second, None, false, &rules(), LockBypass::NONE, &audit("collection.update"))
         .await
         .expect_err("update missing");
     assert_eq!(e.kind(), ErrorKind::NotFound);
     let put = catalog
-        .update_collection(&missing, &second, None, true, &rules(), &audit("collection.put"))
+        .update_collection(&missing, &second, None, true, &rules(), LockBypass::NONE, &audit("collection.put"))
         .await
         .expect("put");
     assert!(matches!(put, CollectionChange::Created(_)), "{put:?}");
@@ -478,9 +479,9 @@ pub async fn commit_applies_rotation_and_purge(catalog: &dyn Catalog) {
     assert_eq!(numbers(catalog, &id, VersionQuery::first(10).with_trashed()).await, [1, 2, 3]);
 
     let trashed =
-        catalog.trash_version(&id, 2, "deleted by conformance", false, &audit("version.delete")).await.expect("trash");
+        catalog.trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     assert_eq!(trashed.state, VersionState::Trashed);
-    let e = catalog.trash_version(&id, 2, "again", false, &audit("version.delete")).await.expect_err("trash twice");
+    let e = catalog.trash_version(&id, 2, "again", false, LockBypass::NONE, &audit("version.delete")).await.expect_err("trash twice");
     assert_eq!(e.kind(), ErrorKind::NotFound);
 
     let due = catalog.list_trashed(now() + Duration::seconds(1), 10_000).await.expect("list trashed");
@@ -768,7 +769,7 @@ pub async fn delete_collection_checks_first_and_tombstones_its_trash(catalog: &d
     assert_eq!(e.kind(), ErrorKind::Conflict);
     commit(catalog, &commit_request(&p, 1)).await.expect("commit");
     upload(catalog, &id, 2).await;
-    catalog.trash_version(&id, 2, "test", false, &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, 2, "test", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     let e = catalog.delete_collection(&id, &audit("collection.delete")).await.expect_err("committed version");
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert_eq!(
@@ -776,7 +777,7 @@ pub async fn delete_collection_checks_first_and_tombstones_its_trash(catalog: &d
         [1, 2],
         "a refused deletion changes nothing"
     );
-    let v1 = catalog.trash_version(&id, 1, "test", false, &audit("version.delete")).await.expect("trash");
+    let v1 = catalog.trash_version(&id, 1, "test", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     catalog.delete_collection(&id, &audit("collection.delete")).await.expect("delete with trashed versions");
     let tombstones = catalog.list_tombstones(Some(&id), None, 10).await.expect("tombstones");
     assert_eq!(tombstones.len(), 2, "both trashed versions' objects are garbage now");
@@ -805,12 +806,12 @@ pub async fn counters_follow_every_step(catalog: &dyn Catalog) {
     }
     upload(catalog, &id, 10).await; // evicts 150
     assert_eq!(recount().await.overage, 20);
-    catalog.trash_version(&id, 3, "x", false, &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, 3, "x", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     assert_eq!(recount().await.versions, 2);
     catalog.restore_version(&id, 3, &audit("version.restore")).await.expect("restore");
     assert_eq!(recount().await.bytes, 180);
     catalog
-        .update_collection(&id, &spec(3, 40, 600), None, false, &rules(), &audit("collection.update"))
+        .update_collection(&id, &spec(3, 40, 600), None, false, &rules(), LockBypass::NONE, &audit("collection.update"))
         .await
         .expect("update");
     let c = recount().await;
@@ -845,7 +846,7 @@ pub async fn quarantines_are_counted(catalog: &dyn Catalog) {
     assert_eq!(recount().await, 2);
     found(v2.clone(), Verification::Intact).await;
     assert_eq!(recount().await, 1, "released");
-    catalog.trash_version(&id, 1, "x", false, &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, 1, "x", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     assert_eq!(recount().await, 0, "a trashed version is not counted");
     assert!(found(v1.clone(), damaged.clone()).await.is_none(), "a trashed version is left alone");
     let restored = catalog.restore_version(&id, 1, &audit("version.restore")).await.expect("restore");
@@ -863,7 +864,7 @@ pub async fn loads_choose_versions_by_range(catalog: &dyn Catalog) {
     for size in 1..=6 {
         ids.push(upload(catalog, &id, size).await.id);
     }
-    catalog.trash_version(&id, 2, "x", false, &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, 2, "x", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     let by_number = vec![(2, VersionState::Trashed), (5, VersionState::Committed)];
     assert_eq!(load_range(catalog, &id, VersionRange::Oldest(2)).await, (vec![1, 3], by_number.clone()));
     assert_eq!(load_range(catalog, &id, VersionRange::Newest(2)).await, (vec![5, 6], by_number.clone()));
@@ -990,7 +991,7 @@ pub async fn description_marks_are_set_listed_and_cleared(catalog: &dyn Catalog)
     catalog.mark_described(&id, &[(v3.id, again)]).await.expect("described");
 
     // A deletion into the trash, a restore, an adoption.
-    catalog.trash_version(&id, 2, "deleted by conformance", false, &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     catalog.restore_version(&id, 1, &audit("version.restore")).await.expect("restore");
     let digest = Digest::of(DigestAlgorithm::Blake3, b"x");
     let vid = VersionId::generate();
@@ -1024,7 +1025,7 @@ pub async fn held_versions_stay(catalog: &dyn Catalog) {
     upload(catalog, &id, 2).await;
     let v3 = upload(catalog, &id, 3).await; // evicts 2, not the held 1
     assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [1, 3]);
-    let e = catalog.trash_version(&id, 1, "x", false, &audit("version.delete")).await.expect_err("held");
+    let e = catalog.trash_version(&id, 1, "x", false, LockBypass::NONE, &audit("version.delete")).await.expect_err("held");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("held"), "{e}");
     // Hold version 3 too: nothing can go, so nothing can come.
@@ -1061,7 +1062,7 @@ pub async fn metadata_is_kept_with_the_version(catalog: &dyn Catalog) {
     let read = |n: u64| listed.iter().find(|v| v.number == n).expect("listed");
     assert_eq!(read(committed.version.number).metadata, metadata, "listed with it");
     assert!(read(plain.number).metadata.is_empty(), "none reads back as none");
-    catalog.trash_version(&id, committed.version.number, "x", false, &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, committed.version.number, "x", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     let restored =
         catalog.restore_version(&id, committed.version.number, &audit("version.restore")).await.expect("restore");
     assert_eq!(restored.metadata, metadata, "a trash and restore keep it");
@@ -1322,11 +1323,11 @@ pub async fn restore_brings_back_a_trashed_version_if_it_fits(catalog: &dyn Cata
     let v3 = upload(catalog, &id, 10).await; // evicts v1
     let e = catalog.restore_version(&id, 1, &audit("version.restore")).await.expect_err("no place");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    catalog.trash_version(&id, 3, "deleted", false, &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, 3, "deleted", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     let restored = catalog.restore_version(&id, 3, &audit("version.restore")).await.expect("restore");
     assert_eq!((restored.number, restored.state, restored.trash_reason.as_deref()), (3, VersionState::Committed, None));
     assert!(catalog.mark_purged(&[v3.id], now()).await.expect("purge").is_empty(), "a restored version is not purged");
-    catalog.trash_version(&id, 3, "deleted", false, &audit("version.delete")).await.expect("trash");
+    catalog.trash_version(&id, 3, "deleted", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     // v1 (140, 40 over the soft limit) fits next to v2 only with the extra space left: 50.
     let back = catalog.restore_version(&id, 1, &audit("version.restore")).await.expect("restore v1");
     assert_eq!(back.number, v1.number);
@@ -1489,7 +1490,7 @@ pub async fn import_restores_an_export(source: &dyn Catalog, empty: &dyn Catalog
     for size in [5, 6, 7] {
         upload(source, &id, size).await;
     }
-    source.trash_version(&id, 2, "deleted by conformance", false, &audit("version.delete")).await.expect("trash");
+    source.trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     let v3 = source.get_version(&id, VersionSelector::Number(3)).await.expect("version 3");
     let damaged = crate::protocol::Verification::Damaged("its object is missing".into());
     source.record_verification(&v3, &damaged, &audit("version.verify")).await.expect("quarantine");

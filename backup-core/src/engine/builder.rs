@@ -48,6 +48,7 @@ pub struct EngineBuilder {
     content_rules: ContentRules,
     leftovers: Option<Arc<dyn UploadLeftovers>>,
     multipart: Option<Multipart>,
+    object_locks: Option<Arc<dyn crate::lock::ObjectLocks>>,
     descriptions: Option<Arc<dyn ObjectStore>>,
     key_prefix: String,
     config: EngineConfig,
@@ -64,6 +65,7 @@ impl Default for EngineBuilder {
             content_rules: ContentRules::default(),
             leftovers: None,
             multipart: None,
+            object_locks: None,
             descriptions: None,
             key_prefix: "data".to_owned(),
             config: EngineConfig::default(),
@@ -191,6 +193,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Makes the store enforce version locks itself ([`crate::ObjectLocks`]: S3 Object Lock
+    /// retention, read-only files), so that they hold against the store's own credentials.
+    /// `backup_store::open_store` gives one for a URL that asks for it.
+    pub fn object_locks(mut self, locks: Arc<dyn crate::lock::ObjectLocks>) -> Self {
+        self.object_locks = Some(locks);
+        self
+    }
+
     /// Writes uploads through `multipart`, the same store as [`EngineBuilder::store`] seen
     /// as a [`MultipartStore`] (S3, GCS, Azure), and records each upload's multipart id in
     /// the catalog: when an upload is released (failed, or abandoned by a killed process),
@@ -271,6 +281,7 @@ impl EngineBuilder {
                 content_rules: self.content_rules,
                 leftovers: self.leftovers,
                 multipart: self.multipart,
+                object_locks: self.object_locks,
                 key_prefix,
                 config: self.config,
                 repository: tokio::sync::OnceCell::new(),

@@ -185,6 +185,13 @@ impl Engine {
         }
         let key = description_key(&version.object_key);
         self.inner.descriptions.put(&key, PutPayload::from(body)).await.map_err(|e| Error::store("put", &key, e))?;
+        // The store keeps what the lock keeps (the description is written again, so each of its
+        // writes is retained anew); until both are set, the version stays undescribed and
+        // recover() sets them again.
+        if let (Some(locks), Some(lock)) = (&self.inner.object_locks, version.lock_at(self.now())) {
+            locks.retain(&Path::from(version.object_key.as_str()), lock).await?;
+            locks.retain(&key, lock).await?;
+        }
         Ok(())
     }
 

@@ -451,7 +451,8 @@ impl Engine {
                 .with_collection(c)
                 .with_version(v.number)
                 .with_detail("deleted after the snapshot, as its description says");
-            match catalog.trash_version(c, v.number, &reason, false, &audit).await {
+            // No bypass: a description cannot lift a lock; a locked version stays committed.
+            match catalog.trash_version(c, v.number, &reason, false, crate::protocol::LockBypass::NONE, &audit).await {
                 Ok(_) => report.trashed += 1,
                 Err(e) => report.skipped.push(format!("version {} of {c}: not trashed: {e}", v.number)),
             }

@@ -141,7 +141,7 @@ async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> 
                 .cexecute(
                     "UPDATE versions SET state = 'committed', number = $2, filename = $3, size = $4, digest = $5, \
                      committed_at = $6, reserved = NULL, pool_share = NULL, lease_until = NULL, metadata = $8, \
-                     undescribed = coalesce($9, undescribed) \
+                     undescribed = coalesce($9, undescribed), lock_mode = $10, locked_until = $11 \
                      WHERE id = $1 AND state = 'pending' AND collection = $7",
                     &[
                         &v.id.as_uuid(),
@@ -153,6 +153,8 @@ async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> 
                         &v.collection.as_str(),
                         &metadata_text(&v.metadata),
                         &mark,
+                        &v.lock.map(|l| l.mode.name()),
+                        &v.lock.map(|l| ts(l.until)),
                     ],
                 )
                 .await;
@@ -169,8 +171,8 @@ async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> 
         Mutation::UpdateVersion(v) => client
             .cexecute(
                 "UPDATE versions SET state = $2, trashed_at = $3, trash_reason = $4, purged_at = $5, held = $6, \
-                 protected_until = $7, verified_at = $8, quarantined = $9, undescribed = coalesce($10, undescribed) \
-                 WHERE id = $1 AND state <> 'pending'",
+                 protected_until = $7, verified_at = $8, quarantined = $9, undescribed = coalesce($10, undescribed), \
+                 lock_mode = $11, locked_until = $12 WHERE id = $1 AND state <> 'pending'",
                 &[
                     &v.id.as_uuid(),
                     &v.state.name(),
@@ -182,6 +184,8 @@ async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> 
                     &v.verified_at.map(ts),
                     &v.quarantined,
                     &mark,
+                    &v.lock.map(|l| l.mode.name()),
+                    &v.lock.map(|l| ts(l.until)),
                 ],
             )
             .await
@@ -339,7 +343,7 @@ pub(super) async fn insert_version(client: &impl GenericClient, v: &Version, mar
             &format!(
                 "INSERT INTO versions ({VERSION_COLUMNS}, undescribed) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10, $11, $12, $13, $14, $15, $16, \
-                  NULL, NULL, $17, $18, $19, $20, NULL, $21, $22)"
+                  NULL, NULL, $17, $18, $19, $20, NULL, $21, $23, $24, $22)"
             ),
             &[
                 &v.id.as_uuid(),
@@ -364,6 +368,8 @@ pub(super) async fn insert_version(client: &impl GenericClient, v: &Version, mar
                 &v.quarantined,
                 &metadata_text(&v.metadata),
                 &mark,
+                &v.lock.map(|l| l.mode.name()),
+                &v.lock.map(|l| ts(l.until)),
             ],
         )
         .await

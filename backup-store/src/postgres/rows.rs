@@ -68,7 +68,8 @@ pub(crate) fn collection(row: &Row) -> Result<(Collection, Counters)> {
 
 pub(crate) const VERSION_COLUMNS: &str = "id, collection, state, number, filename, object_key, size, digest, reserved, \
      pool_share, lease_until, created_at, committed_at, trashed_at, trash_reason, purged_at, uploader_user, \
-     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging, metadata";
+     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging, metadata, \
+     lock_mode, locked_until";
 
 pub(crate) fn version_row(row: &Row) -> Result<VersionRow> {
     let id = VersionId::from_uuid(g(row, 0)?);
@@ -104,8 +105,18 @@ pub(crate) fn version_row(row: &Row) -> Result<VersionRow> {
             .with_state(state, trashed, opt_time(row, 15)?)
             .with_protection(g(row, 21)?, opt_time(row, 22)?)
             .with_verification(opt_time(row, 23)?, g(row, 24)?)
-            .with_metadata(metadata_from(g(row, 26)?).map_err(corrupt)?),
+            .with_metadata(metadata_from(g(row, 26)?).map_err(corrupt)?)
+            .with_lock(lock(row, 27)?),
     ))
+}
+
+/// A version's lock from its `lock_mode` (at `i`) and `locked_until` (at `i + 1`) columns.
+fn lock(row: &Row, i: usize) -> Result<Option<backup_core::VersionLock>> {
+    match (g::<Option<&str>>(row, i)?.map(parse::<backup_core::LockMode>).transpose()?, opt_time(row, i + 1)?) {
+        (Some(mode), Some(until)) => Ok(Some(backup_core::VersionLock::new(mode, until))),
+        (None, None) => Ok(None),
+        _ => Err(corrupt("a lock mode without its end, or an end without its mode")),
+    }
 }
 
 pub(crate) fn version(row: &Row) -> Result<Version> {
@@ -117,7 +128,7 @@ pub(crate) fn version(row: &Row) -> Result<Version> {
 
 /// A version row followed by its `undescribed` mark.
 pub(crate) fn undescribed(row: &Row) -> Result<backup_core::catalog::Undescribed> {
-    Ok(backup_core::catalog::Undescribed::new(version(row)?, uint(g(row, 27)?)?))
+    Ok(backup_core::catalog::Undescribed::new(version(row)?, uint(g(row, 29)?)?))
 }
 
 pub(crate) fn pending(row: &Row) -> Result<PendingUpload> {

@@ -154,6 +154,12 @@ const MIGRATIONS: &[&str] = &[
     ) s
     WHERE s.collection = c.id;
     "#,
+    // 7: a version's retention lock: its mode and when it ends (both NULL: not locked).
+    r#"
+    ALTER TABLE versions
+        ADD COLUMN lock_mode TEXT CHECK (lock_mode IN ('governance', 'compliance')),
+        ADD COLUMN locked_until TIMESTAMPTZ;
+    "#,
 ];
 
 /// The schema version this build writes.

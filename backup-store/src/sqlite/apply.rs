@@ -110,8 +110,8 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
             let r = tx
                 .prepare_cached(
                     "UPDATE versions SET state = 'committed', number = ?2, filename = ?3, size = ?4, digest = ?5, \
-                     committed_at = ?6, reserved = NULL, pool_share = NULL, lease_until = NULL, metadata = ?8 \
-                     WHERE id = ?1 AND state = 'pending' AND collection = ?7",
+                     committed_at = ?6, reserved = NULL, pool_share = NULL, lease_until = NULL, metadata = ?8, \
+                     lock_mode = ?9, locked_until = ?10 WHERE id = ?1 AND state = 'pending' AND collection = ?7",
                 )
                 .and_then(|mut st| {
                     st.execute(params![
@@ -123,6 +123,8 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
                         micros(v.committed_at),
                         v.collection.as_str(),
                         metadata_text(&v.metadata),
+                        v.lock.map(|l| l.mode.name()),
+                        v.lock.map(|l| micros(l.until)),
                     ])
                 });
             match r {
@@ -135,7 +137,8 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
         Mutation::UpdateVersion(v) => tx
             .prepare_cached(
                 "UPDATE versions SET state = ?2, trashed_at = ?3, trash_reason = ?4, purged_at = ?5, held = ?6, \
-                 protected_until = ?7, verified_at = ?8, quarantined = ?9 WHERE id = ?1 AND state <> 'pending'",
+                 protected_until = ?7, verified_at = ?8, quarantined = ?9, lock_mode = ?10, locked_until = ?11 \
+                 WHERE id = ?1 AND state <> 'pending'",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -148,6 +151,8 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
                     v.protected_until.map(micros),
                     v.verified_at.map(micros),
                     v.quarantined,
+                    v.lock.map(|l| l.mode.name()),
+                    v.lock.map(|l| micros(l.until)),
                 ])
             })
             .map_err(&e)?,
@@ -290,7 +295,7 @@ pub(super) fn insert_version(tx: &Transaction<'_>, v: &Version) -> rusqlite::Res
     tx.prepare_cached(&format!(
         "INSERT INTO versions ({VERSION_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, NULL, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-          NULL, NULL, ?17, ?18, ?19, ?20, NULL, ?21)"
+          NULL, NULL, ?17, ?18, ?19, ?20, NULL, ?21, ?22, ?23)"
     ))?
     .execute(params![
         v.id.to_string(),
@@ -314,6 +319,8 @@ pub(super) fn insert_version(tx: &Transaction<'_>, v: &Version) -> rusqlite::Res
         v.verified_at.map(micros),
         v.quarantined,
         metadata_text(&v.metadata),
+        v.lock.map(|l| l.mode.name()),
+        v.lock.map(|l| micros(l.until)),
     ])
 }
 

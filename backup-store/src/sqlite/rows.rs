@@ -89,7 +89,8 @@ pub(crate) fn collection(row: &Row<'_>) -> rusqlite::Result<(Collection, Counter
 
 pub(crate) const VERSION_COLUMNS: &str = "id, collection, state, number, filename, object_key, size, digest, reserved, \
      pool_share, lease_until, created_at, committed_at, trashed_at, trash_reason, purged_at, uploader_user, \
-     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging, metadata";
+     uploader_key, uploader_session, announced, owner, held, protected_until, verified_at, quarantined, staging, metadata, \
+     lock_mode, locked_until";
 
 pub(crate) fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRow> {
     let id: VersionId = parse_at(row, 0)?;
@@ -122,9 +123,28 @@ pub(crate) fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRow> {
             .with_state(state, trashed, opt_time_at(row, 15)?)
             .with_protection(row.get::<_, i64>(21)? != 0, opt_time_at(row, 22)?)
             .with_verification(opt_time_at(row, 23)?, row.get(24)?)
-            .with_metadata(metadata_from(row.get(26)?).map_err(|e| conversion(26, e))?),
+            .with_metadata(metadata_from(row.get(26)?).map_err(|e| conversion(26, e))?)
+            .with_lock(lock_at(row, 27)?),
     ))
 }
+
+/// A version's lock from its `lock_mode` (at `i`) and `locked_until` (at `i + 1`) columns.
+fn lock_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<backup_core::VersionLock>> {
+    match (opt_parse_at::<backup_core::LockMode>(row, i)?, opt_time_at(row, i + 1)?) {
+        (Some(mode), Some(until)) => Ok(Some(backup_core::VersionLock::new(mode, until))),
+        (None, None) => Ok(None),
+        _ => Err(conversion(i, HalfALock)),
+    }
+}
+
+#[derive(Debug)]
+struct HalfALock;
+impl std::fmt::Display for HalfALock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a lock mode without its end, or an end without its mode")
+    }
+}
+impl std::error::Error for HalfALock {}
 
 /// A row that must be a version (committed, trashed or purged).
 pub(crate) fn version(row: &Row<'_>) -> rusqlite::Result<Version> {
@@ -136,7 +156,7 @@ pub(crate) fn version(row: &Row<'_>) -> rusqlite::Result<Version> {
 
 /// A version row followed by its `undescribed` mark.
 pub(crate) fn undescribed(row: &Row<'_>) -> rusqlite::Result<backup_core::catalog::Undescribed> {
-    Ok(backup_core::catalog::Undescribed::new(version(row)?, u64_at(row, 27)?))
+    Ok(backup_core::catalog::Undescribed::new(version(row)?, u64_at(row, 29)?))
 }
 
 #[derive(Debug)]

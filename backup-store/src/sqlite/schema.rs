@@ -142,6 +142,11 @@ const MIGRATIONS: &[&str] = &[
     UPDATE collections SET quarantined_versions = (SELECT count(*) FROM versions v
         WHERE v.collection = collections.id AND v.state = 'committed' AND v.quarantined IS NOT NULL);
     "#,
+    // 7: a version's retention lock: its mode and when it ends (both NULL: not locked).
+    r#"
+    ALTER TABLE versions ADD COLUMN lock_mode TEXT CHECK (lock_mode IN ('governance', 'compliance'));
+    ALTER TABLE versions ADD COLUMN locked_until INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

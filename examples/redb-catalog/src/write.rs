@@ -180,6 +180,7 @@ impl<'t> Writer<'t> {
                     old.purged_at = v.purged_at;
                     old.held = v.held;
                     old.protected_until = v.protected_until;
+                    old.lock = v.lock;
                     old.verified_at = v.verified_at;
                     old.quarantined = v.quarantined.clone();
                     self.put_row(&VersionRow::Version(old))?;

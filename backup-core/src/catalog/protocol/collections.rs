@@ -3,6 +3,8 @@
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::id::CollectionId;
+use crate::lock::LockMode;
+use crate::protocol::versions::LockBypass;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::state::{CollectionState, LoadedState, VersionRange, VersionsNeeded};
 use crate::protocol::{Decision, collection_of};
@@ -102,12 +104,14 @@ pub fn update_needs(spec: &CollectionSpec) -> VersionsNeeded {
 /// # Errors
 /// [`Error::CollectionNotFound`]; [`Error::Conflict`] if the revision moved;
 /// [`Error::InvalidSpec`] for a spec `rules` refuse.
+#[allow(clippy::too_many_arguments)]
 pub fn decide_update_collection(
     state: &LoadedState,
     id: &CollectionId,
     spec: &CollectionSpec,
     expected_revision: Option<u64>,
     rules: &SpecRules,
+    bypass: LockBypass,
     audit: &AuditEvent,
 ) -> Result<Decision<CollectionChange>> {
     rules.validate(spec)?;
@@ -121,13 +125,41 @@ pub fn decide_update_collection(
     if &stored.spec == spec {
         return Ok(Decision::new(vec![], CollectionChange::Unchanged(stored.clone())));
     }
+    let mut mutations = Vec::new();
+    if let Some(why) = lock_policy_weakened(id, &stored.spec, spec, bypass)? {
+        let detail = format!("{}: bypassed a governance lock policy: {why}", audit.action);
+        mutations.push(Mutation::AppendAudit(audit.clone().with_action("lock.bypass").with_detail(detail)));
+    }
     let updated = stored.with_new_spec(spec.clone(), audit.at);
-    let mut mutations = vec![Mutation::UpdateCollection(updated.clone())];
+    mutations.push(Mutation::UpdateCollection(updated.clone()));
     if stored.spec.limits.max_version_size != spec.limits.max_version_size {
         mutations.push(Mutation::SetCounters { collection: id.clone(), counters: recount_overage(cs, spec)? });
     }
     mutations.push(Mutation::AppendAudit(audit.clone()));
     Ok(Decision::new(mutations, CollectionChange::Updated(updated)))
+}
+
+/// Whether `next` weakens the lock policy of `current`: refused for a compliance policy, and
+/// for a governance one without `bypass`; with it, why (the bypass to audit).
+///
+/// # Errors
+/// [`Error::Locked`] naming what the change would weaken.
+pub fn lock_policy_weakened(
+    id: &CollectionId,
+    current: &CollectionSpec,
+    next: &CollectionSpec,
+    bypass: LockBypass,
+) -> Result<Option<String>> {
+    let Some(policy) = &current.lock else { return Ok(None) };
+    let Some(why) = policy.weakened_by(next.lock.as_ref()) else { return Ok(None) };
+    if policy.mode == LockMode::Governance && bypass.allows_governance() {
+        return Ok(Some(why));
+    }
+    let who = match policy.mode {
+        LockMode::Compliance => "a compliance lock policy can only be lengthened",
+        LockMode::Governance => "only a caller allowed to bypass governance locks may weaken it",
+    };
+    Err(Error::Locked { collection: id.clone(), reason: format!("the change is refused: {why}; {who}") })
 }
 
 /// The counters with the overage recounted against a new soft limit.
@@ -151,12 +183,14 @@ fn recount_overage(cs: &CollectionState, spec: &CollectionSpec) -> Result<crate:
 ///
 /// # Errors
 /// As [`decide_update_collection`].
+#[allow(clippy::too_many_arguments)]
 pub fn decide_put_collection(
     state: &LoadedState,
     id: &CollectionId,
     spec: &CollectionSpec,
     now: Timestamp,
     rules: &SpecRules,
+    bypass: LockBypass,
     audit: &AuditEvent,
 ) -> Result<Decision<CollectionChange>> {
     if state.collection.is_none() {
@@ -164,7 +198,7 @@ pub fn decide_put_collection(
         let d = decide_create_collection(state, &c, rules, audit)?;
         return Ok(Decision::new(d.mutations, CollectionChange::Created(c)));
     }
-    decide_update_collection(state, id, spec, None, rules, audit)
+    decide_update_collection(state, id, spec, None, rules, bypass, audit)
 }
 
 /// Decides the deletion of a collection: refused while it has a committed version or an

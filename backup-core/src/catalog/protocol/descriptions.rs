@@ -30,6 +30,7 @@ pub fn description_mark(version: &Version, at: Timestamp) -> u64 {
         version.held,
         version.protected_until.map(Timestamp::as_micros),
         &version.quarantined,
+        version.lock.map(|l| (l.mode.name(), l.until.as_micros())),
     );
     h.update(format!("{record:?}").as_bytes());
     let draw = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]));

@@ -52,7 +52,7 @@ pub enum Mutation {
     /// taken in the collection.
     CommitVersion(Version),
     /// Replaces the state of an existing (non-pending) version row: state, trash and purge
-    /// times, trash reason, protection, verification.
+    /// times, trash reason, protection, lock, verification.
     UpdateVersion(Version),
     /// Inserts a version row that never was pending (an import, a rebuild from the store).
     /// Fails with [`crate::Error::AlreadyExists`] if its id, or its number in its collection,

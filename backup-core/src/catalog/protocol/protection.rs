@@ -8,6 +8,7 @@ use crate::protocol::state::{Counters, LoadedState};
 use crate::protocol::versions::version_in_state;
 use crate::protocol::{Decision, collection_of};
 use crate::time::Timestamp;
+use crate::lock::VersionLock;
 use crate::version::{Version, VersionState};
 
 /// A change of a version's protection; `None` fields stay as they are.
@@ -55,7 +56,7 @@ impl ProtectionChange {
 }
 
 fn protected(v: &Version) -> bool {
-    v.held || v.protected_until.is_some()
+    v.has_protection()
 }
 
 /// The counters once `before` became `after` (both committed).
@@ -106,6 +107,48 @@ pub fn decide_protect(
             crate::protocol::descriptions::mark_undescribed(&changed, now),
             Mutation::SetCounters { collection: collection.clone(), counters },
             Mutation::AppendAudit(audit.clone()),
+        ],
+        changed,
+    ))
+}
+
+/// Decides a lengthening of a committed version's lock to `wanted` (or a first lock, for a
+/// version committed without one): the end must be in the future and not before the current
+/// one, and the mode not weaker. Holds and protection deadlines are left as they are.
+///
+/// # Errors
+/// [`Error::VersionNotFound`] if no committed version has that number;
+/// [`Error::InvalidInput`] for an end not in the future, or one that would shorten or weaken
+/// the lock.
+pub fn decide_lock(
+    state: &LoadedState,
+    collection: &CollectionId,
+    number: u64,
+    wanted: VersionLock,
+    audit: &AuditEvent,
+) -> Result<Decision<Version>> {
+    let cs = collection_of(state, collection)?;
+    let now = audit.at;
+    let v = version_in_state(cs, collection, number, VersionState::Committed)?;
+    if !wanted.holds_at(now) {
+        return Err(Error::invalid("lock", format!("{} is not in the future", wanted.until)));
+    }
+    let lock = match v.lock_at(now) {
+        Some(current) => current.lengthened_to(wanted)?,
+        None => wanted,
+    };
+    if v.lock == Some(lock) {
+        return Ok(Decision::new(vec![], v.clone()));
+    }
+    let changed = v.clone().with_lock(Some(lock));
+    let counters = recount_protection(&cs.counters, v, &changed);
+    let audit = audit.clone().with_detail(format!("{lock}"));
+    Ok(Decision::new(
+        vec![
+            Mutation::UpdateVersion(changed.clone()),
+            crate::protocol::descriptions::mark_undescribed(&changed, now),
+            Mutation::SetCounters { collection: collection.clone(), counters },
+            Mutation::AppendAudit(audit),
         ],
         changed,
     ))

@@ -69,7 +69,7 @@ pub fn plan_retention(
     plan.check_against(strategy.name(), &summaries)?;
     let mut decisions = plan.decisions;
     enforce(&mut decisions, &summaries, counters.versions, spec.retention.min_keep, |i| {
-        protection_reason(&state.committed[i])
+        protection_reason(&state.committed[i], now)
     });
     let mut outcome = RetentionOutcome {
         decisions: Vec::with_capacity(summaries.len()),
@@ -93,6 +93,19 @@ pub fn plan_retention(
     }
     let max = u64::from(spec.limits.max_versions);
     if incoming.is_some() && outcome.kept_versions >= max {
+        let locked_until = state.committed.iter().filter_map(|v| v.lock_at(now)).map(|l| l.until).min();
+        if let Some(until) = locked_until {
+            // Locks forbid every eviction that would make room: the upload waits, the
+            // locked versions stay (an upload-only credential cannot rotate them out).
+            return Err(Error::CollectionFull {
+                collection: state.collection.id.clone(),
+                reason: format!(
+                    "collection is full of versions locked until {until} or later ({} of {} versions held, protected or \
+                     locked, max_versions is {max}); uploads wait until a lock ends",
+                    counters.protected, counters.versions
+                ),
+            });
+        }
         if counters.protected > 0 {
             return Err(Error::CollectionFull {
                 collection: state.collection.id.clone(),
@@ -117,18 +130,19 @@ pub fn held_space_reason(outcome: &RetentionOutcome, allowed: u64) -> Option<Str
     (outcome.protected_overage > 0).then(|| {
         format!(
             "{} held or protected versions keep {} bytes of the extra space above the soft limit; {allowed} bytes are \
-             free for this upload; lift a hold or wait for a protection to end",
+             free for this upload; lift a hold or wait for a protection (or a retention lock) to end",
             outcome.protected_kept, outcome.protected_overage
         )
     })
 }
 
 /// Why a protected version stays.
-pub(crate) fn protection_reason(v: &Version) -> String {
-    match (v.held, v.protected_until) {
-        (true, _) => "held".to_owned(),
-        (false, Some(until)) => format!("protected until {until}"),
-        (false, None) => "protected".to_owned(),
+pub(crate) fn protection_reason(v: &Version, now: Timestamp) -> String {
+    match (v.held, v.protected_until.filter(|t| now < *t), v.lock_at(now)) {
+        (true, _, _) => "held".to_owned(),
+        (false, _, Some(lock)) => lock.to_string(),
+        (false, Some(until), None) => format!("protected until {until}"),
+        (false, None, None) => "protected".to_owned(),
     }
 }
 
@@ -183,8 +197,16 @@ pub fn decide_apply_retention(
     let mut counters = cs.counters;
     let mut cleared = cs.clone();
     for v in cleared.committed.iter_mut() {
-        if !v.held && v.protected_until.is_some_and(|t| t <= now) {
-            let lifted = v.clone().with_protection(false, None);
+        let deadline_passed = !v.held && v.protected_until.is_some_and(|t| t <= now);
+        let lock_ended = v.lock.is_some_and(|l| !l.holds_at(now));
+        if deadline_passed || lock_ended {
+            let mut lifted = v.clone();
+            if deadline_passed {
+                lifted = lifted.with_protection(false, None);
+            }
+            if lock_ended {
+                lifted = lifted.with_lock(None);
+            }
             counters = crate::protocol::protection::recount_protection(&counters, v, &lifted);
             mutations.push(Mutation::UpdateVersion(lifted.clone()));
             mutations.push(crate::protocol::descriptions::mark_undescribed(&lifted, now));

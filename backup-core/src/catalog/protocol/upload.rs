@@ -481,7 +481,8 @@ pub fn decide_commit(
             .with_filename(spec.filename_template.render(number))
             .with_times(pending.created_at, committed_at)
             .with_uploader(pending.uploader.clone())
-            .with_metadata(req.metadata.clone());
+            .with_metadata(req.metadata.clone())
+            .with_lock(spec.lock.map(|policy| policy.lock_from(pending.created_at)));
     version.state = VersionState::Committed;
     mutations.push(Mutation::CommitVersion(version.clone()));
     // Its description is written after this step: until then, recover() knows it is missing.

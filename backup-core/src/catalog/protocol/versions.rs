@@ -11,6 +11,7 @@ use crate::protocol::{Decision, collection_of};
 use crate::quota;
 use crate::spec::CollectionSpec;
 use crate::time::Timestamp;
+use crate::lock::{LockMode, VersionLock};
 use crate::version::{Tombstone, TombstoneKind, Version, VersionState};
 
 /// The counters once `added` is committed and `removed` leave.
@@ -22,7 +23,7 @@ pub(crate) fn counters_after(
 ) -> Counters {
     let mut c = *counters;
     let soft = &spec.limits;
-    let protected = |v: &Version| v.held || v.protected_until.is_some();
+    let protected = |v: &Version| v.has_protection();
     for v in removed {
         c.versions = c.versions.saturating_sub(1);
         c.bytes = c.bytes.saturating_sub(v.size);
@@ -77,37 +78,87 @@ pub(crate) fn version_in_state<'a>(
 }
 
 /// Decides the deletion of a committed version: it leaves the collection (trashed, or purged
-/// at once with `purge`), unless it is protected.
+/// at once with `purge`), unless it is held, protected or locked. A governance lock gives way
+/// when `bypass` says the caller may bypass it: the lock is lifted with the deletion, and a
+/// `lock.bypass` event is audited beside the deletion's.
 ///
 /// The state must hold the collection with the version loaded by number.
 ///
 /// # Errors
 /// [`Error::CollectionNotFound`]; [`Error::VersionNotFound`] if no committed version has that
-/// number; [`Error::VersionProtected`] if it is held or protected.
+/// number; [`Error::Locked`] if a lock holds it (compliance, or governance without `bypass`);
+/// [`Error::VersionProtected`] if it is held or protected.
 pub fn decide_trash(
     state: &LoadedState,
     collection: &CollectionId,
     number: u64,
     reason: &str,
     purge: bool,
+    bypass: LockBypass,
     audit: &AuditEvent,
 ) -> Result<Decision<Version>> {
     let cs = collection_of(state, collection)?;
     let now = audit.at;
     let v = version_in_state(cs, collection, number, VersionState::Committed)?;
-    if v.is_protected(now) {
+    let mut mutations = Vec::new();
+    let mut target = v.clone();
+    if let Some(lock) = v.lock_at(now) {
+        if !bypass.lifts(lock) {
+            return Err(Error::Locked { collection: collection.clone(), reason: locked_reason(number, lock, "deleted") });
+        }
+        target = target.with_lock(None);
+        mutations.push(Mutation::AppendAudit(bypass.audit(audit, lock)));
+    }
+    if target.is_protected(now) {
         return Err(Error::VersionProtected {
             collection: collection.clone(),
             version: number,
-            reason: protection_reason(v),
+            reason: protection_reason(&target, now),
         });
     }
-    let mut mutations = Vec::new();
-    let gone = give_up(v, now, reason.to_owned(), purge, &mut mutations);
+    let gone = give_up(&target, now, reason.to_owned(), purge, &mut mutations);
     let counters = counters_after(&cs.counters, &cs.collection.spec, None, &[v]);
     mutations.push(Mutation::SetCounters { collection: collection.clone(), counters });
     mutations.push(Mutation::AppendAudit(audit.clone()));
     Ok(Decision::new(mutations, gone))
+}
+
+/// Why a lock forbids an action on version `number`.
+pub(crate) fn locked_reason(number: u64, lock: &VersionLock, action: &str) -> String {
+    let who = match lock.mode {
+        LockMode::Compliance => "by anyone",
+        LockMode::Governance => "without the permission to bypass governance locks",
+    };
+    format!("version {number} is {lock} and cannot be {action} {who}")
+}
+
+/// Whether a step may lift governance locks: the caller's authorizer allowed
+/// [`crate::Action::BypassGovernance`] (or configuration speaks). Compliance locks never give
+/// way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LockBypass(bool);
+
+impl LockBypass {
+    /// No bypass: every lock holds.
+    pub const NONE: LockBypass = LockBypass(false);
+    /// Governance locks give way (each use audited).
+    pub const GOVERNANCE: LockBypass = LockBypass(true);
+
+    /// Whether `lock` gives way.
+    pub fn lifts(self, lock: &VersionLock) -> bool {
+        self.0 && lock.mode == LockMode::Governance
+    }
+
+    /// Whether governance locks give way.
+    pub fn allows_governance(self) -> bool {
+        self.0
+    }
+
+    /// The audit event of one use: `lock.bypass`, by the actor of `of`, naming the lock.
+    pub(crate) fn audit(self, of: &AuditEvent, lock: &VersionLock) -> AuditEvent {
+        let detail = format!("{}: bypassed a governance lock until {}", of.action, lock.until);
+        of.clone().with_action("lock.bypass").with_detail(detail)
+    }
 }
 
 /// Decides whether a trashed version may be committed again: it takes a place under
@@ -173,8 +224,11 @@ pub fn decide_purge(state: &LoadedState, ids: &[VersionId], now: Timestamp) -> R
     let mut mutations = Vec::new();
     let mut purged = Vec::new();
     for id in ids {
+        // A trashed version whose lock holds (none should be: deleting lifts a lock, and
+        // rotation never evicts one) stays in the trash until the lock ends.
         if let Some(VersionRow::Version(v)) = state.version_row(id)
             && v.state == VersionState::Trashed
+            && v.lock_at(now).is_none()
         {
             mutations.push(Mutation::InsertTombstone(tombstone_of(v, now)));
             let p = v.clone().with_state(VersionState::Purged, v.trashed_at.zip(v.trash_reason.clone()), Some(now));
