@@ -336,7 +336,9 @@ impl Error {
             | Error::SessionNotFound { .. } => ErrorKind::NotFound,
             Error::CollectionExists { .. } | Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::QuotaExceeded { .. } | Error::CollectionFull { .. } => ErrorKind::QuotaExceeded,
-            Error::VersionProtected { .. } | Error::Locked { .. } | Error::RepositoryMismatch { .. } => ErrorKind::Conflict,
+            Error::VersionProtected { .. } | Error::Locked { .. } | Error::RepositoryMismatch { .. } => {
+                ErrorKind::Conflict
+            }
             Error::ContentRejected { .. } => ErrorKind::ContentRejected,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,

@@ -83,22 +83,26 @@ pub enum CheckKind {
     HardLimit,
     /// No version is quarantined.
     Integrity,
+    /// A place stays for the next upload: not every one of `max_versions` is taken by a
+    /// held, protected or locked version (reported for collections with a lock policy).
+    Capacity,
 }
 
 impl CheckKind {
     /// Every kind, in the order [`assess`] reports them.
-    pub const ALL: [CheckKind; 4] =
-        [CheckKind::Window, CheckKind::SoftLimit, CheckKind::HardLimit, CheckKind::Integrity];
+    pub const ALL: [CheckKind; 5] =
+        [CheckKind::Window, CheckKind::SoftLimit, CheckKind::HardLimit, CheckKind::Integrity, CheckKind::Capacity];
 
     /// backup-repository's name of the check, which its health route reports and its clients
     /// read: `BackupWindowValidator`, `VersionsSizeValidator`, `SumOfVersionsValidator`, and
-    /// `IntegrityValidator` (ours).
+    /// `IntegrityValidator` and `CapacityValidator` (ours).
     pub fn name(self) -> &'static str {
         match self {
             CheckKind::Window => "BackupWindowValidator",
             CheckKind::SoftLimit => "VersionsSizeValidator",
             CheckKind::HardLimit => "SumOfVersionsValidator",
             CheckKind::Integrity => "IntegrityValidator",
+            CheckKind::Capacity => "CapacityValidator",
         }
     }
 
@@ -109,6 +113,7 @@ impl CheckKind {
             CheckKind::SoftLimit => "soft limit",
             CheckKind::HardLimit => "hard limit",
             CheckKind::Integrity => "integrity",
+            CheckKind::Capacity => "capacity",
         }
     }
 }
@@ -245,8 +250,8 @@ impl<'a> Facts<'a> {
 }
 
 /// A collection's health at `now`: the window check (only when `windows` is not empty), then
-/// the soft limit, the hard limit and the integrity. Pure: no I/O, the same answer for the same
-/// facts.
+/// the soft limit, the hard limit, the integrity, and the capacity (only for a collection with
+/// a lock policy). Pure: no I/O, the same answer for the same facts.
 pub fn assess(facts: &Facts<'_>, windows: &[Arc<dyn Window>], now: DateTime<Utc>) -> Health {
     let mut checks = Vec::with_capacity(4);
     if !windows.is_empty() {
@@ -255,7 +260,31 @@ pub fn assess(facts: &Facts<'_>, windows: &[Arc<dyn Window>], now: DateTime<Utc>
     checks.push(soft_limit_check(facts));
     checks.push(hard_limit_check(facts));
     checks.push(integrity_check(facts));
+    if facts.spec.lock.is_some() {
+        checks.push(capacity_check(facts));
+    }
     Health { checks }
+}
+
+/// Whether the next upload has a place: with every place taken by versions no rotation may
+/// evict (locked, held, protected), uploads are refused until a lock ends. Counted from the
+/// counters, where a lock that ended counts until maintenance clears it.
+fn capacity_check(facts: &Facts<'_>) -> Check {
+    let (kept, max) = (facts.counters.protected, u64::from(facts.spec.limits.max_versions));
+    if kept >= max {
+        Check::fail(
+            CheckKind::Capacity,
+            format!(
+                "collection is full of versions locked, held or protected ({kept} of max_versions = {max}): uploads \
+                 are refused until a lock ends"
+            ),
+        )
+    } else {
+        Check::pass(
+            CheckKind::Capacity,
+            format!("{kept} of max_versions = {max} places are taken by locked, held or protected versions"),
+        )
+    }
 }
 
 /// backup-repository's rule: for each window, its most recent slot; the newest version was

@@ -223,6 +223,7 @@ pub use engine::{
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use id::{CollectionId, IdRule, MAX_COLLECTION_ID_LEN, RepositoryId, SessionId, VersionId};
+pub use lock::{LockMode, LockPolicy, ObjectLocks, VersionLock};
 /// The object store crate the engine's [`Engine::store`] comes from, re-exported so that
 /// callers build stores with the same version.
 pub use object_store;
@@ -235,7 +236,6 @@ pub use spec::{
     CollectionSpec, FilenameTemplate, Limits, MAX_DESCRIPTION_LEN, MAX_SIZE, MAX_TEMPLATE_LEN, RetentionSpec,
     VERSION_PLACEHOLDER,
 };
-pub use lock::{LockMode, LockPolicy, ObjectLocks, VersionLock};
 pub use time::Timestamp;
 pub use version::{
     Collection, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_VERSION_NUMBER, Metadata, Uploader, Version,

@@ -258,7 +258,9 @@ mod tests {
         let t = Timestamp::UNIX_EPOCH + Duration::days(10);
         let lock = VersionLock::new(LockMode::Governance, t);
         assert!(lock.lengthened_to(VersionLock::new(LockMode::Governance, t - Duration::seconds(1))).is_err());
-        assert!(VersionLock::new(LockMode::Compliance, t).lengthened_to(VersionLock::new(LockMode::Governance, t)).is_err());
+        assert!(
+            VersionLock::new(LockMode::Compliance, t).lengthened_to(VersionLock::new(LockMode::Governance, t)).is_err()
+        );
         let later = VersionLock::new(LockMode::Compliance, t + Duration::days(1));
         assert_eq!(lock.lengthened_to(later).unwrap(), later);
     }

@@ -48,6 +48,7 @@ mod state;
 mod upload;
 mod versions;
 
+pub use collections::lock_policy_weakened;
 pub use collections::{
     CollectionChange, SpecRules, decide_create_collection, decide_delete_collection, decide_put_collection,
     decide_update_collection, update_needs,
@@ -72,7 +73,6 @@ pub use upload::{
     AbortCondition, AbortOutcome, CommitRequest, Committed, GROWTH_STEP, GrowRequest, Growth, Renewal, ReserveRequest,
     SizeHint, decide_abort, decide_commit, decide_growth, decide_renewal, decide_reservation, decide_staging,
 };
-pub use collections::lock_policy_weakened;
 pub use versions::{LockBypass, decide_purge, decide_restore, decide_trash};
 
 /// A decision's answer: what to write, and what the caller learns.

@@ -100,6 +100,7 @@ macro_rules! for_each_catalog_check {
             loads_choose_versions_by_range: shared,
             pending_uploads_are_listed_by_owner_and_expiry: shared,
             held_versions_stay: shared,
+            locks_are_kept_and_enforced: shared,
             metadata_is_kept_with_the_version: shared,
             version_numbers_stay_in_range: shared,
             description_marks_are_set_listed_and_cleared: shared,
@@ -363,12 +364,22 @@ pub async fn collections_crud(catalog: &dyn Catalog) {
     assert!(matches!(&change, CollectionChange::Updated(c) if c.revision == 2), "{change:?}");
     assert_eq!(catalog.get_collection(&id).await.expect("get").spec.description, "second");
     let e = catalog
-        .update_collection(&id, &spec(5, 10, 50), Some(1), false, &rules(), LockBypass::NONE, &audit("collection.update"))
+        .update_collection(
+            &id,
+            &spec(5, 10, 50),
+            Some(1),
+            false,
+            &rules(),
+            LockBypass::NONE,
+            &audit("collection.update"),
+        )
         .await
         .expect_err("stale revision");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    let same =
-        catalog.update_collection(&id, &second, None, true, &rules(), LockBypass::NONE, &audit("collection.update")).await.expect("put");
+    let same = catalog
+        .update_collection(&id, &second, None, true, &rules(), LockBypass::NONE, &audit("collection.update"))
+        .await
+        .expect("put");
     assert!(matches!(same, CollectionChange::Unchanged(_)), "{same:?}");
 
     let missing = unique_collection("missing");
@@ -478,10 +489,15 @@ pub async fn commit_applies_rotation_and_purge(catalog: &dyn Catalog) {
     assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [2, 3]);
     assert_eq!(numbers(catalog, &id, VersionQuery::first(10).with_trashed()).await, [1, 2, 3]);
 
-    let trashed =
-        catalog.trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
+    let trashed = catalog
+        .trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete"))
+        .await
+        .expect("trash");
     assert_eq!(trashed.state, VersionState::Trashed);
-    let e = catalog.trash_version(&id, 2, "again", false, LockBypass::NONE, &audit("version.delete")).await.expect_err("trash twice");
+    let e = catalog
+        .trash_version(&id, 2, "again", false, LockBypass::NONE, &audit("version.delete"))
+        .await
+        .expect_err("trash twice");
     assert_eq!(e.kind(), ErrorKind::NotFound);
 
     let due = catalog.list_trashed(now() + Duration::seconds(1), 10_000).await.expect("list trashed");
@@ -777,7 +793,8 @@ pub async fn delete_collection_checks_first_and_tombstones_its_trash(catalog: &d
         [1, 2],
         "a refused deletion changes nothing"
     );
-    let v1 = catalog.trash_version(&id, 1, "test", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
+    let v1 =
+        catalog.trash_version(&id, 1, "test", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
     catalog.delete_collection(&id, &audit("collection.delete")).await.expect("delete with trashed versions");
     let tombstones = catalog.list_tombstones(Some(&id), None, 10).await.expect("tombstones");
     assert_eq!(tombstones.len(), 2, "both trashed versions' objects are garbage now");
@@ -991,7 +1008,10 @@ pub async fn description_marks_are_set_listed_and_cleared(catalog: &dyn Catalog)
     catalog.mark_described(&id, &[(v3.id, again)]).await.expect("described");
 
     // A deletion into the trash, a restore, an adoption.
-    catalog.trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
+    catalog
+        .trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete"))
+        .await
+        .expect("trash");
     catalog.restore_version(&id, 1, &audit("version.restore")).await.expect("restore");
     let digest = Digest::of(DigestAlgorithm::Blake3, b"x");
     let vid = VersionId::generate();
@@ -1025,7 +1045,8 @@ pub async fn held_versions_stay(catalog: &dyn Catalog) {
     upload(catalog, &id, 2).await;
     let v3 = upload(catalog, &id, 3).await; // evicts 2, not the held 1
     assert_eq!(numbers(catalog, &id, VersionQuery::first(10)).await, [1, 3]);
-    let e = catalog.trash_version(&id, 1, "x", false, LockBypass::NONE, &audit("version.delete")).await.expect_err("held");
+    let e =
+        catalog.trash_version(&id, 1, "x", false, LockBypass::NONE, &audit("version.delete")).await.expect_err("held");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("held"), "{e}");
     // Hold version 3 too: nothing can go, so nothing can come.
@@ -1042,6 +1063,82 @@ pub async fn held_versions_stay(catalog: &dyn Catalog) {
         .expect_err("the held versions fill the collection");
     assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}");
     assert!(e.to_string().contains("held or protected"), "{e}");
+}
+
+/// A version committed under a lock policy carries its lock (mode and end) in every read and
+/// in an export; a lock lengthens and stays lengthened; no deletion, eviction or weakened
+/// policy gets past a compliance lock; a governance lock gives way to a bypass, audited;
+/// maintenance after the end clears the lock and the counters follow.
+pub async fn locks_are_kept_and_enforced(catalog: &dyn Catalog) {
+    use crate::lock::{LockMode, LockPolicy, VersionLock};
+    let policy = LockPolicy::new(LockMode::Compliance, Duration::days(1));
+    let id = create(catalog, "locked", spec(2, 100, 200).with_lock(policy)).await;
+    let p = reserve(catalog, &id, SizeHint::exact(1)).await;
+    let v1 = commit(catalog, &commit_request(&p, 1)).await.expect("commit").version;
+    let expected = VersionLock::new(LockMode::Compliance, p.created_at + Duration::days(1));
+    assert_eq!(v1.lock, Some(expected), "the commit locks it from its creation");
+    let read = catalog.get_version(&id, VersionSelector::Number(1)).await.expect("read");
+    assert_eq!(read.lock, Some(expected), "the catalog keeps the lock");
+    let longer = VersionLock::new(LockMode::Compliance, expected.until + Duration::days(3));
+    catalog.lock_version(&id, 1, longer, &audit("version.lock")).await.expect("lengthen");
+    let shorter = VersionLock::new(LockMode::Compliance, expected.until);
+    let e = catalog.lock_version(&id, 1, shorter, &audit("version.lock")).await.expect_err("shorten");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let listed = catalog.list_versions(&id, &VersionQuery::first(10)).await.expect("list");
+    assert_eq!(listed[0].lock, Some(longer), "the lengthened lock is kept");
+    for bypass in [LockBypass::NONE, LockBypass::GOVERNANCE] {
+        let e = catalog.trash_version(&id, 1, "x", false, bypass, &audit("version.delete")).await.expect_err("locked");
+        assert!(matches!(e, crate::Error::Locked { .. }), "{e}");
+    }
+    upload(catalog, &id, 2).await;
+    let e = catalog
+        .reserve(&reserve_request(&id, SizeHint::exact(1), now()), &strategies())
+        .await
+        .expect_err("rotation may not evict a locked version");
+    assert!(e.to_string().contains("full of versions locked until"), "{e}");
+    let mut weaker = catalog.get_collection(&id).await.expect("collection").spec;
+    weaker.lock = Some(LockPolicy::new(LockMode::Compliance, Duration::hours(1)));
+    let e = catalog
+        .update_collection(&id, &weaker, None, false, &rules(), LockBypass::GOVERNANCE, &audit("collection.update"))
+        .await
+        .expect_err("a compliance policy does not shorten");
+    assert!(matches!(e, crate::Error::Locked { .. }), "{e}");
+    assert_eq!(catalog.get_collection(&id).await.expect("collection").spec.lock, Some(policy));
+    let snapshot = contents(catalog).await;
+    let exported = snapshot
+        .iter()
+        .any(|r| matches!(r, crate::catalog::CatalogRecord::Version(v) if v.id == v1.id && v.lock == Some(longer)));
+    assert!(exported, "the export carries the lock");
+    // Once every lock ended, maintenance clears them and the counters follow.
+    let later = AuditEvent::new(longer.until + Duration::seconds(1), "engine", "retention.apply");
+    catalog.apply_retention(&id, &strategies(), false, &later).await.expect("maintenance");
+    let state = catalog.collection_state(&id).await.expect("state");
+    assert_eq!(state.counters.protected, 0, "ended locks no longer count");
+    assert!(catalog.list_versions(&id, &VersionQuery::first(10)).await.expect("list").iter().all(|v| v.lock.is_none()));
+
+    // Governance gives way to a bypass: the lock goes with the deletion, and the bypass is audited.
+    let id = create(
+        catalog,
+        "governed",
+        spec(2, 100, 200).with_lock(LockPolicy::new(LockMode::Governance, Duration::days(1))),
+    )
+    .await;
+    upload(catalog, &id, 1).await;
+    let e = catalog
+        .trash_version(&id, 1, "x", false, LockBypass::NONE, &audit("version.delete"))
+        .await
+        .expect_err("locked");
+    assert!(matches!(e, crate::Error::Locked { .. }), "{e}");
+    let before = catalog.list_audit(None, 10_000).await.expect("audit").len();
+    let gone = catalog
+        .trash_version(&id, 1, "x", false, LockBypass::GOVERNANCE, &audit("version.delete").with_collection(&id))
+        .await
+        .expect("bypassed");
+    assert_eq!((gone.state, gone.lock), (VersionState::Trashed, None));
+    let events = catalog.list_audit(None, 10_000).await.expect("audit");
+    let actions: Vec<&str> = events[before..].iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["lock.bypass", "version.delete"]);
+    assert_eq!(catalog.collection_state(&id).await.expect("state").counters.protected, 0);
 }
 
 /// A version's metadata is written with its commit and read back whole (names, any
@@ -1062,7 +1159,10 @@ pub async fn metadata_is_kept_with_the_version(catalog: &dyn Catalog) {
     let read = |n: u64| listed.iter().find(|v| v.number == n).expect("listed");
     assert_eq!(read(committed.version.number).metadata, metadata, "listed with it");
     assert!(read(plain.number).metadata.is_empty(), "none reads back as none");
-    catalog.trash_version(&id, committed.version.number, "x", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
+    catalog
+        .trash_version(&id, committed.version.number, "x", false, LockBypass::NONE, &audit("version.delete"))
+        .await
+        .expect("trash");
     let restored =
         catalog.restore_version(&id, committed.version.number, &audit("version.restore")).await.expect("restore");
     assert_eq!(restored.metadata, metadata, "a trash and restore keep it");
@@ -1490,7 +1590,10 @@ pub async fn import_restores_an_export(source: &dyn Catalog, empty: &dyn Catalog
     for size in [5, 6, 7] {
         upload(source, &id, size).await;
     }
-    source.trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete")).await.expect("trash");
+    source
+        .trash_version(&id, 2, "deleted by conformance", false, LockBypass::NONE, &audit("version.delete"))
+        .await
+        .expect("trash");
     let v3 = source.get_version(&id, VersionSelector::Number(3)).await.expect("version 3");
     let damaged = crate::protocol::Verification::Damaged("its object is missing".into());
     source.record_verification(&v3, &damaged, &audit("version.verify")).await.expect("quarantine");

@@ -3,12 +3,12 @@
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::id::CollectionId;
+use crate::lock::VersionLock;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::state::{Counters, LoadedState};
 use crate::protocol::versions::version_in_state;
 use crate::protocol::{Decision, collection_of};
 use crate::time::Timestamp;
-use crate::lock::VersionLock;
 use crate::version::{Version, VersionState};
 
 /// A change of a version's protection; `None` fields stay as they are.

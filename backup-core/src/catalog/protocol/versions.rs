@@ -3,6 +3,7 @@
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, VersionId};
+use crate::lock::{LockMode, VersionLock};
 use crate::protocol::descriptions::mark_undescribed;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::retention::protection_reason;
@@ -11,7 +12,6 @@ use crate::protocol::{Decision, collection_of};
 use crate::quota;
 use crate::spec::CollectionSpec;
 use crate::time::Timestamp;
-use crate::lock::{LockMode, VersionLock};
 use crate::version::{Tombstone, TombstoneKind, Version, VersionState};
 
 /// The counters once `added` is committed and `removed` leave.
@@ -104,7 +104,10 @@ pub fn decide_trash(
     let mut target = v.clone();
     if let Some(lock) = v.lock_at(now) {
         if !bypass.lifts(lock) {
-            return Err(Error::Locked { collection: collection.clone(), reason: locked_reason(number, lock, "deleted") });
+            return Err(Error::Locked {
+                collection: collection.clone(),
+                reason: locked_reason(number, lock, "deleted"),
+            });
         }
         target = target.with_lock(None);
         mutations.push(Mutation::AppendAudit(bypass.audit(audit, lock)));
