@@ -644,6 +644,7 @@ mod tests {
                 ("VersionsSizeValidator", "soft limit"),
                 ("SumOfVersionsValidator", "hard limit"),
                 ("IntegrityValidator", "integrity"),
+                ("CapacityValidator", "capacity"),
             ]
         );
         let spec = spec();

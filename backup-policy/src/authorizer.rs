@@ -131,7 +131,10 @@ impl PolicyAuthorizer {
             | Action::UpdateCollection
             | Action::DeleteCollection
             | Action::ProtectVersion
+            | Action::LockVersion
             | Action::VerifyVersions => one_of(&[Permission::ManageCollections])?,
+            // Only by the dedicated role: a stolen administrator's token cannot lift locks.
+            Action::BypassGovernance => one_of(&[Permission::BypassGovernance])?,
             other => return Err(Error::denied(format!("{} is not allowed by this policy", other.name()))),
         }
         Ok(Permit::allow())

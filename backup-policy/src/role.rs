@@ -23,17 +23,22 @@ pub enum Permission {
     ManageCollections,
     /// `profile.view`: see other users' profiles and sessions.
     ViewProfiles,
+    /// `lock.bypass-governance` (ours): lift or shorten a governance-mode retention lock, or
+    /// weaken a governance lock policy, when the request asks to. No other role implies it,
+    /// `systemAdmin` included.
+    BypassGovernance,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::Download,
         Permission::Upload,
         Permission::UploadAnytime,
         Permission::DeleteVersions,
         Permission::ManageCollections,
         Permission::ViewProfiles,
+        Permission::BypassGovernance,
     ];
 
     /// backup-repository's name for it.
@@ -45,6 +50,7 @@ impl Permission {
             Permission::DeleteVersions => "file.delete",
             Permission::ManageCollections => "collection.manage",
             Permission::ViewProfiles => "profile.view",
+            Permission::BypassGovernance => "lock.bypass-governance",
         }
     }
 
@@ -68,17 +74,21 @@ pub enum Role {
     BackupUploader,
     /// Uploads versions at any time.
     UploadsAnytime,
+    /// Lifts governance-mode retention locks when a request asks to (ours). Granted only by
+    /// name: `systemAdmin` does not inherit it, so a stolen administrator token cannot.
+    GovernanceBypass,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::SystemAdmin,
         Role::UserManager,
         Role::CollectionManager,
         Role::BackupDownloader,
         Role::BackupUploader,
         Role::UploadsAnytime,
+        Role::GovernanceBypass,
     ];
 
     /// The name manifests and tokens use.
@@ -90,6 +100,7 @@ impl Role {
             Role::BackupDownloader => "backupDownloader",
             Role::BackupUploader => "backupUploader",
             Role::UploadsAnytime => "uploadsAnytime",
+            Role::GovernanceBypass => "governanceBypass",
         }
     }
 
@@ -112,6 +123,7 @@ impl Role {
             Role::BackupDownloader => &[Permission::Download],
             Role::BackupUploader => &[Permission::Upload],
             Role::UploadsAnytime => &[Permission::Upload, Permission::UploadAnytime],
+            Role::GovernanceBypass => &[Permission::BypassGovernance],
         }
     }
 
@@ -145,6 +157,7 @@ impl FromStr for Role {
             "backupDownloader" => Ok(Role::BackupDownloader),
             "backupUploader" => Ok(Role::BackupUploader),
             "uploadsAnytime" => Ok(Role::UploadsAnytime),
+            "governanceBypass" => Ok(Role::GovernanceBypass),
             other => Err(Error::invalid(
                 "role",
                 format!(
@@ -230,7 +243,19 @@ mod tests {
                     Permission::ManageCollections,
                 ],
             ),
-            (Role::SystemAdmin, &Permission::ALL),
+            // Everything but lifting governance locks: that takes the dedicated role.
+            (
+                Role::SystemAdmin,
+                &[
+                    Permission::Download,
+                    Permission::Upload,
+                    Permission::UploadAnytime,
+                    Permission::DeleteVersions,
+                    Permission::ManageCollections,
+                    Permission::ViewProfiles,
+                ],
+            ),
+            (Role::GovernanceBypass, &[Permission::BypassGovernance]),
         ];
         for (role, allowed) in table {
             for p in Permission::ALL {

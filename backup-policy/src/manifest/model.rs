@@ -89,6 +89,17 @@ pub(crate) struct CollectionSpecYaml {
     /// How many versions may be held at once (half of `maxBackupsCount` when absent).
     #[serde(default)]
     pub(crate) max_held_versions: Option<u32>,
+    /// The retention lock of every committed version: `mode` (`compliance` or `governance`)
+    /// and `minRetention` (a duration, `30d`).
+    #[serde(default)]
+    pub(crate) lock: Option<LockYaml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct LockYaml {
+    pub(crate) mode: String,
+    pub(crate) min_retention: String,
 }
 
 #[derive(Debug, Deserialize)]

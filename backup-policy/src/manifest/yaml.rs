@@ -359,10 +359,41 @@ pub(super) fn load_collection(doc: &Document, secrets: &Secrets, errors: &mut Er
     if let Some(max) = s.max_held_versions {
         spec = spec.with_max_held_versions(max);
     }
+    if let Some(lock) = &s.lock {
+        spec.lock = Some(lock_policy(file, lock, errors)?);
+    }
     Some(CollectionDefinition {
         id,
         spec,
         policy: CollectionPolicy { windows, acl, health_code_sha256 },
         file: file.to_owned(),
     })
+}
+
+/// A lock policy from `spec.lock`: its mode and a minimum retention such as `30d`.
+fn lock_policy(file: &std::path::Path, lock: &super::model::LockYaml, errors: &mut Errors) -> Option<backup_core::LockPolicy> {
+    let mode = match lock.mode.parse::<backup_core::LockMode>() {
+        Ok(m) => Some(m),
+        Err(_) => {
+            errors.at(file, "spec.lock.mode", format!("{:?} is not compliance or governance", lock.mode));
+            None
+        }
+    };
+    let retention = match humantime::parse_duration(&lock.min_retention) {
+        Ok(d) => chrono::Duration::from_std(d).ok(),
+        Err(e) => {
+            errors.at(file, "spec.lock.minRetention", format!("{:?} is not a duration such as 30d: {e}", lock.min_retention));
+            return None;
+        }
+    };
+    let Some(retention) = retention else {
+        errors.at(file, "spec.lock.minRetention", format!("{:?} is too long", lock.min_retention));
+        return None;
+    };
+    let policy = backup_core::LockPolicy::new(mode?, retention);
+    if let Err(e) = policy.validate() {
+        errors.at(file, "spec.lock.minRetention", e.to_string());
+        return None;
+    }
+    Some(policy)
 }
