@@ -136,6 +136,7 @@ impl Manifests {
         &self,
         engine: &backup_core::Engine,
     ) -> Result<Vec<backup_core::catalog::protocol::CollectionChange>> {
+        self.check_collections(engine).await?;
         let mut changes = Vec::with_capacity(self.collections.len());
         for c in &self.collections {
             let origin = c.file.display().to_string();
@@ -146,6 +147,36 @@ impl Manifests {
             }
         }
         Ok(changes)
+    }
+}
+
+impl Manifests {
+    /// Whether the engine would accept every collection as these manifests declare it, without
+    /// changing anything: a reload applies all of them or none, so one that would weaken a
+    /// compliance lock policy stops the whole reload and the running configuration stays.
+    ///
+    /// # Errors
+    /// [`Error::Manifest`] naming the file and field of the first collection refused; catalog
+    /// errors.
+    pub async fn check_collections(&self, engine: &backup_core::Engine) -> Result<()> {
+        let mut first = None;
+        for c in &self.collections {
+            match engine.check_declaration(&c.id, &c.spec).await {
+                Ok(()) => {}
+                Err(e @ backup_core::Error::InvalidSpec { .. }) => {
+                    first.get_or_insert(spec_error(&c.file, e));
+                }
+                Err(e @ backup_core::Error::Locked { .. }) => {
+                    first.get_or_insert(Error::Manifest {
+                        file: c.file.clone(),
+                        field: "spec.lock".to_owned(),
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 }
 

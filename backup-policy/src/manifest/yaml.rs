@@ -371,7 +371,11 @@ pub(super) fn load_collection(doc: &Document, secrets: &Secrets, errors: &mut Er
 }
 
 /// A lock policy from `spec.lock`: its mode and a minimum retention such as `30d`.
-fn lock_policy(file: &std::path::Path, lock: &super::model::LockYaml, errors: &mut Errors) -> Option<backup_core::LockPolicy> {
+fn lock_policy(
+    file: &std::path::Path,
+    lock: &super::model::LockYaml,
+    errors: &mut Errors,
+) -> Option<backup_core::LockPolicy> {
     let mode = match lock.mode.parse::<backup_core::LockMode>() {
         Ok(m) => Some(m),
         Err(_) => {
@@ -382,7 +386,11 @@ fn lock_policy(file: &std::path::Path, lock: &super::model::LockYaml, errors: &m
     let retention = match humantime::parse_duration(&lock.min_retention) {
         Ok(d) => chrono::Duration::from_std(d).ok(),
         Err(e) => {
-            errors.at(file, "spec.lock.minRetention", format!("{:?} is not a duration such as 30d: {e}", lock.min_retention));
+            errors.at(
+                file,
+                "spec.lock.minRetention",
+                format!("{:?} is not a duration such as 30d: {e}", lock.min_retention),
+            );
             return None;
         }
     };

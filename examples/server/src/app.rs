@@ -57,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .route(path("delete_version"), delete(versions::delete))
         .route(path("restore_version"), post(versions::restore))
         .route(path("protect_version"), put(retention::protect))
+        .route(path("lock_version"), put(retention::lock))
         .route(path("retention"), get(retention::preview))
         .route(path("simulate_retention"), post(retention::simulate))
         .route_layer(limit(Bucket::Default))

@@ -101,6 +101,22 @@ async fn open_checked(config: &ServerConfig) -> Result<Opened, String> {
     Ok(Opened { prepared, engine, repository })
 }
 
+/// A store that claims to enforce locks (an S3 URL with `object_lock=true`) must really do so
+/// before a compliance collection is served on it: a bucket without Object Lock would let the
+/// bucket's credentials delete what the collection promises to keep.
+async fn check_object_locks(engine: &Engine, manifests: &backup_policy::manifest::Manifests) -> Result<(), String> {
+    let Some(locks) = engine.object_locks() else { return Ok(()) };
+    let compliance =
+        manifests.collections.iter().find(|c| c.spec.lock.is_some_and(|l| l.mode == backup_core::LockMode::Compliance));
+    if let Some(c) = compliance {
+        locks.check().await.map_err(|e| {
+            format!("collection {} has a compliance lock, and the storage cannot enforce it: {e}", c.id)
+        })?;
+    }
+    tracing::info!(enforcement = %locks.describe(), "the storage enforces retention locks");
+    Ok(())
+}
+
 /// The state of a server on an opened repository: manifests declared, tokens, recovery run.
 async fn serve_state(args: &Args, opened: Opened) -> Result<AppState, String> {
     let Opened { prepared, engine, repository } = opened;
@@ -109,6 +125,7 @@ async fn serve_state(args: &Args, opened: Opened) -> Result<AppState, String> {
     if args.adopt_storage {
         tracing::warn!(%repository, catalog = %catalog.location(), "--adopt-storage: the catalog and the storage are paired as this repository");
     }
+    check_object_locks(&engine, &manifests).await?;
     ops::sync::collections(&engine, &manifests).await.map_err(|e| format!("configuration: {e}"))?;
     let key = match &args.jwt_secret_key {
         Some(secret) => TokenKey::hs256(secret.as_bytes(), None).map_err(|e| format!("--jwt-secret-key: {e}"))?,

@@ -22,6 +22,8 @@ pub(crate) fn version(v: &Version) -> Value {
         "digest": v.digest.to_string(),
         "held": v.held,
         "protectedUntil": v.protected_until.map(time),
+        "lockedUntil": v.lock.map(|l| time(l.until)),
+        "lockMode": v.lock.map(|l| l.mode.name()),
         "CreatedAt": time(v.created_at),
         "UpdatedAt": time(v.trashed_at.unwrap_or(v.committed_at)),
         "DeletedAt": v.trashed_at.map(time),
@@ -61,5 +63,10 @@ pub(crate) fn collection(c: &Collection) -> Value {
         "maxHeldVersions": c.spec.held_cap(),
         "contentRule": c.spec.content_rule.clone().unwrap_or_else(|| "none".into()),
         "digest": c.spec.digest.name(),
+        "lock": c.spec.lock.map(|l| json!({
+            "mode": l.mode.name(),
+            "minRetention": humantime::format_duration(l.min_retention.to_std().unwrap_or_default()).to_string(),
+            "minRetentionSeconds": l.min_retention.num_seconds(),
+        })),
     })
 }

@@ -345,6 +345,51 @@ pub(crate) async fn protect(
     Ok(ok(json!({ "version": model::version(&v) })))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockBody {
+    until: Timestamp,
+    #[serde(default)]
+    mode: Option<backup_core::LockMode>,
+}
+
+/// `PUT /api/stable/repository/collection/{collectionId}/version/{versionNum}/lock`:
+/// `{"until": RFC 3339}` lengthens the version's retention lock (or locks a version committed
+/// without one), `"mode"` optionally making it compliance. A lock never shortens and never
+/// weakens (400 saying so). Collection managers.
+pub(crate) async fn lock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, version)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    const DENIED: &str = "not authorized to lock versions of this collection";
+    let id = collection_id(&collection)?;
+    let VersionSelector::Number(n) = selector(&version)? else {
+        return Err(ApiError::bad_request("name the version to lock by its number"));
+    };
+    let b: LockBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid lock: {e}")))?;
+    let engine = &state.inner.engine;
+    let mode = match b.mode {
+        Some(mode) => mode,
+        None => {
+            let current = engine
+                .version(&caller.actor, &id, VersionSelector::Number(n))
+                .await
+                .map_err(|e| ApiError::from_core(&e, DENIED))?;
+            let policy = engine.collection(&caller.actor, &id).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
+            current
+                .lock
+                .map(|l| l.mode)
+                .or(policy.spec.lock.map(|p| p.mode))
+                .unwrap_or(backup_core::LockMode::Governance)
+        }
+    };
+    let v =
+        engine.lock_version(&caller.actor, &id, n, mode, b.until).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
+    Ok(ok(json!({ "version": model::version(&v) })))
+}
+
 /// What the `Retry-After` of a verification refused while another runs says, in seconds (a
 /// verification reads a whole collection: minutes, typically).
 const VERIFY_RETRY_AFTER_SECS: u64 = 60;

@@ -61,6 +61,8 @@ pub(crate) fn components() -> Value {
             "digest": { "type": "string", "pattern": "^(blake3|sha256):[0-9a-f]{64}$" },
             "held": { "type": "boolean" },
             "protectedUntil": nullable(time()),
+            "lockedUntil": nullable(time()),
+            "lockMode": nullable(json!({ "enum": ["governance", "compliance"] })),
             "CreatedAt": time(),
             "UpdatedAt": time(),
             "DeletedAt": nullable(time()),
@@ -114,6 +116,11 @@ pub(crate) fn components() -> Value {
             "maxHeldVersions": integer(),
             "contentRule": string(),
             "digest": string(),
+            "lock": nullable(object(&["mode", "minRetention", "minRetentionSeconds"], json!({
+                "mode": { "enum": ["governance", "compliance"] },
+                "minRetention": string(),
+                "minRetentionSeconds": integer(),
+            }))),
         }),
     );
     json!({
@@ -143,6 +150,10 @@ pub(crate) fn components() -> Value {
             "additionalProperties": false,
             "properties": { "held": { "type": "boolean" }, "protectedUntil": nullable(time()) },
         }),
+        "LockRequest": object(&["until"], json!({
+            "until": time(),
+            "mode": { "enum": ["governance", "compliance"], "description": "default: the version's mode, else the collection's, else governance" },
+        })),
         "SimulationRequest": json!({
             "type": "object",
             "required": ["policy", "versions"],

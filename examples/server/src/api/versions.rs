@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use backup_core::catalog::protocol::LockBypass;
 use backup_core::{Action, CollectionId, ErrorKind, StagedUpload, UploadOptions, VersionQuery, VersionSelector};
 use futures::StreamExt;
 use serde_json::json;
@@ -437,16 +438,30 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path((collection, version)): Path<(String, String)>,
+    Query(query): Query<DeleteQuery>,
 ) -> Result<Response, ApiError> {
     let id = collection_id(&collection)?;
     let n = number_of(&state, &caller, &id, &version).await?;
+    let bypass = match query.bypass_governance.as_deref() {
+        None | Some("false") => LockBypass::NONE,
+        Some("true") => LockBypass::GOVERNANCE,
+        Some(other) => return Err(ApiError::bad_request(format!("bypassGovernance={other:?} is not true or false"))),
+    };
     let v = state
         .inner
         .engine
-        .delete_version(&caller.actor, &id, n)
+        .delete_version_with(&caller.actor, &id, n, bypass)
         .await
         .map_err(|e| ApiError::from_core(&e, "not authorized to delete versions of this collection"))?;
     Ok(ok(json!({ "version": model::version(&v) })))
+}
+
+/// The query of a deletion: `bypassGovernance=true` asks to lift a governance lock.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DeleteQuery {
+    #[serde(default)]
+    bypass_governance: Option<String>,
 }
 
 /// `POST /api/stable/repository/collection/{collectionId}/version/{versionNum}/restore`

@@ -36,6 +36,12 @@ async fn reload(state: &AppState) {
     let s = &state.inner;
     match load_manifests(state).await {
         Ok(m) => {
+            // All or nothing: a manifest the engine refuses (one weakening a compliance lock,
+            // say) leaves the running policy and every collection as they are.
+            if let Err(e) = m.check_collections(&s.engine).await {
+                tracing::error!(error = %e, "the reloaded manifests are refused; the previous configuration stays");
+                return;
+            }
             s.directory.replace(m.policy_set());
             if let Err(e) = collections(&s.engine, &m).await {
                 tracing::error!(error = %e, "applying the reloaded manifests failed");

@@ -149,6 +149,12 @@ pub(crate) async fn page(
                         }
                     }
                 }
+                @if let Some(lock) = spec.lock {
+                    p {
+                        span.tag { (lock.mode) " lock" } " every version is locked for "
+                        (humantime::format_duration(lock.min_retention.to_std().unwrap_or_default()))
+                    }
+                }
             }
         }
         @if may.list {
@@ -231,7 +237,7 @@ fn versions_table(
                                             "Download"
                                         }
                                     }
-                                    @if may.delete && !v.held && v.protected_until.is_none() {
+                                    @if may.delete && !v.held && v.protected_until.is_none() && v.lock.is_none() {
                                         form method="post" action=(format!("{base}/{}/delete", v.number)) {
                                             input type="hidden" name="csrf" value=(csrf);
                                             button.danger type="submit" { "Delete" }
@@ -264,6 +270,11 @@ fn state_cell(v: &Version) -> Markup {
         @if v.held { " " span.tag { "held" } }
         @if let Some(until) = v.protected_until {
             " " span.tag title=(format!("protected until {}", format::time(until))) { "protected" }
+        }
+        @if let Some(lock) = v.lock {
+            " " span.tag title=(format!("{} lock until {}", lock.mode, format::time(lock.until))) {
+                "locked until " (format::time(lock.until))
+            }
         }
         @if let Some(why) = &v.quarantined { " " span.tag.fail title=(why) { "quarantined" } }
     }
