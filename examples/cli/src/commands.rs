@@ -111,10 +111,14 @@ fn version_row(v: &Value) -> Vec<String> {
         cell(v, "CreatedAt"),
         cell(v, "user"),
         if v.get("held") == Some(&Value::Bool(true)) { "held".to_owned() } else { String::new() },
+        match (v.get("lockMode").and_then(Value::as_str), v.get("lockedUntil").and_then(Value::as_str)) {
+            (Some(mode), Some(until)) => format!("{mode} until {until}"),
+            _ => String::new(),
+        },
     ]
 }
 
-const VERSION_HEADERS: [&str; 6] = ["VERSION", "FILE", "SIZE", "RECEIVED", "USER", "HOLD"];
+const VERSION_HEADERS: [&str; 7] = ["VERSION", "FILE", "SIZE", "RECEIVED", "USER", "HOLD", "LOCK"];
 
 /// `list`.
 pub(crate) async fn list(client: &Client, out: Output, args: CollectionArg) -> Result<()> {

@@ -377,3 +377,26 @@ async fn refusals_and_failures_say_why_with_their_exit_codes() {
     assert!(!stderr(&down).contains("trying again"), "an upload is never retried: {}", stderr(&down));
     reader.server.shutdown().await;
 }
+
+/// `list` shows each version's retention lock, and `delete` of a locked version is refused
+/// with the server's reason (exit 2: the request was refused, nothing changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_locks_and_a_locked_version_is_not_deleted() {
+    let vault = "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: vault\nspec:\n    \
+                 filenameTemplate: vault-${version}\n    maxBackupsCount: 3\n    maxOneVersionSize: 1M\n    \
+                 maxCollectionSize: 3M\n    contentRule: none\n    lock:\n        mode: compliance\n        \
+                 minRetention: 30d\n    accessControl:\n        - name: admin\n          type: user\n          roles: \
+                 [\"collectionManager\"]\n";
+    let env = Env::with(config().manifest(backup_policy::manifest::DocumentKind::Collection, "vault", vault)).await;
+    env.login("admin").await;
+    assert_ok(&env.run(&["upload", "vault", "-"], b"keep me").await);
+    let table = env.run(&["list", "vault"], b"").await;
+    assert_ok(&table);
+    let text = stdout(&table);
+    assert!(text.lines().next().unwrap().ends_with("LOCK"), "{text}");
+    assert!(text.contains("compliance until"), "{text}");
+    let refused = env.run(&["delete", "vault", "1"], b"").await;
+    assert!(!refused.status.success(), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("locked"), "{}", stderr(&refused));
+    assert_eq!(numbers(&env, "vault").await, [1]);
+}

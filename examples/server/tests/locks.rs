@@ -140,8 +140,7 @@ async fn no_credential_removes_a_compliance_locked_version() {
         json!({"mode": "compliance", "minRetention": "30days", "minRetentionSeconds": 2_592_000})
     );
 
-    for (who, token, bypass_status) in
-        [("root", &admin, 403), ("manager", &manager, 403), ("uploader", &uploader, 403)]
+    for (who, token, bypass_status) in [("root", &admin, 403), ("manager", &manager, 403), ("uploader", &uploader, 403)]
     {
         let (status, body) = send(c.delete(version_url(&server, "vault", 1)).bearer_auth(token)).await;
         let expected = if who == "uploader" { 403 } else { 409 };
