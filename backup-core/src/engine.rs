@@ -157,7 +157,7 @@ pub struct Usage {
     pub versions: u64,
     /// Σ committed sizes, in bytes.
     pub committed_bytes: u64,
-    /// Committed versions that are held or protected.
+    /// Committed versions that are held, protected or locked.
     pub protected_versions: u64,
     /// Uploads in flight (live leases).
     pub uploads_in_flight: u64,

@@ -184,7 +184,8 @@ pub struct Counters {
     pub bytes: u64,
     /// Σ overage of committed versions (bytes above the spec's soft limit).
     pub overage: u64,
-    /// Committed versions that are held or carry a protection deadline.
+    /// Committed versions that are held, carry a protection deadline or a retention lock
+    /// (one that ended counts until maintenance clears it).
     pub protected: u64,
     /// Committed versions that are held.
     pub held: u64,
