@@ -63,7 +63,7 @@ mod with_postgres {
         client.batch_execute(&format!("UPDATE \"{schema}\".schema_version SET version = 99")).await.unwrap();
         let e = PostgresCatalog::builder(&url).schema(&schema).build().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal);
-        assert!(e.to_string().contains("schema version 99, newer than the 6 this build knows"), "{e}");
+        assert!(e.to_string().contains("schema version 99, newer than the 7 this build knows"), "{e}");
     }
 
     /// A schema as an older release left it (`ddl` run, `schema_version` at `version`), a
@@ -206,7 +206,7 @@ mod with_postgres {
         assert!(catalog.list_undescribed(None, 10).await.unwrap().is_empty(), "recover cleared it: {report:?}");
         let version: i64 =
             client.query_one(&format!("SELECT version FROM \"{schema}\".schema_version"), &[]).await.unwrap().get(0);
-        assert_eq!(version, 6);
+        assert_eq!(version, 7);
     }
 
     /// A database written by the release before the quarantine count (schema 5) is migrated,
@@ -277,7 +277,7 @@ mod with_postgres {
         );
         let version: i64 =
             client.query_one(&format!("SELECT version FROM \"{schema}\".schema_version"), &[]).await.unwrap().get(0);
-        assert_eq!(version, 6);
+        assert_eq!(version, 7);
     }
 
     /// Migration 5 as it shipped, on top of [`SCHEMA_2_TO_4`].

@@ -60,7 +60,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     rusqlite::Connection::open(&path).unwrap().execute("UPDATE schema_version SET version = 99", []).unwrap();
     let e = SqliteCatalog::open(&path).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Internal);
-    assert!(e.to_string().contains("schema version 99, newer than the 6 this build knows"), "{e}");
+    assert!(e.to_string().contains("schema version 99, newer than the 7 this build knows"), "{e}");
 }
 
 /// Writes that wait for the writer share one transaction and one sync (group commit); each
@@ -243,7 +243,7 @@ async fn a_schema_4_catalog_is_migrated_to_description_marks() {
         .unwrap()
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 }
 
 /// A catalog written by the release before the quarantine count (schema 5) opens, is
@@ -322,7 +322,7 @@ async fn a_schema_5_catalog_is_migrated_with_its_quarantine_count() {
         .unwrap()
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 }
 
 /// Migration 5 as it shipped, on top of [`SCHEMA_2_TO_4`].
