@@ -93,15 +93,17 @@ impl S3ObjectLock {
         }
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let (Some(mode), Some(until)) = (header(MODE_HEADER), header(RETAIN_UNTIL_HEADER)) else { return Ok(None) };
-        let unreadable = |what: &str| {
-            Error::Store {
-                operation: OPERATION,
-                key: key.to_string(),
-                source: object_store::Error::Generic {
-                    store: STORE,
-                    source: format!("unreadable {what} {mode:?} until {until:?}: a retention that cannot be read might be shortened, so none is set").into(),
-                },
-            }
+        let unreadable = |what: &str| Error::Store {
+            operation: OPERATION,
+            key: key.to_string(),
+            source: object_store::Error::Generic {
+                store: STORE,
+                source: format!(
+                    "unreadable {what} {mode:?} until {until:?}: a retention that cannot be read \
+                         might be shortened, so none is set"
+                )
+                .into(),
+            },
         };
         let mode = match mode.as_str() {
             "COMPLIANCE" => LockMode::Compliance,
