@@ -27,6 +27,12 @@
 //! also those whose id was never recorded, found by the bucket's listing (`S3OpenUploads`, in
 //! [`OpenedStore::leftovers`]).
 //!
+//! Version locks hold against the store's own credentials when the store enforces them
+//! ([`OpenedStore::object_locks`], for [`backup_core::EngineBuilder::object_locks`]): on S3 a
+//! bucket with Object Lock, opened with `object_lock=true` (`S3ObjectLock`), keeps a locked
+//! version's objects until the lock ends; on local disk [`local_disk::ReadOnlyFiles`] makes
+//! them read-only, which stops overwrites but not their owner deleting them.
+//!
 //! ```
 //! use backup_core::{Actor, CollectionSpec, Limits};
 //! use backup_store::{StoreOptions, open_catalog, open_store};
@@ -67,6 +73,8 @@ mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "aws")]
+mod s3_object_lock;
+#[cfg(feature = "aws")]
 mod s3_uploads;
 pub mod snapshot;
 mod sqlite;
@@ -80,6 +88,8 @@ pub use object_store_url::{OpenedStore, StoreOptions, object_store_from_url, ope
 pub use open::open_catalog;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresCatalog, PostgresCatalogBuilder};
+#[cfg(feature = "aws")]
+pub use s3_object_lock::S3ObjectLock;
 #[cfg(feature = "aws")]
 pub use s3_uploads::S3OpenUploads;
 pub use sqlite::SqliteCatalog;

@@ -1,11 +1,12 @@
-//! Local-disk stores: a durable one by folder, and housekeeping of their staging files.
+//! Local-disk stores: a durable one by folder, housekeeping of their staging files, and
+//! locked versions' files made read-only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use backup_core::store::UploadLeftovers;
-use backup_core::{Error, ErrorKind, Result, async_trait};
+use backup_core::{Error, ErrorKind, ObjectLocks, Result, VersionLock, async_trait};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 
@@ -175,6 +176,110 @@ fn remove_staging_of(file: &Path) -> std::io::Result<u64> {
     Ok(removed)
 }
 
+/// Version locks on local disk, for [`backup_core::EngineBuilder::object_locks`]: a locked
+/// version's object and description files are made read-only (mode `0444`).
+///
+/// That stops overwrites and casual edits in place; it cannot stop the files' owner or root
+/// from deleting them (deleting a file depends on its folder's permissions, which the store
+/// needs writable) or making them writable again. The engine itself keeps locked versions
+/// whatever the files' modes; a description is still rewritten over a read-only one (by a
+/// new file renamed over it, which is then made read-only again), and an object whose lock
+/// ended is deleted as any other. [`crate::OpenedStore::local_disk`] sets it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use backup_store::local_disk::{ReadOnlyFiles, local_disk_store};
+///
+/// let dir = tempfile::tempdir()?;
+/// let engine = backup_core::Engine::builder()
+///     .store(local_disk_store(dir.path())?)
+///     .object_locks(Arc::new(ReadOnlyFiles::new(dir.path())?))
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ReadOnlyFiles {
+    root: PathBuf,
+    /// Maps keys to files exactly as the store does.
+    paths: LocalFileSystem,
+}
+
+impl ReadOnlyFiles {
+    /// The files of the local-disk store rooted at `root`, which must exist.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the folder cannot be opened.
+    pub fn new(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        let paths = LocalFileSystem::new_with_prefix(root)
+            .map_err(|e| Error::invalid("local store folder", format!("cannot open {}: {e}", root.display())))?;
+        Ok(ReadOnlyFiles { root: root.to_path_buf(), paths })
+    }
+}
+
+#[async_trait]
+impl ObjectLocks for ReadOnlyFiles {
+    /// Makes the file at `key` read-only; the lock's mode and end make no difference, as a
+    /// file mode has neither.
+    ///
+    /// # Errors
+    /// [`Error::Store`]: no such file (not found), or the mode could not be changed.
+    async fn retain(&self, key: &object_store::path::Path, _lock: &VersionLock) -> Result<()> {
+        let failed =
+            |source: object_store::Error| Error::Store { operation: "make read-only", key: key.to_string(), source };
+        let file = self.paths.path_to_filesystem(key).map_err(failed)?;
+        let shown = file.display().to_string();
+        tokio::task::spawn_blocking(move || make_read_only(&file))
+            .await
+            .map_err(|e| Error::internal(format!("read-only task: {e}")))?
+            .map_err(|e| {
+                failed(if e.kind() == std::io::ErrorKind::NotFound {
+                    object_store::Error::NotFound { path: shown, source: Box::new(e) }
+                } else {
+                    object_store::Error::Generic { store: "LocalFileSystem", source: format!("{shown}: {e}").into() }
+                })
+            })
+    }
+
+    /// Always fine: every local file system has read-only files.
+    ///
+    /// # Errors
+    /// None.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "read-only files under {}: a locked version's object and description are made read-only (mode 0444), \
+             which stops overwrites and casual edits; it cannot stop the files' owner or root from deleting them \
+             (deleting a file depends on its folder's permissions) or making them writable again",
+            self.root.display()
+        )
+    }
+}
+
+/// Sets `file` to mode `0444` (read-only elsewhere) unless it is already.
+fn make_read_only(file: &Path) -> std::io::Result<()> {
+    let mut permissions = std::fs::metadata(file)?.permissions();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if permissions.mode() & 0o7777 == 0o444 {
+            return Ok(());
+        }
+        permissions.set_mode(0o444);
+    }
+    #[cfg(not(unix))]
+    {
+        if permissions.readonly() {
+            return Ok(());
+        }
+        permissions.set_readonly(true);
+    }
+    std::fs::set_permissions(file, permissions)
+}
+
 /// `<name>#<digits>`: the form of a staging file.
 fn is_staging_name(name: &str) -> bool {
     match name.rsplit_once('#') {
@@ -224,7 +329,9 @@ mod tests {
 
 /// Descriptions written in place, one system call each (create, write, close): no staging
 /// file, no rename, no sync. A description cut by a crash is unreadable; a rebuild reports it
-/// and a scrub writes it again. Everything but `put` goes to the wrapped store.
+/// and a scrub writes it again. Everything but `put` goes to the wrapped store, and so does a
+/// `put` over a read-only description (a locked version's, see [`ReadOnlyFiles`]): it cannot
+/// be opened for writing (but by root), and the wrapped store renames a new file over it.
 #[derive(Debug)]
 struct InPlaceWrites {
     root: std::path::PathBuf,
@@ -250,15 +357,23 @@ impl ObjectStore for InPlaceWrites {
         }
         let path = self.root.join(location.as_ref());
         let bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
+            // Decided by the mode, not by a refused open, so that root (whom no mode stops)
+            // leaves read-only files alone too.
+            if std::fs::metadata(&path).is_ok_and(|m| m.permissions().readonly()) {
+                return Ok(false);
+            }
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::write(&path, bytes)
+            std::fs::write(&path, bytes).map(|()| true)
         })
         .await
         .map_err(|e| object_store::Error::Generic { store: "InPlaceWrites", source: Box::new(e) })?
         .map_err(|e| object_store::Error::Generic { store: "InPlaceWrites", source: Box::new(e) })?;
+        if !written {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
         Ok(object_store::PutResult { e_tag: None, version: None, extensions: Default::default() })
     }
 

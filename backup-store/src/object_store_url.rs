@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use backup_core::store::UploadLeftovers;
-use backup_core::{EngineBuilder, Error, Result};
+use backup_core::{EngineBuilder, Error, ObjectLocks, Result};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;
@@ -75,6 +75,11 @@ fn invalid(url: &str, reason: impl std::fmt::Display) -> Error {
 /// `disableSSL=true`, `s3ForcePathStyle=true`, `region=…`. Requests are path-style unless
 /// `virtual_hosted_style_request=true`.
 ///
+/// `object_lock=true` (S3 only; `false` is the default) makes the bucket enforce version
+/// locks: [`OpenedStore::object_locks`] sets each locked version's object and description
+/// to S3 Object Lock retention until its lock ends (`S3ObjectLock`). The bucket must have
+/// been created with Object Lock enabled; `ObjectLocks::check` tells.
+///
 /// ```
 /// use backup_store::{StoreOptions, object_store_from_url};
 ///
@@ -86,7 +91,8 @@ fn invalid(url: &str, reason: impl std::fmt::Display) -> Error {
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for an unknown scheme (listing the supported ones), a scheme whose
-/// feature is off, or settings the backend refuses.
+/// feature is off, settings the backend refuses, or an `object_lock` other than `true` or
+/// `false`.
 pub fn object_store_from_url(url: &str, options: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
     open_store(url, options).map(|opened| opened.store)
 }
@@ -109,13 +115,19 @@ pub struct OpenedStore {
     /// ([`backup_core::EngineBuilder::upload_leftovers`]): the staging files of local disk,
     /// the open multipart uploads of S3 (also those whose id was never recorded).
     pub leftovers: Option<Arc<dyn UploadLeftovers>>,
+    /// The store's own enforcement of version locks
+    /// ([`backup_core::EngineBuilder::object_locks`]): read-only files on local disk
+    /// ([`crate::local_disk::ReadOnlyFiles`]), S3 Object Lock retention for `s3://` URLs with
+    /// `object_lock=true` (`S3ObjectLock`, feature `aws`).
+    pub object_locks: Option<Arc<dyn ObjectLocks>>,
 }
 
 impl OpenedStore {
     /// A folder on local disk as a repository's store: the blobs written with fsync
     /// ([`crate::local_disk_store`]), the descriptions beside them without it
-    /// ([`crate::local_disk::description_store`]), and the staging files a killed process left
-    /// as its leftovers ([`crate::local_disk::StagingFiles`]). What `open_store` gives for
+    /// ([`crate::local_disk::description_store`]), the staging files a killed process left
+    /// as its leftovers ([`crate::local_disk::StagingFiles`]), and locked versions' files
+    /// made read-only ([`crate::local_disk::ReadOnlyFiles`]). What `open_store` gives for
     /// `file://` URLs and [`crate::local_repository`] for its `blobs` folder.
     ///
     /// # Errors
@@ -127,11 +139,12 @@ impl OpenedStore {
             multipart: None,
             descriptions: Some(crate::local_disk::description_store(folder)?),
             leftovers: Some(Arc::new(crate::local_disk::StagingFiles::new(folder))),
+            object_locks: Some(Arc::new(crate::local_disk::ReadOnlyFiles::new(folder)?)),
         })
     }
 
     /// Gives `builder` the store and everything opened with it (multipart store,
-    /// description store, leftovers), so that no part is forgotten.
+    /// description store, leftovers, object locks), so that no part is forgotten.
     ///
     /// ```
     /// use backup_store::{StoreOptions, open_store};
@@ -152,6 +165,9 @@ impl OpenedStore {
         if let Some(leftovers) = self.leftovers {
             builder = builder.upload_leftovers(leftovers);
         }
+        if let Some(locks) = self.object_locks {
+            builder = builder.object_locks(locks);
+        }
         builder
     }
 }
@@ -163,6 +179,7 @@ impl std::fmt::Debug for OpenedStore {
             .field("multipart", &self.multipart.is_some())
             .field("descriptions", &self.descriptions.is_some())
             .field("leftovers", &self.leftovers)
+            .field("object_locks", &self.object_locks)
             .finish()
     }
 }
@@ -190,9 +207,13 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<OpenedStore> {
     match parsed.scheme() {
         // A process that dies takes its memory along; local disk leaves staging files, which
         // `local_disk::StagingFiles` removes.
-        "memory" => {
-            Ok(OpenedStore { store: Arc::new(InMemory::new()), multipart: None, descriptions: None, leftovers: None })
-        }
+        "memory" => Ok(OpenedStore {
+            store: Arc::new(InMemory::new()),
+            multipart: None,
+            descriptions: None,
+            leftovers: None,
+            object_locks: None,
+        }),
         "file" => {
             let path = parsed.to_file_path().map_err(|()| invalid(url, "expected file:///absolute/path"))?;
             OpenedStore::local_disk(path)
@@ -229,8 +250,15 @@ fn with_prefix<T: ObjectStore + MultipartStore>(store: Arc<T>, prefix: Option<Pa
             multipart: Some(Arc::new(PrefixedMultipart { inner: store, prefix: p })),
             descriptions: None,
             leftovers: None,
+            object_locks: None,
         },
-        None => OpenedStore { store: store.clone(), multipart: Some(store), descriptions: None, leftovers: None },
+        None => OpenedStore {
+            store: store.clone(),
+            multipart: Some(store),
+            descriptions: None,
+            leftovers: None,
+            object_locks: None,
+        },
     }
 }
 
@@ -286,7 +314,9 @@ fn s3(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedStor
     let (bucket, prefix) = bucket_and_prefix(url, parsed)?;
     let all = settings(parsed, options);
     let plain_http = all.iter().any(|(k, v)| k == "disableSSL" && v == "true");
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_virtual_hosted_style_request(false);
+    let mut object_lock = false;
+    let mut builder =
+        AmazonS3Builder::from_env().with_bucket_name(bucket.clone()).with_virtual_hosted_style_request(false);
     for (key, value) in all {
         match key.as_str() {
             // backup-repository's gocloud parameters.
@@ -296,6 +326,17 @@ fn s3(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedStor
                 let scheme = if plain_http { "http" } else { "https" };
                 builder = builder.with_endpoint(format!("{scheme}://{value}"));
             }
+            // Ours, not object_store's: the bucket's Object Lock for version locks.
+            "object_lock" => {
+                object_lock = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        let shown: String = other.chars().take(40).collect();
+                        return Err(invalid(url, format!("object_lock={shown:?}: expected true or false")));
+                    }
+                }
+            }
             _ => {
                 let key: AmazonS3ConfigKey = key.parse().map_err(|e| invalid(url, e))?;
                 builder = builder.with_config(key, value);
@@ -304,7 +345,12 @@ fn s3(url: &str, parsed: &url::Url, options: &StoreOptions) -> Result<OpenedStor
     }
     let s3 = Arc::new(builder.build().map_err(|e| invalid(url, e))?);
     let leftovers = crate::s3_uploads::S3OpenUploads::new(s3.clone(), prefix.clone());
-    Ok(OpenedStore { leftovers: Some(Arc::new(leftovers)), ..with_prefix(s3, prefix) })
+    let object_locks: Option<Arc<dyn ObjectLocks>> = if object_lock {
+        Some(Arc::new(crate::s3_object_lock::S3ObjectLock::new(s3.clone(), bucket, prefix.clone())))
+    } else {
+        None
+    };
+    Ok(OpenedStore { leftovers: Some(Arc::new(leftovers)), object_locks, ..with_prefix(s3, prefix) })
 }
 
 #[cfg(not(feature = "aws"))]

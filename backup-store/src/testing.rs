@@ -6,10 +6,13 @@
 //! |---|---|
 //! | [`database_url`] | `TEST_DATABASE_URL`, or a named skip |
 //! | [`fresh_schema`] | a random PostgreSQL schema name, so tests share one database |
+//! | [`moto_url`] | `TEST_MOTO_URL` (moto's S3 server, which enforces Object Lock), or a named skip |
 //! | [`S3Server`] | s3s-fs on `127.0.0.1:0` with SigV4 keys, over a temporary folder |
 
 mod database;
+mod moto;
 mod s3;
 
 pub use database::{database_url, fresh_schema, skipped};
+pub use moto::moto_url;
 pub use s3::S3Server;
