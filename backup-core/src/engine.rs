@@ -655,7 +655,7 @@ impl Engine {
     /// store's retention of its object and description is lengthened too.
     ///
     /// ```
-    /// use backup_core::{Actor, CollectionSpec, Engine, ErrorKind, Limits, LockMode, LockPolicy};
+    /// use backup_core::{Actor, CollectionSpec, Engine, ErrorKind, Limits, LockMode, LockPolicy, Timestamp};
     /// use chrono::{Duration, Utc};
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -666,11 +666,11 @@ impl Engine {
     /// engine.create_collection(&me, &id, spec).await?;
     /// engine.upload(&me, &id, futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("x"))])).await?;
     /// assert_eq!(engine.delete_version(&me, &id, 1).await.unwrap_err().kind(), ErrorKind::Conflict);
-    /// let until = Utc::now() + Duration::days(30);
-    /// let v = engine.lock_version(&me, &id, 1, LockMode::Compliance, until.into()).await?;
-    /// assert_eq!(v.lock.unwrap().until, until.into());
-    /// let shorter = Utc::now() + Duration::days(1);
-    /// assert!(engine.lock_version(&me, &id, 1, LockMode::Compliance, shorter.into()).await.is_err());
+    /// let until = Timestamp::from(Utc::now() + Duration::days(30));
+    /// let v = engine.lock_version(&me, &id, 1, LockMode::Compliance, until).await?;
+    /// assert_eq!(v.lock.unwrap().until, until);
+    /// let shorter = Timestamp::from(Utc::now() + Duration::days(1));
+    /// assert!(engine.lock_version(&me, &id, 1, LockMode::Compliance, shorter).await.is_err());
     /// # Ok::<(), backup_core::Error>(()) }).unwrap();
     /// ```
     ///

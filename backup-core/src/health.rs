@@ -653,8 +653,11 @@ mod tests {
         let order: Vec<_> = assess(&facts, &[half_hourly()], at(1, 45, 0)).checks.iter().map(|c| c.kind).collect();
         assert_eq!(order, CheckKind::ALL, "the order backup-repository reports them in");
         let plain = spec();
-        let order: Vec<_> =
-            assess(&Facts::new(&plain, &counters), &[half_hourly()], at(1, 45, 0)).checks.iter().map(|c| c.kind).collect();
+        let order: Vec<_> = assess(&Facts::new(&plain, &counters), &[half_hourly()], at(1, 45, 0))
+            .checks
+            .iter()
+            .map(|c| c.kind)
+            .collect();
         assert_eq!(order, CheckKind::ALL[..4], "capacity only for a collection with a lock policy");
         assert_eq!(Facts::details_needed(&counters), (false, false));
         assert_eq!(Facts::details_needed(&self::counters(1, 1, 1, 1)), (true, true));

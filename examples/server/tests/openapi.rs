@@ -148,6 +148,22 @@ async fn every_answer_matches_the_served_schemas() {
             200,
         );
     }
+    let lock = "/api/stable/repository/collection/{collectionId}/version/{versionNum}/lock";
+    let until = chrono::Utc::now() + chrono::Duration::days(1);
+    for (change, status) in [
+        (json!({ "until": until.to_rfc3339(), "mode": "governance" }), 200),
+        (json!({ "until": (until - chrono::Duration::hours(1)).to_rfc3339() }), 400),
+    ] {
+        check_request(&doc, lock, "put", &change);
+        let url = "/api/stable/repository/collection/db/version/2/lock".into();
+        expect(lock, "put", call(Method::PUT, url, t(), Some(change)).await, status);
+    }
+    expect(
+        "/api/stable/repository/collection/{collectionId}/version/{versionNum}",
+        "delete",
+        call(Method::DELETE, "/api/stable/repository/collection/db/version/2".into(), t(), None).await,
+        409,
+    );
     expect(
         "/api/stable/repository/collection/{collectionId}/version/{versionNum}",
         "delete",
@@ -226,14 +242,14 @@ async fn every_answer_matches_the_served_schemas() {
     // Every route is in the document, with a schema for its success.
     let paths = doc["paths"].as_object().unwrap();
     let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(operations, 21, "{}", doc["paths"]);
+    assert_eq!(operations, 22, "{}", doc["paths"]);
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
             let content = op["responses"]["200"]["content"].as_object().unwrap_or_else(|| panic!("{method} {path}"));
             assert!(!content.is_empty(), "{method} {path}");
         }
     }
-    assert_eq!(checked, 26);
+    assert_eq!(checked, 29);
     // The check can fail: a login answer without its token, a version without its digest.
     for (path, method, wrong) in [
         (
