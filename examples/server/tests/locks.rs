@@ -275,3 +275,24 @@ async fn a_reload_weakening_a_compliance_lock_is_refused_whole() {
     let (status, _) = send(c.delete(version_url(&server, "gov", 1)).bearer_auth(&uploader)).await;
     assert_eq!(status, 403, "the promotion in the refused reload does not apply");
 }
+
+/// A compliance collection on a store that claims Object Lock (`object_lock=true`) but whose
+/// bucket does not have it (s3s-fs has none): the server refuses to start, saying why.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compliance_collection_needs_a_store_that_enforces_locks() {
+    use clap::Parser;
+    let s3 = backup_store::testing::S3Server::start().await;
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    manifests(config.path());
+    let url = format!("{}&object_lock=true", s3.url());
+    let extra = ["--storage-url", url.as_str()];
+    let argv = ["backup-server", "--listen", "127.0.0.1:0", "--log-level", "warn"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(args(config.path(), data.path(), &extra));
+    let parsed = backup_server::Args::try_parse_from(argv).unwrap();
+    let refused = backup_server::spawn(backup_server::ServerConfig::from_args(parsed).unwrap()).await;
+    let Err(e) = refused else { panic!("the server started on a bucket without Object Lock") };
+    assert!(e.contains("collection vault has a compliance lock") && e.contains("Object Lock"), "{e}");
+}
