@@ -210,3 +210,38 @@ async fn locks_lengthen_never_shorten_and_restores_do_not_push_out_locked_versio
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert_eq!(numbers(&w).await, [2, 3, 4, 5, 6]);
 }
+
+/// Descriptions carry the locks: a catalog rebuilt from the store alone has every version's
+/// lock (the lengthened one too), and enforces them.
+#[tokio::test]
+async fn a_catalog_rebuilt_from_the_store_keeps_the_locks() {
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let clock = Arc::new(ManualClock::starting_now());
+    let engine = Engine::builder().store(store.clone()).clock(clock.clone()).build().unwrap();
+    let (me, id): (Actor, CollectionId) = (Actor::user("admin"), "db".parse().unwrap());
+    let spec = CollectionSpec::new("db-${version}", Limits::new(5, 1000, 5000).unwrap())
+        .with_lock(LockPolicy::new(LockMode::Compliance, chrono::Duration::days(30)));
+    engine.create_collection(&me, &id, spec).await.unwrap();
+    for n in 0..2u8 {
+        engine.upload(&me, &id, body(vec![n; 10])).await.unwrap();
+    }
+    let later = Timestamp::from(clock.now()) + chrono::Duration::days(90);
+    let lengthened = engine.lock_version(&me, &id, 2, LockMode::Compliance, later).await.unwrap().lock;
+    let before = engine.versions(&me, &id, VersionQuery::first(10)).await.unwrap().items;
+
+    let rebuilt = Engine::builder()
+        .catalog(Arc::new(MemoryCatalog::new()))
+        .store(store)
+        .clock(clock)
+        .adopt_store(true)
+        .build()
+        .unwrap();
+    rebuilt.rebuild_catalog(&backup_core::RebuildOptions::empty_catalog()).await.unwrap();
+    let after = rebuilt.versions(&me, &id, VersionQuery::first(10)).await.unwrap().items;
+    let locks = |vs: &[backup_core::Version]| vs.iter().map(|v| (v.number, v.lock)).collect::<Vec<_>>();
+    assert_eq!(locks(&after), locks(&before));
+    assert_eq!(after[1].lock, lengthened);
+    assert!(matches!(rebuilt.delete_version(&me, &id, 1).await, Err(Error::Locked { .. })));
+    let collection = rebuilt.collection(&me, &id).await.unwrap();
+    assert_eq!(collection.spec.lock.map(|l| l.mode), Some(LockMode::Compliance), "the spec comes back with its policy");
+}

@@ -243,18 +243,8 @@ mod tests {
                     Permission::ManageCollections,
                 ],
             ),
-            // Everything but lifting governance locks: that takes the dedicated role.
-            (
-                Role::SystemAdmin,
-                &[
-                    Permission::Download,
-                    Permission::Upload,
-                    Permission::UploadAnytime,
-                    Permission::DeleteVersions,
-                    Permission::ManageCollections,
-                    Permission::ViewProfiles,
-                ],
-            ),
+            // Everything but lifting governance locks (the last): that takes the dedicated role.
+            (Role::SystemAdmin, &Permission::ALL[..6]),
             (Role::GovernanceBypass, &[Permission::BypassGovernance]),
         ];
         for (role, allowed) in table {

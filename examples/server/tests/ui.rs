@@ -763,3 +763,25 @@ async fn dashboard_downloads_carry_the_pages_security_headers() {
     }
     server.shutdown().await;
 }
+
+/// A locked collection's page shows its lock policy and each version's lock, and offers no
+/// delete button for a locked version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_versions_are_shown_locked_and_offer_no_deletion() {
+    let vault = "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: vault\nspec:\n    \
+                 filenameTemplate: vault-${version}\n    maxBackupsCount: 3\n    maxOneVersionSize: 1M\n    \
+                 maxCollectionSize: 3M\n    contentRule: none\n    lock:\n        mode: compliance\n        \
+                 minRetention: 30d\n    accessControl:\n        - name: alice\n          type: user\n          roles: \
+                 [collectionManager]\n";
+    let config = support::dashboard_config().manifest(backup_policy::manifest::DocumentKind::Collection, "vault", vault);
+    let server = spawn(config).await.unwrap();
+    let state = &server.state;
+    let token = api_token(state, "alice", "alicealice").await;
+    upload(state, &token, "vault", b"keep me".to_vec()).await;
+    let alice = log_in(state, "alice", "alicealice").await;
+    let page = send(state, Method::GET, "/ui/collections/vault", Some(&alice), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("compliance lock"), "the policy is shown: {}", page.body);
+    assert!(page.body.contains("locked (compliance) until"), "the version's lock is shown: {}", page.body);
+    assert!(!page.body.contains("/ui/collections/vault/versions/1/delete"), "no delete button for a locked version");
+}

@@ -272,8 +272,8 @@ fn state_cell(v: &Version) -> Markup {
             " " span.tag title=(format!("protected until {}", format::time(until))) { "protected" }
         }
         @if let Some(lock) = v.lock {
-            " " span.tag title=(format!("{} lock until {}", lock.mode, format::time(lock.until))) {
-                "locked until " (format::time(lock.until))
+            " " span.tag title=(format!("no one may delete it before {}", format::time(lock.until))) {
+                "locked (" (lock.mode) ") until " (format::time(lock.until))
             }
         }
         @if let Some(why) = &v.quarantined { " " span.tag.fail title=(why) { "quarantined" } }
