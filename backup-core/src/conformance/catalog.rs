@@ -1139,6 +1139,20 @@ pub async fn locks_are_kept_and_enforced(catalog: &dyn Catalog) {
     let actions: Vec<&str> = events[before..].iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["lock.bypass", "version.delete"]);
     assert_eq!(catalog.collection_state(&id).await.expect("state").counters.protected, 0);
+
+    // A trashed version whose lock still holds (a rebuild or an import can bring one) is not
+    // purged: it waits in the trash until the lock ends.
+    let t = now();
+    let digest = Digest::of(DigestAlgorithm::Blake3, b"locked");
+    let trashed = Version::new(VersionId::generate(), id.clone(), 7, format!("conformance/{id}/locked"), 6, digest)
+        .with_times(t, t)
+        .with_state(VersionState::Trashed, Some((t, "x".to_owned())), None)
+        .with_lock(Some(VersionLock::new(LockMode::Governance, t + Duration::days(1))));
+    let insert = vec![Mutation::InsertVersion(trashed.clone())];
+    catalog.step(StateQuery::none(), move |_| Ok(Decision::new(insert, ()))).await.expect("insert");
+    assert!(catalog.mark_purged(&[trashed.id], t).await.expect("purge").is_empty(), "a locked version is not purged");
+    let purged = catalog.mark_purged(&[trashed.id], t + Duration::days(2)).await.expect("purge");
+    assert_eq!(purged.iter().map(|v| v.id).collect::<Vec<_>>(), [trashed.id], "purged once its lock ended");
 }
 
 /// A version's metadata is written with its commit and read back whole (names, any

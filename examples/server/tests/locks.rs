@@ -43,6 +43,9 @@ const ACL: &str = r#"        - name: manager
         - name: governor
           type: user
           roles: ["collectionManager", "governanceBypass"]
+        - name: ci
+          type: user
+          roles: ["collectionManager"]
 "#;
 
 fn manifests(config: &std::path::Path) {
@@ -56,6 +59,32 @@ fn manifests(config: &std::path::Path) {
     for user in ["manager", "uploader", "governor"] {
         add_user(config, user);
     }
+    // A manager whose access key `ci$pipeline` may only upload to vault.
+    add_manifest(
+        config,
+        "backups.riotkit.org/v1alpha1/backupusers/ci.yaml",
+        r#"---
+apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata:
+    name: ci
+spec:
+    email: ci@example.org
+    passwordFromRef:
+        name: backup-repository-passwords
+        entry: admin
+    accessKeys:
+        - name: pipeline
+          passwordFromRef:
+              name: backup-repository-passwords
+              entry: admin_access_key_1
+          objects:
+              - name: vault
+                type: collection
+                roles: ["backupUploader"]
+    roles: []
+"#,
+    );
     // A system administrator from any address (the examples' admin is bound to one).
     add_manifest(
         config,
@@ -140,10 +169,15 @@ async fn no_credential_removes_a_compliance_locked_version() {
         json!({"mode": "compliance", "minRetention": "30days", "minRetentionSeconds": 2_592_000})
     );
 
-    for (who, token, bypass_status) in [("root", &admin, 403), ("manager", &manager, 403), ("uploader", &uploader, 403)]
-    {
+    let pipeline = login(&c, &server, "ci$pipeline", "test", None).await;
+    for (who, token, bypass_status) in [
+        ("root", &admin, 403),
+        ("manager", &manager, 403),
+        ("uploader", &uploader, 403),
+        ("ci$pipeline", &pipeline, 403),
+    ] {
         let (status, body) = send(c.delete(version_url(&server, "vault", 1)).bearer_auth(token)).await;
-        let expected = if who == "uploader" { 403 } else { 409 };
+        let expected = if who == "root" || who == "manager" { 409 } else { 403 };
         assert_eq!(status, expected, "{who}: {body}");
         let url = format!("{}?bypassGovernance=true", version_url(&server, "vault", 1));
         let (status, body) = send(c.delete(url).bearer_auth(token)).await;
@@ -155,10 +189,10 @@ async fn no_credential_removes_a_compliance_locked_version() {
     assert_eq!(status, 409, "a compliance lock does not give way to the bypass: {body}");
     assert!(body["error"].as_str().unwrap().contains("cannot be deleted by anyone"), "{body}");
 
-    // The flood of an upload-only account: refused with the reason, the good versions stay.
-    for n in 0..5u8 {
+    // The flood of an upload-only access key: refused with the reason, the good versions stay.
+    for n in 0..10u8 {
         let (status, body) =
-            support::upload(&c, &server, &uploader, "vault", vec![0xEE; 10 + usize::from(n)], None).await;
+            support::upload(&c, &server, &pipeline, "vault", vec![0xEE; 10 + usize::from(n)], None).await;
         assert_eq!(status, 413, "{body}");
         assert!(body["error"].as_str().unwrap().contains("full of versions locked until"), "{body}");
     }

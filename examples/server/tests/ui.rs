@@ -773,7 +773,8 @@ async fn locked_versions_are_shown_locked_and_offer_no_deletion() {
                  maxCollectionSize: 3M\n    contentRule: none\n    lock:\n        mode: compliance\n        \
                  minRetention: 30d\n    accessControl:\n        - name: alice\n          type: user\n          roles: \
                  [collectionManager]\n";
-    let config = support::dashboard_config().manifest(backup_policy::manifest::DocumentKind::Collection, "vault", vault);
+    let config =
+        support::dashboard_config().manifest(backup_policy::manifest::DocumentKind::Collection, "vault", vault);
     let server = spawn(config).await.unwrap();
     let state = &server.state;
     let token = api_token(state, "alice", "alicealice").await;
