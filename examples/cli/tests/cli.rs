@@ -382,12 +382,11 @@ async fn refusals_and_failures_say_why_with_their_exit_codes() {
 /// with the server's reason (exit 2: the request was refused, nothing changed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_shows_locks_and_a_locked_version_is_not_deleted() {
-    let vault = "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: vault\nspec:\n    \
-                 filenameTemplate: vault-${version}\n    maxBackupsCount: 3\n    maxOneVersionSize: 1M\n    \
-                 maxCollectionSize: 3M\n    contentRule: none\n    lock:\n        mode: compliance\n        \
-                 minRetention: 30d\n    accessControl:\n        - name: admin\n          type: user\n          roles: \
-                 [\"collectionManager\"]\n";
-    let env = Env::with(config().manifest(backup_policy::manifest::DocumentKind::Collection, "vault", vault)).await;
+    let lock = backup_core::LockPolicy::new(backup_core::LockMode::Compliance, backup_core::chrono::Duration::days(30));
+    let env = Env::with(
+        config().collection("vault", 3, "1M", "3M", &[("admin", &["collectionManager"])]).lock("vault", lock),
+    )
+    .await;
     env.login("admin").await;
     assert_ok(&env.run(&["upload", "vault", "-"], b"keep me").await);
     let table = env.run(&["list", "vault"], b"").await;

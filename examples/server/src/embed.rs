@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{Clock, CollectionId, CollectionSpec, Limits, RetentionSpec};
+use backup_core::{Clock, CollectionId, CollectionSpec, Limits, LockPolicy, RetentionSpec};
 use backup_policy::manifest::{CollectionDefinition, Definitions, Document, DocumentKind, code_file, spec_error};
 use backup_policy::{AccessKey, Role, StoredPassword, User, parse_size};
 use tokio::sync::oneshot;
@@ -212,6 +212,31 @@ impl ServerConfig {
         let collection =
             acl.into_iter().fold(CollectionDefinition::new(id, spec), |c, (user, roles)| c.with_acl(user, roles));
         self.definitions.collections.push(collection);
+        self
+    }
+
+    /// Locks every version committed to collection `id` (declared before with
+    /// [`ServerConfig::collection`]) under `policy`, as a manifest's `spec.lock` does.
+    ///
+    /// ```
+    /// use backup_core::{LockMode, LockPolicy};
+    ///
+    /// let config = backup_server::ServerConfig::for_tests()
+    ///     .user("ci", "a password for tests", &[])
+    ///     .collection("vault", 30, "1G", "30G", &[("ci", &["backupUploader"])])
+    ///     .lock("vault", LockPolicy::new(LockMode::Compliance, chrono::Duration::days(30)));
+    /// # let _ = config;
+    /// ```
+    pub fn lock(mut self, id: &str, policy: LockPolicy) -> Self {
+        let file = code_file(DocumentKind::Collection, id);
+        if let Err(e) = policy.validate() {
+            self.refuse(&file, "spec.lock.minRetention", e.to_string());
+            return self;
+        }
+        match self.definitions.collections.iter_mut().rev().find(|c| c.id.as_str() == id) {
+            Some(c) => c.spec.lock = Some(policy),
+            None => self.refuse(&file, "spec.lock", format!("collection {id:?} is not declared before its lock")),
+        }
         self
     }
 

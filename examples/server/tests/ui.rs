@@ -768,13 +768,10 @@ async fn dashboard_downloads_carry_the_pages_security_headers() {
 /// delete button for a locked version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_versions_are_shown_locked_and_offer_no_deletion() {
-    let vault = "apiVersion: backups.riotkit.org/v1alpha1\nkind: BackupCollection\nmetadata:\n    name: vault\nspec:\n    \
-                 filenameTemplate: vault-${version}\n    maxBackupsCount: 3\n    maxOneVersionSize: 1M\n    \
-                 maxCollectionSize: 3M\n    contentRule: none\n    lock:\n        mode: compliance\n        \
-                 minRetention: 30d\n    accessControl:\n        - name: alice\n          type: user\n          roles: \
-                 [collectionManager]\n";
-    let config =
-        support::dashboard_config().manifest(backup_policy::manifest::DocumentKind::Collection, "vault", vault);
+    let lock = backup_core::LockPolicy::new(backup_core::LockMode::Compliance, chrono::Duration::days(30));
+    let config = support::dashboard_config()
+        .collection("vault", 3, "1M", "3M", &[("alice", &["collectionManager"])])
+        .lock("vault", lock);
     let server = spawn(config).await.unwrap();
     let state = &server.state;
     let token = api_token(state, "alice", "alicealice").await;
