@@ -650,9 +650,11 @@ impl Engine {
     }
 
     /// Lengthens a committed version's retention lock to end at `until` (or locks a version
-    /// committed without one, in `mode`); a lock never shortens, and its mode never weakens
-    /// (`mode` may make a governance lock compliance). With an [`crate::ObjectLocks`], the
-    /// store's retention of its object and description is lengthened too.
+    /// committed without one), in `mode` or, without one, the mode its lock has, else its
+    /// collection's policy's, else governance. A lock never shortens, and its mode never
+    /// weakens (`mode` may make a governance lock compliance). With an
+    /// [`crate::ObjectLocks`], the store's retention of its object and description is
+    /// lengthened too.
     ///
     /// ```
     /// use backup_core::{Actor, CollectionSpec, Engine, ErrorKind, Limits, LockMode, LockPolicy, Timestamp};
@@ -667,10 +669,10 @@ impl Engine {
     /// engine.upload(&me, &id, futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("x"))])).await?;
     /// assert_eq!(engine.delete_version(&me, &id, 1).await.unwrap_err().kind(), ErrorKind::Conflict);
     /// let until = Timestamp::from(Utc::now() + Duration::days(30));
-    /// let v = engine.lock_version(&me, &id, 1, LockMode::Compliance, until).await?;
-    /// assert_eq!(v.lock.unwrap().until, until);
+    /// let v = engine.lock_version(&me, &id, 1, None, until).await?;
+    /// assert_eq!(v.lock.map(|l| (l.mode, l.until)), Some((LockMode::Compliance, until)));
     /// let shorter = Timestamp::from(Utc::now() + Duration::days(1));
-    /// assert!(engine.lock_version(&me, &id, 1, LockMode::Compliance, shorter).await.is_err());
+    /// assert!(engine.lock_version(&me, &id, 1, None, shorter).await.is_err());
     /// # Ok::<(), backup_core::Error>(()) }).unwrap();
     /// ```
     ///
@@ -682,14 +684,13 @@ impl Engine {
         actor: &Actor,
         id: &CollectionId,
         number: u64,
-        mode: crate::LockMode,
+        mode: Option<crate::LockMode>,
         until: crate::Timestamp,
     ) -> Result<Version> {
         self.open_repository().await?;
         let (collection, _) = self.authorized_collection(actor, id, Action::LockVersion).await?;
         let audit = self.audit(actor, Action::LockVersion, id).with_version(number);
-        let lock = crate::VersionLock::new(mode, until);
-        let locked = self.inner.catalog.lock_version(id, number, lock, &audit).await?;
+        let locked = self.inner.catalog.lock_version(id, number, until, mode, &audit).await?;
         self.describe(&locked, &collection.spec).await;
         Ok(locked)
     }

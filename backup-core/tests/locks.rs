@@ -185,15 +185,15 @@ async fn locks_lengthen_never_shorten_and_restores_do_not_push_out_locked_versio
     let v2 = w.engine.version(&admin, &w.id, VersionSelector::Number(2)).await.unwrap();
     let until = v2.lock.unwrap().until;
     let later = until + chrono::Duration::days(10);
-    let locked = w.engine.lock_version(&admin, &w.id, 2, LockMode::Compliance, later).await.unwrap();
+    let locked = w.engine.lock_version(&admin, &w.id, 2, Some(LockMode::Compliance), later).await.unwrap();
     assert_eq!(locked.lock.map(|l| (l.mode, l.until)), Some((LockMode::Compliance, later)));
-    let e = w.engine.lock_version(&admin, &w.id, 2, LockMode::Compliance, until).await.unwrap_err();
+    let e = w.engine.lock_version(&admin, &w.id, 2, Some(LockMode::Compliance), until).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-    let e = w.engine.lock_version(&admin, &w.id, 2, LockMode::Governance, later).await.unwrap_err();
+    let e = w.engine.lock_version(&admin, &w.id, 2, Some(LockMode::Governance), later).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "compliance does not go back to governance: {e}");
     let past = Timestamp::from(w.clock.now()) - chrono::Duration::seconds(1);
     assert_eq!(
-        w.engine.lock_version(&admin, &w.id, 2, LockMode::Compliance, past).await.unwrap_err().kind(),
+        w.engine.lock_version(&admin, &w.id, 2, Some(LockMode::Compliance), past).await.unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
     let read = w.engine.version(&admin, &w.id, VersionSelector::Number(2)).await.unwrap();
@@ -226,7 +226,7 @@ async fn a_catalog_rebuilt_from_the_store_keeps_the_locks() {
         engine.upload(&me, &id, body(vec![n; 10])).await.unwrap();
     }
     let later = Timestamp::from(clock.now()) + chrono::Duration::days(90);
-    let lengthened = engine.lock_version(&me, &id, 2, LockMode::Compliance, later).await.unwrap().lock;
+    let lengthened = engine.lock_version(&me, &id, 2, Some(LockMode::Compliance), later).await.unwrap().lock;
     let before = engine.versions(&me, &id, VersionQuery::first(10)).await.unwrap().items;
 
     let rebuilt = Engine::builder()

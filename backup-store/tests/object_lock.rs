@@ -75,7 +75,7 @@ mod local_disk {
             let lock = v.lock.unwrap();
             let before = std::fs::read_to_string(&description).unwrap();
             let until = lock.until.checked_add(chrono::Duration::seconds(30)).unwrap();
-            let lengthened = engine.lock_version(&me, &id, v.number, LockMode::Compliance, until).await.unwrap();
+            let lengthened = engine.lock_version(&me, &id, v.number, Some(LockMode::Compliance), until).await.unwrap();
             assert_eq!(lengthened.lock.unwrap().until, until);
             assert_ne!(std::fs::read_to_string(&description).unwrap(), before, "the description was rewritten");
             assert_eq!(mode(&description), 0o444);

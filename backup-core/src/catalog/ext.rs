@@ -319,7 +319,8 @@ pub trait CatalogExt: Catalog {
         self.step(query, move |s| protocol::decide_protect(s, &c, number, change, &audit)).await
     }
 
-    /// Lengthens a committed version's lock (or locks it).
+    /// Lengthens a committed version's lock to `until` (or locks it), in `mode` or the mode
+    /// it has.
     ///
     /// # Errors
     /// As [`protocol::decide_lock`].
@@ -327,13 +328,14 @@ pub trait CatalogExt: Catalog {
         &self,
         collection: &CollectionId,
         number: u64,
-        lock: crate::VersionLock,
+        until: Timestamp,
+        mode: Option<crate::LockMode>,
         audit: &AuditEvent,
     ) -> Result<Version> {
         let (c, audit) = (collection.clone(), audit.clone());
         let query =
             StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers([number])).with_label("lock_version");
-        self.step(query, move |s| protocol::decide_lock(s, &c, number, lock, &audit)).await
+        self.step(query, move |s| protocol::decide_lock(s, &c, number, until, mode, &audit)).await
     }
 
     /// Applies what time alone changes in a collection: expired protection deadlines, and the

@@ -1080,9 +1080,14 @@ pub async fn locks_are_kept_and_enforced(catalog: &dyn Catalog) {
     let read = catalog.get_version(&id, VersionSelector::Number(1)).await.expect("read");
     assert_eq!(read.lock, Some(expected), "the catalog keeps the lock");
     let longer = VersionLock::new(LockMode::Compliance, expected.until + Duration::days(3));
-    catalog.lock_version(&id, 1, longer, &audit("version.lock")).await.expect("lengthen");
+    // Without a mode, the lock keeps its own.
+    let lengthened = catalog.lock_version(&id, 1, longer.until, None, &audit("version.lock")).await.expect("lengthen");
+    assert_eq!(lengthened.lock, Some(longer));
     let shorter = VersionLock::new(LockMode::Compliance, expected.until);
-    let e = catalog.lock_version(&id, 1, shorter, &audit("version.lock")).await.expect_err("shorten");
+    let e = catalog
+        .lock_version(&id, 1, shorter.until, Some(shorter.mode), &audit("version.lock"))
+        .await
+        .expect_err("shorten");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     let listed = catalog.list_versions(&id, &VersionQuery::first(10)).await.expect("list");
     assert_eq!(listed[0].lock, Some(longer), "the lengthened lock is kept");

@@ -133,24 +133,15 @@ fn lock_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<backup_core::Vers
     match (opt_parse_at::<backup_core::LockMode>(row, i)?, opt_time_at(row, i + 1)?) {
         (Some(mode), Some(until)) => Ok(Some(backup_core::VersionLock::new(mode, until))),
         (None, None) => Ok(None),
-        _ => Err(conversion(i, HalfALock)),
+        _ => Err(conversion(i, BadRow("a lock mode without its end, or an end without its mode"))),
     }
 }
-
-#[derive(Debug)]
-struct HalfALock;
-impl std::fmt::Display for HalfALock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a lock mode without its end, or an end without its mode")
-    }
-}
-impl std::error::Error for HalfALock {}
 
 /// A row that must be a version (committed, trashed or purged).
 pub(crate) fn version(row: &Row<'_>) -> rusqlite::Result<Version> {
     match version_row(row)? {
         VersionRow::Version(v) => Ok(v),
-        _ => Err(conversion(2, PendingNotVersion)),
+        _ => Err(conversion(2, PENDING_NOT_VERSION)),
     }
 }
 
@@ -159,14 +150,19 @@ pub(crate) fn undescribed(row: &Row<'_>) -> rusqlite::Result<backup_core::catalo
     Ok(backup_core::catalog::Undescribed::new(version(row)?, u64_at(row, 29)?))
 }
 
+/// A row that breaks the schema's rules (a kind of row where another was expected, half a
+/// pair of columns), as a conversion error of the column that shows it.
 #[derive(Debug)]
-struct PendingNotVersion;
-impl std::fmt::Display for PendingNotVersion {
+struct BadRow(&'static str);
+impl std::fmt::Display for BadRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a pending row where a version was expected")
+        f.write_str(self.0)
     }
 }
-impl std::error::Error for PendingNotVersion {}
+impl std::error::Error for BadRow {}
+
+/// A pending row where a version was expected.
+const PENDING_NOT_VERSION: BadRow = BadRow("a pending row where a version was expected");
 
 /// A row of the versions table as a snapshot record.
 pub(crate) fn record(row: &Row<'_>) -> rusqlite::Result<backup_core::catalog::CatalogRecord> {
@@ -174,7 +170,7 @@ pub(crate) fn record(row: &Row<'_>) -> rusqlite::Result<backup_core::catalog::Ca
     match version_row(row)? {
         VersionRow::Pending(p) => Ok(CatalogRecord::Pending(p)),
         VersionRow::Version(v) => Ok(CatalogRecord::Version(v)),
-        _ => Err(conversion(2, PendingNotVersion)),
+        _ => Err(conversion(2, PENDING_NOT_VERSION)),
     }
 }
 
@@ -182,7 +178,7 @@ pub(crate) fn record(row: &Row<'_>) -> rusqlite::Result<backup_core::catalog::Ca
 pub(crate) fn pending(row: &Row<'_>) -> rusqlite::Result<PendingUpload> {
     match version_row(row)? {
         VersionRow::Pending(p) => Ok(p),
-        _ => Err(conversion(2, PendingNotVersion)),
+        _ => Err(conversion(2, PENDING_NOT_VERSION)),
     }
 }
 

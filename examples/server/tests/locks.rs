@@ -105,22 +105,12 @@ spec:
 }
 
 async fn start(clock: Arc<ManualClock>) -> (Server, tempfile::TempDir, tempfile::TempDir) {
-    use clap::Parser;
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
     manifests(config.path());
     let mut extra = vec!["--upload-confirm-grace", "0s"];
     extra.extend(NO_RATE_LIMITS);
-    let argv = ["backup-server", "--listen", "127.0.0.1:0", "--log-level", "warn"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(args(config.path(), data.path(), &extra));
-    let parsed = backup_server::Args::try_parse_from(argv).unwrap();
-    let server_config = backup_server::ServerConfig::from_args(parsed).unwrap().clock(clock);
-    let running = backup_server::spawn(server_config).await.unwrap();
-    let base = running.url("");
-    let server =
-        Server { child: None, running: Some(running), base, data: data.path().to_owned(), stderr: Default::default() };
-    (server, config, data)
+    let server_config = support::server_config(&args(config.path(), data.path(), &extra)).clock(clock);
+    (Server::in_process_with(server_config).await, config, data)
 }
 
 async fn send(r: reqwest::RequestBuilder) -> (u16, Value) {
@@ -315,18 +305,12 @@ async fn a_reload_weakening_a_compliance_lock_is_refused_whole() {
 #[cfg(feature = "aws")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compliance_collection_needs_a_store_that_enforces_locks() {
-    use clap::Parser;
     let s3 = backup_store::testing::S3Server::start().await;
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
     manifests(config.path());
     let url = format!("{}&object_lock=true", s3.url());
     let extra = ["--storage-url", url.as_str()];
-    let argv = ["backup-server", "--listen", "127.0.0.1:0", "--log-level", "warn"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(args(config.path(), data.path(), &extra));
-    let parsed = backup_server::Args::try_parse_from(argv).unwrap();
-    let refused = backup_server::spawn(backup_server::ServerConfig::from_args(parsed).unwrap()).await;
+    let refused = backup_server::spawn(support::server_config(&args(config.path(), data.path(), &extra))).await;
     let Err(e) = refused else { panic!("the server started on a bucket without Object Lock") };
     assert!(e.contains("collection vault has a compliance lock") && e.contains("Object Lock"), "{e}");
 }

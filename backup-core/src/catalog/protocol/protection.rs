@@ -3,9 +3,9 @@
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::id::CollectionId;
-use crate::lock::VersionLock;
+use crate::lock::{LockMode, VersionLock};
 use crate::protocol::mutation::Mutation;
-use crate::protocol::state::{Counters, LoadedState};
+use crate::protocol::state::{CollectionState, Counters, LoadedState};
 use crate::protocol::versions::version_in_state;
 use crate::protocol::{Decision, collection_of};
 use crate::time::Timestamp;
@@ -55,14 +55,10 @@ impl ProtectionChange {
     }
 }
 
-fn protected(v: &Version) -> bool {
-    v.has_protection()
-}
-
 /// The counters once `before` became `after` (both committed).
 pub(crate) fn recount_protection(counters: &Counters, before: &Version, after: &Version) -> Counters {
     let mut c = *counters;
-    c.protected = c.protected - u64::from(protected(before)) + u64::from(protected(after));
+    c.protected = c.protected - u64::from(before.has_protection()) + u64::from(after.has_protection());
     c.held = c.held - u64::from(before.held) + u64::from(after.held);
     c
 }
@@ -99,22 +95,34 @@ pub fn decide_protect(
             cs.counters.held
         )));
     }
-    let changed = v.clone().with_protection(held, until);
-    let counters = recount_protection(&cs.counters, v, &changed);
-    Ok(Decision::new(
+    Ok(protection_changed(cs, v, v.clone().with_protection(held, until), audit))
+}
+
+/// The step that turns committed version `before` into `changed` (its hold, deadline or
+/// lock): the row, its description to write again, the counters, the audit event.
+fn protection_changed(
+    cs: &CollectionState,
+    before: &Version,
+    changed: Version,
+    audit: &AuditEvent,
+) -> Decision<Version> {
+    let counters = recount_protection(&cs.counters, before, &changed);
+    Decision::new(
         vec![
             Mutation::UpdateVersion(changed.clone()),
-            crate::protocol::descriptions::mark_undescribed(&changed, now),
-            Mutation::SetCounters { collection: collection.clone(), counters },
+            crate::protocol::descriptions::mark_undescribed(&changed, audit.at),
+            Mutation::SetCounters { collection: before.collection.clone(), counters },
             Mutation::AppendAudit(audit.clone()),
         ],
         changed,
-    ))
+    )
 }
 
-/// Decides a lengthening of a committed version's lock to `wanted` (or a first lock, for a
-/// version committed without one): the end must be in the future and not before the current
-/// one, and the mode not weaker. Holds and protection deadlines are left as they are.
+/// Decides a lengthening of a committed version's lock to end at `until` (or a first lock, for
+/// a version committed without one), in `mode` or, without one, the mode the version's lock
+/// has, else its collection's policy's, else governance. The end must be in the future and not
+/// before the current one, and the mode not weaker. Holds and protection deadlines are left as
+/// they are.
 ///
 /// # Errors
 /// [`Error::VersionNotFound`] if no committed version has that number;
@@ -124,32 +132,27 @@ pub fn decide_lock(
     state: &LoadedState,
     collection: &CollectionId,
     number: u64,
-    wanted: VersionLock,
+    until: Timestamp,
+    mode: Option<LockMode>,
     audit: &AuditEvent,
 ) -> Result<Decision<Version>> {
     let cs = collection_of(state, collection)?;
     let now = audit.at;
     let v = version_in_state(cs, collection, number, VersionState::Committed)?;
+    let current = v.lock_at(now);
+    let mode =
+        mode.or(current.map(|l| l.mode)).or(cs.collection.spec.lock.map(|p| p.mode)).unwrap_or(LockMode::Governance);
+    let wanted = VersionLock::new(mode, until);
     if !wanted.holds_at(now) {
-        return Err(Error::invalid("lock", format!("{} is not in the future", wanted.until)));
+        return Err(Error::invalid("lock", format!("{until} is not in the future")));
     }
-    let lock = match v.lock_at(now) {
+    let lock = match current {
         Some(current) => current.lengthened_to(wanted)?,
         None => wanted,
     };
     if v.lock == Some(lock) {
         return Ok(Decision::new(vec![], v.clone()));
     }
-    let changed = v.clone().with_lock(Some(lock));
-    let counters = recount_protection(&cs.counters, v, &changed);
-    let audit = audit.clone().with_detail(format!("{lock}"));
-    Ok(Decision::new(
-        vec![
-            Mutation::UpdateVersion(changed.clone()),
-            crate::protocol::descriptions::mark_undescribed(&changed, now),
-            Mutation::SetCounters { collection: collection.clone(), counters },
-            Mutation::AppendAudit(audit),
-        ],
-        changed,
-    ))
+    let audit = audit.clone().with_detail(lock.to_string());
+    Ok(protection_changed(cs, v, v.clone().with_lock(Some(lock)), &audit))
 }

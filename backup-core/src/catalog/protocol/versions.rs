@@ -23,12 +23,11 @@ pub(crate) fn counters_after(
 ) -> Counters {
     let mut c = *counters;
     let soft = &spec.limits;
-    let protected = |v: &Version| v.has_protection();
     for v in removed {
         c.versions = c.versions.saturating_sub(1);
         c.bytes = c.bytes.saturating_sub(v.size);
         c.overage = c.overage.saturating_sub(soft.overage(v.size));
-        c.protected = c.protected.saturating_sub(u64::from(protected(v)));
+        c.protected = c.protected.saturating_sub(u64::from(v.has_protection()));
         c.held = c.held.saturating_sub(u64::from(v.held));
         c.quarantined = c.quarantined.saturating_sub(u64::from(v.quarantined.is_some()));
     }
@@ -36,7 +35,7 @@ pub(crate) fn counters_after(
         c.versions += 1;
         c.bytes = c.bytes.saturating_add(v.size);
         c.overage = c.overage.saturating_add(soft.overage(v.size));
-        c.protected += u64::from(protected(v));
+        c.protected += u64::from(v.has_protection());
         c.held += u64::from(v.held);
         c.quarantined += u64::from(v.quarantined.is_some());
     }

@@ -7,13 +7,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_core::catalog::protocol::ProtectionChange;
 use backup_core::rotation::{Mark, RotationDecision, VersionSummary};
-use backup_core::{CollectionSpec, Error, Limits, RetentionSpec, Timestamp, VersionId, VersionSelector};
+use backup_core::{CollectionSpec, Error, Limits, RetentionSpec, Timestamp, VersionId};
 use backup_policy::{Asker, COLLECTION, Permission, Subject, decide};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::api::model;
-use crate::api::versions::{collection_id, selector};
+use crate::api::versions::{collection_id, number};
 use crate::http::caller::Caller;
 use crate::http::json::{ApiError, ok};
 use crate::state::AppState;
@@ -321,9 +321,7 @@ pub(crate) async fn protect(
 ) -> Result<Response, ApiError> {
     const DENIED: &str = "not authorized to protect versions of this collection";
     let id = collection_id(&collection)?;
-    let VersionSelector::Number(n) = selector(&version)? else {
-        return Err(ApiError::bad_request("name the version to protect by its number"));
-    };
+    let n = number(&version, "protect")?;
     let b: ProtectionBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid protection: {e}")))?;
     let mut change = ProtectionChange::default();
@@ -365,28 +363,14 @@ pub(crate) async fn lock(
 ) -> Result<Response, ApiError> {
     const DENIED: &str = "not authorized to lock versions of this collection";
     let id = collection_id(&collection)?;
-    let VersionSelector::Number(n) = selector(&version)? else {
-        return Err(ApiError::bad_request("name the version to lock by its number"));
-    };
+    let n = number(&version, "lock")?;
     let b: LockBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid lock: {e}")))?;
-    let engine = &state.inner.engine;
-    let mode = match b.mode {
-        Some(mode) => mode,
-        None => {
-            let current = engine
-                .version(&caller.actor, &id, VersionSelector::Number(n))
-                .await
-                .map_err(|e| ApiError::from_core(&e, DENIED))?;
-            let policy = engine.collection(&caller.actor, &id).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
-            current
-                .lock
-                .map(|l| l.mode)
-                .or(policy.spec.lock.map(|p| p.mode))
-                .unwrap_or(backup_core::LockMode::Governance)
-        }
-    };
-    let v =
-        engine.lock_version(&caller.actor, &id, n, mode, b.until).await.map_err(|e| ApiError::from_core(&e, DENIED))?;
+    let v = state
+        .inner
+        .engine
+        .lock_version(&caller.actor, &id, n, b.mode, b.until)
+        .await
+        .map_err(|e| ApiError::from_core(&e, DENIED))?;
     Ok(ok(json!({ "version": model::version(&v) })))
 }
 

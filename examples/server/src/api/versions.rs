@@ -320,6 +320,15 @@ pub(crate) fn selector(raw: &str) -> Result<VersionSelector, ApiError> {
     raw.parse().map_err(|e: backup_core::Error| ApiError::bad_request(e.to_string()))
 }
 
+/// A version named by its number (`N` or `vN`), for a change to it (`verb`: what it does):
+/// `latest` could name another version by the time the change is made.
+pub(crate) fn number(raw: &str, verb: &str) -> Result<u64, ApiError> {
+    match selector(raw)? {
+        VersionSelector::Number(n) => Ok(n),
+        VersionSelector::Latest => Err(ApiError::bad_request(format!("name the version to {verb} by its number"))),
+    }
+}
+
 /// `GET /api/alpha/repository/collection/{collectionId}/version/{versionNum}`: `latest`, `N`
 /// or `vN`. The bytes stream as they are read and verified; a mismatch in the first chunk is
 /// a 500, a later one cuts the response short of its `Content-Length` (the engine holds the
@@ -472,10 +481,7 @@ pub(crate) async fn restore(
     Path((collection, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = collection_id(&collection)?;
-    let n = match selector(&version)? {
-        VersionSelector::Number(n) => n,
-        VersionSelector::Latest => return Err(ApiError::bad_request("name the version to restore by its number")),
-    };
+    let n = number(&version, "restore")?;
     let v = state
         .inner
         .engine

@@ -92,16 +92,16 @@ impl Server {
     /// 127.0.0.1:0`), as the binary would serve them, and returns once it listens: for tests of
     /// its answers, which need a socket but no process.
     pub async fn in_process(args: &[String]) -> Server {
-        use clap::Parser;
-        let argv = ["backup-server", "--listen", "127.0.0.1:0", "--log-level", "warn"]
-            .into_iter()
-            .map(str::to_owned)
-            .chain(args.iter().cloned());
-        let parsed = backup_server::Args::try_parse_from(argv).unwrap_or_else(|e| panic!("server arguments: {e}"));
-        let config = backup_server::ServerConfig::from_args(parsed).unwrap();
+        Self::in_process_with(server_config(args)).await
+    }
+
+    /// Starts the server in this process from `config` (say, [`server_config`] with a clock
+    /// of the test's) and returns once it listens.
+    pub async fn in_process_with(config: backup_server::ServerConfig) -> Server {
+        let data = config.args().data_dir.clone();
         let running = backup_server::spawn(config).await.unwrap_or_else(|e| panic!("server did not start: {e}"));
         let base = running.url("");
-        Server { child: None, running: Some(running), base, data: data_dir(args), stderr: PathBuf::new() }
+        Server { child: None, running: Some(running), base, data, stderr: PathBuf::new() }
     }
 
     /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`), waiting for it to listen.
@@ -188,6 +188,18 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// The configuration the binary makes of `args` (the binary's flags, plus `--listen
+/// 127.0.0.1:0`), for [`Server::in_process_with`] or [`backup_server::spawn`].
+pub fn server_config(args: &[String]) -> backup_server::ServerConfig {
+    use clap::Parser;
+    let argv = ["backup-server", "--listen", "127.0.0.1:0", "--log-level", "warn"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(args.iter().cloned());
+    let parsed = backup_server::Args::try_parse_from(argv).unwrap_or_else(|e| panic!("server arguments: {e}"));
+    backup_server::ServerConfig::from_args(parsed).unwrap()
 }
 
 /// The `--data-dir` of `args`.
