@@ -115,6 +115,9 @@ pub enum Action {
     /// by a dedicated permission, not as part of administration; compliance locks never give
     /// way to anyone.
     BypassGovernance,
+    /// Read the audit log: of one collection (with the collection), or all of it (without,
+    /// which includes the events of no collection, such as logins).
+    ReadAudit,
 }
 
 impl Action {
@@ -135,6 +138,7 @@ impl Action {
             Action::VerifyVersions => "version.verify",
             Action::LockVersion => "version.lock",
             Action::BypassGovernance => "lock.bypass",
+            Action::ReadAudit => "audit.read",
         }
     }
 }

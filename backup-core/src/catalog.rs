@@ -179,8 +179,16 @@
 //! - `InsertTombstone` replaces; `ForgetTombstone` of nothing is fine;
 //! - `RevokeSession` keeps the first revocation time; `DeleteSessionsExpiredBefore` deletes
 //!   those expiring strictly before;
-//! - `AppendAudit` with `seq` 0 takes the next number; with one (an import) it keeps it, and
-//!   later events follow it;
+//! - `AppendAudit` chains the event to the log's head ([`crate::AuditEvent::chained`]: the
+//!   last event's, else the checkpoint's) in the step's transaction, and stores its number
+//!   and hash; an event with a number (an import) keeps it, and later events follow it. Two
+//!   steps that append at once must not chain to the same head: take the head under the
+//!   step's write lock (SQLite) or lock a row holding it (PostgreSQL);
+//! - `PruneAudit` deletes the events numbered up to `through` and keeps the head of the last
+//!   one deleted as the checkpoint; `SetAuditCheckpoint` sets it (before any event);
+//! - `ClaimCursor` and `AdvanceCursor` are compare-and-set writes of one cursor row (as their
+//!   documentation says), failing with [`crate::Error::Conflict`] when the row does not match;
+//!   `SetCursor` replaces;
 //! - `SetRepository` of the same id is fine; of another, [`crate::Error::Conflict`] naming
 //!   the current one;
 //! - a write on a row that should be there and is not is a broken contract
@@ -206,7 +214,10 @@
 //!   else [`KeyClass::Unknown`].
 //! - `repository`: the id, and whether any version row (pending included) exists.
 //! - `list_sessions`: newest first (then by id), revoked ones included, of one user or all.
-//! - `list_audit`: sequence numbers strictly above `after`, in order.
+//! - `list_audit`: sequence numbers strictly above `after`, in order, each with its hash.
+//! - `audit_checkpoint`: the head kept by the last `PruneAudit` (or an import).
+//! - `audit_head`: the last event's number and hash, else the checkpoint's.
+//! - `list_cursors`: every cursor, by name.
 //! - `export`: the snapshot **of the moment of the call** (pin it before returning the
 //!   stream): a header, the repository id, collections with their next number, versions
 //!   (a collection's after its record), tombstones, sessions, audit events.
@@ -559,6 +570,45 @@ pub trait Catalog: Debug + Send + Sync + 'static {
     /// # Errors
     /// Backend errors only.
     async fn list_audit(&self, after: Option<u64>, limit: usize) -> Result<Vec<AuditEvent>>;
+
+    /// The head of the audit events pruned so far ([`protocol::Mutation::PruneAudit`]), from
+    /// which the chain of those that are left is checked; `None` before any pruning. A catalog
+    /// that never applies `PruneAudit` (its `match` refuses mutations it does not know) keeps
+    /// the default.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn audit_checkpoint(&self) -> Result<Option<crate::audit::AuditHead>> {
+        Ok(None)
+    }
+
+    /// The audit log's head: its last event's number and hash, else the checkpoint, else
+    /// [`crate::audit::AuditHead::GENESIS`]. The default reads the log from the checkpoint;
+    /// catalogs answer from an index.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn audit_head(&self) -> Result<crate::audit::AuditHead> {
+        let mut head = self.audit_checkpoint().await?.unwrap_or(crate::audit::AuditHead::GENESIS);
+        loop {
+            let page = self.list_audit(Some(head.seq), 1000).await?;
+            if let Some(last) = page.last() {
+                head = last.head()?;
+            }
+            if page.len() < 1000 {
+                return Ok(head);
+            }
+        }
+    }
+
+    /// Every log cursor, by name ([`protocol::Mutation::ClaimCursor`]); empty for a catalog
+    /// that never applies cursor mutations (the default).
+    ///
+    /// # Errors
+    /// Backend errors only.
+    async fn list_cursors(&self) -> Result<Vec<crate::audit::LogCursor>> {
+        Ok(Vec::new())
+    }
 
     /// A consistent snapshot of every row, as records: a header, the repository id, then
     /// collections, versions (pending uploads included), tombstones, sessions and audit

@@ -21,8 +21,10 @@ use crate::spec::CollectionSpec;
 use crate::time::Timestamp;
 use crate::version::{Collection, Version, VersionSelector};
 
+mod audit;
 mod builder;
 mod describe;
+pub(crate) mod detect;
 mod download;
 mod health;
 mod import;
@@ -121,6 +123,8 @@ struct EngineConfig {
     instance: Option<String>,
     adopt_store: bool,
     max_uploads_per_collection: u32,
+    event_log: bool,
+    audit_retention: crate::audit::AuditRetention,
 }
 
 impl Default for EngineConfig {
@@ -135,6 +139,8 @@ impl Default for EngineConfig {
             instance: None,
             adopt_store: false,
             max_uploads_per_collection: 8,
+            event_log: true,
+            audit_retention: crate::audit::AuditRetention::forever(),
         }
     }
 }
@@ -200,15 +206,6 @@ impl Engine {
     #[cfg(feature = "testing")]
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.inner.catalog
-    }
-
-    /// Appends an event of the host's to the audit log (a refused login, say). The engine's
-    /// own events are appended with the changes they record.
-    ///
-    /// # Errors
-    /// The catalog's.
-    pub async fn record_audit(&self, event: &crate::AuditEvent) -> Result<()> {
-        self.inner.catalog.append_audit(event).await
     }
 
     /// A consistent snapshot of the whole catalog as records (collections, versions,

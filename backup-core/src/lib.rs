@@ -176,7 +176,8 @@
 )]
 #![deny(missing_docs)]
 
-mod audit;
+pub mod alerts;
+pub mod audit;
 mod authz;
 pub mod catalog;
 mod clock;

@@ -66,6 +66,9 @@ pub struct CollectionSpec {
     /// (in governance mode, only by a caller allowed to bypass it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<LockPolicy>,
+    /// How the detectors judge this collection ([`crate::alerts`]); the defaults when absent.
+    #[serde(default, skip_serializing_if = "crate::alerts::AlertPolicy::is_default")]
+    pub alerts: crate::alerts::AlertPolicy,
 }
 
 impl CollectionSpec {
@@ -81,12 +84,19 @@ impl CollectionSpec {
             content_rule: None,
             max_held_versions: None,
             lock: None,
+            alerts: crate::alerts::AlertPolicy::default(),
         }
     }
 
     /// Locks every version committed from now on ([`LockPolicy`]).
     pub fn with_lock(mut self, lock: LockPolicy) -> Self {
         self.lock = Some(lock);
+        self
+    }
+
+    /// Sets how the detectors judge the collection.
+    pub fn with_alerts(mut self, alerts: crate::alerts::AlertPolicy) -> Self {
+        self.alerts = alerts;
         self
     }
 
@@ -152,6 +162,7 @@ impl CollectionSpec {
         if let Some(rule) = &self.content_rule {
             check_name("content_rule", rule)?;
         }
+        self.alerts.validate()?;
         if let Some(lock) = &self.lock {
             lock.validate()?;
         }

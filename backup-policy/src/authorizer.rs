@@ -135,6 +135,13 @@ impl PolicyAuthorizer {
             | Action::VerifyVersions => one_of(&[Permission::ManageCollections])?,
             // Only by the dedicated role: a stolen administrator's token cannot lift locks.
             Action::BypassGovernance => one_of(&[Permission::BypassGovernance])?,
+            // A collection's log: its managers. The whole log (logins and tokens included):
+            // what only a systemAdmin holds across the repository.
+            Action::ReadAudit if subject.is_some() => one_of(&[Permission::ManageCollections])?,
+            Action::ReadAudit => {
+                one_of(&[Permission::ManageCollections])?;
+                one_of(&[Permission::ViewProfiles])?;
+            }
             other => return Err(Error::denied(format!("{} is not allowed by this policy", other.name()))),
         }
         Ok(Permit::allow())

@@ -1,6 +1,7 @@
 //! [`PostgresCatalog`]: the catalog for several server instances sharing one repository.
 
 mod apply;
+mod audit;
 mod builder;
 mod catalog;
 mod error;

@@ -291,7 +291,12 @@ pub async fn take_scheduled(
 /// As [`take_scheduled`].
 pub async fn take_scheduled_of(engine: &Engine, keep: usize) -> Result<ScheduledSnapshot> {
     let now = engine.clock().now();
-    take_scheduled_from(engine.export_catalog().await?, engine.store(), engine.key_prefix(), keep, now).await
+    let taken =
+        take_scheduled_from(engine.export_catalog().await?, engine.store(), engine.key_prefix(), keep, now).await?;
+    // The snapshot holds the log with its hashes; the anchor puts its head beside it, out of
+    // the catalog's reach.
+    engine.anchor_audit().await?;
+    Ok(taken)
 }
 
 async fn take_scheduled_from(

@@ -1,6 +1,7 @@
 //! [`SqliteCatalog`]: the embedded default catalog, one SQLite file.
 
 mod apply;
+mod audit;
 mod catalog;
 mod connection;
 mod group_commit;

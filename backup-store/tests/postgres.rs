@@ -63,7 +63,7 @@ mod with_postgres {
         client.batch_execute(&format!("UPDATE \"{schema}\".schema_version SET version = 99")).await.unwrap();
         let e = PostgresCatalog::builder(&url).schema(&schema).build().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal);
-        assert!(e.to_string().contains("schema version 99, newer than the 7 this build knows"), "{e}");
+        assert!(e.to_string().contains("schema version 99, newer than the 8 this build knows"), "{e}");
     }
 
     /// A schema as an older release left it (`ddl` run, `schema_version` at `version`), a
@@ -206,7 +206,7 @@ mod with_postgres {
         assert!(catalog.list_undescribed(None, 10).await.unwrap().is_empty(), "recover cleared it: {report:?}");
         let version: i64 =
             client.query_one(&format!("SELECT version FROM \"{schema}\".schema_version"), &[]).await.unwrap().get(0);
-        assert_eq!(version, 7);
+        assert_eq!(version, 8);
     }
 
     /// A database written by the release before the quarantine count (schema 5) is migrated,
@@ -261,6 +261,15 @@ mod with_postgres {
                 .await
                 .unwrap();
         }
+        // Events from before the log had hashes: migration 8 chains them.
+        client
+            .batch_execute(&format!(
+                "INSERT INTO \"{schema}\".audit (at, actor, action, collection, version, detail) VALUES \
+                 (now(), 'u', 'collection.create', 'old', NULL, ''), (now(), 'u', 'version.delete', 'old', 3, 'x'), \
+                 (now(), 'configuration', 'collection.declare', 'clean', NULL, 'f.yaml')"
+            ))
+            .await
+            .unwrap();
         let catalog = Arc::new(PostgresCatalog::builder(&url).schema(&schema).build().await.unwrap());
         for (id, count) in [("old", 1), ("clean", 0)] {
             let counters = catalog.collection_state(&id.parse().unwrap()).await.unwrap().counters;
@@ -275,9 +284,15 @@ mod with_postgres {
                  from the digest)"
             )
         );
+        let audit = engine.verify_audit().await.unwrap();
+        assert!(audit.is_intact(), "{:?}", audit.problem);
+        assert_eq!((audit.events, audit.head.seq), (3, 3));
+        // New events follow the migrated ones.
+        engine.record_audit(&backup_core::AuditEvent::new(backup_core::Timestamp::UNIX_EPOCH, "u", "x")).await.unwrap();
+        assert_eq!(engine.verify_audit().await.unwrap().head.seq, 4);
         let version: i64 =
             client.query_one(&format!("SELECT version FROM \"{schema}\".schema_version"), &[]).await.unwrap().get(0);
-        assert_eq!(version, 7);
+        assert_eq!(version, 8);
     }
 
     /// Migration 5 as it shipped, on top of [`SCHEMA_2_TO_4`].

@@ -60,7 +60,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     rusqlite::Connection::open(&path).unwrap().execute("UPDATE schema_version SET version = 99", []).unwrap();
     let e = SqliteCatalog::open(&path).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Internal);
-    assert!(e.to_string().contains("schema version 99, newer than the 7 this build knows"), "{e}");
+    assert!(e.to_string().contains("schema version 99, newer than the 8 this build knows"), "{e}");
 }
 
 /// Writes that wait for the writer share one transaction and one sync (group commit); each
@@ -243,7 +243,7 @@ async fn a_schema_4_catalog_is_migrated_to_description_marks() {
         .unwrap()
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 }
 
 /// A catalog written by the release before the quarantine count (schema 5) opens, is
@@ -297,6 +297,13 @@ async fn a_schema_5_catalog_is_migrated_with_its_quarantine_count() {
             )
             .unwrap();
         }
+        // Events from before the log had hashes: migration 8 chains them.
+        conn.execute_batch(
+            "INSERT INTO audit (at, actor, action, collection, version, detail) VALUES \
+             (1000, 'u', 'collection.create', 'old', NULL, ''), (2000, 'u', 'version.delete', 'old', 3, 'by hand'), \
+             (3000, 'configuration', 'collection.declare', 'clean', NULL, 'f.yaml');",
+        )
+        .unwrap();
         conn.execute_batch(
             "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT; INSERT INTO schema_version VALUES (5);",
         )
@@ -318,11 +325,14 @@ async fn a_schema_5_catalog_is_migrated_with_its_quarantine_count() {
              the digest)"
         )
     );
+    let audit = engine.verify_audit().await.unwrap();
+    assert!(audit.is_intact(), "{:?}", audit.problem);
+    assert_eq!((audit.events, audit.head.seq), (3, 3));
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 }
 
 /// Migration 5 as it shipped, on top of [`SCHEMA_2_TO_4`].

@@ -468,6 +468,20 @@ pub trait CatalogExt: Catalog {
         .await
     }
 
+    /// Registers a session and records its issue in the audit log, in one step.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the id is taken.
+    async fn issue_session(&self, session: &Session, audit: &AuditEvent) -> Result<()> {
+        let (session, audit) = (session.clone(), audit.clone());
+        self.step(StateQuery::sessions([session.id.clone()]).with_label("issue_session"), move |s| {
+            let mut decision = protocol::decide_insert_session(s, &session)?;
+            decision.mutations.push(protocol::Mutation::AppendAudit(audit));
+            Ok(decision)
+        })
+        .await
+    }
+
     /// Reads a session.
     ///
     /// # Errors
@@ -508,6 +522,67 @@ pub trait CatalogExt: Catalog {
     async fn delete_expired_sessions(&self, before: Timestamp) -> Result<()> {
         self.step(StateQuery::none().with_label("delete_expired_sessions"), move |_| {
             protocol::decide_delete_expired_sessions(before)
+        })
+        .await
+    }
+
+    /// Deletes the audit events up to `through`, keeping the head of the last one as the
+    /// checkpoint.
+    ///
+    /// # Errors
+    /// The catalog's.
+    async fn prune_audit(&self, through: u64) -> Result<()> {
+        self.step(StateQuery::none().with_label("prune_audit"), move |_| {
+            Ok(Decision::new(vec![protocol::Mutation::PruneAudit { through }], ()))
+        })
+        .await
+    }
+
+    /// Takes or renews a log cursor's lease ([`protocol::Mutation::ClaimCursor`]) and returns
+    /// the cursor.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when another instance holds it; the catalog's.
+    async fn claim_cursor(
+        &self,
+        name: &str,
+        owner: &str,
+        start_at: u64,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<crate::audit::LogCursor> {
+        let (name2, owner2) = (name.to_owned(), owner.to_owned());
+        self.step(StateQuery::none().with_label("claim_cursor"), move |_| {
+            let m = protocol::Mutation::ClaimCursor { name: name2, owner: owner2, start_at, now, until };
+            Ok(Decision::new(vec![m], ()))
+        })
+        .await?;
+        self.list_cursors()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Error::internal(format!("log cursor {name} is missing after its claim")))
+    }
+
+    /// Moves a held cursor from `from` to `to` with its new state, and appends `events`, in
+    /// one step.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the cursor moved or changed hands; the catalog's.
+    async fn advance_cursor(
+        &self,
+        name: &str,
+        owner: &str,
+        from: u64,
+        to: u64,
+        state: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let (name, owner, state) = (name.to_owned(), owner.to_owned(), state.to_owned());
+        self.step(StateQuery::none().with_label("advance_cursor"), move |_| {
+            let mut mutations = vec![protocol::Mutation::AdvanceCursor { name, owner, from, to, state }];
+            mutations.extend(events.into_iter().map(protocol::Mutation::AppendAudit));
+            Ok(Decision::new(mutations, ()))
         })
         .await
     }

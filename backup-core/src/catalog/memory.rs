@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditHash, AuditHead, LogCursor, cursor_held, cursor_moved};
 use crate::catalog::{
     Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
@@ -44,6 +44,8 @@ struct Inner {
     tombstones: BTreeMap<String, Tombstone>,
     sessions: BTreeMap<SessionId, Session>,
     audit: Vec<AuditEvent>,
+    audit_checkpoint: Option<AuditHead>,
+    cursors: BTreeMap<String, LogCursor>,
     /// Versions whose descriptions are not written yet, with their marks.
     undescribed: BTreeMap<VersionId, u64>,
 }
@@ -202,7 +204,20 @@ impl Inner {
                 }
                 Mutation::RevokeSession { id, .. } => self.sessions.contains_key(id) || sessions.contains(id),
                 Mutation::DeleteSessionsExpiredBefore(_) => true,
-                Mutation::AppendAudit(e) => e.seq == 0 || self.audit.last().is_none_or(|last| last.seq < e.seq),
+                Mutation::AppendAudit(e) => e.seq == 0 || self.audit_head().seq < e.seq,
+                Mutation::PruneAudit { .. } => true,
+                Mutation::SetAuditCheckpoint(_) => self.audit.is_empty() && self.audit_checkpoint.is_none(),
+                Mutation::ClaimCursor { name, owner, now, .. } => match self.cursors.get(name) {
+                    Some(c) if !c.claimable_by(owner, *now) => {
+                        return Err(cursor_held(c));
+                    }
+                    _ => true,
+                },
+                Mutation::AdvanceCursor { name, owner, from, .. } => match self.cursors.get(name) {
+                    Some(c) if c.owner.as_deref() == Some(owner.as_str()) && c.seq == *from => true,
+                    _ => return Err(cursor_moved(name)),
+                },
+                Mutation::SetCursor(_) => true,
                 Mutation::SetRepository(id) => {
                     if let Some(current) = self.repository
                         && current != *id
@@ -283,11 +298,35 @@ impl Inner {
                 }
             }
             Mutation::DeleteSessionsExpiredBefore(before) => self.sessions.retain(|_, s| s.expires_at >= before),
-            Mutation::AppendAudit(mut e) => {
-                if e.seq == 0 {
-                    e.seq = self.audit.last().map_or(1, |last| last.seq + 1);
+            Mutation::AppendAudit(e) => {
+                // `check` made sure the number follows the head.
+                if let Ok(e) = e.chained(&self.audit_head()) {
+                    self.audit.push(e);
                 }
-                self.audit.push(e);
+            }
+            Mutation::PruneAudit { through } => {
+                let cut = self.audit.partition_point(|e| e.seq <= through);
+                if cut > 0 {
+                    let last = &self.audit[cut - 1];
+                    self.audit_checkpoint =
+                        Some(AuditHead { seq: last.seq, hash: last.hash.unwrap_or(AuditHash::ZERO) });
+                    self.audit.drain(..cut);
+                }
+            }
+            Mutation::SetAuditCheckpoint(head) => self.audit_checkpoint = Some(head),
+            Mutation::ClaimCursor { name, owner, start_at, until, .. } => {
+                let c = self.cursors.entry(name.clone()).or_insert_with(|| LogCursor::new(name, start_at));
+                c.owner = Some(owner);
+                c.lease_until = Some(until);
+            }
+            Mutation::AdvanceCursor { name, to, state, .. } => {
+                if let Some(c) = self.cursors.get_mut(&name) {
+                    c.seq = to;
+                    c.state = state;
+                }
+            }
+            Mutation::SetCursor(c) => {
+                self.cursors.insert(c.name.clone(), c);
             }
             Mutation::SetRepository(id) => self.repository = Some(id),
         }
@@ -305,12 +344,22 @@ impl Inner {
         }
     }
 
+    /// The last event's head, else the checkpoint, else the genesis.
+    fn audit_head(&self) -> AuditHead {
+        match self.audit.last() {
+            Some(e) => AuditHead { seq: e.seq, hash: e.hash.unwrap_or(AuditHash::ZERO) },
+            None => self.audit_checkpoint.unwrap_or(AuditHead::GENESIS),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.repository.is_none()
             && self.collections.is_empty()
             && self.pending.is_empty()
             && self.sessions.is_empty()
             && self.audit.is_empty()
+            && self.audit_checkpoint.is_none()
+            && self.cursors.is_empty()
             && self.tombstones.is_empty()
     }
 }
@@ -491,6 +540,18 @@ impl Catalog for MemoryCatalog {
         Ok(inner.audit[start..].iter().take(limit).cloned().collect())
     }
 
+    async fn audit_checkpoint(&self) -> Result<Option<AuditHead>> {
+        Ok(self.lock().audit_checkpoint)
+    }
+
+    async fn audit_head(&self) -> Result<AuditHead> {
+        Ok(self.lock().audit_head())
+    }
+
+    async fn list_cursors(&self) -> Result<Vec<LogCursor>> {
+        Ok(self.lock().cursors.values().cloned().collect())
+    }
+
     async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
         let inner = self.lock();
         let mut records = vec![CatalogRecord::header(chrono::Utc::now())];
@@ -507,6 +568,8 @@ impl Catalog for MemoryCatalog {
         records.extend(inner.pending.values().cloned().map(CatalogRecord::Pending));
         records.extend(inner.tombstones.values().cloned().map(CatalogRecord::Tombstone));
         records.extend(inner.sessions.values().cloned().map(CatalogRecord::Session));
+        records.extend(inner.cursors.values().cloned().map(CatalogRecord::Cursor));
+        records.extend(inner.audit_checkpoint.map(CatalogRecord::AuditCheckpoint));
         records.extend(inner.audit.iter().cloned().map(CatalogRecord::Audit));
         Ok(futures::stream::iter(records.into_iter().map(Ok)).boxed())
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditHead};
 use crate::error::{Error, Result};
 use crate::id::RepositoryId;
 use crate::session::Session;
@@ -12,12 +12,13 @@ use crate::version::{Collection, PendingUpload, Tombstone, Version};
 /// The format name in a snapshot's header.
 pub const SNAPSHOT_FORMAT: &str = "backup-engine-catalog";
 /// The newest snapshot format version this build writes and reads (2 added the repository
-/// id, tombstones, protection and verification; version 1 snapshots read as before).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// id, tombstones, protection and verification; 3 the audit chain's hashes and checkpoint;
+/// older snapshots read as before, their events chained as they are imported).
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// One record of a catalog snapshot. A snapshot is a header, then the repository id, every
-/// collection, every version (pending uploads included), every tombstone, every session and
-/// every audit event.
+/// collection, every version (pending uploads included), every tombstone, every session, the
+/// log cursors, the audit checkpoint and every audit event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -51,7 +52,11 @@ pub enum CatalogRecord {
     Tombstone(Tombstone),
     /// A session.
     Session(Session),
-    /// An audit event, with its sequence number.
+    /// A reader's place in the audit log (format 3).
+    Cursor(crate::audit::LogCursor),
+    /// The head of the pruned part of the audit log, before its first event (format 3).
+    AuditCheckpoint(AuditHead),
+    /// An audit event, with its sequence number (and, from format 3, its hash).
     Audit(AuditEvent),
 }
 
@@ -112,7 +117,10 @@ impl ImportSummary {
             CatalogRecord::Session(_) => self.sessions += 1,
             CatalogRecord::Audit(_) => self.audit_events += 1,
             CatalogRecord::Tombstone(_) => self.tombstones += 1,
-            CatalogRecord::Header { .. } | CatalogRecord::Repository { .. } => {}
+            CatalogRecord::Header { .. }
+            | CatalogRecord::Repository { .. }
+            | CatalogRecord::AuditCheckpoint(_)
+            | CatalogRecord::Cursor(_) => {}
         }
     }
 }

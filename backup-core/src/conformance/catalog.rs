@@ -109,6 +109,9 @@ macro_rules! for_each_catalog_check {
             required_session_must_be_active_at_commit: shared,
             sessions_register_list_revoke_expire: shared,
             audit_events_are_appended_in_order: shared,
+            audit_events_are_chained: shared,
+            concurrent_appends_form_one_chain: shared_arc,
+            log_cursors_are_leased_and_moved: shared,
             export_is_a_complete_consistent_snapshot: shared,
             restore_brings_back_a_trashed_version_if_it_fits: shared,
             a_failing_step_writes_nothing: shared,
@@ -117,6 +120,7 @@ macro_rules! for_each_catalog_check {
             uploads_under_a_monitor_never_pass_the_hard_limit: shared_with_store,
             repository_id_is_claimed_once: empty,
             import_refuses_bad_snapshots: empty,
+            audit_pruning_keeps_the_chain: empty,
             import_restores_an_export: source_and_empty,
         }
     };
@@ -1380,6 +1384,117 @@ pub async fn audit_events_are_appended_in_order(catalog: &dyn Catalog) {
     assert_eq!(two.version, Some(7));
 }
 
+/// The whole log, from the checkpoint: every event linked to the one before.
+async fn whole_chain(catalog: &dyn Catalog) -> Vec<AuditEvent> {
+    let checkpoint = catalog.audit_checkpoint().await.expect("checkpoint");
+    let mut head = checkpoint.unwrap_or(crate::audit::AuditHead::GENESIS);
+    let mut all = Vec::new();
+    loop {
+        let page = catalog.list_audit(Some(head.seq), 1000).await.expect("list audit");
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            assert_eq!(e.seq, head.seq + 1, "numbers follow each other");
+            assert_eq!(e.hash, Some(e.link(&head.hash)), "event {} is linked to the one before", e.seq);
+            head = e.head().expect("hash");
+            all.push(e);
+        }
+    }
+    assert_eq!(catalog.audit_head().await.expect("head"), head, "the catalog's head is the last event's");
+    all
+}
+
+/// Every appended event gets the next number and the hash of itself and the one before it,
+/// in the step of its change; an event of a failing step is not appended.
+pub async fn audit_events_are_chained(catalog: &dyn Catalog) {
+    let id = create(catalog, "chain", spec(1, 1, 1)).await;
+    catalog.append_audit(&audit("custom.one").with_collection(&id)).await.expect("append");
+    let failing = catalog.delete_collection(&"chain-nobody".parse().expect("id"), &audit("collection.delete")).await;
+    assert!(failing.is_err(), "deleting an unknown collection fails");
+    let all = whole_chain(catalog).await;
+    let ours: Vec<&str> =
+        all.iter().filter(|e| e.collection.as_ref() == Some(&id)).map(|e| e.action.as_str()).collect();
+    assert_eq!(ours, ["collection.create", "custom.one"], "the failed step appended nothing");
+}
+
+/// Appends from many tasks at once form one chain: no two events follow the same one.
+pub async fn concurrent_appends_form_one_chain(catalog: Arc<dyn Catalog>) {
+    let before = catalog.audit_head().await.expect("head").seq;
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let catalog = catalog.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    catalog.append_audit(&audit(&format!("custom.concurrent-{t}-{i}"))).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let all = whole_chain(catalog.as_ref()).await;
+    assert!(all.last().expect("events").seq >= before + 80, "every append is in the chain");
+}
+
+/// A log cursor is leased to one instance at a time and moves only from where it is, by its
+/// holder, with the events of the same step.
+pub async fn log_cursors_are_leased_and_moved(catalog: &dyn Catalog) {
+    let name = format!("conformance-{}", unique_collection("cursor"));
+    let t0 = now();
+    let until = t0 + Duration::seconds(30);
+    let a = catalog.claim_cursor(&name, "a", 5, t0, until).await.expect("a claims");
+    assert_eq!((a.seq, a.owner.as_deref(), a.lease_until, a.state.as_str()), (5, Some("a"), Some(until), ""));
+    let held = catalog.claim_cursor(&name, "b", 0, t0, until).await.expect_err("b cannot while a holds it");
+    assert_eq!(held.kind(), ErrorKind::Conflict, "{held}");
+    assert!(held.to_string().contains("held by a"), "{held}");
+    let moved = catalog.advance_cursor(&name, "b", 5, 9, "{}", vec![]).await.expect_err("b does not hold it");
+    assert_eq!(moved.kind(), ErrorKind::Conflict);
+    let wrong = catalog.advance_cursor(&name, "a", 4, 9, "{}", vec![]).await.expect_err("not at 4");
+    assert_eq!(wrong.kind(), ErrorKind::Conflict);
+    let head = catalog.audit_head().await.expect("head");
+    catalog
+        .advance_cursor(&name, "a", 5, 9, r#"{"k":1}"#, vec![audit("custom.alert").with_detail(name.clone())])
+        .await
+        .expect("a moves it");
+    let after = catalog.list_audit(Some(head.seq), 1000).await.expect("list");
+    assert!(after.iter().any(|e| e.action == "custom.alert" && e.detail == name), "the step's event is appended");
+    let renewed = catalog.claim_cursor(&name, "a", 0, t0, until + Duration::seconds(30)).await.expect("a renews");
+    assert_eq!((renewed.seq, renewed.state.as_str()), (9, r#"{"k":1}"#), "a claim keeps the place and the state");
+    let late = until + Duration::seconds(31);
+    let b = catalog.claim_cursor(&name, "b", 0, late, late + Duration::seconds(30)).await.expect("b after the lease");
+    assert_eq!((b.seq, b.owner.as_deref()), (9, Some("b")));
+    let lost =
+        catalog.advance_cursor(&name, "a", 9, 10, "{}", vec![audit("custom.lost")]).await.expect_err("a lost it");
+    assert_eq!(lost.kind(), ErrorKind::Conflict);
+    let listed = catalog.list_cursors().await.expect("list cursors");
+    assert!(listed.iter().any(|c| c.name == name && c.seq == 9), "{listed:?}");
+}
+
+/// Pruning keeps the head of the last pruned event as the checkpoint, from which what is left
+/// still verifies; the log continues after it, and an export carries it.
+pub async fn audit_pruning_keeps_the_chain(empty: &dyn Catalog) {
+    for i in 0..5 {
+        empty.append_audit(&audit(&format!("custom.{i}"))).await.expect("append");
+    }
+    let before = whole_chain(empty).await;
+    empty.prune_audit(3).await.expect("prune");
+    let checkpoint = empty.audit_checkpoint().await.expect("checkpoint").expect("set");
+    assert_eq!(checkpoint, before[2].head().expect("hash"), "the checkpoint is the head of event 3");
+    let left = whole_chain(empty).await;
+    assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+    empty.prune_audit(2).await.expect("pruning what is gone changes nothing");
+    assert_eq!(empty.audit_checkpoint().await.expect("checkpoint"), Some(checkpoint));
+    empty.prune_audit(5).await.expect("prune everything");
+    assert!(empty.list_audit(None, 10).await.expect("list").is_empty());
+    empty.append_audit(&audit("custom.after")).await.expect("append");
+    let after = whole_chain(empty).await;
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [6], "numbers go on after a pruned log");
+    let records: Vec<CatalogRecord> = empty.export().await.expect("export").try_collect().await.expect("stream");
+    assert!(records.iter().any(|r| matches!(r, CatalogRecord::AuditCheckpoint(h) if h.seq == 5)), "{records:?}");
+}
+
 /// An export holds every kind of row, in order, and is consistent: a header, the repository,
 /// collections, versions, tombstones, sessions, audit events. Importing into a non-empty
 /// catalog is refused.
@@ -1404,7 +1519,9 @@ pub async fn export_is_a_complete_consistent_snapshot(catalog: &dyn Catalog) {
         CatalogRecord::Version(_) | CatalogRecord::Pending(_) => 3,
         CatalogRecord::Tombstone(_) => 4,
         CatalogRecord::Session(_) => 5,
-        CatalogRecord::Audit(_) => 6,
+        CatalogRecord::Cursor(_) => 6,
+        CatalogRecord::AuditCheckpoint(_) => 7,
+        CatalogRecord::Audit(_) => 8,
     };
     assert!(records.windows(2).all(|w| kind(&w[0]) <= kind(&w[1])), "records come in order of kind");
     let ours = |r: &&CatalogRecord| match r {
@@ -1623,6 +1740,9 @@ pub async fn import_restores_an_export(source: &dyn Catalog, empty: &dyn Catalog
         .with_scope(r#"{"elements":[{"type":"collection","name":"x","roles":["backupUploader"]}]}"#);
     source.insert_session(&s).await.expect("session");
     source.revoke_session(&s.id, &audit("session.revoke")).await.expect("revoke");
+    let cursor = format!("conformance-{id}");
+    source.claim_cursor(&cursor, "a", 0, now(), now() + Duration::seconds(30)).await.expect("claim");
+    source.advance_cursor(&cursor, "a", 0, 2, r#"{"x":1}"#, vec![]).await.expect("advance");
 
     let snapshot = source.export().await.expect("export");
     let summary = empty.import(snapshot).await.expect("import");
@@ -1631,6 +1751,9 @@ pub async fn import_restores_an_export(source: &dyn Catalog, empty: &dyn Catalog
         "{summary:?}"
     );
     assert_eq!(contents(source).await, contents(empty).await, "the copy holds exactly what the source held");
+    let copied = empty.list_cursors().await.expect("cursors");
+    assert!(copied.iter().any(|c| c.name == cursor && c.seq == 2 && c.state == r#"{"x":1}"#), "{copied:?}");
+    whole_chain(empty).await;
     assert_eq!(
         source.collection_state(&id).await.expect("state").counters,
         empty.collection_state(&id).await.expect("state").counters,

@@ -176,6 +176,22 @@ impl EngineBuilder {
         self
     }
 
+    /// Whether the audit log records the frequent events too (default: yes): each commit
+    /// (`version.commit`), each version the rotation evicts (`version.evict`), and what the
+    /// host records per request ([`Engine::record_audit`]: downloads, refused uploads).
+    /// Changes made by hand (deletions, locks, holds) are recorded either way.
+    pub fn event_log(mut self, on: bool) -> Self {
+        self.config.event_log = on;
+        self
+    }
+
+    /// How long the audit log keeps events (default: forever); [`Engine::prune_audit`]
+    /// applies it.
+    pub fn audit_retention(mut self, retention: crate::audit::AuditRetention) -> Self {
+        self.config.audit_retention = retention;
+        self
+    }
+
     /// How old an object must be before `recover()` judges it from a listing, and how long
     /// a tombstone is kept after its object was deleted (default 15 minutes): margins for
     /// clock differences between machines and late writes of abandoned uploads.

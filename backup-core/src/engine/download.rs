@@ -73,6 +73,21 @@ impl Engine {
     ) -> Result<Download> {
         self.authorized_collection(actor, collection, Action::Download).await?;
         let version = self.inner.catalog.get_version(collection, selector).await?;
+        let stream = self.download_verified(&version, selector).await?;
+        let stream = if self.inner.config.event_log {
+            AuditedDownload::new(self.clone(), actor.user.clone(), &version, stream).boxed()
+        } else {
+            stream
+        };
+        Ok(Download { version, stream })
+    }
+
+    async fn download_verified(
+        &self,
+        version: &Version,
+        selector: VersionSelector,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let collection = &version.collection;
         if let Some(reason) = &version.quarantined {
             return Err(Error::Corrupted {
                 collection: collection.clone(),
@@ -80,13 +95,12 @@ impl Engine {
                 reason: format!("it is quarantined: {reason}"),
             });
         }
-        let stream = self.read_verified(&version).await.map_err(|e| match e {
+        self.read_verified(version).await.map_err(|e| match e {
             Error::VersionNotFound { collection, .. } => {
                 Error::VersionNotFound { collection, selector: selector.to_string() }
             }
             e => e,
-        })?;
-        Ok(Download { version, stream })
+        })
     }
 
     /// A committed version's bytes, checked against its size and digest as they flow (the
@@ -368,5 +382,78 @@ impl Stream for VerifyStream {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (0, None)
+    }
+}
+
+/// A download's stream that records, when it ends or is dropped, a `version.download` event:
+/// who, which version, how many bytes it handed on, and whether it was complete, failed
+/// (with the reason) or cut (dropped before its end: the client went away).
+struct AuditedDownload {
+    inner: BoxStream<'static, Result<Bytes>>,
+    engine: Option<Engine>,
+    user: String,
+    collection: CollectionId,
+    number: u64,
+    size: u64,
+    sent: u64,
+}
+
+impl AuditedDownload {
+    fn new(engine: Engine, user: String, version: &Version, inner: BoxStream<'static, Result<Bytes>>) -> Self {
+        AuditedDownload {
+            inner,
+            engine: Some(engine),
+            user,
+            collection: version.collection.clone(),
+            number: version.number,
+            size: version.size,
+            sent: 0,
+        }
+    }
+
+    /// Records the outcome once, in a task of the engine's (a drop cannot wait).
+    fn finish(&mut self, outcome: &str) {
+        let Some(engine) = self.engine.take() else { return };
+        let event = crate::AuditEvent::new(engine.now(), self.user.clone(), "version.download")
+            .with_collection(&self.collection)
+            .with_version(self.number)
+            .with_detail(format!("{} of {} bytes, {outcome}", self.sent, self.size));
+        let recorder = engine.clone();
+        engine.inner.tasks.spawn(async move {
+            if let Err(e) = recorder.record_audit(&event).await {
+                tracing::warn!(error = %e, "a download could not be written to the audit log");
+            }
+        });
+    }
+}
+
+impl Stream for AuditedDownload {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.poll_next_unpin(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.sent += chunk.len() as u64;
+                // The last chunk is handed on only once the digest matched; a consumer that
+                // stops at the size (a response with a length) never polls the end.
+                if self.sent == self.size {
+                    self.finish("complete");
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let outcome = format!("failed: {e}");
+                self.finish(&outcome);
+            }
+            Poll::Ready(None) => self.finish("complete"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl Drop for AuditedDownload {
+    fn drop(&mut self) {
+        self.finish("cut");
     }
 }

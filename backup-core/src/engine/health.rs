@@ -121,7 +121,7 @@ impl Engine {
     }
 
     /// The collection row, its counters and its newest version.
-    async fn health_state(&self, id: &CollectionId) -> Result<CollectionState> {
+    pub(super) async fn health_state(&self, id: &CollectionId) -> Result<CollectionState> {
         self.inner.catalog.collection_state_with(id, VersionsNeeded::Range(VersionRange::Newest(1))).await
     }
 

@@ -320,11 +320,25 @@ impl Engine {
             report.bytes += v.size;
             records.push(Ok(CatalogRecord::Version(v)));
         }
+        // The new log continues the chain from the last anchor in the store: what the lost
+        // catalog recorded up to it stays verifiable against snapshots, what came after is
+        // gone with the catalog, and the rebuild says so.
+        let anchor = self.latest_audit_anchor().await?;
+        let mut detail = format!("{} collections, {} versions from the store", report.collections, report.versions);
+        let first = match anchor {
+            Some(a) => {
+                records.push(Ok(CatalogRecord::AuditCheckpoint(crate::audit::AuditHead { seq: a.seq, hash: a.hash })));
+                detail.push_str(&format!(
+                    "; the log continues from its anchor of event {} (written at {}); later events were lost with \
+                     the catalog",
+                    a.seq, a.at
+                ));
+                a.seq + 1
+            }
+            None => 1,
+        };
         records.push(Ok(CatalogRecord::Audit(
-            AuditEvent::new(now, "rebuild", "catalog.rebuild").with_seq(1).with_detail(format!(
-                "{} collections, {} versions from the store",
-                report.collections, report.versions
-            )),
+            AuditEvent::new(now, "rebuild", "catalog.rebuild").with_seq(first).with_detail(detail),
         )));
         progress.start("writing the catalog", Some(report.versions), None);
         let written = progress.clone();

@@ -275,6 +275,24 @@ impl Engine {
         {
             report.failures.push(format!("delete the scrub's progress record {key}: {e}"));
         }
+        // Each run is in the log: `scrub.failed` when it found damage or could not check
+        // something, which a detector turns into an alert.
+        let action = if report.damaged.is_empty() && report.failures.is_empty() { "scrub.run" } else { "scrub.failed" };
+        let mut detail = format!(
+            "{} versions checked ({} bytes), {} intact, {} damaged, {} newly quarantined, {} released",
+            report.checked,
+            report.bytes,
+            report.intact,
+            report.damaged.len(),
+            report.newly_quarantined,
+            report.released
+        );
+        if let Some(first) = report.failures.first() {
+            detail.push_str(&format!("; {} failures, the first: {first}", report.failures.len()));
+        }
+        if let Err(e) = self.record_audit(&AuditEvent::new(self.now(), "scrub", action).with_detail(detail)).await {
+            report.failures.push(format!("record the scrub in the audit log: {e}"));
+        }
         Ok(report)
     }
 

@@ -8,6 +8,7 @@ use futures::{Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayloadMut};
 
+use crate::audit::AuditEvent;
 use crate::authz::{Action, Actor, Permit};
 use crate::catalog::{AbortCondition, AbortOutcome, CatalogExt};
 use crate::engine::last_write::LastWrite;
@@ -107,6 +108,24 @@ impl Engine {
     /// As [`Engine::upload_with`], except those of the commit; [`Error::InvalidInput`] for
     /// metadata that [`crate::check_metadata`] refuses, before a byte is read.
     pub async fn begin_upload<S, E>(
+        &self,
+        actor: &Actor,
+        collection: &CollectionId,
+        body: S,
+        options: UploadOptions,
+    ) -> Result<StagedUpload>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: Into<BoxError>,
+    {
+        let staged = self.stage_upload(actor, collection, body, options).await;
+        if let Err(e) = &staged {
+            self.audit_failed_upload(&actor.user, collection, e).await;
+        }
+        staged
+    }
+
+    async fn stage_upload<S, E>(
         &self,
         actor: &Actor,
         collection: &CollectionId,
@@ -678,7 +697,17 @@ impl StagedUpload {
     /// [`Error::QuotaExceeded`] if the final size no longer fits (the limits changed);
     /// [`Error::Conflict`] if the lease expired, or a single-use token was used meanwhile;
     /// catalog errors. On error the object is deleted and the reservation released.
-    pub async fn commit(mut self) -> Result<Version> {
+    pub async fn commit(self) -> Result<Version> {
+        let (engine, user, collection) =
+            (self.engine.clone(), self.pending.uploader.user.clone(), self.pending.collection.clone());
+        let committed = self.commit_staged().await;
+        if let Err(e) = &committed {
+            engine.audit_failed_upload(&user, &collection, e).await;
+        }
+        committed
+    }
+
+    async fn commit_staged(mut self) -> Result<Version> {
         let engine = self.engine.clone();
         let inner = &engine.inner;
         // A whole lease without renewal (the process stalled) fails the upload, whatever the
@@ -698,7 +727,8 @@ impl StagedUpload {
         .with_consume_session(self.permit.consume_session.clone())
         .with_require_session(self.permit.require_session.clone())
         .with_metadata(std::mem::take(&mut self.metadata))
-        .with_purge_evicted(inner.config.trash_retention.is_zero());
+        .with_purge_evicted(inner.config.trash_retention.is_zero())
+        .with_audit(inner.config.event_log);
         let result = inner.catalog.commit(&request, &inner.strategies).await;
         self.guard.armed = false;
         match result {
@@ -763,6 +793,33 @@ impl StagedUpload {
             AbortOutcome::StillLive => {
                 Err(Error::internal("abort with AbortCondition::Finished reported a live lease"))
             }
+        }
+    }
+}
+
+impl Engine {
+    /// Records an upload that did not become a version, with the reason, when the event log
+    /// is on: `upload.refusal` for what the rules refused (quota, window, content, size,
+    /// permission, a lost lease), `upload.interrupted` for a body its producer cut, and
+    /// `upload.failed` for the rest. Uploads into collections that do not exist are not
+    /// recorded: anyone could fill the log with them.
+    async fn audit_failed_upload(&self, user: &str, collection: &CollectionId, e: &Error) {
+        if !self.inner.config.event_log || e.kind() == crate::ErrorKind::NotFound {
+            return;
+        }
+        let action = match e.kind() {
+            crate::ErrorKind::Interrupted => "upload.interrupted",
+            crate::ErrorKind::Unavailable
+            | crate::ErrorKind::StorageFull
+            | crate::ErrorKind::OutcomeUnknown
+            | crate::ErrorKind::Internal => "upload.failed",
+            _ => "upload.refusal",
+        };
+        let event = AuditEvent::new(self.now(), user.to_owned(), action)
+            .with_collection(collection)
+            .with_detail(format!("{:?}: {e}", e.kind()));
+        if let Err(failed) = self.record_audit(&event).await {
+            tracing::warn!(error = %failed, "a failed upload could not be written to the audit log");
         }
     }
 }

@@ -101,6 +101,15 @@ impl Catalog for FaultyCatalog {
     async fn list_audit(&self, after: Option<u64>, limit: usize) -> Result<Vec<AuditEvent>> {
         self.around("list_audit", self.inner.list_audit(after, limit)).await
     }
+    async fn audit_checkpoint(&self) -> Result<Option<crate::audit::AuditHead>> {
+        self.around("audit_checkpoint", self.inner.audit_checkpoint()).await
+    }
+    async fn audit_head(&self) -> Result<crate::audit::AuditHead> {
+        self.around("audit_head", self.inner.audit_head()).await
+    }
+    async fn list_cursors(&self) -> Result<Vec<crate::audit::LogCursor>> {
+        self.around("list_cursors", self.inner.list_cursors()).await
+    }
     async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
         self.around("export", self.inner.export()).await
     }

@@ -138,7 +138,17 @@ impl TokenService {
         session.access_key = access_key.map(str::to_owned);
         session.requester_addr = request.requester_addr;
         session.scope = scope.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
-        self.catalog.insert_session(&session).await?;
+        // Every token issued is in the audit log, in the step that registers it: a login, a
+        // refresh, a one-time upload token.
+        let mut detail = format!("{}: session {}, until {}", session.description, session.id, session.expires_at);
+        if let Some(k) = &session.access_key {
+            detail.push_str(&format!(", access key {k}"));
+        }
+        if let Some(addr) = &session.requester_addr {
+            detail.push_str(&format!(", from {addr}"));
+        }
+        let audit = AuditEvent::new(now, user.name.clone(), "session.issue").with_detail(detail);
+        self.catalog.issue_session(&session, &audit).await?;
         Ok(IssuedToken { token, session })
     }
 

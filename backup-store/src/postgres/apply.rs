@@ -11,7 +11,7 @@ use deadpool_postgres::GenericClient;
 
 use super::BACKEND;
 use super::error::{is_unique_violation, pg_error};
-use super::rows::{AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, ts};
+use super::rows::{COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, ts};
 use super::statements::Cached;
 use crate::metadata_column::metadata_text;
 
@@ -37,7 +37,12 @@ pub(super) async fn apply_all(client: &impl GenericClient, mutations: &[Mutation
             marks.insert(*id, *mark);
         }
     }
-    let results = futures::future::join_all(mutations.iter().map(|m| match m {
+    // The log's mutations go after the others, in order: an append waits for the head's lock
+    // (held until the transaction ends), so it comes as late as it can.
+    let (audit, rows): (Vec<&Mutation>, Vec<&Mutation>) = mutations.iter().partition(|m| {
+        matches!(m, Mutation::AppendAudit(_) | Mutation::PruneAudit { .. } | Mutation::SetAuditCheckpoint(_))
+    });
+    let results = futures::future::join_all(rows.into_iter().map(|m| match m {
         Mutation::MarkUndescribed { id, .. } if marks.contains_key(id) => {
             futures::future::Either::Left(async { Ok(()) })
         }
@@ -47,7 +52,8 @@ pub(super) async fn apply_all(client: &impl GenericClient, mutations: &[Mutation
         _ => futures::future::Either::Right(apply(client, m, None)),
     }))
     .await;
-    results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    super::audit::apply(client, &audit).await
 }
 
 /// Applies `m`, failing with the error its documentation names when a key is taken; a write of
@@ -249,26 +255,12 @@ async fn apply(client: &impl GenericClient, m: &Mutation, mark: Option<u64>) -> 
             client.cexecute("DELETE FROM sessions WHERE expires_at < $1", &[&ts(*before)]).await.map_err(&e)?;
             1
         }
-        Mutation::AppendAudit(a) => {
-            let version = a.version.map(int).transpose()?;
-            let collection = a.collection.as_ref().map(|c| c.as_str());
-            if a.seq == 0 {
-                client
-                    .cexecute(
-                        "INSERT INTO audit (at, actor, action, collection, version, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[&ts(a.at), &a.actor, &a.action, &collection, &version, &a.detail],
-                    )
-                    .await
-                    .map_err(&e)?
-            } else {
-                client
-                    .cexecute(
-                        &format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-                        &[&int(a.seq)?, &ts(a.at), &a.actor, &a.action, &collection, &version, &a.detail],
-                    )
-                    .await
-                    .map_err(&e)?
-            }
+        Mutation::AppendAudit(_) | Mutation::PruneAudit { .. } | Mutation::SetAuditCheckpoint(_) => {
+            return Err(Error::internal("postgres catalog: audit mutations are applied by `audit::apply`"));
+        }
+        Mutation::ClaimCursor { .. } | Mutation::AdvanceCursor { .. } | Mutation::SetCursor(_) => {
+            super::audit::apply_cursor(client, m).await?;
+            1
         }
         Mutation::SetRepository(id) => {
             client

@@ -279,6 +279,18 @@ impl Catalog for PostgresCatalog {
         found.iter().map(rows::audit).collect()
     }
 
+    async fn audit_checkpoint(&self) -> Result<Option<backup_core::audit::AuditHead>> {
+        super::audit::checkpoint(&self.client().await?).await
+    }
+
+    async fn audit_head(&self) -> Result<backup_core::audit::AuditHead> {
+        super::audit::head(&self.client().await?).await
+    }
+
+    async fn list_cursors(&self) -> Result<Vec<backup_core::audit::LogCursor>> {
+        super::audit::cursors(&self.client().await?).await
+    }
+
     async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
         snapshot::export(self.client().await?).await
     }

@@ -1,6 +1,7 @@
 //! Rows of the PostgreSQL schema to and from the core types.
 
 use crate::metadata_column::metadata_from;
+use backup_core::audit::{AuditHead, LogCursor};
 use backup_core::catalog::protocol::{Counters, VersionRow};
 use backup_core::catalog::{PendingUpload, Tombstone, TombstoneKind};
 use backup_core::{
@@ -159,7 +160,7 @@ pub(crate) fn session(row: &Row) -> Result<Session> {
     Ok(s)
 }
 
-pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, collection, version, detail";
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, collection, version, detail, hash";
 
 pub(crate) fn audit(row: &Row) -> Result<AuditEvent> {
     let mut e = AuditEvent::new(time(row, 1)?, g::<String>(row, 2)?, g::<String>(row, 3)?)
@@ -167,7 +168,22 @@ pub(crate) fn audit(row: &Row) -> Result<AuditEvent> {
         .with_detail(g::<String>(row, 6)?);
     e.collection = g::<Option<&str>>(row, 4)?.map(parse::<CollectionId>).transpose()?;
     e.version = g::<Option<i64>>(row, 5)?.map(uint).transpose()?;
+    e.hash = g::<Option<&str>>(row, 7)?.map(parse).transpose()?;
     Ok(e)
+}
+
+/// A cursor in a row of `audit::CURSOR_COLUMNS`.
+pub(crate) fn cursor(row: &Row) -> Result<LogCursor> {
+    let mut c = LogCursor::new(g::<String>(row, 0)?, uint(g(row, 1)?)?);
+    c.owner = g(row, 2)?;
+    c.lease_until = opt_time(row, 3)?;
+    c.state = g(row, 4)?;
+    Ok(c)
+}
+
+/// The head in a row of `seq, hash`.
+pub(crate) fn audit_head(row: &Row) -> Result<AuditHead> {
+    Ok(AuditHead { seq: uint(g(row, 0)?)?, hash: parse(g(row, 1)?)? })
 }
 
 pub(crate) const TOMBSTONE_COLUMNS: &str = "object_key, collection, version, kind, recorded_at, staging";

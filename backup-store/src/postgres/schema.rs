@@ -160,6 +160,31 @@ const MIGRATIONS: &[&str] = &[
         ADD COLUMN lock_mode TEXT CHECK (lock_mode IN ('governance', 'compliance')),
         ADD COLUMN locked_until TIMESTAMPTZ;
     "#,
+    // 8: the audit chain: each event's hash (hex; the events before this migration are
+    // chained by it, in order, see `audit::chain_unchained`), the head of the pruned part, and
+    // the log's head in one row that every append locks, so that two transactions never
+    // chain to the same event; the log's readers (notification targets, detectors) and their
+    // places.
+    r#"
+    ALTER TABLE audit ADD COLUMN hash TEXT;
+    CREATE TABLE audit_checkpoint (
+        singleton INT PRIMARY KEY CHECK (singleton = 1),
+        seq       BIGINT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE TABLE audit_head (
+        singleton INT PRIMARY KEY CHECK (singleton = 1),
+        seq       BIGINT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE TABLE log_cursors (
+        name        TEXT PRIMARY KEY,
+        seq         BIGINT NOT NULL,
+        owner       TEXT,
+        lease_until TIMESTAMPTZ,
+        state       TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -197,6 +222,9 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<()> {
                 format!("migration {} failed: {e}", i + 1),
             )
         })?;
+    }
+    if found < 8 {
+        super::audit::chain_unchained(&tx).await?;
     }
     if found < SCHEMA_VERSION {
         tx.execute("DELETE FROM schema_version", &[]).await.map_err(pg_error("migrate"))?;

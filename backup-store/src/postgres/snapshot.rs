@@ -45,7 +45,7 @@ pub(super) async fn export(mut client: Object) -> Result<BoxStream<'static, Resu
             {
                 return Ok(());
             }
-            let tables: [(String, Map); 5] = [
+            let tables: [(String, Map); 7] = [
                 (format!("SELECT {COLLECTION_COLUMNS} FROM collections ORDER BY id"), |r| {
                     rows::collection(r).map(|(collection, counters)| CatalogRecord::Collection {
                         collection,
@@ -63,6 +63,12 @@ pub(super) async fn export(mut client: Object) -> Result<BoxStream<'static, Resu
                 }),
                 (format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY issued_at, id"), |r| {
                     rows::session(r).map(CatalogRecord::Session)
+                }),
+                (format!("SELECT {} FROM log_cursors ORDER BY name", super::audit::CURSOR_COLUMNS), |r| {
+                    rows::cursor(r).map(CatalogRecord::Cursor)
+                }),
+                ("SELECT seq, hash FROM audit_checkpoint".to_owned(), |r| {
+                    rows::audit_head(r).map(CatalogRecord::AuditCheckpoint)
                 }),
                 (format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"), |r| {
                     rows::audit(r).map(CatalogRecord::Audit)
@@ -95,13 +101,16 @@ pub(super) async fn import(
 ) -> Result<ImportSummary> {
     let tx = client.transaction().await.map_err(pg_error("import"))?;
     let out = async {
-        tx.batch_execute("LOCK TABLE collections, versions, sessions, audit, tombstones, repository IN EXCLUSIVE MODE")
+        tx.batch_execute(
+            "LOCK TABLE collections, versions, sessions, audit, audit_head, audit_checkpoint, log_cursors, tombstones, \
+             repository IN EXCLUSIVE MODE",
+        )
             .await
             .map_err(pg_error("import"))?;
         let used = tx
             .cquery_opt(
                 "SELECT (SELECT count(*) FROM collections) + (SELECT count(*) FROM sessions) \
-                 + (SELECT count(*) FROM audit) + (SELECT count(*) FROM tombstones) + (SELECT count(*) FROM repository)",
+                 + (SELECT count(*) FROM audit) + (SELECT count(*) FROM audit_checkpoint) + (SELECT count(*) FROM log_cursors) + (SELECT count(*) FROM tombstones) + (SELECT count(*) FROM repository)",
                 &[],
             )
             .await
@@ -119,9 +128,6 @@ pub(super) async fn import(
         }
         let (counters, summary) = check.finish()?;
         apply::apply_all(&tx, &counters).await?;
-        tx.cexecute("SELECT setval(pg_get_serial_sequence('audit', 'seq'), coalesce(max(seq), 0) + 1, false) FROM audit", &[])
-            .await
-            .map_err(pg_error("import"))?;
         Ok(summary)
     }
     .await;

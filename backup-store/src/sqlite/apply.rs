@@ -6,9 +6,7 @@ use backup_core::{Error, ErrorKind, Result, Session, Version};
 use rusqlite::{Transaction, params};
 
 use super::BACKEND;
-use super::rows::{
-    AUDIT_COLUMNS, COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, micros,
-};
+use super::rows::{COLLECTION_COLUMNS, SESSION_COLUMNS, TOMBSTONE_COLUMNS, VERSION_COLUMNS, int, micros};
 use crate::error::{is_unique_violation, sqlite_error};
 use crate::metadata_column::metadata_text;
 
@@ -215,20 +213,28 @@ pub(super) fn apply(tx: &Transaction<'_>, m: &Mutation) -> Result<()> {
             1
         }
         Mutation::AppendAudit(a) => {
-            let seq = if a.seq == 0 { None } else { Some(int(a.seq).map_err(&e)?) };
-            tx.prepare_cached(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"))
-                .and_then(|mut st| {
-                    st.execute(params![
-                        seq,
-                        micros(a.at),
-                        a.actor,
-                        a.action,
-                        a.collection.as_ref().map(|c| c.as_str()),
-                        a.version.map(int).transpose()?,
-                        a.detail
-                    ])
-                })
-                .map_err(&e)?
+            super::audit::append(tx, a)?;
+            1
+        }
+        Mutation::PruneAudit { through } => {
+            super::audit::prune(tx, *through)?;
+            1
+        }
+        Mutation::SetAuditCheckpoint(head) => {
+            super::audit::set_checkpoint(tx, head)?;
+            1
+        }
+        Mutation::ClaimCursor { name, owner, start_at, now, until } => {
+            super::audit::claim_cursor(tx, name, owner, *start_at, *now, *until)?;
+            1
+        }
+        Mutation::AdvanceCursor { name, owner, from, to, state } => {
+            super::audit::advance_cursor(tx, name, owner, *from, *to, state)?;
+            1
+        }
+        Mutation::SetCursor(c) => {
+            super::audit::set_cursor(tx, c)?;
+            1
         }
         Mutation::SetRepository(id) => {
             tx.prepare_cached("INSERT OR IGNORE INTO repository (singleton, id) VALUES (1, ?1)")

@@ -272,6 +272,18 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
+    async fn audit_checkpoint(&self) -> Result<Option<backup_core::audit::AuditHead>> {
+        self.read("audit checkpoint", super::audit::checkpoint).await
+    }
+
+    async fn audit_head(&self) -> Result<backup_core::audit::AuditHead> {
+        self.read("audit head", super::audit::head).await
+    }
+
+    async fn list_cursors(&self) -> Result<Vec<backup_core::audit::LogCursor>> {
+        self.read("list log cursors", super::audit::cursors).await
+    }
+
     async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
         snapshot::export(self.path().to_path_buf())
     }

@@ -1,6 +1,7 @@
 //! Rows of the SQLite schema to and from the core types.
 
 use crate::metadata_column::metadata_from;
+use backup_core::audit::{AuditHead, LogCursor};
 use backup_core::catalog::protocol::{Counters, VersionRow};
 use backup_core::catalog::{PendingUpload, Tombstone, TombstoneKind};
 use backup_core::{
@@ -199,7 +200,7 @@ pub(crate) fn session(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(s)
 }
 
-pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, collection, version, detail";
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, collection, version, detail, hash";
 
 pub(crate) fn audit(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
     let mut e = AuditEvent::new(time_at(row, 1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)
@@ -207,7 +208,22 @@ pub(crate) fn audit(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
         .with_detail(row.get::<_, String>(6)?);
     e.collection = opt_parse_at::<CollectionId>(row, 4)?;
     e.version = opt_u64_at(row, 5)?;
+    e.hash = opt_parse_at(row, 7)?;
     Ok(e)
+}
+
+/// A cursor in a row of `audit::CURSOR_COLUMNS`.
+pub(crate) fn cursor(row: &Row<'_>) -> rusqlite::Result<LogCursor> {
+    let mut c = LogCursor::new(row.get::<_, String>(0)?, u64_at(row, 1)?);
+    c.owner = row.get(2)?;
+    c.lease_until = opt_time_at(row, 3)?;
+    c.state = row.get(4)?;
+    Ok(c)
+}
+
+/// The head in a row of `seq, hash`.
+pub(crate) fn audit_head(row: &Row<'_>) -> rusqlite::Result<AuditHead> {
+    Ok(AuditHead { seq: u64_at(row, 0)?, hash: parse_at(row, 1)? })
 }
 
 pub(crate) const TOMBSTONE_COLUMNS: &str = "object_key, collection, version, kind, recorded_at, staging";

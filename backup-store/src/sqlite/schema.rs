@@ -147,6 +147,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE versions ADD COLUMN lock_mode TEXT CHECK (lock_mode IN ('governance', 'compliance'));
     ALTER TABLE versions ADD COLUMN locked_until INTEGER;
     "#,
+    // 8: the audit chain: each event's hash (hex; the events before this migration are
+    // chained by it, in order, see `audit::chain_unchained`) and the head of the pruned part;
+    // the log's readers (notification targets, detectors) and their places.
+    r#"
+    ALTER TABLE audit ADD COLUMN hash TEXT;
+    CREATE TABLE audit_checkpoint (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        seq       INTEGER NOT NULL,
+        hash      TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE log_cursors (
+        name        TEXT PRIMARY KEY NOT NULL,
+        seq         INTEGER NOT NULL,
+        owner       TEXT,
+        lease_until INTEGER,
+        state       TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -179,6 +197,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
                 format!("migration {} failed: {e}", i + 1),
             )
         })?;
+    }
+    if found < 8 {
+        super::audit::chain_unchained(&tx)?;
     }
     if found < SCHEMA_VERSION {
         tx.execute("DELETE FROM schema_version", []).map_err(sqlite_error("migrate"))?;

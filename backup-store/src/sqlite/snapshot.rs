@@ -45,7 +45,8 @@ fn export_all(path: &std::path::Path, send: &impl Fn(Result<CatalogRecord>) -> b
     {
         return Ok(());
     }
-    let tables: [(&str, ToRecord); 5] = [
+    let cursors = format!("SELECT {} FROM log_cursors ORDER BY name", super::audit::CURSOR_COLUMNS);
+    let tables: [(&str, ToRecord); 7] = [
         (&format!("SELECT {COLLECTION_COLUMNS} FROM collections ORDER BY id"), |r| {
             rows::collection(r).map(|(collection, counters)| CatalogRecord::Collection {
                 collection,
@@ -62,6 +63,8 @@ fn export_all(path: &std::path::Path, send: &impl Fn(Result<CatalogRecord>) -> b
         (&format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY issued_at, id"), |r| {
             rows::session(r).map(CatalogRecord::Session)
         }),
+        (&cursors, |r| rows::cursor(r).map(CatalogRecord::Cursor)),
+        ("SELECT seq, hash FROM audit_checkpoint", |r| rows::audit_head(r).map(CatalogRecord::AuditCheckpoint)),
         (&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"), |r| rows::audit(r).map(CatalogRecord::Audit)),
     ];
     for (sql, map) in tables {
@@ -100,7 +103,7 @@ pub(super) async fn import(
         let used: i64 = tx
             .query_row(
                 "SELECT (SELECT count(*) FROM collections) + (SELECT count(*) FROM sessions) \
-                 + (SELECT count(*) FROM audit) + (SELECT count(*) FROM tombstones) + (SELECT count(*) FROM repository)",
+                 + (SELECT count(*) FROM audit) + (SELECT count(*) FROM audit_checkpoint) + (SELECT count(*) FROM log_cursors) + (SELECT count(*) FROM tombstones) + (SELECT count(*) FROM repository)",
                 [],
                 |r| r.get(0),
             )

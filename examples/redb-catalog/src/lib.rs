@@ -200,6 +200,18 @@ impl Catalog for RedbCatalog {
         self.read("list audit", move |tx| read::list_audit(tx, after, limit)).await
     }
 
+    async fn audit_checkpoint(&self) -> Result<Option<backup_core::audit::AuditHead>> {
+        self.read("audit checkpoint", |tx| read::audit_checkpoint(&tx.open_table(tables::META)?)).await
+    }
+
+    async fn audit_head(&self) -> Result<backup_core::audit::AuditHead> {
+        self.read("audit head", read::audit_head).await
+    }
+
+    async fn list_cursors(&self) -> Result<Vec<backup_core::audit::LogCursor>> {
+        self.read("list log cursors", read::list_cursors).await
+    }
+
     async fn export(&self) -> Result<BoxStream<'static, Result<CatalogRecord>>> {
         snapshot::export(self.db.clone()).await
     }

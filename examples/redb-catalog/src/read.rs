@@ -1,5 +1,6 @@
 //! Reads: the state a [`StateQuery`] asks for, and the listings, each from its index.
 
+use backup_core::audit::{AuditHead, LogCursor};
 use backup_core::catalog::protocol::{
     CollectionQuery, CollectionState, LoadedState, StateQuery, VersionRange, VersionRow,
 };
@@ -327,6 +328,28 @@ pub(crate) fn list_sessions(tx: &ReadTransaction, user: Option<&str>, limit: usi
     let mut out = Vec::new();
     for entry in tx.open_table(SESSIONS_BY_TIME)?.range::<(u64, &str)>(..)?.take(limit) {
         out.extend(session(&table, entry?.0.value().1)?);
+    }
+    Ok(out)
+}
+
+/// The audit log's checkpoint, in [`META`] under `audit_checkpoint` (JSON).
+pub(crate) fn audit_checkpoint(meta: &impl ReadableTable<&'static str, &'static str>) -> Res<Option<AuditHead>> {
+    meta.get("audit_checkpoint")?.map(|g| from_json(g.value().as_bytes())).transpose()
+}
+
+/// The log's head: the last event's, else the checkpoint's.
+pub(crate) fn audit_head(tx: &ReadTransaction) -> Res<AuditHead> {
+    match tx.open_table(AUDIT)?.last()? {
+        Some((_, last)) => Ok(from_json::<backup_core::AuditEvent>(last.value())?.head()?),
+        None => Ok(audit_checkpoint(&tx.open_table(META)?)?.unwrap_or(AuditHead::GENESIS)),
+    }
+}
+
+/// Every log cursor, by name.
+pub(crate) fn list_cursors(tx: &ReadTransaction) -> Res<Vec<LogCursor>> {
+    let mut out = Vec::new();
+    for entry in tx.open_table(LOG_CURSORS)?.range::<&str>(..)? {
+        out.push(from_json(entry?.1.value())?);
     }
     Ok(out)
 }

@@ -77,6 +77,12 @@ fn export_all(tx: &ReadTransaction, send: &impl Fn(CatalogRecord) -> Res<()>) ->
     for entry in tx.open_table(SESSIONS)?.range::<&str>(..)? {
         send(CatalogRecord::Session(from_json(entry?.1.value())?))?;
     }
+    for c in super::read::list_cursors(tx)? {
+        send(CatalogRecord::Cursor(c))?;
+    }
+    if let Some(head) = super::read::audit_checkpoint(&tx.open_table(META)?)? {
+        send(CatalogRecord::AuditCheckpoint(head))?;
+    }
     for entry in tx.open_table(AUDIT)?.range::<u64>(..)? {
         send(CatalogRecord::Audit(from_json(entry?.1.value())?))?;
     }

@@ -50,7 +50,9 @@ pub(crate) const SESSIONS_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefin
 pub(crate) const SESSIONS_BY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("sessions_by_expiry");
 /// sequence number → audit event.
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
-/// `format` and `repository`.
+/// name → log cursor.
+pub(crate) const LOG_CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("log_cursors");
+/// `format`, `repository` and `audit_checkpoint`.
 pub(crate) const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
 /// The layout this build writes, in [`META`] under `format`.

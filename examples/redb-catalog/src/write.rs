@@ -1,12 +1,13 @@
 //! Writes: the [`Mutation`]s of a step, applied to the tables of one write transaction, with
 //! every index kept in step with its rows.
 
+use backup_core::audit::{AuditHead, LogCursor};
 use backup_core::catalog::protocol::{Counters, Mutation, VersionRow};
 use backup_core::catalog::{Tombstone, TombstoneKind};
-use backup_core::{Collection, Error, Session, VersionState};
+use backup_core::{AuditEvent, Collection, Error, Session, VersionState};
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
-use crate::read::{collection, repository_id, row, session};
+use crate::read::{audit_checkpoint, collection, repository_id, row, session};
 use crate::tables::*;
 
 type Rows<'t> = Table<'t, &'static str, &'static [u8]>;
@@ -31,6 +32,7 @@ pub(crate) struct Writer<'t> {
     sessions_by_time: Index<'t, (u64, &'static str)>,
     sessions_by_expiry: Index<'t, (i64, &'static str)>,
     audit: Table<'t, u64, &'static [u8]>,
+    cursors: Table<'t, &'static str, &'static [u8]>,
     meta: Table<'t, &'static str, &'static str>,
 }
 
@@ -65,6 +67,7 @@ impl<'t> Writer<'t> {
             sessions_by_time: tx.open_table(SESSIONS_BY_TIME)?,
             sessions_by_expiry: tx.open_table(SESSIONS_BY_EXPIRY)?,
             audit: tx.open_table(AUDIT)?,
+            cursors: tx.open_table(LOG_CURSORS)?,
             meta: tx.open_table(META)?,
         })
     }
@@ -94,6 +97,8 @@ impl<'t> Writer<'t> {
             && self.tombstones.is_empty()?
             && self.sessions.is_empty()?
             && self.audit.is_empty()?
+            && audit_checkpoint(&self.meta)?.is_none()
+            && self.cursors.is_empty()?
             && repository_id(&self.meta)?.is_none())
     }
 
@@ -244,14 +249,57 @@ impl<'t> Writer<'t> {
                 }
             }
             Mutation::AppendAudit(e) => {
-                let last = self.audit.last()?.map_or(0, |(k, _)| k.value());
-                let mut e = e.clone();
-                if e.seq == 0 {
-                    e.seq = last + 1;
-                } else if e.seq <= last {
+                let head = match self.audit.last()? {
+                    Some((_, last)) => from_json::<AuditEvent>(last.value())?.head()?,
+                    None => audit_checkpoint(&self.meta)?.unwrap_or(AuditHead::GENESIS),
+                };
+                let e = e.clone().chained(&head)?;
+                self.audit.insert(e.seq, to_json(&e)?.as_slice())?;
+            }
+            Mutation::PruneAudit { through } => {
+                let mut seqs = Vec::new();
+                let mut last = None;
+                for entry in self.audit.range(..=*through)? {
+                    let (seq, event) = entry?;
+                    seqs.push(seq.value());
+                    last = Some(from_json::<AuditEvent>(event.value())?.head()?);
+                }
+                for seq in seqs {
+                    self.audit.remove(seq)?;
+                }
+                if let Some(head) = last {
+                    self.meta.insert("audit_checkpoint", String::from_utf8_lossy(&to_json(&head)?).as_ref())?;
+                }
+            }
+            Mutation::ClaimCursor { name, owner, start_at, now, until } => {
+                let found = self.cursors.get(name.as_str())?.map(|g| from_json::<LogCursor>(g.value())).transpose()?;
+                let mut c = found.unwrap_or_else(|| LogCursor::new(name.clone(), *start_at));
+                if !c.claimable_by(owner, *now) {
+                    return Err(backup_core::audit::cursor_held(&c).into());
+                }
+                c.owner = Some(owner.clone());
+                c.lease_until = Some(*until);
+                self.cursors.insert(name.as_str(), to_json(&c)?.as_slice())?;
+            }
+            Mutation::AdvanceCursor { name, owner, from, to, state } => {
+                let found = self.cursors.get(name.as_str())?.map(|g| from_json::<LogCursor>(g.value())).transpose()?;
+                match found {
+                    Some(mut c) if c.owner.as_deref() == Some(owner.as_str()) && c.seq == *from => {
+                        c.seq = *to;
+                        c.state = state.clone();
+                        self.cursors.insert(name.as_str(), to_json(&c)?.as_slice())?;
+                    }
+                    _ => return Err(backup_core::audit::cursor_moved(name).into()),
+                }
+            }
+            Mutation::SetCursor(c) => {
+                self.cursors.insert(c.name.as_str(), to_json(c)?.as_slice())?;
+            }
+            Mutation::SetAuditCheckpoint(head) => {
+                if !self.audit.is_empty()? {
                     return Err(no_row(&m));
                 }
-                self.audit.insert(e.seq, to_json(&e)?.as_slice())?;
+                self.meta.insert("audit_checkpoint", String::from_utf8_lossy(&to_json(head)?).as_ref())?;
             }
             Mutation::SetRepository(id) => match repository_id(&self.meta)? {
                 Some(current) if current != *id => {

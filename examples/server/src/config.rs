@@ -206,6 +206,48 @@ pub struct Args {
     /// key), then add what the storage holds beyond it.
     #[arg(long, value_name = "latest|KEY", requires = "rebuild_catalog")]
     pub from_snapshot: Option<String>,
+    /// Check the audit log's hash chain and the anchors of its head in the storage, print a
+    /// summary and exit; exit 1 naming the first event that does not fit (a changed, removed
+    /// or reordered row of the catalog's log).
+    #[arg(long, default_value_t = false, conflicts_with_all = ["rebuild_catalog", "import_backup_repository"])]
+    pub verify_audit: bool,
+    /// A webhook that receives every event of the audit log, one JSON POST each (signed with
+    /// `--webhook-secret-file`), delivered at least once and in order, retried with a growing
+    /// pause, and dead-lettered after `--webhook-dead-after`. Targets with routing come from
+    /// manifests.
+    #[arg(long, env = "BR_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// A file holding the webhook's secret: each request carries `X-Backup-Signature:
+    /// sha256=<hex HMAC-SHA256 of the body>` (whitespace around the secret is ignored).
+    #[arg(long, value_name = "FILE", requires = "webhook_url")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// The pause after a webhook's first failure; it doubles with each next one.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub webhook_retry_min: Duration,
+    /// The longest pause between a webhook's retries.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    pub webhook_retry_max: Duration,
+    /// How long an event is retried before it is dead-lettered (counted in
+    /// `backup_notifications_failed_total`, named on the dashboard).
+    #[arg(long, default_value = "1d", value_parser = duration)]
+    pub webhook_dead_after: Duration,
+    /// How long one webhook request may take.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub webhook_timeout: Duration,
+    /// How often an idle notification target looks for new events.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub notify_poll: Duration,
+    /// How often the detectors look for missed windows, stale collections, lighter uploads,
+    /// refusals and quarantines (their alerts go to the audit log and the targets).
+    #[arg(long, default_value = "1m", value_parser = duration)]
+    pub detector_interval: Duration,
+    /// Audit events older than this are pruned at maintenance (`400d`; `0s`: kept forever).
+    /// The chain stays verifiable: the hash where it was cut is kept.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub audit_max_age: Duration,
+    /// Only this many of the newest audit events are kept (`0`: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub audit_max_events: u64,
     /// Import backup-repository's versions, print a summary and exit: its table
     /// `uploaded_versions` from the PostgreSQL database the `--db-*` flags name, its objects
     /// (`<collection>/<filename>`) from `--storage-url`, into this server's catalog
@@ -221,6 +263,20 @@ pub struct Args {
     /// standard error is a terminal, a progress bar shows it instead.
     #[arg(long, env = "BR_PROGRESS_INTERVAL", default_value = "5s", value_parser = duration)]
     pub progress_interval: Duration,
+}
+
+impl Args {
+    /// The audit log's retention from `--audit-max-age` and `--audit-max-events`.
+    pub(crate) fn audit_retention(&self) -> backup_core::audit::AuditRetention {
+        let mut r = backup_core::audit::AuditRetention::forever();
+        if !self.audit_max_age.is_zero() {
+            r = r.with_max_age(self.audit_max_age);
+        }
+        if self.audit_max_events > 0 {
+            r = r.with_max_events(self.audit_max_events);
+        }
+        r
+    }
 }
 
 /// A schedule that may be off.

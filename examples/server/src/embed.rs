@@ -440,10 +440,11 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, String> {
     let state = crate::build_from(&config).await?;
     let listener = crate::bind(config.listen_addrs()).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let webhooks = crate::ops::notify::targets(&args, &[addr])?;
     let (stop, stopped) = oneshot::channel::<()>();
     let served = state.clone();
     let task = tokio::spawn(async move {
-        let background = crate::ops::sync::background(served.clone(), &args);
+        let background = crate::ops::sync::background(served.clone(), &args, webhooks);
         let limits = crate::http::serve::ConnectionLimits {
             max: args.max_connections,
             per_address: args.max_connections_per_address,

@@ -50,6 +50,7 @@ pub use app::app;
 pub use config::manifests::ManifestSource;
 pub use config::{Args, Schedule};
 pub use embed::{RunningServer, ServerConfig, router, spawn};
+pub use ops::audit::verify_audit;
 pub use ops::import::import_backup_repository;
 pub use ops::recovery::rebuild_catalog;
 pub use state::{AppState, StateParts};
@@ -247,6 +248,7 @@ fn engine(
         .instance(args.instance_name()?)
         .adopt_store(adopt)
         .max_uploads_per_collection(args.max_uploads_per_collection)
+        .audit_retention(args.audit_retention())
         .build()
         .map_err(|e| format!("engine: {e}"))
 }

@@ -5,6 +5,7 @@
 //! backup-server --encode-password 's3cret'      # for a Secret's data
 //! backup-server --hash-jwt "$TOKEN"            # its session id
 //! backup-server --rebuild-catalog [--verify]   # a lost catalog, from the storage
+//! backup-server --verify-audit                 # the audit log's chain and anchors; exit 1 if broken
 //! backup-server --import-backup-repository --db-name backups …   # migrate from the original
 //! ```
 
@@ -52,10 +53,12 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if args.rebuild_catalog || args.import_backup_repository {
+    if args.rebuild_catalog || args.import_backup_repository || args.verify_audit {
         let helper = async {
             if args.rebuild_catalog {
                 backup_server::rebuild_catalog(&args).await
+            } else if args.verify_audit {
+                backup_server::verify_audit(&args).await
             } else {
                 backup_server::import_backup_repository(&args).await
             }

@@ -33,9 +33,11 @@ pub struct ImportCheck {
     version_ids: HashSet<VersionId>,
     numbers: HashSet<(CollectionId, u64)>,
     sessions: HashSet<SessionId>,
+    cursors: HashSet<String>,
     tombstones: HashSet<String>,
     repository: bool,
     last_audit: u64,
+    audit_started: bool,
     summary: ImportSummary,
 }
 
@@ -125,7 +127,22 @@ impl ImportCheck {
                 }
                 vec![Mutation::InsertSession(s)]
             }
+            CatalogRecord::Cursor(c) => {
+                if !self.cursors.insert(c.name.clone()) {
+                    return Err(bad(format!("cursor {} twice", c.name)));
+                }
+                vec![Mutation::SetCursor(c)]
+            }
+            CatalogRecord::AuditCheckpoint(head) => {
+                if self.audit_started {
+                    return Err(bad("an audit checkpoint after audit events".into()));
+                }
+                self.audit_started = true;
+                self.last_audit = head.seq;
+                vec![Mutation::SetAuditCheckpoint(head)]
+            }
             CatalogRecord::Audit(e) => {
+                self.audit_started = true;
                 if e.seq <= self.last_audit {
                     return Err(bad(format!("audit event {} out of order", e.seq)));
                 }

@@ -1,6 +1,6 @@
 //! What a decision writes: the [`Mutation`]s a catalog applies, all or nothing.
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditHead, LogCursor};
 use crate::id::{CollectionId, RepositoryId, SessionId, VersionId};
 use crate::protocol::state::Counters;
 use crate::session::Session;
@@ -95,8 +95,51 @@ pub enum Mutation {
     },
     /// Deletes sessions that expired before this time, revoked or not.
     DeleteSessionsExpiredBefore(Timestamp),
-    /// Appends an event to the audit log; the catalog assigns its sequence number.
+    /// Appends an event to the audit log: the catalog chains it to the log's head with
+    /// [`AuditEvent::chained`] (the head is the last event's, else the checkpoint's, else
+    /// [`AuditHead::GENESIS`]), which assigns its sequence number and hash unless it has them
+    /// (an import).
     AppendAudit(AuditEvent),
+    /// Deletes the audit events numbered `through` and below, and keeps the head of the last
+    /// one deleted as the log's checkpoint, so that the chain stays verifiable from there.
+    /// Nothing when no event is that old.
+    PruneAudit {
+        /// The last sequence number to delete.
+        through: u64,
+    },
+    /// Sets the log's checkpoint (an import of a pruned log, before its first event).
+    SetAuditCheckpoint(AuditHead),
+    /// Takes a log cursor's lease for `owner` until `until`: creates the cursor after event
+    /// `start_at` if there is none; else fails with [`crate::Error::Conflict`] (naming the
+    /// holder) unless [`LogCursor::claimable_by`] `owner` at `now`. Seq and state stay.
+    ClaimCursor {
+        /// The cursor.
+        name: String,
+        /// The claiming instance.
+        owner: String,
+        /// Where a new cursor starts.
+        start_at: u64,
+        /// The time of the claim.
+        now: Timestamp,
+        /// The lease's end.
+        until: Timestamp,
+    },
+    /// Moves a cursor from `from` to `to` and replaces its state, only if `owner` holds it and
+    /// it is still at `from`; else [`crate::Error::Conflict`] (another instance took it over).
+    AdvanceCursor {
+        /// The cursor.
+        name: String,
+        /// The instance that holds it.
+        owner: String,
+        /// Where it must be.
+        from: u64,
+        /// Where it goes.
+        to: u64,
+        /// Its new state.
+        state: String,
+    },
+    /// Writes a cursor as it is (an import).
+    SetCursor(LogCursor),
     /// Sets the repository id, once: an id already set stays, and a different one fails
     /// with [`crate::Error::Conflict`].
     SetRepository(RepositoryId),

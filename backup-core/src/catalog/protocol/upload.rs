@@ -1,5 +1,6 @@
 //! The upload protocol's steps: reserve, grow, renew, commit, abort.
 
+use crate::audit::AuditEvent;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::id::{CollectionId, SessionId, VersionId};
@@ -370,6 +371,9 @@ pub struct CommitRequest {
     pub purge_evicted: bool,
     /// The metadata the version carries.
     pub metadata: crate::Metadata,
+    /// Records the commit in the audit log (`version.commit`, by the uploader) and each
+    /// version the rotation evicts (`version.evict`, by `engine`, with the reason).
+    pub audited: bool,
 }
 
 impl CommitRequest {
@@ -385,7 +389,14 @@ impl CommitRequest {
             require_session: None,
             purge_evicted: false,
             metadata: crate::Metadata::new(),
+            audited: false,
         }
+    }
+
+    /// Records the commit and the evictions in the audit log.
+    pub fn with_audit(mut self, audited: bool) -> Self {
+        self.audited = audited;
+        self
     }
 
     /// The metadata the version carries.
@@ -491,7 +502,23 @@ pub fn decide_commit(
     let mut evicted_out = Vec::with_capacity(evicted.len());
     for (v, d) in evicted.iter().zip(outcome.decisions.iter().filter(|d| d.mark == crate::rotation::Mark::Evict)) {
         let gone = give_up(v, req.now, d.reason(), req.purge_evicted, &mut mutations);
+        if req.audited {
+            mutations.push(Mutation::AppendAudit(
+                AuditEvent::new(req.now, "engine", "version.evict")
+                    .with_collection(&v.collection)
+                    .with_version(v.number)
+                    .with_detail(format!("rotated out by version {number}: {}", d.reason())),
+            ));
+        }
         evicted_out.push(gone);
+    }
+    if req.audited {
+        mutations.push(Mutation::AppendAudit(
+            AuditEvent::new(committed_at, version.uploader.user.clone(), "version.commit")
+                .with_collection(&version.collection)
+                .with_version(number)
+                .with_detail(format!("{} bytes, {}", version.size, version.digest)),
+        ));
     }
     let mut after = counters_after(counters, spec, Some(&version), &evicted);
     after.next_number = next;

@@ -184,6 +184,16 @@ pub(crate) const ROUTES: &[Route] = &[
         ok: "version",
     },
     Route {
+        id: "audit",
+        method: "get",
+        path: "/api/stable/audit",
+        summary: "The audit log in order, ?collection=ID&after=SEQ&limit=N (1 to 1000, default 100): each event with its seq, time, actor, action, collection, version, detail and chain hash; next is the after of the following page (null at the end); a systemAdmin sees every event, a collection manager those of their collections, anyone else 403",
+        auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("AuditEvents"),
+        ok: "events, next",
+    },
+    Route {
         id: "verify",
         method: "post",
         path: "/api/stable/repository/collection/{collectionId}/verify",

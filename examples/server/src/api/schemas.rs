@@ -188,6 +188,14 @@ pub(crate) fn components() -> Value {
         "Collections": ok(object(&["collections"], json!({
             "collections": { "type": "array", "items": reference("Collection") },
         }))),
+        "AuditEvents": ok(object(&["events", "next"], json!({
+            "events": { "type": "array", "items": object(&["seq", "at", "actor", "action", "collection", "version", "detail", "hash"], json!({
+                "seq": integer(), "at": time(), "actor": string(), "action": string(),
+                "collection": nullable(string()), "version": nullable(integer()), "detail": string(),
+                "hash": nullable(string()),
+            })) },
+            "next": nullable(integer()),
+        }))),
         "OneVersion": ok(object(&["version"], json!({ "version": reference("Version") }))),
         "Versions": ok(object(&["versions"], json!({ "versions": { "type": "array", "items": reference("Version") } }))),
         "Verification": ok(object(&["versions"], json!({

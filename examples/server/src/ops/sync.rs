@@ -32,26 +32,40 @@ pub(crate) async fn load_manifests(state: &AppState) -> Result<Manifests, String
 }
 
 /// Re-reads the manifests; on error the configuration in force stays.
-async fn reload(state: &AppState) {
+/// Re-reads the manifests and applies them; returns what goes to the audit log (an action
+/// and its detail): refusals and failures, and reloads asked for by SIGHUP. The periodic
+/// re-read that changes nothing is not recorded (it would fill the log); what it changes in
+/// collections is, by the engine.
+async fn reload(state: &AppState, asked: bool) -> Option<(&'static str, String)> {
     let s = &state.inner;
     match load_manifests(state).await {
         Ok(m) => {
-            // All or nothing: a manifest the engine refuses (one weakening a compliance lock,
-            // say) leaves the running policy and every collection as they are.
             if let Err(e) = m.check_collections(&s.engine).await {
                 tracing::error!(error = %e, "the reloaded manifests are refused; the previous configuration stays");
-                return;
+                return Some(("config.reload_refused", e.to_string()));
             }
             s.directory.replace(m.policy_set());
             if let Err(e) = collections(&s.engine, &m).await {
                 tracing::error!(error = %e, "applying the reloaded manifests failed");
+                return Some(("config.reload_failed", e.to_string()));
             }
+            asked.then(|| ("config.reload", "reloaded on SIGHUP".to_owned()))
         }
-        Err(e) => tracing::error!(error = %e, "reloading the manifests failed; the previous configuration stays"),
+        Err(e) => {
+            tracing::error!(error = %e, "reloading the manifests failed; the previous configuration stays");
+            Some(("config.reload_refused", e))
+        }
     }
 }
 
-/// The background work, stopped when dropped or aborted.
+async fn record_reload(state: &AppState, action: &str, detail: String) {
+    let engine = state.engine();
+    let event = backup_core::AuditEvent::new(engine.clock().now(), "configuration", action).with_detail(detail);
+    if let Err(e) = engine.record_audit(&event).await {
+        tracing::warn!(error = %e, "the reload could not be written to the audit log");
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Background {
     tasks: Vec<JoinHandle<()>>,
@@ -84,8 +98,19 @@ async fn sweep_probes(state: &AppState) {
 /// Starts the maintenance schedule (`recover()`, readiness probes left behind, rate limiter
 /// clean-up) and the manifest
 /// reloads (every interval, and on SIGHUP).
-pub(crate) fn background(state: AppState, args: &Args) -> Background {
+pub(crate) fn background(state: AppState, args: &Args, webhooks: Vec<crate::ops::notify::Webhook>) -> Background {
     let mut tasks = Vec::new();
+    // Instance names are checked at start; one that cannot be read here leaves notifications
+    // and detectors to the other instances.
+    if let Ok(owner) = args.instance_name() {
+        let retry = crate::ops::notify::Retry::of(args);
+        for target in webhooks {
+            tasks.push(tokio::spawn(crate::ops::notify::deliver(state.engine().clone(), target, owner.clone(), retry)));
+        }
+        if !args.detector_interval.is_zero() {
+            tasks.push(tokio::spawn(crate::ops::notify::detect(state.engine().clone(), owner, args.detector_interval)));
+        }
+    }
     let st = state.clone();
     let clock = state.engine().clock().clone();
     tasks.push(on_schedule(clock.clone(), args.maintenance_schedule.clone(), move || {
@@ -96,6 +121,7 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
                 Err(e) => tracing::error!(error = %e, "maintenance failed"),
             }
             sweep_probes(&st).await;
+            crate::ops::audit::maintain(st.engine()).await;
             st.rate_limits().retain_recent();
             let space = st.clone();
             let _ = tokio::task::spawn_blocking(move || space.inner.space.restore()).await;
@@ -121,6 +147,7 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
     let st = state.clone();
     tasks.push(tokio::spawn(async move {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut last: Option<(&'static str, String)> = None;
         loop {
             let tick = async {
                 if interval.is_zero() { std::future::pending::<()>().await } else { clock.sleep(interval).await }
@@ -133,11 +160,21 @@ pub(crate) fn background(state: AppState, args: &Args) -> Background {
                     None => std::future::pending::<()>().await,
                 }
             };
-            tokio::select! {
-                () = tick => {},
-                () = hup => tracing::info!("SIGHUP: reloading the manifests"),
+            let asked = tokio::select! {
+                () = tick => false,
+                () = hup => {
+                    tracing::info!("SIGHUP: reloading the manifests");
+                    true
+                }
+            };
+            // The same refusal every interval is recorded once, until something changes.
+            let outcome = reload(&st, asked).await;
+            if outcome != last
+                && let Some((action, detail)) = outcome.clone()
+            {
+                record_reload(&st, action, detail).await;
             }
-            reload(&st).await;
+            last = if asked { None } else { outcome };
         }
     }));
     Background { tasks }

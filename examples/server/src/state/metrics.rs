@@ -17,6 +17,11 @@ struct CollectionLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
     collection: String,
     reason: String,
@@ -75,6 +80,7 @@ impl Metrics {
         let last_upload = Family::<CollectionLabel, Gauge<f64, AtomicU64>>::default();
         let quarantined = Family::<CollectionLabel, Gauge>::default();
         let healthy = Family::<CollectionLabel, Gauge>::default();
+        let last_bytes = Family::<CollectionLabel, Gauge>::default();
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut after: Option<CollectionId> = None;
         loop {
@@ -91,11 +97,25 @@ impl Metrics {
                 if let Some(last) = h.last_committed_at {
                     last_upload.get_or_create(&label).set(last.as_micros() as f64 / 1e6);
                 }
+                if let Some(latest) = &h.latest {
+                    last_bytes.get_or_create(&label).set(gauge(latest.size));
+                }
             }
             match page.next {
                 Some(next) => after = Some(next),
                 None => break,
             }
+        }
+        // Notification targets: how far behind the log's head each one is, and what it gave up.
+        let pending = Family::<TargetLabel, Gauge>::default();
+        let failed = Family::<TargetLabel, Counter>::default();
+        let head = engine.audit_head().await?.seq;
+        for c in engine.log_cursors().await? {
+            let Some(target) = c.name.strip_prefix("webhook:") else { continue };
+            let label = TargetLabel { target: target.to_owned() };
+            pending.get_or_create(&label).set(gauge(head.saturating_sub(c.seq)));
+            // Kept in the cursor's state: the same total on every instance, across restarts.
+            failed.get_or_create(&label).inc_by(crate::ops::notify::Delivery::of(&c.state).failed_total);
         }
         let mut registry = Registry::with_prefix("backup");
         registry.register("collection_versions", "Committed versions", versions);
@@ -107,7 +127,25 @@ impl Metrics {
         registry.register(
             "collection_last_upload_timestamp_seconds",
             "When the newest version was committed",
+            last_upload.clone(),
+        );
+        // The names for the same time, and the newest version's size (a shrinking
+        // backup is a broken one).
+        registry.register(
+            "collection_last_success_timestamp_seconds",
+            "When the newest version was committed",
             last_upload,
+        );
+        registry.register("collection_last_version_bytes", "The size of the newest version", last_bytes);
+        registry.register(
+            "notifications_pending",
+            "Audit events after the target's cursor (not yet delivered or passed over)",
+            pending,
+        );
+        registry.register(
+            "notifications_failed",
+            "Events the target gave up on after retrying (dead-lettered)",
+            failed,
         );
         registry.register("uploads", "Uploads committed", self.uploads.clone());
         registry.register("uploaded_bytes", "Bytes of uploads committed", self.uploaded_bytes.clone());

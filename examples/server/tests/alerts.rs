@@ -1,0 +1,317 @@
+//! Alerts and notifications over real HTTP: a webhook receiver on loopback gets
+//! `upload.lighter` for a version at 40% of the ones before it, `window.missed` when the
+//! server's clock passes a window's end plus its grace, and `window.ok` after the next upload;
+//! every request is signed; a receiver that fails for a while then gets every event, in order,
+//! once per id. The audit route's permissions, a hostile answer ignored, and a webhook URL
+//! pointing back at the server refused at start.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use backup_core::ManualClock;
+use chrono::TimeZone;
+use hmac::{KeyInit, Mac};
+use serde_json::Value;
+use support::{NO_RATE_LIMITS, Server, add_manifest, add_user, args, client, config_copy, eventually, login};
+
+const SECRET: &str = "a webhook secret for tests";
+
+/// What the receiver got: each request's headers and body.
+#[derive(Clone, Default)]
+struct Received {
+    requests: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    /// Requests answered 500 before the receiver works.
+    failures_left: Arc<Mutex<u32>>,
+}
+
+impl Received {
+    fn events(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().iter().map(|(_, b)| serde_json::from_slice(b).unwrap()).collect()
+    }
+
+    fn actions(&self) -> Vec<String> {
+        self.events().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+/// A webhook receiver on loopback: answers 500 while `failures_left` lasts (with a large
+/// hostile body), then 200 with another one.
+async fn receiver(received: Received) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let received = received.clone();
+            async move {
+                let mut left = received.failures_left.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(1 << 20));
+                }
+                received.requests.lock().unwrap().push((headers, body));
+                (StatusCode::OK, "{\"data\": [1, 2, {\"evil\": \"\\u0000\"}]".repeat(1000))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn manifests(config: &std::path::Path) {
+    add_manifest(
+        config,
+        "backups.riotkit.org/v1alpha1/backupcollections/nightly.yaml",
+        r#"---
+apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupCollection
+metadata:
+    name: nightly
+spec:
+    filenameTemplate: nightly-${version}.bin
+    maxBackupsCount: 10
+    maxOneVersionSize: 1M
+    maxCollectionSize: 100M
+    contentRule: none
+    windows:
+        - from: "0 2 * * *"
+          duration: 1h
+    accessControl:
+        - name: manager
+          type: user
+          roles: ["collectionManager"]
+        - name: uploader
+          type: user
+          roles: ["backupUploader"]
+"#,
+    );
+    for user in ["manager", "uploader", "stranger"] {
+        add_user(config, user);
+    }
+    add_manifest(
+        config,
+        "backups.riotkit.org/v1alpha1/backupusers/root.yaml",
+        r#"---
+apiVersion: backups.riotkit.org/v1alpha1
+kind: BackupUser
+metadata:
+    name: root
+spec:
+    email: root@example.org
+    passwordFromRef:
+        name: backup-repository-passwords
+        entry: admin
+    roles: ["systemAdmin"]
+"#,
+    );
+}
+
+struct Setup {
+    server: Server,
+    clock: Arc<ManualClock>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+async fn start(hook: std::net::SocketAddr) -> Setup {
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    manifests(config.path());
+    let secret_file = data.path().join("webhook.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let (url, secret_path) = (format!("http://{hook}/hook"), secret_file.display().to_string());
+    let mut extra = vec![
+        "--upload-confirm-grace",
+        "0s",
+        "--webhook-url",
+        &url,
+        "--webhook-secret-file",
+        &secret_path,
+        "--notify-poll",
+        "50ms",
+        "--webhook-retry-min",
+        "50ms",
+        "--webhook-retry-max",
+        "200ms",
+        "--detector-interval",
+        "100ms",
+    ];
+    extra.extend(NO_RATE_LIMITS);
+    // Inside the window's slot of 2026-01-10, 02:00 to 03:00.
+    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 10, 2, 10, 0).unwrap()));
+    let config_of = support::server_config(&args(config.path(), data.path(), &extra)).clock(clock.clone());
+    Setup { server: Server::in_process_with(config_of).await, clock, _dirs: (config, data) }
+}
+
+async fn put(c: &reqwest::Client, s: &Server, token: &str, size: usize) {
+    let (status, body) = support::upload(c, s, token, "nightly", vec![7u8; size], None).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn verify_signature(headers: &HeaderMap, body: &[u8]) {
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(headers["x-backup-signature"].to_str().unwrap(), expected, "the signature covers the body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_a_webhook_signed_in_order_once_per_id_after_failures() {
+    let received = Received::default();
+    *received.failures_left.lock().unwrap() = 4;
+    let hook = receiver(received.clone()).await;
+    let Setup { server, clock, _dirs } = start(hook).await;
+    let c = client();
+    let uploader = login(&c, &server, "uploader", "admin", None).await;
+    for _ in 0..5 {
+        put(&c, &server, &uploader, 1000).await;
+    }
+    put(&c, &server, &uploader, 400).await;
+    let lighter = eventually(Duration::from_secs(20), || {
+        let r = received.clone();
+        async move { r.events().into_iter().find(|e| e["action"] == "upload.lighter") }
+    })
+    .await
+    .unwrap_or_else(|| panic!("no upload.lighter among {:?}", received.actions()));
+    assert_eq!((lighter["collection"].as_str(), lighter["version"].as_u64()), (Some("nightly"), Some(6)));
+    assert!(lighter["detail"].as_str().unwrap().contains("40% of the median"), "{lighter}");
+
+    // The next day's slot ends at 03:00; with an hour's grace, 04:00 is when it was missed.
+    clock.set(chrono::Utc.with_ymd_and_hms(2026, 1, 11, 3, 59, 0).unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!received.actions().contains(&"window.missed".to_owned()), "not before the grace ends");
+    clock.set(chrono::Utc.with_ymd_and_hms(2026, 1, 11, 4, 1, 0).unwrap());
+    let missed = eventually(Duration::from_secs(20), || {
+        let r = received.clone();
+        async move { r.events().into_iter().find(|e| e["action"] == "window.missed") }
+    })
+    .await
+    .unwrap_or_else(|| panic!("no window.missed among {:?}", received.actions()));
+    assert_eq!(missed["collection"], "nightly");
+    // The next night's upload clears it.
+    clock.set(chrono::Utc.with_ymd_and_hms(2026, 1, 12, 2, 5, 0).unwrap());
+    let uploader = login(&c, &server, "uploader", "admin", None).await;
+    put(&c, &server, &uploader, 1000).await;
+    eventually(Duration::from_secs(20), || {
+        let r = received.clone();
+        async move { r.actions().contains(&"window.ok".to_owned()).then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|| panic!("no window.ok among {:?}", received.actions()));
+    assert_eq!(
+        received.actions().iter().filter(|a| *a == "window.missed").count(),
+        1,
+        "one alert per missed slot: {:?}",
+        received.actions()
+    );
+
+    // Every event of the log reached the receiver once, in order, after its failures.
+    let admin = login(&c, &server, "root", "admin", None).await;
+    let (status, log) =
+        support::json(c.get(server.url("/api/stable/audit?limit=1000")).bearer_auth(&admin).send().await.unwrap())
+            .await;
+    assert_eq!(status, 200, "{log}");
+    let logged: Vec<u64> =
+        log["data"]["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let all = eventually(Duration::from_secs(20), || {
+        let r = received.clone();
+        let want = *logged.last().unwrap();
+        async move { r.events().last().is_some_and(|e| e["seq"].as_u64() >= Some(want)).then(|| r.events()) }
+    })
+    .await
+    .expect("the receiver catches up with the log");
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(seqs, sorted, "in order, each once");
+    // A new target starts at the log's head when it is first started: what the start wrote
+    // before it (the manifests' collections) is not sent; everything after is.
+    let first_login =
+        log["data"]["events"].as_array().unwrap().iter().find(|e| e["action"] == "session.issue").unwrap();
+    let since = first_login["seq"].as_u64().unwrap();
+    assert!(
+        logged.iter().filter(|s| **s >= since).all(|s| seqs.contains(s)),
+        "every logged event was delivered: {logged:?} vs {seqs:?}"
+    );
+    for ((headers, body), e) in received.requests.lock().unwrap().iter().zip(&all) {
+        verify_signature(headers, body);
+        let id = headers["x-backup-event-id"].to_str().unwrap();
+        assert_eq!(e["id"].as_str(), Some(id), "the id is in the body too");
+        assert!(id.ends_with(&format!(":{}", e["seq"])), "{id}");
+        assert!(e["hash"].as_str().is_some_and(|h| h.len() == 64), "{e}");
+        assert!(e["timestamp"].as_str().is_some(), "the signed body has its time");
+    }
+    let commits = all.iter().filter(|e| e["action"] == "version.commit").count();
+    assert_eq!(commits, 7);
+    let metrics = c
+        .get(server.url("/metrics"))
+        .header("Authorization", format!("Bearer {admin}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("backup_notifications_failed_total{target=\"default\"} 0"), "{metrics}");
+    assert!(metrics.contains("backup_collection_last_version_bytes{collection=\"nightly\"} 1000"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_route_shows_each_caller_what_it_may_see() {
+    let hook = receiver(Received::default()).await;
+    let Setup { server, _dirs, .. } = start(hook).await;
+    let c = client();
+    let uploader = login(&c, &server, "uploader", "admin", None).await;
+    put(&c, &server, &uploader, 10).await;
+    let get = |token: String, query: &'static str| {
+        let c = c.clone();
+        let url = server.url(&format!("/api/stable/audit{query}"));
+        async move { support::json(c.get(url).bearer_auth(token).send().await.unwrap()).await }
+    };
+    let root = login(&c, &server, "root", "admin", None).await;
+    let (status, all) = get(root.clone(), "").await;
+    assert_eq!(status, 200, "{all}");
+    let actions: Vec<&str> =
+        all["data"]["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"session.issue") && actions.contains(&"version.commit"), "{actions:?}");
+
+    let manager = login(&c, &server, "manager", "admin", None).await;
+    let (status, theirs) = get(manager.clone(), "").await;
+    assert_eq!(status, 200, "{theirs}");
+    let events = theirs["data"]["events"].as_array().unwrap();
+    assert!(!events.is_empty() && events.iter().all(|e| e["collection"] == "nightly"), "{theirs}");
+    let (status, _) = get(manager, "?collection=nightly&limit=1").await;
+    assert_eq!(status, 200);
+
+    for (who, query) in [("uploader", ""), ("uploader", "?collection=nightly"), ("stranger", "")] {
+        let token = login(&c, &server, who, "admin", None).await;
+        let (status, body) = get(token, query).await;
+        assert_eq!(status, 403, "{who} {query}: {body}");
+    }
+    let (status, page) = get(root.clone(), "?limit=2").await;
+    assert_eq!(status, 200);
+    let next = page["data"]["next"].as_u64().expect("a next page");
+    let (_, rest) = get(root.clone(), Box::leak(format!("?after={next}&limit=1000").into_boxed_str())).await;
+    assert!(rest["data"]["events"].as_array().unwrap().iter().all(|e| e["seq"].as_u64().unwrap() > next));
+    assert!(rest["data"]["next"].is_null(), "{rest}");
+    let (status, _) = get(root, "?limit=0").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_webhook_pointing_at_the_server_itself_is_refused() {
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://localhost:{port}/api/stable/audit");
+    let mut config_of = support::server_config(&args(config.path(), data.path(), &["--webhook-url", &url]));
+    config_of = config_of.listen(listen.parse().unwrap());
+    let e = backup_server::spawn(config_of).await.expect_err("refused");
+    assert!(e.contains("points back at this server"), "{e}");
+}
