@@ -112,33 +112,43 @@ impl AuditEvent {
     /// microseconds, actor, action, collection, version, detail), each length-prefixed so
     /// that no two events encode alike.
     pub fn link(&self, previous: &AuditHash) -> AuditHash {
-        fn text(h: &mut Sha256, s: &str) {
-            h.update((s.len() as u64).to_be_bytes());
-            h.update(s.as_bytes());
-        }
         let mut h = Sha256::new();
-        h.update(b"backup-audit-v1\0");
+        h.update(AUDIT_LINK_TAG);
         h.update(previous.0);
         h.update(self.seq.to_be_bytes());
-        h.update(self.at.as_micros().to_be_bytes());
-        text(&mut h, &self.actor);
-        text(&mut h, &self.action);
+        h.update(self.link_tail());
+        AuditHash(h.finalize().into())
+    }
+
+    /// What [`AuditEvent::link`] hashes after the tag, the previous hash and the sequence
+    /// number: every other field, length-prefixed. For a catalog that computes the link in its
+    /// database, where the head is (PostgreSQL: `sha256(tag || previous || int8send(seq) ||
+    /// tail)`).
+    pub fn link_tail(&self) -> Vec<u8> {
+        fn text(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u64).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        let mut out = Vec::with_capacity(64 + self.actor.len() + self.action.len() + self.detail.len());
+        out.extend_from_slice(&self.at.as_micros().to_be_bytes());
+        text(&mut out, &self.actor);
+        text(&mut out, &self.action);
         match &self.collection {
             Some(c) => {
-                h.update([1]);
-                text(&mut h, c.as_str());
+                out.push(1);
+                text(&mut out, c.as_str());
             }
-            None => h.update([0]),
+            None => out.push(0),
         }
         match self.version {
             Some(v) => {
-                h.update([1]);
-                h.update(v.to_be_bytes());
+                out.push(1);
+                out.extend_from_slice(&v.to_be_bytes());
             }
-            None => h.update([0]),
+            None => out.push(0),
         }
-        text(&mut h, &self.detail);
-        AuditHash(h.finalize().into())
+        text(&mut out, &self.detail);
+        out
     }
 
     /// This event as the next one after `head`: the next sequence number unless it has one
@@ -183,6 +193,9 @@ impl AuditEvent {
         Ok(AuditHead { seq: self.seq, hash })
     }
 }
+
+/// The domain tag every link's hash starts with.
+pub const AUDIT_LINK_TAG: &[u8] = b"backup-audit-v1\0";
 
 /// A link of the audit chain: a SHA-256, shown as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

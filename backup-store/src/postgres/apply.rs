@@ -42,6 +42,16 @@ pub(super) async fn apply_all(client: &impl GenericClient, mutations: &[Mutation
     let (audit, rows): (Vec<&Mutation>, Vec<&Mutation>) = mutations.iter().partition(|m| {
         matches!(m, Mutation::AppendAudit(_) | Mutation::PruneAudit { .. } | Mutation::SetAuditCheckpoint(_))
     });
+    // Plain appends (no number or hash given: not an import) go in the same pipeline, last,
+    // each one statement that takes the head's lock, links the event in the database and
+    // inserts it: the lock is held from there to the commit, one round trip.
+    let plain = audit.iter().all(|m| matches!(m, Mutation::AppendAudit(e) if e.seq == 0 && e.hash.is_none()));
+    let (linked, audit): (Vec<&Mutation>, Vec<&Mutation>) =
+        if plain { (audit, Vec::new()) } else { (Vec::new(), audit) };
+    let linked = futures::future::join_all(linked.into_iter().filter_map(|m| match m {
+        Mutation::AppendAudit(e) => Some(super::audit::append_linked(client, e)),
+        _ => None,
+    }));
     let results = futures::future::join_all(rows.into_iter().map(|m| match m {
         Mutation::MarkUndescribed { id, .. } if marks.contains_key(id) => {
             futures::future::Either::Left(async { Ok(()) })
@@ -50,9 +60,10 @@ pub(super) async fn apply_all(client: &impl GenericClient, mutations: &[Mutation
             futures::future::Either::Right(apply(client, m, marks.get(&v.id).copied()))
         }
         _ => futures::future::Either::Right(apply(client, m, None)),
-    }))
-    .await;
+    }));
+    let (results, linked) = futures::future::join(results, linked).await;
     results.into_iter().collect::<Result<Vec<()>>>()?;
+    linked.into_iter().collect::<Result<Vec<()>>>()?;
     super::audit::apply(client, &audit).await
 }
 

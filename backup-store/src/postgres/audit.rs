@@ -65,6 +65,28 @@ pub(super) async fn apply(client: &impl GenericClient, mutations: &[&Mutation]) 
     Ok(())
 }
 
+/// Appends `event` after the head in one statement: the head's row is updated (its lock held
+/// until the transaction ends) with the next number and the link computed by the database
+/// from the old head, [`backup_core::audit::AUDIT_LINK_TAG`] and [`AuditEvent::link_tail`],
+/// and the event inserted with them. The same hash as [`AuditEvent::link`].
+pub(super) async fn append_linked(client: &impl GenericClient, event: &AuditEvent) -> Result<()> {
+    let version = event.version.map(int).transpose()?;
+    let collection = event.collection.as_ref().map(|c| c.as_str());
+    let (tag, tail) = (backup_core::audit::AUDIT_LINK_TAG, event.link_tail());
+    client
+        .cexecute(
+            "WITH h AS (UPDATE audit_head SET seq = seq + 1, \
+             hash = encode(sha256($1::bytea || decode(hash, 'hex') || int8send(seq + 1) || $2::bytea), 'hex') \
+             WHERE singleton = 1 RETURNING seq, hash) \
+             INSERT INTO audit (seq, at, actor, action, collection, version, detail, hash) \
+             SELECT h.seq, $3, $4, $5, $6, $7, $8, h.hash FROM h",
+            &[&tag, &tail, &ts(event.at), &event.actor, &event.action, &collection, &version, &event.detail],
+        )
+        .await
+        .map_err(pg_error("append audit"))?;
+    Ok(())
+}
+
 /// Inserts chained events (pipelined: each has its number and hash already).
 async fn flush(client: &impl GenericClient, events: Vec<AuditEvent>) -> Result<()> {
     let sql = format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");

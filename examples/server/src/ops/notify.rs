@@ -16,8 +16,15 @@ const BATCH: usize = 100;
 const DEAD_KEPT: usize = 100;
 
 /// A webhook: one POST per event, signed with the target's secret.
+///
+/// ```
+/// let hook = backup_server::Webhook::new("chat", "https://chat.example.org/hooks/backup")?
+///     .with_secret(b"from a file".to_vec())
+///     .with_actions(["alerts"]);
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Clone)]
-pub(crate) struct Webhook {
+pub struct Webhook {
     /// Its name; its cursor is `webhook:<name>`.
     pub(crate) name: String,
     pub(crate) url: reqwest::Url,
@@ -39,6 +46,37 @@ impl std::fmt::Debug for Webhook {
 }
 
 impl Webhook {
+    /// A target named `name` (its cursor in the catalog is `webhook:<name>`) that receives
+    /// every event, unsigned.
+    ///
+    /// # Errors
+    /// A URL that does not parse or is not http(s).
+    pub fn new(name: &str, url: &str) -> Result<Self, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("webhook {name}: {url:?}: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("webhook {name}: {url} is not an http or https URL"));
+        }
+        Ok(Webhook { name: name.to_owned(), url, secret: None, actions: Vec::new(), collections: Vec::new() })
+    }
+
+    /// Signs each request with `secret` (`X-Backup-Signature`).
+    pub fn with_secret(mut self, secret: Vec<u8>) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Only these actions (`alerts` stands for every alert).
+    pub fn with_actions<S: Into<String>>(mut self, actions: impl IntoIterator<Item = S>) -> Self {
+        self.actions = actions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only the events of these collections.
+    pub fn with_collections(mut self, collections: impl IntoIterator<Item = CollectionId>) -> Self {
+        self.collections = collections.into_iter().collect();
+        self
+    }
+
     pub(crate) fn cursor(&self) -> String {
         format!("webhook:{}", self.name)
     }
@@ -55,18 +93,32 @@ impl Webhook {
     }
 }
 
-/// How deliveries retry.
+/// How deliveries retry (the `--webhook-*` flags); the default is theirs.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Retry {
+#[non_exhaustive]
+pub struct Retry {
     /// The first pause after a failure; each next one doubles, up to `max`.
-    pub(crate) min: Duration,
-    pub(crate) max: Duration,
+    pub min: Duration,
+    /// The longest pause.
+    pub max: Duration,
     /// How long an event is retried (by the engine's clock) before it is dead-lettered.
-    pub(crate) dead_after: Duration,
+    pub dead_after: Duration,
     /// How long one request may take.
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
     /// How often an idle target looks for new events.
-    pub(crate) poll: Duration,
+    pub poll: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+            dead_after: Duration::from_secs(86_400),
+            timeout: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+        }
+    }
 }
 
 /// What a target keeps in its cursor between runs and instances.
@@ -111,8 +163,13 @@ pub(crate) fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Delivers `target`'s events until the task is aborted.
-pub(crate) async fn deliver(engine: Engine, target: Webhook, owner: String, retry: Retry) {
+/// Delivers `target`'s events until the task is aborted, as instance `owner`: what the server
+/// runs for each target, for a program that runs the engine itself.
+///
+/// The cursor's place is written at most every 250 ms (and after each failure):
+/// a crash delivers again what was sent since, with the same ids, rather than writing to the
+/// catalog after every event. The lease is renewed when half of it has passed.
+pub async fn deliver(engine: Engine, target: Webhook, owner: String, retry: Retry) {
     let client = match reqwest::Client::builder()
         .timeout(retry.timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -127,106 +184,197 @@ pub(crate) async fn deliver(engine: Engine, target: Webhook, owner: String, retr
     };
     let repository = loop {
         match engine.open_repository().await {
-            Ok(id) => break id,
+            Ok(id) => break id.to_string(),
             Err(e) => {
                 tracing::warn!(target = %target.name, error = %e, "webhook: the repository cannot be read yet");
                 tokio::time::sleep(retry.poll.max(Duration::from_secs(1))).await;
             }
         }
     };
-    let mut pause = Duration::ZERO;
+    let mut sender = Sender { engine, client, target, owner, retry, repository, held: None };
     loop {
-        tokio::time::sleep(pause).await;
-        pause = match round(&engine, &client, &target, &owner, &retry, &repository.to_string()).await {
-            Ok(next) => next,
-            Err(e) if e.kind() == ErrorKind::Conflict => retry.poll.max(Duration::from_secs(1)),
+        let pause = match sender.round().await {
+            Ok(pause) => pause,
             Err(e) => {
-                tracing::warn!(target = %target.name, error = %e, "webhook delivery failed; retrying");
-                retry.poll.max(Duration::from_secs(1))
+                // Lost the lease, or the catalog failed: start again from what it holds.
+                if e.kind() != ErrorKind::Conflict {
+                    tracing::warn!(target = %sender.target.name, error = %e, "webhook delivery failed; retrying");
+                }
+                sender.held = None;
+                sender.retry.poll.max(Duration::from_secs(1))
             }
         };
+        tokio::time::sleep(pause).await;
     }
 }
 
-/// One round: claims the cursor, delivers what follows it, moves it; returns the pause before
-/// the next round.
-async fn round(
-    engine: &Engine,
-    client: &reqwest::Client,
-    target: &Webhook,
-    owner: &str,
-    retry: &Retry,
-    repository: &str,
-) -> backup_core::Result<Duration> {
-    let name = target.cursor();
-    let lease =
-        chrono::Duration::from_std(retry.timeout * 3 + Duration::from_secs(30)).unwrap_or(chrono::Duration::MAX);
-    let claimed_at = engine.clock().now();
-    let cursor = engine.claim_log_cursor(&name, owner, claimed_at.into(), Timestamp::from(claimed_at) + lease).await?;
-    let mut state = Delivery::of(&cursor.state);
-    let events = engine.read_audit(cursor.seq, BATCH).await?;
-    if events.is_empty() {
-        return Ok(retry.poll);
+/// How long a target that caught up waits before it reads the log again.
+const CATCH_UP_PAUSE: Duration = Duration::from_millis(100);
+
+/// How often a delivering target writes its place at most.
+const PERSIST_EVERY: Duration = Duration::from_millis(250);
+
+/// A target's delivery loop.
+struct Sender {
+    engine: Engine,
+    client: reqwest::Client,
+    target: Webhook,
+    owner: String,
+    retry: Retry,
+    repository: String,
+    held: Option<Held>,
+}
+
+/// The cursor while this instance holds it.
+struct Held {
+    /// Where the catalog has it.
+    persisted: u64,
+    /// Where delivery is.
+    at: u64,
+    state: Delivery,
+    renew_at: Timestamp,
+    persisted_when: std::time::Instant,
+}
+
+impl Sender {
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.retry.timeout * 3 + Duration::from_secs(30)).unwrap_or(chrono::Duration::MAX)
     }
-    let (from, mut at) = (cursor.seq, cursor.seq);
-    let mut pause = Duration::ZERO;
-    for e in &events {
-        if !target.wants(e) {
-            at = e.seq;
-            continue;
+
+    /// Takes or renews the lease when due; a cursor another instance moved meanwhile is taken
+    /// as the catalog has it.
+    async fn hold(&mut self) -> backup_core::Result<()> {
+        let now = Timestamp::from(self.engine.clock().now());
+        if self.held.as_ref().is_some_and(|h| now < h.renew_at) {
+            return Ok(());
         }
-        let id = format!("{repository}:{}", e.seq);
-        let sent_at = Timestamp::from(engine.clock().now());
-        let body = body(e, &id, sent_at);
-        let mut request = client
-            .post(target.url.clone())
+        let lease = self.lease();
+        let cursor = self.engine.claim_log_cursor(&self.target.cursor(), &self.owner, now, now + lease).await?;
+        let renew_at = now + lease / 2;
+        match &mut self.held {
+            Some(h) if h.persisted == cursor.seq => h.renew_at = renew_at,
+            _ => {
+                self.held = Some(Held {
+                    persisted: cursor.seq,
+                    at: cursor.seq,
+                    state: Delivery::of(&cursor.state),
+                    renew_at,
+                    persisted_when: std::time::Instant::now(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the place and the state.
+    async fn persist(&mut self) -> backup_core::Result<()> {
+        let name = self.target.cursor();
+        let Some(h) = &mut self.held else { return Ok(()) };
+        let text = serde_json::to_string(&h.state).map_err(|e| backup_core::Error::internal(e.to_string()))?;
+        self.engine.advance_log_cursor(&name, &self.owner, h.persisted, h.at, &text, Vec::new()).await?;
+        h.persisted = h.at;
+        h.persisted_when = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Delivers what follows the cursor; returns the pause before the next round.
+    async fn round(&mut self) -> backup_core::Result<Duration> {
+        self.hold().await?;
+        let at = self.held.as_ref().map_or(0, |h| h.at);
+        let events = self.engine.read_audit(at, BATCH).await?;
+        if events.is_empty() {
+            if self.held.as_ref().is_some_and(|h| h.at != h.persisted) {
+                self.persist().await?;
+            }
+            return Ok(self.retry.poll);
+        }
+        let mut pause = Duration::ZERO;
+        for e in &events {
+            if !self.target.wants(e) {
+                self.advance_to(e.seq);
+                continue;
+            }
+            match self.send(e).await {
+                Ok(()) => {
+                    self.advance_to(e.seq);
+                    if let Some(h) = &mut self.held {
+                        h.state.delivered_total += 1;
+                        h.state.attempts = 0;
+                        h.state.failing_since = None;
+                        h.state.last_error = None;
+                    }
+                }
+                Err(reason) => {
+                    pause = self.failed(e, reason);
+                    self.persist().await?;
+                    break;
+                }
+            }
+        }
+        let due = self.held.as_ref().is_some_and(|h| h.persisted_when.elapsed() >= PERSIST_EVERY);
+        if due {
+            self.persist().await?;
+        }
+        // A short batch caught up with the log: wait a little for more rather than read it
+        // again at once (under a stream of uploads, one read and one round for every event
+        // would cost the uploads more than the deliveries).
+        if pause.is_zero() && events.len() < BATCH {
+            pause = self.retry.poll.min(CATCH_UP_PAUSE);
+        }
+        Ok(pause)
+    }
+
+    fn advance_to(&mut self, seq: u64) {
+        if let Some(h) = &mut self.held {
+            h.at = seq;
+        }
+    }
+
+    /// Records a failed attempt at `e`: a pause that doubles with each, or, once the event has
+    /// failed for `dead_after`, its dead-lettering (the cursor passes it).
+    fn failed(&mut self, e: &AuditEvent, reason: String) -> Duration {
+        let now = Timestamp::from(self.engine.clock().now());
+        let (name, retry) = (self.target.name.clone(), self.retry);
+        let Some(h) = &mut self.held else { return retry.min };
+        let since = *h.state.failing_since.get_or_insert(now);
+        h.state.attempts += 1;
+        tracing::warn!(target = %name, event = e.seq, attempts = h.state.attempts, "webhook delivery failed: {reason}");
+        h.state.last_error = Some(reason);
+        let dead_at = since + chrono::Duration::from_std(retry.dead_after).unwrap_or(chrono::Duration::MAX);
+        if now >= dead_at {
+            tracing::error!(target = %name, event = e.seq, "webhook: the event is dead-lettered after {} attempts", h.state.attempts);
+            h.state.dead.push(e.seq);
+            if h.state.dead.len() > DEAD_KEPT {
+                h.state.dead.remove(0);
+            }
+            h.state.failed_total += 1;
+            h.state.attempts = 0;
+            h.state.failing_since = None;
+            h.at = e.seq;
+            return Duration::ZERO;
+        }
+        let doubled = retry.min.saturating_mul(1u32 << h.state.attempts.min(20).saturating_sub(1));
+        doubled.min(retry.max)
+    }
+
+    /// One POST; the answer's body is never read (a hostile receiver cannot feed us anything).
+    async fn send(&self, e: &AuditEvent) -> Result<(), String> {
+        let id = format!("{}:{}", self.repository, e.seq);
+        let body = body(e, &id, Timestamp::from(self.engine.clock().now()));
+        let mut request = self
+            .client
+            .post(self.target.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Backup-Event-Id", &id);
-        if let Some(secret) = &target.secret {
+        if let Some(secret) = &self.target.secret {
             request = request.header("X-Backup-Signature", signature(secret, &body));
         }
-        // The answer's body is never read: a hostile receiver cannot feed us anything.
-        let outcome = match request.body(body).send().await {
+        match request.body(body).send().await {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("the receiver answered {}", r.status())),
-            Err(err) => Err(format!("{err}")),
-        };
-        match outcome {
-            Ok(()) => {
-                at = e.seq;
-                state.delivered_total += 1;
-                state.attempts = 0;
-                state.failing_since = None;
-                state.last_error = None;
-            }
-            Err(reason) => {
-                let now = Timestamp::from(engine.clock().now());
-                let since = *state.failing_since.get_or_insert(now);
-                state.attempts += 1;
-                tracing::warn!(target = %target.name, event = %id, attempts = state.attempts, "webhook delivery failed: {reason}");
-                state.last_error = Some(reason);
-                let dead_at = since + chrono::Duration::from_std(retry.dead_after).unwrap_or(chrono::Duration::MAX);
-                if now >= dead_at {
-                    tracing::error!(target = %target.name, event = %id, "webhook: the event is dead-lettered after {} attempts", state.attempts);
-                    state.dead.push(e.seq);
-                    if state.dead.len() > DEAD_KEPT {
-                        state.dead.remove(0);
-                    }
-                    state.failed_total += 1;
-                    state.attempts = 0;
-                    state.failing_since = None;
-                    at = e.seq;
-                    continue;
-                }
-                let exp = retry.min.saturating_mul(1u32 << state.attempts.min(20).saturating_sub(1));
-                pause = exp.min(retry.max);
-                break;
-            }
+            Err(err) => Err(err.to_string()),
         }
     }
-    let state_text = serde_json::to_string(&state).map_err(|e| backup_core::Error::internal(e.to_string()))?;
-    engine.advance_log_cursor(&name, owner, from, at, &state_text, Vec::new()).await?;
-    Ok(pause)
 }
 
 /// Why a webhook URL cannot be a target: not http(s), or the server itself (its own
