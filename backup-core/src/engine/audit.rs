@@ -237,6 +237,36 @@ impl Engine {
         self.inner.key_prefix.clone().join(AUDIT_ANCHORS).join(format!("anchor-{seq:020}.json"))
     }
 
+    /// After a rebuild: anchors of events the rebuilt catalog does not have (a snapshot older
+    /// than the last anchor) are moved to `.audit/lost/`, kept for people but no longer
+    /// checked, and the loss is recorded (`audit.lost`), so that the rebuilt log verifies
+    /// and says what it lacks. Returns how many anchors were set aside.
+    pub(crate) async fn set_aside_lost_anchors(&self) -> Result<u64> {
+        let head = self.audit_head().await?;
+        let beyond: Vec<AuditAnchor> = self.audit_anchors().await?.into_iter().filter(|a| a.seq > head.seq).collect();
+        let Some(last) = beyond.last().copied() else { return Ok(0) };
+        for a in &beyond {
+            let (from, to) = (self.anchor_key(a.seq), self.lost_anchor_key(a.seq));
+            self.inner.store.copy(&from, &to).await.map_err(|e| Error::store("keep a lost audit anchor", &to, e))?;
+            self.inner.store.delete(&from).await.map_err(|e| Error::store("set aside an audit anchor", &from, e))?;
+        }
+        self.record_audit(&AuditEvent::new(self.now(), "rebuild", "audit.lost").with_detail(format!(
+            "the rebuilt catalog's log ends at event {} but the lost catalog's had reached event {} (anchored at {}): \
+             those events are gone; {} anchors moved to {}/lost/",
+            head.seq,
+            last.seq,
+            last.at,
+            beyond.len(),
+            AUDIT_ANCHORS
+        )))
+        .await?;
+        Ok(beyond.len() as u64)
+    }
+
+    fn lost_anchor_key(&self, seq: u64) -> Path {
+        self.inner.key_prefix.clone().join(AUDIT_ANCHORS).join("lost").join(format!("anchor-{seq:020}.json"))
+    }
+
     /// The newest anchor in the store, if any.
     pub(crate) async fn latest_audit_anchor(&self) -> Result<Option<AuditAnchor>> {
         Ok(self.audit_anchors().await?.pop())
@@ -245,6 +275,7 @@ impl Engine {
     /// The anchors in the store, by sequence number; unreadable ones are errors.
     async fn audit_anchors(&self) -> Result<Vec<AuditAnchor>> {
         let prefix = self.inner.key_prefix.clone().join(AUDIT_ANCHORS);
+        let lost = self.inner.key_prefix.clone().join(AUDIT_ANCHORS).join("lost");
         let metas: Vec<_> = self
             .inner
             .store
@@ -253,7 +284,7 @@ impl Engine {
             .await
             .map_err(|e| Error::store("list audit anchors", &prefix, e))?;
         let mut out = Vec::with_capacity(metas.len());
-        for m in metas {
+        for m in metas.into_iter().filter(|m| !m.location.prefix_matches(&lost)) {
             let bytes = self
                 .inner
                 .store

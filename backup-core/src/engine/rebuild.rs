@@ -277,10 +277,12 @@ impl Engine {
             self.validate_spec(spec)?;
         }
         let progress = ProgressTracker::new(options.progress.clone(), self.inner.clock.clone());
-        match options.mode {
-            RebuildMode::EmptyCatalog => self.rebuild_empty(options, &progress).await,
-            RebuildMode::AddMissing => self.add_missing(options, &progress).await,
-        }
+        let report = match options.mode {
+            RebuildMode::EmptyCatalog => self.rebuild_empty(options, &progress).await?,
+            RebuildMode::AddMissing => self.add_missing(options, &progress).await?,
+        };
+        self.set_aside_lost_anchors().await?;
+        Ok(report)
     }
 
     async fn rebuild_empty(&self, options: &RebuildOptions, progress: &ProgressTracker) -> Result<RebuildReport> {
