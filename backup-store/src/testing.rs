@@ -14,5 +14,5 @@ mod moto;
 mod s3;
 
 pub use database::{database_url, fresh_schema, skipped};
-pub use moto::moto_url;
+pub use moto::{moto_url, smtp_python};
 pub use s3::S3Server;

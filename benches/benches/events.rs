@@ -70,7 +70,7 @@ async fn run(catalog: Arc<dyn Catalog>, dir: &std::path::Path, total: u64, hook:
         engine.create_collection(&me, id, spec).await.expect("collection");
     }
     let delivery = hook.filter(|_| std::env::var("BENCH_EVENTS_NO_HOOK").is_err()).map(|addr| {
-        let target = backup_server::Webhook::new("bench", &format!("http://{addr}/hook")).expect("webhook");
+        let target = backup_server::Target::webhook("bench", &format!("http://{addr}/hook")).expect("webhook");
         tokio::spawn(backup_server::deliver(engine.clone(), target, "bench".into(), retry()))
     });
     let body = Bytes::from(vec![7u8; SIZE]);
@@ -184,7 +184,7 @@ fn main() {
         // Delivery: a backlog of events, then the time until the receiver has them all.
         let events = env_u64("BENCH_WEBHOOK_EVENTS", 3000);
         let engine = engine_on(Arc::new(backup_core::MemoryCatalog::new()), &tmp.path().join("delivery"), true);
-        let target = backup_server::Webhook::new("rate", &format!("http://{hook}/hook")).expect("webhook");
+        let target = backup_server::Target::webhook("rate", &format!("http://{hook}/hook")).expect("webhook");
         // The target starts at the log's head: claim its cursor before the backlog is written.
         let now = Timestamp::from(chrono::Utc::now());
         engine.claim_log_cursor("webhook:rate", "bench", now, now).await.expect("cursor");

@@ -22,3 +22,19 @@ pub fn moto_url(test: &str) -> Option<String> {
         }
     }
 }
+
+/// A Python that imports `aiosmtpd` (`TEST_SMTP_PYTHON`, from `.ci/with-services`), for tests
+/// that start an SMTP sink (`python -m aiosmtpd -n -l 127.0.0.1:PORT -c
+/// aiosmtpd.handlers.Mailbox DIR`), or `None` after reporting the test as skipped by name.
+///
+/// # Panics
+/// Under `CI=true` when `TEST_SMTP_PYTHON` is not set.
+pub fn smtp_python(test: &str) -> Option<String> {
+    match std::env::var("TEST_SMTP_PYTHON") {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ => {
+            skipped(test, "no TEST_SMTP_PYTHON (aiosmtpd)");
+            None
+        }
+    }
+}

@@ -221,6 +221,17 @@ pub struct Args {
     /// sha256=<hex HMAC-SHA256 of the body>` (whitespace around the secret is ignored).
     #[arg(long, value_name = "FILE", requires = "webhook_url")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// An SMTP server that e-mails every alert (`smtp://host:25`, `smtp://host:587?tls=required`,
+    /// `smtps://user:password@host`), from `--smtp-from` to each `--smtp-to`, delivered and
+    /// retried like the webhook.
+    #[arg(long, env = "BR_SMTP_URL", value_name = "URL", requires_all = ["smtp_from", "smtp_to"])]
+    pub smtp_url: Option<String>,
+    /// The sender of alert e-mails.
+    #[arg(long, value_name = "ADDRESS")]
+    pub smtp_from: Option<String>,
+    /// A recipient of alert e-mails (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub smtp_to: Vec<String>,
     /// The pause after a webhook's first failure; it doubles with each next one.
     #[arg(long, default_value = "1s", value_parser = duration)]
     pub webhook_retry_min: Duration,

@@ -52,7 +52,7 @@ pub use config::{Args, Schedule};
 pub use embed::{RunningServer, ServerConfig, router, spawn};
 pub use ops::audit::verify_audit;
 pub use ops::import::import_backup_repository;
-pub use ops::notify::{Retry, Webhook, deliver};
+pub use ops::notify::{Retry, Target, deliver};
 pub use ops::recovery::rebuild_catalog;
 pub use state::{AppState, StateParts};
 

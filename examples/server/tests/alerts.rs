@@ -315,3 +315,95 @@ async fn a_webhook_pointing_at_the_server_itself_is_refused() {
     let e = backup_server::spawn(config_of).await.expect_err("refused");
     assert!(e.contains("points back at this server"), "{e}");
 }
+
+/// An SMTP sink (aiosmtpd) on a free loopback port, writing what it receives into a maildir;
+/// killed when dropped.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpSink {
+    async fn start(python: &str) -> SmtpSink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let maildir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = eventually(Duration::from_secs(20), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        })
+        .await;
+        assert!(up.is_some(), "the SMTP sink did not start");
+        SmtpSink { child, port, maildir }
+    }
+
+    /// The messages received, as text.
+    fn messages(&self) -> Vec<String> {
+        let new = self.maildir.path().join("mail/new");
+        std::fs::read_dir(new)
+            .map(|d| d.filter_map(Result::ok).map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_arrives_by_email_with_the_collection_and_the_reason_in_its_subject() {
+    let Some(python) =
+        support::smtp_python("an_alert_arrives_by_email_with_the_collection_and_the_reason_in_its_subject")
+    else {
+        return;
+    };
+    let sink = SmtpSink::start(&python).await;
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    manifests(config.path());
+    let smtp = format!("smtp://127.0.0.1:{}", sink.port);
+    let mut extra = vec![
+        "--upload-confirm-grace",
+        "0s",
+        "--smtp-url",
+        &smtp,
+        "--smtp-from",
+        "backups@example.org",
+        "--smtp-to",
+        "ops@example.org",
+        "--notify-poll",
+        "50ms",
+        "--detector-interval",
+        "100ms",
+    ];
+    extra.extend(NO_RATE_LIMITS);
+    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 10, 2, 10, 0).unwrap()));
+    let server_config = support::server_config(&args(config.path(), data.path(), &extra)).clock(clock);
+    let server = Server::in_process_with(server_config).await;
+    let c = client();
+    let uploader = login(&c, &server, "uploader", "admin", None).await;
+    for size in [1000, 1000, 1000, 1000, 1000, 400] {
+        put(&c, &server, &uploader, size).await;
+    }
+    let mail = eventually(Duration::from_secs(30), || {
+        let messages = sink.messages();
+        async move { messages.into_iter().find(|m| m.contains("upload.lighter")) }
+    })
+    .await
+    .unwrap_or_else(|| panic!("no e-mail: {:?}", sink.messages()));
+    // The header as one line (long ones are folded onto lines that start with a space).
+    let unfolded = mail.replace("\r\n ", " ").replace("\n ", " ");
+    let subject = unfolded.lines().find(|l| l.starts_with("Subject:")).unwrap_or_default();
+    assert!(subject.contains("upload.lighter nightly") && subject.contains("40% of the median"), "{mail}");
+    assert!(mail.contains("To: ops@example.org") && mail.contains("From: backups@example.org"), "{mail}");
+    // Only alerts go by e-mail: no message for the commits.
+    assert!(sink.messages().iter().all(|m| !m.contains("Subject: [backup] version.commit")), "{:?}", sink.messages());
+}

@@ -10,62 +10,121 @@ use backup_core::{CollectionId, Engine, ErrorKind, Timestamp};
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 
+/// The cursor names of targets: a prefix, then the target's name.
+pub(crate) const WEBHOOK_CURSOR: &str = "webhook:";
+pub(crate) const EMAIL_CURSOR: &str = "email:";
+
 /// How many events one read takes.
 const BATCH: usize = 100;
 /// How many dead-lettered event numbers a target remembers.
 const DEAD_KEPT: usize = 100;
 
-/// A webhook: one POST per event, signed with the target's secret.
+/// A notification target: a webhook (one signed JSON POST per event) or an e-mail address
+/// list (one message per event, alerts by default), with the events and collections it
+/// receives.
 ///
 /// ```
-/// let hook = backup_server::Webhook::new("chat", "https://chat.example.org/hooks/backup")?
+/// let hook = backup_server::Target::webhook("chat", "https://chat.example.org/hooks/backup")?
 ///     .with_secret(b"from a file".to_vec())
 ///     .with_actions(["alerts"]);
+/// let mail = backup_server::Target::email("ops", "smtp://mail.example.org:25", "backups@example.org", &["ops@example.org"])?;
+/// # let _ = (hook, mail);
 /// # Ok::<(), String>(())
 /// ```
 #[derive(Clone)]
-pub struct Webhook {
-    /// Its name; its cursor is `webhook:<name>`.
+pub struct Target {
+    /// Its name; its cursor is `webhook:<name>` or `email:<name>`.
     pub(crate) name: String,
-    pub(crate) url: reqwest::Url,
-    pub(crate) secret: Option<Vec<u8>>,
+    pub(crate) channel: Channel,
     /// The actions it receives (`window.missed`, or `alerts` for every alert); none: all.
     pub(crate) actions: Vec<String>,
     /// The collections whose events it receives; none: all (and those of no collection).
     pub(crate) collections: Vec<CollectionId>,
 }
 
-impl std::fmt::Debug for Webhook {
+/// How a target's events go out.
+#[derive(Clone)]
+pub(crate) enum Channel {
+    Webhook {
+        url: reqwest::Url,
+        secret: Option<Vec<u8>>,
+    },
+    Email {
+        transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+        /// The server's URL as given, for the log (its password hidden).
+        shown: String,
+        from: lettre::message::Mailbox,
+        to: Vec<lettre::message::Mailbox>,
+    },
+}
+
+impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("signed", &self.secret.is_some())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Target");
+        d.field("name", &self.name);
+        match &self.channel {
+            Channel::Webhook { url, secret } => d.field("webhook", &url.as_str()).field("signed", &secret.is_some()),
+            Channel::Email { shown, to, .. } => d.field("smtp", shown).field("to", &to.len()),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
-impl Webhook {
-    /// A target named `name` (its cursor in the catalog is `webhook:<name>`) that receives
+impl Target {
+    /// A webhook named `name` (its cursor in the catalog is `webhook:<name>`) that receives
     /// every event, unsigned.
     ///
     /// # Errors
     /// A URL that does not parse or is not http(s).
-    pub fn new(name: &str, url: &str) -> Result<Self, String> {
+    pub fn webhook(name: &str, url: &str) -> Result<Self, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("webhook {name}: {url:?}: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("webhook {name}: {url} is not an http or https URL"));
         }
-        Ok(Webhook { name: name.to_owned(), url, secret: None, actions: Vec::new(), collections: Vec::new() })
+        let channel = Channel::Webhook { url, secret: None };
+        Ok(Target { name: name.to_owned(), channel, actions: Vec::new(), collections: Vec::new() })
     }
 
-    /// Signs each request with `secret` (`X-Backup-Signature`).
+    /// E-mail from `from` to each of `to` through the SMTP server at `smtp_url` (`smtp://host:25`,
+    /// `smtp://host:587?tls=required`, `smtps://user:password@host`; TLS by rustls), one
+    /// message per alert; [`Target::with_actions`] widens it.
+    ///
+    /// # Errors
+    /// A URL or an address that does not parse; no recipient.
+    pub fn email(name: &str, smtp_url: &str, from: &str, to: &[&str]) -> Result<Self, String> {
+        let shown = match reqwest::Url::parse(smtp_url) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("…"));
+                }
+                u.to_string()
+            }
+            Err(e) => return Err(format!("e-mail {name}: {smtp_url:?}: {e}")),
+        };
+        let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(smtp_url)
+            .map_err(|e| format!("e-mail {name}: {shown}: {e}"))?
+            .build();
+        let from = from.parse().map_err(|e| format!("e-mail {name}: from {from:?}: {e}"))?;
+        let to = to
+            .iter()
+            .map(|a| a.parse().map_err(|e| format!("e-mail {name}: to {a:?}: {e}")))
+            .collect::<Result<Vec<_>, String>>()?;
+        if to.is_empty() {
+            return Err(format!("e-mail {name}: no recipient"));
+        }
+        let channel = Channel::Email { transport, shown, from, to };
+        Ok(Target { name: name.to_owned(), channel, actions: vec!["alerts".to_owned()], collections: Vec::new() })
+    }
+
+    /// Signs each request of a webhook with `secret` (`X-Backup-Signature`).
     pub fn with_secret(mut self, secret: Vec<u8>) -> Self {
-        self.secret = Some(secret);
+        if let Channel::Webhook { secret: s, .. } = &mut self.channel {
+            *s = Some(secret);
+        }
         self
     }
 
-    /// Only these actions (`alerts` stands for every alert).
+    /// Only these actions (`alerts` stands for every alert); none: every event.
     pub fn with_actions<S: Into<String>>(mut self, actions: impl IntoIterator<Item = S>) -> Self {
         self.actions = actions.into_iter().map(Into::into).collect();
         self
@@ -78,7 +137,10 @@ impl Webhook {
     }
 
     pub(crate) fn cursor(&self) -> String {
-        format!("webhook:{}", self.name)
+        match self.channel {
+            Channel::Webhook { .. } => format!("{WEBHOOK_CURSOR}{}", self.name),
+            Channel::Email { .. } => format!("{EMAIL_CURSOR}{}", self.name),
+        }
     }
 
     fn wants(&self, e: &AuditEvent) -> bool {
@@ -169,7 +231,7 @@ pub(crate) fn signature(secret: &[u8], body: &[u8]) -> String {
 /// The cursor's place is written at most every 250 ms (and after each failure):
 /// a crash delivers again what was sent since, with the same ids, rather than writing to the
 /// catalog after every event. The lease is renewed when half of it has passed.
-pub async fn deliver(engine: Engine, target: Webhook, owner: String, retry: Retry) {
+pub async fn deliver(engine: Engine, target: Target, owner: String, retry: Retry) {
     let client = match reqwest::Client::builder()
         .timeout(retry.timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -218,7 +280,7 @@ const PERSIST_EVERY: Duration = Duration::from_millis(250);
 struct Sender {
     engine: Engine,
     client: reqwest::Client,
-    target: Webhook,
+    target: Target,
     owner: String,
     retry: Retry,
     repository: String,
@@ -357,24 +419,79 @@ impl Sender {
         doubled.min(retry.max)
     }
 
-    /// One POST; the answer's body is never read (a hostile receiver cannot feed us anything).
+    /// Sends one event. A webhook's answer body is never read (a hostile receiver cannot
+    /// feed us anything).
     async fn send(&self, e: &AuditEvent) -> Result<(), String> {
         let id = format!("{}:{}", self.repository, e.seq);
-        let body = body(e, &id, Timestamp::from(self.engine.clock().now()));
-        let mut request = self
-            .client
-            .post(self.target.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Backup-Event-Id", &id);
-        if let Some(secret) = &self.target.secret {
-            request = request.header("X-Backup-Signature", signature(secret, &body));
-        }
-        match request.body(body).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("the receiver answered {}", r.status())),
-            Err(err) => Err(err.to_string()),
+        match &self.target.channel {
+            Channel::Webhook { url, secret } => {
+                let body = body(e, &id, Timestamp::from(self.engine.clock().now()));
+                let mut request = self
+                    .client
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header("X-Backup-Event-Id", &id);
+                if let Some(secret) = secret {
+                    request = request.header("X-Backup-Signature", signature(secret, &body));
+                }
+                match request.body(body).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("the receiver answered {}", r.status())),
+                    Err(err) => Err(err.to_string()),
+                }
+            }
+            Channel::Email { transport, from, to, .. } => {
+                use lettre::AsyncTransport;
+                let message = mail(e, &id, from, to).map_err(|err| format!("the message cannot be built: {err}"))?;
+                tokio::time::timeout(self.retry.timeout, transport.send(message))
+                    .await
+                    .map_err(|_| format!("the SMTP server did not answer within {:?}", self.retry.timeout))?
+                    .map(|_| ())
+                    .map_err(|err| err.to_string())
+            }
         }
     }
+}
+
+/// An event as an e-mail: the collection and the reason in the subject, every field in the
+/// body, the event's id as the message's id (a retried delivery is the same message).
+fn mail(
+    e: &AuditEvent,
+    id: &str,
+    from: &lettre::message::Mailbox,
+    to: &[lettre::message::Mailbox],
+) -> Result<lettre::Message, lettre::error::Error> {
+    let mut reason: String = e.detail.chars().take(120).collect();
+    if reason.len() < e.detail.len() {
+        reason.push('…');
+    }
+    let subject = match &e.collection {
+        Some(c) => format!("[backup] {} {c}: {reason}", e.action),
+        None => format!("[backup] {}: {reason}", e.action),
+    };
+    let mut text = format!(
+        "{}\n\nevent:      {}\nat:         {}\nactor:      {}\naction:     {}\n",
+        e.detail, e.seq, e.at, e.actor, e.action
+    );
+    if let Some(c) = &e.collection {
+        text.push_str(&format!("collection: {c}\n"));
+    }
+    if let Some(v) = e.version {
+        text.push_str(&format!("version:    {v}\n"));
+    }
+    if let Some(h) = &e.hash {
+        text.push_str(&format!("hash:       {h}\n"));
+    }
+    let host = from.email.domain().to_owned();
+    let mut builder = lettre::Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .message_id(Some(format!("<{}@{host}>", id.replace(':', "."))))
+        .header(lettre::message::header::ContentType::TEXT_PLAIN);
+    for t in to {
+        builder = builder.to(t.clone());
+    }
+    builder.body(text)
 }
 
 /// Why a webhook URL cannot be a target: not http(s), or the server itself (its own
@@ -401,8 +518,8 @@ pub(crate) fn check_url(url: &reqwest::Url, listening: &[std::net::SocketAddr]) 
 /// # Errors
 /// A line naming the flag: an unreadable secret file, a URL that is not http(s) or that
 /// points back at this server.
-pub(crate) fn targets(args: &crate::config::Args, listening: &[std::net::SocketAddr]) -> Result<Vec<Webhook>, String> {
-    let Some(url) = &args.webhook_url else { return Ok(Vec::new()) };
+pub(crate) fn targets(args: &crate::config::Args, listening: &[std::net::SocketAddr]) -> Result<Vec<Target>, String> {
+    let Some(url) = &args.webhook_url else { return email(args).map(|e| e.into_iter().collect()) };
     let url = reqwest::Url::parse(url).map_err(|e| format!("--webhook-url {url:?}: {e}"))?;
     check_url(&url, listening).map_err(|e| format!("--webhook-url: {e}"))?;
     let secret = match &args.webhook_secret_file {
@@ -417,7 +534,23 @@ pub(crate) fn targets(args: &crate::config::Args, listening: &[std::net::SocketA
             Some(secret.as_bytes().to_vec())
         }
     };
-    Ok(vec![Webhook { name: "default".to_owned(), url, secret, actions: Vec::new(), collections: Vec::new() }])
+    let mut targets = vec![Target {
+        name: "default".to_owned(),
+        channel: Channel::Webhook { url, secret },
+        actions: Vec::new(),
+        collections: Vec::new(),
+    }];
+    targets.extend(email(args)?);
+    Ok(targets)
+}
+
+/// The e-mail target the command line names (`--smtp-url`, `--smtp-from`, `--smtp-to`): every
+/// alert.
+fn email(args: &crate::config::Args) -> Result<Option<Target>, String> {
+    let Some(url) = &args.smtp_url else { return Ok(None) };
+    let from = args.smtp_from.as_deref().ok_or("--smtp-url needs --smtp-from")?;
+    let to: Vec<&str> = args.smtp_to.iter().map(String::as_str).collect();
+    Target::email("email", url, from, &to).map(Some).map_err(|e| format!("--smtp-url: {e}"))
 }
 
 impl Retry {

@@ -98,7 +98,7 @@ async fn sweep_probes(state: &AppState) {
 /// Starts the maintenance schedule (`recover()`, readiness probes left behind, rate limiter
 /// clean-up) and the manifest
 /// reloads (every interval, and on SIGHUP).
-pub(crate) fn background(state: AppState, args: &Args, webhooks: Vec<crate::ops::notify::Webhook>) -> Background {
+pub(crate) fn background(state: AppState, args: &Args, webhooks: Vec<crate::ops::notify::Target>) -> Background {
     let mut tasks = Vec::new();
     // Instance names are checked at start; one that cannot be read here leaves notifications
     // and detectors to the other instances.

@@ -111,7 +111,10 @@ impl Metrics {
         let failed = Family::<TargetLabel, Counter>::default();
         let head = engine.audit_head().await?.seq;
         for c in engine.log_cursors().await? {
-            let Some(target) = c.name.strip_prefix("webhook:") else { continue };
+            use crate::ops::notify::{EMAIL_CURSOR, WEBHOOK_CURSOR};
+            let Some(target) = c.name.strip_prefix(WEBHOOK_CURSOR).or_else(|| c.name.strip_prefix(EMAIL_CURSOR)) else {
+                continue;
+            };
             let label = TargetLabel { target: target.to_owned() };
             pending.get_or_create(&label).set(gauge(head.saturating_sub(c.seq)));
             // Kept in the cursor's state: the same total on every instance, across restarts.

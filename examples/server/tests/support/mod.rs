@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use backup_store::testing::{S3Server, database_url, fresh_schema, skipped};
+pub use backup_store::testing::{S3Server, database_url, fresh_schema, skipped, smtp_python};
 
 pub const SECRET: &str = "a test secret, long enough for HS256";
 
