@@ -69,6 +69,22 @@ pub(crate) enum Command {
     Retention(CollectionArg),
     /// Ask the server to read every version of a collection back and check its digest.
     Verify(CollectionArg),
+    /// The audit log (of one collection, or all you may see): who did what, when, with each
+    /// event's chain hash. `--follow` keeps printing new events until interrupted; with
+    /// `--json`, one JSON object per line then.
+    Audit(Audit),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Audit {
+    /// Only this collection's events.
+    pub(crate) collection: Option<String>,
+    /// Only events numbered above this.
+    #[arg(long)]
+    pub(crate) after: Option<u64>,
+    /// Keep waiting for new events (every two seconds) until interrupted.
+    #[arg(long, short)]
+    pub(crate) follow: bool,
 }
 
 #[derive(Debug, Args)]

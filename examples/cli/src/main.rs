@@ -82,6 +82,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Health(args) => commands::health(&client, out, args).await,
         Command::Retention(args) => commands::retention(&client, out, args).await,
         Command::Verify(args) => commands::verify(&client, out, args).await,
+        Command::Audit(args) => commands::audit(&client, out, args).await,
     }
 }
 

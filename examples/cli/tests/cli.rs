@@ -399,3 +399,48 @@ async fn list_shows_locks_and_a_locked_version_is_not_deleted() {
     assert!(stderr(&refused).contains("locked"), "{}", stderr(&refused));
     assert_eq!(numbers(&env, "vault").await, [1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_shows_a_managers_events_as_a_table_json_and_a_follow() {
+    let env = Env::start().await;
+    env.login("admin").await;
+    assert_ok(&env.run(&["upload", "db", "-"], b"first").await);
+    let table = env.run(&["audit", "db"], b"").await;
+    assert_ok(&table);
+    let text = stdout(&table);
+    assert!(text.lines().next().unwrap().starts_with("SEQ"), "{text}");
+    assert!(text.contains("version.commit") && text.contains("admin"), "{text}");
+    let json_out = env.run(&["--json", "audit", "db"], b"").await;
+    assert_ok(&json_out);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&json_out)).unwrap();
+    let events = doc["events"].as_array().unwrap();
+    assert!(events.iter().all(|e| e["collection"] == "db" && e["hash"].as_str().is_some_and(|h| h.len() == 64)));
+    let last = events.last().unwrap()["seq"].as_u64().unwrap();
+
+    // --follow prints what comes after, one JSON line per event, until it is stopped.
+    let mut follow = tokio::process::Command::new(env!("CARGO_BIN_EXE_backup-cli"))
+        .args(["--server", &env.url(), "--json", "audit", "db", "--follow", "--after", &last.to_string()])
+        .env("BACKUP_CLI_CONFIG_DIR", env.config_dir.path())
+        .env_remove("BACKUP_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert_ok(&env.run(&["upload", "db", "-"], b"second").await);
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(follow.stdout.take().unwrap()));
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("a line within 20 s")
+        .unwrap()
+        .expect("a line");
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!((event["action"].as_str(), event["version"].as_u64()), (Some("version.commit"), Some(2)), "{line}");
+    let _ = follow.kill().await;
+
+    // A downloader manages nothing: refused.
+    let reader = Env::with(config()).await;
+    reader.login("reader").await;
+    let refused = reader.run(&["audit"], b"").await;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("403") || stderr(&refused).contains("systemAdmin"), "{}", stderr(&refused));
+}

@@ -164,6 +164,35 @@ impl Client {
         Ok(answer.pointer("/data/collections").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 
+    /// A page of the audit log (`GET /api/stable/audit`): the events after `after` (of
+    /// `collection`, if given), at most `limit` (1 to 1000), and the `after` of the next page
+    /// (`None` at the end).
+    ///
+    /// # Errors
+    /// [`Error::Refused`] (403 for a caller who manages no collection), [`Error::Network`]
+    /// (after the retries), [`Error::Protocol`].
+    pub async fn audit(
+        &self,
+        collection: Option<&str>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<u64>)> {
+        let mut path = format!("/api/stable/audit?limit={limit}");
+        if let Some(c) = collection {
+            path.push_str(&format!("&collection={}", segment(c)));
+        }
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let answer = self.get_json(&path).await?;
+        let events = answer
+            .pointer("/data/events")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| Error::Protocol { message: format!("the audit answer has no events: {answer}") })?;
+        Ok((events, answer.pointer("/data/next").and_then(Value::as_u64)))
+    }
+
     /// Every committed version of `collection`, by number.
     ///
     /// # Errors

@@ -235,6 +235,16 @@ pub fn decide_purge(state: &LoadedState, ids: &[VersionId], now: Timestamp) -> R
             mutations.push(Mutation::InsertTombstone(tombstone_of(v, now)));
             let p = v.clone().with_state(VersionState::Purged, v.trashed_at.zip(v.trash_reason.clone()), Some(now));
             mutations.push(Mutation::UpdateVersion(p.clone()));
+            mutations.push(Mutation::AppendAudit(
+                AuditEvent::new(now, "engine", "version.purge")
+                    .with_collection(&v.collection)
+                    .with_version(v.number)
+                    .with_detail(format!(
+                        "its bytes go: trashed at {}{}",
+                        v.trashed_at.map_or_else(|| "?".to_owned(), |t| t.to_string()),
+                        v.trash_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    )),
+            ));
             purged.push(p);
         }
     }
