@@ -188,6 +188,10 @@ impl Errors {
     fn at(&mut self, file: &Path, field: impl Into<String>, reason: impl Into<String>) {
         self.0.push(Error::Manifest { file: file.to_owned(), field: field.into(), reason: reason.into() });
     }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// What a manifest file defines, by the folder it is in.

@@ -344,3 +344,30 @@ fn several_errors_are_reported_together() {
     assert!(e.contains("spec.strategyName") && e.contains("spec.roles[2]"), "{e}");
     assert!(load(dir.path(), "no-such-namespace").is_err());
 }
+
+/// `spec.alerts` sets the detectors' thresholds; what it leaves out keeps its default, and a
+/// bad value is refused by its field's name.
+#[test]
+fn alert_thresholds_load_and_bad_ones_are_refused_by_name() {
+    let with_alerts = |root: &Path, alerts: &str| {
+        edit(&collection_file(root), "strategyName: fifo", &format!("alerts:\n{alerts}\n    strategyName: fifo"));
+    };
+    let dir = copy_examples();
+    with_alerts(
+        dir.path(),
+        "        staleAfter: 2d\n        lighterThan: 60%\n        lighterOf: 10\n        windowGrace: 30m",
+    );
+    let m = load(dir.path(), NS).unwrap();
+    let a = m.collections[0].spec.alerts;
+    assert_eq!(a.stale_after, Some(std::time::Duration::from_secs(2 * 86_400)));
+    assert_eq!((a.lighter_percent, a.lighter_versions, a.window_grace.as_secs()), (60, 10, 1800));
+    assert_eq!((a.quota_near_percent, a.refused_quiet.as_secs()), (90, 3600), "the defaults stay");
+    assert!(loaded().collections[0].spec.alerts.is_default(), "without spec.alerts: the defaults");
+    for (alerts, field, reason) in [
+        ("        staleAfter: soon", "spec.alerts.staleAfter", "is not a duration"),
+        ("        quotaNear: 150%", "spec.alerts.quotaNear", "is not a percentage"),
+        ("        lighterOf: 0", "spec.alerts", "lighter_versions is 0"),
+    ] {
+        refused(|r| with_alerts(r, alerts), collection_file, field, reason);
+    }
+}

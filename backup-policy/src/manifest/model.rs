@@ -93,6 +93,22 @@ pub(crate) struct CollectionSpecYaml {
     /// and `minRetention` (a duration, `30d`).
     #[serde(default)]
     pub(crate) lock: Option<LockYaml>,
+    /// How the detectors judge the collection (ours): `windowGrace`, `staleAfter`,
+    /// `refusedQuiet` (durations), `lighterThan`, `quotaNear` (percentages, `50%`),
+    /// `lighterOf` (a count); each absent one keeps its default.
+    #[serde(default)]
+    pub(crate) alerts: Option<AlertsYaml>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct AlertsYaml {
+    pub(crate) window_grace: Option<String>,
+    pub(crate) stale_after: Option<String>,
+    pub(crate) refused_quiet: Option<String>,
+    pub(crate) lighter_than: Option<String>,
+    pub(crate) lighter_of: Option<u32>,
+    pub(crate) quota_near: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -362,12 +362,72 @@ pub(super) fn load_collection(doc: &Document, secrets: &Secrets, errors: &mut Er
     if let Some(lock) = &s.lock {
         spec.lock = Some(lock_policy(file, lock, errors)?);
     }
+    if let Some(alerts) = &s.alerts {
+        spec.alerts = alert_policy(file, alerts, errors)?;
+    }
     Some(CollectionDefinition {
         id,
         spec,
         policy: CollectionPolicy { windows, acl, health_code_sha256 },
         file: file.to_owned(),
     })
+}
+
+/// The detectors' policy from `spec.alerts`, each field over its default.
+fn alert_policy(
+    file: &std::path::Path,
+    a: &super::model::AlertsYaml,
+    errors: &mut Errors,
+) -> Option<backup_core::alerts::AlertPolicy> {
+    let before = errors.len();
+    let mut duration = |field: &str, text: &Option<String>| -> Option<std::time::Duration> {
+        let text = text.as_ref()?;
+        match humantime::parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.at(file, format!("spec.alerts.{field}"), format!("{text:?} is not a duration such as 2d: {e}"));
+                None
+            }
+        }
+    };
+    let (grace, stale, quiet) = (
+        duration("windowGrace", &a.window_grace),
+        duration("staleAfter", &a.stale_after),
+        duration("refusedQuiet", &a.refused_quiet),
+    );
+    let mut percent = |field: &str, text: &Option<String>| -> Option<u8> {
+        let text = text.as_ref()?;
+        match text.trim().trim_end_matches('%').trim().parse::<u8>() {
+            Ok(p) if p <= 100 => Some(p),
+            _ => {
+                errors.at(file, format!("spec.alerts.{field}"), format!("{text:?} is not a percentage such as 50%"));
+                None
+            }
+        }
+    };
+    let (lighter, near) = (percent("lighterThan", &a.lighter_than), percent("quotaNear", &a.quota_near));
+    if errors.len() > before {
+        return None;
+    }
+    let mut p = backup_core::alerts::AlertPolicy::default();
+    if let Some(g) = grace {
+        p = p.with_window_grace(g);
+    }
+    if let Some(s) = stale {
+        p = p.with_stale_after(s);
+    }
+    if let Some(q) = quiet {
+        p.refused_quiet = q;
+    }
+    p = p.with_lighter(lighter.unwrap_or(p.lighter_percent), a.lighter_of.unwrap_or(p.lighter_versions));
+    if let Some(n) = near {
+        p = p.with_quota_near(n);
+    }
+    if let Err(e) = p.validate() {
+        errors.at(file, "spec.alerts", e.to_string());
+        return None;
+    }
+    Some(p)
 }
 
 /// A lock policy from `spec.lock`: its mode and a minimum retention such as `30d`.

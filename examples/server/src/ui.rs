@@ -6,6 +6,7 @@
 //! posts from another origin are refused; the Content-Security-Policy allows our stylesheet
 //! and images only; the login is the API's, with its limits.
 
+mod activity;
 mod badge;
 mod chart;
 mod collection;

@@ -500,6 +500,11 @@ async fn the_collection_page_shows_versions_retention_and_a_chart() {
     let chart = page.body.split("<svg class=\"chart\"").nth(1).unwrap().split("</svg>").next().unwrap();
     assert_eq!(chart.matches("<circle").count(), 5);
     assert!(chart.contains("<title>version 6: 5.9 KiB"));
+    // Its recent activity, newest first: the commits and the rotation's eviction.
+    let activity = page.body.split("<h2>Recent activity</h2>").nth(1).expect("a manager sees the activity");
+    let commit = activity.find("version.commit").expect("commits");
+    let evict = activity.find("rotated out by version 6").expect("the eviction");
+    assert!(evict < commit || activity[..commit].contains("version.evict"), "{activity}");
     // The stylesheet it links is served, cacheable.
     let css_path = page.body.split("rel=\"stylesheet\" href=\"").nth(1).unwrap().split('"').next().unwrap();
     let css = send(state, Method::GET, css_path, None, None).await;

@@ -111,6 +111,7 @@ pub(crate) async fn page(
     } else {
         (Vec::new(), HashMap::new())
     };
+    let activity = crate::ui::activity::recent(engine, actor, &id).await;
     let spec = &collection.spec;
     let committed: Vec<&Version> = versions.iter().filter(|v| v.state == VersionState::Committed).collect();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:8080");
@@ -164,6 +165,10 @@ pub(crate) async fn page(
             (versions_table(&id, &versions, &decisions, may, &session.csrf))
         } @else {
             p.muted { "You may not list this collection's versions." }
+        }
+        @if let Some(events) = &activity {
+            h2 { "Recent activity" }
+            (crate::ui::activity::events_table(events))
         }
     };
     layout::page(StatusCode::OK, id.as_str(), Some(&session), body)

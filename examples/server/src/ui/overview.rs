@@ -32,6 +32,7 @@ pub(crate) async fn overview(State(state): State<AppState>, session: UiSession) 
         }
     }
     let failing = rows.iter().filter(|a| !a.healthy()).count();
+    let targets = crate::ui::activity::targets(&state.inner.engine, &session.caller.actor).await;
     let body = html! {
         h1 { "Collections" }
         p.muted {
@@ -50,6 +51,7 @@ pub(crate) async fn overview(State(state): State<AppState>, session: UiSession) 
                 tbody { @for a in &rows { (row(a)) } }
             }
         }
+        @if let Some(targets) = targets { (targets) }
     };
     layout::page(StatusCode::OK, "Collections", Some(&session), body)
 }

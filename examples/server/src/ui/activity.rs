@@ -1,0 +1,108 @@
+//! The dashboard's view of the audit log: a collection's recent activity and alerts (for
+//! those who may read its log), and the notification targets' delivery state (for those who
+//! may read all of it).
+
+use backup_core::audit::{AuditEvent, AuditQuery};
+use backup_core::{Actor, CollectionId, Engine};
+use maud::{Markup, html};
+
+use crate::ops::notify::{Delivery, EMAIL_CURSOR, WEBHOOK_CURSOR};
+
+/// How many recent events a collection's page shows.
+const RECENT: usize = 20;
+/// How far back in the log the page looks for them.
+const LOOK_BACK: u64 = 5000;
+
+/// The newest events of `id` that `actor` may read, newest first; `None` when it may not.
+pub(crate) async fn recent(engine: &Engine, actor: &Actor, id: &CollectionId) -> Option<Vec<AuditEvent>> {
+    let head = engine.audit_head().await.ok()?.seq;
+    let mut after = Some(head.saturating_sub(LOOK_BACK));
+    let mut found = Vec::new();
+    loop {
+        let query = AuditQuery::new().with_collection(id.clone()).with_after(after).with_limit(1000);
+        let page = engine.audit_events(actor, &query).await.ok()?;
+        found.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let skip = found.len().saturating_sub(RECENT);
+    let mut newest: Vec<AuditEvent> = found.into_iter().skip(skip).collect();
+    newest.reverse();
+    Some(newest)
+}
+
+/// A table of events, alerts marked.
+pub(crate) fn events_table(events: &[AuditEvent]) -> Markup {
+    html! {
+        @if events.is_empty() {
+            p.muted { "Nothing recorded lately." }
+        } @else {
+            table.activity {
+                thead { tr { th { "When" } th { "Who" } th { "What" } th { "Version" } th { "Details" } } }
+                tbody {
+                    @for e in events {
+                        tr {
+                            td { (e.at.to_string()) }
+                            td { (e.actor) }
+                            td {
+                                @if backup_core::alerts::is_alert(&e.action) { span.tag.fail { "alert" } " " }
+                                code { (e.action) }
+                            }
+                            td { @if let Some(v) = e.version { (v) } }
+                            td { (e.detail) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The notification targets: how far behind the log each one is, what it gave up on, its last
+/// error. `None` for a viewer who may not read the whole log.
+pub(crate) async fn targets(engine: &Engine, actor: &Actor) -> Option<Markup> {
+    engine.audit_events(actor, &AuditQuery::new().with_limit(1)).await.ok()?;
+    let head = engine.audit_head().await.ok()?.seq;
+    let cursors = engine.log_cursors().await.ok()?;
+    let rows: Vec<_> = cursors
+        .iter()
+        .filter_map(|c| {
+            let (kind, name) = if let Some(n) = c.name.strip_prefix(WEBHOOK_CURSOR) {
+                ("webhook", n)
+            } else {
+                ("e-mail", c.name.strip_prefix(EMAIL_CURSOR)?)
+            };
+            Some((kind, name, c, Delivery::of(&c.state)))
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    Some(html! {
+        h2 { "Notifications" }
+        table.targets {
+            thead { tr {
+                th { "Target" } th { "Kind" } th { "Behind the log" } th { "Delivered" } th { "Dead-lettered" } th { "Last error" }
+            } }
+            tbody {
+                @for (kind, name, c, d) in &rows {
+                    tr {
+                        td { (name) }
+                        td { (kind) }
+                        td { (head.saturating_sub(c.seq)) " events" }
+                        td { (d.delivered_total) }
+                        td {
+                            @if d.failed_total > 0 {
+                                strong.fail-text { (d.failed_total) }
+                                " (events " (d.dead.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")) ")"
+                            } @else { "0" }
+                        }
+                        td { @if let Some(e) = &d.last_error { (e) " (" (d.attempts) " attempts)" } }
+                    }
+                }
+            }
+        }
+    })
+}
