@@ -68,6 +68,48 @@ pub struct CollectionDefinition {
     /// The file it came from: named in errors, and the origin of the engine's audit event
     /// when it is declared.
     pub file: PathBuf,
+    /// Where its events go (`spec.notify`).
+    pub notify: Vec<NotifyRule>,
+}
+
+/// One entry of a collection's `spec.notify`: where its events go, and which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NotifyRule {
+    /// How.
+    pub channel: NotifyChannel,
+    /// The actions sent (`alerts` stands for every alert): `[alerts]` unless the manifest
+    /// says otherwise.
+    pub events: Vec<String>,
+}
+
+/// A webhook or an e-mail address.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotifyChannel {
+    /// One signed POST per event.
+    Webhook {
+        /// Its http(s) URL.
+        url: String,
+        /// The signing secret (`secretFrom`), if any.
+        secret: Option<String>,
+    },
+    /// One message per event, through the server's SMTP.
+    Email {
+        /// The recipient.
+        to: String,
+    },
+}
+
+impl std::fmt::Debug for NotifyChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotifyChannel::Webhook { url, secret } => {
+                f.debug_struct("Webhook").field("url", url).field("signed", &secret.is_some()).finish()
+            }
+            NotifyChannel::Email { to } => f.debug_struct("Email").field("to", to).finish(),
+        }
+    }
 }
 
 impl CollectionDefinition {
@@ -77,7 +119,7 @@ impl CollectionDefinition {
     /// no health code, and [`code_file`] as its file.
     pub fn new(id: CollectionId, spec: CollectionSpec) -> Self {
         let file = code_file(DocumentKind::Collection, id.as_str());
-        CollectionDefinition { id, spec, policy: CollectionPolicy::default(), file }
+        CollectionDefinition { id, spec, policy: CollectionPolicy::default(), file, notify: Vec::new() }
     }
 
     /// Gives `user` these roles on the collection (`spec.accessControl`).

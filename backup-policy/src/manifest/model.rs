@@ -98,6 +98,20 @@ pub(crate) struct CollectionSpecYaml {
     /// `lighterOf` (a count); each absent one keeps its default.
     #[serde(default)]
     pub(crate) alerts: Option<AlertsYaml>,
+    /// Where the collection's events go (ours): a webhook (`webhook: URL`, `secretFrom`) or an
+    /// e-mail address (`email: ADDRESS`, through the server's SMTP), each with the events it
+    /// receives (`events`, default `[alerts]`).
+    #[serde(default)]
+    pub(crate) notify: Vec<NotifyYaml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct NotifyYaml {
+    pub(crate) webhook: Option<String>,
+    pub(crate) secret_from: Option<SecretRef>,
+    pub(crate) email: Option<String>,
+    pub(crate) events: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

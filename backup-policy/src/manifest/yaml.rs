@@ -365,12 +365,63 @@ pub(super) fn load_collection(doc: &Document, secrets: &Secrets, errors: &mut Er
     if let Some(alerts) = &s.alerts {
         spec.alerts = alert_policy(file, alerts, errors)?;
     }
+    let notify = notify_rules(file, &s.notify, secrets, errors)?;
     Some(CollectionDefinition {
         id,
         spec,
         policy: CollectionPolicy { windows, acl, health_code_sha256 },
         file: file.to_owned(),
+        notify,
     })
+}
+
+/// The targets of `spec.notify`: each a webhook (http or https, its secret from a Secret) or
+/// an e-mail address, with the events it receives.
+fn notify_rules(
+    file: &Path,
+    entries: &[super::model::NotifyYaml],
+    secrets: &Secrets,
+    errors: &mut Errors,
+) -> Option<Vec<super::NotifyRule>> {
+    let before = errors.len();
+    let mut rules = Vec::new();
+    for (i, n) in entries.iter().enumerate() {
+        let field = format!("spec.notify[{i}]");
+        let events = n.events.clone().unwrap_or_else(|| vec!["alerts".to_owned()]);
+        if events.is_empty() || events.iter().any(|e| e.trim().is_empty()) {
+            errors.at(file, format!("{field}.events"), "name at least one event (or alerts), none empty");
+        }
+        let channel = match (&n.webhook, &n.email) {
+            (Some(url), None) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    errors.at(file, format!("{field}.webhook"), format!("{url:?} is not an http or https URL"));
+                }
+                let secret = match &n.secret_from {
+                    None => None,
+                    Some(r) => match resolve(secrets, r) {
+                        Ok(v) => Some(v.to_owned()),
+                        Err(e) => {
+                            errors.at(file, format!("{field}.secretFrom"), e);
+                            None
+                        }
+                    },
+                };
+                super::NotifyChannel::Webhook { url: url.clone(), secret }
+            }
+            (None, Some(to)) if n.secret_from.is_none() => {
+                if !to.contains('@') {
+                    errors.at(file, format!("{field}.email"), format!("{to:?} is not an e-mail address"));
+                }
+                super::NotifyChannel::Email { to: to.clone() }
+            }
+            _ => {
+                errors.at(file, field, "give either a webhook (with an optional secretFrom) or an email");
+                continue;
+            }
+        };
+        rules.push(super::NotifyRule { channel, events });
+    }
+    (errors.len() == before).then_some(rules)
 }
 
 /// The detectors' policy from `spec.alerts`, each field over its default.

@@ -223,8 +223,8 @@ pub struct Args {
     pub webhook_secret_file: Option<PathBuf>,
     /// An SMTP server that e-mails every alert (`smtp://host:25`, `smtp://host:587?tls=required`,
     /// `smtps://user:password@host`), from `--smtp-from` to each `--smtp-to`, delivered and
-    /// retried like the webhook.
-    #[arg(long, env = "BR_SMTP_URL", value_name = "URL", requires_all = ["smtp_from", "smtp_to"])]
+    /// retried like the webhook; manifests' `spec.notify` e-mail targets go through it too.
+    #[arg(long, env = "BR_SMTP_URL", value_name = "URL", requires = "smtp_from")]
     pub smtp_url: Option<String>,
     /// The sender of alert e-mails.
     #[arg(long, value_name = "ADDRESS")]

@@ -440,11 +440,15 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, String> {
     let state = crate::build_from(&config).await?;
     let listener = crate::bind(config.listen_addrs()).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let webhooks = crate::ops::notify::targets(&args, &[addr])?;
+    // Every notification target is checked before the server answers: a bad one stops the
+    // start, naming it.
+    let manifests = state.inner.manifests.load_async().await?;
+    let (notifications, targets) =
+        crate::ops::notify::Notifications::new(state.engine().clone(), &args, &[addr], &manifests)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let served = state.clone();
     let task = tokio::spawn(async move {
-        let background = crate::ops::sync::background(served.clone(), &args, webhooks);
+        let background = crate::ops::sync::background(served.clone(), &args, notifications, targets);
         let limits = crate::http::serve::ConnectionLimits {
             max: args.max_connections,
             per_address: args.max_connections_per_address,

@@ -407,3 +407,52 @@ async fn an_alert_arrives_by_email_with_the_collection_and_the_reason_in_its_sub
     // Only alerts go by e-mail: no message for the commits.
     assert!(sink.messages().iter().all(|m| !m.contains("Subject: [backup] version.commit")), "{:?}", sink.messages());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collections_manifest_routes_its_own_events_to_its_targets() {
+    let received = Received::default();
+    let hook = receiver(received.clone()).await;
+    let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
+    manifests(config.path());
+    // nightly's alerts (only) go to the receiver, signed with a secret from a Secret.
+    let file = config.path().join("backup-repository/backups.riotkit.org/v1alpha1/backupcollections/nightly.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let notify = format!(
+        "    notify:\n        - webhook: http://{hook}/hook\n          secretFrom:\n              name: \
+         backup-repository-passwords\n              entry: admin\n          events: [upload.lighter]\n    windows:"
+    );
+    std::fs::write(&file, text.replacen("    windows:", &notify, 1)).unwrap();
+    let mut extra = vec!["--upload-confirm-grace", "0s", "--notify-poll", "50ms", "--detector-interval", "100ms"];
+    extra.extend(NO_RATE_LIMITS);
+    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 10, 2, 10, 0).unwrap()));
+    let server_config = support::server_config(&args(config.path(), data.path(), &extra)).clock(clock);
+    let server = Server::in_process_with(server_config).await;
+    let c = client();
+    let uploader = login(&c, &server, "uploader", "admin", None).await;
+    for size in [1000, 1000, 1000, 400] {
+        put(&c, &server, &uploader, size).await;
+    }
+    let got = eventually(Duration::from_secs(20), || {
+        let r = received.clone();
+        async move { (!r.events().is_empty()).then(|| r.events()) }
+    })
+    .await
+    .expect("the lighter alert arrives");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(received.actions(), ["upload.lighter"], "only what the manifest routes: {got:?}");
+    assert_eq!(received.events()[0]["collection"], "nightly");
+    assert!(received.requests.lock().unwrap()[0].0.contains_key("x-backup-signature"), "signed");
+
+    // An e-mail target needs the server's SMTP: the start is refused, naming the file.
+    let (config2, data2) = (config_copy(), tempfile::tempdir().unwrap());
+    manifests(config2.path());
+    let file = config2.path().join("backup-repository/backups.riotkit.org/v1alpha1/backupcollections/nightly.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen("    windows:", "    notify:\n        - email: ops@example.org\n    windows:", 1),
+    )
+    .unwrap();
+    let e = backup_server::spawn(support::server_config(&args(config2.path(), data2.path(), &[]))).await.unwrap_err();
+    assert!(e.contains("nightly.yaml") && e.contains("spec.notify[0]") && e.contains("--smtp-url"), "{e}");
+}

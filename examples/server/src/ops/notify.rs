@@ -544,10 +544,153 @@ pub(crate) fn targets(args: &crate::config::Args, listening: &[std::net::SocketA
     Ok(targets)
 }
 
+/// The targets collections' manifests name (`spec.notify`): `<collection>-<n>`, each for its
+/// collection's events only.
+///
+/// # Errors
+/// A line naming the collection's file and entry: a URL that does not parse or points back at
+/// this server, an e-mail without the server's `--smtp-url` and `--smtp-from`.
+pub(crate) fn manifest_targets(
+    args: &crate::config::Args,
+    listening: &[std::net::SocketAddr],
+    manifests: &backup_policy::manifest::Manifests,
+) -> Result<Vec<Target>, String> {
+    use backup_policy::manifest::NotifyChannel;
+    let mut out = Vec::new();
+    for c in &manifests.collections {
+        for (i, rule) in c.notify.iter().enumerate() {
+            let name = format!("{}-{i}", c.id);
+            let at = |e: String| format!("{}: spec.notify[{i}]: {e}", c.file.display());
+            let target = match &rule.channel {
+                NotifyChannel::Webhook { url, secret } => {
+                    let mut t = Target::webhook(&name, url).map_err(at)?;
+                    if let Channel::Webhook { url, .. } = &t.channel {
+                        check_url(url, listening).map_err(at)?;
+                    }
+                    if let Some(secret) = secret {
+                        t = t.with_secret(secret.as_bytes().to_vec());
+                    }
+                    t
+                }
+                NotifyChannel::Email { to } => {
+                    let (Some(url), Some(from)) = (&args.smtp_url, &args.smtp_from) else {
+                        return Err(at("an e-mail target needs the server's --smtp-url and --smtp-from".to_owned()));
+                    };
+                    Target::email(&name, url, from, &[to.as_str()]).map_err(at)?
+                }
+                _ => return Err(at("a kind of target this build does not know".to_owned())),
+            };
+            out.push(target.with_actions(rule.events.clone()).with_collections([c.id.clone()]));
+        }
+    }
+    Ok(out)
+}
+
+/// The delivery tasks of the targets in force: those of the command line and of the
+/// manifests, brought in line with each reload (a changed target restarts; its cursor, kept by
+/// name, does not).
+#[derive(Debug)]
+pub(crate) struct Notifier {
+    engine: Engine,
+    owner: String,
+    retry: Retry,
+    running: std::sync::Mutex<std::collections::HashMap<String, (tokio::task::JoinHandle<()>, String)>>,
+}
+
+impl Notifier {
+    pub(crate) fn new(engine: Engine, owner: String, retry: Retry) -> Self {
+        Notifier { engine, owner, retry, running: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    /// Runs exactly `targets`: starts the new and changed ones, stops the others.
+    pub(crate) fn sync(&self, targets: Vec<Target>) {
+        let mut running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let wanted: std::collections::HashMap<String, (Target, String)> =
+            targets.into_iter().map(|t| (t.cursor(), (t.fingerprint(), t))).map(|(k, (f, t))| (k, (t, f))).collect();
+        // Two targets of one name would share a cursor: the manifests' names never collide
+        // with the command line's (`default`, `email`), and theirs are `<collection>-<n>`.
+        running.retain(|name, (task, fingerprint)| {
+            let keep = wanted.get(name).is_some_and(|(_, f)| f == fingerprint);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (name, (target, fingerprint)) in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(name) {
+                let task = tokio::spawn(deliver(self.engine.clone(), target, self.owner.clone(), self.retry));
+                slot.insert((task, fingerprint));
+            }
+        }
+    }
+
+    /// Stops every delivery.
+    pub(crate) fn stop(&self) {
+        let mut running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (_, (task, _)) in running.drain() {
+            task.abort();
+        }
+    }
+}
+
+/// The notification targets of a running server: the command line's, fixed, and the
+/// manifests', following reloads.
+#[derive(Debug)]
+pub(crate) struct Notifications {
+    pub(crate) notifier: Notifier,
+    cli: Vec<Target>,
+    args: crate::config::Args,
+    listening: Vec<std::net::SocketAddr>,
+}
+
+impl Notifications {
+    /// Checks every target (the command line's and those of `manifests`).
+    ///
+    /// # Errors
+    /// As [`targets`] and [`manifest_targets`].
+    pub(crate) fn new(
+        engine: Engine,
+        args: &crate::config::Args,
+        listening: &[std::net::SocketAddr],
+        manifests: &backup_policy::manifest::Manifests,
+    ) -> Result<(Self, Vec<Target>), String> {
+        let cli = targets(args, listening)?;
+        let mut all = cli.clone();
+        all.extend(manifest_targets(args, listening, manifests)?);
+        let owner = args.instance_name()?;
+        let notifier = Notifier::new(engine, owner, Retry::of(args));
+        Ok((Notifications { notifier, cli, args: args.clone(), listening: listening.to_vec() }, all))
+    }
+
+    /// The targets with `manifests` in force.
+    ///
+    /// # Errors
+    /// As [`manifest_targets`].
+    pub(crate) fn with(&self, manifests: &backup_policy::manifest::Manifests) -> Result<Vec<Target>, String> {
+        let mut all = self.cli.clone();
+        all.extend(manifest_targets(&self.args, &self.listening, manifests)?);
+        Ok(all)
+    }
+}
+
+impl Target {
+    /// What makes two targets the same: a change restarts the delivery (secrets by digest).
+    fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let channel = match &self.channel {
+            Channel::Webhook { url, secret } => {
+                format!("{url} {}", secret.as_ref().map(|s| hex::encode(sha2::Sha256::digest(s))).unwrap_or_default())
+            }
+            Channel::Email { shown, from, to, .. } => format!("{shown} {from} {to:?}"),
+        };
+        format!("{channel} {:?} {:?}", self.actions, self.collections)
+    }
+}
+
 /// The e-mail target the command line names (`--smtp-url`, `--smtp-from`, `--smtp-to`): every
 /// alert.
 fn email(args: &crate::config::Args) -> Result<Option<Target>, String> {
-    let Some(url) = &args.smtp_url else { return Ok(None) };
+    let Some(url) = args.smtp_url.as_ref().filter(|_| !args.smtp_to.is_empty()) else { return Ok(None) };
     let from = args.smtp_from.as_deref().ok_or("--smtp-url needs --smtp-from")?;
     let to: Vec<&str> = args.smtp_to.iter().map(String::as_str).collect();
     Target::email("email", url, from, &to).map(Some).map_err(|e| format!("--smtp-url: {e}"))

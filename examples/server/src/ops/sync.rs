@@ -31,12 +31,15 @@ pub(crate) async fn load_manifests(state: &AppState) -> Result<Manifests, String
     state.inner.manifests.load_async().await
 }
 
-/// Re-reads the manifests; on error the configuration in force stays.
-/// Re-reads the manifests and applies them; returns what goes to the audit log (an action
+/// Re-reads the manifests and applies them (on error the configuration in force stays); returns what goes to the audit log (an action
 /// and its detail): refusals and failures, and reloads asked for by SIGHUP. The periodic
 /// re-read that changes nothing is not recorded (it would fill the log); what it changes in
 /// collections is, by the engine.
-async fn reload(state: &AppState, asked: bool) -> Option<(&'static str, String)> {
+async fn reload(
+    state: &AppState,
+    asked: bool,
+    notifications: &crate::ops::notify::Notifications,
+) -> Option<(&'static str, String)> {
     let s = &state.inner;
     match load_manifests(state).await {
         Ok(m) => {
@@ -44,7 +47,15 @@ async fn reload(state: &AppState, asked: bool) -> Option<(&'static str, String)>
                 tracing::error!(error = %e, "the reloaded manifests are refused; the previous configuration stays");
                 return Some(("config.reload_refused", e.to_string()));
             }
+            let targets = match notifications.with(&m) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "the reloaded manifests are refused; the previous configuration stays");
+                    return Some(("config.reload_refused", e));
+                }
+            };
             s.directory.replace(m.policy_set());
+            notifications.notifier.sync(targets);
             if let Err(e) = collections(&s.engine, &m).await {
                 tracing::error!(error = %e, "applying the reloaded manifests failed");
                 return Some(("config.reload_failed", e.to_string()));
@@ -69,6 +80,7 @@ async fn record_reload(state: &AppState, action: &str, detail: String) {
 #[derive(Debug)]
 pub(crate) struct Background {
     tasks: Vec<JoinHandle<()>>,
+    notifications: Arc<crate::ops::notify::Notifications>,
 }
 
 impl Background {
@@ -76,6 +88,7 @@ impl Background {
         for t in &self.tasks {
             t.abort();
         }
+        self.notifications.notifier.stop();
     }
 }
 
@@ -98,18 +111,21 @@ async fn sweep_probes(state: &AppState) {
 /// Starts the maintenance schedule (`recover()`, readiness probes left behind, rate limiter
 /// clean-up) and the manifest
 /// reloads (every interval, and on SIGHUP).
-pub(crate) fn background(state: AppState, args: &Args, webhooks: Vec<crate::ops::notify::Target>) -> Background {
+pub(crate) fn background(
+    state: AppState,
+    args: &Args,
+    notifications: crate::ops::notify::Notifications,
+    targets: Vec<crate::ops::notify::Target>,
+) -> Background {
     let mut tasks = Vec::new();
-    // Instance names are checked at start; one that cannot be read here leaves notifications
-    // and detectors to the other instances.
-    if let Ok(owner) = args.instance_name() {
-        let retry = crate::ops::notify::Retry::of(args);
-        for target in webhooks {
-            tasks.push(tokio::spawn(crate::ops::notify::deliver(state.engine().clone(), target, owner.clone(), retry)));
-        }
-        if !args.detector_interval.is_zero() {
-            tasks.push(tokio::spawn(crate::ops::notify::detect(state.engine().clone(), owner, args.detector_interval)));
-        }
+    notifications.notifier.sync(targets);
+    let notifications = Arc::new(notifications);
+    // Instance names are checked at start; one that cannot be read here leaves the detectors
+    // to the other instances.
+    if let Ok(owner) = args.instance_name()
+        && !args.detector_interval.is_zero()
+    {
+        tasks.push(tokio::spawn(crate::ops::notify::detect(state.engine().clone(), owner, args.detector_interval)));
     }
     let st = state.clone();
     let clock = state.engine().clock().clone();
@@ -145,9 +161,11 @@ pub(crate) fn background(state: AppState, args: &Args, webhooks: Vec<crate::ops:
     }
     let interval = args.config_reload_interval;
     let st = state.clone();
+    let reloading = notifications.clone();
     tasks.push(tokio::spawn(async move {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut last: Option<(&'static str, String)> = None;
+        let reloaded = reloading;
         loop {
             let tick = async {
                 if interval.is_zero() { std::future::pending::<()>().await } else { clock.sleep(interval).await }
@@ -168,7 +186,7 @@ pub(crate) fn background(state: AppState, args: &Args, webhooks: Vec<crate::ops:
                 }
             };
             // The same refusal every interval is recorded once, until something changes.
-            let outcome = reload(&st, asked).await;
+            let outcome = reload(&st, asked, &reloaded).await;
             if outcome != last
                 && let Some((action, detail)) = outcome.clone()
             {
@@ -177,7 +195,7 @@ pub(crate) fn background(state: AppState, args: &Args, webhooks: Vec<crate::ops:
             last = if asked { None } else { outcome };
         }
     }));
-    Background { tasks }
+    Background { tasks, notifications }
 }
 
 /// The longest a schedule sleeps before it looks at the wall clock again: a step of the clock
