@@ -502,9 +502,12 @@ async fn the_collection_page_shows_versions_retention_and_a_chart() {
     assert!(chart.contains("<title>version 6: 5.9 KiB"));
     // Its recent activity, newest first: the commits and the rotation's eviction.
     let activity = page.body.split("<h2>Recent activity</h2>").nth(1).expect("a manager sees the activity");
-    let commit = activity.find("version.commit").expect("commits");
-    let evict = activity.find("rotated out by version 6").expect("the eviction");
-    assert!(evict < commit || activity[..commit].contains("version.evict"), "{activity}");
+    // Version 6's commit first; its eviction of version 1 was recorded in the same step, just
+    // before it.
+    let commit6 = activity.find("6000 bytes").expect("version 6's commit");
+    let evict1 = activity.find("rotated out by version 6").expect("the eviction");
+    let commit5 = activity.find("5000 bytes").expect("version 5's commit");
+    assert!(commit6 < evict1 && evict1 < commit5, "{activity}");
     // The stylesheet it links is served, cacheable.
     let css_path = page.body.split("rel=\"stylesheet\" href=\"").nth(1).unwrap().split('"').next().unwrap();
     let css = send(state, Method::GET, css_path, None, None).await;
