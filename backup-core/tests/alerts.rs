@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use backup_core::alerts::AlertPolicy;
-use backup_core::{Actor, CollectionId, CollectionSpec, Engine, Limits, ManualClock, ScrubOptions};
+use backup_core::{Actor, Clock, CollectionId, CollectionSpec, Engine, Limits, ManualClock, ScrubOptions};
 use bytes::Bytes;
 use chrono::Duration;
 
@@ -107,4 +107,29 @@ async fn a_quarantine_is_an_alert_and_the_scrub_says_it_failed() {
     let other = engine.run_detectors("b").await.unwrap();
     assert!(other.held_elsewhere && other.alerts.is_empty());
     assert!(engine.verify_audit().await.unwrap().is_intact());
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_rest_verifiable_and_drops_the_anchors_it_covers() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let engine = Engine::builder()
+        .clock(clock.clone())
+        .audit_retention(backup_core::audit::AuditRetention::forever().with_max_events(3))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        engine.record_audit(&backup_core::AuditEvent::new(clock.now(), "ops", format!("custom.{i}"))).await.unwrap();
+        if i == 4 {
+            engine.anchor_audit().await.unwrap();
+        }
+    }
+    engine.anchor_audit().await.unwrap();
+    assert_eq!(engine.prune_audit().await.unwrap(), Some(7), "three events stay");
+    let report = engine.verify_audit().await.unwrap();
+    assert!(report.is_intact(), "{:?}", report.problem);
+    assert_eq!(report.checkpoint.map(|c| c.seq), Some(7));
+    // 8, 9, 10 and the pruning's own event; the anchor of event 5 went with the events.
+    assert_eq!((report.events, report.head.seq, report.anchors), (4, 11, 1));
+    let kept: Vec<u64> = engine.read_audit(0, 100).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(kept, [8, 9, 10, 11]);
 }

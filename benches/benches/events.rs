@@ -6,6 +6,9 @@
 //! ```text
 //! .ci/with-services cargo bench -p backup-benches --bench events
 //! ```
+//!
+//! `BENCH_EVENTS_NO_HOOK=1` leaves the webhook out (the log's own cost), `BENCH_EVENT_ROUNDS`
+//! sets the rounds (3), `BENCH_SMALL_UPLOADS` the uploads per run (4000).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,15 +16,9 @@ use std::time::{Duration, Instant};
 
 use backup_benches::env_u64;
 use backup_core::catalog::Catalog;
-use backup_core::{Actor, AuditEvent, CollectionId, CollectionSpec, Engine, Limits, Timestamp, UploadOptions};
+use backup_core::{AuditEvent, Engine, Timestamp};
 use backup_store::local_disk_store;
 use backup_store::{PostgresCatalog, SqliteCatalog};
-use bytes::Bytes;
-use futures::stream;
-
-const COLLECTIONS: usize = 16;
-const CONCURRENCY: usize = 8;
-const SIZE: usize = 4096;
 
 /// A receiver on loopback that counts the requests it answers 200.
 async fn receiver() -> (std::net::SocketAddr, Arc<AtomicU64>) {
@@ -63,38 +60,11 @@ fn engine_on(catalog: Arc<dyn Catalog>, dir: &std::path::Path, events: bool) -> 
 /// it meanwhile. Returns uploads per second.
 async fn run(catalog: Arc<dyn Catalog>, dir: &std::path::Path, total: u64, hook: Option<std::net::SocketAddr>) -> f64 {
     let engine = engine_on(catalog, dir, hook.is_some());
-    let me = Actor::user("bench");
-    let ids: Vec<CollectionId> = (0..COLLECTIONS).map(|i| format!("events-{i}").parse().expect("id")).collect();
-    for id in &ids {
-        let spec = CollectionSpec::new("s-${version}", Limits::new(10, 1 << 20, 10 << 20).expect("limits"));
-        engine.create_collection(&me, id, spec).await.expect("collection");
-    }
     let delivery = hook.filter(|_| std::env::var("BENCH_EVENTS_NO_HOOK").is_err()).map(|addr| {
         let target = backup_server::Target::webhook("bench", &format!("http://{addr}/hook")).expect("webhook");
         tokio::spawn(backup_server::deliver(engine.clone(), target, "bench".into(), retry()))
     });
-    let body = Bytes::from(vec![7u8; SIZE]);
-    let start = Instant::now();
-    let per_task = total / CONCURRENCY as u64;
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|t| {
-            let (engine, me, ids, body) = (engine.clone(), me.clone(), ids.clone(), body.clone());
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    let id = &ids[(t + i as usize * CONCURRENCY) % COLLECTIONS];
-                    let s = stream::iter([Ok::<_, std::io::Error>(body.clone())]);
-                    engine
-                        .upload_with(&me, id, s, UploadOptions::new().expected_size(SIZE as u64))
-                        .await
-                        .expect("upload");
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
-    let rate = (per_task * CONCURRENCY as u64) as f64 / start.elapsed().as_secs_f64();
+    let rate = backup_benches::small_uploads(&engine, "events", total).await;
     if let Some(d) = delivery {
         d.abort();
     }

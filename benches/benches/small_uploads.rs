@@ -10,17 +10,14 @@
 //! sets it); without it that line says it was skipped.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backup_benches::env_u64;
 use backup_core::catalog::Catalog;
-use backup_core::{Actor, CollectionId, CollectionSpec, Engine, Limits, MemoryCatalog, UploadOptions};
+use backup_core::{Engine, MemoryCatalog};
 use backup_store::local_disk_store;
 use backup_store::{PostgresCatalog, SqliteCatalog};
-use bytes::Bytes;
-use futures::stream;
 
-const COLLECTIONS: usize = 16;
 const CONCURRENCY: usize = 8;
 const SIZE: usize = 4096;
 
@@ -33,35 +30,7 @@ async fn run(catalog: Arc<dyn Catalog>, dir: &std::path::Path, total: u64) -> f6
         .description_store(backup_store::local_disk::description_store(dir).expect("descriptions"))
         .build()
         .expect("engine");
-    let me = Actor::user("bench");
-    let ids: Vec<CollectionId> = (0..COLLECTIONS).map(|i| format!("small-{i}").parse().expect("id")).collect();
-    for id in &ids {
-        // Keep 10 versions: rotation and deletion are part of every upload after the tenth.
-        let spec = CollectionSpec::new("s-${version}", Limits::new(10, 1 << 20, 10 << 20).expect("limits"));
-        engine.create_collection(&me, id, spec).await.expect("collection");
-    }
-    let body = Bytes::from(vec![7u8; SIZE]);
-    let start = Instant::now();
-    let per_task = total / CONCURRENCY as u64;
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|t| {
-            let (engine, me, ids, body) = (engine.clone(), me.clone(), ids.clone(), body.clone());
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    let id = &ids[(t + i as usize * CONCURRENCY) % COLLECTIONS];
-                    let s = stream::iter([Ok::<_, std::io::Error>(body.clone())]);
-                    engine
-                        .upload_with(&me, id, s, UploadOptions::new().expected_size(SIZE as u64))
-                        .await
-                        .expect("upload");
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
-    (per_task * CONCURRENCY as u64) as f64 / start.elapsed().as_secs_f64()
+    backup_benches::small_uploads(&engine, "small", total).await
 }
 
 fn main() {

@@ -48,3 +48,44 @@ pub async fn postgres_fsync(url: &str) -> String {
     let _ = task.await;
     value
 }
+
+/// P5's workload, shared with P11: `total` uploads of 4 KiB into 16 collections (created
+/// here, `<prefix>-<n>`, each keeping 10 versions so that rotation runs with every upload after
+/// the tenth), 8 at a time; returns uploads per second.
+///
+/// # Panics
+/// When an upload or a collection fails: a benchmark stops at the first error.
+pub async fn small_uploads(engine: &backup_core::Engine, prefix: &str, total: u64) -> f64 {
+    use backup_core::{Actor, CollectionId, CollectionSpec, Limits, UploadOptions};
+    const COLLECTIONS: usize = 16;
+    const CONCURRENCY: usize = 8;
+    const SIZE: usize = 4096;
+    let me = Actor::user("bench");
+    let ids: Vec<CollectionId> = (0..COLLECTIONS).map(|i| format!("{prefix}-{i}").parse().expect("id")).collect();
+    for id in &ids {
+        let spec = CollectionSpec::new("s-${version}", Limits::new(10, 1 << 20, 10 << 20).expect("limits"));
+        engine.create_collection(&me, id, spec).await.expect("collection");
+    }
+    let body = bytes::Bytes::from(vec![7u8; SIZE]);
+    let start = Instant::now();
+    let per_task = total / CONCURRENCY as u64;
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|t| {
+            let (engine, me, ids, body) = (engine.clone(), me.clone(), ids.clone(), body.clone());
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    let id = &ids[(t + i as usize * CONCURRENCY) % COLLECTIONS];
+                    let s = futures::stream::iter([Ok::<_, std::io::Error>(body.clone())]);
+                    engine
+                        .upload_with(&me, id, s, UploadOptions::new().expected_size(SIZE as u64))
+                        .await
+                        .expect("upload");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    (per_task * CONCURRENCY as u64) as f64 / start.elapsed().as_secs_f64()
+}

@@ -153,7 +153,12 @@ impl Engine {
         self.inner.catalog.advance_cursor(name, owner, from, to, state, events).await
     }
 
-    async fn authorize_audit(&self, actor: &Actor, collection: Option<&CollectionId>) -> Result<()> {
+    /// Whether `actor` may read the audit log of `collection`, or the whole log (its events of
+    /// no collection included: logins, tokens, notification targets) without one.
+    ///
+    /// # Errors
+    /// The authorizer's refusal; [`Error::CollectionNotFound`] for an unknown collection.
+    pub async fn authorize_audit(&self, actor: &Actor, collection: Option<&CollectionId>) -> Result<()> {
         let policy = match collection {
             Some(id) => Some(self.inner.catalog.get_collection(id).await?),
             None => None,

@@ -61,6 +61,7 @@ pub fn app(state: AppState) -> Router {
         .route(path("retention"), get(retention::preview))
         .route(path("simulate_retention"), post(retention::simulate))
         .route(path("audit"), get(audit::list))
+        .route(path("notifications"), get(audit::notifications))
         .route_layer(limit(Bucket::Default))
         .route_layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     // Uploads are not rate limited (backup-repository's behaviour); their size is the quota's.

@@ -92,22 +92,7 @@ spec:
     for user in ["manager", "uploader", "stranger"] {
         add_user(config, user);
     }
-    add_manifest(
-        config,
-        "backups.riotkit.org/v1alpha1/backupusers/root.yaml",
-        r#"---
-apiVersion: backups.riotkit.org/v1alpha1
-kind: BackupUser
-metadata:
-    name: root
-spec:
-    email: root@example.org
-    passwordFromRef:
-        name: backup-repository-passwords
-        entry: admin
-    roles: ["systemAdmin"]
-"#,
-    );
+    support::add_system_admin(config, "root");
 }
 
 struct Setup {
@@ -256,6 +241,25 @@ async fn alerts_reach_a_webhook_signed_in_order_once_per_id_after_failures() {
         .await
         .unwrap();
     assert!(metrics.contains("backup_notifications_failed_total{target=\"default\"} 0"), "{metrics}");
+    // The target writes its place and counts when it is idle or every 250 ms.
+    let state = eventually(Duration::from_secs(10), || {
+        let (c, url, admin, want) =
+            (c.clone(), server.url("/api/stable/notifications"), admin.clone(), all.len() as u64);
+        async move {
+            let (status, state) = support::json(c.get(url).bearer_auth(&admin).send().await.unwrap()).await;
+            assert_eq!(status, 200, "{state}");
+            (state["data"]["targets"][0]["delivered"].as_u64() >= Some(want)).then_some(state)
+        }
+    })
+    .await
+    .expect("the delivered count catches up");
+    let target = &state["data"]["targets"][0];
+    assert_eq!((target["name"].as_str(), target["kind"].as_str()), (Some("default"), Some("webhook")), "{state}");
+    assert_eq!((target["failedTotal"].as_u64(), target["lastError"].as_str()), (Some(0), None), "{state}");
+    let manager = login(&c, &server, "manager", "admin", None).await;
+    let (status, body) =
+        support::json(c.get(server.url("/api/stable/notifications")).bearer_auth(&manager).send().await.unwrap()).await;
+    assert_eq!(status, 403, "a collection manager does not see the targets: {body}");
     assert!(metrics.contains("backup_collection_last_version_bytes{collection=\"nightly\"} 1000"), "{metrics}");
 }
 

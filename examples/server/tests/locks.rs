@@ -86,22 +86,7 @@ spec:
 "#,
     );
     // A system administrator from any address (the examples' admin is bound to one).
-    add_manifest(
-        config,
-        "backups.riotkit.org/v1alpha1/backupusers/root.yaml",
-        r#"---
-apiVersion: backups.riotkit.org/v1alpha1
-kind: BackupUser
-metadata:
-    name: root
-spec:
-    email: root@example.org
-    passwordFromRef:
-        name: backup-repository-passwords
-        entry: admin
-    roles: ["systemAdmin"]
-"#,
-    );
+    support::add_system_admin(config, "root");
 }
 
 async fn start(clock: Arc<ManualClock>) -> (Server, tempfile::TempDir, tempfile::TempDir) {

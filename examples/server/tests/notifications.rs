@@ -86,22 +86,12 @@ async fn logged(c: &reqwest::Client, server: &Server, token: &str, after: u64) -
     body["data"]["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect()
 }
 
-fn root(config: &std::path::Path) {
-    support::add_manifest(
-        config,
-        "backups.riotkit.org/v1alpha1/backupusers/root.yaml",
-        "---\napiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: root\nspec:\n    \
-         email: root@example.org\n    passwordFromRef:\n        name: backup-repository-passwords\n        entry: admin\n    \
-         roles: [\"systemAdmin\"]\n",
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_delivers_every_pending_event_after_its_restart() {
     let receiver = Receiver::default();
     let hook = receiver.start().await;
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
-    root(config.path());
+    support::add_system_admin(config.path(), "root");
     let extra = flags(&hook);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let server = Server::start(&args(config.path(), data.path(), &extra));
@@ -148,7 +138,7 @@ async fn two_servers_on_one_postgres_catalog_deliver_each_event_once() {
     let receiver = Receiver::default();
     let hook = receiver.start().await;
     let config = config_copy();
-    root(config.path());
+    support::add_system_admin(config.path(), "root");
     let (data_a, data_b, blobs) =
         (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let storage = format!("file://{}", blobs.path().display());

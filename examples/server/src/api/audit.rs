@@ -42,6 +42,40 @@ pub(crate) async fn list(
     })))
 }
 
+/// `GET /api/stable/notifications` (ours): each notification target's delivery state, for
+/// those who may read the whole log (a systemAdmin).
+pub(crate) async fn notifications(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let engine = &state.inner.engine;
+    let denied = "the notification targets are for a systemAdmin";
+    engine.authorize_audit(&caller.actor, None).await.map_err(|e| ApiError::from_core(&e, denied))?;
+    let head = engine.audit_head().await.map_err(|e| ApiError::from_core(&e, ""))?.seq;
+    let cursors = engine.log_cursors().await.map_err(|e| ApiError::from_core(&e, ""))?;
+    let targets: Vec<Value> = cursors
+        .iter()
+        .filter_map(|c| {
+            use crate::ops::notify::{Delivery, EMAIL_CURSOR, WEBHOOK_CURSOR};
+            let (kind, name) = match c.name.strip_prefix(WEBHOOK_CURSOR) {
+                Some(n) => ("webhook", n),
+                None => ("email", c.name.strip_prefix(EMAIL_CURSOR)?),
+            };
+            let d = Delivery::of(&c.state);
+            Some(json!({
+                "name": name,
+                "kind": kind,
+                "after": c.seq,
+                "pending": head.saturating_sub(c.seq),
+                "delivered": d.delivered_total,
+                "failedTotal": d.failed_total,
+                "deadLettered": d.dead,
+                "attempts": d.attempts,
+                "lastError": d.last_error,
+                "heldBy": c.owner,
+            }))
+        })
+        .collect();
+    Ok(ok(json!({ "head": head, "targets": targets })))
+}
+
 /// An event as the route (and the webhooks) show it.
 pub(crate) fn event(e: &AuditEvent) -> Value {
     json!({

@@ -194,6 +194,16 @@ pub(crate) const ROUTES: &[Route] = &[
         ok: "events, next",
     },
     Route {
+        id: "notifications",
+        method: "get",
+        path: "/api/stable/notifications",
+        summary: "Each notification target (webhooks, e-mail) and its delivery state: the events after its place in the log (pending), delivered, dead-lettered (failedTotal and the newest deadLettered event numbers), the last error and its attempts, the instance holding its lease; a systemAdmin only",
+        auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("Notifications"),
+        ok: "head, targets",
+    },
+    Route {
         id: "verify",
         method: "post",
         path: "/api/stable/repository/collection/{collectionId}/verify",

@@ -196,6 +196,18 @@ pub(crate) fn components() -> Value {
             })) },
             "next": nullable(integer()),
         }))),
+        "Notifications": ok(object(&["head", "targets"], json!({
+            "head": integer(),
+            "targets": { "type": "array", "items": object(
+                &["name", "kind", "after", "pending", "delivered", "failedTotal", "deadLettered", "attempts", "lastError", "heldBy"],
+                json!({
+                    "name": string(), "kind": { "enum": ["webhook", "email"] }, "after": integer(), "pending": integer(),
+                    "delivered": integer(), "failedTotal": integer(),
+                    "deadLettered": { "type": "array", "items": integer() }, "attempts": integer(),
+                    "lastError": nullable(string()), "heldBy": nullable(string()),
+                }),
+            ) },
+        }))),
         "OneVersion": ok(object(&["version"], json!({ "version": reference("Version") }))),
         "Versions": ok(object(&["versions"], json!({ "versions": { "type": "array", "items": reference("Version") } }))),
         "Verification": ok(object(&["versions"], json!({

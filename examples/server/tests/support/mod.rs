@@ -76,6 +76,20 @@ spec:
     );
 }
 
+/// Adds a system administrator from any address (the examples' admin is bound to one) whose
+/// password is the examples' `admin`.
+pub fn add_system_admin(config: &Path, name: &str) {
+    add_manifest(
+        config,
+        &format!("backups.riotkit.org/v1alpha1/backupusers/{name}.yaml"),
+        &format!(
+            "---\napiVersion: backups.riotkit.org/v1alpha1\nkind: BackupUser\nmetadata:\n    name: {name}\nspec:\n    \
+             email: {name}@example.org\n    passwordFromRef:\n        name: backup-repository-passwords\n        \
+             entry: admin\n    roles: [\"systemAdmin\"]\n"
+        ),
+    );
+}
+
 /// A running server: a process (stopped with SIGKILL when dropped unless stopped before), or
 /// one in this process (stopped when dropped).
 pub struct Server {
@@ -416,7 +430,8 @@ where
 }
 
 /// The regular files under `dir`, recursively, but the engine's own records (the repository
-/// marker, versions' descriptions): the bytes of versions and uploads.
+/// marker, versions' descriptions, the audit log's anchors under `.audit/`, which the
+/// maintenance writes): the bytes of versions and uploads.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return out };
@@ -424,7 +439,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
         if p.is_dir() {
-            out.extend(files_under(&p));
+            if name != ".audit" {
+                out.extend(files_under(&p));
+            }
         } else if name != backup_core::store::REPOSITORY_MARKER
             && !name.ends_with(backup_core::store::DESCRIPTION_SUFFIX)
         {
