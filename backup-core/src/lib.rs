@@ -119,6 +119,38 @@
 //! purged version goes only once a number mark or a newer description holds its number (see
 //! [`Engine::rebuild_catalog`]).
 //!
+//! ## Knowing what happened: the audit log and alerts
+//!
+//! Every change is an [`AuditEvent`] appended in the change's own transaction, hash-chained to
+//! the one before ([`audit`]); [`Engine::anchor_audit`] writes the chain's head to the store and
+//! [`Engine::verify_audit`] finds a row changed, removed or rewritten behind the engine's back.
+//! [`Engine::audit_events`] reads the log with permissions, and readers that must see every
+//! event (a notification target) keep their place in the catalog ([`audit::LogCursor`],
+//! [`Engine::claim_log_cursor`], [`Engine::advance_log_cursor`]): at least once, in order.
+//! [`Engine::run_detectors`] is such a reader: it turns what happened and what did not (a
+//! missed backup window, a version half the usual size, a burst of refusals) into alerts
+//! ([`alerts`]) on the engine's [`Clock`], so tests move time instead of waiting:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use backup_core::alerts::AlertPolicy;
+//! use backup_core::{Actor, CollectionSpec, Engine, Limits, ManualClock};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let clock = Arc::new(ManualClock::starting_now());
+//! let engine = Engine::builder().clock(clock.clone()).build()?;
+//! let (ci, id) = (Actor::user("ci"), "db".parse()?);
+//! let alerts = AlertPolicy::default().with_stale_after(std::time::Duration::from_secs(86_400));
+//! let spec = CollectionSpec::new("db-${version}", Limits::new(5, 1000, 5000)?).with_alerts(alerts);
+//! engine.create_collection(&ci, &id, spec).await?;
+//! engine.run_detectors("this-instance").await?;
+//! clock.advance(chrono::Duration::hours(25)); // no backup for a day
+//! let run = engine.run_detectors("this-instance").await?;
+//! assert_eq!(run.alerts[0].action, "collection.stale");
+//! assert!(engine.verify_audit().await?.is_intact());
+//! # Ok::<(), backup_core::Error>(()) }).unwrap();
+//! ```
+//!
 //! ## Your own catalog
 //!
 //! A catalog provides storage and atomicity, not rules: [`Catalog::transact`](catalog::Catalog::transact) loads what a
