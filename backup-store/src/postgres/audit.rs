@@ -39,14 +39,7 @@ pub(super) async fn apply(client: &impl GenericClient, mutations: &[&Mutation]) 
             }
             Mutation::SetAuditCheckpoint(checkpoint) => {
                 flush(client, std::mem::take(&mut inserts)).await?;
-                client
-                    .cexecute(
-                        "INSERT INTO audit_checkpoint (singleton, seq, hash) VALUES (1, $1, $2) \
-                         ON CONFLICT (singleton) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                        &[&int(checkpoint.seq)?, &checkpoint.hash.to_string()],
-                    )
-                    .await
-                    .map_err(&e)?;
+                set_checkpoint(client, checkpoint).await?;
                 if checkpoint.seq > head.seq {
                     head = *checkpoint;
                 }
@@ -116,14 +109,7 @@ async fn prune(client: &impl GenericClient, through: u64) -> Result<()> {
         .map(|r| rows::audit_head(&r))
         .transpose()?;
     if let Some(last) = last {
-        client
-            .cexecute(
-                "INSERT INTO audit_checkpoint (singleton, seq, hash) VALUES (1, $1, $2) \
-                 ON CONFLICT (singleton) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                &[&int(last.seq)?, &last.hash.to_string()],
-            )
-            .await
-            .map_err(&e)?;
+        set_checkpoint(client, &last).await?;
         client.cexecute("DELETE FROM audit WHERE seq <= $1", &[&int(last.seq)?]).await.map_err(&e)?;
     }
     Ok(())
@@ -138,6 +124,19 @@ pub(super) async fn head(client: &impl GenericClient) -> Result<AuditHead> {
         .map(|r| rows::audit_head(&r))
         .transpose()
         .map(|h| h.unwrap_or(AuditHead::GENESIS))
+}
+
+/// Keeps `head` as the checkpoint.
+async fn set_checkpoint(client: &impl GenericClient, head: &AuditHead) -> Result<()> {
+    client
+        .cexecute(
+            "INSERT INTO audit_checkpoint (singleton, seq, hash) VALUES (1, $1, $2) \
+             ON CONFLICT (singleton) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            &[&int(head.seq)?, &head.hash.to_string()],
+        )
+        .await
+        .map_err(pg_error("audit checkpoint"))?;
+    Ok(())
 }
 
 /// The head kept by the last pruning.

@@ -356,6 +356,8 @@ impl Sender {
                 self.advance_to(e.seq);
                 continue;
             }
+            // A slow receiver must not outlast the lease: renewed when half of it has passed.
+            self.hold().await?;
             match self.send(e).await {
                 Ok(()) => {
                     self.advance_to(e.seq);
