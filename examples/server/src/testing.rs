@@ -75,6 +75,12 @@ pub(crate) fn progress_lines() -> (Arc<std::sync::Mutex<Vec<String>>>, tracing::
 pub(crate) struct Collect(Arc<std::sync::Mutex<Vec<String>>>);
 
 impl tracing::Subscriber for Collect {
+    /// Asked at each event, never cached: callsites are shared by every test of the binary, and
+    /// an interest cached while another test's thread registered the callsite (with no
+    /// collector of its own) would hide this thread's events.
+    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
     fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
         m.target() == "backup_server::progress"
     }
