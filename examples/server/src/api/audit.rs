@@ -48,29 +48,23 @@ pub(crate) async fn notifications(State(state): State<AppState>, caller: Caller)
     let engine = &state.inner.engine;
     let denied = "the notification targets are for a systemAdmin";
     engine.authorize_audit(&caller.actor, None).await.map_err(|e| ApiError::from_core(&e, denied))?;
-    let head = engine.audit_head().await.map_err(|e| ApiError::from_core(&e, ""))?.seq;
-    let cursors = engine.log_cursors().await.map_err(|e| ApiError::from_core(&e, ""))?;
-    let targets: Vec<Value> = cursors
+    let (head, states) = crate::ops::notify::target_states(engine).await.map_err(|e| ApiError::from_core(&e, ""))?;
+    let targets: Vec<Value> = states
         .iter()
-        .filter_map(|c| {
-            use crate::ops::notify::{Delivery, EMAIL_CURSOR, WEBHOOK_CURSOR};
-            let (kind, name) = match c.name.strip_prefix(WEBHOOK_CURSOR) {
-                Some(n) => ("webhook", n),
-                None => ("email", c.name.strip_prefix(EMAIL_CURSOR)?),
-            };
-            let d = Delivery::of(&c.state);
-            Some(json!({
-                "name": name,
-                "kind": kind,
-                "after": c.seq,
-                "pending": head.saturating_sub(c.seq),
+        .map(|t| {
+            let d = &t.delivery;
+            json!({
+                "name": t.name,
+                "kind": t.kind,
+                "after": t.cursor.seq,
+                "pending": t.pending,
                 "delivered": d.delivered_total,
                 "failedTotal": d.failed_total,
                 "deadLettered": d.dead,
                 "attempts": d.attempts,
                 "lastError": d.last_error,
-                "heldBy": c.owner,
-            }))
+                "heldBy": t.cursor.owner,
+            })
         })
         .collect();
     Ok(ok(json!({ "head": head, "targets": targets })))

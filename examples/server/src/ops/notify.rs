@@ -11,8 +11,42 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 
 /// The cursor names of targets: a prefix, then the target's name.
-pub(crate) const WEBHOOK_CURSOR: &str = "webhook:";
-pub(crate) const EMAIL_CURSOR: &str = "email:";
+const WEBHOOK_CURSOR: &str = "webhook:";
+const EMAIL_CURSOR: &str = "email:";
+
+/// A notification target as its cursor tells it: for the metrics, the dashboard and the API.
+#[derive(Debug)]
+pub(crate) struct TargetState {
+    pub(crate) name: String,
+    /// `webhook` or `email`.
+    pub(crate) kind: &'static str,
+    pub(crate) cursor: backup_core::audit::LogCursor,
+    /// Events recorded after its place.
+    pub(crate) pending: u64,
+    pub(crate) delivery: Delivery,
+}
+
+/// Every target's state, with the log's head: one read of each.
+///
+/// # Errors
+/// The catalog's.
+pub(crate) async fn target_states(engine: &Engine) -> backup_core::Result<(u64, Vec<TargetState>)> {
+    let head = engine.audit_head().await?.seq;
+    let states = engine
+        .log_cursors()
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            let (kind, name) = match c.name.strip_prefix(WEBHOOK_CURSOR) {
+                Some(n) => ("webhook", n.to_owned()),
+                None => ("email", c.name.strip_prefix(EMAIL_CURSOR)?.to_owned()),
+            };
+            let (pending, delivery) = (head.saturating_sub(c.seq), Delivery::of(&c.state));
+            Some(TargetState { name, kind, cursor: c, pending, delivery })
+        })
+        .collect();
+    Ok((head, states))
+}
 
 /// How many events one read takes.
 const BATCH: usize = 100;

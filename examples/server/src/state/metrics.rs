@@ -109,16 +109,11 @@ impl Metrics {
         // Notification targets: how far behind the log's head each one is, and what it gave up.
         let pending = Family::<TargetLabel, Gauge>::default();
         let failed = Family::<TargetLabel, Counter>::default();
-        let head = engine.audit_head().await?.seq;
-        for c in engine.log_cursors().await? {
-            use crate::ops::notify::{EMAIL_CURSOR, WEBHOOK_CURSOR};
-            let Some(target) = c.name.strip_prefix(WEBHOOK_CURSOR).or_else(|| c.name.strip_prefix(EMAIL_CURSOR)) else {
-                continue;
-            };
-            let label = TargetLabel { target: target.to_owned() };
-            pending.get_or_create(&label).set(gauge(head.saturating_sub(c.seq)));
+        for t in crate::ops::notify::target_states(engine).await?.1 {
+            let label = TargetLabel { target: t.name };
+            pending.get_or_create(&label).set(gauge(t.pending));
             // Kept in the cursor's state: the same total on every instance, across restarts.
-            failed.get_or_create(&label).inc_by(crate::ops::notify::Delivery::of(&c.state).failed_total);
+            failed.get_or_create(&label).inc_by(t.delivery.failed_total);
         }
         let mut registry = Registry::with_prefix("backup");
         registry.register("collection_versions", "Committed versions", versions);

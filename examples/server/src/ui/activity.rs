@@ -6,8 +6,6 @@ use backup_core::audit::{AuditEvent, AuditQuery};
 use backup_core::{Actor, CollectionId, Engine};
 use maud::{Markup, html};
 
-use crate::ops::notify::{Delivery, EMAIL_CURSOR, WEBHOOK_CURSOR};
-
 /// How many recent events a collection's page shows.
 const RECENT: usize = 20;
 /// How far back in the log the page looks for them.
@@ -64,19 +62,7 @@ pub(crate) fn events_table(events: &[AuditEvent]) -> Markup {
 /// error. `None` for a viewer who may not read the whole log.
 pub(crate) async fn targets(engine: &Engine, actor: &Actor) -> Option<Markup> {
     engine.authorize_audit(actor, None).await.ok()?;
-    let head = engine.audit_head().await.ok()?.seq;
-    let cursors = engine.log_cursors().await.ok()?;
-    let rows: Vec<_> = cursors
-        .iter()
-        .filter_map(|c| {
-            let (kind, name) = if let Some(n) = c.name.strip_prefix(WEBHOOK_CURSOR) {
-                ("webhook", n)
-            } else {
-                ("e-mail", c.name.strip_prefix(EMAIL_CURSOR)?)
-            };
-            Some((kind, name, c, Delivery::of(&c.state)))
-        })
-        .collect();
+    let (_, rows) = crate::ops::notify::target_states(engine).await.ok()?;
     if rows.is_empty() {
         return None;
     }
@@ -87,11 +73,12 @@ pub(crate) async fn targets(engine: &Engine, actor: &Actor) -> Option<Markup> {
                 th { "Target" } th { "Kind" } th { "Behind the log" } th { "Delivered" } th { "Dead-lettered" } th { "Last error" }
             } }
             tbody {
-                @for (kind, name, c, d) in &rows {
+                @for t in &rows {
+                    @let d = &t.delivery;
                     tr {
-                        td { (name) }
-                        td { (kind) }
-                        td { (head.saturating_sub(c.seq)) " events" }
+                        td { (t.name) }
+                        td { @if t.kind == "email" { "e-mail" } @else { (t.kind) } }
+                        td { (t.pending) " events" }
                         td { (d.delivered_total) }
                         td {
                             @if d.failed_total > 0 {
