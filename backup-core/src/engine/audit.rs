@@ -8,7 +8,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::{Engine, Page, chrono_duration};
-use crate::audit::{AuditAnchor, AuditEvent, AuditHash, AuditHead, AuditProblem, AuditQuery, AuditReport};
+use crate::audit::{AuditAnchor, AuditEvent, AuditHash, AuditHead, AuditProblem, AuditQuery, AuditReport, LogCursor};
 use crate::authz::{Action, Actor};
 use crate::catalog::CatalogExt;
 use crate::error::{Error, Result};
@@ -133,6 +133,23 @@ impl Engine {
     /// The catalog's.
     pub async fn log_cursors(&self) -> Result<Vec<crate::audit::LogCursor>> {
         self.inner.catalog.list_cursors().await
+    }
+
+    /// Takes or renews a log cursor's lease for `owner` until `until`; a new cursor starts at
+    /// the log's head (a new reader gets what happens from now on).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] naming the holder when another instance holds it; the catalog's.
+    pub async fn claim_log_cursor(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<LogCursor> {
+        // Where a new cursor starts; a claim of an existing one keeps its place.
+        let start_at = self.audit_head().await?.seq;
+        self.inner.catalog.claim_cursor(name, owner, start_at, now, until).await
     }
 
     /// Moves a log cursor `owner` holds from `from` to `to`, with its new state and the

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Engine, chrono_duration};
 use crate::alerts::{self, AlertPolicy};
-use crate::audit::{AuditEvent, LogCursor};
+use crate::audit::AuditEvent;
 use crate::catalog::{CatalogExt, VersionQuery};
 use crate::error::{Error, Result};
 use crate::id::CollectionId;
@@ -301,26 +301,6 @@ impl Engine {
             )));
         }
         Ok(out)
-    }
-
-    /// Takes or renews a log cursor's lease for `owner` until `until`; a new cursor starts at
-    /// the log's head (a new reader gets what happens from now on).
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] naming the holder when another instance holds it; the catalog's.
-    pub async fn claim_log_cursor(
-        &self,
-        name: &str,
-        owner: &str,
-        now: Timestamp,
-        until: Timestamp,
-    ) -> Result<LogCursor> {
-        let catalog = &self.inner.catalog;
-        let start_at = match catalog.list_cursors().await?.iter().any(|c| c.name == name) {
-            true => 0,
-            false => catalog.audit_head().await?.seq,
-        };
-        catalog.claim_cursor(name, owner, start_at, now, until).await
     }
 }
 
