@@ -220,9 +220,13 @@ impl Engine {
             &AuditEvent::new(now, "engine", "audit.prune").with_detail(format!("events up to {through} pruned")),
         )
         .await?;
-        let anchors = self.audit_anchors().await?;
-        for a in anchors.iter().filter(|a| a.seq <= through) {
-            let _ = self.inner.store.delete(&self.anchor_key(a.seq)).await;
+        // The anchors the pruning covers, by their names: no need to read them to drop them.
+        for key in self.anchor_keys().await? {
+            let seq =
+                key.filename().and_then(|n| n.strip_prefix("anchor-")?.strip_suffix(".json")?.parse::<u64>().ok());
+            if seq.is_some_and(|seq| seq <= through) {
+                let _ = self.inner.store.delete(&key).await;
+            }
         }
         Ok(Some(through))
     }
@@ -291,13 +295,17 @@ impl Engine {
 
     /// The newest anchor in the store, if any.
     pub(crate) async fn latest_audit_anchor(&self) -> Result<Option<AuditAnchor>> {
-        Ok(self.audit_anchors().await?.pop())
+        match self.anchor_keys().await?.last() {
+            Some(key) => self.read_anchor(key).await.map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// The anchors in the store, by sequence number; unreadable ones are errors.
-    async fn audit_anchors(&self) -> Result<Vec<AuditAnchor>> {
+    /// The keys of the anchors in the store (those set aside as lost excepted), by name, which
+    /// is by sequence number: names are zero-padded.
+    async fn anchor_keys(&self) -> Result<Vec<Path>> {
         let prefix = self.inner.key_prefix.clone().join(AUDIT_ANCHORS);
-        let lost = self.inner.key_prefix.clone().join(AUDIT_ANCHORS).join("lost");
+        let lost = prefix.clone().join("lost");
         let metas: Vec<_> = self
             .inner
             .store
@@ -305,20 +313,30 @@ impl Engine {
             .try_collect()
             .await
             .map_err(|e| Error::store("list audit anchors", &prefix, e))?;
-        let mut out = Vec::with_capacity(metas.len());
-        for m in metas.into_iter().filter(|m| !m.location.prefix_matches(&lost)) {
-            let bytes = self
-                .inner
-                .store
-                .get(&m.location)
-                .await
-                .map_err(|e| Error::store("read audit anchor", &m.location, e))?
-                .bytes()
-                .await
-                .map_err(|e| Error::store("read audit anchor", &m.location, e))?;
-            let anchor: AuditAnchor = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::invalid("audit anchor", format!("{} is unreadable: {e}", m.location)))?;
-            out.push(anchor);
+        let mut keys: Vec<Path> = metas.into_iter().map(|m| m.location).filter(|k| !k.prefix_matches(&lost)).collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// One anchor; an unreadable one is an error.
+    async fn read_anchor(&self, key: &Path) -> Result<AuditAnchor> {
+        let bytes = self
+            .inner
+            .store
+            .get(key)
+            .await
+            .map_err(|e| Error::store("read audit anchor", key, e))?
+            .bytes()
+            .await
+            .map_err(|e| Error::store("read audit anchor", key, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::invalid("audit anchor", format!("{key} is unreadable: {e}")))
+    }
+
+    /// The anchors in the store, by sequence number (their own, not their names').
+    async fn audit_anchors(&self) -> Result<Vec<AuditAnchor>> {
+        let mut out = Vec::new();
+        for key in self.anchor_keys().await? {
+            out.push(self.read_anchor(&key).await?);
         }
         out.sort_by_key(|a| a.seq);
         Ok(out)
