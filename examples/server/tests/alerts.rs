@@ -412,6 +412,13 @@ async fn an_alert_arrives_by_email_with_the_collection_and_the_reason_in_its_sub
     assert!(sink.messages().iter().all(|m| !m.contains("Subject: [backup] version.commit")), "{:?}", sink.messages());
 }
 
+/// Gives nightly's manifest (from [`manifests`]) these `spec.notify` entries.
+fn notify_nightly(config: &std::path::Path, entries: &str) {
+    let file = config.join("backup-repository/backups.riotkit.org/v1alpha1/backupcollections/nightly.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("    windows:", &format!("    notify:\n{entries}    windows:"), 1)).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collections_manifest_routes_its_own_events_to_its_targets() {
     let received = Received::default();
@@ -419,13 +426,13 @@ async fn a_collections_manifest_routes_its_own_events_to_its_targets() {
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
     manifests(config.path());
     // nightly's alerts (only) go to the receiver, signed with a secret from a Secret.
-    let file = config.path().join("backup-repository/backups.riotkit.org/v1alpha1/backupcollections/nightly.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let notify = format!(
-        "    notify:\n        - webhook: http://{hook}/hook\n          secretFrom:\n              name: \
-         backup-repository-passwords\n              entry: admin\n          events: [upload.lighter]\n    windows:"
+    notify_nightly(
+        config.path(),
+        &format!(
+            "        - webhook: http://{hook}/hook\n          secretFrom:\n              name: \
+             backup-repository-passwords\n              entry: admin\n          events: [upload.lighter]\n"
+        ),
     );
-    std::fs::write(&file, text.replacen("    windows:", &notify, 1)).unwrap();
     let mut extra = vec!["--upload-confirm-grace", "0s", "--notify-poll", "50ms", "--detector-interval", "100ms"];
     extra.extend(NO_RATE_LIMITS);
     let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 10, 2, 10, 0).unwrap()));
@@ -450,13 +457,7 @@ async fn a_collections_manifest_routes_its_own_events_to_its_targets() {
     // An e-mail target needs the server's SMTP: the start is refused, naming the file.
     let (config2, data2) = (config_copy(), tempfile::tempdir().unwrap());
     manifests(config2.path());
-    let file = config2.path().join("backup-repository/backups.riotkit.org/v1alpha1/backupcollections/nightly.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replacen("    windows:", "    notify:\n        - email: ops@example.org\n    windows:", 1),
-    )
-    .unwrap();
+    notify_nightly(config2.path(), "        - email: ops@example.org\n");
     let e = backup_server::spawn(support::server_config(&args(config2.path(), data2.path(), &[]))).await.unwrap_err();
     assert!(e.contains("nightly.yaml") && e.contains("spec.notify[0]") && e.contains("--smtp-url"), "{e}");
 }
