@@ -276,20 +276,6 @@ pub struct Args {
     pub progress_interval: Duration,
 }
 
-impl Args {
-    /// The audit log's retention from `--audit-max-age` and `--audit-max-events`.
-    pub(crate) fn audit_retention(&self) -> backup_core::audit::AuditRetention {
-        let mut r = backup_core::audit::AuditRetention::forever();
-        if !self.audit_max_age.is_zero() {
-            r = r.with_max_age(self.audit_max_age);
-        }
-        if self.audit_max_events > 0 {
-            r = r.with_max_events(self.audit_max_events);
-        }
-        r
-    }
-}
-
 /// A schedule that may be off.
 #[derive(Debug, Clone)]
 pub struct Schedule(pub Option<croner::Cron>);
@@ -364,6 +350,18 @@ fn cidr(s: &str) -> Result<IpNet, String> {
 }
 
 impl Args {
+    /// The audit log's retention from `--audit-max-age` and `--audit-max-events`.
+    pub(crate) fn audit_retention(&self) -> backup_core::audit::AuditRetention {
+        let mut r = backup_core::audit::AuditRetention::forever();
+        if !self.audit_max_age.is_zero() {
+            r = r.with_max_age(self.audit_max_age);
+        }
+        if self.audit_max_events > 0 {
+            r = r.with_max_events(self.audit_max_events);
+        }
+        r
+    }
+
     /// The defaults of every flag, as `backup-server` with no flag gives them, without
     /// reading the environment (`BR_*` variables are ignored).
     pub fn defaults() -> Args {
