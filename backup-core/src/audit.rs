@@ -184,6 +184,14 @@ impl AuditEvent {
         Ok(self)
     }
 
+    /// The head of a log that ends with this event, for a catalog chaining the next one: an
+    /// event stored before its catalog kept hashes (and never chained by a migration) counts
+    /// as [`AuditHash::ZERO`], so that appends go on; [`crate::Engine::verify_audit`] reports
+    /// it.
+    pub fn head_for_append(&self) -> AuditHead {
+        AuditHead { seq: self.seq, hash: self.hash.unwrap_or(AuditHash::ZERO) }
+    }
+
     /// The head of a log that ends with this event.
     ///
     /// # Errors

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
-use crate::audit::{AuditEvent, AuditHash, AuditHead, LogCursor, cursor_held, cursor_moved};
+use crate::audit::{AuditEvent, AuditHead, LogCursor, cursor_held, cursor_moved};
 use crate::catalog::{
     Catalog, CatalogRecord, Decide, ImportSummary, KeyClass, PendingFilter, RepositoryInfo, Undescribed, VersionQuery,
 };
@@ -307,9 +307,7 @@ impl Inner {
             Mutation::PruneAudit { through } => {
                 let cut = self.audit.partition_point(|e| e.seq <= through);
                 if cut > 0 {
-                    let last = &self.audit[cut - 1];
-                    self.audit_checkpoint =
-                        Some(AuditHead { seq: last.seq, hash: last.hash.unwrap_or(AuditHash::ZERO) });
+                    self.audit_checkpoint = Some(self.audit[cut - 1].head_for_append());
                     self.audit.drain(..cut);
                 }
             }
@@ -347,7 +345,7 @@ impl Inner {
     /// The last event's head, else the checkpoint, else the genesis.
     fn audit_head(&self) -> AuditHead {
         match self.audit.last() {
-            Some(e) => AuditHead { seq: e.seq, hash: e.hash.unwrap_or(AuditHash::ZERO) },
+            Some(e) => e.head_for_append(),
             None => self.audit_checkpoint.unwrap_or(AuditHead::GENESIS),
         }
     }

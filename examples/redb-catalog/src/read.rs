@@ -340,7 +340,7 @@ pub(crate) fn audit_checkpoint(meta: &impl ReadableTable<&'static str, &'static 
 /// The log's head: the last event's, else the checkpoint's.
 pub(crate) fn audit_head(tx: &ReadTransaction) -> Res<AuditHead> {
     match tx.open_table(AUDIT)?.last()? {
-        Some((_, last)) => Ok(from_json::<backup_core::AuditEvent>(last.value())?.head()?),
+        Some((_, last)) => Ok(from_json::<backup_core::AuditEvent>(last.value())?.head_for_append()),
         None => Ok(audit_checkpoint(&tx.open_table(META)?)?.unwrap_or(AuditHead::GENESIS)),
     }
 }

@@ -250,7 +250,7 @@ impl<'t> Writer<'t> {
             }
             Mutation::AppendAudit(e) => {
                 let head = match self.audit.last()? {
-                    Some((_, last)) => from_json::<AuditEvent>(last.value())?.head()?,
+                    Some((_, last)) => from_json::<AuditEvent>(last.value())?.head_for_append(),
                     None => audit_checkpoint(&self.meta)?.unwrap_or(AuditHead::GENESIS),
                 };
                 let e = e.clone().chained(&head)?;
@@ -262,7 +262,7 @@ impl<'t> Writer<'t> {
                 for entry in self.audit.range(..=*through)? {
                     let (seq, event) = entry?;
                     seqs.push(seq.value());
-                    last = Some(from_json::<AuditEvent>(event.value())?.head()?);
+                    last = Some(from_json::<AuditEvent>(event.value())?.head_for_append());
                 }
                 for seq in seqs {
                     self.audit.remove(seq)?;
