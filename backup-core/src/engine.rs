@@ -34,6 +34,7 @@ mod numbers;
 mod part_writer;
 mod rebuild;
 mod recover;
+mod replicate;
 mod repository;
 mod scrub;
 mod upload;
@@ -110,6 +111,8 @@ struct EngineInner {
     tasks: TaskTracker,
     /// Blocks of local files being read for downloads at once (each on a blocking thread).
     file_reads: Arc<tokio::sync::Semaphore>,
+    /// The replicas, replaced as a whole when the host's configuration changes.
+    replicas: std::sync::RwLock<Arc<Vec<crate::replica::Replica>>>,
 }
 
 #[derive(Debug, Clone)]

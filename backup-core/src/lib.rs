@@ -223,6 +223,7 @@ pub mod lock;
 mod progress;
 pub mod quota;
 mod quota_stream;
+pub mod replica;
 pub mod rotation;
 mod session;
 mod spec;

@@ -214,6 +214,10 @@ impl Engine {
                 through = through.max(Some(head.seq - keep));
             }
         }
+        // What a replica has not read yet is its queue: it stays.
+        if let Some(hold) = self.replicas_hold().await? {
+            through = through.map(|t| t.min(hold)).filter(|t| *t > 0);
+        }
         let Some(through) = through else { return Ok(None) };
         self.inner.catalog.prune_audit(through).await?;
         self.record_audit(

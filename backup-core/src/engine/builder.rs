@@ -52,6 +52,7 @@ pub struct EngineBuilder {
     descriptions: Option<Arc<dyn ObjectStore>>,
     key_prefix: String,
     config: EngineConfig,
+    replicas: Vec<crate::replica::Replica>,
 }
 
 impl Default for EngineBuilder {
@@ -69,6 +70,7 @@ impl Default for EngineBuilder {
             descriptions: None,
             key_prefix: "data".to_owned(),
             config: EngineConfig::default(),
+            replicas: Vec::new(),
         }
     }
 }
@@ -255,13 +257,22 @@ impl EngineBuilder {
         self
     }
 
+    /// Adds a replica: another store that receives a copy of every committed version (see
+    /// [`crate::replica`]). Replicas need the event log (their queue).
+    pub fn replica(mut self, replica: crate::replica::Replica) -> Self {
+        self.replicas.push(replica);
+        self
+    }
+
     /// Builds the engine.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a zero part size or concurrency, a lease under one
-    /// second, or an invalid key prefix.
+    /// second, an invalid key prefix, two replicas of one name, or replicas without the event
+    /// log.
     pub fn build(self) -> Result<Engine> {
         let c = &self.config;
+        crate::replica::check_replicas(&self.replicas, c.event_log)?;
         if c.part_size == 0 || c.part_size > 5 << 30 {
             return Err(Error::invalid("part size", "must be between 1 byte and 5 GiB"));
         }
@@ -304,6 +315,7 @@ impl EngineBuilder {
                 started_at,
                 tasks: TaskTracker::new(),
                 file_reads: Arc::new(tokio::sync::Semaphore::new(concurrent_file_reads())),
+                replicas: std::sync::RwLock::new(Arc::new(self.replicas)),
             }),
         })
     }

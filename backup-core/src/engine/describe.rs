@@ -160,6 +160,21 @@ impl Engine {
     }
 
     pub(crate) async fn try_describe(&self, version: &Version, spec: &CollectionSpec) -> Result<()> {
+        let body = self.description_body(version, spec).await?;
+        let key = description_key(&version.object_key);
+        self.inner.descriptions.put(&key, PutPayload::from(body)).await.map_err(|e| Error::store("put", &key, e))?;
+        // The store keeps what the lock keeps (the description is written again, so each of its
+        // writes is retained anew); until both are set, the version stays undescribed and
+        // recover() sets them again.
+        if let (Some(locks), Some(lock)) = (&self.inner.object_locks, version.lock_at(self.now())) {
+            locks.retain(&Path::from(version.object_key.as_str()), lock).await?;
+            locks.retain(&key, lock).await?;
+        }
+        Ok(())
+    }
+
+    /// The description of `version` as written next to its object (and on replicas).
+    pub(crate) async fn description_body(&self, version: &Version, spec: &CollectionSpec) -> Result<Vec<u8>> {
         let repository = self.open_repository().await?;
         let description = Description {
             format: DESCRIPTION_FORMAT.to_owned(),
@@ -183,16 +198,7 @@ impl Engine {
                 ),
             ));
         }
-        let key = description_key(&version.object_key);
-        self.inner.descriptions.put(&key, PutPayload::from(body)).await.map_err(|e| Error::store("put", &key, e))?;
-        // The store keeps what the lock keeps (the description is written again, so each of its
-        // writes is retained anew); until both are set, the version stays undescribed and
-        // recover() sets them again.
-        if let (Some(locks), Some(lock)) = (&self.inner.object_locks, version.lock_at(self.now())) {
-            locks.retain(&Path::from(version.object_key.as_str()), lock).await?;
-            locks.retain(&key, lock).await?;
-        }
-        Ok(())
+        Ok(body)
     }
 
     /// Writes an upload's intent where its description goes, before anything of it is

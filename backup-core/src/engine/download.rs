@@ -95,12 +95,36 @@ impl Engine {
                 reason: format!("it is quarantined: {reason}"),
             });
         }
-        self.read_verified(version).await.map_err(|e| match e {
+        let read = match self.read_verified(version).await {
+            Err(e @ (Error::Corrupted { .. } | Error::Store { .. })) if self.has_replicas_for(collection) => {
+                self.read_from_replicas(version, e).await
+            }
+            read => read,
+        };
+        read.map_err(|e| match e {
             Error::VersionNotFound { collection, .. } => {
                 Error::VersionNotFound { collection, selector: selector.to_string() }
             }
             e => e,
         })
+    }
+
+    /// A download whose primary object failed before its first byte: when the object is
+    /// missing or damaged, it is copied back from a replica whose copy verifies and read
+    /// again; when the primary store fails (or the repair does), the replica's copy is served,
+    /// checked as it flows. `primary` is the error to answer when no replica helps.
+    async fn read_from_replicas(&self, version: &Version, primary: Error) -> Result<BoxStream<'static, Result<Bytes>>> {
+        if let Error::Corrupted { reason, .. } = &primary
+            && let Some(replica) = self.heal_from_replicas(version).await
+            && let Ok(stream) = self.read_verified(version).await
+        {
+            self.record_repair(version, &replica, reason, "download").await;
+            return Ok(stream);
+        }
+        match self.replica_stream(version).await {
+            Some(stream) => Ok(stream),
+            None => Err(primary),
+        }
     }
 
     /// A committed version's bytes, checked against its size and digest as they flow (the
@@ -309,7 +333,7 @@ pub(crate) struct Verifier {
 }
 
 impl Verifier {
-    fn new(version: &Version) -> Self {
+    pub(crate) fn new(version: &Version) -> Self {
         Verifier { hasher: version.digest.algorithm().hasher(), received: 0, version: version.clone() }
     }
 
@@ -351,6 +375,16 @@ impl Verifier {
             Err(self.corrupted(format!("digest is {digest}, {} was committed", self.version.digest)))
         }
     }
+}
+
+/// `inner`, a stream of `version`'s bytes, checked as it flows: it ends with
+/// [`Error::Corrupted`] on a mismatch, and the chunk that completes the size passes only if
+/// the digest matches.
+pub(crate) fn verified(
+    inner: BoxStream<'static, Result<Bytes>>,
+    version: &Version,
+) -> BoxStream<'static, Result<Bytes>> {
+    VerifyStream { inner, verifier: Verifier::new(version), done: false }.boxed()
 }
 
 /// A stream of a version's bytes from an object store, checked by a [`Verifier`].

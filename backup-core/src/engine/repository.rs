@@ -273,3 +273,8 @@ impl Engine {
         Ok(())
     }
 }
+
+/// The repository id a marker's bytes name, if they are a marker.
+pub(crate) fn parse_marker(bytes: &[u8]) -> Option<RepositoryId> {
+    serde_json::from_slice::<Marker>(bytes).ok().filter(|m| m.format == MARKER_FORMAT).map(|m| m.repository_id)
+}

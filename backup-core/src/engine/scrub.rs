@@ -129,6 +129,10 @@ pub struct ScrubReport {
     pub newly_quarantined: u64,
     /// Quarantined versions found intact again (their object was put back), released.
     pub released: u64,
+    /// Versions found damaged or missing whose object was copied back from a replica whose
+    /// copy matched the recorded digest (each recorded as `version.repaired`); counted as
+    /// intact, never quarantined (or released).
+    pub repaired: u64,
     /// Descriptions of versions that were missing or stale, written again.
     pub descriptions_written: u64,
     /// Versions that could not be checked (store or catalog errors), one line each; the next
@@ -158,14 +162,14 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
-    fn new(bytes_per_second: Option<NonZeroU64>) -> Option<Throttle> {
+    pub(crate) fn new(bytes_per_second: Option<NonZeroU64>) -> Option<Throttle> {
         let cells = bytes_per_second?.get().div_ceil(CELL);
         let per_second = NonZeroU32::new(u32::try_from(cells).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
         Some(Throttle { limiter: RateLimiter::direct(Quota::per_second(per_second)), per_second })
     }
 
     /// Waits until `bytes` more may be read.
-    async fn wait(&self, bytes: usize) {
+    pub(crate) async fn wait(&self, bytes: usize) {
         let mut cells = (bytes as u64).div_ceil(CELL);
         // A chunk larger than a second's worth waits in pieces.
         while cells > 0 {
@@ -279,13 +283,15 @@ impl Engine {
         // something, which a detector turns into an alert.
         let action = if report.damaged.is_empty() && report.failures.is_empty() { "scrub.run" } else { "scrub.failed" };
         let mut detail = format!(
-            "{} versions checked ({} bytes), {} intact, {} damaged, {} newly quarantined, {} released",
+            "{} versions checked ({} bytes), {} intact, {} damaged, {} newly quarantined, {} released, {} repaired \
+             from replicas",
             report.checked,
             report.bytes,
             report.intact,
             report.damaged.len(),
             report.newly_quarantined,
-            report.released
+            report.released,
+            report.repaired
         );
         if let Some(first) = report.failures.first() {
             detail.push_str(&format!("; {} failures, the first: {first}", report.failures.len()));
@@ -358,7 +364,7 @@ impl Engine {
             error,
             newly_quarantined: false,
         };
-        let found = match self.read_back(v, throttle, progress, report).await {
+        let mut found = match self.read_back(v, throttle, progress, report).await {
             Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
@@ -367,6 +373,16 @@ impl Engine {
             }
         };
         report.checked += 1;
+        // Damage a replica's verified copy repairs never becomes a quarantine.
+        let mut repaired = None;
+        if let Verification::Damaged(reason) = &found
+            && self.has_replicas_for(&v.collection)
+            && let Some(replica) = self.heal_from_replicas(v).await
+            && let Ok(Some(Verification::Intact)) = self.read_back(v, throttle, progress, report).await
+        {
+            repaired = Some((replica, reason.clone()));
+            found = Verification::Intact;
+        }
         let audit = AuditEvent::new(self.now(), "scrub", Action::VerifyVersions.name());
         let recorded = match self.inner.catalog.record_verification(v, &found, &audit).await {
             Ok(Some(recorded)) => recorded,
@@ -382,6 +398,10 @@ impl Engine {
                 Ok(()) => report.descriptions_written += 1,
                 Err(e) => report.failures.push(format!("describe version {} of {}: {e}", v.number, v.collection)),
             },
+        }
+        if let Some((replica, reason)) = repaired {
+            self.record_repair(&recorded, &replica, &reason, "scrub").await;
+            report.repaired += 1;
         }
         match found {
             Verification::Intact => {

@@ -517,7 +517,7 @@ pub fn decide_commit(
             AuditEvent::new(committed_at, version.uploader.user.clone(), "version.commit")
                 .with_collection(&version.collection)
                 .with_version(number)
-                .with_detail(format!("{} bytes, {}", version.size, version.digest)),
+                .with_detail(crate::replica::commit_detail(version.size, &version.digest)),
         ));
     }
     let mut after = counters_after(counters, spec, Some(&version), &evicted);
