@@ -86,10 +86,14 @@ pub enum CheckKind {
     /// A place stays for the next upload: not every one of `max_versions` is taken by a
     /// held, protected or locked version (reported for collections with a lock policy).
     Capacity,
+    /// Every replica the collection is copied to lags less than its limit (reported by the
+    /// engine for collections with replicas, after the others; see [`crate::replica`]).
+    Replication,
 }
 
 impl CheckKind {
-    /// Every kind, in the order [`assess`] reports them.
+    /// Every kind [`assess`] reports, in its order ([`CheckKind::Replication`], the engine's,
+    /// comes after them).
     pub const ALL: [CheckKind; 5] =
         [CheckKind::Window, CheckKind::SoftLimit, CheckKind::HardLimit, CheckKind::Integrity, CheckKind::Capacity];
 
@@ -103,6 +107,7 @@ impl CheckKind {
             CheckKind::HardLimit => "SumOfVersionsValidator",
             CheckKind::Integrity => "IntegrityValidator",
             CheckKind::Capacity => "CapacityValidator",
+            CheckKind::Replication => "ReplicationValidator",
         }
     }
 
@@ -114,6 +119,7 @@ impl CheckKind {
             CheckKind::HardLimit => "hard limit",
             CheckKind::Integrity => "integrity",
             CheckKind::Capacity => "capacity",
+            CheckKind::Replication => "replication",
         }
     }
 }

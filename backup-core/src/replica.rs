@@ -77,7 +77,18 @@ pub struct Replica {
     delete_after: Option<Duration>,
     collections: Option<BTreeSet<CollectionId>>,
     location: String,
+    lag_limit: Duration,
+    part_size: usize,
 }
+
+/// The parts copies to a replica are written in, unless [`Replica::part_size`] says
+/// otherwise: 8 MiB (S3 refuses parts under 5 MiB but the last). Objects up to a part are
+/// written in one PUT.
+pub const DEFAULT_REPLICA_PART_SIZE: usize = 8 << 20;
+
+/// How far a replica may lag before the collections it copies fail their replication check,
+/// unless [`Replica::lag_limit`] says otherwise: an hour.
+pub const DEFAULT_LAG_LIMIT: Duration = Duration::from_secs(3600);
 
 impl Replica {
     /// A replica called `name` (1 to 64 of `a-z`, `0-9`, `-`, `_`) in `store`, for every
@@ -96,6 +107,8 @@ impl Replica {
             object_locks: None,
             delete_after: None,
             collections: None,
+            lag_limit: DEFAULT_LAG_LIMIT,
+            part_size: DEFAULT_REPLICA_PART_SIZE,
         })
     }
 
@@ -130,6 +143,35 @@ impl Replica {
     pub fn location(mut self, location: impl Into<String>) -> Self {
         self.location = location.into();
         self
+    }
+
+    /// How far it may lag (the age of the oldest version not copied yet) before the
+    /// collections it copies fail their replication check (default [`DEFAULT_LAG_LIMIT`]).
+    pub fn lag_limit(mut self, limit: Duration) -> Self {
+        self.lag_limit = limit;
+        self
+    }
+
+    /// The size of the parts copies are written in (at least 5 MiB for S3; memory per copy is
+    /// about two parts).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a size of 0 or above 5 GiB.
+    pub fn part_size(mut self, bytes: usize) -> Result<Self> {
+        if bytes == 0 || bytes > 5 << 30 {
+            return Err(Error::invalid("replica part size", "must be between 1 byte and 5 GiB"));
+        }
+        self.part_size = bytes;
+        Ok(self)
+    }
+
+    pub(crate) fn part_size_value(&self) -> usize {
+        self.part_size
+    }
+
+    /// Its lag limit.
+    pub fn lag_limit_value(&self) -> Duration {
+        self.lag_limit
     }
 
     /// Its name.

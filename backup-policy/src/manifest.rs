@@ -70,6 +70,24 @@ pub struct CollectionDefinition {
     pub file: PathBuf,
     /// Where its events go (`spec.notify`).
     pub notify: Vec<NotifyRule>,
+    /// The replicas only this collection's versions are copied to (`spec.replicas`), beside
+    /// the server's own.
+    pub replicas: Vec<ReplicaRule>,
+}
+
+/// One entry of a collection's `spec.replicas`: another store that receives a copy of each of
+/// its versions (see `backup_core::replica`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaRule {
+    /// Its name (collections naming the same replica must give the same URL).
+    pub name: String,
+    /// The store's URL (`file:///…`, `s3://…`, `az://…`, `gs://…`); credentials from the
+    /// environment or the URL's query.
+    pub url: String,
+    /// How long a version purged from the primary stays there (`deleteAfter`); the trash
+    /// retention when absent.
+    pub delete_after: Option<std::time::Duration>,
 }
 
 /// One entry of a collection's `spec.notify`: where its events go, and which.
@@ -119,7 +137,14 @@ impl CollectionDefinition {
     /// no health code, and [`code_file`] as its file.
     pub fn new(id: CollectionId, spec: CollectionSpec) -> Self {
         let file = code_file(DocumentKind::Collection, id.as_str());
-        CollectionDefinition { id, spec, policy: CollectionPolicy::default(), file, notify: Vec::new() }
+        CollectionDefinition {
+            id,
+            spec,
+            policy: CollectionPolicy::default(),
+            file,
+            notify: Vec::new(),
+            replicas: Vec::new(),
+        }
     }
 
     /// Gives `user` these roles on the collection (`spec.accessControl`).

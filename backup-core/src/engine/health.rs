@@ -8,7 +8,7 @@ use super::{Engine, Page};
 use crate::authz::{Action, Actor};
 use crate::catalog::{CatalogExt, VersionQuery};
 use crate::error::{ErrorKind, Result};
-use crate::health::{self, CollectionHealth, Facts, Health};
+use crate::health::{self, CheckKind, CollectionHealth, Facts, Health, Verdict};
 use crate::id::CollectionId;
 use crate::protocol::{CollectionState, Counters, VersionRange, VersionsNeeded};
 use crate::version::{Collection, Version};
@@ -154,7 +154,41 @@ impl Engine {
             .with_latest(latest)
             .with_first_over_soft_limit(over.as_ref())
             .with_first_quarantined(quarantined.as_ref());
-        Ok(health::assess(&facts, &windows, self.now().to_datetime()))
+        let mut health = health::assess(&facts, &windows, self.now().to_datetime());
+        if let Some(check) = self.replication_check(&collection.id).await? {
+            health.checks.push(check);
+        }
+        Ok(health)
+    }
+
+    /// The replication check of a collection copied to replicas: it fails when one of them
+    /// lags more than its limit ([`crate::replica::Replica::lag_limit`]).
+    async fn replication_check(&self, id: &CollectionId) -> Result<Option<health::Check>> {
+        let replicas = self.replicas();
+        let mut passing = Vec::new();
+        let mut failing = Vec::new();
+        for r in replicas.iter().filter(|r| r.covers(id)) {
+            let status = self.replica_status(r.name()).await?;
+            let limit = r.lag_limit_value();
+            let line = format!(
+                "replica {}: {} versions ({} bytes) pending, {} s behind{}",
+                r.name(),
+                status.pending_versions,
+                status.pending_bytes,
+                status.lag_seconds,
+                status.unavailable.as_deref().map(|u| format!(", unavailable: {u}")).unwrap_or_default()
+            );
+            if status.lag_seconds > limit.as_secs() {
+                failing.push(format!("{line} (the limit is {} s)", limit.as_secs()));
+            } else {
+                passing.push(line);
+            }
+        }
+        Ok(match (failing.is_empty(), passing.is_empty()) {
+            (true, true) => None,
+            (true, false) => Some(health::Check::new(CheckKind::Replication, Verdict::Pass, passing.join("; "))),
+            (false, _) => Some(health::Check::new(CheckKind::Replication, Verdict::Fail, failing.join("; "))),
+        })
     }
 
     /// The first committed version over the soft limit and the first quarantined one, each

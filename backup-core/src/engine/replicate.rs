@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -134,6 +134,10 @@ impl Engine {
             state.catch_up.get_or_insert_with(CatchUp::default);
             seq = checkpoint.seq;
             state.deletes_after = state.deletes_after.max(checkpoint.seq);
+        }
+        // A catch-up lags from when it began, even while the replica cannot be reached.
+        if let Some(catch_up) = state.catch_up.as_mut() {
+            catch_up.started_at.get_or_insert(now);
         }
         let mut run = ReplicationRun::default();
         let mut events = Vec::new();
@@ -276,10 +280,10 @@ impl Engine {
                 Err(e) => return Some(e.to_string()),
             };
             let done = versions.len() < options.batch;
-            let results: Vec<_> = stream::iter(versions.iter().map(|v| self.copy_to_replica(replica, v, throttle)))
-                .buffered(options.workers)
-                .collect()
-                .await;
+            // Collected first: a stream over a borrowing closure is not `Send` for every
+            // lifetime, which a spawned caller needs.
+            let copies: Vec<_> = versions.iter().map(|v| self.copy_to_replica(replica, v, throttle).boxed()).collect();
+            let results: Vec<_> = stream::iter(copies).buffered(options.workers).collect().await;
             for (v, outcome) in versions.iter().zip(results) {
                 match outcome {
                     Ok(copied) => count(run, state, copied),
@@ -309,18 +313,24 @@ impl Engine {
             Err(e) => return Some(e.to_string()),
         };
         run.more |= page.len() == options.batch;
-        let work = page.iter().map(|e| async move {
-            match (&e.collection, e.version) {
-                (Some(c), Some(n)) if e.action == "version.commit" && replica.covers(c) => {
-                    match self.version_in_any_state(c, n).await {
-                        Ok(Some(v)) => (Some(v.clone()), self.copy_to_replica(replica, &v, throttle).await),
-                        Ok(None) => (None, Ok(Copied::Skipped)),
-                        Err(e) => (None, Err(CopyError::Blocked(e.to_string()))),
+        let work: Vec<_> = page
+            .iter()
+            .map(|e| {
+                async move {
+                    match (&e.collection, e.version) {
+                        (Some(c), Some(n)) if e.action == "version.commit" && replica.covers(c) => {
+                            match self.version_in_any_state(c, n).await {
+                                Ok(Some(v)) => (Some(v.clone()), self.copy_to_replica(replica, &v, throttle).await),
+                                Ok(None) => (None, Ok(Copied::Skipped)),
+                                Err(e) => (None, Err(CopyError::Blocked(e.to_string()))),
+                            }
+                        }
+                        _ => (None, Ok(Copied::Skipped)),
                     }
                 }
-                _ => (None, Ok(Copied::Skipped)),
-            }
-        });
+                .boxed()
+            })
+            .collect();
         let results: Vec<_> = stream::iter(work).buffered(options.workers).collect().await;
         for (e, (version, outcome)) in page.iter().zip(results) {
             match outcome {
@@ -364,8 +374,9 @@ impl Engine {
             Err(e) => return Some(e.to_string()),
         };
         for e in page.iter().take_while(|e| e.seq <= through) {
+            // A purge, or an eviction that purged at once (no trash retention).
             if let (Some(c), Some(n)) = (&e.collection, e.version)
-                && e.action == "version.purge"
+                && (e.action == "version.purge" || e.action == "version.evict")
                 && replica.covers(c)
             {
                 if e.at + delay > now {
@@ -482,7 +493,8 @@ impl Engine {
             if let Some(leftovers) = replica.leftovers_ref() {
                 let _ = leftovers.remove(&key).await;
             }
-            let bytes = self.copy_object(&self.inner.store, replica.store(), v, throttle).await?;
+            let bytes =
+                self.copy_object(&self.inner.store, replica.store(), v, replica.part_size_value(), throttle).await?;
             Copied::Bytes(bytes)
         };
         let body = self.description_body(v, &spec).await.map_err(|e| CopyError::Blocked(e.to_string()))?;
@@ -503,6 +515,7 @@ impl Engine {
         from: &Arc<dyn ObjectStore>,
         to: &Arc<dyn ObjectStore>,
         v: &Version,
+        part_size: usize,
         throttle: Option<&Throttle>,
     ) -> std::result::Result<u64, CopyError> {
         let key = Path::from(v.object_key.as_str());
@@ -526,7 +539,6 @@ impl Engine {
             Error::Corrupted { reason, .. } => CopyError::Damaged(reason),
             e => CopyError::Blocked(e.to_string()),
         };
-        let part_size = self.inner.config.part_size;
         if v.size <= part_size as u64 {
             let mut chunks = Vec::new();
             while let Some(chunk) = body.next().await {
@@ -570,7 +582,7 @@ impl Engine {
     /// checks the primary again and records the repair.
     pub(crate) async fn heal_from_replicas(&self, v: &Version) -> Option<String> {
         for replica in self.replicas_of(&v.collection) {
-            match self.copy_object(replica.store(), &self.inner.store, v, None).await {
+            match self.copy_object(replica.store(), &self.inner.store, v, self.inner.config.part_size, None).await {
                 Ok(_) => {
                     // A new file replaced the read-only one: lock it again.
                     if let (Some(locks), Some(lock)) = (&self.inner.object_locks, v.lock_at(self.now())) {
@@ -735,6 +747,7 @@ impl Engine {
                     continue;
                 }
                 if e.seq <= cursor.seq && e.action == "version.purge" {
+                    // (An eviction that purged at once is counted when it is handled.)
                     status.deletions_pending += 1;
                 }
                 if e.seq > cursor.seq && e.action == "version.commit" && state.catch_up.is_none() {

@@ -103,6 +103,18 @@ pub(crate) struct CollectionSpecYaml {
     /// receives (`events`, default `[alerts]`).
     #[serde(default)]
     pub(crate) notify: Vec<NotifyYaml>,
+    /// Stores that receive a copy of each of its versions (ours): `name`, `url` and
+    /// `deleteAfter` (a duration: how long a version purged here stays there).
+    #[serde(default)]
+    pub(crate) replicas: Vec<ReplicaYaml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ReplicaYaml {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) delete_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -366,13 +366,53 @@ pub(super) fn load_collection(doc: &Document, secrets: &Secrets, errors: &mut Er
         spec.alerts = alert_policy(file, alerts, errors)?;
     }
     let notify = notify_rules(file, &s.notify, secrets, errors)?;
+    let replicas = replica_rules(file, &s.replicas, errors)?;
     Some(CollectionDefinition {
         id,
         spec,
         policy: CollectionPolicy { windows, acl, health_code_sha256 },
         file: file.to_owned(),
         notify,
+        replicas,
     })
+}
+
+/// The entries of `spec.replicas`: a name, a store URL, an optional delay for deletions.
+fn replica_rules(
+    file: &Path,
+    entries: &[super::model::ReplicaYaml],
+    errors: &mut Errors,
+) -> Option<Vec<super::ReplicaRule>> {
+    let before = errors.len();
+    let mut rules: Vec<super::ReplicaRule> = Vec::new();
+    for (i, r) in entries.iter().enumerate() {
+        let field = format!("spec.replicas[{i}]");
+        if let Err(e) = backup_core::replica::check_name(&r.name) {
+            errors.at(file, format!("{field}.name"), e.to_string());
+        }
+        if rules.iter().any(|o| o.name == r.name) {
+            errors.at(file, format!("{field}.name"), format!("{:?} is named twice", r.name));
+        }
+        if !r.url.contains("://") {
+            errors.at(file, format!("{field}.url"), "expected a store URL such as s3://bucket or file:///path");
+        }
+        let delete_after = match &r.delete_after {
+            None => None,
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errors.at(
+                        file,
+                        format!("{field}.deleteAfter"),
+                        format!("{text:?} is not a duration such as 7d: {e}"),
+                    );
+                    None
+                }
+            },
+        };
+        rules.push(super::ReplicaRule { name: r.name.clone(), url: r.url.clone(), delete_after });
+    }
+    (errors.len() == before).then_some(rules)
 }
 
 /// The targets of `spec.notify`: each a webhook (http or https, its secret from a Secret) or

@@ -36,6 +36,12 @@ pub struct S3Server {
 impl S3Server {
     /// Starts a server with one bucket, `test-bucket`, on a free loopback port.
     pub async fn start() -> S3Server {
+        Self::start_on(0).await
+    }
+
+    /// Starts a server with one bucket, `test-bucket`, on loopback port `port` (0 for a free
+    /// one): a test that took a store down brings it back where its clients look.
+    pub async fn start_on(port: u16) -> S3Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let bucket = "test-bucket".to_owned();
         std::fs::create_dir(dir.path().join(&bucket)).expect("bucket folder");
@@ -45,7 +51,7 @@ impl S3Server {
         builder.set_auth(SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
         builder.set_route(ListUploads { root: dir.path().to_path_buf() });
         let service = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let task = tokio::spawn(async move {
             let http = Arc::new(ConnBuilder::new(TokioExecutor::new()));

@@ -8,6 +8,7 @@ pub(crate) mod health;
 pub(crate) mod idempotency;
 pub(crate) mod model;
 pub(crate) mod openapi;
+pub(crate) mod replicas;
 pub(crate) mod retention;
 pub(crate) mod schemas;
 pub(crate) mod versions;

@@ -14,7 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api::openapi::path;
-use crate::api::{audit, auth, collections, health, openapi, retention, versions};
+use crate::api::{audit, auth, collections, health, openapi, replicas, retention, versions};
 use crate::http::json::ApiError;
 use crate::http::middleware::{Refusal, give_back_space_when_full, header_guard, rate_limit, refusals_as_json};
 use crate::state::AppState;
@@ -62,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .route(path("simulate_retention"), post(retention::simulate))
         .route(path("audit"), get(audit::list))
         .route(path("notifications"), get(audit::notifications))
+        .route(path("replicas"), get(replicas::list))
         .route_layer(limit(Bucket::Default))
         .route_layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     // Uploads are not rate limited (backup-repository's behaviour); their size is the quota's.

@@ -259,6 +259,35 @@ pub struct Args {
     /// Only this many of the newest audit events are kept (`0`: no limit).
     #[arg(long, default_value_t = 0)]
     pub audit_max_events: u64,
+    /// A replica: another store that receives a copy of every committed version, as
+    /// `NAME=URL` (`offsite=s3://bucket?endpoint=…`, `cold=file:///mnt/cold`, `az://…`;
+    /// repeatable). Copies are verified by digest; a scrub or a download that finds the
+    /// primary's object missing or damaged copies it back from a replica. Collections may add
+    /// their own in their manifest's `spec.replicas`.
+    #[arg(long = "replica-url", value_name = "NAME=URL", value_parser = replica_url)]
+    pub replica_urls: Vec<(String, String)>,
+    /// How long a version purged from the primary stays on the replicas (default: the trash
+    /// retention), so that a rogue deletion can be undone from them.
+    #[arg(long, value_parser = duration)]
+    pub replica_delete_after: Option<Duration>,
+    /// Copies to one replica made at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub replica_workers: u16,
+    /// How fast replication reads the primary at most, per second and replica (`0`: no limit).
+    #[arg(long, default_value = "64MiB", value_parser = byte_rate)]
+    pub replica_rate: u64,
+    /// How often an idle replica looks for new versions.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub replica_poll: Duration,
+    /// How far a replica may lag (the age of its oldest version not yet copied) before the
+    /// collections it copies fail their health's replication check.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    pub replica_lag_limit: Duration,
+    /// Use the replica NAME (of `--replica-url`) as the primary store: the primary's region is
+    /// gone. With an empty catalog, add `--rebuild-catalog` first (see the server README's
+    /// runbook). The other replicas stay replicas.
+    #[arg(long, value_name = "NAME")]
+    pub promote_replica: Option<String>,
     /// Import backup-repository's versions, print a summary and exit: its table
     /// `uploaded_versions` from the PostgreSQL database the `--db-*` flags name, its objects
     /// (`<collection>/<filename>`) from `--storage-url`, into this server's catalog
@@ -274,6 +303,16 @@ pub struct Args {
     /// standard error is a terminal, a progress bar shows it instead.
     #[arg(long, env = "BR_PROGRESS_INTERVAL", default_value = "5s", value_parser = duration)]
     pub progress_interval: Duration,
+}
+
+/// `NAME=URL` of `--replica-url`.
+fn replica_url(s: &str) -> Result<(String, String), String> {
+    let (name, url) = s.split_once('=').ok_or("expected NAME=URL (offsite=s3://bucket)")?;
+    backup_core::replica::check_name(name).map_err(|e| e.to_string())?;
+    if !url.contains("://") {
+        return Err(format!("{name}: expected a store URL (s3://…, file:///…, az://…) after the ="));
+    }
+    Ok((name.to_owned(), url.to_owned()))
 }
 
 /// A schedule that may be off.
@@ -456,6 +495,14 @@ impl Args {
 
     /// The storage URL.
     pub fn storage(&self) -> Result<String, String> {
+        if let Some(name) = &self.promote_replica {
+            return self
+                .replica_urls
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, url)| url.clone())
+                .ok_or_else(|| format!("--promote-replica {name}: no --replica-url is called {name}"));
+        }
         match (&self.storage_url, self.use_google_cloud) {
             (Some(bucket), true) => Ok(format!("gs://{bucket}")),
             (None, true) => Err("--use-google-cloud needs --storage-url BUCKET".into()),

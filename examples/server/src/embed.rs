@@ -445,10 +445,12 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, String> {
     let manifests = state.inner.manifests.load_async().await?;
     let (notifications, targets) =
         crate::ops::notify::Notifications::new(state.engine().clone(), &args, &[addr], &manifests)?;
+    let owner = args.instance_name()?;
+    let replication = crate::ops::replicate::Replication::start(state.engine().clone(), &args, &manifests, owner);
     let (stop, stopped) = oneshot::channel::<()>();
     let served = state.clone();
     let task = tokio::spawn(async move {
-        let background = crate::ops::sync::background(served.clone(), &args, notifications, targets);
+        let background = crate::ops::sync::background(served.clone(), &args, notifications, targets, replication);
         let limits = crate::http::serve::ConnectionLimits {
             max: args.max_connections,
             per_address: args.max_connections_per_address,

@@ -97,8 +97,13 @@ async fn open_checked(config: &ServerConfig) -> Result<Opened, String> {
     let args = config.args();
     let prepared = prepare(config).await?;
     let p = &prepared;
+    let replicas = ops::replicate::replicas(args, &p.manifests)?;
     let engine =
         engine(args, &p.storage_url, p.catalog.clone(), p.clock.clone(), p.directory.clone(), args.adopt_storage)?;
+    engine.set_replicas(replicas).map_err(|e| format!("replicas: {e}"))?;
+    if let Some(name) = &args.promote_replica {
+        tracing::warn!(replica = %name, storage = %storage_url_shown(&p.storage_url), "--promote-replica: the replica is the primary store now");
+    }
     let repository = engine.open_repository().await.map_err(|e| format!("repository: {e}"))?;
     Ok(Opened { prepared, engine, repository })
 }
@@ -255,7 +260,7 @@ fn engine(
 }
 
 /// A storage URL for the log, secrets hidden.
-fn storage_url_shown(url: &str) -> String {
+pub(crate) fn storage_url_shown(url: &str) -> String {
     match url.split_once('?') {
         Some((base, _)) => format!("{base}?…"),
         None => url.to_owned(),

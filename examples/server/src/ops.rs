@@ -8,4 +8,5 @@ pub(crate) mod notify;
 pub(crate) mod probes;
 pub(crate) mod progress;
 pub(crate) mod recovery;
+pub(crate) mod replicate;
 pub(crate) mod sync;

@@ -204,6 +204,16 @@ pub(crate) const ROUTES: &[Route] = &[
         ok: "head, targets",
     },
     Route {
+        id: "replicas",
+        method: "get",
+        path: "/api/stable/repository/replicas",
+        summary: "Each replica (another store receiving a copy of every committed version): versions and bytes not yet copied, the age of the oldest (lagSeconds), whether it is still catching up, copies made and found there, failed copies with their attempts and last error, deletions waiting for their delay, why it is unavailable; a systemAdmin only",
+        auth: Auth::Bearer,
+        request: None,
+        response: Body::Json("Replicas"),
+        ok: "replicas",
+    },
+    Route {
         id: "verify",
         method: "post",
         path: "/api/stable/repository/collection/{collectionId}/verify",

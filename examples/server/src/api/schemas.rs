@@ -93,6 +93,42 @@ pub(crate) fn components() -> Value {
             "message": string(),
         }),
     );
+    let failed_copy = object(
+        &["collection", "version", "attempts", "lastError", "since"],
+        json!({
+            "collection": string(), "version": integer(), "attempts": integer(), "lastError": string(), "since": string(),
+        }),
+    );
+    let replica = object(
+        &[
+            "name",
+            "location",
+            "after",
+            "pendingVersions",
+            "pendingBytes",
+            "oldestPending",
+            "lagSeconds",
+            "catchingUp",
+            "copied",
+            "copiedBytes",
+            "alreadyThere",
+            "deleted",
+            "deletionsPending",
+            "unavailable",
+            "unavailableSince",
+            "heldBy",
+            "failed",
+        ],
+        json!({
+            "name": string(), "location": string(), "after": nullable(integer()),
+            "pendingVersions": integer(), "pendingBytes": integer(), "oldestPending": nullable(string()),
+            "lagSeconds": integer(), "catchingUp": { "type": "boolean" }, "copied": integer(),
+            "copiedBytes": integer(), "alreadyThere": integer(), "deleted": integer(),
+            "deletionsPending": integer(), "unavailable": nullable(string()),
+            "unavailableSince": nullable(string()), "heldBy": nullable(string()),
+            "failed": { "type": "array", "items": failed_copy },
+        }),
+    );
     let decisions = json!({
         "type": "array",
         "items": object(&["number", "keep", "reasons"], json!({
@@ -208,6 +244,7 @@ pub(crate) fn components() -> Value {
                 }),
             ) },
         }))),
+        "Replicas": ok(object(&["replicas"], json!({ "replicas": { "type": "array", "items": replica } }))),
         "OneVersion": ok(object(&["version"], json!({ "version": reference("Version") }))),
         "Versions": ok(object(&["versions"], json!({ "versions": { "type": "array", "items": reference("Version") } }))),
         "Verification": ok(object(&["versions"], json!({

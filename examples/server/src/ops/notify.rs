@@ -675,7 +675,7 @@ impl Notifier {
 pub(crate) struct Notifications {
     pub(crate) notifier: Notifier,
     cli: Vec<Target>,
-    args: crate::config::Args,
+    pub(crate) args: crate::config::Args,
     listening: Vec<std::net::SocketAddr>,
 }
 

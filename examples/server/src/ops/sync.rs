@@ -39,6 +39,7 @@ async fn reload(
     state: &AppState,
     asked: bool,
     notifications: &crate::ops::notify::Notifications,
+    replication: &crate::ops::replicate::Replication,
 ) -> Option<(&'static str, String)> {
     let s = &state.inner;
     match load_manifests(state).await {
@@ -54,6 +55,10 @@ async fn reload(
                     return Some(("config.reload_refused", e));
                 }
             };
+            if let Err(e) = replication.reload(&notifications.args, &m) {
+                tracing::error!(error = %e, "the reloaded manifests are refused; the previous configuration stays");
+                return Some(("config.reload_refused", e));
+            }
             s.directory.replace(m.policy_set());
             notifications.notifier.sync(targets);
             if let Err(e) = collections(&s.engine, &m).await {
@@ -81,6 +86,7 @@ async fn record_reload(state: &AppState, action: &str, detail: String) {
 pub(crate) struct Background {
     tasks: Vec<JoinHandle<()>>,
     notifications: Arc<crate::ops::notify::Notifications>,
+    replication: Arc<crate::ops::replicate::Replication>,
 }
 
 impl Background {
@@ -89,6 +95,7 @@ impl Background {
             t.abort();
         }
         self.notifications.notifier.stop();
+        self.replication.stop();
     }
 }
 
@@ -116,6 +123,7 @@ pub(crate) fn background(
     args: &Args,
     notifications: crate::ops::notify::Notifications,
     targets: Vec<crate::ops::notify::Target>,
+    replication: Arc<crate::ops::replicate::Replication>,
 ) -> Background {
     let mut tasks = Vec::new();
     notifications.notifier.sync(targets);
@@ -162,6 +170,7 @@ pub(crate) fn background(
     let interval = args.config_reload_interval;
     let st = state.clone();
     let reloading = notifications.clone();
+    let replicas = replication.clone();
     tasks.push(tokio::spawn(async move {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut last: Option<(&'static str, String)> = None;
@@ -186,7 +195,7 @@ pub(crate) fn background(
                 }
             };
             // The same refusal every interval is recorded once, until something changes.
-            let outcome = reload(&st, asked, &reloaded).await;
+            let outcome = reload(&st, asked, &reloaded, &replicas).await;
             if outcome != last
                 && let Some((action, detail)) = outcome.clone()
             {
@@ -195,7 +204,7 @@ pub(crate) fn background(
             last = if asked { None } else { outcome };
         }
     }));
-    Background { tasks, notifications }
+    Background { tasks, notifications, replication }
 }
 
 /// The longest a schedule sleeps before it looks at the wall clock again: a step of the clock

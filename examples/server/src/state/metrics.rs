@@ -17,6 +17,11 @@ struct CollectionLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabel {
+    replica: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabel {
     target: String,
 }
@@ -115,7 +120,43 @@ impl Metrics {
             // Kept in the cursor's state: the same total on every instance, across restarts.
             failed.get_or_create(&label).inc_by(t.delivery.failed_total);
         }
+        // Replicas: how far each is behind the primary.
+        let replica_pending = Family::<ReplicaLabel, Gauge>::default();
+        let replica_pending_bytes = Family::<ReplicaLabel, Gauge>::default();
+        let replica_lag = Family::<ReplicaLabel, Gauge>::default();
+        let replica_failed = Family::<ReplicaLabel, Gauge>::default();
+        let replica_copied = Family::<ReplicaLabel, Counter>::default();
+        for r in crate::api::replicas::statuses(engine).await? {
+            let label = ReplicaLabel { replica: r.name };
+            replica_pending.get_or_create(&label).set(gauge(r.pending_versions));
+            replica_pending_bytes.get_or_create(&label).set(gauge(r.pending_bytes));
+            replica_lag.get_or_create(&label).set(gauge(r.lag_seconds));
+            replica_failed.get_or_create(&label).set(gauge(r.failed.len() as u64));
+            // Kept in the replica's cursor: the same total on every instance, across restarts.
+            replica_copied.get_or_create(&label).inc_by(r.copied);
+        }
         let mut registry = Registry::with_prefix("backup");
+        registry.register(
+            "replica_pending_versions",
+            "Committed versions not yet copied to the replica",
+            replica_pending,
+        );
+        registry.register(
+            "replica_pending_bytes",
+            "Bytes of the versions not yet copied to the replica",
+            replica_pending_bytes,
+        );
+        registry.register(
+            "replica_lag_seconds",
+            "Age of the oldest version not yet copied to the replica (0 when none)",
+            replica_lag,
+        );
+        registry.register(
+            "replica_failed_versions",
+            "Versions whose copy to the replica failed (retried)",
+            replica_failed,
+        );
+        registry.register("replica_copied_versions", "Versions copied to the replica", replica_copied);
         registry.register("collection_versions", "Committed versions", versions);
         registry.register("collection_bytes", "Bytes of committed versions", bytes);
         registry.register("collection_max_bytes", "The collection's hard limit in bytes", max_bytes);

@@ -93,3 +93,47 @@ pub(crate) async fn targets(engine: &Engine, actor: &Actor) -> Option<Markup> {
         }
     })
 }
+
+/// The replicas: how far behind the primary each one is, its failed copies, why it is
+/// unavailable. `None` for a viewer who may not read the whole log (it names the stores).
+pub(crate) async fn replicas(engine: &Engine, actor: &Actor) -> Option<Markup> {
+    engine.authorize_audit(actor, None).await.ok()?;
+    let rows = crate::api::replicas::statuses(engine).await.ok()?;
+    if rows.is_empty() {
+        return None;
+    }
+    Some(html! {
+        h2 { "Replicas" }
+        table.replicas {
+            thead { tr {
+                th { "Replica" } th { "Where" } th { "Behind" } th { "Copied" } th { "Failed copies" } th { "State" }
+            } }
+            tbody {
+                @for r in &rows {
+                    tr {
+                        td { (r.name) }
+                        td { code { (r.location) } }
+                        td {
+                            (r.pending_versions) " versions (" (crate::format::bytes(r.pending_bytes)) ")"
+                            @if r.lag_seconds > 0 { ", oldest " (r.lag_seconds) " s" }
+                            @if r.catching_up { ", catching up" }
+                        }
+                        td { (r.copied) }
+                        td {
+                            @if r.failed.is_empty() { "0" } @else {
+                                strong.fail-text { (r.failed.len()) }
+                                @for f in r.failed.iter().take(3) {
+                                    br; (f.collection.as_str()) " v" (f.number) ": " (f.last_error) " (" (f.attempts) " attempts)"
+                                }
+                            }
+                        }
+                        td {
+                            @if let Some(u) = &r.unavailable { strong.fail-text { "unavailable" } ": " (u) }
+                            @else { "up to date" @if r.deletions_pending > 0 { ", " (r.deletions_pending) " deletions waiting for their delay" } }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}

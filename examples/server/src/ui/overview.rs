@@ -33,6 +33,7 @@ pub(crate) async fn overview(State(state): State<AppState>, session: UiSession) 
     }
     let failing = rows.iter().filter(|a| !a.healthy()).count();
     let targets = crate::ui::activity::targets(&state.inner.engine, &session.caller.actor).await;
+    let replicas = crate::ui::activity::replicas(&state.inner.engine, &session.caller.actor).await;
     let body = html! {
         h1 { "Collections" }
         p.muted {
@@ -52,6 +53,7 @@ pub(crate) async fn overview(State(state): State<AppState>, session: UiSession) 
             }
         }
         @if let Some(targets) = targets { (targets) }
+        @if let Some(replicas) = replicas { (replicas) }
     };
     layout::page(StatusCode::OK, "Collections", Some(&session), body)
 }
