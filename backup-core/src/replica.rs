@@ -72,6 +72,7 @@ pub const MAX_RECORDED_FAILURES: usize = 1000;
 pub struct Replica {
     name: String,
     store: Arc<dyn ObjectStore>,
+    descriptions: Option<Arc<dyn ObjectStore>>,
     leftovers: Option<Arc<dyn UploadLeftovers>>,
     object_locks: Option<Arc<dyn ObjectLocks>>,
     delete_after: Option<Duration>,
@@ -103,6 +104,7 @@ impl Replica {
             location: store.to_string(),
             name,
             store,
+            descriptions: None,
             leftovers: None,
             object_locks: None,
             delete_after: None,
@@ -123,6 +125,19 @@ impl Replica {
     pub fn only_for(mut self, collections: impl IntoIterator<Item = CollectionId>) -> Self {
         self.collections = Some(collections.into_iter().collect());
         self
+    }
+
+    /// Where the descriptions go: the same keys as the store, with weaker durability (for
+    /// local disk, the folder without fsync: a description lost in a power cut is written
+    /// again by the next run, which finds the object without it), as
+    /// [`crate::EngineBuilder::description_store`] does for the primary.
+    pub fn description_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.descriptions = Some(store);
+        self
+    }
+
+    pub(crate) fn descriptions_ref(&self) -> &Arc<dyn ObjectStore> {
+        self.descriptions.as_ref().unwrap_or(&self.store)
     }
 
     /// What removes the remains of a copy a killed process left (staging files, open

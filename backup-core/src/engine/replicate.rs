@@ -2,6 +2,7 @@
 //! and what the primary takes back from a replica (healing, a download's fallback, restoring
 //! a version a replica still holds).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use crate::protocol::{CollectionQuery, StateQuery};
 use crate::replica::{
     CatchUp, Replica, ReplicaState, ReplicaStatus, ReplicationOptions, ReplicationRun, committed_size,
 };
+use crate::spec::CollectionSpec;
 use crate::store::{REPOSITORY_MARKER, description_key};
 use crate::version::{Version, VersionState};
 
@@ -54,6 +56,14 @@ enum Copied {
     AlreadyThere,
     /// It left the primary before its turn.
     Skipped,
+}
+
+/// Where a copy reads from.
+enum Source<'a> {
+    /// The engine's own store.
+    Primary,
+    /// Another store (a replica, for a repair).
+    Store(&'a Arc<dyn ObjectStore>),
 }
 
 /// Renews a replica's cursor lease while a run lasts; stops when dropped.
@@ -248,13 +258,14 @@ impl Engine {
         // 1. Earlier failures whose back-off is over.
         let due: Vec<_> =
             state.failed.iter().filter(|f| f.next_attempt() <= now).take(options.batch).cloned().collect();
+        let found = match self.versions_named(due.iter().map(|f| (f.collection.clone(), f.number))).await {
+            Ok(found) => found,
+            Err(e) => return Some(e.to_string()),
+        };
         for f in due {
-            let version = match self.version_in_any_state(&f.collection, f.number).await {
-                Ok(v) => v,
-                Err(e) => return Some(e.to_string()),
-            };
-            let outcome = match &version {
-                Some(v) => self.copy_to_replica(replica, v, throttle).await,
+            let version = found.get(&(f.collection.clone(), f.number));
+            let outcome = match version {
+                Some((v, spec)) => self.copy_to_replica(replica, v, spec, throttle).await,
                 None => Ok(Copied::Skipped),
             };
             match outcome {
@@ -263,7 +274,7 @@ impl Engine {
                     count(run, state, copied);
                 }
                 Err(CopyError::Damaged(e)) => {
-                    if let Some(v) = &version {
+                    if let Some((v, _)) = version {
                         fail(state, v, e);
                     }
                     run.failed += 1;
@@ -282,9 +293,10 @@ impl Engine {
             let done = versions.len() < options.batch;
             // Collected first: a stream over a borrowing closure is not `Send` for every
             // lifetime, which a spawned caller needs.
-            let copies: Vec<_> = versions.iter().map(|v| self.copy_to_replica(replica, v, throttle).boxed()).collect();
-            let results: Vec<_> = stream::iter(copies).buffered(options.workers).collect().await;
-            for (v, outcome) in versions.iter().zip(results) {
+            let copies: Vec<_> =
+                versions.iter().map(|(v, spec)| self.copy_to_replica(replica, v, spec, throttle).boxed()).collect();
+            let results = in_order(copies, options.workers).await;
+            for ((v, _), outcome) in versions.iter().zip(results) {
                 match outcome {
                     Ok(copied) => count(run, state, copied),
                     Err(CopyError::Damaged(e)) => {
@@ -313,25 +325,32 @@ impl Engine {
             Err(e) => return Some(e.to_string()),
         };
         run.more |= page.len() == options.batch;
+        // The versions the page commits, read in one catalog call per collection.
+        let committed = page.iter().filter_map(|e| match (&e.collection, e.version) {
+            (Some(c), Some(n)) if e.action == "version.commit" && replica.covers(c) => Some((c.clone(), n)),
+            _ => None,
+        });
+        let found = match self.versions_named(committed).await {
+            Ok(found) => found,
+            Err(e) => return Some(e.to_string()),
+        };
         let work: Vec<_> = page
             .iter()
             .map(|e| {
+                let version = match (&e.collection, e.version) {
+                    (Some(c), Some(n)) if e.action == "version.commit" => found.get(&(c.clone(), n)),
+                    _ => None,
+                };
                 async move {
-                    match (&e.collection, e.version) {
-                        (Some(c), Some(n)) if e.action == "version.commit" && replica.covers(c) => {
-                            match self.version_in_any_state(c, n).await {
-                                Ok(Some(v)) => (Some(v.clone()), self.copy_to_replica(replica, &v, throttle).await),
-                                Ok(None) => (None, Ok(Copied::Skipped)),
-                                Err(e) => (None, Err(CopyError::Blocked(e.to_string()))),
-                            }
-                        }
-                        _ => (None, Ok(Copied::Skipped)),
+                    match version {
+                        Some((v, spec)) => (Some(v.clone()), self.copy_to_replica(replica, v, spec, throttle).await),
+                        None => (None, Ok(Copied::Skipped)),
                     }
                 }
                 .boxed()
             })
             .collect();
-        let results: Vec<_> = stream::iter(work).buffered(options.workers).collect().await;
+        let results = in_order(work, options.workers).await;
         for (e, (version, outcome)) in page.iter().zip(results) {
             match outcome {
                 Ok(copied) => {
@@ -422,14 +441,44 @@ impl Engine {
         }
     }
 
+    /// The versions named (collection, number), in any state but pending, with their
+    /// collection's spec: one catalog read per collection. Those gone are left out.
+    async fn versions_named(
+        &self,
+        named: impl IntoIterator<Item = (CollectionId, u64)>,
+    ) -> Result<HashMap<(CollectionId, u64), (Version, CollectionSpec)>> {
+        let mut by_collection: BTreeMap<CollectionId, Vec<u64>> = BTreeMap::new();
+        for (c, n) in named {
+            by_collection.entry(c).or_default().push(n);
+        }
+        let mut found = HashMap::new();
+        for (c, numbers) in by_collection {
+            let query = StateQuery::collection(CollectionQuery::new(c.clone()).with_numbers(numbers.iter().copied()))
+                .with_label("replica_versions");
+            let state = match self.inner.catalog.load(query).await {
+                Ok(state) => state,
+                Err(Error::CollectionNotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(cs) = state.collection {
+                for n in numbers {
+                    if let Some(v) = cs.version_numbered(n) {
+                        found.insert((c.clone(), n), (v.clone(), cs.collection.spec.clone()));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Up to `limit` committed versions of the collections `replica` covers after `after`
-    /// (collection, then number).
+    /// (collection, then number), with their collection's spec.
     async fn versions_after(
         &self,
         replica: &Replica,
         after: Option<&(CollectionId, u64)>,
         limit: usize,
-    ) -> Result<Vec<Version>> {
+    ) -> Result<Vec<(Version, CollectionSpec)>> {
         let catalog = &self.inner.catalog;
         let mut found = Vec::new();
         let mut collections = catalog.collection_pages(self.inner.config.batch);
@@ -446,7 +495,7 @@ impl Engine {
                     catalog.version_pages(&c.id, crate::VersionQuery::first(limit).after(from).with_trashed());
                 while let Some(versions) = versions.try_next().await? {
                     for v in versions {
-                        found.push(v);
+                        found.push((v, c.spec.clone()));
                         if found.len() == limit {
                             return Ok(found);
                         }
@@ -463,6 +512,7 @@ impl Engine {
         &self,
         replica: &Replica,
         v: &Version,
+        spec: &CollectionSpec,
         throttle: Option<&Throttle>,
     ) -> std::result::Result<Copied, CopyError> {
         if v.state == VersionState::Purged || v.state == VersionState::Pending {
@@ -473,18 +523,13 @@ impl Engine {
             |what: &str, e: &dyn std::fmt::Display| CopyError::Blocked(format!("replica {name}: {what}: {e}"));
         let key = Path::from(v.object_key.as_str());
         let dkey = description_key(key.as_ref());
-        let spec = match self.inner.catalog.get_collection(&v.collection).await {
-            Ok(c) => c.spec,
-            Err(Error::CollectionNotFound { .. }) => return Ok(Copied::Skipped),
-            Err(e) => return Err(CopyError::Blocked(e.to_string())),
-        };
         let there = match replica.store().head(&key).await {
             Ok(meta) if meta.size == v.size => true,
             Ok(_) | Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => return Err(blocked("head", &e)),
         };
         let copied = if there {
-            match replica.store().head(&dkey).await {
+            match replica.descriptions_ref().head(&dkey).await {
                 Ok(_) => return Ok(Copied::AlreadyThere),
                 Err(object_store::Error::NotFound { .. }) => Copied::AlreadyThere,
                 Err(e) => return Err(blocked("head", &e)),
@@ -494,11 +539,11 @@ impl Engine {
                 let _ = leftovers.remove(&key).await;
             }
             let bytes =
-                self.copy_object(&self.inner.store, replica.store(), v, replica.part_size_value(), throttle).await?;
+                self.copy_object(Source::Primary, replica.store(), v, replica.part_size_value(), throttle).await?;
             Copied::Bytes(bytes)
         };
-        let body = self.description_body(v, &spec).await.map_err(|e| CopyError::Blocked(e.to_string()))?;
-        replica.store().put(&dkey, PutPayload::from(body)).await.map_err(|e| blocked("put", &e))?;
+        let body = self.description_body(v, spec).await.map_err(|e| CopyError::Blocked(e.to_string()))?;
+        replica.descriptions_ref().put(&dkey, PutPayload::from(body)).await.map_err(|e| blocked("put", &e))?;
         if let (Some(locks), Some(lock)) = (replica.object_locks_ref(), v.lock_at(self.now())) {
             locks.retain(&key, lock).await.map_err(|e| blocked("lock", &e))?;
             locks.retain(&dkey, lock).await.map_err(|e| blocked("lock", &e))?;
@@ -512,29 +557,42 @@ impl Engine {
     /// multipart upload completed after it), so `to` never shows a partial or wrong object.
     async fn copy_object(
         &self,
-        from: &Arc<dyn ObjectStore>,
+        from: Source<'_>,
         to: &Arc<dyn ObjectStore>,
         v: &Version,
         part_size: usize,
         throttle: Option<&Throttle>,
     ) -> std::result::Result<u64, CopyError> {
         let key = Path::from(v.object_key.as_str());
-        let got = match from.get(&key).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(CopyError::Damaged(format!("its object {key} is missing")));
+        let mut body = match from {
+            // The primary through the download's reader (large blocks, read ahead, hashed on
+            // the reading thread).
+            Source::Primary => match self.read_verified(v).await {
+                Ok(body) => body,
+                Err(Error::Corrupted { reason, .. }) => return Err(CopyError::Damaged(reason)),
+                Err(Error::VersionNotFound { .. }) => {
+                    return Err(CopyError::Damaged(format!("its object {key} is gone (purged meanwhile)")));
+                }
+                Err(e) => return Err(CopyError::Blocked(e.to_string())),
+            },
+            Source::Store(from) => {
+                let got = match from.get(&key).await {
+                    Ok(got) => got,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(CopyError::Damaged(format!("its object {key} is missing")));
+                    }
+                    Err(e) => return Err(CopyError::Blocked(format!("get {key}: {e}"))),
+                };
+                if got.meta.size != v.size {
+                    return Err(CopyError::Damaged(format!(
+                        "its object {key} has {} bytes, {} were committed",
+                        got.meta.size, v.size
+                    )));
+                }
+                let source_key = key.clone();
+                verified(got.into_stream().map_err(move |e| Error::store("get", &source_key, e)).boxed(), v)
             }
-            Err(e) => return Err(CopyError::Blocked(format!("get {key}: {e}"))),
         };
-        if got.meta.size != v.size {
-            return Err(CopyError::Damaged(format!(
-                "its object {key} has {} bytes, {} were committed",
-                got.meta.size, v.size
-            )));
-        }
-        let source_key = key.clone();
-        let raw = got.into_stream().map_err(move |e| Error::store("get", &source_key, e)).boxed();
-        let mut body = verified(raw, v);
         let source_error = |e: Error| match e {
             Error::Corrupted { reason, .. } => CopyError::Damaged(reason),
             e => CopyError::Blocked(e.to_string()),
@@ -582,7 +640,10 @@ impl Engine {
     /// checks the primary again and records the repair.
     pub(crate) async fn heal_from_replicas(&self, v: &Version) -> Option<String> {
         for replica in self.replicas_of(&v.collection) {
-            match self.copy_object(replica.store(), &self.inner.store, v, self.inner.config.part_size, None).await {
+            match self
+                .copy_object(Source::Store(replica.store()), &self.inner.store, v, self.inner.config.part_size, None)
+                .await
+            {
                 Ok(_) => {
                     // A new file replaced the read-only one: lock it again.
                     if let (Some(locks), Some(lock)) = (&self.inner.object_locks, v.lock_at(self.now())) {
@@ -802,6 +863,17 @@ impl Engine {
         }
         Ok(hold)
     }
+}
+
+/// Runs `futures`, `workers` at a time, each next one started as soon as any finishes (a
+/// copy held up by a slow write does not idle the others), and gives their outputs in the
+/// order of `futures`.
+async fn in_order<T: Send>(futures: Vec<futures::future::BoxFuture<'_, T>>, workers: usize) -> Vec<T> {
+    let numbered: Vec<futures::future::BoxFuture<'_, (usize, T)>> =
+        futures.into_iter().enumerate().map(|(i, f)| async move { (i, f.await) }.boxed()).collect();
+    let mut done: Vec<(usize, T)> = stream::iter(numbered).buffer_unordered(workers).collect().await;
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
 }
 
 /// Counts a copy's outcome into the run and the replica's totals.

@@ -77,6 +77,9 @@ fn open(args: &Args, d: &Declared) -> Result<Replica, String> {
     if let Some(delay) = d.delete_after {
         replica = replica.delete_after(delay);
     }
+    if let Some(descriptions) = opened.descriptions {
+        replica = replica.description_store(descriptions);
+    }
     if let Some(leftovers) = opened.leftovers {
         replica = replica.leftovers(leftovers);
     }
