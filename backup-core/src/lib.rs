@@ -119,6 +119,18 @@
 //! purged version goes only once a number mark or a newer description holds its number (see
 //! [`Engine::rebuild_catalog`]).
 //!
+//! ## A second copy: replicas
+//!
+//! One store is one copy. A [`replica::Replica`] is another store that receives a
+//! byte-identical copy of every committed version and its description, queued by the commit's
+//! own audit event and copied by [`Engine::replicate`] (a batch per call; a host runs it in a
+//! loop), each copy checked against the digest as it streams. Then a scrub or a download that
+//! finds the primary's object missing or damaged copies it back from a replica whose copy
+//! verifies instead of quarantining it, a deletion reaches the replica only after a delay
+//! ([`Engine::restore_from_replica`] undoes one meanwhile), and a catalog lost with the primary
+//! is rebuilt from the replica alone. [`Engine::replica_status`] says how far behind it is.
+//! The [`replica`] module's example replicates a version.
+//!
 //! ## Knowing what happened: the audit log and alerts
 //!
 //! Every change is an [`AuditEvent`] appended in the change's own transaction, hash-chained to

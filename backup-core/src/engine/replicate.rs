@@ -158,11 +158,13 @@ impl Engine {
         };
         match stopped {
             Some(reason) => {
+                let reason = if reason.starts_with(&format!("replica {name}")) {
+                    reason
+                } else {
+                    format!("replica {name}: {reason}")
+                };
                 if state.unavailable.is_none() {
-                    events.push(
-                        AuditEvent::new(now, "engine", "replica.unavailable")
-                            .with_detail(format!("replica {name}: {reason}")),
-                    );
+                    events.push(AuditEvent::new(now, "engine", "replica.unavailable").with_detail(reason.clone()));
                 }
                 state.unavailable_since.get_or_insert(now);
                 state.unavailable = Some(reason.clone());

@@ -212,6 +212,13 @@ async fn every_answer_matches_the_served_schemas() {
         call(Method::GET, "/api/stable/repository/collection/db/health".into(), None, None).await,
         200,
     );
+    let replicas = expect(
+        "/api/stable/repository/replicas",
+        "get",
+        call(Method::GET, "/api/stable/repository/replicas".into(), t(), None).await,
+        200,
+    );
+    assert_eq!(replicas["data"]["replicas"], json!([]), "no replica is configured");
     expect("/health", "get", call(Method::GET, "/health".into(), None, None).await, 200);
     expect("/ready", "get", call(Method::GET, "/ready".into(), t(), None).await, 200);
     expect("/ready", "get", call(Method::GET, "/ready".into(), None, None).await, 403);
@@ -242,14 +249,14 @@ async fn every_answer_matches_the_served_schemas() {
     // Every route is in the document, with a schema for its success.
     let paths = doc["paths"].as_object().unwrap();
     let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(operations, 24, "{}", doc["paths"]);
+    assert_eq!(operations, 25, "{}", doc["paths"]);
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
             let content = op["responses"]["200"]["content"].as_object().unwrap_or_else(|| panic!("{method} {path}"));
             assert!(!content.is_empty(), "{method} {path}");
         }
     }
-    assert_eq!(checked, 29);
+    assert_eq!(checked, 30);
     // The check can fail: a login answer without its token, a version without its digest.
     for (path, method, wrong) in [
         (

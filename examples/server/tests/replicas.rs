@@ -398,3 +398,38 @@ async fn a_manifest_gives_its_collection_a_replica_of_its_own() {
     .unwrap_err();
     assert!(e.contains("dumps.yaml") && e.contains("spec.replicas[0]"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_catalog_copy_each_version_once() {
+    let Some(database) = support::database_url("two_servers_on_one_postgres_catalog_copy_each_version_once") else {
+        return;
+    };
+    let schema = support::fresh_schema("replicas");
+    let catalog = format!("{database}{}schema={schema}", if database.contains('?') { '&' } else { '?' });
+    let (config, blobs, replica) = (config_copy(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    support::add_system_admin(config.path(), "root");
+    support::add_plain_collection(config.path(), "dumps", 50, "1MiB", "50MiB");
+    let mut extra = flags(&file_url(replica.path()), &[]);
+    extra.extend(["--catalog-url".into(), catalog, "--storage-url".into(), file_url(blobs.path())]);
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let start = |data: &Path, name: &str| {
+        let mut v: Vec<&str> = extra.iter().map(String::as_str).collect();
+        v.extend(["--instance-name", name]);
+        Server::start(&args(config.path(), data, &v))
+    };
+    let (a, b) = (start(data_a.path(), "a"), start(data_b.path(), "b"));
+    let c = client();
+    let tokens = [login(&c, &a, "some-user", "admin", None).await, login(&c, &b, "some-user", "admin", None).await];
+    for i in 0..30u8 {
+        let (server, token) = if i % 2 == 0 { (&a, &tokens[0]) } else { (&b, &tokens[1]) };
+        let (status, body) = upload(&c, server, token, "dumps", armored(2000 + usize::from(i), i), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let admin = login(&c, &a, "root", "admin", None).await;
+    let status = caught_up(&c, &a, &admin).await;
+    // One of the two holds the replica's cursor at a time: between them every version was
+    // copied once.
+    assert_eq!(status["copied"].as_u64(), Some(30), "{status}");
+    let n = assert_same_versions(&store(&file_url(blobs.path())), &store(&file_url(replica.path()))).await;
+    assert_eq!(n, 30);
+}
