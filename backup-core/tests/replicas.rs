@@ -78,6 +78,12 @@ impl Setup {
     }
 }
 
+/// A download's bytes, read to its end.
+async fn downloaded(d: backup_core::Download) -> Bytes {
+    let chunks: Vec<Bytes> = d.into_stream().try_collect().await.unwrap();
+    Bytes::from(chunks.concat())
+}
+
 async fn bytes_of(store: &Arc<dyn ObjectStore>, key: &str) -> Option<Bytes> {
     match store.get(&Path::from(key)).await {
         Ok(got) => Some(got.bytes().await.unwrap()),
@@ -201,9 +207,9 @@ async fn the_scrub_repairs_the_primary_from_the_replica_and_quarantines_only_wit
             "version {}",
             v.number
         );
-        let got = s.engine.download(&s.actor, &s.id, VersionSelector::Number(v.number)).await.unwrap();
-        let body: Vec<Bytes> = got.into_stream().try_collect().await.unwrap();
-        assert_eq!(body.concat(), pattern(v.number - 1, 2000 + v.number as usize - 1));
+        let body =
+            downloaded(s.engine.download(&s.actor, &s.id, VersionSelector::Number(v.number)).await.unwrap()).await;
+        assert_eq!(body, pattern(v.number - 1, 2000 + v.number as usize - 1));
     }
     let log = s.engine.read_audit(0, 1000).await.unwrap();
     let repaired: Vec<_> = log.iter().filter(|e| e.action == "version.repaired").collect();
@@ -232,23 +238,15 @@ async fn a_download_heals_a_missing_object_and_falls_back_to_the_replica() {
 
     // Missing in the primary: copied back, then served.
     primary.delete(&Path::from(v.object_key.as_str())).await.unwrap();
-    let body: Vec<Bytes> =
-        engine.download(&actor, &id, VersionSelector::Latest).await.unwrap().into_stream().try_collect().await.unwrap();
-    assert_eq!(body.concat(), data);
+    let body = downloaded(engine.download(&actor, &id, VersionSelector::Latest).await.unwrap()).await;
+    assert_eq!(body, data);
     assert_eq!(bytes_of(&primary, &v.object_key).await.unwrap(), data);
     assert!(engine.read_audit(0, 100).await.unwrap().iter().any(|e| e.action == "version.repaired"));
 
     // The primary store fails: the replica's copy is served.
     faults.fail_calls(1, u64::MAX / 2, FaultMode::Before);
-    let body: Vec<Bytes> = engine
-        .download(&actor, &id, VersionSelector::Number(v.number))
-        .await
-        .unwrap()
-        .into_stream()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(body.concat(), data);
+    let body = downloaded(engine.download(&actor, &id, VersionSelector::Number(v.number)).await.unwrap()).await;
+    assert_eq!(body, data);
 }
 
 #[tokio::test]
@@ -272,16 +270,9 @@ async fn deletions_reach_the_replica_after_its_delay_and_can_be_undone_from_it_m
     let restored = s.engine.restore_from_replica(&s.actor, "offsite", &s.id, gone.number).await.unwrap();
     assert_eq!((restored.size, restored.digest), (gone.size, gone.digest));
     assert!(restored.metadata.get("restored-from").is_some_and(|m| m.contains("offsite")), "{restored:?}");
-    let body: Vec<Bytes> = s
-        .engine
-        .download(&s.actor, &s.id, VersionSelector::Number(restored.number))
-        .await
-        .unwrap()
-        .into_stream()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(body.concat(), pattern(1, 2001));
+    let restored_bytes =
+        downloaded(s.engine.download(&s.actor, &s.id, VersionSelector::Number(restored.number)).await.unwrap()).await;
+    assert_eq!(restored_bytes, pattern(1, 2001));
 
     // After the delay: gone from the replica too, object and description.
     s.clock.advance(chrono::Duration::seconds(2 * 3600));
@@ -318,15 +309,8 @@ async fn a_catalog_lost_with_the_primary_is_rebuilt_from_the_replica_alone() {
         before.iter().map(|v| (v.number, v.id, v.digest)).collect::<Vec<_>>()
     );
     for v in &before {
-        let body: Vec<Bytes> = engine
-            .download(&s.actor, &s.id, VersionSelector::Number(v.number))
-            .await
-            .unwrap()
-            .into_stream()
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(Bytes::from(body.concat()), bytes_of(&s.primary, &v.object_key).await.unwrap());
+        let body = downloaded(engine.download(&s.actor, &s.id, VersionSelector::Number(v.number)).await.unwrap()).await;
+        assert_eq!(body, bytes_of(&s.primary, &v.object_key).await.unwrap());
     }
 }
 
@@ -347,4 +331,40 @@ async fn a_replica_holding_another_repository_is_never_written() {
     assert_eq!(s.engine.set_replicas(twice).unwrap_err().kind(), ErrorKind::InvalidInput);
     let no_log = Engine::builder().event_log(false).replica(Replica::new("a", foreign).unwrap()).build();
     assert_eq!(no_log.unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn pruning_the_audit_log_keeps_what_a_replica_has_not_read() {
+    let faults = Faults::new();
+    let replica: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(Arc::new(InMemory::new()), faults.clone()));
+    let engine = Engine::builder()
+        .audit_retention(backup_core::audit::AuditRetention::forever().with_max_events(3))
+        .replica(Replica::new("offsite", replica.clone()).unwrap())
+        .build()
+        .unwrap();
+    let (actor, id): (Actor, CollectionId) = (Actor::user("me"), "db".parse().unwrap());
+    let spec = CollectionSpec::new("db-${version}", Limits::new(100, 1 << 20, 1 << 27).unwrap());
+    engine.create_collection(&actor, &id, spec).await.unwrap();
+    engine.replicate("offsite", "me", &ReplicationOptions::default()).await.unwrap();
+    // The replica is down while ten versions are committed, and the log is pruned to three.
+    faults.fail_calls(1, u64::MAX / 2, FaultMode::Before);
+    for i in 0..10 {
+        engine.upload(&actor, &id, body_of(pattern(i, 1000), 300)).await.unwrap();
+    }
+    engine.replicate("offsite", "me", &ReplicationOptions::default()).await.unwrap();
+    let cursor = engine.replica_status("offsite").await.unwrap().cursor.unwrap();
+    let pruned = engine.prune_audit().await.unwrap();
+    assert!(pruned.is_none_or(|through| through <= cursor), "pruned through {pruned:?}, the replica is at {cursor}");
+    faults.reset();
+    let mut copied = 0;
+    loop {
+        let run = engine.replicate("offsite", "me", &ReplicationOptions::default()).await.unwrap();
+        copied += run.copied;
+        if !run.more {
+            break;
+        }
+    }
+    assert_eq!(copied, 10);
+    // Caught up, the replica no longer holds the log back.
+    assert!(engine.prune_audit().await.unwrap().is_some());
 }
