@@ -422,8 +422,9 @@ impl Engine {
 
     async fn delete_from_replica(&self, replica: &Replica, v: &Version) -> std::result::Result<(), String> {
         let key = Path::from(v.object_key.as_str());
-        for key in [key.clone(), description_key(key.as_ref())] {
-            match replica.store().delete(&key).await {
+        let description = description_key(key.as_ref());
+        for (store, key) in [(replica.store(), key), (replica.descriptions_ref(), description)] {
+            match store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(format!("replica {}: delete {key}: {e}", replica.name())),
             }
@@ -705,7 +706,8 @@ impl Engine {
     /// `version.restore_from_replica`.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for an unknown replica; [`Error::VersionNotFound`] when the
+    /// [`Error::InvalidInput`] for an unknown replica; the authorizer's denial
+    /// ([`crate::Action::RestoreVersion`], then the upload's); [`Error::VersionNotFound`] when the
     /// catalog has no such version or the replica no copy of it; [`Error::Corrupted`] when
     /// the copy does not match (nothing is committed); those of [`Engine::upload_with`].
     pub async fn restore_from_replica(
@@ -717,6 +719,8 @@ impl Engine {
     ) -> Result<Version> {
         let replica = self.replica(name)?;
         crate::check_version_number(number)?;
+        // Who may restore a version of the collection (the upload below asks for its own).
+        self.check_access(actor, collection, crate::Action::RestoreVersion).await?;
         let not_found = || Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() };
         let v = self.version_in_any_state(collection, number).await?.ok_or_else(not_found)?;
         let key = Path::from(v.object_key.as_str());

@@ -362,10 +362,18 @@ async fn a_manifest_gives_its_collection_a_replica_of_its_own() {
         ),
     )
     .unwrap();
-    let mut extra: Vec<String> =
-        ["--upload-confirm-grace", "0s", "--replica-poll", "20ms", "--detector-interval", "0s"]
-            .map(str::to_owned)
-            .to_vec();
+    let mut extra: Vec<String> = [
+        "--upload-confirm-grace",
+        "0s",
+        "--replica-poll",
+        "20ms",
+        "--detector-interval",
+        "0s",
+        "--maintenance-schedule",
+        "* * * * * *",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     extra.extend(NO_RATE_LIMITS.iter().map(|s| s.to_string()));
     let server =
         Server::in_process(&args(config.path(), data.path(), &extra.iter().map(String::as_str).collect::<Vec<_>>()))
@@ -382,6 +390,35 @@ async fn a_manifest_gives_its_collection_a_replica_of_its_own() {
     let copied = version_objects(&store(&file_url(cold.path()))).await;
     assert_eq!(copied.len(), 1, "{copied:?}");
     assert!(copied[0].as_ref().contains("/dumps/"), "{copied:?}");
+
+    // Deleted and purged from the primary (no trash retention, maintenance every second): the
+    // replica keeps it for its seven days, and it comes back from there as a new version.
+    let url = server.url("/api/stable/repository/collection/dumps/version/1");
+    let (code, body) = json(c.delete(&url).bearer_auth(&manager).send().await.unwrap()).await;
+    assert_eq!(code, 200, "{body}");
+    let dumps_objects = || async {
+        let primary = store(&file_url(&data.path().join("blobs")));
+        version_objects(&primary).await.into_iter().filter(|p| p.as_ref().contains("/dumps/")).count()
+    };
+    eventually(Duration::from_secs(30), || async { (dumps_objects().await == 0).then_some(()) })
+        .await
+        .expect("the version's object is purged from the primary");
+    let (code, body) = json(c.post(format!("{url}/restore")).bearer_auth(&manager).send().await.unwrap()).await;
+    assert_eq!(code, 404, "gone from the primary's trash: {body}");
+    let restore = format!("{url}/restore?replica=cold");
+    let (code, body) = json(c.post(&restore).bearer_auth(&manager).send().await.unwrap()).await;
+    assert_eq!(code, 200, "{body}");
+    let number = body["data"]["version"]["versionNumber"].as_u64().unwrap();
+    let got = c
+        .get(server.url(&format!("/api/alpha/repository/collection/dumps/version/{number}")))
+        .bearer_auth(&manager)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), armored(3000, 1).as_slice());
+    let nowhere = format!("{url}/restore?replica=nowhere");
+    let (code, body) = json(c.post(nowhere).bearer_auth(&manager).send().await.unwrap()).await;
+    assert_eq!(code, 400, "{body}");
 
     // A manifest naming a replica the flags declare already (for every collection) is refused,
     // naming its file and entry.

@@ -157,7 +157,7 @@ pub(crate) const ROUTES: &[Route] = &[
         id: "restore_version",
         method: "post",
         path: "/api/stable/repository/collection/{collectionId}/version/{versionNum}/restore",
-        summary: "Restore a deleted or rotated-out version within the trash retention",
+        summary: "Restore a deleted or rotated-out version within the trash retention; with ?replica=NAME, a version the primary no longer has (purged) comes back from that replica's copy, checked against its digest, as a new version (metadata restored-from), within the replica's delay",
         auth: Auth::Bearer,
         request: None,
         response: Body::Json("OneVersion"),

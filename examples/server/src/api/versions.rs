@@ -474,19 +474,27 @@ pub(crate) struct DeleteQuery {
 }
 
 /// `POST /api/stable/repository/collection/{collectionId}/version/{versionNum}/restore`
-/// (ours): a trashed version, within the trash retention, comes back.
+/// (ours): a trashed version, within the trash retention, comes back; with `?replica=NAME`, a
+/// version the primary no longer has comes back from that replica's copy as a new version.
 pub(crate) async fn restore(
     State(state): State<AppState>,
     caller: Caller,
     Path((collection, version)): Path<(String, String)>,
+    Query(query): Query<RestoreQuery>,
 ) -> Result<Response, ApiError> {
     let id = collection_id(&collection)?;
     let n = number(&version, "restore")?;
-    let v = state
-        .inner
-        .engine
-        .restore_version(&caller.actor, &id, n)
-        .await
-        .map_err(|e| ApiError::from_core(&e, "not authorized to restore versions of this collection"))?;
+    let engine = &state.inner.engine;
+    let restored = match &query.replica {
+        None => engine.restore_version(&caller.actor, &id, n).await,
+        Some(replica) => engine.restore_from_replica(&caller.actor, replica, &id, n).await,
+    };
+    let v = restored.map_err(|e| ApiError::from_core(&e, "not authorized to restore versions of this collection"))?;
     Ok(ok(json!({ "version": model::version(&v) })))
+}
+
+/// The restore's query.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RestoreQuery {
+    replica: Option<String>,
 }
