@@ -172,6 +172,39 @@ impl OpenedStore {
     }
 }
 
+impl OpenedStore {
+    /// The store as a replica called `name` (see [`backup_core::replica`]), with everything
+    /// opened with it: the descriptions' store, the leftovers of a killed copy, the store's
+    /// own enforcement of version locks, as [`OpenedStore::configure`] gives them to an
+    /// engine's primary.
+    ///
+    /// ```
+    /// use backup_store::{StoreOptions, open_store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let replica = open_store(&format!("file://{}", dir.path().display()), &StoreOptions::default())?.replica("cold")?;
+    /// let engine = backup_core::Engine::builder().replica(replica).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`backup_core::ErrorKind::InvalidInput`] for a name `backup_core::replica::check_name`
+    /// refuses.
+    pub fn replica(self, name: &str) -> Result<backup_core::replica::Replica> {
+        let mut replica = backup_core::replica::Replica::new(name, self.store)?;
+        if let Some(descriptions) = self.descriptions {
+            replica = replica.description_store(descriptions);
+        }
+        if let Some(leftovers) = self.leftovers {
+            replica = replica.leftovers(leftovers);
+        }
+        if let Some(locks) = self.object_locks {
+            replica = replica.object_locks(locks);
+        }
+        Ok(replica)
+    }
+}
+
 impl std::fmt::Debug for OpenedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenedStore")

@@ -46,9 +46,7 @@ async fn engine(dir: &std::path::Path, replica: Option<std::path::PathBuf>) -> E
         .description_store(backup_store::local_disk::description_store(&blobs).expect("descriptions"));
     if let Some(folder) = replica {
         // As the server opens a `file://` replica: blobs with fsync, descriptions without.
-        let replica = Replica::new("bench", local_disk_store(&folder).expect("replica"))
-            .expect("replica")
-            .description_store(backup_store::local_disk::description_store(&folder).expect("descriptions"));
+        let replica = backup_store::OpenedStore::local_disk(&folder).and_then(|o| o.replica("bench")).expect("replica");
         builder = builder.replica(replica);
     }
     builder.build().expect("engine")

@@ -69,22 +69,14 @@ fn declared(args: &Args, manifests: &Manifests) -> Result<Vec<Declared>, String>
 
 /// Opens a declared replica's store.
 fn open(args: &Args, d: &Declared) -> Result<Replica, String> {
-    let opened = open_store(&d.url, &StoreOptions::default()).map_err(|e| format!("replica {}: {e}", d.name))?;
-    let mut replica = Replica::new(&d.name, opened.store)
-        .map_err(|e| format!("replica {}: {e}", d.name))?
+    let at = |e: backup_core::Error| format!("replica {}: {e}", d.name);
+    let mut replica = open_store(&d.url, &StoreOptions::default())
+        .and_then(|opened| opened.replica(&d.name))
+        .map_err(at)?
         .location(crate::storage_url_shown(&d.url))
         .lag_limit(args.replica_lag_limit);
     if let Some(delay) = d.delete_after {
         replica = replica.delete_after(delay);
-    }
-    if let Some(descriptions) = opened.descriptions {
-        replica = replica.description_store(descriptions);
-    }
-    if let Some(leftovers) = opened.leftovers {
-        replica = replica.leftovers(leftovers);
-    }
-    if let Some(locks) = opened.object_locks {
-        replica = replica.object_locks(locks);
     }
     if let Some(collections) = &d.collections {
         replica = replica.only_for(collections.iter().cloned());
