@@ -371,3 +371,43 @@ fn alert_thresholds_load_and_bad_ones_are_refused_by_name() {
         refused(|r| with_alerts(r, alerts), collection_file, field, reason);
     }
 }
+
+/// `spec.replicas` gives a collection stores of its own that receive its versions; a bad name,
+/// URL or delay is refused by its field's name.
+#[test]
+fn replicas_load_and_bad_ones_are_refused_by_name() {
+    let with_replicas = |root: &Path, replicas: &str| {
+        edit(&collection_file(root), "strategyName: fifo", &format!("replicas:\n{replicas}\n    strategyName: fifo"));
+    };
+    let dir = copy_examples();
+    with_replicas(
+        dir.path(),
+        "        - name: vault\n          url: s3://vault?endpoint=http://127.0.0.1:9000\n          deleteAfter: 30d\n        \
+         - name: cold\n          url: file:///mnt/cold",
+    );
+    let m = load(dir.path(), NS).unwrap();
+    let r = &m.collections[0].replicas;
+    assert_eq!(
+        r.iter().map(|r| (r.name.as_str(), r.url.as_str())).collect::<Vec<_>>(),
+        [("vault", "s3://vault?endpoint=http://127.0.0.1:9000"), ("cold", "file:///mnt/cold")]
+    );
+    assert_eq!(r[0].delete_after, Some(std::time::Duration::from_secs(30 * 86_400)));
+    assert_eq!(r[1].delete_after, None, "the trash retention then");
+    assert!(loaded().collections[0].replicas.is_empty(), "without spec.replicas: none");
+    for (replicas, field, reason) in [
+        ("        - name: Vault\n          url: file:///x", "spec.replicas[0].name", "expected 1 to 64"),
+        ("        - name: vault\n          url: /mnt/x", "spec.replicas[0].url", "store URL"),
+        (
+            "        - name: vault\n          url: file:///x\n          deleteAfter: soon",
+            "spec.replicas[0].deleteAfter",
+            "duration",
+        ),
+        (
+            "        - name: a\n          url: file:///x\n        - name: a\n          url: file:///y",
+            "spec.replicas[1].name",
+            "named twice",
+        ),
+    ] {
+        refused(|r| with_replicas(r, replicas), collection_file, field, reason);
+    }
+}

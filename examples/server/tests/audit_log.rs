@@ -43,10 +43,13 @@ fn verify(config: &Path, data: &Path) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-fn anchors(data: &Path) -> usize {
-    std::fs::read_dir(data.join("blobs/_backup-server/.audit")).map_or(0, |d| {
-        d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))).count()
-    })
+/// The newest event an anchor in the storage covers (`anchor-<seq>.json`).
+fn newest_anchor(data: &Path) -> Option<u64> {
+    std::fs::read_dir(data.join("blobs/_backup-server/.audit"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("anchor-")?.strip_suffix(".json")?.parse().ok())
+        .max()
 }
 
 /// A server that anchors every second (its maintenance) makes a few events, and stops.
@@ -59,7 +62,14 @@ async fn some_history(config: &Path, data: &Path, extra: &[&str]) {
     for i in 0..2 {
         assert_eq!(upload(&c, &server, &uploader, "iwa-ait", armored(3_000, i), None).await.0, 200);
     }
-    assert!(eventually(Duration::from_secs(10), || async { (anchors(data) > 0).then_some(()) }).await.is_some());
+    // An anchor that covers the commits (one written before them, at the first maintenance
+    // run, would leave them to the chain alone).
+    let db = rusqlite::Connection::open(data.join("catalog.db")).unwrap();
+    let last: i64 =
+        db.query_row("SELECT MAX(seq) FROM audit WHERE action = 'version.commit'", [], |r| r.get(0)).unwrap();
+    drop(db);
+    let covered = || async { newest_anchor(data).is_some_and(|a| a >= last as u64).then_some(()) };
+    assert!(eventually(Duration::from_secs(10), covered).await.is_some(), "no anchor covers event {last}");
     assert!(server.stop().success());
 }
 
