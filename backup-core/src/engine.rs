@@ -527,7 +527,7 @@ impl Engine {
             0 => None,
             _ => Some(self.inner.catalog.get_version(id, VersionSelector::Latest).await?),
         };
-        let health = self.health_checks(&state.collection, &state.counters, latest.as_ref()).await?;
+        let health = self.health_checks(&state.collection, &state.counters, latest.as_ref(), None).await?;
         Ok(Usage {
             versions: state.counters.versions,
             committed_bytes: state.counters.bytes,

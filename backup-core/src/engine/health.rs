@@ -11,6 +11,7 @@ use crate::error::{ErrorKind, Result};
 use crate::health::{self, CheckKind, CollectionHealth, Facts, Health, Verdict};
 use crate::id::CollectionId;
 use crate::protocol::{CollectionState, Counters, VersionRange, VersionsNeeded};
+use crate::replica::ReplicaStatus;
 use crate::version::{Collection, Version};
 
 impl Engine {
@@ -106,9 +107,14 @@ impl Engine {
         let listed = self.inner.catalog.list_collections(after, limit).await?;
         let next = if listed.len() == limit { listed.last().map(|c| c.id.clone()) } else { None };
         let mut items = Vec::with_capacity(listed.len());
+        // The replicas' lag once for the page, not once per collection.
+        let mut statuses = Vec::new();
+        for r in self.replicas().iter() {
+            statuses.push(self.replica_status(r.name()).await?);
+        }
         for c in &listed {
             let read = match self.health_state(&c.id).await {
-                Ok(state) => self.assess(state).await,
+                Ok(state) => self.assess_with(state, Some(&statuses)).await,
                 Err(e) => Err(e),
             };
             match read {
@@ -126,8 +132,13 @@ impl Engine {
     }
 
     async fn assess(&self, state: CollectionState) -> Result<CollectionHealth> {
+        self.assess_with(state, None).await
+    }
+
+    /// [`Engine::assess`] with the replicas' statuses, when known already.
+    async fn assess_with(&self, state: CollectionState, known: Option<&[ReplicaStatus]>) -> Result<CollectionHealth> {
         let latest = state.committed.last().cloned();
-        let health = self.health_checks(&state.collection, &state.counters, latest.as_ref()).await?;
+        let health = self.health_checks(&state.collection, &state.counters, latest.as_ref(), known).await?;
         let c = state.counters;
         Ok(CollectionHealth {
             collection: state.collection,
@@ -147,6 +158,7 @@ impl Engine {
         collection: &Collection,
         counters: &Counters,
         latest: Option<&Version>,
+        known: Option<&[ReplicaStatus]>,
     ) -> Result<Health> {
         let (over, quarantined) = self.first_at_fault(collection, counters).await?;
         let windows = self.inner.authorizer.backup_windows(collection).await?;
@@ -155,7 +167,7 @@ impl Engine {
             .with_first_over_soft_limit(over.as_ref())
             .with_first_quarantined(quarantined.as_ref());
         let mut health = health::assess(&facts, &windows, self.now().to_datetime());
-        if let Some(check) = self.replication_check(&collection.id).await? {
+        if let Some(check) = self.replication_check(&collection.id, known).await? {
             health.checks.push(check);
         }
         Ok(health)
@@ -163,12 +175,19 @@ impl Engine {
 
     /// The replication check of a collection copied to replicas: it fails when one of them
     /// lags more than its limit ([`crate::replica::Replica::lag_limit`]).
-    async fn replication_check(&self, id: &CollectionId) -> Result<Option<health::Check>> {
+    async fn replication_check(
+        &self,
+        id: &CollectionId,
+        known: Option<&[ReplicaStatus]>,
+    ) -> Result<Option<health::Check>> {
         let replicas = self.replicas();
         let mut passing = Vec::new();
         let mut failing = Vec::new();
         for r in replicas.iter().filter(|r| r.covers(id)) {
-            let status = self.replica_status(r.name()).await?;
+            let status = match known.and_then(|k| k.iter().find(|s| s.name == r.name())) {
+                Some(s) => s.clone(),
+                None => self.replica_status(r.name()).await?,
+            };
             let limit = r.lag_limit_value();
             let line = format!(
                 "replica {}: {} versions ({} bytes) pending, {} s behind{}",
