@@ -107,7 +107,7 @@ async fn start(hook: std::net::SocketAddr) -> Setup {
     let secret_file = data.path().join("webhook.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let (url, secret_path) = (format!("http://{hook}/hook"), secret_file.display().to_string());
-    let mut extra = vec![
+    let extra = vec![
         "--upload-confirm-grace",
         "0s",
         "--webhook-url",
@@ -123,11 +123,21 @@ async fn start(hook: std::net::SocketAddr) -> Setup {
         "--detector-interval",
         "100ms",
     ];
+    let (server, clock) = serve_in_window(config.path(), data.path(), extra).await;
+    Setup { server, clock, _dirs: (config, data) }
+}
+
+/// A server on these folders with `extra` flags and the rate limits lifted, on a clock inside
+/// nightly's window slot of 2026-01-10, 02:00 to 03:00.
+async fn serve_in_window(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    mut extra: Vec<&str>,
+) -> (Server, Arc<ManualClock>) {
     extra.extend(NO_RATE_LIMITS);
-    // Inside the window's slot of 2026-01-10, 02:00 to 03:00.
     let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 10, 2, 10, 0).unwrap()));
-    let config_of = support::server_config(&args(config.path(), data.path(), &extra)).clock(clock.clone());
-    Setup { server: Server::in_process_with(config_of).await, clock, _dirs: (config, data) }
+    let server_config = support::server_config(&args(config, data, &extra)).clock(clock.clone());
+    (Server::in_process_with(server_config).await, clock)
 }
 
 async fn put(c: &reqwest::Client, s: &Server, token: &str, size: usize) {
@@ -374,7 +384,7 @@ async fn an_alert_arrives_by_email_with_the_collection_and_the_reason_in_its_sub
     let (config, data) = (config_copy(), tempfile::tempdir().unwrap());
     manifests(config.path());
     let smtp = format!("smtp://127.0.0.1:{}", sink.port);
-    let mut extra = vec![
+    let extra = vec![
         "--upload-confirm-grace",
         "0s",
         "--smtp-url",
@@ -388,10 +398,7 @@ async fn an_alert_arrives_by_email_with_the_collection_and_the_reason_in_its_sub
         "--detector-interval",
         "100ms",
     ];
-    extra.extend(NO_RATE_LIMITS);
-    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 10, 2, 10, 0).unwrap()));
-    let server_config = support::server_config(&args(config.path(), data.path(), &extra)).clock(clock);
-    let server = Server::in_process_with(server_config).await;
+    let (server, _clock) = serve_in_window(config.path(), data.path(), extra).await;
     let c = client();
     let uploader = login(&c, &server, "uploader", "admin", None).await;
     for size in [1000, 1000, 1000, 1000, 1000, 400] {
@@ -433,11 +440,8 @@ async fn a_collections_manifest_routes_its_own_events_to_its_targets() {
              backup-repository-passwords\n              entry: admin\n          events: [upload.lighter]\n"
         ),
     );
-    let mut extra = vec!["--upload-confirm-grace", "0s", "--notify-poll", "50ms", "--detector-interval", "100ms"];
-    extra.extend(NO_RATE_LIMITS);
-    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 10, 2, 10, 0).unwrap()));
-    let server_config = support::server_config(&args(config.path(), data.path(), &extra)).clock(clock);
-    let server = Server::in_process_with(server_config).await;
+    let extra = vec!["--upload-confirm-grace", "0s", "--notify-poll", "50ms", "--detector-interval", "100ms"];
+    let (server, _clock) = serve_in_window(config.path(), data.path(), extra).await;
     let c = client();
     let uploader = login(&c, &server, "uploader", "admin", None).await;
     for size in [1000, 1000, 1000, 400] {
