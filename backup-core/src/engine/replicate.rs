@@ -435,13 +435,8 @@ impl Engine {
     /// A version by number in any state but pending; `None` when it (or its collection) is
     /// gone.
     async fn version_in_any_state(&self, collection: &CollectionId, number: u64) -> Result<Option<Version>> {
-        let query = StateQuery::collection(CollectionQuery::new(collection.clone()).with_numbers([number]))
-            .with_label("replica_version");
-        match self.inner.catalog.load(query).await {
-            Ok(state) => Ok(state.collection.and_then(|c| c.version_numbered(number).cloned())),
-            Err(Error::CollectionNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let key = (collection.clone(), number);
+        Ok(self.versions_named([key.clone()]).await?.remove(&key).map(|(v, _)| v))
     }
 
     /// The versions named (collection, number), in any state but pending, with their
@@ -567,38 +562,23 @@ impl Engine {
         throttle: Option<&Throttle>,
     ) -> std::result::Result<u64, CopyError> {
         let key = Path::from(v.object_key.as_str());
-        let mut body = match from {
-            // The primary through the download's reader (large blocks, read ahead, hashed on
-            // the reading thread).
-            Source::Primary => match self.read_verified(v).await {
-                Ok(body) => body,
-                Err(Error::Corrupted { reason, .. }) => return Err(CopyError::Damaged(reason)),
-                Err(Error::VersionNotFound { .. }) => {
-                    return Err(CopyError::Damaged(format!("its object {key} is gone (purged meanwhile)")));
-                }
-                Err(e) => return Err(CopyError::Blocked(e.to_string())),
-            },
-            Source::Store(from) => {
-                let got = match from.get(&key).await {
-                    Ok(got) => got,
-                    Err(object_store::Error::NotFound { .. }) => {
-                        return Err(CopyError::Damaged(format!("its object {key} is missing")));
-                    }
-                    Err(e) => return Err(CopyError::Blocked(format!("get {key}: {e}"))),
-                };
-                if got.meta.size != v.size {
-                    return Err(CopyError::Damaged(format!(
-                        "its object {key} has {} bytes, {} were committed",
-                        got.meta.size, v.size
-                    )));
-                }
-                let source_key = key.clone();
-                verified(got.into_stream().map_err(move |e| Error::store("get", &source_key, e)).boxed(), v)
-            }
-        };
         let source_error = |e: Error| match e {
             Error::Corrupted { reason, .. } => CopyError::Damaged(reason),
             e => CopyError::Blocked(e.to_string()),
+        };
+        let opened = match from {
+            // The primary through the download's reader (large blocks, read ahead, hashed on
+            // the reading thread); a version purged since it was read has no object either.
+            Source::Primary => match self.read_verified(v).await {
+                Err(Error::VersionNotFound { .. }) => Ok(None),
+                read => read.map(Some),
+            },
+            Source::Store(from) => verified_in(from, v).await,
+        };
+        let mut body = match opened {
+            Ok(Some(body)) => body,
+            Ok(None) => return Err(CopyError::Damaged(format!("its object {key} is missing"))),
+            Err(e) => return Err(source_error(e)),
         };
         if v.size <= part_size as u64 {
             let mut chunks = Vec::new();
@@ -677,17 +657,11 @@ impl Engine {
     /// Version `v`'s bytes from the first replica that has its object with the right size,
     /// checked as they flow.
     pub(crate) async fn replica_stream(&self, v: &Version) -> Option<BoxStream<'static, Result<Bytes>>> {
-        let key = Path::from(v.object_key.as_str());
         for replica in self.replicas_of(&v.collection) {
-            match replica.store().get(&key).await {
-                Ok(got) if got.meta.size == v.size => {
-                    tracing::warn!(collection = %v.collection, version = v.number, replica = replica.name(),
-                        "the primary's object cannot be read; serving the replica's copy");
-                    let k = key.clone();
-                    let raw = got.into_stream().map_err(move |e| Error::store("get", &k, e)).boxed();
-                    return Some(verified(raw, v));
-                }
-                _ => continue,
+            if let Ok(Some(stream)) = verified_in(replica.store(), v).await {
+                tracing::warn!(collection = %v.collection, version = v.number, replica = replica.name(),
+                    "the primary's object cannot be read; serving the replica's copy");
+                return Some(stream);
             }
         }
         None
@@ -723,14 +697,7 @@ impl Engine {
         self.check_access(actor, collection, crate::Action::RestoreVersion).await?;
         let not_found = || Error::VersionNotFound { collection: collection.clone(), selector: number.to_string() };
         let v = self.version_in_any_state(collection, number).await?.ok_or_else(not_found)?;
-        let key = Path::from(v.object_key.as_str());
-        let got = match replica.store().get(&key).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
-            Err(e) => return Err(Error::store("get", &key, e)),
-        };
-        let k = key.clone();
-        let body = verified(got.into_stream().map_err(move |e| Error::store("get", &k, e)).boxed(), &v);
+        let body = verified_in(replica.store(), &v).await?.ok_or_else(not_found)?;
         let options = UploadOptions::new()
             .expected_size(v.size)
             .metadata("restored-from", format!("version {number} (replica {name})"));
@@ -869,6 +836,28 @@ impl Engine {
         }
         Ok(hold)
     }
+}
+
+/// Version `v`'s object in `store` (a replica), checked against its size and digest as it
+/// streams; `None` when the store has no object under its key.
+///
+/// # Errors
+/// [`Error::Corrupted`] when the object has another size; the store's.
+async fn verified_in(store: &Arc<dyn ObjectStore>, v: &Version) -> Result<Option<BoxStream<'static, Result<Bytes>>>> {
+    let key = Path::from(v.object_key.as_str());
+    let got = match store.get(&key).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::store("get", &key, e)),
+    };
+    if got.meta.size != v.size {
+        return Err(Error::Corrupted {
+            collection: v.collection.clone(),
+            version: v.number,
+            reason: format!("its object {key} has {} bytes, {} were committed", got.meta.size, v.size),
+        });
+    }
+    Ok(Some(verified(got.into_stream().map_err(move |e| Error::store("get", &key, e)).boxed(), v)))
 }
 
 /// Runs `futures`, `workers` at a time, each next one started as soon as any finishes (a
